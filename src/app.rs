@@ -1,0 +1,177 @@
+//! The shared state, and the server's life: start, follow the revocation log, shut down.
+
+use crate::auth::keys::{ensure_data_dir, HmacKey};
+use crate::auth::password::Hasher;
+use crate::auth::tokens::{now, Tokens};
+use crate::auth::Authenticator;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::store::{self, DynStore, Revocation, StoreResult};
+use crate::ws::registry::Sockets;
+use crate::ws::session::Limits;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// How often each node reads new entries of the revocation log: the bound on how late a
+/// revocation made elsewhere (another node, the CLI) closes this node's sockets.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: DynStore,
+    pub auth: Authenticator,
+    pub hasher: Hasher,
+    pub sockets: Arc<Sockets>,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
+    pub shutdown: CancellationToken,
+    pub secure_cookies: bool,
+}
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub async fn new(config: Config) -> anyhow::Result<AppState> {
+        ensure_data_dir(&config.data_dir)?;
+        let store = store::connect(&config.database_url).await?;
+        let key = HmacKey::load(config.jwt_secret_file.as_deref(), &config.data_dir)?;
+        let tokens = Tokens::new(
+            key,
+            config.issuer.clone(),
+            config.audience.clone(),
+            config.access_ttl,
+            config.refresh_ttl,
+        );
+        let limits = Limits {
+            max_message_bytes: config.max_message_bytes,
+            max_messages_per_sec: config.max_messages_per_sec,
+            idle_timeout: config.idle_timeout,
+            ping_interval: config.ping_interval,
+            expiry_warning: config.expiry_warning,
+        };
+        Ok(AppState(Arc::new(Inner {
+            auth: Authenticator::new(tokens, store.clone()),
+            hasher: Hasher::new(config.hash_concurrency, config.hash_queue),
+            store,
+            sockets: Arc::default(),
+            metrics: Metrics::default(),
+            limits,
+            shutdown: CancellationToken::new(),
+            secure_cookies: false,
+            config,
+        })))
+    }
+
+    /// Applies a revocation on this node: the token stops verifying and its sockets close.
+    pub fn apply_revocation(&self, revocation: &Revocation) {
+        self.auth.revocations.apply(revocation);
+        let closed = self.sockets.revoke(revocation);
+        if closed > 0 {
+            tracing::info!(username = %revocation.username, closed, "revocation closed sockets");
+        }
+    }
+
+    /// Records a revocation in the log (for every node) and applies it here at once.
+    pub async fn revoke(&self, revocation: Revocation) -> StoreResult<()> {
+        self.store.revoke(&revocation, now()).await?;
+        self.apply_revocation(&revocation);
+        Ok(())
+    }
+}
+
+/// Loads the revocations in force, then follows the log until shutdown.
+async fn follow_revocations(state: AppState) -> StoreResult<()> {
+    let (mut last_id, live) = state.store.live_revocations(now()).await?;
+    for revocation in &live {
+        state.auth.revocations.apply(revocation);
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(REVOCATION_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rounds: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            match state.store.revocations_since(last_id, 1000).await {
+                Ok(entries) => {
+                    for (id, revocation) in entries {
+                        state.apply_revocation(&revocation);
+                        last_id = id;
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "reading the revocation log failed"),
+            }
+            rounds += 1;
+            if rounds % 240 == 0 {
+                state.auth.revocations.prune(now());
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let state = AppState::new(config).await?;
+    follow_revocations(state.clone()).await?;
+    let listener = TcpListener::bind(state.config.bind).await?;
+    let addr = listener.local_addr()?;
+    // The first line on stdout is the address; tests and scripts read the port from it.
+    println!("wsguard listening on http://{addr}");
+    tracing::info!(%addr, database = %redact(&state.config.database_url), "listening");
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    let stop = state.shutdown.clone();
+    axum::serve(listener, crate::http::routes(state.clone()))
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await?;
+    // Let the sockets send their 1001 close frames.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while state.metrics.sockets_open.get() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// A database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

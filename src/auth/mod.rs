@@ -1,0 +1,124 @@
+//! Authentication: passwords, tokens and keys, where a token comes from, the four check modes and
+//! revocation. [`Authenticator::authenticate`] is the one path from a presented token to an
+//! identity, used by every HTTP extractor and every WebSocket endpoint.
+
+pub mod keys;
+pub mod password;
+pub mod revocation;
+pub mod tokens;
+pub mod transport;
+
+use crate::store::{DynStore, StoreError, UserRecord};
+use revocation::Revocations;
+use subtle::ConstantTimeEq;
+use tokens::{Claims, TokenError, TokenKind, Tokens};
+use transport::{Presented, Transport};
+
+/// The check modes of fastapi-jwt-auth, selectable per endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A valid access token.
+    Required,
+    /// Anonymous allowed; an identity when a valid access token is presented. A presented but
+    /// invalid token is still refused.
+    Optional,
+    /// A valid refresh token.
+    Refresh,
+    /// A fresh access token (straight from a password login).
+    Fresh,
+}
+
+impl Mode {
+    pub fn token_kind(self) -> TokenKind {
+        match self {
+            Mode::Refresh => TokenKind::Refresh,
+            _ => TokenKind::Access,
+        }
+    }
+}
+
+/// Who is on the other end, and the token that proves it.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: UserRecord,
+    pub claims: Claims,
+    pub transport: Transport,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("Not authenticated")]
+    Missing,
+    #[error("Invalid authentication credentials")]
+    NotBearer,
+    #[error("{0}")]
+    Token(#[from] TokenError),
+    #[error("CSRF token missing or incorrect")]
+    Csrf,
+    #[error("Could not validate credentials")]
+    UnknownUser,
+    #[error("Inactive user")]
+    Inactive,
+    /// The cause is logged where it is handled; clients see only this text.
+    #[error("Service unavailable")]
+    Store(#[from] StoreError),
+}
+
+pub struct Authenticator {
+    pub tokens: Tokens,
+    pub revocations: Revocations,
+    store: DynStore,
+}
+
+impl Authenticator {
+    pub fn new(tokens: Tokens, store: DynStore) -> Authenticator {
+        Authenticator {
+            tokens,
+            revocations: Revocations::default(),
+            store,
+        }
+    }
+
+    /// Turns what a client presented into an identity under `mode`: signature, claims, kind,
+    /// freshness, CSRF (for cookies), revocation, and a user who exists and is active.
+    pub async fn authenticate(
+        &self,
+        presented: Option<&Presented>,
+        mode: Mode,
+    ) -> Result<Option<Identity>, AuthError> {
+        let Some(presented) = presented else {
+            return match mode {
+                Mode::Optional => Ok(None),
+                _ => Err(AuthError::Missing),
+            };
+        };
+        let claims = self.tokens.verify(&presented.token, mode.token_kind())?;
+        if let Some(submitted) = &presented.csrf {
+            let matches = submitted
+                .as_deref()
+                .is_some_and(|s| bool::from(s.as_bytes().ct_eq(claims.csrf.as_bytes())));
+            if !matches {
+                return Err(AuthError::Csrf);
+            }
+        }
+        if mode == Mode::Fresh && !claims.fresh {
+            return Err(TokenError::NotFresh.into());
+        }
+        if self.revocations.is_revoked(&claims.jti, &claims.fam) {
+            return Err(TokenError::Revoked.into());
+        }
+        let user = self
+            .store
+            .user(&claims.sub)
+            .await?
+            .ok_or(AuthError::UnknownUser)?;
+        if user.disabled {
+            return Err(AuthError::Inactive);
+        }
+        Ok(Some(Identity {
+            user,
+            claims,
+            transport: presented.transport,
+        }))
+    }
+}

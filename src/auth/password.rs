@@ -1,0 +1,207 @@
+//! Password hashing: argon2id for new hashes, bcrypt (as passlib writes it) still verified and
+//! upgraded on the next login. Hashing is CPU-bound and deliberately slow, so it runs on the
+//! blocking pool behind a semaphore: a login storm queues there, never on the async runtime.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+
+/// Longest password accepted, in bytes. Checked before any hashing, so a huge body cannot buy a
+/// long hash computation.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
+fn argon2() -> Argon2<'static> {
+    let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes a new password with argon2id. Blocking: call from the blocking pool or the CLI.
+pub fn hash(password: &str) -> String {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .expect("argon2 hashing with valid parameters cannot fail")
+        .to_string()
+}
+
+/// Outcome of checking a password against a stored hash.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Valid {
+        /// A fresh argon2id hash when the stored one is bcrypt or has weaker parameters.
+        rehash: Option<String>,
+    },
+    Invalid,
+}
+
+/// Blocking verification against a stored hash; unknown formats never verify.
+fn verify_blocking(password: &str, stored: &str) -> Verdict {
+    if stored.starts_with("$2") {
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Verdict::Valid {
+                rehash: Some(hash(password)),
+            },
+            _ => Verdict::Invalid,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Verdict::Invalid;
+    };
+    if argon2()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Verdict::Invalid;
+    }
+    let current = Params::try_from(&parsed).ok();
+    let wanted = argon2().params().clone();
+    let outdated = parsed.algorithm.as_str() != "argon2id"
+        || current.is_none_or(|p| p.m_cost() < wanted.m_cost() || p.t_cost() < wanted.t_cost());
+    Verdict::Valid {
+        rehash: outdated.then(|| hash(password)),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many logins in progress")]
+pub struct Busy;
+
+/// The bounded hashing pool shared by every login.
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    pending: AtomicUsize,
+    /// Checks in progress or queued; one more is refused with [`Busy`].
+    max_pending: usize,
+    /// Verified against when the user does not exist, so an unknown user costs one real hash.
+    dummy: String,
+    /// Cumulative hashing time and count, for metrics.
+    pub stats: Arc<HashStats>,
+}
+
+#[derive(Default)]
+pub struct HashStats {
+    pub count: AtomicUsize,
+    pub micros: AtomicUsize,
+}
+
+impl Hasher {
+    pub fn new(concurrency: usize, max_pending: usize) -> Hasher {
+        Hasher {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            pending: AtomicUsize::new(0),
+            max_pending,
+            dummy: hash(&uuid::Uuid::new_v4().to_string()),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Verifies `password` against `stored`, or against a dummy hash when the user is unknown,
+    /// so both cases take the same time. Errs with [`Busy`] when the queue is full.
+    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verdict, Busy> {
+        let known = stored.is_some();
+        let stored = stored.unwrap_or_else(|| self.dummy.clone());
+        let verdict = self
+            .run(move || verify_blocking(&password, &stored))
+            .await?;
+        Ok(if known { verdict } else { Verdict::Invalid })
+    }
+
+    /// Hashes a new password on the pool.
+    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+        self.run(move || hash(&password)).await
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Busy> {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            return Err(Busy);
+        }
+        let _pending = PendingGuard(&self.pending);
+        let permit = self.permits.clone().acquire_owned().await;
+        let permit = permit.expect("the hashing semaphore is never closed");
+        let stats = self.stats.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let result = work();
+            stats.count.fetch_add(1, Ordering::Relaxed);
+            stats
+                .micros
+                .fetch_add(started.elapsed().as_micros() as usize, Ordering::Relaxed);
+            drop(permit);
+            result
+        })
+        .await;
+        Ok(result.expect("password hashing does not panic"))
+    }
+}
+
+/// Counts a check as pending until it ends, even when its request is dropped half-way.
+struct PendingGuard<'a>(&'a AtomicUsize);
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argon2id_round_trip_needs_no_rehash() {
+        let stored = hash("secret");
+        assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+        assert_eq!(
+            verify_blocking("secret", &stored),
+            Verdict::Valid { rehash: None }
+        );
+        assert_eq!(verify_blocking("wrong", &stored), Verdict::Invalid);
+    }
+
+    #[test]
+    fn bcrypt_verifies_and_asks_for_argon2id() {
+        let stored = bcrypt::hash("secret", 4).unwrap();
+        assert!(stored.starts_with("$2b$"));
+        match verify_blocking("secret", &stored) {
+            Verdict::Valid { rehash: Some(new) } => assert!(new.starts_with("$argon2id$")),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(verify_blocking("wrong", &stored), Verdict::Invalid);
+    }
+
+    #[test]
+    fn weaker_argon2_parameters_are_upgraded() {
+        let weak = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(8, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let stored = weak.hash_password(b"secret", &salt).unwrap().to_string();
+        assert!(matches!(
+            verify_blocking("secret", &stored),
+            Verdict::Valid { rehash: Some(_) }
+        ));
+    }
+
+    #[test]
+    fn garbage_hashes_never_verify() {
+        for stored in ["", "plain", "$2b$garbage", "$argon2id$v=19$nonsense"] {
+            assert_eq!(verify_blocking("secret", stored), Verdict::Invalid);
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_is_busy_not_queued() {
+        let hasher = Hasher::new(1, 0);
+        assert!(hasher.hash("x".into()).await.is_err());
+    }
+}

@@ -1,0 +1,269 @@
+//! JWT issue and verification. Verification trusts nothing in the header but the `kid`: the
+//! algorithm comes from the configuration (an allow-list of one), so `none` and algorithm
+//! confusion fail, and every claim wsguard relies on must be present.
+
+use super::keys::HmacKey;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Seconds of clock skew tolerated on `exp` and `nbf`.
+const LEEWAY_SECS: u64 = 5;
+/// Tokens longer than this are refused before any parsing.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TokenKind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub nbf: i64,
+    pub jti: String,
+    #[serde(rename = "type")]
+    pub kind: TokenKind,
+    pub fresh: bool,
+    pub iss: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The login (refresh family) this token descends from: revoking it revokes them all.
+    pub fam: String,
+    /// Double-submit CSRF value, also set as the readable `csrf_*` cookie.
+    pub csrf: String,
+}
+
+/// Why a token was refused. The text is safe to show a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("invalid signature")]
+    BadSignature,
+    #[error("signature has expired")]
+    Expired,
+    #[error("token not yet valid")]
+    Immature,
+    #[error("invalid issuer or audience")]
+    WrongAudience,
+    #[error("wrong token type")]
+    WrongKind,
+    #[error("fresh token required")]
+    NotFresh,
+    #[error("token has been revoked")]
+    Revoked,
+}
+
+/// A freshly signed token and its claims.
+pub struct Issued {
+    pub token: String,
+    pub claims: Claims,
+}
+
+pub struct Tokens {
+    key: HmacKey,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    issuer: String,
+    audience: Option<String>,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+pub fn random_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Tokens {
+    pub fn new(
+        key: HmacKey,
+        issuer: String,
+        audience: Option<String>,
+        access_ttl: Duration,
+        refresh_ttl: Duration,
+    ) -> Tokens {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
+        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss"]);
+        validation.set_issuer(&[&issuer]);
+        match &audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Tokens {
+            encoding: EncodingKey::from_secret(&key.secret),
+            decoding: DecodingKey::from_secret(&key.secret),
+            key,
+            validation,
+            issuer,
+            audience,
+            access_ttl,
+            refresh_ttl,
+        }
+    }
+
+    /// Signs a token of `kind` for `sub` within the login `fam`.
+    pub fn issue(&self, sub: &str, kind: TokenKind, fresh: bool, fam: &str, csrf: &str) -> Issued {
+        let iat = now();
+        let ttl = match kind {
+            TokenKind::Access => self.access_ttl,
+            TokenKind::Refresh => self.refresh_ttl,
+        };
+        let claims = Claims {
+            sub: sub.to_owned(),
+            exp: iat + ttl.as_secs() as i64,
+            iat,
+            nbf: iat,
+            jti: random_id(),
+            kind,
+            fresh: fresh && kind == TokenKind::Access,
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            fam: fam.to_owned(),
+            csrf: csrf.to_owned(),
+        };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(self.key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
+            .expect("HS256 signing of serialisable claims cannot fail");
+        Issued { token, claims }
+    }
+
+    /// Checks signature, algorithm, `kid`, time window, issuer, audience and kind. Revocation and
+    /// the user's state are the caller's to check (see `auth::Authenticator`).
+    pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+        if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Malformed);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::BadSignature);
+        }
+        if header.kid.as_deref().is_some_and(|kid| kid != self.key.kid) {
+            return Err(TokenError::BadSignature);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::Immature,
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    TokenError::BadSignature
+                }
+                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
+                _ => TokenError::Malformed,
+            })?;
+        if data.claims.kind != kind {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    fn tokens() -> Tokens {
+        let dir = tempfile::tempdir().unwrap();
+        let key = HmacKey::load(None, dir.path()).unwrap();
+        Tokens::new(
+            key,
+            "wsguard".into(),
+            None,
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
+    }
+
+    #[test]
+    fn issued_tokens_verify_with_their_kind_only() {
+        let t = tokens();
+        let access = t.issue("johndoe", TokenKind::Access, true, "fam", "csrf");
+        let claims = t.verify(&access.token, TokenKind::Access).unwrap();
+        assert_eq!(claims, access.claims);
+        assert!(claims.fresh);
+        assert_eq!(
+            t.verify(&access.token, TokenKind::Refresh),
+            Err(TokenError::WrongKind)
+        );
+        let refresh = t.issue("johndoe", TokenKind::Refresh, true, "fam", "csrf");
+        assert!(!refresh.claims.fresh, "refresh tokens are never fresh");
+    }
+
+    #[test]
+    fn alg_none_and_tampering_are_refused() {
+        let t = tokens();
+        let issued = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+        let parts: Vec<&str> = issued.token.split('.').collect();
+        let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
+        let unsigned = format!("{none_header}.{}.", parts[1]);
+        assert!(t.verify(&unsigned, TokenKind::Access).is_err());
+
+        let mut claims = issued.claims.clone();
+        claims.sub = "admin".into();
+        let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
+        let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
+        assert_eq!(
+            t.verify(&forged, TokenKind::Access),
+            Err(TokenError::BadSignature)
+        );
+
+        let hs512 = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT"}"#);
+        let confused = format!("{hs512}.{}.{}", parts[1], parts[2]);
+        assert_eq!(
+            t.verify(&confused, TokenKind::Access),
+            Err(TokenError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn other_keys_and_garbage_are_refused() {
+        let a = tokens();
+        let b = tokens();
+        let issued = a.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+        assert_eq!(
+            b.verify(&issued.token, TokenKind::Access),
+            Err(TokenError::BadSignature)
+        );
+        for garbage in ["", "abc", "a.b.c", "....", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
+            assert_eq!(
+                a.verify(garbage, TokenKind::Access),
+                Err(TokenError::Malformed)
+            );
+        }
+    }
+
+    #[test]
+    fn expired_tokens_are_refused() {
+        let t = tokens();
+        let mut claims = t
+            .issue("johndoe", TokenKind::Access, false, "fam", "csrf")
+            .claims;
+        claims.exp = now() - 60;
+        claims.iat = now() - 120;
+        claims.nbf = claims.iat;
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(t.key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &t.encoding).unwrap();
+        assert_eq!(
+            t.verify(&token, TokenKind::Access),
+            Err(TokenError::Expired)
+        );
+    }
+}

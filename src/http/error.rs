@@ -1,0 +1,185 @@
+//! One error type for every handler. Client mistakes become a 4xx with a `{"detail": ...}` body
+//! (plus the OAuth2 `error` fields on the token endpoints); anything unexpected becomes a 500 or 503
+//! whose cause is logged, never sent.
+
+use crate::auth::password::Busy;
+use crate::auth::AuthError;
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A request that cannot be understood: 400, or 422 for a well-formed body with bad values.
+    #[error("{detail}")]
+    BadRequest { status: StatusCode, detail: String },
+    #[error("{0}")]
+    Auth(#[from] AuthError),
+    /// An OAuth2 token-endpoint error (RFC 6749 §5.2).
+    #[error("{detail}")]
+    OAuth {
+        status: StatusCode,
+        error: &'static str,
+        detail: String,
+    },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("Server busy, try again shortly")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Unexpected: the cause is logged where it happened, the client sees a bare 500.
+    #[error("Internal server error")]
+    Internal,
+}
+
+impl ApiError {
+    pub fn unprocessable(detail: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: detail.into(),
+        }
+    }
+
+    /// An unexpected failure: logged by the caller, a bare 500 for the client.
+    pub fn internal() -> ApiError {
+        ApiError::Internal
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+        ApiError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn invalid_grant() -> ApiError {
+        ApiError::OAuth {
+            status: StatusCode::UNAUTHORIZED,
+            error: "invalid_grant",
+            detail: "Incorrect username or password".into(),
+        }
+    }
+
+    /// Recasts a validation error as an OAuth2 `invalid_request` (for `/token`).
+    pub fn into_oauth(self) -> ApiError {
+        match self {
+            ApiError::BadRequest { status, detail } => ApiError::OAuth {
+                status: if status == StatusCode::UNSUPPORTED_MEDIA_TYPE
+                    || status == StatusCode::PAYLOAD_TOO_LARGE
+                {
+                    status
+                } else {
+                    StatusCode::BAD_REQUEST
+                },
+                error: "invalid_request",
+                detail,
+            },
+            other => other,
+        }
+    }
+}
+
+impl From<Busy> for ApiError {
+    fn from(_: Busy) -> Self {
+        ApiError::Busy
+    }
+}
+
+/// `WWW-Authenticate` for a bearer failure (RFC 6750 §3): `error="invalid_token"` only when a
+/// token was presented.
+fn bearer_challenge(error: Option<&str>) -> HeaderValue {
+    let value = match error {
+        Some(description) => format!(
+            r#"Bearer error="invalid_token", error_description="{}""#,
+            description.replace('"', "'")
+        ),
+        None => "Bearer".to_owned(),
+    };
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer"))
+}
+
+fn detail(status: StatusCode, detail: &str) -> Response {
+    (status, Json(json!({ "detail": detail }))).into_response()
+}
+
+fn store_failure(err: &StoreError) -> Response {
+    match err {
+        StoreError::Conflict => detail(StatusCode::CONFLICT, "Already exists"),
+        StoreError::Unavailable(cause) => {
+            tracing::warn!(error = %cause, "database unavailable");
+            detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Database unavailable, try again shortly",
+            )
+        }
+        StoreError::Other(cause) => {
+            tracing::error!(error = %cause, "database error");
+            detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::BadRequest {
+                status,
+                detail: text,
+            } => detail(status, &text),
+            ApiError::OAuth {
+                status,
+                error,
+                detail,
+            } => {
+                let mut response = (
+                    status,
+                    Json(json!({ "detail": detail, "error": error, "error_description": detail })),
+                )
+                    .into_response();
+                let headers = response.headers_mut();
+                if status == StatusCode::UNAUTHORIZED {
+                    headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(None));
+                }
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            ApiError::Auth(err) => {
+                let (status, challenge) = match &err {
+                    AuthError::Missing | AuthError::NotBearer => (StatusCode::UNAUTHORIZED, None),
+                    AuthError::Token(e) => (StatusCode::UNAUTHORIZED, Some(e.to_string())),
+                    AuthError::UnknownUser => (StatusCode::UNAUTHORIZED, Some(err.to_string())),
+                    AuthError::Csrf => (StatusCode::UNAUTHORIZED, Some(err.to_string())),
+                    AuthError::Inactive => return detail(StatusCode::BAD_REQUEST, "Inactive user"),
+                    AuthError::Store(e) => return store_failure(e),
+                };
+                let mut response = detail(status, &err.to_string());
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    bearer_challenge(challenge.as_deref()),
+                );
+                response
+            }
+            ApiError::NotFound(text) => detail(StatusCode::NOT_FOUND, &text),
+            ApiError::Conflict(text) => detail(StatusCode::CONFLICT, &text),
+            ApiError::Busy => {
+                let mut response = detail(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Server busy, try again shortly",
+                );
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            ApiError::Store(err) => store_failure(&err),
+            ApiError::Internal => {
+                detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
+            }
+        }
+    }
+}

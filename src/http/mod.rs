@@ -1,0 +1,105 @@
+//! The HTTP API: routes, the OpenAPI description, and the layers every response goes through.
+
+mod cookies;
+pub mod error;
+pub mod extract;
+mod health;
+mod tokens;
+mod users;
+
+use crate::app::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use error::ApiError;
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "wsguard", description = "OAuth2 password flow, JWTs, and WebSockets bound to their tokens."),
+    paths(
+        tokens::token, tokens::login, tokens::login_cookie, tokens::refresh, tokens::logout,
+        users::me, users::items, users::change_password,
+        health::healthz, health::readyz,
+    ),
+    modifiers(&BearerScheme),
+    tags((name = "tokens", description = "Logins, refresh and logout"), (name = "users"), (name = "health")),
+)]
+struct ApiDoc;
+
+/// The OAuth2 password flow, so that Swagger UI's "Authorize" logs in through `/token`.
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
+                "/token",
+                Scopes::new(),
+            ))])),
+        );
+    }
+}
+
+pub fn routes(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/token", post(tokens::token))
+        .route("/login", post(tokens::login))
+        .route("/login/cookie", post(tokens::login_cookie))
+        .route("/refresh", post(tokens::refresh))
+        .route("/logout", post(tokens::logout))
+        .route("/users/me", get(users::me))
+        .route("/users/me/password", put(users::change_password))
+        .route("/items/", get(users::items))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+    Router::new()
+        .merge(api)
+        .merge(crate::ws::routes())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::internal().into_response()
+        }))
+}
+
+async fn not_found() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({ "detail": "Not Found" })),
+    )
+}
+
+async fn method_not_allowed() -> impl IntoResponse {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        Json(json!({ "detail": "Method Not Allowed" })),
+    )
+}

@@ -1,0 +1,360 @@
+//! The token service: password logins (OAuth2 form, JSON, cookies), refresh rotation and logout.
+
+use super::cookies;
+use super::error::ApiError;
+use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
+use crate::app::AppState;
+use crate::auth::password::Verdict;
+use crate::auth::tokens::{now, random_id, Issued, TokenError, TokenKind};
+use crate::auth::transport::Transport;
+use crate::auth::AuthError;
+use crate::store::{Revocation, RevocationKind, Rotation, UserRecord};
+use crate::users::{check_password, check_username};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// OAuth2 password grant (RFC 6749 §4.3), as `application/x-www-form-urlencoded`.
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordGrant {
+    /// Must be `password` when present.
+    grant_type: Option<String>,
+    username: String,
+    password: String,
+    /// Accepted and ignored: wsguard has no scopes.
+    #[allow(dead_code)]
+    scope: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct CookieLogin {
+    username: String,
+    password: String,
+    /// Local path to redirect to (303) after a login from the login page.
+    next: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    /// Seconds until the access token expires.
+    expires_in: i64,
+    refresh_token: String,
+}
+
+impl TokenResponse {
+    fn new(access: Issued, refresh: Issued) -> TokenResponse {
+        TokenResponse {
+            expires_in: access.claims.exp - access.claims.iat,
+            access_token: access.token,
+            token_type: "bearer",
+            refresh_token: refresh.token,
+        }
+    }
+}
+
+/// Token responses must not be cached (RFC 6749 §5.1).
+fn no_store(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Checks a username and password. Unknown users cost one hash like known ones, so timing does
+/// not tell them apart; a bcrypt or weaker hash is upgraded to argon2id on success.
+async fn check_credentials(
+    state: &AppState,
+    username: &str,
+    password: String,
+) -> Result<UserRecord, ApiError> {
+    check_username(username).map_err(ApiError::unprocessable)?;
+    check_password(&password).map_err(ApiError::unprocessable)?;
+    let user = state.store.user(username).await?;
+    let stored = user.as_ref().map(|u| u.password_hash.clone());
+    let verdict = state.hasher.verify(password, stored).await?;
+    let (Some(user), Verdict::Valid { rehash }) = (user, verdict) else {
+        state.metrics.logins_failed.inc();
+        tracing::info!(username, "login failed");
+        return Err(ApiError::invalid_grant());
+    };
+    if let Some(hash) = rehash {
+        match state.store.set_password_hash(&user.username, &hash).await {
+            Ok(_) => tracing::info!(username, "password hash upgraded to argon2id"),
+            Err(err) => tracing::warn!(username, error = %err, "could not upgrade password hash"),
+        }
+    }
+    if user.disabled {
+        state.metrics.logins_failed.inc();
+        return Err(ApiError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_grant",
+            detail: "Inactive user".into(),
+        });
+    }
+    state.metrics.logins_ok.inc();
+    tracing::info!(username, "login");
+    Ok(user)
+}
+
+/// Starts a login: a fresh access token and the first refresh token of a new family.
+async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issued), ApiError> {
+    let tokens = &state.auth.tokens;
+    let family = random_id();
+    let access = tokens.issue(username, TokenKind::Access, true, &family, &random_id());
+    let refresh = tokens.issue(username, TokenKind::Refresh, false, &family, &random_id());
+    state
+        .store
+        .create_family(&family, username, &refresh.claims.jti, refresh.claims.exp)
+        .await?;
+    Ok((access, refresh))
+}
+
+/// OAuth2 password grant
+///
+/// Takes the OAuth2 password form and returns a fresh access token and a refresh token.
+#[utoipa::path(post, path = "/token", tag = "tokens",
+    request_body(content = PasswordGrant, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 401, description = "Incorrect username or password"),
+        (status = 415, description = "Not a form"),
+        (status = 503, description = "Too many logins in progress"),
+    ))]
+pub async fn token(
+    State(state): State<AppState>,
+    form: Result<ApiForm<PasswordGrant>, ApiError>,
+) -> Result<Response, ApiError> {
+    let ApiForm(form) = form.map_err(ApiError::into_oauth)?;
+    if form.grant_type.as_deref().is_some_and(|g| g != "password") {
+        return Err(ApiError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error: "unsupported_grant_type",
+            detail: "Only the password grant is supported".into(),
+        });
+    }
+    let user = check_credentials(&state, &form.username, form.password)
+        .await
+        .map_err(ApiError::into_oauth)?;
+    let (access, refresh) = start_session(&state, &user.username).await?;
+    Ok(no_store(
+        Json(TokenResponse::new(access, refresh)).into_response(),
+    ))
+}
+
+/// Log in with JSON
+///
+/// Returns a fresh access token and a refresh token.
+#[utoipa::path(post, path = "/login", tag = "tokens", request_body = Credentials,
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Incorrect username or password"),
+        (status = 422, description = "Malformed body"),
+    ))]
+pub async fn login(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Credentials>,
+) -> Result<Response, ApiError> {
+    let user = check_credentials(&state, &body.username, body.password).await?;
+    let (access, refresh) = start_session(&state, &user.username).await?;
+    Ok(no_store(
+        Json(TokenResponse::new(access, refresh)).into_response(),
+    ))
+}
+
+/// `next` when it is a path on this server; anything that could leave it (`//host`, `/\host`,
+/// a scheme) falls back to `/`.
+pub fn local_path(next: Option<&str>) -> &str {
+    match next {
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.starts_with("/\\")
+                && !path.chars().any(|c| c.is_control() || c == '\\') =>
+        {
+            path
+        }
+        _ => "/",
+    }
+}
+
+/// Log in for a browser
+///
+/// Sets the token cookies (HttpOnly) and their CSRF cookies (readable by the page). With `next`
+/// (the login page's form), answers 303 to it, or back to the login page on failure.
+#[utoipa::path(post, path = "/login/cookie", tag = "tokens", request_body = CookieLogin,
+    responses(
+        (status = 200, description = "Cookies set"),
+        (status = 303, description = "Cookies set, redirect to next (or back to the login page on failure)"),
+        (status = 401, description = "Incorrect username or password"),
+    ))]
+pub async fn login_cookie(
+    State(state): State<AppState>,
+    FormOrJson(body, _): FormOrJson<CookieLogin>,
+) -> Result<Response, ApiError> {
+    let next = body.next.as_deref().map(|n| local_path(Some(n)).to_owned());
+    let user = match check_credentials(&state, &body.username, body.password).await {
+        Ok(user) => user,
+        Err(ApiError::OAuth { .. } | ApiError::BadRequest { .. }) if next.is_some() => {
+            let query = serde_urlencoded::to_string([
+                ("error", "1"),
+                ("next", next.as_deref().unwrap_or("/")),
+            ])
+            .unwrap_or_default();
+            return Ok(Redirect::to(&format!("/login?{query}")).into_response());
+        }
+        Err(err) => return Err(err),
+    };
+    let (access, refresh) = start_session(&state, &user.username).await?;
+    let mut response = match next {
+        Some(next) => Redirect::to(&next).into_response(),
+        None => Json(serde_json::json!({ "detail": "Logged in" })).into_response(),
+    };
+    cookies::set(
+        response.headers_mut(),
+        &access,
+        Some(&refresh),
+        state.secure_cookies,
+        now(),
+    );
+    Ok(no_store(response))
+}
+
+/// Rotate a refresh token
+///
+/// Takes a refresh token (bearer header, or cookie with `X-CSRF-Token`) and returns a new,
+/// non-fresh access token and the next refresh token of the same login. A refresh token used
+/// twice revokes the whole login.
+#[utoipa::path(post, path = "/refresh", tag = "tokens",
+    responses(
+        (status = 200, body = TokenResponse),
+        (status = 401, description = "Missing, invalid, revoked or reused refresh token"),
+    ),
+    security(("bearer" = [])))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    RefreshUser(identity): RefreshUser,
+) -> Result<Response, ApiError> {
+    let claims = &identity.claims;
+    let tokens = &state.auth.tokens;
+    let access = tokens.issue(
+        &claims.sub,
+        TokenKind::Access,
+        false,
+        &claims.fam,
+        &random_id(),
+    );
+    let refresh = tokens.issue(
+        &claims.sub,
+        TokenKind::Refresh,
+        false,
+        &claims.fam,
+        &random_id(),
+    );
+    let rotation = state
+        .store
+        .rotate_family(
+            &claims.fam,
+            &claims.jti,
+            &refresh.claims.jti,
+            refresh.claims.exp,
+            now(),
+        )
+        .await?;
+    match rotation {
+        Rotation::Rotated => {}
+        Rotation::Reused => {
+            tracing::warn!(username = %claims.sub, "refresh token reused: login revoked");
+            state.apply_revocation(&Revocation {
+                kind: RevocationKind::Family,
+                subject: claims.fam.clone(),
+                username: claims.sub.clone(),
+                expires_at: claims.exp,
+            });
+            return Err(AuthError::Token(TokenError::Revoked).into());
+        }
+        Rotation::Dead => return Err(AuthError::Token(TokenError::Revoked).into()),
+    }
+    let from_cookie = identity.transport == Transport::Cookie;
+    let mut headers = HeaderMap::new();
+    if from_cookie {
+        cookies::set(
+            &mut headers,
+            &access,
+            Some(&refresh),
+            state.secure_cookies,
+            now(),
+        );
+    }
+    Ok(no_store(
+        (headers, Json(TokenResponse::new(access, refresh))).into_response(),
+    ))
+}
+
+/// Log out
+///
+/// Revokes the presented access token and its whole login (refresh family), clears the cookies,
+/// and closes the sockets opened with them.
+#[utoipa::path(post, path = "/logout", tag = "tokens",
+    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated")),
+    security(("bearer" = [])))]
+pub async fn logout(
+    State(state): State<AppState>,
+    CurrentUser(identity): CurrentUser,
+) -> Result<Response, ApiError> {
+    let claims = &identity.claims;
+    let refresh_horizon = now() + state.auth.tokens.refresh_ttl.as_secs() as i64;
+    for revocation in [
+        Revocation {
+            kind: RevocationKind::Token,
+            subject: claims.jti.clone(),
+            username: claims.sub.clone(),
+            expires_at: claims.exp,
+        },
+        Revocation {
+            kind: RevocationKind::Family,
+            subject: claims.fam.clone(),
+            username: claims.sub.clone(),
+            expires_at: refresh_horizon,
+        },
+    ] {
+        state.revoke(revocation).await?;
+    }
+    tracing::info!(username = %claims.sub, "logout");
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    cookies::clear(response.headers_mut(), state.secure_cookies);
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::local_path;
+
+    #[test]
+    fn next_stays_on_this_server() {
+        assert_eq!(local_path(Some("/chat")), "/chat");
+        assert_eq!(local_path(Some("/chat?room=a")), "/chat?room=a");
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example",
+            "chat",
+            "/a\r\nb",
+            "",
+        ] {
+            assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
+        }
+        assert_eq!(local_path(None), "/");
+    }
+}

@@ -1,0 +1,94 @@
+//! The user's own resources.
+
+use super::error::ApiError;
+use super::extract::{ApiJson, CurrentUser, FreshUser};
+use crate::app::AppState;
+use crate::auth::tokens::now;
+use crate::store::UserRecord;
+use crate::users::check_password;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// A user as the API shows it: never the password hash.
+#[derive(Serialize, ToSchema)]
+pub struct PublicUser {
+    username: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    disabled: bool,
+}
+
+impl From<UserRecord> for PublicUser {
+    fn from(user: UserRecord) -> Self {
+        PublicUser {
+            username: user.username,
+            email: user.email,
+            full_name: user.full_name,
+            disabled: user.disabled,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Item {
+    item_id: &'static str,
+    owner: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewPassword {
+    new_password: String,
+}
+
+/// The current user
+#[utoipa::path(get, path = "/users/me", tag = "users",
+    responses(
+        (status = 200, body = PublicUser),
+        (status = 400, description = "Inactive user"),
+        (status = 401, description = "Not authenticated or invalid token"),
+    ),
+    security(("bearer" = [])))]
+pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
+    Json(identity.user.into())
+}
+
+/// The current user's items
+#[utoipa::path(get, path = "/items/", tag = "users",
+    responses((status = 200, body = [Item]), (status = 401, description = "Not authenticated")),
+    security(("bearer" = [])))]
+pub async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>> {
+    Json(vec![Item {
+        item_id: "Foo",
+        owner: identity.user.username,
+    }])
+}
+
+/// Change the password
+///
+/// Needs a fresh access token (from a password login, not a refresh). Every existing login of the
+/// user is revoked, this one included, and their sockets are closed.
+#[utoipa::path(put, path = "/users/me/password", tag = "users", request_body = NewPassword,
+    responses(
+        (status = 204, description = "Password changed; log in again"),
+        (status = 401, description = "Not authenticated, or the token is not fresh"),
+        (status = 422, description = "Unacceptable password"),
+    ),
+    security(("bearer" = [])))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    FreshUser(identity): FreshUser,
+    ApiJson(body): ApiJson<NewPassword>,
+) -> Result<StatusCode, ApiError> {
+    check_password(&body.new_password).map_err(ApiError::unprocessable)?;
+    let hash = state.hasher.hash(body.new_password).await?;
+    let username = &identity.user.username;
+    state.store.set_password_hash(username, &hash).await?;
+    for revocation in state.store.revoke_user(username, now()).await? {
+        state.apply_revocation(&revocation);
+    }
+    tracing::info!(username, "password changed");
+    Ok(StatusCode::NO_CONTENT)
+}

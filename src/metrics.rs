@@ -1,0 +1,118 @@
+//! Counters and gauges, rendered in the Prometheus text format at `/metrics`.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    pub logins_ok: Counter,
+    pub logins_failed: Counter,
+    pub sockets_open: Gauge,
+    pub sockets_total: Counter,
+    pub messages_in: Counter,
+    pub socket_rejections: Counter,
+    pub socket_closed_expired: Counter,
+    pub socket_closed_revoked: Counter,
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric; `hashes` is (count, total microseconds).
+    pub fn render(&self, hashes: (usize, usize)) -> String {
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "{name}{labels} {value}");
+            }
+        };
+        let one = |value: String| [("", value)];
+        family(
+            "wsguard_logins_total",
+            "counter",
+            "Password logins by result.",
+            &[
+                ("{result=\"ok\"}", self.logins_ok.get().to_string()),
+                ("{result=\"failed\"}", self.logins_failed.get().to_string()),
+            ],
+        );
+        family(
+            "wsguard_sockets_open",
+            "gauge",
+            "WebSockets open now.",
+            &one(self.sockets_open.get().to_string()),
+        );
+        family(
+            "wsguard_sockets_total",
+            "counter",
+            "WebSockets accepted.",
+            &one(self.sockets_total.get().to_string()),
+        );
+        family(
+            "wsguard_socket_messages_total",
+            "counter",
+            "Messages received on WebSockets.",
+            &one(self.messages_in.get().to_string()),
+        );
+        family(
+            "wsguard_socket_rejections_total",
+            "counter",
+            "WebSocket connections refused for authentication or origin.",
+            &one(self.socket_rejections.get().to_string()),
+        );
+        family(
+            "wsguard_sockets_closed_total",
+            "counter",
+            "Sockets closed by the server, by reason.",
+            &[
+                (
+                    "{reason=\"expired\"}",
+                    self.socket_closed_expired.get().to_string(),
+                ),
+                (
+                    "{reason=\"revoked\"}",
+                    self.socket_closed_revoked.get().to_string(),
+                ),
+            ],
+        );
+        family(
+            "wsguard_password_hashes_total",
+            "counter",
+            "Password hashes computed.",
+            &one(hashes.0.to_string()),
+        );
+        family(
+            "wsguard_password_hash_seconds_total",
+            "counter",
+            "Time spent hashing passwords.",
+            &one(format!("{:.6}", hashes.1 as f64 / 1e6)),
+        );
+        out
+    }
+}

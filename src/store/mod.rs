@@ -1,0 +1,150 @@
+//! Persistence behind one trait, so the server runs on SQLite by default and on another database
+//! without touching the callers.
+
+mod sqlite;
+
+use async_trait::async_trait;
+pub use sqlite::SqliteStore;
+use std::sync::Arc;
+
+/// A user as stored. `password_hash` never leaves the server: HTTP responses use [`PublicUser`].
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub username: String,
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+    pub password_hash: String,
+    pub disabled: bool,
+}
+
+/// What a refresh-token rotation found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The presented token was the family's current one; the new one replaces it.
+    Rotated,
+    /// The presented token was an old one of a live family: replay. The family is now revoked.
+    Reused,
+    /// The family is unknown, expired or already revoked.
+    Dead,
+}
+
+/// What a revocation applies to. Each is written to the revocation log, which every node follows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RevocationKind {
+    /// One token, by `jti`.
+    Token,
+    /// Every token of a login (its refresh family), by family id.
+    Family,
+}
+
+impl RevocationKind {
+    fn as_str(&self) -> &'static str {
+        match self {
+            RevocationKind::Token => "token",
+            RevocationKind::Family => "family",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "token" => Some(RevocationKind::Token),
+            "family" => Some(RevocationKind::Family),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Revocation {
+    pub kind: RevocationKind,
+    /// The `jti` or the family id.
+    pub subject: String,
+    pub username: String,
+    /// Unix seconds after which the entry no longer matters (every token it covers has expired).
+    pub expires_at: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("already exists")]
+    Conflict,
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error: {0}")]
+    Other(#[source] sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict,
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(err),
+            _ => StoreError::Other(err),
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Fails with [`StoreError::Conflict`] when the username is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Returns false when there is no such user.
+    async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool>;
+    /// Returns false when there is no such user.
+    async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool>;
+
+    async fn create_family(
+        &self,
+        family: &str,
+        username: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+    /// Atomically replaces the family's current token `presented` by `next`, which lives until
+    /// `expires_at`. A token that is not the current one revokes the family (and logs that
+    /// revocation) and reports [`Rotation::Reused`].
+    async fn rotate_family(
+        &self,
+        family: &str,
+        presented: &str,
+        next: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation>;
+
+    /// Revokes every live family of the user (disabled, or a new password), logs each one and
+    /// returns them.
+    async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>>;
+
+    /// Appends to the revocation log (revoking a family also marks it dead) and returns the row id.
+    async fn revoke(&self, revocation: &Revocation, now: i64) -> StoreResult<i64>;
+    /// Log entries after `after_id`, oldest first.
+    async fn revocations_since(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Revocation)>>;
+    /// The newest log id and every entry still in force at `now`, for a node that starts.
+    async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by `url` and brings its schema up to date.
+pub async fn connect(url: &str) -> anyhow::Result<DynStore> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL (expected sqlite:…): {url}")
+    }
+}

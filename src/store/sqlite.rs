@@ -1,0 +1,263 @@
+//! The default store: one SQLite file in the data folder, in WAL mode so the CLI can write while
+//! the server runs.
+
+use super::{Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        Ok(SqliteStore { pool })
+    }
+}
+
+fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> UserRecord {
+    UserRecord {
+        username: row.get("username"),
+        email: row.get("email"),
+        full_name: row.get("full_name"),
+        password_hash: row.get("password_hash"),
+        disabled: row.get::<i64, _>("disabled") != 0,
+    }
+}
+
+fn revocation_from_row(row: &sqlx::sqlite::SqliteRow) -> Option<(i64, Revocation)> {
+    let kind = RevocationKind::parse(row.get::<&str, _>("kind"))?;
+    Some((
+        row.get("id"),
+        Revocation {
+            kind,
+            subject: row.get("subject"),
+            username: row.get("username"),
+            expires_at: row.get("expires_at"),
+        },
+    ))
+}
+
+const INSERT_REVOCATION: &str =
+    "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
+     VALUES (?, ?, ?, ?, ?)";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(user_from_row))
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO users (username, email, full_name, password_hash, disabled, created_at) \
+             VALUES (?, ?, ?, ?, ?, unixepoch())",
+        )
+        .bind(&user.username)
+        .bind(&user.email)
+        .bind(&user.full_name)
+        .bind(&user.password_hash)
+        .bind(user.disabled as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().map(user_from_row).collect())
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET disabled = ? WHERE username = ?")
+            .bind(disabled as i64)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET password_hash = ? WHERE username = ?")
+            .bind(hash)
+            .bind(username)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn create_family(
+        &self,
+        family: &str,
+        username: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO refresh_families (id, username, current_jti, expires_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(family)
+        .bind(username)
+        .bind(jti)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn rotate_family(
+        &self,
+        family: &str,
+        presented: &str,
+        next: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        let mut tx = self.pool.begin().await?;
+        let rotated = sqlx::query(
+            "UPDATE refresh_families SET current_jti = ?, expires_at = ? \
+             WHERE id = ? AND current_jti = ? AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(next)
+        .bind(expires_at)
+        .bind(family)
+        .bind(presented)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if rotated.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(Rotation::Rotated);
+        }
+        let live = sqlx::query(
+            "UPDATE refresh_families SET revoked = 1 \
+             WHERE id = ? AND revoked = 0 AND expires_at > ? RETURNING username, expires_at",
+        )
+        .bind(family)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(live) = live else {
+            return Ok(Rotation::Dead);
+        };
+        sqlx::query(INSERT_REVOCATION)
+            .bind(RevocationKind::Family.as_str())
+            .bind(family)
+            .bind(live.get::<String, _>("username"))
+            .bind(live.get::<i64, _>("expires_at"))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Rotation::Reused)
+    }
+
+    async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>> {
+        let mut tx = self.pool.begin().await?;
+        let families = sqlx::query(
+            "UPDATE refresh_families SET revoked = 1 \
+             WHERE username = ? AND revoked = 0 AND expires_at > ? RETURNING id, expires_at",
+        )
+        .bind(username)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut revoked = Vec::with_capacity(families.len());
+        for family in &families {
+            let revocation = Revocation {
+                kind: RevocationKind::Family,
+                subject: family.get("id"),
+                username: username.to_owned(),
+                expires_at: family.get("expires_at"),
+            };
+            sqlx::query(INSERT_REVOCATION)
+                .bind(revocation.kind.as_str())
+                .bind(&revocation.subject)
+                .bind(&revocation.username)
+                .bind(revocation.expires_at)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            revoked.push(revocation);
+        }
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    async fn revoke(&self, revocation: &Revocation, now: i64) -> StoreResult<i64> {
+        let mut tx = self.pool.begin().await?;
+        if revocation.kind == RevocationKind::Family {
+            sqlx::query("UPDATE refresh_families SET revoked = 1 WHERE id = ?")
+                .bind(&revocation.subject)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let id = sqlx::query(INSERT_REVOCATION)
+            .bind(revocation.kind.as_str())
+            .bind(&revocation.subject)
+            .bind(&revocation.username)
+            .bind(revocation.expires_at)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn revocations_since(
+        &self,
+        after_id: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<(i64, Revocation)>> {
+        let rows = sqlx::query("SELECT * FROM revocations WHERE id > ? ORDER BY id LIMIT ?")
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.iter().filter_map(revocation_from_row).collect())
+    }
+
+    async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)> {
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
+            .fetch_one(&self.pool)
+            .await?;
+        let rows = sqlx::query("SELECT * FROM revocations WHERE id <= ? AND expires_at > ?")
+            .bind(newest)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+        let live = rows
+            .iter()
+            .filter_map(revocation_from_row)
+            .map(|(_, r)| r)
+            .collect();
+        Ok((newest, live))
+    }
+}

@@ -104,16 +104,18 @@ impl Authenticator {
         if mode == Mode::Fresh && !claims.fresh {
             return Err(TokenError::NotFresh.into());
         }
-        if self.revocations.is_revoked(&claims.jti, &claims.fam) {
-            return Err(TokenError::Revoked.into());
-        }
-        let user = self
+        let (user, family_revoked) = self
             .store
-            .user(&claims.sub)
+            .principal(&claims.sub, &claims.fam)
             .await?
             .ok_or(AuthError::UnknownUser)?;
+        // Before the revocation check: disabling a user also revokes their logins, and the
+        // answer should say why.
         if user.disabled {
             return Err(AuthError::Inactive);
+        }
+        if family_revoked || self.revocations.is_revoked(&claims.jti, &claims.fam) {
+            return Err(TokenError::Revoked.into());
         }
         Ok(Some(Identity {
             user,

@@ -95,6 +95,9 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// The user and whether the login `family` is revoked (or unknown), in one round trip: what
+    /// every authenticated request needs, consistent at once with revocations made elsewhere.
+    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>>;
     /// Fails with [`StoreError::Conflict`] when the username is taken.
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;

@@ -72,6 +72,18 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(user_from_row))
     }
 
+    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
+        let row = sqlx::query(
+            "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ?), 1) AS family_revoked \
+             FROM users WHERE username = ?",
+        )
+        .bind(family)
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|row| (user_from_row(&row), row.get::<i64, _>("family_revoked") != 0)))
+    }
+
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO users (username, email, full_name, password_hash, disabled, created_at) \

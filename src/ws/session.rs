@@ -149,12 +149,28 @@ pub async fn send_text(socket: &mut WebSocket, text: String) -> bool {
     socket.send(Message::Text(text.into())).await.is_ok()
 }
 
+/// How long a closing socket waits for the client's close frame before dropping the connection.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
+
+/// Sends the close frame, then waits (bounded) for the client's reply, so that the connection
+/// ends with a FIN after a complete close handshake rather than a reset that can swallow the
+/// close frame on the client's side.
 pub async fn close(mut socket: WebSocket, close: Close) {
     let frame = CloseFrame {
         code: close.code,
         reason: close.reason.into(),
     };
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    if socket.send(Message::Close(Some(frame))).await.is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Runs a socket until it closes. `greeting` is sent first; `bound` is `None` for an anonymous

@@ -1,0 +1,229 @@
+//! A real wsguard process on a random port with a fresh data folder, and clients for it.
+
+use futures_util::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_wsguard");
+
+pub struct Server {
+    pub base: String,
+    pub ws_base: String,
+    pub data: Arc<TempDir>,
+    args: Vec<String>,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+/// Starts a server with the demo users and `args` added to `serve`.
+pub async fn spawn(args: &[&str]) -> Server {
+    let data = Arc::new(tempfile::tempdir().expect("temp dir"));
+    let demo = cli(data.path(), &["demo"], "").await;
+    assert!(demo.status.success(), "demo failed: {}", String::from_utf8_lossy(&demo.stderr));
+    start(data, args.iter().map(|s| s.to_string()).collect()).await
+}
+
+async fn start(data: Arc<TempDir>, args: Vec<String>) -> Server {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data.path().join("server.log"))
+        .expect("log file");
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .arg("--bind=127.0.0.1:0")
+        .arg(format!("--data-dir={}", data.path().display()))
+        .args(&args)
+        .env_remove("WSGUARD_CONFIG")
+        .current_dir(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsguard");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("server did not start in time")
+        .expect("read stdout")
+        .unwrap_or_else(|| panic!("server exited: {}", std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default()));
+    let addr = line
+        .strip_prefix("wsguard listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    Server {
+        base: format!("http://{addr}"),
+        ws_base: format!("ws://{addr}"),
+        data,
+        args,
+        child,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    }
+}
+
+/// Runs `wsguard <args> --data-dir <dir>` with `stdin` piped in.
+pub async fn cli(data: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .arg(format!("--data-dir={}", data.display()))
+        .env_remove("WSGUARD_CONFIG")
+        .current_dir(data)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wsguard cli");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin.as_bytes()).await.unwrap();
+    drop(input);
+    child.wait_with_output().await.unwrap()
+}
+
+pub struct Pair {
+    pub access: String,
+    pub refresh: String,
+}
+
+impl Server {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("{}{path}", self.ws_base)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data.path().to_owned()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
+    }
+
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        cli(self.data.path(), args, stdin).await
+    }
+
+    /// Stops the process (SIGKILL: nothing gets a chance to flush) and starts it again on the
+    /// same data folder.
+    pub async fn restart(mut self) -> Server {
+        self.child.kill().await.unwrap();
+        let data = self.data.clone();
+        let args = std::mem::take(&mut self.args);
+        drop(self);
+        start(data, args).await
+    }
+
+    pub async fn token_form(&self, form: &[(&str, &str)]) -> reqwest::Response {
+        self.http.post(self.url("/token")).form(form).send().await.unwrap()
+    }
+
+    /// Logs in through `/token` and returns the pair.
+    pub async fn login(&self, username: &str, password: &str) -> Pair {
+        let response = self.token_form(&[("username", username), ("password", password)]).await;
+        assert_eq!(response.status(), StatusCode::OK, "login of {username}");
+        let body: Value = response.json().await.unwrap();
+        Pair {
+            access: body["access_token"].as_str().unwrap().to_owned(),
+            refresh: body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// POST /refresh with a bearer refresh token.
+    pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
+        self.http.post(self.url("/refresh")).bearer_auth(refresh).send().await.unwrap()
+    }
+
+    pub async fn me(&self, access: &str) -> reqwest::Response {
+        self.http.get(self.url("/users/me")).bearer_auth(access).send().await.unwrap()
+    }
+
+    /// Opens a WebSocket with the given extra headers.
+    pub async fn ws(&self, path: &str, headers: &[(&str, &str)]) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+        let mut request = self.ws_url(path).into_client_request().unwrap();
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
+    }
+
+    /// The HTTP status a refused upgrade answered with.
+    pub async fn ws_refused(&self, path: &str, headers: &[(&str, &str)]) -> u16 {
+        match self.ws(path, headers).await {
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("upgrade to {path} was accepted"),
+        }
+    }
+}
+
+/// The claims of a JWT, decoded without verification (the test only reads them).
+pub fn claims(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// The next text frame, within 5 seconds.
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => return text.to_string(),
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+            other => panic!("expected a text frame, got {other:?}"),
+        }
+    }
+}
+
+pub async fn next_json(ws: &mut Ws) -> Value {
+    serde_json::from_str(&next_text(ws).await).unwrap()
+}
+
+/// Waits up to `within` for the server's close frame; returns its code and reason. Text frames
+/// before it are skipped.
+pub async fn close_code(ws: &mut Ws, within: Duration) -> (u16, String) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(frame))))) => return (u16::from(frame.code), frame.reason.to_string()),
+            Ok(Some(Ok(Message::Close(None)))) => return (u16::from(CloseCode::Status), String::new()),
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended without a close frame: {other:?}"),
+            Err(_) => panic!("no close frame within {within:?}"),
+        }
+    }
+}
+
+pub async fn send(ws: &mut Ws, text: &str) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+}
+
+/// Sends a text frame and expects the echo endpoints' answer.
+pub async fn assert_echo(ws: &mut Ws) {
+    send(ws, "hello").await;
+    assert_eq!(next_text(ws).await, "You wrote: hello");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: each starts the real `wsguard` binary on a random port with a fresh SQLite
+//! data folder, and talks to it over real HTTP and WebSocket connections.
+
+mod cli;
+mod helpers;
+mod refresh;
+mod sockets;
+mod sockets_life;
+mod tokens;

@@ -4,6 +4,8 @@ use crate::auth::keys::{ensure_data_dir, HmacKey};
 use crate::auth::password::Hasher;
 use crate::auth::tokens::{now, Tokens};
 use crate::auth::Authenticator;
+use crate::broker::{DynBroker, InProcess};
+use crate::chat::hub::Hub;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{self, DynStore, Revocation, StoreResult};
@@ -25,6 +27,10 @@ pub struct Inner {
     pub auth: Authenticator,
     pub hasher: Hasher,
     pub sockets: Arc<Sockets>,
+    /// This node's chat rooms.
+    pub hub: Arc<Hub>,
+    /// Room fan-out across nodes (in-process on a single node).
+    pub broker: DynBroker,
     pub metrics: Metrics,
     pub limits: Limits,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
@@ -61,7 +67,11 @@ impl AppState {
             ping_interval: config.ping_interval,
             expiry_warning: config.expiry_warning,
         };
+        let hub = Arc::new(Hub::default());
+        let broker: DynBroker = Arc::new(InProcess::new(hub.clone()));
         Ok(AppState(Arc::new(Inner {
+            hub,
+            broker,
             auth: Authenticator::new(tokens, store.clone()),
             hasher: Hasher::new(config.hash_concurrency, config.hash_queue),
             store,

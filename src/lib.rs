@@ -3,6 +3,8 @@
 
 pub mod app;
 pub mod auth;
+pub mod broker;
+pub mod chat;
 pub mod cli;
 pub mod config;
 pub mod http;

@@ -4,6 +4,7 @@ mod cookies;
 pub mod error;
 pub mod extract;
 mod health;
+mod pages;
 mod tokens;
 mod users;
 
@@ -54,7 +55,7 @@ impl Modify for BearerScheme {
 pub fn routes(state: AppState) -> Router {
     let api = Router::new()
         .route("/token", post(tokens::token))
-        .route("/login", post(tokens::login))
+        .route("/login", post(tokens::login).get(pages::login))
         .route("/login/cookie", post(tokens::login_cookie))
         .route("/refresh", post(tokens::refresh))
         .route("/logout", post(tokens::logout))
@@ -65,8 +66,14 @@ pub fn routes(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+    let pages = Router::new()
+        .route("/", get(pages::root))
+        .route("/chat", get(pages::chat))
+        .route("/token-demo", get(pages::token_demo))
+        .route("/static/{name}", get(pages::asset));
     Router::new()
         .merge(api)
+        .merge(pages)
         .merge(crate::ws::routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(not_found)
@@ -84,7 +91,10 @@ pub fn routes(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: a query string may hold a token.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()
         }))

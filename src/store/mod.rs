@@ -89,6 +89,17 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A stored chat message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub id: i64,
+    pub room: String,
+    pub sender: String,
+    pub text: String,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for readiness checks.
@@ -97,7 +108,11 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// The user and whether the login `family` is revoked (or unknown), in one round trip: what
     /// every authenticated request needs, consistent at once with revocations made elsewhere.
-    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>>;
+    async fn principal(
+        &self,
+        username: &str,
+        family: &str,
+    ) -> StoreResult<Option<(UserRecord, bool)>>;
     /// Fails with [`StoreError::Conflict`] when the username is taken.
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
@@ -139,6 +154,22 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<(i64, Revocation)>>;
     /// The newest log id and every entry still in force at `now`, for a node that starts.
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)>;
+
+    /// Stores a chat message; once this returns, the message is durable and may be acknowledged.
+    async fn insert_message(
+        &self,
+        room: &str,
+        sender: &str,
+        text: &str,
+        created_ms: i64,
+    ) -> StoreResult<ChatMessage>;
+    /// Up to `limit` messages of `room` with ids below `before` (or the newest), oldest first.
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatMessage>>;
 }
 
 pub type DynStore = Arc<dyn Store>;

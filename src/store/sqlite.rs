@@ -1,7 +1,7 @@
 //! The default store: one SQLite file in the data folder, in WAL mode so the CLI can write while
 //! the server runs.
 
-use super::{Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
+use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -72,7 +72,11 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(user_from_row))
     }
 
-    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
+    async fn principal(
+        &self,
+        username: &str,
+        family: &str,
+    ) -> StoreResult<Option<(UserRecord, bool)>> {
         let row = sqlx::query(
             "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ?), 1) AS family_revoked \
              FROM users WHERE username = ?",
@@ -81,7 +85,12 @@ impl Store for SqliteStore {
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| (user_from_row(&row), row.get::<i64, _>("family_revoked") != 0)))
+        Ok(row.map(|row| {
+            (
+                user_from_row(&row),
+                row.get::<i64, _>("family_revoked") != 0,
+            )
+        }))
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -271,5 +280,59 @@ impl Store for SqliteStore {
             .map(|(_, r)| r)
             .collect();
         Ok((newest, live))
+    }
+
+    async fn insert_message(
+        &self,
+        room: &str,
+        sender: &str,
+        text: &str,
+        created_ms: i64,
+    ) -> StoreResult<ChatMessage> {
+        let id = sqlx::query(
+            "INSERT INTO messages (room, sender, text, created_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(room)
+        .bind(sender)
+        .bind(text)
+        .bind(created_ms)
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid();
+        Ok(ChatMessage {
+            id,
+            room: room.to_owned(),
+            sender: sender.to_owned(),
+            text: text.to_owned(),
+            created_ms,
+        })
+    }
+
+    async fn history(
+        &self,
+        room: &str,
+        before: Option<i64>,
+        limit: i64,
+    ) -> StoreResult<Vec<ChatMessage>> {
+        let rows = sqlx::query(
+            "SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages: Vec<ChatMessage> = rows
+            .iter()
+            .map(|row| ChatMessage {
+                id: row.get("id"),
+                room: row.get("room"),
+                sender: row.get("sender"),
+                text: row.get("text"),
+                created_ms: row.get("created_ms"),
+            })
+            .collect();
+        messages.reverse();
+        Ok(messages)
     }
 }

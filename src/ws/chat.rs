@@ -1,11 +1,12 @@
 //! `/chat/ws`: every transport (header, subprotocol, query, cookie with CSRF, or a first
 //! `{"type":"auth"}` frame within 5 seconds), then the chat protocol.
 
-use super::session::{self, Close, Endpoint};
+use super::session;
 use super::{bind, close_unauthenticated, configure, find_token, refuse_auth, upgrade};
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Presented, Sources, Transport, BEARER_PROTOCOL};
 use crate::auth::{AuthError, Identity, Mode};
+use crate::chat::session::ChatSession;
 use axum::extract::ws::{
     rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade,
 };
@@ -31,15 +32,6 @@ struct AuthFrame {
     #[serde(rename = "type")]
     kind: String,
     token: String,
-}
-
-/// Until the chat protocol lands on it, the chat socket echoes like `/ws`.
-struct Chat;
-
-impl Endpoint for Chat {
-    async fn on_text(&mut self, text: &str, _: Option<&Identity>) -> Result<Vec<String>, Close> {
-        Ok(vec![format!("You wrote: {text}")])
-    }
 }
 
 pub async fn connect(
@@ -104,13 +96,14 @@ pub async fn connect(
                 .to_string();
         match bind(&state, identity) {
             Ok(bound) => {
+                let chat = ChatSession::new(state.clone(), &bound.identity.user.username);
                 session::run(
                     socket,
                     state,
                     Some(bound),
                     Mode::Required,
                     vec![welcome],
-                    Chat,
+                    chat,
                 )
                 .await
             }

@@ -67,6 +67,17 @@ pub trait Endpoint: Send {
             "binary frames are not accepted",
         ))
     }
+
+    /// Frames from elsewhere (a chat room's fan-out). The default never yields.
+    fn outgoing(&mut self) -> impl Future<Output = Outgoing> + Send {
+        std::future::pending()
+    }
+}
+
+/// What an endpoint pushes to its socket unprompted.
+pub enum Outgoing {
+    Frame(std::sync::Arc<str>),
+    Close(Close),
 }
 
 /// A socket bound to a token: the identity and its place in the registry.
@@ -232,6 +243,14 @@ pub async fn run<E: Endpoint>(
                     return;
                 }
             }
+            pushed = endpoint.outgoing() => match pushed {
+                Outgoing::Frame(frame) => {
+                    if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Outgoing::Close(close) => break close,
+            },
             received = socket.recv() => {
                 let message = match received {
                     None => return,

@@ -1,0 +1,236 @@
+//! The chat's frames: what a client may send, and the frames the server sends back.
+
+use crate::store::ChatMessage;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+pub const MAX_TEXT_CHARS: usize = 4096;
+pub const MAX_ROOM_CHARS: usize = 64;
+pub const MAX_REF_CHARS: usize = 64;
+pub const DEFAULT_HISTORY: i64 = 50;
+pub const MAX_HISTORY: i64 = 100;
+
+/// A client's command. Unknown types and missing fields fail to parse.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum Command {
+    Join {
+        room: String,
+    },
+    Leave {
+        room: String,
+    },
+    Send {
+        room: String,
+        text: String,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    History {
+        room: String,
+        before: Option<i64>,
+        limit: Option<i64>,
+    },
+    Ping,
+}
+
+/// An error frame's `code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    Forbidden,
+    TooBig,
+    Unavailable,
+}
+
+impl ErrorCode {
+    fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TooBig => "too_big",
+            ErrorCode::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// A refused command: answered with an error frame, the socket stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: ErrorCode,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub fn new(code: ErrorCode, detail: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn frame(&self) -> String {
+        json!({"type": "error", "code": self.code.as_str(), "detail": self.detail}).to_string()
+    }
+}
+
+pub fn parse(text: &str) -> Result<Command, Refusal> {
+    serde_json::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_owned();
+        Refusal::new(ErrorCode::BadRequest, format!("invalid command: {message}"))
+    })
+}
+
+/// 1–64 of `[A-Za-z0-9_.-]`.
+pub fn check_room(room: &str) -> Result<(), Refusal> {
+    let valid = !room.is_empty()
+        && room.len() <= MAX_ROOM_CHARS
+        && room
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "room names are 1-64 of A-Z a-z 0-9 _ . -",
+        ))
+    }
+}
+
+/// 1–4096 characters.
+pub fn check_text(text: &str) -> Result<(), Refusal> {
+    if text.is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::BadRequest,
+            "text must not be empty",
+        ));
+    }
+    if text.chars().count() > MAX_TEXT_CHARS {
+        return Err(Refusal::new(
+            ErrorCode::TooBig,
+            format!("text longer than {MAX_TEXT_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_ref(reference: Option<&str>) -> Result<(), Refusal> {
+    match reference {
+        Some(r) if r.chars().count() > MAX_REF_CHARS => Err(Refusal::new(
+            ErrorCode::BadRequest,
+            format!("ref longer than {MAX_REF_CHARS} characters"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn timestamp(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn message_value(message: &ChatMessage) -> Value {
+    json!({
+        "type": "message",
+        "room": message.room,
+        "id": message.id,
+        "from": message.sender,
+        "text": message.text,
+        "ts": timestamp(message.created_ms),
+    })
+}
+
+pub fn message(message: &ChatMessage) -> String {
+    message_value(message).to_string()
+}
+
+pub fn history(room: &str, messages: &[ChatMessage]) -> String {
+    let messages: Vec<Value> = messages.iter().map(message_value).collect();
+    json!({"type": "history", "room": room, "messages": messages}).to_string()
+}
+
+pub fn members<'a>(room: &str, users: impl IntoIterator<Item = &'a String>) -> String {
+    let users: Vec<&String> = users.into_iter().collect();
+    json!({"type": "members", "room": room, "users": users}).to_string()
+}
+
+pub fn presence(room: &str, user: &str, joined: bool) -> String {
+    let event = if joined { "join" } else { "leave" };
+    json!({"type": "presence", "room": room, "user": user, "event": event}).to_string()
+}
+
+pub fn ack(reference: Option<&str>, id: i64) -> String {
+    json!({"type": "ack", "ref": reference, "id": id}).to_string()
+}
+
+pub fn pong() -> String {
+    json!({"type": "pong"}).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse_and_garbage_is_refused() {
+        assert_eq!(
+            parse(r#"{"type":"join","room":"general"}"#),
+            Ok(Command::Join {
+                room: "general".into()
+            })
+        );
+        assert_eq!(
+            parse(r#"{"type":"send","room":"a","text":"hi","ref":"c1"}"#),
+            Ok(Command::Send {
+                room: "a".into(),
+                text: "hi".into(),
+                reference: Some("c1".into())
+            })
+        );
+        assert_eq!(parse(r#"{"type":"ping"}"#), Ok(Command::Ping));
+        for bad in [
+            "",
+            "{",
+            "[]",
+            r#"{"type":"dance"}"#,
+            r#"{"type":"join"}"#,
+            r#"{"type":"send","room":"a","text":5}"#,
+            r#"{"type":"send","room":"a","text":"x","from":"admin"}"#,
+        ] {
+            let refusal = parse(bad).unwrap_err();
+            assert_eq!(refusal.code, ErrorCode::BadRequest, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rooms_and_texts_are_bounded() {
+        assert!(check_room("general").is_ok());
+        assert!(check_room("a.b-c_1").is_ok());
+        for bad in ["", "has space", "x/y", "ünï", &"r".repeat(65)] {
+            assert!(check_room(bad).is_err(), "{bad}");
+        }
+        assert!(check_text(&"é".repeat(MAX_TEXT_CHARS)).is_ok());
+        assert_eq!(
+            check_text(&"é".repeat(MAX_TEXT_CHARS + 1))
+                .unwrap_err()
+                .code,
+            ErrorCode::TooBig
+        );
+        assert_eq!(check_text("").unwrap_err().code, ErrorCode::BadRequest);
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(timestamp(1_790_000_000_000), "2026-09-21T14:13:20Z");
+    }
+}

@@ -1,0 +1,181 @@
+//! The browser pages, compiled into the binary: no CDN, no build step. Every page forbids inline
+//! script and foreign origins by its Content-Security-Policy.
+
+use crate::app::AppState;
+use crate::auth::tokens::TokenKind;
+use crate::auth::transport::{cookie, REFRESH_COOKIE};
+use crate::auth::transport::{CookieKind, CookieRule, Sources};
+use crate::auth::{transport, Mode};
+use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+     img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+const LOGIN_HTML: &str = include_str!("../../web/login.html");
+const CHAT_HTML: &str = include_str!("../../web/chat.html");
+const TOKEN_DEMO_HTML: &str = include_str!("../../web/token-demo.html");
+const REFRESH_HTML: &str = include_str!("../../web/refresh.html");
+
+/// `/static/<name>`: the pages' scripts and styles.
+const ASSETS: &[(&str, &str, &str)] = &[
+    (
+        "chat.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/chat.js"),
+    ),
+    (
+        "login.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/login.js"),
+    ),
+    (
+        "token-demo.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/token-demo.js"),
+    ),
+    (
+        "refresh.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/refresh.js"),
+    ),
+    (
+        "style.css",
+        "text/css; charset=utf-8",
+        include_str!("../../web/style.css"),
+    ),
+];
+
+fn page(html: String) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static(CSP),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// Escapes text for an HTML attribute or element.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    next: Option<String>,
+    error: Option<String>,
+}
+
+pub async fn login(Query(query): Query<LoginQuery>) -> Response {
+    let next = super::tokens::local_path(query.next.as_deref());
+    let next = if next == "/" { "/chat" } else { next };
+    let error = if query.error.is_some() {
+        "Incorrect username or password."
+    } else {
+        ""
+    };
+    page(
+        LOGIN_HTML
+            .replace("{{next}}", &escape(next))
+            .replace("{{error}}", error),
+    )
+}
+
+/// Whether the request carries a valid access cookie of an active user.
+async fn logged_in(state: &AppState, parts: &Parts) -> bool {
+    let sources = Sources {
+        header: false,
+        subprotocol: false,
+        query: false,
+        cookie: CookieRule::NoCsrf,
+    };
+    match transport::find(parts, sources, CookieKind::Access) {
+        Ok(Some(presented)) => state
+            .auth
+            .authenticate(Some(&presented), Mode::Required)
+            .await
+            .is_ok_and(|i| i.is_some()),
+        _ => false,
+    }
+}
+
+/// `/chat` for a logged-in user. With an expired access cookie but a refresh cookie that still
+/// verifies, a small page refreshes through `/refresh` (which needs the CSRF header only a page
+/// can send) and comes back; anyone else goes to the login page.
+pub async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
+    if logged_in(&state, &parts).await {
+        return page(CHAT_HTML.to_owned());
+    }
+    let refreshable = cookie(&parts.headers, REFRESH_COOKIE)
+        .is_some_and(|token| state.auth.tokens.verify(token, TokenKind::Refresh).is_ok());
+    if refreshable {
+        return page(REFRESH_HTML.to_owned());
+    }
+    Redirect::to("/login?next=/chat").into_response()
+}
+
+pub async fn root(State(state): State<AppState>, parts: Parts) -> Redirect {
+    if logged_in(&state, &parts).await {
+        Redirect::to("/chat")
+    } else {
+        Redirect::to("/login?next=/chat")
+    }
+}
+
+pub async fn token_demo() -> Response {
+    page(TOKEN_DEMO_HTML.to_owned())
+}
+
+pub async fn asset(Path(name): Path<String>) -> Response {
+    match ASSETS.iter().find(|(asset, _, _)| *asset == name) {
+        Some((_, content_type, body)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            *body,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(serde_json::json!({"detail": "Not Found"})),
+        )
+            .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape(r#"/chat"><script>x</script>"#),
+            "/chat&quot;&gt;&lt;script&gt;x&lt;/script&gt;"
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The chat protocol over real sockets: rooms, presence, history, ack-after-store, bad input.
+
+use crate::helpers::{next_json, send, spawn, Server, Ws};
+use crate::tokens::count_rows;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn chat(server: &Server, user: &str, password: &str) -> Ws {
+    let pair = server.login(user, password).await;
+    let mut ws = server
+        .ws(&format!("/chat/ws?token={}", pair.access), &[])
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    ws
+}
+
+async fn command(ws: &mut Ws, frame: Value) {
+    send(ws, &frame.to_string()).await;
+}
+
+/// The next frame of `kind`, skipping others (presence and messages interleave).
+async fn next_of(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let frame = next_json(ws).await;
+        if frame["type"] == kind {
+            return frame;
+        }
+    }
+}
+
+/// The next presence event about `user` (a joiner also hears of its own join).
+async fn presence_of(ws: &mut Ws, user: &str) -> Value {
+    loop {
+        let frame = next_of(ws, "presence").await;
+        if frame["user"] == user {
+            return frame;
+        }
+    }
+}
+
+/// Joins `room` and returns (members, history messages).
+async fn join(ws: &mut Ws, room: &str) -> (Vec<String>, Vec<Value>) {
+    command(ws, json!({"type": "join", "room": room})).await;
+    let members = next_of(ws, "members").await;
+    assert_eq!(members["room"], room);
+    let history = next_of(ws, "history").await;
+    let users = members["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u.as_str().unwrap().to_owned())
+        .collect();
+    (users, history["messages"].as_array().unwrap().clone())
+}
+
+async fn say(ws: &mut Ws, room: &str, text: &str, reference: &str) -> i64 {
+    command(
+        ws,
+        json!({"type": "send", "room": room, "text": text, "ref": reference}),
+    )
+    .await;
+    let ack = next_of(ws, "ack").await;
+    assert_eq!(ack["ref"], reference);
+    ack["id"].as_i64().unwrap()
+}
+
+/// No frame of `kind` arrives within `wait`.
+async fn quiet(ws: &mut Ws, kind: &str, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout_at(deadline, ws.next()).await
+    {
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        assert_ne!(frame["type"], kind, "unexpected {frame}");
+    }
+}
+
+#[tokio::test]
+async fn two_users_talk_in_a_room_in_order_with_presence() {
+    let server = spawn(&[]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    let mut jane = chat(&server, "janedoe", "secret2").await;
+
+    let (members, history) = join(&mut john, "general").await;
+    assert_eq!(members, ["johndoe"]);
+    assert!(history.is_empty());
+    let (members, _) = join(&mut jane, "general").await;
+    assert_eq!(members, ["janedoe", "johndoe"]);
+    let presence = presence_of(&mut john, "janedoe").await;
+    assert_eq!(
+        presence,
+        json!({"type": "presence", "room": "general", "user": "janedoe", "event": "join"})
+    );
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            say(
+                &mut john,
+                "general",
+                &format!("hello {i}"),
+                &format!("c{i}"),
+            )
+            .await,
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    for (i, id) in ids.iter().enumerate() {
+        let message = next_of(&mut jane, "message").await;
+        assert_eq!(message["id"], *id);
+        assert_eq!(message["from"], "johndoe");
+        assert_eq!(message["room"], "general");
+        assert_eq!(message["text"], format!("hello {i}"));
+        assert!(message["ts"].as_str().unwrap().ends_with('Z'));
+    }
+    let reply = say(&mut jane, "general", "hi john", "j1").await;
+    // The sender hears its own messages too; skip those.
+    let message = loop {
+        let message = next_of(&mut john, "message").await;
+        if message["from"] != "johndoe" {
+            break message;
+        }
+    };
+    assert_eq!(
+        (
+            message["id"].as_i64().unwrap(),
+            message["from"].as_str().unwrap()
+        ),
+        (reply, "janedoe")
+    );
+
+    command(&mut jane, json!({"type": "leave", "room": "general"})).await;
+    let presence = presence_of(&mut john, "janedoe").await;
+    assert_eq!(presence["event"], "leave");
+    command(&mut jane, json!({"type": "join", "room": "general"})).await;
+    next_of(&mut jane, "history").await;
+    drop(jane);
+    assert_eq!(presence_of(&mut john, "janedoe").await["event"], "join");
+    assert_eq!(
+        presence_of(&mut john, "janedoe").await["event"],
+        "leave",
+        "a closed socket leaves"
+    );
+}
+
+#[tokio::test]
+async fn a_second_socket_of_the_same_user_is_not_a_new_presence() {
+    let server = spawn(&[]).await;
+    let mut watcher = chat(&server, "janedoe", "secret2").await;
+    join(&mut watcher, "r").await;
+    let mut first = chat(&server, "johndoe", "secret").await;
+    join(&mut first, "r").await;
+    assert_eq!(presence_of(&mut watcher, "johndoe").await["event"], "join");
+    let mut second = chat(&server, "johndoe", "secret").await;
+    let (members, _) = join(&mut second, "r").await;
+    assert_eq!(members, ["janedoe", "johndoe"]);
+    drop(first);
+    quiet(&mut watcher, "presence", Duration::from_millis(400)).await;
+    drop(second);
+    assert_eq!(presence_of(&mut watcher, "johndoe").await["event"], "leave");
+}
+
+#[tokio::test]
+async fn no_message_from_a_room_one_did_not_join() {
+    let server = spawn(&[]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    let mut jane = chat(&server, "janedoe", "secret2").await;
+    join(&mut john, "a").await;
+    join(&mut jane, "b").await;
+    say(&mut john, "a", "for room a only", "1").await;
+    quiet(&mut jane, "message", Duration::from_millis(400)).await;
+
+    command(&mut jane, json!({"type": "history", "room": "a"})).await;
+    let error = next_of(&mut jane, "error").await;
+    assert_eq!(error["code"], "forbidden");
+    command(
+        &mut jane,
+        json!({"type": "send", "room": "a", "text": "sneaky"}),
+    )
+    .await;
+    assert_eq!(next_of(&mut jane, "error").await["code"], "forbidden");
+    assert_eq!(count_rows(&server.data_dir(), "messages").await, 1);
+}
+
+#[tokio::test]
+async fn history_pages_by_id() {
+    let server = spawn(&["--max-messages-per-sec=1000"]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    join(&mut john, "h").await;
+    let mut ids = Vec::new();
+    for i in 0..120 {
+        ids.push(say(&mut john, "h", &format!("m{i}"), &i.to_string()).await);
+    }
+    let mut jane = chat(&server, "janedoe", "secret2").await;
+    let (_, latest) = join(&mut jane, "h").await;
+    let latest: Vec<i64> = latest.iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    assert_eq!(
+        latest,
+        ids[70..],
+        "the join sends the newest 50, oldest first"
+    );
+
+    let mut seen = latest.clone();
+    loop {
+        command(
+            &mut jane,
+            json!({"type": "history", "room": "h", "before": seen[0], "limit": 30}),
+        )
+        .await;
+        let page = next_of(&mut jane, "history").await;
+        let page: Vec<i64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        if page.is_empty() {
+            break;
+        }
+        assert!(page.len() <= 30);
+        seen.splice(0..0, page);
+    }
+    assert_eq!(seen, ids);
+    for limit in [0, 101] {
+        command(
+            &mut jane,
+            json!({"type": "history", "room": "h", "limit": limit}),
+        )
+        .await;
+        assert_eq!(next_of(&mut jane, "error").await["code"], "bad_request");
+    }
+}
+
+#[tokio::test]
+async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
+    let server = spawn(&[]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    join(&mut john, "general").await;
+    let long_room = "r".repeat(65);
+    let too_long = "x".repeat(4097);
+    let cases = [
+        ("{\"type\":\"dance\"}".to_owned(), "bad_request"),
+        ("not json".to_owned(), "bad_request"),
+        (
+            "{\"type\":\"send\",\"room\":\"general\"}".to_owned(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "join", "room": long_room}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "join", "room": "no spaces"}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "join", "room": ""}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": ""}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": too_long}).to_string(),
+            "too_big",
+        ),
+        (
+            json!({"type": "send", "room": "elsewhere", "text": "hi"}).to_string(),
+            "forbidden",
+        ),
+        (
+            json!({"type": "send", "room": "general", "text": "hi", "from": "admin"}).to_string(),
+            "bad_request",
+        ),
+        (
+            json!({"type": "leave", "room": "elsewhere"}).to_string(),
+            "bad_request",
+        ),
+    ];
+    for (frame, code) in cases {
+        send(&mut john, &frame).await;
+        let error = next_of(&mut john, "error").await;
+        assert_eq!(error["code"], code, "{frame}");
+        assert!(error["detail"].as_str().is_some_and(|d| !d.is_empty()));
+    }
+    john.send(Message::Binary(vec![1, 2].into())).await.unwrap();
+    assert_eq!(next_of(&mut john, "error").await["code"], "bad_request");
+
+    command(&mut john, json!({"type": "ping"})).await;
+    assert_eq!(next_of(&mut john, "pong").await, json!({"type": "pong"}));
+    assert_eq!(
+        count_rows(&server.data_dir(), "messages").await,
+        0,
+        "nothing stored"
+    );
+    let id = say(&mut john, "general", "still works", "ok").await;
+    assert!(id > 0);
+}
+
+#[tokio::test]
+async fn every_acknowledged_message_survives_a_crash() {
+    let server = spawn(&["--max-messages-per-sec=1000"]).await;
+    let pair = server.login("johndoe", "secret").await;
+    let mut ws = server
+        .ws(&format!("/chat/ws?token={}", pair.access), &[])
+        .await
+        .unwrap();
+    next_json(&mut ws).await;
+    join(&mut ws, "durable").await;
+
+    // Send without waiting, collect acks as they come, and kill the server mid-stream.
+    let (mut sink, mut stream) = ws.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..2000 {
+            let frame = json!({"type": "send", "room": "durable", "text": format!("m{i}"), "ref": i.to_string()});
+            if sink
+                .send(Message::Text(frame.to_string().into()))
+                .await
+                .is_err()
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let mut acked = Vec::new();
+    while let Ok(Some(Ok(Message::Text(text)))) =
+        tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+    {
+        let frame: Value = serde_json::from_str(&text).unwrap();
+        if frame["type"] == "ack" {
+            acked.push(frame["id"].as_i64().unwrap());
+            if acked.len() == 100 {
+                break;
+            }
+        }
+    }
+    assert_eq!(acked.len(), 100);
+    let server = server.restart().await;
+    sender.abort();
+
+    let pair = server.login("johndoe", "secret").await;
+    let mut ws = server
+        .ws(&format!("/chat/ws?token={}", pair.access), &[])
+        .await
+        .unwrap();
+    next_json(&mut ws).await;
+    join(&mut ws, "durable").await;
+    let mut stored = Vec::new();
+    let mut before: Option<i64> = None;
+    loop {
+        let mut request = json!({"type": "history", "room": "durable", "limit": 100});
+        if let Some(b) = before {
+            request["before"] = json!(b);
+        }
+        command(&mut ws, request).await;
+        let page = next_of(&mut ws, "history").await;
+        let ids: Vec<i64> = page["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_i64().unwrap())
+            .collect();
+        if ids.is_empty() {
+            break;
+        }
+        before = Some(ids[0]);
+        stored.extend(ids);
+    }
+    for id in &acked {
+        assert!(stored.contains(id), "acked message {id} lost");
+    }
+}

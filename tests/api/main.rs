@@ -4,6 +4,7 @@
 mod chat;
 mod cli;
 mod helpers;
+mod pages;
 mod refresh;
 mod sockets;
 mod sockets_life;

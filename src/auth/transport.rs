@@ -19,6 +19,8 @@ pub enum Transport {
     Query,
     Cookie,
     Subprotocol,
+    /// In a request body: the OAuth2 refresh grant.
+    Body,
     /// In a WebSocket message: `{"type":"auth"}` first, or `{"type":"refresh"}` later.
     Frame,
 }

@@ -6,8 +6,8 @@ use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
 use crate::app::AppState;
 use crate::auth::password::Verdict;
 use crate::auth::tokens::{now, random_id, Issued, TokenError, TokenKind};
-use crate::auth::transport::Transport;
-use crate::auth::AuthError;
+use crate::auth::transport::{Presented, Transport};
+use crate::auth::{AuthError, Identity, Mode};
 use crate::store::{Revocation, RevocationKind, Rotation, UserRecord};
 use crate::users::{check_password, check_username};
 use axum::extract::State;
@@ -17,13 +17,18 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// OAuth2 password grant (RFC 6749 §4.3), as `application/x-www-form-urlencoded`.
+/// OAuth2 token request, as `application/x-www-form-urlencoded`: the password grant (RFC 6749
+/// §4.3) or the refresh grant (§6).
 #[derive(Deserialize, ToSchema)]
-pub struct PasswordGrant {
-    /// Must be `password` when present.
+pub struct TokenRequest {
+    /// `password` (the default) or `refresh_token`.
     grant_type: Option<String>,
-    username: String,
-    password: String,
+    /// Password grant.
+    username: Option<String>,
+    /// Password grant.
+    password: Option<String>,
+    /// Refresh grant.
+    refresh_token: Option<String>,
     /// Accepted and ignored: wsguard has no scopes.
     #[allow(dead_code)]
     scope: Option<String>,
@@ -120,34 +125,75 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
     Ok((access, refresh))
 }
 
-/// OAuth2 password grant
+/// OAuth2 token endpoint
 ///
-/// Takes the OAuth2 password form and returns a fresh access token and a refresh token.
+/// The password grant returns a fresh access token and a refresh token; the refresh grant
+/// rotates a refresh token like `POST /refresh`.
 #[utoipa::path(post, path = "/token", tag = "tokens",
-    request_body(content = PasswordGrant, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, or inactive user"),
+        (status = 400, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
         (status = 401, description = "Incorrect username or password"),
         (status = 415, description = "Not a form"),
         (status = 503, description = "Too many logins in progress"),
     ))]
 pub async fn token(
     State(state): State<AppState>,
-    form: Result<ApiForm<PasswordGrant>, ApiError>,
+    form: Result<ApiForm<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiForm(form) = form.map_err(ApiError::into_oauth)?;
-    if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-        return Err(ApiError::OAuth {
-            status: StatusCode::BAD_REQUEST,
-            error: "unsupported_grant_type",
-            detail: "Only the password grant is supported".into(),
-        });
-    }
-    let user = check_credentials(&state, &form.username, form.password)
-        .await
-        .map_err(ApiError::into_oauth)?;
-    let (access, refresh) = start_session(&state, &user.username).await?;
+    let (access, refresh) = match form.grant_type.as_deref().unwrap_or("password") {
+        "password" => {
+            let missing = |field| {
+                ApiError::bad_request(format!("Invalid form: missing field `{field}`")).into_oauth()
+            };
+            let username = form.username.ok_or_else(|| missing("username"))?;
+            let password = form.password.ok_or_else(|| missing("password"))?;
+            let user = check_credentials(&state, &username, password)
+                .await
+                .map_err(ApiError::into_oauth)?;
+            start_session(&state, &user.username).await?
+        }
+        "refresh_token" => {
+            let presented = Presented {
+                token: form.refresh_token.unwrap_or_default(),
+                transport: Transport::Body,
+                csrf: None,
+            };
+            let identity = match state
+                .auth
+                .authenticate(Some(&presented), Mode::Refresh)
+                .await
+            {
+                Ok(Some(identity)) => identity,
+                Ok(None) => return Err(AuthError::Missing.into()),
+                Err(AuthError::Store(err)) => return Err(err.into()),
+                Err(err) => {
+                    return Err(ApiError::OAuth {
+                        status: StatusCode::BAD_REQUEST,
+                        error: "invalid_grant",
+                        detail: err.to_string(),
+                    })
+                }
+            };
+            rotate(&state, &identity).await.map_err(|err| match err {
+                ApiError::Auth(err) => ApiError::OAuth {
+                    status: StatusCode::BAD_REQUEST,
+                    error: "invalid_grant",
+                    detail: err.to_string(),
+                },
+                other => other,
+            })?
+        }
+        _ => {
+            return Err(ApiError::OAuth {
+                status: StatusCode::BAD_REQUEST,
+                error: "unsupported_grant_type",
+                detail: "Supported grants: password, refresh_token".into(),
+            })
+        }
+    };
     Ok(no_store(
         Json(TokenResponse::new(access, refresh)).into_response(),
     ))
@@ -246,6 +292,25 @@ pub async fn refresh(
     State(state): State<AppState>,
     RefreshUser(identity): RefreshUser,
 ) -> Result<Response, ApiError> {
+    let (access, refresh) = rotate(&state, &identity).await?;
+    let mut headers = HeaderMap::new();
+    if identity.transport == Transport::Cookie {
+        cookies::set(
+            &mut headers,
+            &access,
+            Some(&refresh),
+            state.secure_cookies,
+            now(),
+        );
+    }
+    Ok(no_store(
+        (headers, Json(TokenResponse::new(access, refresh))).into_response(),
+    ))
+}
+
+/// Issues the next access token (not fresh) and refresh token of the login `identity` holds a
+/// refresh token of. A refresh token that is not the login's current one revokes the login.
+async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued), ApiError> {
     let claims = &identity.claims;
     let tokens = &state.auth.tokens;
     let access = tokens.issue(
@@ -273,7 +338,7 @@ pub async fn refresh(
         )
         .await?;
     match rotation {
-        Rotation::Rotated => {}
+        Rotation::Rotated => Ok((access, refresh)),
         Rotation::Reused => {
             tracing::warn!(username = %claims.sub, "refresh token reused: login revoked");
             state.apply_revocation(&Revocation {
@@ -282,24 +347,10 @@ pub async fn refresh(
                 username: claims.sub.clone(),
                 expires_at: claims.exp,
             });
-            return Err(AuthError::Token(TokenError::Revoked).into());
+            Err(AuthError::Token(TokenError::Revoked).into())
         }
-        Rotation::Dead => return Err(AuthError::Token(TokenError::Revoked).into()),
+        Rotation::Dead => Err(AuthError::Token(TokenError::Revoked).into()),
     }
-    let from_cookie = identity.transport == Transport::Cookie;
-    let mut headers = HeaderMap::new();
-    if from_cookie {
-        cookies::set(
-            &mut headers,
-            &access,
-            Some(&refresh),
-            state.secure_cookies,
-            now(),
-        );
-    }
-    Ok(no_store(
-        (headers, Json(TokenResponse::new(access, refresh))).into_response(),
-    ))
 }
 
 /// Log out

@@ -319,3 +319,41 @@ async fn changing_the_password_needs_a_fresh_token_and_ends_every_login() {
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     server.login("johndoe", "n3w-secret").await;
 }
+
+#[tokio::test]
+async fn the_token_endpoint_takes_the_oauth2_refresh_grant() {
+    let server = spawn(&[]).await;
+    let pair = server.login("johndoe", "secret").await;
+    let grant = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", pair.refresh.as_str()),
+    ];
+    let response = server.token_form(&grant).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        claims(body["access_token"].as_str().unwrap())["fresh"],
+        false
+    );
+
+    let replay = server.token_form(&grant).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    let replay: Value = replay.json().await.unwrap();
+    assert_eq!(replay["error"], "invalid_grant");
+    assert_eq!(replay["detail"], "token has been revoked");
+
+    let garbage = server
+        .token_form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
+        .await;
+    assert_eq!(
+        garbage.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let access_as_refresh = server
+        .token_form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", pair.access.as_str()),
+        ])
+        .await;
+    assert_eq!(access_as_refresh.status(), StatusCode::BAD_REQUEST);
+}

@@ -4,7 +4,7 @@ use crate::auth::keys::{ensure_data_dir, HmacKey};
 use crate::auth::password::Hasher;
 use crate::auth::tokens::{now, Tokens};
 use crate::auth::Authenticator;
-use crate::broker::{DynBroker, InProcess};
+use crate::broker::{DynBroker, InProcess, RedisBroker};
 use crate::chat::hub::Hub;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -67,8 +67,12 @@ impl AppState {
             ping_interval: config.ping_interval,
             expiry_warning: config.expiry_warning,
         };
+        let shutdown = CancellationToken::new();
         let hub = Arc::new(Hub::default());
-        let broker: DynBroker = Arc::new(InProcess::new(hub.clone()));
+        let broker: DynBroker = match &config.broker_url {
+            Some(url) => RedisBroker::start(url, &config.cluster, hub.clone(), shutdown.clone()).await?,
+            None => Arc::new(InProcess::new(hub.clone())),
+        };
         Ok(AppState(Arc::new(Inner {
             hub,
             broker,
@@ -78,7 +82,7 @@ impl AppState {
             sockets: Arc::default(),
             metrics: Metrics::default(),
             limits,
-            shutdown: CancellationToken::new(),
+            shutdown,
             secure_cookies: false,
             config,
         })))

@@ -19,12 +19,7 @@ use std::path::PathBuf;
 )]
 pub struct Cli {
     /// Configuration file; flags and WSGUARD_* variables override it
-    #[arg(
-        long,
-        global = true,
-        env = "WSGUARD_CONFIG",
-        default_value = "wsguard.toml"
-    )]
+    #[arg(long, global = true, env = "WSGUARD_CONFIG", default_value = "wsguard.toml")]
     config: PathBuf,
     #[command(subcommand)]
     command: Command,
@@ -144,13 +139,7 @@ fn created(result: Result<(), StoreError>, username: &str) -> anyhow::Result<()>
 impl UserCommand {
     async fn run(self, file: StoreArgs) -> anyhow::Result<()> {
         match self {
-            UserCommand::Add {
-                username,
-                email,
-                full_name,
-                disabled,
-                store,
-            } => {
+            UserCommand::Add { username, email, full_name, disabled, store } => {
                 check_username(&username).map_err(anyhow::Error::msg)?;
                 check_profile(email.as_deref(), full_name.as_deref())?;
                 let store = open(store, file).await?;
@@ -201,14 +190,9 @@ impl UserCommand {
                     bail!("no user {username}");
                 }
                 let password = read_password()?;
-                store
-                    .set_password_hash(&username, &password::hash(&password))
-                    .await?;
+                store.set_password_hash(&username, &password::hash(&password)).await?;
                 let revoked = store.revoke_user(&username, now()).await?;
-                println!(
-                    "password changed for {username} ({} logins revoked)",
-                    revoked.len()
-                );
+                println!("password changed for {username} ({} logins revoked)", revoked.len());
             }
             UserCommand::Import { store } => {
                 let store = open(store, file).await?;
@@ -218,8 +202,7 @@ impl UserCommand {
                     if line.trim().is_empty() {
                         continue;
                     }
-                    let user =
-                        import_line(&line).with_context(|| format!("line {}", number + 1))?;
+                    let user = import_line(&line).with_context(|| format!("line {}", number + 1))?;
                     created(store.create_user(&user).await, &user.username)?;
                     added += 1;
                 }
@@ -251,10 +234,7 @@ fn import_line(line: &str) -> anyhow::Result<UserRecord> {
         || hash.starts_with("$2y$")
         || hash.starts_with("$argon2"))
     {
-        bail!(
-            "{}: hashed_password must be a bcrypt or argon2 hash",
-            user.username
-        );
+        bail!("{}: hashed_password must be a bcrypt or argon2 hash", user.username);
     }
     Ok(UserRecord {
         username: user.username,
@@ -266,7 +246,9 @@ fn import_line(line: &str) -> anyhow::Result<UserRecord> {
 }
 
 async fn demo(args: StoreArgs) -> anyhow::Result<()> {
-    eprintln!("WARNING: adding demo users with well-known passwords. Never do this on a server others can reach.");
+    eprintln!(
+        "WARNING: adding demo users with well-known passwords. Never do this on a server others can reach."
+    );
     crate::auth::keys::ensure_data_dir(&args.data_dir())?;
     let store = store::connect(&args.database_url()).await?;
     let users = [
@@ -287,10 +269,7 @@ async fn demo(args: StoreArgs) -> anyhow::Result<()> {
             disabled,
         };
         store.create_user(&user).await?;
-        println!(
-            "added {username} / {secret}{}",
-            if disabled { " (disabled)" } else { "" }
-        );
+        println!("added {username} / {secret}{}", if disabled { " (disabled)" } else { "" });
     }
     Ok(())
 }

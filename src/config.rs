@@ -33,6 +33,10 @@ pub struct ServeArgs {
     /// Fan-out broker URL [default: in-process]
     #[arg(long, env = "WSGUARD_BROKER_URL", value_name = "URL")]
     pub broker_url: Option<String>,
+    /// Name of the group of nodes sharing the broker; other clusters on the same Redis are not
+    /// seen [default: default]
+    #[arg(long, env = "WSGUARD_CLUSTER", value_name = "NAME")]
+    pub cluster: Option<String>,
     /// Lifetime of access tokens, e.g. 15m, 1h [default: 15m]
     #[arg(long, env = "WSGUARD_ACCESS_TTL", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration::option")]
@@ -42,12 +46,7 @@ pub struct ServeArgs {
     #[serde(default, deserialize_with = "duration::option")]
     pub refresh_ttl: Option<Duration>,
     /// Origins allowed to open WebSockets, comma-separated [default: the server's own origin]
-    #[arg(
-        long,
-        env = "WSGUARD_ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        value_name = "ORIGINS"
-    )]
+    #[arg(long, env = "WSGUARD_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
     pub allowed_origins: Option<Vec<String>>,
     /// Most concurrent sockets one user may hold [default: 64]
     #[arg(long, env = "WSGUARD_MAX_SOCKETS_PER_USER", value_name = "N")]
@@ -96,6 +95,9 @@ pub struct Config {
     pub bind: SocketAddr,
     pub data_dir: PathBuf,
     pub database_url: String,
+    /// `None`: the in-process broker (one node).
+    pub broker_url: Option<String>,
+    pub cluster: String,
     pub access_ttl: Duration,
     pub refresh_ttl: Duration,
     /// Empty: only the server's own origin (the request's `Host`).
@@ -117,9 +119,7 @@ pub struct Config {
 pub fn read_file(path: &Path, explicit: bool) -> anyhow::Result<ServeArgs> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok(ServeArgs::default())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ServeArgs::default()),
         Err(e) => anyhow::bail!("{}: {e}", path.display()),
     };
     let parse = || -> Result<ServeArgs, toml::de::Error> {
@@ -149,9 +149,7 @@ impl StoreArgs {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("./wsguard-data"))
+        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./wsguard-data"))
     }
 
     pub fn database_url(&self) -> String {
@@ -163,61 +161,28 @@ impl StoreArgs {
 
 impl Config {
     pub fn resolve(flags: ServeArgs, file: ServeArgs) -> anyhow::Result<Config> {
-        if let Some(url) = flags.broker_url.as_ref().or(file.broker_url.as_ref()) {
-            anyhow::bail!(
-                "--broker-url {url}: only the in-process broker is available in this build"
-            );
-        }
         let store = flags.store.merge(file.store);
         let config = Config {
-            bind: flags
-                .bind
-                .or(file.bind)
-                .unwrap_or(([127, 0, 0, 1], 8000).into()),
+            bind: flags.bind.or(file.bind).unwrap_or(([127, 0, 0, 1], 8000).into()),
             data_dir: store.data_dir(),
             database_url: store.database_url(),
-            access_ttl: flags
-                .access_ttl
-                .or(file.access_ttl)
-                .unwrap_or(Duration::from_secs(15 * 60)),
+            broker_url: flags.broker_url.or(file.broker_url),
+            cluster: flags.cluster.or(file.cluster).unwrap_or_else(|| "default".into()),
+            access_ttl: flags.access_ttl.or(file.access_ttl).unwrap_or(Duration::from_secs(15 * 60)),
             refresh_ttl: flags
                 .refresh_ttl
                 .or(file.refresh_ttl)
                 .unwrap_or(Duration::from_secs(14 * 24 * 3600)),
-            allowed_origins: flags
-                .allowed_origins
-                .or(file.allowed_origins)
-                .unwrap_or_default(),
-            max_sockets_per_user: flags
-                .max_sockets_per_user
-                .or(file.max_sockets_per_user)
-                .unwrap_or(64),
+            allowed_origins: flags.allowed_origins.or(file.allowed_origins).unwrap_or_default(),
+            max_sockets_per_user: flags.max_sockets_per_user.or(file.max_sockets_per_user).unwrap_or(64),
             jwt_secret_file: flags.jwt_secret_file.or(file.jwt_secret_file),
-            issuer: flags
-                .issuer
-                .or(file.issuer)
-                .unwrap_or_else(|| "wsguard".into()),
+            issuer: flags.issuer.or(file.issuer).unwrap_or_else(|| "wsguard".into()),
             audience: flags.audience.or(file.audience),
-            max_message_bytes: flags
-                .max_message_bytes
-                .or(file.max_message_bytes)
-                .unwrap_or(64 * 1024),
-            max_messages_per_sec: flags
-                .max_messages_per_sec
-                .or(file.max_messages_per_sec)
-                .unwrap_or(50),
-            idle_timeout: flags
-                .idle_timeout
-                .or(file.idle_timeout)
-                .unwrap_or(Duration::from_secs(60)),
-            ping_interval: flags
-                .ping_interval
-                .or(file.ping_interval)
-                .unwrap_or(Duration::from_secs(20)),
-            expiry_warning: flags
-                .expiry_warning
-                .or(file.expiry_warning)
-                .unwrap_or(Duration::from_secs(60)),
+            max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 * 1024),
+            max_messages_per_sec: flags.max_messages_per_sec.or(file.max_messages_per_sec).unwrap_or(50),
+            idle_timeout: flags.idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60)),
+            ping_interval: flags.ping_interval.or(file.ping_interval).unwrap_or(Duration::from_secs(20)),
+            expiry_warning: flags.expiry_warning.or(file.expiry_warning).unwrap_or(Duration::from_secs(60)),
             hash_concurrency: flags
                 .hash_concurrency
                 .or(file.hash_concurrency)
@@ -225,31 +190,16 @@ impl Config {
             hash_queue: flags.hash_queue.or(file.hash_queue).unwrap_or(64),
         };
         if let Some(alg) = flags.jwt_alg.or(file.jwt_alg) {
-            anyhow::ensure!(
-                alg == "HS256",
-                "jwt_alg {alg}: only HS256 is available in this build"
-            );
+            anyhow::ensure!(alg == "HS256", "jwt_alg {alg}: only HS256 is available in this build");
         }
-        anyhow::ensure!(
-            config.access_ttl >= Duration::from_secs(1),
-            "access_ttl must be at least 1s"
-        );
+        anyhow::ensure!(config.access_ttl >= Duration::from_secs(1), "access_ttl must be at least 1s");
         anyhow::ensure!(
             config.refresh_ttl >= config.access_ttl,
             "refresh_ttl must not be shorter than access_ttl"
         );
-        anyhow::ensure!(
-            config.max_messages_per_sec > 0,
-            "max_messages_per_sec must be positive"
-        );
-        anyhow::ensure!(
-            config.max_message_bytes >= 128,
-            "max_message_bytes must be at least 128"
-        );
-        anyhow::ensure!(
-            config.hash_concurrency > 0,
-            "hash_concurrency must be positive"
-        );
+        anyhow::ensure!(config.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
+        anyhow::ensure!(config.max_message_bytes >= 128, "max_message_bytes must be at least 128");
+        anyhow::ensure!(config.hash_concurrency > 0, "hash_concurrency must be positive");
         anyhow::ensure!(
             config.ping_interval < config.idle_timeout,
             "ping_interval must be shorter than idle_timeout"
@@ -264,8 +214,6 @@ mod duration {
 
     pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map(Some)
-            .map_err(serde::de::Error::custom)
+        humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
     }
 }

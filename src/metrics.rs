@@ -91,14 +91,8 @@ impl Metrics {
             "counter",
             "Sockets closed by the server, by reason.",
             &[
-                (
-                    "{reason=\"expired\"}",
-                    self.socket_closed_expired.get().to_string(),
-                ),
-                (
-                    "{reason=\"revoked\"}",
-                    self.socket_closed_revoked.get().to_string(),
-                ),
+                ("{reason=\"expired\"}", self.socket_closed_expired.get().to_string()),
+                ("{reason=\"revoked\"}", self.socket_closed_revoked.get().to_string()),
             ],
         );
         family(

@@ -11,14 +11,9 @@ pub fn check_username(username: &str) -> Result<(), String> {
         return Err("username must not be empty".into());
     }
     if username.chars().count() > MAX_USERNAME_CHARS {
-        return Err(format!(
-            "username too long (at most {MAX_USERNAME_CHARS} characters)"
-        ));
+        return Err(format!("username too long (at most {MAX_USERNAME_CHARS} characters)"));
     }
-    if !username
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@'))
-    {
+    if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@')) {
         return Err("username may contain only letters, digits and _ . - @".into());
     }
     Ok(())
@@ -30,9 +25,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
         return Err("password must not be empty".into());
     }
     if password.len() > MAX_PASSWORD_BYTES {
-        return Err(format!(
-            "password too long (at most {MAX_PASSWORD_BYTES} bytes)"
-        ));
+        return Err(format!("password too long (at most {MAX_PASSWORD_BYTES} bytes)"));
     }
     Ok(())
 }
@@ -40,9 +33,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
 /// Optional profile fields (email, full name): bounded, no control characters.
 pub fn check_field(name: &str, value: &str) -> Result<(), String> {
     if value.chars().count() > MAX_FIELD_CHARS {
-        return Err(format!(
-            "{name} too long (at most {MAX_FIELD_CHARS} characters)"
-        ));
+        return Err(format!("{name} too long (at most {MAX_FIELD_CHARS} characters)"));
     }
     if value.chars().any(char::is_control) {
         return Err(format!("{name} must not contain control characters"));

@@ -20,10 +20,7 @@ pub struct HmacKey {
 impl HmacKey {
     fn new(secret: Vec<u8>) -> HmacKey {
         let digest = Sha256::digest(&secret);
-        HmacKey {
-            kid: format!("hs256-{}", hex::encode(&digest[..6])),
-            secret,
-        }
+        HmacKey { kid: format!("hs256-{}", hex::encode(&digest[..6])), secret }
     }
 
     /// Loads the configured secret file, or the generated one in `data_dir`, creating it if absent.
@@ -41,13 +38,9 @@ impl HmacKey {
         let path = data_dir.join(SECRET_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let secret = hex::decode(text.trim())
-                    .with_context(|| format!("{}: not a hex key", path.display()))?;
-                anyhow::ensure!(
-                    secret.len() >= MIN_SECRET_BYTES,
-                    "{}: key too short",
-                    path.display()
-                );
+                let secret =
+                    hex::decode(text.trim()).with_context(|| format!("{}: not a hex key", path.display()))?;
+                anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{}: key too short", path.display());
                 Ok(HmacKey::new(secret))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -68,9 +61,7 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents)?;
     file.sync_all()?;
     Ok(())
@@ -85,9 +76,7 @@ pub fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .with_context(|| format!("creating data folder {}", dir.display()))
+    builder.create(dir).with_context(|| format!("creating data folder {}", dir.display()))
 }
 
 #[cfg(test)]
@@ -104,10 +93,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(SECRET_FILE))
-                .unwrap()
-                .permissions()
-                .mode();
+            let mode = fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
             assert_eq!(mode & 0o777, 0o600);
         }
     }

@@ -72,11 +72,7 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(tokens: Tokens, store: DynStore) -> Authenticator {
-        Authenticator {
-            tokens,
-            revocations: Revocations::default(),
-            store,
-        }
+        Authenticator { tokens, revocations: Revocations::default(), store }
     }
 
     /// Turns what a client presented into an identity under `mode`: signature, claims, kind,
@@ -94,9 +90,8 @@ impl Authenticator {
         };
         let claims = self.tokens.verify(&presented.token, mode.token_kind())?;
         if let Some(submitted) = &presented.csrf {
-            let matches = submitted
-                .as_deref()
-                .is_some_and(|s| bool::from(s.as_bytes().ct_eq(claims.csrf.as_bytes())));
+            let matches =
+                submitted.as_deref().is_some_and(|s| bool::from(s.as_bytes().ct_eq(claims.csrf.as_bytes())));
             if !matches {
                 return Err(AuthError::Csrf);
             }
@@ -104,11 +99,8 @@ impl Authenticator {
         if mode == Mode::Fresh && !claims.fresh {
             return Err(TokenError::NotFresh.into());
         }
-        let (user, family_revoked) = self
-            .store
-            .principal(&claims.sub, &claims.fam)
-            .await?
-            .ok_or(AuthError::UnknownUser)?;
+        let (user, family_revoked) =
+            self.store.principal(&claims.sub, &claims.fam).await?.ok_or(AuthError::UnknownUser)?;
         // Before the revocation check: disabling a user also revokes their logins, and the
         // answer should say why.
         if user.disabled {
@@ -117,10 +109,6 @@ impl Authenticator {
         if family_revoked || self.revocations.is_revoked(&claims.jti, &claims.fam) {
             return Err(TokenError::Revoked.into());
         }
-        Ok(Some(Identity {
-            user,
-            claims,
-            transport: presented.transport,
-        }))
+        Ok(Some(Identity { user, claims, transport: presented.transport }))
     }
 }

@@ -42,28 +42,21 @@ pub enum Verdict {
 fn verify_blocking(password: &str, stored: &str) -> Verdict {
     if stored.starts_with("$2") {
         return match bcrypt::verify(password, stored) {
-            Ok(true) => Verdict::Valid {
-                rehash: Some(hash(password)),
-            },
+            Ok(true) => Verdict::Valid { rehash: Some(hash(password)) },
             _ => Verdict::Invalid,
         };
     }
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Verdict::Invalid;
     };
-    if argon2()
-        .verify_password(password.as_bytes(), &parsed)
-        .is_err()
-    {
+    if argon2().verify_password(password.as_bytes(), &parsed).is_err() {
         return Verdict::Invalid;
     }
     let current = Params::try_from(&parsed).ok();
     let wanted = argon2().params().clone();
     let outdated = parsed.algorithm.as_str() != "argon2id"
         || current.is_none_or(|p| p.m_cost() < wanted.m_cost() || p.t_cost() < wanted.t_cost());
-    Verdict::Valid {
-        rehash: outdated.then(|| hash(password)),
-    }
+    Verdict::Valid { rehash: outdated.then(|| hash(password)) }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -104,9 +97,7 @@ impl Hasher {
     pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verdict, Busy> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy.clone());
-        let verdict = self
-            .run(move || verify_blocking(&password, &stored))
-            .await?;
+        let verdict = self.run(move || verify_blocking(&password, &stored)).await?;
         Ok(if known { verdict } else { Verdict::Invalid })
     }
 
@@ -115,10 +106,7 @@ impl Hasher {
         self.run(move || hash(&password)).await
     }
 
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Busy> {
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
         if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
             self.pending.fetch_sub(1, Ordering::AcqRel);
             return Err(Busy);
@@ -131,9 +119,7 @@ impl Hasher {
             let started = Instant::now();
             let result = work();
             stats.count.fetch_add(1, Ordering::Relaxed);
-            stats
-                .micros
-                .fetch_add(started.elapsed().as_micros() as usize, Ordering::Relaxed);
+            stats.micros.fetch_add(started.elapsed().as_micros() as usize, Ordering::Relaxed);
             drop(permit);
             result
         })
@@ -159,10 +145,7 @@ mod tests {
     fn argon2id_round_trip_needs_no_rehash() {
         let stored = hash("secret");
         assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert_eq!(
-            verify_blocking("secret", &stored),
-            Verdict::Valid { rehash: None }
-        );
+        assert_eq!(verify_blocking("secret", &stored), Verdict::Valid { rehash: None });
         assert_eq!(verify_blocking("wrong", &stored), Verdict::Invalid);
     }
 
@@ -179,17 +162,10 @@ mod tests {
 
     #[test]
     fn weaker_argon2_parameters_are_upgraded() {
-        let weak = Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            Params::new(8, 1, 1, None).unwrap(),
-        );
+        let weak = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(8, 1, 1, None).unwrap());
         let salt = SaltString::generate(&mut rand::rngs::OsRng);
         let stored = weak.hash_password(b"secret", &salt).unwrap().to_string();
-        assert!(matches!(
-            verify_blocking("secret", &stored),
-            Verdict::Valid { rehash: Some(_) }
-        ));
+        assert!(matches!(verify_blocking("secret", &stored), Verdict::Valid { rehash: Some(_) }));
     }
 
     #[test]

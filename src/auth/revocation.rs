@@ -15,9 +15,7 @@ impl Revocations {
     /// Records a revocation; returns whether it was new to this node.
     pub fn apply(&self, revocation: &Revocation) -> bool {
         let mut revoked = self.revoked.write().expect("revocations lock poisoned");
-        revoked
-            .insert(revocation.subject.clone(), revocation.expires_at)
-            .is_none()
+        revoked.insert(revocation.subject.clone(), revocation.expires_at).is_none()
     }
 
     /// True when the token itself or its whole login was revoked.

@@ -78,9 +78,7 @@ pub struct Tokens {
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 pub fn random_id() -> String {
@@ -156,16 +154,15 @@ impl Tokens {
         if header.kid.as_deref().is_some_and(|kid| kid != self.key.kid) {
             return Err(TokenError::BadSignature);
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            match e.kind() {
                 ErrorKind::ExpiredSignature => TokenError::Expired,
                 ErrorKind::ImmatureSignature => TokenError::Immature,
-                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
-                    TokenError::BadSignature
-                }
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
                 ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
                 _ => TokenError::Malformed,
-            })?;
+            }
+        })?;
         if data.claims.kind != kind {
             return Err(TokenError::WrongKind);
         }
@@ -182,13 +179,7 @@ mod tests {
     fn tokens() -> Tokens {
         let dir = tempfile::tempdir().unwrap();
         let key = HmacKey::load(None, dir.path()).unwrap();
-        Tokens::new(
-            key,
-            "wsguard".into(),
-            None,
-            Duration::from_secs(60),
-            Duration::from_secs(600),
-        )
+        Tokens::new(key, "wsguard".into(), None, Duration::from_secs(60), Duration::from_secs(600))
     }
 
     #[test]
@@ -198,10 +189,7 @@ mod tests {
         let claims = t.verify(&access.token, TokenKind::Access).unwrap();
         assert_eq!(claims, access.claims);
         assert!(claims.fresh);
-        assert_eq!(
-            t.verify(&access.token, TokenKind::Refresh),
-            Err(TokenError::WrongKind)
-        );
+        assert_eq!(t.verify(&access.token, TokenKind::Refresh), Err(TokenError::WrongKind));
         let refresh = t.issue("johndoe", TokenKind::Refresh, true, "fam", "csrf");
         assert!(!refresh.claims.fresh, "refresh tokens are never fresh");
     }
@@ -219,17 +207,11 @@ mod tests {
         claims.sub = "admin".into();
         let forged_payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims).unwrap());
         let forged = format!("{}.{forged_payload}.{}", parts[0], parts[2]);
-        assert_eq!(
-            t.verify(&forged, TokenKind::Access),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(t.verify(&forged, TokenKind::Access), Err(TokenError::BadSignature));
 
         let hs512 = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS512","typ":"JWT"}"#);
         let confused = format!("{hs512}.{}.{}", parts[1], parts[2]);
-        assert_eq!(
-            t.verify(&confused, TokenKind::Access),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(t.verify(&confused, TokenKind::Access), Err(TokenError::BadSignature));
     }
 
     #[test]
@@ -237,33 +219,22 @@ mod tests {
         let a = tokens();
         let b = tokens();
         let issued = a.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
-        assert_eq!(
-            b.verify(&issued.token, TokenKind::Access),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(b.verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
         for garbage in ["", "abc", "a.b.c", "....", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
-            assert_eq!(
-                a.verify(garbage, TokenKind::Access),
-                Err(TokenError::Malformed)
-            );
+            assert_eq!(a.verify(garbage, TokenKind::Access), Err(TokenError::Malformed));
         }
     }
 
     #[test]
     fn expired_tokens_are_refused() {
         let t = tokens();
-        let mut claims = t
-            .issue("johndoe", TokenKind::Access, false, "fam", "csrf")
-            .claims;
+        let mut claims = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf").claims;
         claims.exp = now() - 60;
         claims.iat = now() - 120;
         claims.nbf = claims.iat;
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(t.key.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &t.encoding).unwrap();
-        assert_eq!(
-            t.verify(&token, TokenKind::Access),
-            Err(TokenError::Expired)
-        );
+        assert_eq!(t.verify(&token, TokenKind::Access), Err(TokenError::Expired));
     }
 }

@@ -94,32 +94,20 @@ pub fn find(
         };
         if let Some(token) = cookie(&parts.headers, name) {
             let csrf = match sources.cookie {
-                CookieRule::CsrfHeader => Some(
-                    parts
-                        .headers
-                        .get(CSRF_HEADER)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_owned),
-                ),
+                CookieRule::CsrfHeader => {
+                    Some(parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+                }
                 CookieRule::CsrfQuery => Some(query_value(&query, "csrf_token").map(str::to_owned)),
                 CookieRule::NoCsrf | CookieRule::Off => None,
             };
-            return Ok(Some(Presented {
-                token: token.to_owned(),
-                transport: Transport::Cookie,
-                csrf,
-            }));
+            return Ok(Some(Presented { token: token.to_owned(), transport: Transport::Cookie, csrf }));
         }
     }
     Ok(None)
 }
 
 fn presented(token: &str, transport: Transport, csrf: Option<Option<String>>) -> Presented {
-    Presented {
-        token: token.to_owned(),
-        transport,
-        csrf,
-    }
+    Presented { token: token.to_owned(), transport, csrf }
 }
 
 /// `Bearer <token>`, scheme case-insensitive. Anything else is not a bearer credential.
@@ -145,17 +133,11 @@ pub fn subprotocol_token(headers: &HeaderMap) -> Option<&str> {
 }
 
 pub fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
-    query
-        .and_then(|q| serde_urlencoded::from_str(q).ok())
-        .unwrap_or_default()
+    query.and_then(|q| serde_urlencoded::from_str(q).ok()).unwrap_or_default()
 }
 
 pub fn query_value<'a>(pairs: &'a [(String, String)], key: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
+    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str()).filter(|v| !v.is_empty())
 }
 
 /// The value of cookie `name`, if sent.
@@ -180,45 +162,26 @@ mod tests {
         req.body(()).unwrap().into_parts().0
     }
 
-    const ALL: Sources = Sources {
-        header: true,
-        subprotocol: true,
-        query: true,
-        cookie: CookieRule::CsrfQuery,
-    };
+    const ALL: Sources =
+        Sources { header: true, subprotocol: true, query: true, cookie: CookieRule::CsrfQuery };
 
     #[test]
     fn header_wins_and_must_be_bearer() {
         let p = parts(Request::get("/x?token=q").header("authorization", "bearer h"));
         let found = find(&p, ALL, CookieKind::Access).unwrap().unwrap();
-        assert_eq!(
-            (found.token.as_str(), found.transport),
-            ("h", Transport::Header)
-        );
+        assert_eq!((found.token.as_str(), found.transport), ("h", Transport::Header));
         for bad in ["Basic abc", "abc", "Bearer", "Bearer   "] {
             let p = parts(Request::get("/x").header("authorization", bad));
-            assert!(
-                matches!(find(&p, ALL, CookieKind::Access), Err(AuthError::NotBearer)),
-                "{bad}"
-            );
+            assert!(matches!(find(&p, ALL, CookieKind::Access), Err(AuthError::NotBearer)), "{bad}");
         }
     }
 
     #[test]
     fn subprotocol_query_and_cookie() {
         let p = parts(Request::get("/x").header("sec-websocket-protocol", "bearer, t1"));
-        assert_eq!(
-            find(&p, ALL, CookieKind::Access).unwrap().unwrap().token,
-            "t1"
-        );
+        assert_eq!(find(&p, ALL, CookieKind::Access).unwrap().unwrap().token, "t1");
         let p = parts(Request::get("/x?token=t2"));
-        assert_eq!(
-            find(&p, ALL, CookieKind::Access)
-                .unwrap()
-                .unwrap()
-                .transport,
-            Transport::Query
-        );
+        assert_eq!(find(&p, ALL, CookieKind::Access).unwrap().unwrap().transport, Transport::Query);
         let p = parts(
             Request::get("/x?csrf_token=c")
                 .header("cookie", "a=b; access_token_cookie=t3; csrf_access_token=c"),

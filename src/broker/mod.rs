@@ -2,8 +2,12 @@
 //! broker hands it to the [`Hub`] of every node that has members in that room. The in-process
 //! broker is the single-node default; a networked one implements the same trait.
 
+mod redis;
+
 use crate::chat::hub::Hub;
 use async_trait::async_trait;
+pub use redis::RedisBroker;
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +22,12 @@ pub trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
     /// This node has no local members in `room` any more.
     async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError>;
+    /// Records that `user` now has (`present`) or no longer has a socket in `room` on this node.
+    /// Returns whether that changes the user's presence across all nodes, i.e. whether to
+    /// announce it.
+    async fn presence(&self, room: &str, user: &str, present: bool) -> Result<bool, BrokerError>;
+    /// The users with a socket in `room` on any live node.
+    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError>;
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> Result<(), BrokerError>;
 }
@@ -48,6 +58,14 @@ impl Broker for InProcess {
 
     async fn unsubscribe(&self, _: &str) -> Result<(), BrokerError> {
         Ok(())
+    }
+
+    async fn presence(&self, _: &str, _: &str, _: bool) -> Result<bool, BrokerError> {
+        Ok(true)
+    }
+
+    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError> {
+        Ok(self.hub.members(room))
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

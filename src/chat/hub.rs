@@ -41,14 +41,7 @@ impl Hub {
     pub fn connect(&self, socket: u64, username: &str) -> mpsc::Receiver<Arc<str>> {
         let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES);
         let mut state = self.state.lock().expect("hub lock poisoned");
-        state.members.insert(
-            socket,
-            Member {
-                username: username.to_owned(),
-                outbox,
-                rooms: HashSet::new(),
-            },
-        );
+        state.members.insert(socket, Member { username: username.to_owned(), outbox, rooms: HashSet::new() });
         inbox
     }
 
@@ -62,15 +55,8 @@ impl Hub {
         if !sockets.insert(socket) {
             return None;
         }
-        state
-            .members
-            .get_mut(&socket)?
-            .rooms
-            .insert(room.to_owned());
-        Some(Change {
-            room_edge,
-            user_edge,
-        })
+        state.members.get_mut(&socket)?.rooms.insert(room.to_owned());
+        Some(Change { room_edge, user_edge })
     }
 
     /// Removes the socket from `room`; `None` when it was not in it.
@@ -107,12 +93,27 @@ impl Hub {
             .collect()
     }
 
-    pub fn is_member(&self, socket: u64, room: &str) -> bool {
+    /// Every room with local sockets and its users, to rebuild shared presence (after a broker
+    /// lost its state).
+    pub fn rooms(&self) -> Vec<(String, BTreeSet<String>)> {
         let state = self.state.lock().expect("hub lock poisoned");
         state
-            .members
-            .get(&socket)
-            .is_some_and(|m| m.rooms.contains(room))
+            .rooms
+            .iter()
+            .map(|(room, sockets)| {
+                let users = sockets
+                    .iter()
+                    .filter_map(|socket| state.members.get(socket))
+                    .map(|member| member.username.clone())
+                    .collect();
+                (room.clone(), users)
+            })
+            .collect()
+    }
+
+    pub fn is_member(&self, socket: u64, room: &str) -> bool {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state.members.get(&socket).is_some_and(|m| m.rooms.contains(room))
     }
 
     /// Queues `frame` for every local socket in `room`. A socket whose outbox is full is dropped.
@@ -124,20 +125,15 @@ impl Hub {
         let mut too_slow = Vec::new();
         for socket in sockets {
             if let Some(member) = state.members.get(socket) {
-                if let Err(mpsc::error::TrySendError::Full(_)) =
-                    member.outbox.try_send(frame.clone())
-                {
+                if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
                     too_slow.push(*socket);
                 }
             }
         }
         for socket in too_slow {
             tracing::warn!(socket, "outbox full: dropping a slow socket");
-            let rooms: Vec<String> = state
-                .members
-                .get(&socket)
-                .map(|m| m.rooms.iter().cloned().collect())
-                .unwrap_or_default();
+            let rooms: Vec<String> =
+                state.members.get(&socket).map(|m| m.rooms.iter().cloned().collect()).unwrap_or_default();
             for room in rooms {
                 state.leave(socket, &room);
             }
@@ -148,11 +144,11 @@ impl Hub {
 
 impl State {
     fn user_in_room(&self, username: &str, room: &str) -> bool {
-        self.rooms.get(room).into_iter().flatten().any(|socket| {
-            self.members
-                .get(socket)
-                .is_some_and(|m| m.username == username)
-        })
+        self.rooms
+            .get(room)
+            .into_iter()
+            .flatten()
+            .any(|socket| self.members.get(socket).is_some_and(|m| m.username == username))
     }
 
     fn leave(&mut self, socket: u64, room: &str) -> Option<Change> {
@@ -168,10 +164,7 @@ impl State {
         member.rooms.remove(room);
         let username = member.username.clone();
         let user_edge = !self.user_in_room(&username, room);
-        Some(Change {
-            room_edge,
-            user_edge,
-        })
+        Some(Change { room_edge, user_edge })
     }
 }
 
@@ -185,56 +178,14 @@ mod tests {
         let _a = hub.connect(1, "john");
         let _b = hub.connect(2, "john");
         let _c = hub.connect(3, "jane");
-        assert_eq!(
-            hub.join(1, "r"),
-            Some(Change {
-                room_edge: true,
-                user_edge: true
-            })
-        );
-        assert_eq!(
-            hub.join(2, "r"),
-            Some(Change {
-                room_edge: false,
-                user_edge: false
-            })
-        );
+        assert_eq!(hub.join(1, "r"), Some(Change { room_edge: true, user_edge: true }));
+        assert_eq!(hub.join(2, "r"), Some(Change { room_edge: false, user_edge: false }));
         assert_eq!(hub.join(2, "r"), None, "joining twice changes nothing");
-        assert_eq!(
-            hub.join(3, "r"),
-            Some(Change {
-                room_edge: false,
-                user_edge: true
-            })
-        );
-        assert_eq!(
-            hub.members("r").into_iter().collect::<Vec<_>>(),
-            ["jane", "john"]
-        );
-        assert_eq!(
-            hub.leave(1, "r"),
-            Some(Change {
-                room_edge: false,
-                user_edge: false
-            })
-        );
-        assert_eq!(
-            hub.disconnect(2),
-            vec![(
-                "r".to_owned(),
-                Change {
-                    room_edge: false,
-                    user_edge: true
-                }
-            )]
-        );
-        assert_eq!(
-            hub.leave(3, "r"),
-            Some(Change {
-                room_edge: true,
-                user_edge: true
-            })
-        );
+        assert_eq!(hub.join(3, "r"), Some(Change { room_edge: false, user_edge: true }));
+        assert_eq!(hub.members("r").into_iter().collect::<Vec<_>>(), ["jane", "john"]);
+        assert_eq!(hub.leave(1, "r"), Some(Change { room_edge: false, user_edge: false }));
+        assert_eq!(hub.disconnect(2), vec![("r".to_owned(), Change { room_edge: false, user_edge: true })]);
+        assert_eq!(hub.leave(3, "r"), Some(Change { room_edge: true, user_edge: true }));
         assert!(hub.members("r").is_empty());
     }
 
@@ -254,10 +205,7 @@ mod tests {
         while slow.recv().await.is_some() {
             drained += 1;
         }
-        assert_eq!(
-            drained, OUTBOX_FRAMES,
-            "the queued frames drain, then the outbox ends"
-        );
+        assert_eq!(drained, OUTBOX_FRAMES, "the queued frames drain, then the outbox ends");
         assert_eq!(hub.members("r").into_iter().collect::<Vec<_>>(), ["fast"]);
     }
 }

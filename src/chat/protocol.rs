@@ -65,10 +65,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: ErrorCode, detail: impl Into<String>) -> Refusal {
-        Refusal {
-            code,
-            detail: detail.into(),
-        }
+        Refusal { code, detail: detail.into() }
     }
 
     pub fn frame(&self) -> String {
@@ -79,11 +76,7 @@ impl Refusal {
 pub fn parse(text: &str) -> Result<Command, Refusal> {
     serde_json::from_str(text).map_err(|e| {
         let message = e.to_string();
-        let message = message
-            .split(" at line ")
-            .next()
-            .unwrap_or(&message)
-            .to_owned();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_owned();
         Refusal::new(ErrorCode::BadRequest, format!("invalid command: {message}"))
     })
 }
@@ -92,42 +85,30 @@ pub fn parse(text: &str) -> Result<Command, Refusal> {
 pub fn check_room(room: &str) -> Result<(), Refusal> {
     let valid = !room.is_empty()
         && room.len() <= MAX_ROOM_CHARS
-        && room
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+        && room.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if valid {
         Ok(())
     } else {
-        Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "room names are 1-64 of A-Z a-z 0-9 _ . -",
-        ))
+        Err(Refusal::new(ErrorCode::BadRequest, "room names are 1-64 of A-Z a-z 0-9 _ . -"))
     }
 }
 
 /// 1–4096 characters.
 pub fn check_text(text: &str) -> Result<(), Refusal> {
     if text.is_empty() {
-        return Err(Refusal::new(
-            ErrorCode::BadRequest,
-            "text must not be empty",
-        ));
+        return Err(Refusal::new(ErrorCode::BadRequest, "text must not be empty"));
     }
     if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(Refusal::new(
-            ErrorCode::TooBig,
-            format!("text longer than {MAX_TEXT_CHARS} characters"),
-        ));
+        return Err(Refusal::new(ErrorCode::TooBig, format!("text longer than {MAX_TEXT_CHARS} characters")));
     }
     Ok(())
 }
 
 pub fn check_ref(reference: Option<&str>) -> Result<(), Refusal> {
     match reference {
-        Some(r) if r.chars().count() > MAX_REF_CHARS => Err(Refusal::new(
-            ErrorCode::BadRequest,
-            format!("ref longer than {MAX_REF_CHARS} characters"),
-        )),
+        Some(r) if r.chars().count() > MAX_REF_CHARS => {
+            Err(Refusal::new(ErrorCode::BadRequest, format!("ref longer than {MAX_REF_CHARS} characters")))
+        }
         _ => Ok(()),
     }
 }
@@ -185,17 +166,11 @@ mod tests {
     fn commands_parse_and_garbage_is_refused() {
         assert_eq!(
             parse(r#"{"type":"join","room":"general"}"#),
-            Ok(Command::Join {
-                room: "general".into()
-            })
+            Ok(Command::Join { room: "general".into() })
         );
         assert_eq!(
             parse(r#"{"type":"send","room":"a","text":"hi","ref":"c1"}"#),
-            Ok(Command::Send {
-                room: "a".into(),
-                text: "hi".into(),
-                reference: Some("c1".into())
-            })
+            Ok(Command::Send { room: "a".into(), text: "hi".into(), reference: Some("c1".into()) })
         );
         assert_eq!(parse(r#"{"type":"ping"}"#), Ok(Command::Ping));
         for bad in [
@@ -220,12 +195,7 @@ mod tests {
             assert!(check_room(bad).is_err(), "{bad}");
         }
         assert!(check_text(&"é".repeat(MAX_TEXT_CHARS)).is_ok());
-        assert_eq!(
-            check_text(&"é".repeat(MAX_TEXT_CHARS + 1))
-                .unwrap_err()
-                .code,
-            ErrorCode::TooBig
-        );
+        assert_eq!(check_text(&"é".repeat(MAX_TEXT_CHARS + 1)).unwrap_err().code, ErrorCode::TooBig);
         assert_eq!(check_text("").unwrap_err().code, ErrorCode::BadRequest);
     }
 

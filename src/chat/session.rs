@@ -31,29 +31,15 @@ impl ChatSession {
     pub fn new(state: AppState, username: &str) -> ChatSession {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
         let inbox = state.hub.connect(socket, username);
-        ChatSession {
-            state,
-            socket,
-            username: username.to_owned(),
-            joined: BTreeSet::new(),
-            inbox,
-        }
+        ChatSession { state, socket, username: username.to_owned(), joined: BTreeSet::new(), inbox }
     }
 
     async fn apply(&mut self, command: Command) -> Result<Vec<String>, Refusal> {
         match command {
             Command::Join { room } => self.join(room).await,
             Command::Leave { room } => self.leave(room).await,
-            Command::Send {
-                room,
-                text,
-                reference,
-            } => self.send(room, text, reference).await,
-            Command::History {
-                room,
-                before,
-                limit,
-            } => self.history(room, before, limit).await,
+            Command::Send { room, text, reference } => self.send(room, text, reference).await,
+            Command::History { room, before, limit } => self.history(room, before, limit).await,
             Command::Ping => Ok(vec![protocol::pong()]),
         }
     }
@@ -66,21 +52,19 @@ impl ChatSession {
                 format!("at most {MAX_ROOMS_PER_SOCKET} rooms per socket"),
             ));
         }
-        let history = self
-            .state
-            .store
-            .history(&room, None, DEFAULT_HISTORY)
-            .await
-            .map_err(unavailable)?;
+        let history = self.state.store.history(&room, None, DEFAULT_HISTORY).await.map_err(unavailable)?;
         if let Some(change) = self.state.hub.join(self.socket, &room) {
             self.joined.insert(room.clone());
             announce(&self.state, &room, &self.username, true, change).await;
         }
-        let members = self.state.hub.members(&room);
-        Ok(vec![
-            protocol::members(&room, &members),
-            protocol::history(&room, &history),
-        ])
+        let members = match self.state.broker.members(&room).await {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::warn!(error = %err, room, "shared presence unavailable; listing this node's");
+                self.state.hub.members(&room)
+            }
+        };
+        Ok(vec![protocol::members(&room, &members), protocol::history(&room, &history)])
     }
 
     async fn leave(&mut self, room: String) -> Result<Vec<String>, Refusal> {
@@ -113,12 +97,7 @@ impl ChatSession {
             .await
             .map_err(unavailable)?;
         // Stored: the ack may go out whatever happens to the fan-out.
-        if let Err(err) = self
-            .state
-            .broker
-            .publish(&room, Arc::from(protocol::message(&message)))
-            .await
-        {
+        if let Err(err) = self.state.broker.publish(&room, Arc::from(protocol::message(&message))).await {
             tracing::warn!(error = %err, room, "fan-out failed; the message is in history");
         }
         Ok(vec![protocol::ack(reference.as_deref(), message.id)])
@@ -133,26 +112,15 @@ impl ChatSession {
         protocol::check_room(&room)?;
         let limit = limit.unwrap_or(DEFAULT_HISTORY);
         if !(1..=MAX_HISTORY).contains(&limit) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                format!("limit must be 1-{MAX_HISTORY}"),
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, format!("limit must be 1-{MAX_HISTORY}")));
         }
         if before.is_some_and(|b| b < 1) {
-            return Err(Refusal::new(
-                ErrorCode::BadRequest,
-                "before must be a positive message id",
-            ));
+            return Err(Refusal::new(ErrorCode::BadRequest, "before must be a positive message id"));
         }
         if !self.joined.contains(&room) {
             return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
         }
-        let messages = self
-            .state
-            .store
-            .history(&room, before, limit)
-            .await
-            .map_err(unavailable)?;
+        let messages = self.state.store.history(&room, before, limit).await.map_err(unavailable)?;
         Ok(vec![protocol::history(&room, &messages)])
     }
 }
@@ -163,29 +131,29 @@ fn unavailable(err: crate::store::StoreError) -> Refusal {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Publishes a presence change and keeps the broker subscribed to rooms with local members only.
 async fn announce(state: &AppState, room: &str, username: &str, joined: bool, change: Change) {
     let broker = &state.broker;
     if change.room_edge {
-        let result = if joined {
-            broker.subscribe(room).await
-        } else {
-            broker.unsubscribe(room).await
-        };
+        let result = if joined { broker.subscribe(room).await } else { broker.unsubscribe(room).await };
         if let Err(err) = result {
             tracing::warn!(error = %err, room, "broker subscription change failed");
         }
     }
-    if change.user_edge {
-        if let Err(err) = broker
-            .publish(room, Arc::from(protocol::presence(room, username, joined)))
-            .await
-        {
+    if !change.user_edge {
+        return;
+    }
+    // The user's first (or last) socket here; other nodes may still have them in the room.
+    let announce = broker.presence(room, username, joined).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, room, "shared presence unavailable");
+        true
+    });
+    if announce {
+        let frame = Arc::from(protocol::presence(room, username, joined));
+        if let Err(err) = broker.publish(room, frame).await {
             tracing::warn!(error = %err, room, "presence fan-out failed");
         }
     }
@@ -201,20 +169,13 @@ impl Endpoint for ChatSession {
     }
 
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
-        Ok(vec![Refusal::new(
-            ErrorCode::BadRequest,
-            "binary frames are not accepted",
-        )
-        .frame()])
+        Ok(vec![Refusal::new(ErrorCode::BadRequest, "binary frames are not accepted").frame()])
     }
 
     async fn outgoing(&mut self) -> Outgoing {
         match self.inbox.recv().await {
             Some(frame) => Outgoing::Frame(frame),
-            None => Outgoing::Close(Close::new(
-                TOO_SLOW,
-                "too slow: reconnect and fetch history",
-            )),
+            None => Outgoing::Close(Close::new(TOO_SLOW, "too slow: reconnect and fetch history")),
         }
     }
 }
@@ -233,10 +194,8 @@ impl Drop for ChatSession {
         tokio::spawn(async move {
             for room in rooms {
                 let members = state.hub.members(&room);
-                let change = Change {
-                    room_edge: members.is_empty(),
-                    user_edge: !members.contains(&username),
-                };
+                let change =
+                    Change { room_edge: members.is_empty(), user_edge: !members.contains(&username) };
                 announce(&state, &room, &username, false, change).await;
             }
         });

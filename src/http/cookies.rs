@@ -1,20 +1,12 @@
 //! The cookies of a browser login: the tokens HttpOnly, their CSRF values readable by the page.
 
 use crate::auth::tokens::Issued;
-use crate::auth::transport::{
-    ACCESS_COOKIE, CSRF_ACCESS_COOKIE, CSRF_REFRESH_COOKIE, REFRESH_COOKIE,
-};
+use crate::auth::transport::{ACCESS_COOKIE, CSRF_ACCESS_COOKIE, CSRF_REFRESH_COOKIE, REFRESH_COOKIE};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use cookie::{Cookie, SameSite};
 
-fn build(
-    name: &'static str,
-    value: String,
-    max_age: i64,
-    http_only: bool,
-    secure: bool,
-) -> HeaderValue {
+fn build(name: &'static str, value: String, max_age: i64, http_only: bool, secure: bool) -> HeaderValue {
     let cookie = Cookie::build((name, value))
         .path("/")
         .http_only(http_only)
@@ -26,44 +18,15 @@ fn build(
 }
 
 /// Sets the access pair (token + CSRF), and the refresh pair when given.
-pub fn set(
-    headers: &mut HeaderMap,
-    access: &Issued,
-    refresh: Option<&Issued>,
-    secure: bool,
-    now: i64,
-) {
+pub fn set(headers: &mut HeaderMap, access: &Issued, refresh: Option<&Issued>, secure: bool, now: i64) {
     let ttl = access.claims.exp - now;
-    headers.append(
-        SET_COOKIE,
-        build(ACCESS_COOKIE, access.token.clone(), ttl, true, secure),
-    );
-    headers.append(
-        SET_COOKIE,
-        build(
-            CSRF_ACCESS_COOKIE,
-            access.claims.csrf.clone(),
-            ttl,
-            false,
-            secure,
-        ),
-    );
+    headers.append(SET_COOKIE, build(ACCESS_COOKIE, access.token.clone(), ttl, true, secure));
+    headers.append(SET_COOKIE, build(CSRF_ACCESS_COOKIE, access.claims.csrf.clone(), ttl, false, secure));
     if let Some(refresh) = refresh {
         let ttl = refresh.claims.exp - now;
-        headers.append(
-            SET_COOKIE,
-            build(REFRESH_COOKIE, refresh.token.clone(), ttl, true, secure),
-        );
-        headers.append(
-            SET_COOKIE,
-            build(
-                CSRF_REFRESH_COOKIE,
-                refresh.claims.csrf.clone(),
-                ttl,
-                false,
-                secure,
-            ),
-        );
+        headers.append(SET_COOKIE, build(REFRESH_COOKIE, refresh.token.clone(), ttl, true, secure));
+        headers
+            .append(SET_COOKIE, build(CSRF_REFRESH_COOKIE, refresh.claims.csrf.clone(), ttl, false, secure));
     }
 }
 

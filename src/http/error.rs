@@ -19,11 +19,7 @@ pub enum ApiError {
     Auth(#[from] AuthError),
     /// An OAuth2 token-endpoint error (RFC 6749 §5.2).
     #[error("{detail}")]
-    OAuth {
-        status: StatusCode,
-        error: &'static str,
-        detail: String,
-    },
+    OAuth { status: StatusCode, error: &'static str, detail: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -39,10 +35,7 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn unprocessable(detail: impl Into<String>) -> ApiError {
-        ApiError::BadRequest {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: detail.into(),
-        }
+        ApiError::BadRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: detail.into() }
     }
 
     /// An unexpected failure: logged by the caller, a bare 500 for the client.
@@ -51,10 +44,7 @@ impl ApiError {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
-        ApiError::BadRequest {
-            status: StatusCode::BAD_REQUEST,
-            detail: detail.into(),
-        }
+        ApiError::BadRequest { status: StatusCode::BAD_REQUEST, detail: detail.into() }
     }
 
     pub fn invalid_grant() -> ApiError {
@@ -94,10 +84,9 @@ impl From<Busy> for ApiError {
 /// token was presented.
 fn bearer_challenge(error: Option<&str>) -> HeaderValue {
     let value = match error {
-        Some(description) => format!(
-            r#"Bearer error="invalid_token", error_description="{}""#,
-            description.replace('"', "'")
-        ),
+        Some(description) => {
+            format!(r#"Bearer error="invalid_token", error_description="{}""#, description.replace('"', "'"))
+        }
         None => "Bearer".to_owned(),
     };
     HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static("Bearer"))
@@ -112,10 +101,7 @@ fn store_failure(err: &StoreError) -> Response {
         StoreError::Conflict => detail(StatusCode::CONFLICT, "Already exists"),
         StoreError::Unavailable(cause) => {
             tracing::warn!(error = %cause, "database unavailable");
-            detail(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Database unavailable, try again shortly",
-            )
+            detail(StatusCode::SERVICE_UNAVAILABLE, "Database unavailable, try again shortly")
         }
         StoreError::Other(cause) => {
             tracing::error!(error = %cause, "database error");
@@ -127,20 +113,11 @@ fn store_failure(err: &StoreError) -> Response {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::BadRequest {
-                status,
-                detail: text,
-            } => detail(status, &text),
-            ApiError::OAuth {
-                status,
-                error,
-                detail,
-            } => {
-                let mut response = (
-                    status,
-                    Json(json!({ "detail": detail, "error": error, "error_description": detail })),
-                )
-                    .into_response();
+            ApiError::BadRequest { status, detail: text } => detail(status, &text),
+            ApiError::OAuth { status, error, detail } => {
+                let mut response =
+                    (status, Json(json!({ "detail": detail, "error": error, "error_description": detail })))
+                        .into_response();
                 let headers = response.headers_mut();
                 if status == StatusCode::UNAUTHORIZED {
                     headers.insert(header::WWW_AUTHENTICATE, bearer_challenge(None));
@@ -158,28 +135,20 @@ impl IntoResponse for ApiError {
                     AuthError::Store(e) => return store_failure(e),
                 };
                 let mut response = detail(status, &err.to_string());
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    bearer_challenge(challenge.as_deref()),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, bearer_challenge(challenge.as_deref()));
                 response
             }
             ApiError::NotFound(text) => detail(StatusCode::NOT_FOUND, &text),
             ApiError::Conflict(text) => detail(StatusCode::CONFLICT, &text),
             ApiError::Busy => {
-                let mut response = detail(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Server busy, try again shortly",
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                let mut response = detail(StatusCode::SERVICE_UNAVAILABLE, "Server busy, try again shortly");
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 response
             }
             ApiError::Store(err) => store_failure(&err),
-            ApiError::Internal => {
-                detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error")
-            }
+            ApiError::Internal => detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal server error"),
         }
     }
 }

@@ -42,8 +42,7 @@ fn unsupported(expected: &str) -> ApiError {
 }
 
 pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    serde_urlencoded::from_bytes(bytes)
-        .map_err(|e| ApiError::unprocessable(format!("Invalid form: {e}")))
+    serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::unprocessable(format!("Invalid form: {e}")))
 }
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
@@ -91,13 +90,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         match content_type(&req) {
-            "application/x-www-form-urlencoded" => {
-                Ok(FormOrJson(parse_form(&body(req).await?)?, true))
-            }
+            "application/x-www-form-urlencoded" => Ok(FormOrJson(parse_form(&body(req).await?)?, true)),
             "application/json" => Ok(FormOrJson(parse_json(&body(req).await?)?, false)),
-            _ => Err(unsupported(
-                "application/json or application/x-www-form-urlencoded",
-            )),
+            _ => Err(unsupported("application/json or application/x-www-form-urlencoded")),
         }
     }
 }
@@ -109,19 +104,11 @@ fn http_sources(parts: &Parts) -> Sources {
         header: true,
         subprotocol: false,
         query: false,
-        cookie: if parts.method.is_safe() {
-            CookieRule::NoCsrf
-        } else {
-            CookieRule::CsrfHeader
-        },
+        cookie: if parts.method.is_safe() { CookieRule::NoCsrf } else { CookieRule::CsrfHeader },
     }
 }
 
-async fn authenticate(
-    parts: &Parts,
-    state: &AppState,
-    mode: Mode,
-) -> Result<Option<Identity>, ApiError> {
+async fn authenticate(parts: &Parts, state: &AppState, mode: Mode) -> Result<Option<Identity>, ApiError> {
     let kind = match mode {
         Mode::Refresh => CookieKind::Refresh,
         _ => CookieKind::Access,
@@ -153,9 +140,7 @@ impl FromRequestParts<AppState> for CurrentUser {
 impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state, Mode::Optional)
-            .await
-            .map(MaybeUser)
+        authenticate(parts, state, Mode::Optional).await.map(MaybeUser)
     }
 }
 

@@ -14,33 +14,31 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the store answers.
+/// Readiness: the store and the broker answer.
 #[utoipa::path(get, path = "/readyz", tag = "health",
     responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => (
-            StatusCode::OK,
-            Json(json!({ "status": "ready", "store": "ok", "broker": "ok" })),
-        ),
-        Err(err) => {
-            tracing::warn!(error = %err, "readiness check failed");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({ "status": "not ready", "store": "unavailable", "broker": "ok" })),
-            )
-        }
+    let store = state.store.ping().await;
+    let broker = state.broker.ping().await;
+    if let Err(err) = &store {
+        tracing::warn!(error = %err, "readiness: store down");
     }
+    if let Err(err) = &broker {
+        tracing::warn!(error = %err, "readiness: broker down");
+    }
+    let word = |ok: bool| if ok { "ok" } else { "unavailable" };
+    let ready = store.is_ok() && broker.is_ok();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = json!({
+        "status": if ready { "ready" } else { "not ready" },
+        "store": word(store.is_ok()),
+        "broker": word(broker.is_ok()),
+    });
+    (status, Json(body))
 }
 
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = &state.hasher.stats;
-    let hashes = (
-        stats.count.load(Ordering::Relaxed),
-        stats.micros.load(Ordering::Relaxed),
-    );
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(hashes),
-    )
+    let hashes = (stats.count.load(Ordering::Relaxed), stats.micros.load(Ordering::Relaxed));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(hashes))
 }

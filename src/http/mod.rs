@@ -44,10 +44,7 @@ impl Modify for BearerScheme {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new(
-                "/token",
-                Scopes::new(),
-            ))])),
+            SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/token", Scopes::new()))])),
         );
     }
 }
@@ -101,15 +98,9 @@ pub fn routes(state: AppState) -> Router {
 }
 
 async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        Json(json!({ "detail": "Not Found" })),
-    )
+    (StatusCode::NOT_FOUND, Json(json!({ "detail": "Not Found" })))
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
-    (
-        StatusCode::METHOD_NOT_ALLOWED,
-        Json(json!({ "detail": "Method Not Allowed" })),
-    )
+    (StatusCode::METHOD_NOT_ALLOWED, Json(json!({ "detail": "Method Not Allowed" })))
 }

@@ -22,44 +22,18 @@ const REFRESH_HTML: &str = include_str!("../../web/refresh.html");
 
 /// `/static/<name>`: the pages' scripts and styles.
 const ASSETS: &[(&str, &str, &str)] = &[
-    (
-        "chat.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/chat.js"),
-    ),
-    (
-        "login.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/login.js"),
-    ),
-    (
-        "token-demo.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/token-demo.js"),
-    ),
-    (
-        "refresh.js",
-        "text/javascript; charset=utf-8",
-        include_str!("../../web/refresh.js"),
-    ),
-    (
-        "style.css",
-        "text/css; charset=utf-8",
-        include_str!("../../web/style.css"),
-    ),
+    ("chat.js", "text/javascript; charset=utf-8", include_str!("../../web/chat.js")),
+    ("login.js", "text/javascript; charset=utf-8", include_str!("../../web/login.js")),
+    ("token-demo.js", "text/javascript; charset=utf-8", include_str!("../../web/token-demo.js")),
+    ("refresh.js", "text/javascript; charset=utf-8", include_str!("../../web/refresh.js")),
+    ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
 ];
 
 fn page(html: String) -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/html; charset=utf-8"),
-            ),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CSP),
-            ),
+            (header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8")),
+            (header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP)),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         ],
         html,
@@ -92,32 +66,17 @@ pub struct LoginQuery {
 pub async fn login(Query(query): Query<LoginQuery>) -> Response {
     let next = super::tokens::local_path(query.next.as_deref());
     let next = if next == "/" { "/chat" } else { next };
-    let error = if query.error.is_some() {
-        "Incorrect username or password."
-    } else {
-        ""
-    };
-    page(
-        LOGIN_HTML
-            .replace("{{next}}", &escape(next))
-            .replace("{{error}}", error),
-    )
+    let error = if query.error.is_some() { "Incorrect username or password." } else { "" };
+    page(LOGIN_HTML.replace("{{next}}", &escape(next)).replace("{{error}}", error))
 }
 
 /// Whether the request carries a valid access cookie of an active user.
 async fn logged_in(state: &AppState, parts: &Parts) -> bool {
-    let sources = Sources {
-        header: false,
-        subprotocol: false,
-        query: false,
-        cookie: CookieRule::NoCsrf,
-    };
+    let sources = Sources { header: false, subprotocol: false, query: false, cookie: CookieRule::NoCsrf };
     match transport::find(parts, sources, CookieKind::Access) {
-        Ok(Some(presented)) => state
-            .auth
-            .authenticate(Some(&presented), Mode::Required)
-            .await
-            .is_ok_and(|i| i.is_some()),
+        Ok(Some(presented)) => {
+            state.auth.authenticate(Some(&presented), Mode::Required).await.is_ok_and(|i| i.is_some())
+        }
         _ => false,
     }
 }
@@ -159,11 +118,9 @@ pub async fn asset(Path(name): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            axum::Json(serde_json::json!({"detail": "Not Found"})),
-        )
-            .into_response(),
+        None => {
+            (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"detail": "Not Found"}))).into_response()
+        }
     }
 }
 
@@ -173,9 +130,6 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(
-            escape(r#"/chat"><script>x</script>"#),
-            "/chat&quot;&gt;&lt;script&gt;x&lt;/script&gt;"
-        );
+        assert_eq!(escape(r#"/chat"><script>x</script>"#), "/chat&quot;&gt;&lt;script&gt;x&lt;/script&gt;");
     }
 }

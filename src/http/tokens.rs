@@ -118,10 +118,7 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
     let family = random_id();
     let access = tokens.issue(username, TokenKind::Access, true, &family, &random_id());
     let refresh = tokens.issue(username, TokenKind::Refresh, false, &family, &random_id());
-    state
-        .store
-        .create_family(&family, username, &refresh.claims.jti, refresh.claims.exp)
-        .await?;
+    state.store.create_family(&family, username, &refresh.claims.jti, refresh.claims.exp).await?;
     Ok((access, refresh))
 }
 
@@ -145,14 +142,11 @@ pub async fn token(
     let ApiForm(form) = form.map_err(ApiError::into_oauth)?;
     let (access, refresh) = match form.grant_type.as_deref().unwrap_or("password") {
         "password" => {
-            let missing = |field| {
-                ApiError::bad_request(format!("Invalid form: missing field `{field}`")).into_oauth()
-            };
+            let missing =
+                |field| ApiError::bad_request(format!("Invalid form: missing field `{field}`")).into_oauth();
             let username = form.username.ok_or_else(|| missing("username"))?;
             let password = form.password.ok_or_else(|| missing("password"))?;
-            let user = check_credentials(&state, &username, password)
-                .await
-                .map_err(ApiError::into_oauth)?;
+            let user = check_credentials(&state, &username, password).await.map_err(ApiError::into_oauth)?;
             start_session(&state, &user.username).await?
         }
         "refresh_token" => {
@@ -161,11 +155,7 @@ pub async fn token(
                 transport: Transport::Body,
                 csrf: None,
             };
-            let identity = match state
-                .auth
-                .authenticate(Some(&presented), Mode::Refresh)
-                .await
-            {
+            let identity = match state.auth.authenticate(Some(&presented), Mode::Refresh).await {
                 Ok(Some(identity)) => identity,
                 Ok(None) => return Err(AuthError::Missing.into()),
                 Err(AuthError::Store(err)) => return Err(err.into()),
@@ -194,9 +184,7 @@ pub async fn token(
             })
         }
     };
-    Ok(no_store(
-        Json(TokenResponse::new(access, refresh)).into_response(),
-    ))
+    Ok(no_store(Json(TokenResponse::new(access, refresh)).into_response()))
 }
 
 /// Log in with JSON
@@ -214,9 +202,7 @@ pub async fn login(
 ) -> Result<Response, ApiError> {
     let user = check_credentials(&state, &body.username, body.password).await?;
     let (access, refresh) = start_session(&state, &user.username).await?;
-    Ok(no_store(
-        Json(TokenResponse::new(access, refresh)).into_response(),
-    ))
+    Ok(no_store(Json(TokenResponse::new(access, refresh)).into_response()))
 }
 
 /// `next` when it is a path on this server; anything that could leave it (`//host`, `/\host`,
@@ -253,11 +239,9 @@ pub async fn login_cookie(
     let user = match check_credentials(&state, &body.username, body.password).await {
         Ok(user) => user,
         Err(ApiError::OAuth { .. } | ApiError::BadRequest { .. }) if next.is_some() => {
-            let query = serde_urlencoded::to_string([
-                ("error", "1"),
-                ("next", next.as_deref().unwrap_or("/")),
-            ])
-            .unwrap_or_default();
+            let query =
+                serde_urlencoded::to_string([("error", "1"), ("next", next.as_deref().unwrap_or("/"))])
+                    .unwrap_or_default();
             return Ok(Redirect::to(&format!("/login?{query}")).into_response());
         }
         Err(err) => return Err(err),
@@ -267,13 +251,7 @@ pub async fn login_cookie(
         Some(next) => Redirect::to(&next).into_response(),
         None => Json(serde_json::json!({ "detail": "Logged in" })).into_response(),
     };
-    cookies::set(
-        response.headers_mut(),
-        &access,
-        Some(&refresh),
-        state.secure_cookies,
-        now(),
-    );
+    cookies::set(response.headers_mut(), &access, Some(&refresh), state.secure_cookies, now());
     Ok(no_store(response))
 }
 
@@ -295,17 +273,9 @@ pub async fn refresh(
     let (access, refresh) = rotate(&state, &identity).await?;
     let mut headers = HeaderMap::new();
     if identity.transport == Transport::Cookie {
-        cookies::set(
-            &mut headers,
-            &access,
-            Some(&refresh),
-            state.secure_cookies,
-            now(),
-        );
+        cookies::set(&mut headers, &access, Some(&refresh), state.secure_cookies, now());
     }
-    Ok(no_store(
-        (headers, Json(TokenResponse::new(access, refresh))).into_response(),
-    ))
+    Ok(no_store((headers, Json(TokenResponse::new(access, refresh))).into_response()))
 }
 
 /// Issues the next access token (not fresh) and refresh token of the login `identity` holds a
@@ -313,29 +283,11 @@ pub async fn refresh(
 async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued), ApiError> {
     let claims = &identity.claims;
     let tokens = &state.auth.tokens;
-    let access = tokens.issue(
-        &claims.sub,
-        TokenKind::Access,
-        false,
-        &claims.fam,
-        &random_id(),
-    );
-    let refresh = tokens.issue(
-        &claims.sub,
-        TokenKind::Refresh,
-        false,
-        &claims.fam,
-        &random_id(),
-    );
+    let access = tokens.issue(&claims.sub, TokenKind::Access, false, &claims.fam, &random_id());
+    let refresh = tokens.issue(&claims.sub, TokenKind::Refresh, false, &claims.fam, &random_id());
     let rotation = state
         .store
-        .rotate_family(
-            &claims.fam,
-            &claims.jti,
-            &refresh.claims.jti,
-            refresh.claims.exp,
-            now(),
-        )
+        .rotate_family(&claims.fam, &claims.jti, &refresh.claims.jti, refresh.claims.exp, now())
         .await?;
     match rotation {
         Rotation::Rotated => Ok((access, refresh)),
@@ -396,14 +348,7 @@ mod tests {
     fn next_stays_on_this_server() {
         assert_eq!(local_path(Some("/chat")), "/chat");
         assert_eq!(local_path(Some("/chat?room=a")), "/chat?room=a");
-        for bad in [
-            "//evil.example",
-            "/\\evil.example",
-            "https://evil.example",
-            "chat",
-            "/a\r\nb",
-            "",
-        ] {
+        for bad in ["//evil.example", "/\\evil.example", "https://evil.example", "chat", "/a\r\nb", ""] {
             assert_eq!(local_path(Some(bad)), "/", "{bad:?}");
         }
         assert_eq!(local_path(None), "/");

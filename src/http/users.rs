@@ -60,10 +60,7 @@ pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
     responses((status = 200, body = [Item]), (status = 401, description = "Not authenticated")),
     security(("bearer" = [])))]
 pub async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>> {
-    Json(vec![Item {
-        item_id: "Foo",
-        owner: identity.user.username,
-    }])
+    Json(vec![Item { item_id: "Foo", owner: identity.user.username }])
 }
 
 /// Change the password

@@ -1,9 +1,11 @@
 //! Persistence behind one trait, so the server runs on SQLite by default and on another database
 //! without touching the callers.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use std::sync::Arc;
 
@@ -108,11 +110,7 @@ pub trait Store: Send + Sync + 'static {
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// The user and whether the login `family` is revoked (or unknown), in one round trip: what
     /// every authenticated request needs, consistent at once with revocations made elsewhere.
-    async fn principal(
-        &self,
-        username: &str,
-        family: &str,
-    ) -> StoreResult<Option<(UserRecord, bool)>>;
+    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>>;
     /// Fails with [`StoreError::Conflict`] when the username is taken.
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
@@ -147,11 +145,7 @@ pub trait Store: Send + Sync + 'static {
     /// Appends to the revocation log (revoking a family also marks it dead) and returns the row id.
     async fn revoke(&self, revocation: &Revocation, now: i64) -> StoreResult<i64>;
     /// Log entries after `after_id`, oldest first.
-    async fn revocations_since(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, Revocation)>>;
+    async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>>;
     /// The newest log id and every entry still in force at `now`, for a node that starts.
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)>;
 
@@ -164,21 +158,24 @@ pub trait Store: Send + Sync + 'static {
         created_ms: i64,
     ) -> StoreResult<ChatMessage>;
     /// Up to `limit` messages of `room` with ids below `before` (or the newest), oldest first.
-    async fn history(
-        &self,
-        room: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<ChatMessage>>;
+    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>>;
 }
 
 pub type DynStore = Arc<dyn Store>;
 
-/// Opens the store named by `url` and brings its schema up to date.
+/// Opens the store named by `url` and brings its schema up to date: `sqlite:…` for the SQLite
+/// file, `postgres://…` or `postgresql://…` for PostgreSQL (several nodes sharing one database).
 pub async fn connect(url: &str) -> anyhow::Result<DynStore> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
     } else {
-        anyhow::bail!("unsupported database URL (expected sqlite:…): {url}")
+        // Only the scheme: the rest of a URL may hold a password.
+        let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+        anyhow::bail!(
+            "unsupported database URL scheme {scheme:?}: expected sqlite:…, postgres://… or \
+             postgresql://…"
+        )
     }
 }

@@ -53,8 +53,7 @@ fn revocation_from_row(row: &sqlx::sqlite::SqliteRow) -> Option<(i64, Revocation
     ))
 }
 
-const INSERT_REVOCATION: &str =
-    "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
+const INSERT_REVOCATION: &str = "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
      VALUES (?, ?, ?, ?, ?)";
 
 #[async_trait]
@@ -72,11 +71,7 @@ impl Store for SqliteStore {
         Ok(row.as_ref().map(user_from_row))
     }
 
-    async fn principal(
-        &self,
-        username: &str,
-        family: &str,
-    ) -> StoreResult<Option<(UserRecord, bool)>> {
+    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
         let row = sqlx::query(
             "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ?), 1) AS family_revoked \
              FROM users WHERE username = ?",
@@ -85,12 +80,7 @@ impl Store for SqliteStore {
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| {
-            (
-                user_from_row(&row),
-                row.get::<i64, _>("family_revoked") != 0,
-            )
-        }))
+        Ok(row.map(|row| (user_from_row(&row), row.get::<i64, _>("family_revoked") != 0)))
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -109,9 +99,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await?;
         Ok(rows.iter().map(user_from_row).collect())
     }
 
@@ -252,11 +240,7 @@ impl Store for SqliteStore {
         Ok(id)
     }
 
-    async fn revocations_since(
-        &self,
-        after_id: i64,
-        limit: i64,
-    ) -> StoreResult<Vec<(i64, Revocation)>> {
+    async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>> {
         let rows = sqlx::query("SELECT * FROM revocations WHERE id > ? ORDER BY id LIMIT ?")
             .bind(after_id)
             .bind(limit)
@@ -266,19 +250,14 @@ impl Store for SqliteStore {
     }
 
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)> {
-        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
-            .fetch_one(&self.pool)
-            .await?;
+        let newest: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations").fetch_one(&self.pool).await?;
         let rows = sqlx::query("SELECT * FROM revocations WHERE id <= ? AND expires_at > ?")
             .bind(newest)
             .bind(now)
             .fetch_all(&self.pool)
             .await?;
-        let live = rows
-            .iter()
-            .filter_map(revocation_from_row)
-            .map(|(_, r)| r)
-            .collect();
+        let live = rows.iter().filter_map(revocation_from_row).map(|(_, r)| r).collect();
         Ok((newest, live))
     }
 
@@ -289,16 +268,14 @@ impl Store for SqliteStore {
         text: &str,
         created_ms: i64,
     ) -> StoreResult<ChatMessage> {
-        let id = sqlx::query(
-            "INSERT INTO messages (room, sender, text, created_ms) VALUES (?, ?, ?, ?)",
-        )
-        .bind(room)
-        .bind(sender)
-        .bind(text)
-        .bind(created_ms)
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        let id = sqlx::query("INSERT INTO messages (room, sender, text, created_ms) VALUES (?, ?, ?, ?)")
+            .bind(room)
+            .bind(sender)
+            .bind(text)
+            .bind(created_ms)
+            .execute(&self.pool)
+            .await?
+            .last_insert_rowid();
         Ok(ChatMessage {
             id,
             room: room.to_owned(),
@@ -308,20 +285,13 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn history(
-        &self,
-        room: &str,
-        before: Option<i64>,
-        limit: i64,
-    ) -> StoreResult<Vec<ChatMessage>> {
-        let rows = sqlx::query(
-            "SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(room)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
+        let rows = sqlx::query("SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?")
+            .bind(room)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         let mut messages: Vec<ChatMessage> = rows
             .iter()
             .map(|row| ChatMessage {

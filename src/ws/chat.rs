@@ -7,9 +7,7 @@ use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Presented, Sources, Transport, BEARER_PROTOCOL};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::chat::session::ChatSession;
-use axum::extract::ws::{
-    rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade,
-};
+use axum::extract::ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::request::Parts;
 use axum::response::Response;
@@ -20,12 +18,8 @@ use std::time::Duration;
 /// How long a socket without a token on the handshake has to send `{"type":"auth"}`.
 const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 
-const ALL_TRANSPORTS: Sources = Sources {
-    header: true,
-    subprotocol: true,
-    query: true,
-    cookie: CookieRule::CsrfQuery,
-};
+const ALL_TRANSPORTS: Sources =
+    Sources { header: true, subprotocol: true, query: true, cookie: CookieRule::CsrfQuery };
 
 #[derive(Deserialize)]
 struct AuthFrame {
@@ -69,20 +63,14 @@ pub async fn connect(
         _ => None,
     };
     let mut ws = configure(ws, &state);
-    if presented
-        .as_ref()
-        .is_some_and(|p| p.transport == Transport::Subprotocol)
-    {
+    if presented.as_ref().is_some_and(|p| p.transport == Transport::Subprotocol) {
         ws = ws.protocols([BEARER_PROTOCOL]);
     }
     ws.on_upgrade(move |socket| async move {
         let (socket, identity) = match (early, presented) {
             (Some(identity), _) => (socket, Ok(identity)),
             (None, Some(presented)) => {
-                let identity = state
-                    .auth
-                    .authenticate(Some(&presented), Mode::Required)
-                    .await;
+                let identity = state.auth.authenticate(Some(&presented), Mode::Required).await;
                 (socket, identity.and_then(|i| i.ok_or(AuthError::Missing)))
             }
             (None, None) => first_frame(socket, &state).await,
@@ -91,21 +79,12 @@ pub async fn connect(
             Ok(identity) => identity,
             Err(err) => return close_unauthenticated(socket, &state, &err.to_string()).await,
         };
-        let welcome =
-            json!({"type": "welcome", "user": identity.user.username, "exp": identity.claims.exp})
-                .to_string();
+        let welcome = json!({"type": "welcome", "user": identity.user.username, "exp": identity.claims.exp})
+            .to_string();
         match bind(&state, identity) {
             Ok(bound) => {
                 let chat = ChatSession::new(state.clone(), &bound.identity.user.username);
-                session::run(
-                    socket,
-                    state,
-                    Some(bound),
-                    Mode::Required,
-                    vec![welcome],
-                    chat,
-                )
-                .await
+                session::run(socket, state, Some(bound), Mode::Required, vec![welcome], chat).await
             }
             Err(close) => session::close(socket, close).await,
         }
@@ -113,10 +92,7 @@ pub async fn connect(
 }
 
 /// Waits for `{"type":"auth","token":...}` as the first frame and authenticates it.
-async fn first_frame(
-    mut socket: WebSocket,
-    state: &AppState,
-) -> (WebSocket, Result<Identity, AuthError>) {
+async fn first_frame(mut socket: WebSocket, state: &AppState) -> (WebSocket, Result<Identity, AuthError>) {
     let frame = match tokio::time::timeout(AUTH_FRAME_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AuthFrame>(text.as_str()).ok(),
         _ => None,
@@ -124,14 +100,7 @@ async fn first_frame(
     let Some(frame) = frame.filter(|f| f.kind == "auth") else {
         return (socket, Err(AuthError::Missing));
     };
-    let presented = Presented {
-        token: frame.token,
-        transport: Transport::Frame,
-        csrf: None,
-    };
-    let identity = state
-        .auth
-        .authenticate(Some(&presented), Mode::Required)
-        .await;
+    let presented = Presented { token: frame.token, transport: Transport::Frame, csrf: None };
+    let identity = state.auth.authenticate(Some(&presented), Mode::Required).await;
     (socket, identity.and_then(|i| i.ok_or(AuthError::Missing)))
 }

@@ -3,8 +3,7 @@
 
 use super::session::{self, Close, Endpoint};
 use super::{
-    bind, close_unauthenticated, configure, find_token, refuse, refuse_auth, upgrade,
-    QUERY_OR_COOKIE,
+    bind, close_unauthenticated, configure, find_token, refuse, refuse_auth, upgrade, QUERY_OR_COOKIE,
 };
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
@@ -24,12 +23,8 @@ impl Endpoint for Echo {
     }
 }
 
-const HEADER_ONLY: Sources = Sources {
-    header: true,
-    subprotocol: false,
-    query: false,
-    cookie: CookieRule::Off,
-};
+const HEADER_ONLY: Sources =
+    Sources { header: true, subprotocol: false, query: false, cookie: CookieRule::Off };
 
 /// `/secured-ws`: `Authorization: Bearer` on the handshake; refused before the upgrade with 401
 /// (missing or invalid) or 403 (not a bearer scheme).
@@ -47,12 +42,7 @@ pub async fn secured(
         Err(response) => return response,
     };
     let identity = match found {
-        Ok(presented) => {
-            state
-                .auth
-                .authenticate(presented.as_ref(), Mode::Required)
-                .await
-        }
+        Ok(presented) => state.auth.authenticate(presented.as_ref(), Mode::Required).await,
         Err(err) => Err(err),
     };
     let identity = match identity {
@@ -69,15 +59,7 @@ pub async fn secured(
     };
     configure(ws, &state).on_upgrade(move |socket| async move {
         let welcome = format!("Welcome {}!", bound.identity.user.username);
-        session::run(
-            socket,
-            state,
-            Some(bound),
-            Mode::Required,
-            vec![welcome],
-            Echo,
-        )
-        .await;
+        session::run(socket, state, Some(bound), Mode::Required, vec![welcome], Echo).await;
     })
 }
 

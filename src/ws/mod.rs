@@ -50,9 +50,7 @@ fn refuse(status: StatusCode, detail: &str) -> Response {
 /// bearer challenge), 403 for a credential that is not a bearer token or an inactive user.
 fn refuse_auth(err: AuthError) -> Response {
     match err {
-        AuthError::NotBearer | AuthError::Inactive => {
-            refuse(StatusCode::FORBIDDEN, &err.to_string())
-        }
+        AuthError::NotBearer | AuthError::Inactive => refuse(StatusCode::FORBIDDEN, &err.to_string()),
         other => ApiError::Auth(other).into_response(),
     }
 }
@@ -71,11 +69,7 @@ fn find_token(
     sources: Sources,
     mode: Mode,
 ) -> Result<Result<Option<Presented>, AuthError>, Response> {
-    let kind = if mode == Mode::Refresh {
-        CookieKind::Refresh
-    } else {
-        CookieKind::Access
-    };
+    let kind = if mode == Mode::Refresh { CookieKind::Refresh } else { CookieKind::Access };
     let found = transport::find(parts, sources, kind);
     let cookie = matches!(&found, Ok(Some(p)) if p.transport == Transport::Cookie);
     if !origin::allowed(&parts.headers, &state.config.allowed_origins, cookie) {
@@ -89,17 +83,9 @@ fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
     let claims = &identity.claims;
     let registration = state
         .sockets
-        .register(
-            &identity.user.username,
-            &claims.jti,
-            &claims.fam,
-            state.config.max_sockets_per_user,
-        )
+        .register(&identity.user.username, &claims.jti, &claims.fam, state.config.max_sockets_per_user)
         .map_err(|_| Close::new(session::RATE_LIMITED, "too many sockets for this user"))?;
-    Ok(Bound {
-        identity,
-        registration,
-    })
+    Ok(Bound { identity, registration })
 }
 
 /// Closes a socket that failed authentication after the upgrade.
@@ -118,9 +104,5 @@ fn upgrade(
 
 /// The sources `/ws` and its mode variants read: the query string, or the cookie with
 /// `?csrf_token=`.
-const QUERY_OR_COOKIE: Sources = Sources {
-    header: false,
-    subprotocol: false,
-    query: true,
-    cookie: CookieRule::CsrfQuery,
-};
+const QUERY_OR_COOKIE: Sources =
+    Sources { header: false, subprotocol: false, query: true, cookie: CookieRule::CsrfQuery };

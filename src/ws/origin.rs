@@ -11,15 +11,10 @@ pub fn allowed(headers: &HeaderMap, allowed: &[String], cookie: bool) -> bool {
         return !cookie;
     };
     let origin = origin.trim_end_matches('/');
-    if allowed
-        .iter()
-        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin))
-    {
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
         return true;
     }
-    let authority = origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"));
+    let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     matches!((authority, host), (Some(a), Some(h)) if a.eq_ignore_ascii_case(h))
 }
@@ -41,11 +36,7 @@ mod tests {
     fn same_origin_and_listed_origins_pass() {
         assert!(allowed(&headers(Some("http://127.0.0.1:8000")), &[], true));
         let listed = vec!["https://app.example.com".to_owned()];
-        assert!(allowed(
-            &headers(Some("https://app.example.com")),
-            &listed,
-            true
-        ));
+        assert!(allowed(&headers(Some("https://app.example.com")), &listed, true));
     }
 
     #[test]

@@ -82,18 +82,8 @@ impl Sockets {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let signal = Arc::new(SocketSignal::default());
-        entries.push(Entry {
-            id,
-            jti: jti.to_owned(),
-            family: family.to_owned(),
-            signal: signal.clone(),
-        });
-        Ok(Registration {
-            sockets: self.clone(),
-            user: user.to_owned(),
-            id,
-            signal,
-        })
+        entries.push(Entry { id, jti: jti.to_owned(), family: family.to_owned(), signal: signal.clone() });
+        Ok(Registration { sockets: self.clone(), user: user.to_owned(), id, signal })
     }
 
     /// Signals every socket bound to what `revocation` revokes.
@@ -126,14 +116,9 @@ impl Sockets {
 impl Registration {
     /// Binds the socket to a new token (after an in-band refresh).
     pub fn rebind(&self, jti: &str, family: &str) {
-        let mut by_user = self
-            .sockets
-            .by_user
-            .lock()
-            .expect("socket registry lock poisoned");
-        if let Some(entry) = by_user
-            .get_mut(&self.user)
-            .and_then(|entries| entries.iter_mut().find(|e| e.id == self.id))
+        let mut by_user = self.sockets.by_user.lock().expect("socket registry lock poisoned");
+        if let Some(entry) =
+            by_user.get_mut(&self.user).and_then(|entries| entries.iter_mut().find(|e| e.id == self.id))
         {
             entry.jti = jti.to_owned();
             entry.family = family.to_owned();
@@ -143,11 +128,7 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut by_user = self
-            .sockets
-            .by_user
-            .lock()
-            .expect("socket registry lock poisoned");
+        let mut by_user = self.sockets.by_user.lock().expect("socket registry lock poisoned");
         if let Some(entries) = by_user.get_mut(&self.user) {
             entries.retain(|e| e.id != self.id);
             if entries.is_empty() {

@@ -33,10 +33,7 @@ pub struct Close {
 
 impl Close {
     pub fn new(code: u16, reason: impl Into<String>) -> Close {
-        Close {
-            code,
-            reason: reason.into(),
-        }
+        Close { code, reason: reason.into() }
     }
 }
 
@@ -62,10 +59,7 @@ pub trait Endpoint: Send {
 
     /// A binary frame. Text protocols close with 1003.
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
-        Err(Close::new(
-            UNSUPPORTED_DATA,
-            "binary frames are not accepted",
-        ))
+        Err(Close::new(UNSUPPORTED_DATA, "binary frames are not accepted"))
     }
 
     /// Frames from elsewhere (a chat room's fan-out). The default never yields.
@@ -103,17 +97,12 @@ struct RateLimit {
 
 impl RateLimit {
     fn new(rate: u32) -> RateLimit {
-        RateLimit {
-            rate: rate as f64,
-            tokens: rate as f64,
-            last: Instant::now(),
-        }
+        RateLimit { rate: rate as f64, tokens: rate as f64, last: Instant::now() }
     }
 
     fn take(&mut self) -> bool {
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
         self.last = now;
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
@@ -167,10 +156,7 @@ const CLOSE_HANDSHAKE: Duration = Duration::from_secs(1);
 /// ends with a FIN after a complete close handshake rather than a reset that can swallow the
 /// close frame on the client's side.
 pub async fn close(mut socket: WebSocket, close: Close) {
-    let frame = CloseFrame {
-        code: close.code,
-        reason: close.reason.into(),
-    };
+    let frame = CloseFrame { code: close.code, reason: close.reason.into() };
     if socket.send(Message::Close(Some(frame))).await.is_err() {
         return;
     }
@@ -206,16 +192,14 @@ pub async fn run<E: Endpoint>(
     }
     let mut rate = RateLimit::new(limits.max_messages_per_sec);
     let mut last_seen = Instant::now();
-    let mut ping =
-        tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
+    let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut warned = false;
 
     let close = loop {
         let expires = bound.as_ref().map(|b| deadline(&b.identity.claims));
-        let warn_at = expires.filter(|_| !warned).map(|at| {
-            at.checked_sub(limits.expiry_warning)
-                .unwrap_or_else(Instant::now)
-        });
+        let warn_at = expires
+            .filter(|_| !warned)
+            .map(|at| at.checked_sub(limits.expiry_warning).unwrap_or_else(Instant::now));
         tokio::select! {
             biased;
             _ = state.shutdown.cancelled() => break Close::new(GOING_AWAY, "server shutting down"),
@@ -319,21 +303,11 @@ async fn refresh(
     let Some(bound) = bound else {
         return error_frame("bad_request", "anonymous sockets have no token to refresh");
     };
-    let presented = Presented {
-        token,
-        transport: Transport::Frame,
-        csrf: None,
-    };
-    let mode = if mode == Mode::Optional {
-        Mode::Required
-    } else {
-        mode
-    };
+    let presented = Presented { token, transport: Transport::Frame, csrf: None };
+    let mode = if mode == Mode::Optional { Mode::Required } else { mode };
     match state.auth.authenticate(Some(&presented), mode).await {
         Ok(Some(identity)) if identity.user.username == bound.identity.user.username => {
-            bound
-                .registration
-                .rebind(&identity.claims.jti, &identity.claims.fam);
+            bound.registration.rebind(&identity.claims.jti, &identity.claims.fam);
             let exp = identity.claims.exp;
             bound.identity = identity;
             *warned = false;

@@ -1,0 +1,327 @@
+//! Redis pub/sub between nodes. Each room is a channel (`wsguard:<cluster>:room:<room>`) that a node
+//! subscribes to while it has local members there. Presence lives in Redis hashes keyed by node,
+//! next to a per-node liveness key, so a node's members drop out when it dies. Redis keeps no
+//! record: the database holds every acknowledged message, and a lost Redis only pauses fan-out.
+
+use super::{Broker, BrokerError};
+use crate::chat::hub::Hub;
+use crate::chat::protocol;
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
+use redis::AsyncCommands;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// A node's liveness key lives this long; it is renewed every [`HEARTBEAT`].
+const NODE_TTL_SECS: u64 = 10;
+const HEARTBEAT: Duration = Duration::from_secs(3);
+const RECONNECT_MAX: Duration = Duration::from_secs(5);
+
+/// A presence entry's field: the node and the user, tab-separated (neither can hold a tab).
+fn member_field(node: &str, user: &str) -> String {
+    format!("{node}\t{user}")
+}
+
+fn failed(err: redis::RedisError) -> BrokerError {
+    BrokerError(err.to_string())
+}
+
+pub struct RedisBroker {
+    /// `wsguard:<cluster>:`: nodes of one cluster share keys and channels; other clusters on the
+    /// same Redis never see them.
+    prefix: String,
+    node: String,
+    client: redis::Client,
+    conn: ConnectionManager,
+    hub: Arc<Hub>,
+    /// Rooms with local members: subscribed now, and again after every reconnect.
+    wanted: Mutex<HashSet<String>>,
+    /// The live subscription connection's sending half; `None` while reconnecting.
+    sink: tokio::sync::Mutex<Option<PubSubSink>>,
+}
+
+impl RedisBroker {
+    /// Connects (failing at once if Redis is unreachable) and starts the subscriber and the
+    /// heartbeat, which run until `shutdown`.
+    pub async fn start(
+        url: &str,
+        cluster: &str,
+        hub: Arc<Hub>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<RedisBroker>> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Duration::from_secs(2))
+            .set_response_timeout(Duration::from_secs(2))
+            .set_number_of_retries(2)
+            .set_max_delay(1000);
+        let conn = client.get_connection_manager_with_config(config).await?;
+        let broker = Arc::new(RedisBroker {
+            prefix: format!("wsguard:{cluster}:"),
+            node: uuid::Uuid::new_v4().simple().to_string(),
+            client,
+            conn,
+            hub,
+            wanted: Mutex::default(),
+            sink: tokio::sync::Mutex::new(None),
+        });
+        broker.heartbeat().await.map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        tokio::spawn(broker.clone().subscriber(shutdown.clone()));
+        tokio::spawn(broker.clone().heartbeats(shutdown));
+        Ok(broker)
+    }
+
+    fn room_channel(&self, room: &str) -> String {
+        format!("{}room:{room}", self.prefix)
+    }
+    fn members_key(&self, room: &str) -> String {
+        format!("{}members:{room}", self.prefix)
+    }
+    fn node_key(&self, node: &str) -> String {
+        format!("{}node:{node}", self.prefix)
+    }
+    fn node_rooms_key(&self, node: &str) -> String {
+        format!("{}node-rooms:{node}", self.prefix)
+    }
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.prefix)
+    }
+
+    /// Receives room events and hands them to the hub; reconnects and resubscribes on loss.
+    async fn subscriber(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let session = async {
+                let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
+                let mut current = self.sink.lock().await;
+                let rooms: Vec<String> = self.wanted.lock().expect("wanted lock").iter().cloned().collect();
+                for room in rooms {
+                    sink.subscribe(self.room_channel(&room)).await?;
+                }
+                *current = Some(sink);
+                drop(current);
+                tracing::info!(node = %self.node, "redis subscriber connected");
+                Ok::<_, redis::RedisError>(stream)
+            };
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                stream = session => stream,
+            };
+            match stream {
+                Ok(mut stream) => {
+                    backoff = Duration::from_millis(200);
+                    loop {
+                        let message = tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            message = stream.next() => message,
+                        };
+                        let Some(message) = message else { break };
+                        let Some(room) = message.get_channel_name().strip_prefix(&self.room_channel(""))
+                        else {
+                            continue;
+                        };
+                        if let Ok(frame) = std::str::from_utf8(message.get_payload_bytes()) {
+                            self.hub.deliver(room, Arc::from(frame));
+                        }
+                    }
+                    *self.sink.lock().await = None;
+                    tracing::warn!("redis subscriber connection lost; reconnecting");
+                }
+                Err(err) => tracing::warn!(error = %err, "redis subscriber cannot connect; retrying"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    async fn heartbeats(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => {
+                    let _ = self.retire().await;
+                    return;
+                }
+                _ = tick.tick() => {}
+            }
+            if let Err(err) = self.heartbeat().await {
+                tracing::warn!(error = %err, "redis heartbeat failed");
+                continue;
+            }
+            if let Err(err) = self.reap().await {
+                tracing::warn!(error = %err, "reaping dead nodes failed");
+            }
+        }
+    }
+
+    /// Renews this node's liveness key. When the key was gone (first beat, or Redis restarted
+    /// and lost everything), writes this node's presence again from the hub.
+    async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let key = self.node_key(&self.node);
+        let existed: bool = conn.exists(&key).await?;
+        let _: () = conn.set_ex(&key, 1, NODE_TTL_SECS).await?;
+        let _: () = conn.sadd(self.nodes_key(), &self.node).await?;
+        if !existed {
+            for (room, users) in self.hub.rooms() {
+                for user in users {
+                    let _: () =
+                        conn.hset(self.members_key(&room), member_field(&self.node, &user), 1).await?;
+                }
+                let _: () = conn.sadd(self.node_rooms_key(&self.node), &room).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the presence of nodes whose liveness key expired, announcing the users who left
+    /// with them. One node does it per dead node (a short lock key decides which).
+    async fn reap(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let nodes: Vec<String> = conn.smembers(self.nodes_key()).await?;
+        for node in nodes.into_iter().filter(|n| *n != self.node) {
+            if conn.exists(self.node_key(&node)).await? {
+                continue;
+            }
+            let claimed: bool = redis::cmd("SET")
+                .arg(format!("{}reap:{node}", self.prefix))
+                .arg(&self.node)
+                .arg("NX")
+                .arg("EX")
+                .arg(30)
+                .query_async::<Option<String>>(&mut conn)
+                .await?
+                .is_some();
+            if !claimed {
+                continue;
+            }
+            let rooms: Vec<String> = conn.smembers(self.node_rooms_key(&node)).await?;
+            for room in rooms {
+                let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&room)).await?;
+                let gone: Vec<String> = entries
+                    .keys()
+                    .filter_map(|f| f.split_once('\t'))
+                    .filter(|(n, _)| *n == node)
+                    .map(|(_, user)| user.to_owned())
+                    .collect();
+                for user in gone {
+                    let _: () = conn.hdel(self.members_key(&room), member_field(&node, &user)).await?;
+                    if !self.present_elsewhere(&room, &user, &node).await? {
+                        let frame = protocol::presence(&room, &user, false);
+                        let _: () = conn.publish(self.room_channel(&room), frame).await?;
+                    }
+                }
+            }
+            let _: () = conn.del(self.node_rooms_key(&node)).await?;
+            let _: () = conn.srem(self.nodes_key(), &node).await?;
+            tracing::info!(node, "removed the presence of a dead node");
+        }
+        Ok(())
+    }
+
+    /// On shutdown: this node's members leave at once instead of after the liveness timeout.
+    async fn retire(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let _: () = conn.del(self.node_key(&self.node)).await?;
+        self.reap_self().await
+    }
+
+    async fn reap_self(&self) -> redis::RedisResult<()> {
+        let mut conn = self.conn.clone();
+        let rooms: Vec<String> = conn.smembers(self.node_rooms_key(&self.node)).await?;
+        for room in rooms {
+            let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&room)).await?;
+            for field in entries.keys().filter(|f| f.starts_with(&format!("{}\t", self.node))) {
+                let _: () = conn.hdel(self.members_key(&room), field).await?;
+            }
+        }
+        let _: () = conn.del(self.node_rooms_key(&self.node)).await?;
+        let _: () = conn.srem(self.nodes_key(), &self.node).await?;
+        Ok(())
+    }
+
+    /// Users of `room` by node, counting only nodes that are alive.
+    async fn live_members(&self, room: &str) -> redis::RedisResult<Vec<(String, String)>> {
+        let mut conn = self.conn.clone();
+        let entries: HashMap<String, i64> = conn.hgetall(self.members_key(room)).await?;
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        let mut members = Vec::new();
+        for field in entries.keys() {
+            let Some((node, user)) = field.split_once('\t') else { continue };
+            let live = match alive.get(node) {
+                Some(live) => *live,
+                None => {
+                    let live = node == self.node || conn.exists(self.node_key(node)).await?;
+                    alive.insert(node.to_owned(), live);
+                    live
+                }
+            };
+            if live {
+                members.push((node.to_owned(), user.to_owned()));
+            }
+        }
+        Ok(members)
+    }
+
+    async fn present_elsewhere(&self, room: &str, user: &str, except: &str) -> redis::RedisResult<bool> {
+        Ok(self.live_members(room).await?.iter().any(|(node, u)| u == user && node != except))
+    }
+}
+
+#[async_trait]
+impl Broker for RedisBroker {
+    async fn publish(&self, room: &str, frame: Arc<str>) -> Result<(), BrokerError> {
+        let mut conn = self.conn.clone();
+        conn.publish::<_, _, ()>(self.room_channel(room), frame.as_ref()).await.map_err(failed)
+    }
+
+    async fn subscribe(&self, room: &str) -> Result<(), BrokerError> {
+        self.wanted.lock().expect("wanted lock").insert(room.to_owned());
+        let mut sink = self.sink.lock().await;
+        match sink.as_mut() {
+            Some(sink) => sink.subscribe(self.room_channel(room)).await.map_err(failed),
+            // Reconnecting: the subscriber subscribes to every wanted room when it is back.
+            None => Ok(()),
+        }
+    }
+
+    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError> {
+        self.wanted.lock().expect("wanted lock").remove(room);
+        let mut sink = self.sink.lock().await;
+        match sink.as_mut() {
+            Some(sink) => sink.unsubscribe(self.room_channel(room)).await.map_err(failed),
+            None => Ok(()),
+        }
+    }
+
+    async fn presence(&self, room: &str, user: &str, present: bool) -> Result<bool, BrokerError> {
+        let mut conn = self.conn.clone();
+        let field = member_field(&self.node, user);
+        if present {
+            let _: () = conn.hset(self.members_key(room), &field, 1).await.map_err(failed)?;
+            let _: () = conn.sadd(self.node_rooms_key(&self.node), room).await.map_err(failed)?;
+        } else {
+            let _: () = conn.hdel(self.members_key(room), &field).await.map_err(failed)?;
+        }
+        let elsewhere = self.present_elsewhere(room, user, &self.node).await.map_err(failed)?;
+        Ok(!elsewhere)
+    }
+
+    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError> {
+        let mut members = self.hub.members(room);
+        members.extend(self.live_members(room).await.map_err(failed)?.into_iter().map(|(_, user)| user));
+        Ok(members)
+    }
+
+    async fn ping(&self) -> Result<(), BrokerError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(failed)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,511 @@
+//! The store for several nodes: PostgreSQL, shared by every node and the CLI. Same semantics as
+//! [`super::SqliteStore`], statement for statement; only the SQL dialect and the concurrency
+//! care differ (SQLite serializes writers, PostgreSQL does not).
+//!
+//! Ordering of ids:
+//! - `revocations` is followed by every node with `WHERE id > last_seen ORDER BY id`. A BIGSERIAL
+//!   id is taken when the row is inserted but becomes visible when its transaction commits, so
+//!   without care a row with a lower id could commit after a higher one was already read, and a
+//!   follower would skip it for good. Every transaction that inserts into `revocations` therefore
+//!   takes [`REVOCATION_LOG_LOCK`] (a transaction-scoped advisory lock, released at commit, after
+//!   the commit is visible) right before its inserts: log writers are serialized, ids are taken
+//!   and made visible in increasing order. The lock is taken after any row lock of the same
+//!   transaction and nothing waits on a row lock while holding it, so it cannot deadlock. Log
+//!   writes are rare (logout, reuse, disabling a user), so serializing them costs nothing.
+//! - `messages` is NOT serialized that way: that would serialize every chat write (one commit
+//!   flush at a time) for a property nobody relies on. `history` pages backwards from the newest
+//!   or from a `before` id; a message whose commit lags behind a higher id's only shows up in the
+//!   next `history` call rather than in a page already served, and live fan-out happens after the
+//!   insert returns either way.
+
+use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord};
+use anyhow::Context;
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Connections per node. PostgreSQL's default `max_connections` is 100: room for a few nodes.
+const MAX_CONNECTIONS: u32 = 16;
+/// How long a request waits for a connection: during an outage requests fail fast with
+/// [`StoreError::Unavailable`] (HTTP 503) instead of hanging.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Advisory lock key serializing writers of the revocation log ("wsguard" + 0x01). Shared by every
+/// schema of the database, which only serializes log writes of several deployments together.
+const REVOCATION_LOG_LOCK: i64 = 0x7773_6775_6172_6401;
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects to `postgres://…` (or `postgresql://…`) and runs the migrations. Fails if the
+    /// database cannot be reached within a few seconds.
+    pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
+        Self::connect_with(options).await
+    }
+
+    /// Like [`PostgresStore::connect`], with every table in `schema` (created if missing) instead
+    /// of the role's default search path: for tests, which each use a fresh schema, and for
+    /// operators who keep wsguard apart from other applications in one database. `schema` must be
+    /// a plain lowercase identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
+    pub async fn connect_with_schema(url: &str, schema: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            valid_schema_name(schema),
+            "invalid schema name {schema:?}: expected [a-z_][a-z0-9_]*, at most 63 bytes"
+        );
+        let options = PgConnectOptions::from_str(url)
+            .context("invalid PostgreSQL URL")?
+            .options([("search_path", schema)]);
+        let pool = Self::pool(&options).await?;
+        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
+            .execute(&pool)
+            .await
+            .with_context(|| format!("cannot create schema {schema}"))?;
+        Self::migrate(pool).await
+    }
+
+    /// Connects with explicit options (TLS, socket, startup options…) and runs the migrations.
+    pub async fn connect_with(options: PgConnectOptions) -> anyhow::Result<Self> {
+        let pool = Self::pool(&options).await?;
+        Self::migrate(pool).await
+    }
+
+    async fn pool(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
+        PgPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options.clone())
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to PostgreSQL at {} (is it running and reachable?)",
+                    describe(options)
+                )
+            })
+    }
+
+    async fn migrate(pool: PgPool) -> anyhow::Result<Self> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&pool)
+            .await
+            .context("cannot migrate the PostgreSQL schema")?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+/// `user@host:port/database`, never the password.
+fn describe(options: &PgConnectOptions) -> String {
+    format!(
+        "{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
+}
+
+fn valid_schema_name(schema: &str) -> bool {
+    let mut chars = schema.chars();
+    schema.len() <= 63
+        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// [`StoreError`] from a PostgreSQL error. On top of the driver-level classification of
+/// `From<sqlx::Error>` (I/O, pool timeout → Unavailable), the server's own "go away" answers are
+/// outages too: connection exceptions (class 08), admin/crash shutdown and "starting up" (57P01-3),
+/// too many connections (53300). A restart of PostgreSQL then answers 503, not 500.
+fn pg_error(err: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &err {
+        if let Some(code) = db.code() {
+            if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300") {
+                return StoreError::Unavailable(err);
+            }
+        }
+    }
+    StoreError::from(err)
+}
+
+/// Runs a body written with `?` on `sqlx::Error` and classifies its error with [`pg_error`].
+async fn run<T>(body: impl Future<Output = Result<T, sqlx::Error>>) -> StoreResult<T> {
+    body.await.map_err(pg_error)
+}
+
+/// Serializes the transaction's inserts into `revocations` with every other's; see the module
+/// documentation. Take it after the transaction's row locks, right before inserting.
+async fn lock_revocation_log(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REVOCATION_LOG_LOCK).execute(tx).await?;
+    Ok(())
+}
+
+fn user_from_row(row: &PgRow) -> UserRecord {
+    UserRecord {
+        username: row.get("username"),
+        email: row.get("email"),
+        full_name: row.get("full_name"),
+        password_hash: row.get("password_hash"),
+        disabled: row.get("disabled"),
+    }
+}
+
+fn revocation_from_row(row: &PgRow) -> Option<(i64, Revocation)> {
+    let kind = RevocationKind::parse(row.get::<&str, _>("kind"))?;
+    Some((
+        row.get("id"),
+        Revocation {
+            kind,
+            subject: row.get("subject"),
+            username: row.get("username"),
+            expires_at: row.get("expires_at"),
+        },
+    ))
+}
+
+fn message_from_row(row: &PgRow) -> ChatMessage {
+    ChatMessage {
+        id: row.get("id"),
+        room: row.get("room"),
+        sender: row.get("sender"),
+        text: row.get("text"),
+        created_ms: row.get("created_ms"),
+    }
+}
+
+const INSERT_REVOCATION: &str = "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
+     VALUES ($1, $2, $3, $4, $5) RETURNING id";
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> StoreResult<()> {
+        run(async {
+            sqlx::query("SELECT 1").execute(&self.pool).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        run(async {
+            let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.as_ref().map(user_from_row))
+        })
+        .await
+    }
+
+    async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
+        run(async {
+            let row = sqlx::query(
+                "SELECT users.*, \
+                 COALESCE((SELECT revoked FROM refresh_families WHERE id = $1), TRUE) \
+                 AS family_revoked \
+                 FROM users WHERE username = $2",
+            )
+            .bind(family)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|row| (user_from_row(&row), row.get::<bool, _>("family_revoked"))))
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        run(async {
+            sqlx::query(
+                "INSERT INTO users (username, email, full_name, password_hash, disabled, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, EXTRACT(EPOCH FROM now())::BIGINT)",
+            )
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.full_name)
+            .bind(&user.password_hash)
+            .bind(user.disabled)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        run(async {
+            // COLLATE "C": byte order, as SQLite's default BINARY collation sorts.
+            let rows = sqlx::query("SELECT * FROM users ORDER BY username COLLATE \"C\"")
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().map(user_from_row).collect())
+        })
+        .await
+    }
+
+    async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
+        run(async {
+            let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
+                .bind(disabled)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool> {
+        run(async {
+            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+                .bind(hash)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+        .await
+    }
+
+    async fn create_family(
+        &self,
+        family: &str,
+        username: &str,
+        jti: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        run(async {
+            sqlx::query(
+                "INSERT INTO refresh_families (id, username, current_jti, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(family)
+            .bind(username)
+            .bind(jti)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_family(
+        &self,
+        family: &str,
+        presented: &str,
+        next: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Rotation> {
+        run(async {
+            // READ COMMITTED is enough: a concurrent rotation of the same row makes this UPDATE
+            // wait for it, then re-check `current_jti` against the committed row. Of two
+            // concurrent refreshes with the same token, one rotates and the other sees a reuse,
+            // exactly as SQLite's serialized writers do.
+            let mut tx = self.pool.begin().await?;
+            let rotated = sqlx::query(
+                "UPDATE refresh_families SET current_jti = $1, expires_at = $2 \
+                 WHERE id = $3 AND current_jti = $4 AND NOT revoked AND expires_at > $5",
+            )
+            .bind(next)
+            .bind(expires_at)
+            .bind(family)
+            .bind(presented)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if rotated.rows_affected() == 1 {
+                tx.commit().await?;
+                return Ok(Rotation::Rotated);
+            }
+            let live = sqlx::query(
+                "UPDATE refresh_families SET revoked = TRUE \
+                 WHERE id = $1 AND NOT revoked AND expires_at > $2 \
+                 RETURNING username, expires_at",
+            )
+            .bind(family)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(live) = live else {
+                return Ok(Rotation::Dead);
+            };
+            lock_revocation_log(&mut tx).await?;
+            sqlx::query(INSERT_REVOCATION)
+                .bind(RevocationKind::Family.as_str())
+                .bind(family)
+                .bind(live.get::<String, _>("username"))
+                .bind(live.get::<i64, _>("expires_at"))
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(Rotation::Reused)
+        })
+        .await
+    }
+
+    async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>> {
+        run(async {
+            let mut tx = self.pool.begin().await?;
+            let families = sqlx::query(
+                "UPDATE refresh_families SET revoked = TRUE \
+                 WHERE username = $1 AND NOT revoked AND expires_at > $2 \
+                 RETURNING id, expires_at",
+            )
+            .bind(username)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            if families.is_empty() {
+                // Nothing to log: no need to queue behind other log writers.
+                tx.commit().await?;
+                return Ok(Vec::new());
+            }
+            lock_revocation_log(&mut tx).await?;
+            let mut revoked = Vec::with_capacity(families.len());
+            for family in &families {
+                let revocation = Revocation {
+                    kind: RevocationKind::Family,
+                    subject: family.get("id"),
+                    username: username.to_owned(),
+                    expires_at: family.get("expires_at"),
+                };
+                sqlx::query(INSERT_REVOCATION)
+                    .bind(revocation.kind.as_str())
+                    .bind(&revocation.subject)
+                    .bind(&revocation.username)
+                    .bind(revocation.expires_at)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                revoked.push(revocation);
+            }
+            tx.commit().await?;
+            Ok(revoked)
+        })
+        .await
+    }
+
+    async fn revoke(&self, revocation: &Revocation, now: i64) -> StoreResult<i64> {
+        run(async {
+            let mut tx = self.pool.begin().await?;
+            if revocation.kind == RevocationKind::Family {
+                sqlx::query("UPDATE refresh_families SET revoked = TRUE WHERE id = $1")
+                    .bind(&revocation.subject)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            lock_revocation_log(&mut tx).await?;
+            let id: i64 = sqlx::query_scalar(INSERT_REVOCATION)
+                .bind(revocation.kind.as_str())
+                .bind(&revocation.subject)
+                .bind(&revocation.username)
+                .bind(revocation.expires_at)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>> {
+        run(async {
+            let rows = sqlx::query("SELECT * FROM revocations WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(rows.iter().filter_map(revocation_from_row).collect())
+        })
+        .await
+    }
+
+    async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)> {
+        run(async {
+            // Two statements, as in SQLite: everything up to `newest` is visible by then (log
+            // writers commit in id order), and the follower resumes after `newest`.
+            let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
+                .fetch_one(&self.pool)
+                .await?;
+            let rows = sqlx::query("SELECT * FROM revocations WHERE id <= $1 AND expires_at > $2")
+                .bind(newest)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+            let live = rows.iter().filter_map(revocation_from_row).map(|(_, r)| r).collect();
+            Ok((newest, live))
+        })
+        .await
+    }
+
+    async fn insert_message(
+        &self,
+        room: &str,
+        sender: &str,
+        text: &str,
+        created_ms: i64,
+    ) -> StoreResult<ChatMessage> {
+        run(async {
+            // Autocommit: once this returns the row is committed (and flushed, with the default
+            // synchronous_commit). Ids are not serialized; see the module documentation.
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO messages (room, sender, text, created_ms) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
+            .bind(room)
+            .bind(sender)
+            .bind(text)
+            .bind(created_ms)
+            .fetch_one(&self.pool)
+            .await?;
+            Ok(ChatMessage {
+                id,
+                room: room.to_owned(),
+                sender: sender.to_owned(),
+                text: text.to_owned(),
+                created_ms,
+            })
+        })
+        .await
+    }
+
+    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
+        run(async {
+            let rows =
+                sqlx::query("SELECT * FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
+                    .bind(room)
+                    .bind(before.unwrap_or(i64::MAX))
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?;
+            let mut messages: Vec<ChatMessage> = rows.iter().map(message_from_row).collect();
+            messages.reverse();
+            Ok(messages)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names() {
+        assert!(valid_schema_name("wsguard"));
+        assert!(valid_schema_name("t_0123abc"));
+        assert!(valid_schema_name("_x"));
+        assert!(!valid_schema_name(""));
+        assert!(!valid_schema_name("0abc"));
+        assert!(!valid_schema_name("Upper"));
+        assert!(!valid_schema_name("a b"));
+        assert!(!valid_schema_name("a\"; DROP"));
+        assert!(!valid_schema_name(&"a".repeat(64)));
+    }
+}

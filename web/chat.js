@@ -134,6 +134,7 @@
 
   // ---------------------------------------------------------------- tokens
   let refreshing = null; // one /refresh at a time in this page
+  let refreshTimer = null; // a scheduled in-band refresh
 
   /** Calls POST /refresh with the refresh cookie; resolves to the new access token.
    *  Rejects with {auth:true} when the server refuses (the session is over). */
@@ -166,6 +167,20 @@
       : run();
     refreshing = locked.finally(() => { refreshing = null; });
     return refreshing;
+  }
+
+  /** On {"type":"expiring"}: renew in band, well before the deadline but not at once, so that
+   *  tabs of one user spread out and a token that is "expiring" from birth (a lifetime shorter
+   *  than the server's warning) is not renewed in a hot loop. */
+  function onExpiring(f) {
+    if (refreshTimer) return;
+    const left = Number.isFinite(f.in_s) && f.in_s > 0 ? f.in_s * 1000 : 0;
+    const delay = Math.max(0, Math.min(left * (0.3 + Math.random() * 0.3), left - 5000));
+    refreshTimer = setTimeout(() => { refreshTimer = null; refreshInBand(); }, delay);
+  }
+
+  function cancelRefresh() {
+    if (refreshTimer) { clearTimeout(refreshTimer); refreshTimer = null; }
   }
 
   async function refreshInBand() {
@@ -232,6 +247,7 @@
   /** Detaches and closes the current socket without triggering the reconnect logic. */
   function stopSocket() {
     if (pingTimer) { clearInterval(pingTimer); pingTimer = null; }
+    cancelRefresh();
     const sock = ws;
     ws = null;
     welcomed = false;
@@ -242,6 +258,7 @@
 
   function onClosed(code, reason, opened) {
     if (pingTimer) { clearInterval(pingTimer); pingTimer = null; }
+    cancelRefresh();
     welcomed = false;
     updateControls();
     failPending();
@@ -332,7 +349,7 @@
       case 'presence': return onPresence(f);
       case 'ack': return onAck(f);
       case 'error': return onError(f);
-      case 'expiring': return refreshInBand();
+      case 'expiring': return onExpiring(f);
       case 'refreshed': authRetried = false; return;
       case 'pong': return;
       default: return;

@@ -264,7 +264,11 @@ pub async fn run<E: Endpoint>(
                         endpoint.on_binary()
                     }
                     Message::Ping(_) | Message::Pong(_) => Ok(Vec::new()),
-                    Message::Close(_) => return,
+                    Message::Close(_) => {
+                        // tungstenite queued the close reply; write it out before dropping.
+                        let _ = futures_util::SinkExt::flush(&mut socket).await;
+                        return;
+                    }
                 };
                 match replies {
                     Ok(replies) => {

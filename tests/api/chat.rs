@@ -9,10 +9,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn chat(server: &Server, user: &str, password: &str) -> Ws {
     let pair = server.login(user, password).await;
-    let mut ws = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
     ws
 }
@@ -47,21 +44,12 @@ async fn join(ws: &mut Ws, room: &str) -> (Vec<String>, Vec<Value>) {
     let members = next_of(ws, "members").await;
     assert_eq!(members["room"], room);
     let history = next_of(ws, "history").await;
-    let users = members["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u.as_str().unwrap().to_owned())
-        .collect();
+    let users = members["users"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_owned()).collect();
     (users, history["messages"].as_array().unwrap().clone())
 }
 
 async fn say(ws: &mut Ws, room: &str, text: &str, reference: &str) -> i64 {
-    command(
-        ws,
-        json!({"type": "send", "room": room, "text": text, "ref": reference}),
-    )
-    .await;
+    command(ws, json!({"type": "send", "room": room, "text": text, "ref": reference})).await;
     let ack = next_of(ws, "ack").await;
     assert_eq!(ack["ref"], reference);
     ack["id"].as_i64().unwrap()
@@ -70,8 +58,7 @@ async fn say(ws: &mut Ws, room: &str, text: &str, reference: &str) -> i64 {
 /// No frame of `kind` arrives within `wait`.
 async fn quiet(ws: &mut Ws, kind: &str, wait: Duration) {
     let deadline = tokio::time::Instant::now() + wait;
-    while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout_at(deadline, ws.next()).await
-    {
+    while let Ok(Some(Ok(Message::Text(text)))) = tokio::time::timeout_at(deadline, ws.next()).await {
         let frame: Value = serde_json::from_str(&text).unwrap();
         assert_ne!(frame["type"], kind, "unexpected {frame}");
     }
@@ -89,22 +76,11 @@ async fn two_users_talk_in_a_room_in_order_with_presence() {
     let (members, _) = join(&mut jane, "general").await;
     assert_eq!(members, ["janedoe", "johndoe"]);
     let presence = presence_of(&mut john, "janedoe").await;
-    assert_eq!(
-        presence,
-        json!({"type": "presence", "room": "general", "user": "janedoe", "event": "join"})
-    );
+    assert_eq!(presence, json!({"type": "presence", "room": "general", "user": "janedoe", "event": "join"}));
 
     let mut ids = Vec::new();
     for i in 0..5 {
-        ids.push(
-            say(
-                &mut john,
-                "general",
-                &format!("hello {i}"),
-                &format!("c{i}"),
-            )
-            .await,
-        );
+        ids.push(say(&mut john, "general", &format!("hello {i}"), &format!("c{i}")).await);
     }
     assert!(ids.windows(2).all(|w| w[0] < w[1]));
     for (i, id) in ids.iter().enumerate() {
@@ -123,13 +99,7 @@ async fn two_users_talk_in_a_room_in_order_with_presence() {
             break message;
         }
     };
-    assert_eq!(
-        (
-            message["id"].as_i64().unwrap(),
-            message["from"].as_str().unwrap()
-        ),
-        (reply, "janedoe")
-    );
+    assert_eq!((message["id"].as_i64().unwrap(), message["from"].as_str().unwrap()), (reply, "janedoe"));
 
     command(&mut jane, json!({"type": "leave", "room": "general"})).await;
     let presence = presence_of(&mut john, "janedoe").await;
@@ -138,11 +108,7 @@ async fn two_users_talk_in_a_room_in_order_with_presence() {
     next_of(&mut jane, "history").await;
     drop(jane);
     assert_eq!(presence_of(&mut john, "janedoe").await["event"], "join");
-    assert_eq!(
-        presence_of(&mut john, "janedoe").await["event"],
-        "leave",
-        "a closed socket leaves"
-    );
+    assert_eq!(presence_of(&mut john, "janedoe").await["event"], "leave", "a closed socket leaves");
 }
 
 #[tokio::test]
@@ -175,11 +141,7 @@ async fn no_message_from_a_room_one_did_not_join() {
     command(&mut jane, json!({"type": "history", "room": "a"})).await;
     let error = next_of(&mut jane, "error").await;
     assert_eq!(error["code"], "forbidden");
-    command(
-        &mut jane,
-        json!({"type": "send", "room": "a", "text": "sneaky"}),
-    )
-    .await;
+    command(&mut jane, json!({"type": "send", "room": "a", "text": "sneaky"})).await;
     assert_eq!(next_of(&mut jane, "error").await["code"], "forbidden");
     assert_eq!(count_rows(&server.data_dir(), "messages").await, 1);
 }
@@ -196,26 +158,14 @@ async fn history_pages_by_id() {
     let mut jane = chat(&server, "janedoe", "secret2").await;
     let (_, latest) = join(&mut jane, "h").await;
     let latest: Vec<i64> = latest.iter().map(|m| m["id"].as_i64().unwrap()).collect();
-    assert_eq!(
-        latest,
-        ids[70..],
-        "the join sends the newest 50, oldest first"
-    );
+    assert_eq!(latest, ids[70..], "the join sends the newest 50, oldest first");
 
     let mut seen = latest.clone();
     loop {
-        command(
-            &mut jane,
-            json!({"type": "history", "room": "h", "before": seen[0], "limit": 30}),
-        )
-        .await;
+        command(&mut jane, json!({"type": "history", "room": "h", "before": seen[0], "limit": 30})).await;
         let page = next_of(&mut jane, "history").await;
-        let page: Vec<i64> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_i64().unwrap())
-            .collect();
+        let page: Vec<i64> =
+            page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
         if page.is_empty() {
             break;
         }
@@ -224,11 +174,7 @@ async fn history_pages_by_id() {
     }
     assert_eq!(seen, ids);
     for limit in [0, 101] {
-        command(
-            &mut jane,
-            json!({"type": "history", "room": "h", "limit": limit}),
-        )
-        .await;
+        command(&mut jane, json!({"type": "history", "room": "h", "limit": limit})).await;
         assert_eq!(next_of(&mut jane, "error").await["code"], "bad_request");
     }
 }
@@ -243,42 +189,18 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
     let cases = [
         ("{\"type\":\"dance\"}".to_owned(), "bad_request"),
         ("not json".to_owned(), "bad_request"),
-        (
-            "{\"type\":\"send\",\"room\":\"general\"}".to_owned(),
-            "bad_request",
-        ),
-        (
-            json!({"type": "join", "room": long_room}).to_string(),
-            "bad_request",
-        ),
-        (
-            json!({"type": "join", "room": "no spaces"}).to_string(),
-            "bad_request",
-        ),
-        (
-            json!({"type": "join", "room": ""}).to_string(),
-            "bad_request",
-        ),
-        (
-            json!({"type": "send", "room": "general", "text": ""}).to_string(),
-            "bad_request",
-        ),
-        (
-            json!({"type": "send", "room": "general", "text": too_long}).to_string(),
-            "too_big",
-        ),
-        (
-            json!({"type": "send", "room": "elsewhere", "text": "hi"}).to_string(),
-            "forbidden",
-        ),
+        ("{\"type\":\"send\",\"room\":\"general\"}".to_owned(), "bad_request"),
+        (json!({"type": "join", "room": long_room}).to_string(), "bad_request"),
+        (json!({"type": "join", "room": "no spaces"}).to_string(), "bad_request"),
+        (json!({"type": "join", "room": ""}).to_string(), "bad_request"),
+        (json!({"type": "send", "room": "general", "text": ""}).to_string(), "bad_request"),
+        (json!({"type": "send", "room": "general", "text": too_long}).to_string(), "too_big"),
+        (json!({"type": "send", "room": "elsewhere", "text": "hi"}).to_string(), "forbidden"),
         (
             json!({"type": "send", "room": "general", "text": "hi", "from": "admin"}).to_string(),
             "bad_request",
         ),
-        (
-            json!({"type": "leave", "room": "elsewhere"}).to_string(),
-            "bad_request",
-        ),
+        (json!({"type": "leave", "room": "elsewhere"}).to_string(), "bad_request"),
     ];
     for (frame, code) in cases {
         send(&mut john, &frame).await;
@@ -291,11 +213,7 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
 
     command(&mut john, json!({"type": "ping"})).await;
     assert_eq!(next_of(&mut john, "pong").await, json!({"type": "pong"}));
-    assert_eq!(
-        count_rows(&server.data_dir(), "messages").await,
-        0,
-        "nothing stored"
-    );
+    assert_eq!(count_rows(&server.data_dir(), "messages").await, 0, "nothing stored");
     let id = say(&mut john, "general", "still works", "ok").await;
     assert!(id > 0);
 }
@@ -304,10 +222,7 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
 async fn every_acknowledged_message_survives_a_crash() {
     let server = spawn(&["--max-messages-per-sec=1000"]).await;
     let pair = server.login("johndoe", "secret").await;
-    let mut ws = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     next_json(&mut ws).await;
     join(&mut ws, "durable").await;
 
@@ -315,12 +230,9 @@ async fn every_acknowledged_message_survives_a_crash() {
     let (mut sink, mut stream) = ws.split();
     let sender = tokio::spawn(async move {
         for i in 0..2000 {
-            let frame = json!({"type": "send", "room": "durable", "text": format!("m{i}"), "ref": i.to_string()});
-            if sink
-                .send(Message::Text(frame.to_string().into()))
-                .await
-                .is_err()
-            {
+            let frame =
+                json!({"type": "send", "room": "durable", "text": format!("m{i}"), "ref": i.to_string()});
+            if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
@@ -343,10 +255,7 @@ async fn every_acknowledged_message_survives_a_crash() {
     sender.abort();
 
     let pair = server.login("johndoe", "secret").await;
-    let mut ws = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     next_json(&mut ws).await;
     join(&mut ws, "durable").await;
     let mut stored = Vec::new();
@@ -358,12 +267,8 @@ async fn every_acknowledged_message_survives_a_crash() {
         }
         command(&mut ws, request).await;
         let page = next_of(&mut ws, "history").await;
-        let ids: Vec<i64> = page["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["id"].as_i64().unwrap())
-            .collect();
+        let ids: Vec<i64> =
+            page["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
         if ids.is_empty() {
             break;
         }

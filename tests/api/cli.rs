@@ -19,33 +19,16 @@ async fn password_hash(data: &std::path::Path, username: &str) -> String {
 async fn users_are_managed_from_the_command_line() {
     let server = spawn(&[]).await;
     let added = server
-        .cli(
-            &[
-                "user",
-                "add",
-                "carol",
-                "--email",
-                "carol@example.com",
-                "--full-name",
-                "Carol",
-            ],
-            "hunter22\n",
-        )
+        .cli(&["user", "add", "carol", "--email", "carol@example.com", "--full-name", "Carol"], "hunter22\n")
         .await;
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let pair = server.login("carol", "hunter22").await;
     let me: Value = server.me(&pair.access).await.json().await.unwrap();
     assert_eq!(
         me,
         json!({"username": "carol", "email": "carol@example.com", "full_name": "Carol", "disabled": false})
     );
-    assert!(password_hash(&server.data_dir(), "carol")
-        .await
-        .starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
+    assert!(password_hash(&server.data_dir(), "carol").await.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
 
     let again = server.cli(&["user", "add", "carol"], "x\n").await;
     assert!(!again.status.success());
@@ -57,37 +40,19 @@ async fn users_are_managed_from_the_command_line() {
     let no_password = server.cli(&["user", "add", "dave"], "").await;
     assert!(!no_password.status.success());
     assert!(String::from_utf8_lossy(&no_password.stderr).contains("password must not be empty"));
-    let argv_password = server
-        .cli(&["user", "add", "dave", "--password", "x"], "")
-        .await;
-    assert!(
-        !argv_password.status.success(),
-        "passwords are never taken from argv"
-    );
+    let argv_password = server.cli(&["user", "add", "dave", "--password", "x"], "").await;
+    assert!(!argv_password.status.success(), "passwords are never taken from argv");
 
     let list = server.cli(&["user", "list"], "").await;
     let list = String::from_utf8(list.stdout).unwrap();
-    assert!(
-        list.contains("carol\tactive\tcarol@example.com\tCarol"),
-        "{list}"
-    );
+    assert!(list.contains("carol\tactive\tcarol@example.com\tCarol"), "{list}");
     assert!(list.contains("alice\tdisabled"), "{list}");
     assert!(!list.contains('$'), "no hashes in listings: {list}");
 
-    assert!(server
-        .cli(&["user", "disable", "carol"], "")
-        .await
-        .status
-        .success());
-    let refused = server
-        .token_form(&[("username", "carol"), ("password", "hunter22")])
-        .await;
+    assert!(server.cli(&["user", "disable", "carol"], "").await.status.success());
+    let refused = server.token_form(&[("username", "carol"), ("password", "hunter22")]).await;
     assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
-    assert!(server
-        .cli(&["user", "enable", "carol"], "")
-        .await
-        .status
-        .success());
+    assert!(server.cli(&["user", "enable", "carol"], "").await.status.success());
     assert_eq!(
         server.me(&pair.access).await.status(),
         StatusCode::UNAUTHORIZED,
@@ -95,17 +60,9 @@ async fn users_are_managed_from_the_command_line() {
     );
     server.login("carol", "hunter22").await;
 
-    assert!(server
-        .cli(&["user", "passwd", "carol"], "n3w-pass\n")
-        .await
-        .status
-        .success());
+    assert!(server.cli(&["user", "passwd", "carol"], "n3w-pass\n").await.status.success());
     server.login("carol", "n3w-pass").await;
-    assert!(!server
-        .cli(&["user", "disable", "nobody"], "")
-        .await
-        .status
-        .success());
+    assert!(!server.cli(&["user", "disable", "nobody"], "").await.status.success());
 }
 
 #[tokio::test]
@@ -116,17 +73,11 @@ async fn users_keys_and_tokens_survive_a_restart() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(server.data_dir().join("jwt-secret.key"))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(server.data_dir().join("jwt-secret.key")).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let server = server.restart().await;
-    assert_eq!(
-        std::fs::read(server.data_dir().join("jwt-secret.key")).unwrap(),
-        key
-    );
+    assert_eq!(std::fs::read(server.data_dir().join("jwt-secret.key")).unwrap(), key);
     assert_eq!(server.me(&pair.access).await.status(), StatusCode::OK);
     assert_eq!(server.refresh(&pair.refresh).await.status(), StatusCode::OK);
     server.login("janedoe", "secret2").await;
@@ -144,15 +95,9 @@ async fn bcrypt_hashes_verify_and_become_argon2id() {
         json!({"username": "legacy2", "hashed_password": bcrypt::hash("other", 4).unwrap()}),
     );
     let imported = server.cli(&["user", "import"], &lines).await;
-    assert!(
-        imported.status.success(),
-        "{}",
-        String::from_utf8_lossy(&imported.stderr)
-    );
+    assert!(imported.status.success(), "{}", String::from_utf8_lossy(&imported.stderr));
 
-    let wrong = server
-        .token_form(&[("username", "legacy"), ("password", "nope")])
-        .await;
+    let wrong = server.token_form(&[("username", "legacy"), ("password", "nope")]).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
         password_hash(&server.data_dir(), "legacy").await,
@@ -161,18 +106,12 @@ async fn bcrypt_hashes_verify_and_become_argon2id() {
     );
 
     server.login("legacy", "secret").await;
-    assert!(password_hash(&server.data_dir(), "legacy")
-        .await
-        .starts_with("$argon2id$"));
+    assert!(password_hash(&server.data_dir(), "legacy").await.starts_with("$argon2id$"));
     server.login("legacy", "secret").await;
     server.login("legacy2", "other").await;
 
-    let bad = server
-        .cli(
-            &["user", "import"],
-            "{\"username\": \"x\", \"hashed_password\": \"plain\"}\n",
-        )
-        .await;
+    let bad =
+        server.cli(&["user", "import"], "{\"username\": \"x\", \"hashed_password\": \"plain\"}\n").await;
     assert!(!bad.status.success());
 }
 
@@ -184,13 +123,7 @@ async fn a_config_file_is_read_and_flags_override_it() {
     let demo = crate::helpers::cli(data.path(), &["demo"], "").await;
     assert!(demo.status.success());
     let mut child = tokio::process::Command::new(crate::helpers::BIN)
-        .args([
-            "--config",
-            config.to_str().unwrap(),
-            "serve",
-            "--bind=127.0.0.1:0",
-            "--issuer=from-flag",
-        ])
+        .args(["--config", config.to_str().unwrap(), "serve", "--bind=127.0.0.1:0", "--issuer=from-flag"])
         .arg(format!("--data-dir={}", data.path().display()))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -211,17 +144,10 @@ async fn a_config_file_is_read_and_flags_override_it() {
         .await
         .unwrap();
     assert_eq!(body["expires_in"], 120, "access_ttl from the file");
-    assert_eq!(
-        crate::helpers::claims(body["access_token"].as_str().unwrap())["iss"],
-        "from-flag"
-    );
+    assert_eq!(crate::helpers::claims(body["access_token"].as_str().unwrap())["iss"], "from-flag");
 
     std::fs::write(&config, "acess_ttl = \"2m\"\n").unwrap();
-    let typo = crate::helpers::cli(
-        data.path(),
-        &["--config", config.to_str().unwrap(), "user", "list"],
-        "",
-    )
-    .await;
+    let typo =
+        crate::helpers::cli(data.path(), &["--config", config.to_str().unwrap(), "user", "list"], "").await;
     assert!(!typo.status.success(), "unknown keys are refused");
 }

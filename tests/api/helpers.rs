@@ -34,11 +34,7 @@ pub struct Server {
 pub async fn spawn(args: &[&str]) -> Server {
     let data = Arc::new(tempfile::tempdir().expect("temp dir"));
     let demo = cli(data.path(), &["demo"], "").await;
-    assert!(
-        demo.status.success(),
-        "demo failed: {}",
-        String::from_utf8_lossy(&demo.stderr)
-    );
+    assert!(demo.status.success(), "demo failed: {}", String::from_utf8_lossy(&demo.stderr));
     start(data, args.iter().map(|s| s.to_string()).collect()).await
 }
 
@@ -82,10 +78,7 @@ async fn start(data: Arc<TempDir>, args: Vec<String>) -> Server {
         data,
         args,
         child,
-        http: reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap(),
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
     }
 }
 
@@ -144,19 +137,12 @@ impl Server {
     }
 
     pub async fn token_form(&self, form: &[(&str, &str)]) -> reqwest::Response {
-        self.http
-            .post(self.url("/token"))
-            .form(form)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(self.url("/token")).form(form).send().await.unwrap()
     }
 
     /// Logs in through `/token` and returns the pair.
     pub async fn login(&self, username: &str, password: &str) -> Pair {
-        let response = self
-            .token_form(&[("username", username), ("password", password)])
-            .await;
+        let response = self.token_form(&[("username", username), ("password", password)]).await;
         assert_eq!(response.status(), StatusCode::OK, "login of {username}");
         let body: Value = response.json().await.unwrap();
         Pair {
@@ -167,21 +153,11 @@ impl Server {
 
     /// POST /refresh with a bearer refresh token.
     pub async fn refresh(&self, refresh: &str) -> reqwest::Response {
-        self.http
-            .post(self.url("/refresh"))
-            .bearer_auth(refresh)
-            .send()
-            .await
-            .unwrap()
+        self.http.post(self.url("/refresh")).bearer_auth(refresh).send().await.unwrap()
     }
 
     pub async fn me(&self, access: &str) -> reqwest::Response {
-        self.http
-            .get(self.url("/users/me"))
-            .bearer_auth(access)
-            .send()
-            .await
-            .unwrap()
+        self.http.get(self.url("/users/me")).bearer_auth(access).send().await.unwrap()
     }
 
     /// Opens a WebSocket with the given extra headers.
@@ -193,22 +169,17 @@ impl Server {
         let mut request = self.ws_url(path).into_client_request().unwrap();
         for (name, value) in headers {
             request.headers_mut().insert(
-                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
-                    .unwrap(),
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_str(value).unwrap(),
             );
         }
-        tokio_tungstenite::connect_async(request)
-            .await
-            .map(|(ws, _)| ws)
+        tokio_tungstenite::connect_async(request).await.map(|(ws, _)| ws)
     }
 
     /// The HTTP status a refused upgrade answered with.
     pub async fn ws_refused(&self, path: &str, headers: &[(&str, &str)]) -> u16 {
         match self.ws(path, headers).await {
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                response.status().as_u16()
-            }
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
             Err(other) => panic!("unexpected error {other}"),
             Ok(_) => panic!("upgrade to {path} was accepted"),
         }
@@ -219,9 +190,7 @@ impl Server {
 pub fn claims(token: &str) -> Value {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap();
     serde_json::from_slice(&bytes).unwrap()
 }
 
@@ -249,9 +218,7 @@ pub async fn close_code(ws: &mut Ws, within: Duration) -> (u16, String) {
             Ok(Some(Ok(Message::Close(Some(frame))))) => {
                 return (u16::from(frame.code), frame.reason.to_string())
             }
-            Ok(Some(Ok(Message::Close(None)))) => {
-                return (u16::from(CloseCode::Status), String::new())
-            }
+            Ok(Some(Ok(Message::Close(None)))) => return (u16::from(CloseCode::Status), String::new()),
             Ok(Some(Ok(_))) => continue,
             Ok(other) => panic!("socket ended without a close frame: {other:?}"),
             Err(_) => panic!("no close frame within {within:?}"),

@@ -14,54 +14,23 @@ async fn chat_needs_a_login_and_the_login_page_keeps_next_local() {
     let root = server.http.get(server.url("/")).send().await.unwrap();
     assert_eq!(root.headers()[LOCATION], "/login?next=/chat");
 
-    let login = server
-        .http
-        .get(server.url("/login?next=/chat"))
-        .send()
-        .await
-        .unwrap();
+    let login = server.http.get(server.url("/login?next=/chat")).send().await.unwrap();
     assert_eq!(login.status(), StatusCode::OK);
-    let csp = login.headers()[CONTENT_SECURITY_POLICY]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        csp.contains("script-src 'self'") && csp.contains("default-src 'self'"),
-        "{csp}"
-    );
+    let csp = login.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && csp.contains("default-src 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"));
     let html = login.text().await.unwrap();
     assert!(html.contains(r#"action="/login/cookie""#), "{html}");
     assert!(html.contains(r#"value="/chat""#));
     assert!(!html.contains("{{"), "placeholders filled");
 
-    for evil in [
-        "//evil.example",
-        "https://evil.example",
-        "/\"><script>alert(1)</script>",
-    ] {
+    for evil in ["//evil.example", "https://evil.example", "/\"><script>alert(1)</script>"] {
         let url = format!("{}?next={}", server.url("/login"), urlencode(evil));
-        let html = server
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let html = server.http.get(url).send().await.unwrap().text().await.unwrap();
         assert!(!html.contains("evil.example"), "{evil}");
         assert!(!html.contains("<script>alert"), "{evil}");
     }
-    let failed = server
-        .http
-        .get(server.url("/login?error=1"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let failed = server.http.get(server.url("/login?error=1")).send().await.unwrap().text().await.unwrap();
     assert!(failed.contains("Incorrect username or password"));
 }
 
@@ -74,49 +43,25 @@ async fn logged_in_users_get_the_chat_and_expired_ones_refresh() {
     let server = spawn(&["--access-ttl=1s"]).await;
     let [access, csrf, refresh, csrf_refresh] = cookie_login(&server, "johndoe", "secret").await;
     let cookies = format!("access_token_cookie={access}; csrf_access_token={csrf}; refresh_token_cookie={refresh}; csrf_refresh_token={csrf_refresh}");
-    let chat = server
-        .http
-        .get(server.url("/chat"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    let chat = server.http.get(server.url("/chat")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(chat.status(), StatusCode::OK);
-    assert!(chat.headers()[CONTENT_SECURITY_POLICY]
-        .to_str()
-        .unwrap()
-        .contains("frame-ancestors 'none'"));
+    assert!(chat.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().contains("frame-ancestors 'none'"));
     let html = chat.text().await.unwrap();
     assert!(html.contains("/static/chat.js"));
     assert!(!html.contains("<script>"), "no inline script");
-    let root = server
-        .http
-        .get(server.url("/"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    let root = server.http.get(server.url("/")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(root.headers()[LOCATION], "/chat");
 
     // The access cookie expires (1 s + 5 s leeway); the refresh cookie still verifies.
     tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
-    let chat = server
-        .http
-        .get(server.url("/chat"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    let chat = server.http.get(server.url("/chat")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(chat.status(), StatusCode::OK);
     assert!(chat.text().await.unwrap().contains("/static/refresh.js"));
     // A garbage refresh cookie goes to the login page.
     let chat = server
         .http
         .get(server.url("/chat"))
-        .header(
-            "cookie",
-            format!("access_token_cookie={access}; refresh_token_cookie=garbage"),
-        )
+        .header("cookie", format!("access_token_cookie={access}; refresh_token_cookie=garbage"))
         .send()
         .await
         .unwrap();
@@ -134,40 +79,17 @@ async fn assets_and_the_token_demo_are_served() {
     ] {
         let response = server.http.get(server.url(path)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
-        assert!(
-            response.headers()[CONTENT_TYPE]
-                .to_str()
-                .unwrap()
-                .contains(kind),
-            "{path}"
-        );
+        assert!(response.headers()[CONTENT_TYPE].to_str().unwrap().contains(kind), "{path}");
     }
     assert_eq!(
-        server
-            .http
-            .get(server.url("/static/nope.js"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        server.http.get(server.url("/static/nope.js")).send().await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        server
-            .http
-            .get(server.url("/static/..%2FCargo.toml"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        server.http.get(server.url("/static/..%2FCargo.toml")).send().await.unwrap().status(),
         StatusCode::NOT_FOUND
     );
-    let demo = server
-        .http
-        .get(server.url("/token-demo"))
-        .send()
-        .await
-        .unwrap();
+    let demo = server.http.get(server.url("/token-demo")).send().await.unwrap();
     assert_eq!(demo.status(), StatusCode::OK);
     assert!(demo.text().await.unwrap().contains("/static/token-demo.js"));
 }

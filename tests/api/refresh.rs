@@ -16,33 +16,17 @@ async fn refresh_rotates_and_a_reused_token_revokes_the_login() {
     let rotated: Value = rotated.json().await.unwrap();
     let second_access = rotated["access_token"].as_str().unwrap().to_owned();
     let second_refresh = rotated["refresh_token"].as_str().unwrap().to_owned();
-    assert_eq!(
-        claims(&second_access)["fresh"],
-        false,
-        "refreshed access tokens are not fresh"
-    );
+    assert_eq!(claims(&second_access)["fresh"], false, "refreshed access tokens are not fresh");
     assert_eq!(claims(&second_access)["fam"], claims(&first.access)["fam"]);
     assert_eq!(server.me(&second_access).await.status(), StatusCode::OK);
 
     // The first refresh token again: a replay. The whole login dies.
     let replay = server.refresh(&first.refresh).await;
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        replay.json::<Value>().await.unwrap()["detail"],
-        "token has been revoked"
-    );
-    assert_eq!(
-        server.refresh(&second_refresh).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        server.me(&second_access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        server.me(&first.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(replay.json::<Value>().await.unwrap()["detail"], "token has been revoked");
+    assert_eq!(server.refresh(&second_refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.me(&second_access).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.me(&first.access).await.status(), StatusCode::UNAUTHORIZED);
 
     // Another login of the same user is untouched.
     let other = server.login("johndoe", "secret").await;
@@ -55,16 +39,8 @@ async fn refresh_needs_a_refresh_token() {
     let pair = server.login("johndoe", "secret").await;
     let response = server.refresh(&pair.access).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        response.json::<Value>().await.unwrap()["detail"],
-        "wrong token type"
-    );
-    let none = server
-        .http
-        .post(server.url("/refresh"))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(response.json::<Value>().await.unwrap()["detail"], "wrong token type");
+    let none = server.http.post(server.url("/refresh")).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
 }
 
@@ -90,11 +66,7 @@ fn set_cookie_line(response: &reqwest::Response, name: &str) -> String {
 }
 
 /// Logs in through `/login/cookie` and returns the four cookie values.
-pub async fn cookie_login(
-    server: &crate::helpers::Server,
-    user: &str,
-    password: &str,
-) -> [String; 4] {
+pub async fn cookie_login(server: &crate::helpers::Server, user: &str, password: &str) -> [String; 4] {
     let response = server
         .http
         .post(server.url("/login/cookie"))
@@ -103,13 +75,8 @@ pub async fn cookie_login(
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    [
-        "access_token_cookie",
-        "csrf_access_token",
-        "refresh_token_cookie",
-        "csrf_refresh_token",
-    ]
-    .map(|name| cookie_value(&response, name).unwrap_or_else(|| panic!("{name} not set")))
+    ["access_token_cookie", "csrf_access_token", "refresh_token_cookie", "csrf_refresh_token"]
+        .map(|name| cookie_value(&response, name).unwrap_or_else(|| panic!("{name} not set")))
 }
 
 #[tokio::test]
@@ -136,19 +103,11 @@ async fn cookie_login_sets_httponly_tokens_and_readable_csrf() {
     }
 
     // From the login page: 303 to a local `next`, never elsewhere.
-    for (next, location) in [
-        ("/chat", "/chat"),
-        ("//evil.example/x", "/"),
-        ("https://evil.example", "/"),
-    ] {
+    for (next, location) in [("/chat", "/chat"), ("//evil.example/x", "/"), ("https://evil.example", "/")] {
         let response = server
             .http
             .post(server.url("/login/cookie"))
-            .form(&[
-                ("username", "johndoe"),
-                ("password", "secret"),
-                ("next", next),
-            ])
+            .form(&[("username", "johndoe"), ("password", "secret"), ("next", next)])
             .send()
             .await
             .unwrap();
@@ -158,11 +117,7 @@ async fn cookie_login_sets_httponly_tokens_and_readable_csrf() {
     let failed = server
         .http
         .post(server.url("/login/cookie"))
-        .form(&[
-            ("username", "johndoe"),
-            ("password", "wrong"),
-            ("next", "/chat"),
-        ])
+        .form(&[("username", "johndoe"), ("password", "wrong"), ("next", "/chat")])
         .send()
         .await
         .unwrap();
@@ -174,35 +129,22 @@ async fn cookie_login_sets_httponly_tokens_and_readable_csrf() {
 #[tokio::test]
 async fn cookie_requests_that_change_state_need_the_csrf_header() {
     let server = spawn(&[]).await;
-    let [access, csrf_access, refresh, csrf_refresh] =
-        cookie_login(&server, "johndoe", "secret").await;
+    let [access, csrf_access, refresh, csrf_refresh] = cookie_login(&server, "johndoe", "secret").await;
     let cookies = format!("access_token_cookie={access}; csrf_access_token={csrf_access}; refresh_token_cookie={refresh}; csrf_refresh_token={csrf_refresh}");
 
     // GET with the cookie alone is fine.
-    let me = server
-        .http
-        .get(server.url("/users/me"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    let me = server.http.get(server.url("/users/me")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(me.status(), StatusCode::OK);
 
     // POST /refresh without or with a wrong CSRF header: refused, and nothing rotated.
     for header in [None, Some("wrong"), Some(csrf_access.as_str())] {
-        let mut request = server
-            .http
-            .post(server.url("/refresh"))
-            .header("cookie", &cookies);
+        let mut request = server.http.post(server.url("/refresh")).header("cookie", &cookies);
         if let Some(value) = header {
             request = request.header("x-csrf-token", value);
         }
         let response = request.send().await.unwrap();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{header:?}");
-        assert_eq!(
-            response.json::<Value>().await.unwrap()["detail"],
-            "CSRF token missing or incorrect"
-        );
+        assert_eq!(response.json::<Value>().await.unwrap()["detail"], "CSRF token missing or incorrect");
     }
     let response = server
         .http
@@ -213,18 +155,11 @@ async fn cookie_requests_that_change_state_need_the_csrf_header() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let new_access =
-        cookie_value(&response, "access_token_cookie").expect("refresh by cookie sets cookies");
+    let new_access = cookie_value(&response, "access_token_cookie").expect("refresh by cookie sets cookies");
     assert_ne!(new_access, access);
 
     // Logout by cookie needs the access CSRF value.
-    let refused = server
-        .http
-        .post(server.url("/logout"))
-        .header("cookie", &cookies)
-        .send()
-        .await
-        .unwrap();
+    let refused = server.http.post(server.url("/logout")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let done = server
         .http
@@ -243,36 +178,17 @@ async fn logout_revokes_the_token_and_its_login() {
     let server = spawn(&[]).await;
     let pair = server.login("johndoe", "secret").await;
     let other = server.login("johndoe", "secret").await;
-    let response = server
-        .http
-        .post(server.url("/logout"))
-        .bearer_auth(&pair.access)
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/logout")).bearer_auth(&pair.access).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
     let me = server.me(&pair.access).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        me.json::<Value>().await.unwrap()["detail"],
-        "token has been revoked"
-    );
-    assert_eq!(
-        server.refresh(&pair.refresh).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        server.me(&other.access).await.status(),
-        StatusCode::OK,
-        "other logins survive"
-    );
+    assert_eq!(me.json::<Value>().await.unwrap()["detail"], "token has been revoked");
+    assert_eq!(server.refresh(&pair.refresh).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.me(&other.access).await.status(), StatusCode::OK, "other logins survive");
 
     // Still revoked after a restart: the log is in the database.
     let server = server.restart().await;
-    assert_eq!(
-        server.me(&pair.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(server.me(&pair.access).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.me(&other.access).await.status(), StatusCode::OK);
 }
 
@@ -293,29 +209,15 @@ async fn changing_the_password_needs_a_fresh_token_and_ends_every_login() {
     };
     let refused = change(stale.to_owned(), "n3w-secret").await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        refused.json::<Value>().await.unwrap()["detail"],
-        "fresh token required"
-    );
+    assert_eq!(refused.json::<Value>().await.unwrap()["detail"], "fresh token required");
 
     let fresh = server.login("johndoe", "secret").await;
-    assert_eq!(
-        change(fresh.access.clone(), "").await.status(),
-        StatusCode::UNPROCESSABLE_ENTITY
-    );
-    assert_eq!(
-        change(fresh.access.clone(), "n3w-secret").await.status(),
-        StatusCode::NO_CONTENT
-    );
+    assert_eq!(change(fresh.access.clone(), "").await.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(change(fresh.access.clone(), "n3w-secret").await.status(), StatusCode::NO_CONTENT);
 
-    assert_eq!(
-        server.me(&fresh.access).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(server.me(&fresh.access).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(server.me(stale).await.status(), StatusCode::UNAUTHORIZED);
-    let old = server
-        .token_form(&[("username", "johndoe"), ("password", "secret")])
-        .await;
+    let old = server.token_form(&[("username", "johndoe"), ("password", "secret")]).await;
     assert_eq!(old.status(), StatusCode::UNAUTHORIZED);
     server.login("johndoe", "n3w-secret").await;
 }
@@ -324,17 +226,11 @@ async fn changing_the_password_needs_a_fresh_token_and_ends_every_login() {
 async fn the_token_endpoint_takes_the_oauth2_refresh_grant() {
     let server = spawn(&[]).await;
     let pair = server.login("johndoe", "secret").await;
-    let grant = [
-        ("grant_type", "refresh_token"),
-        ("refresh_token", pair.refresh.as_str()),
-    ];
+    let grant = [("grant_type", "refresh_token"), ("refresh_token", pair.refresh.as_str())];
     let response = server.token_form(&grant).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(
-        claims(body["access_token"].as_str().unwrap())["fresh"],
-        false
-    );
+    assert_eq!(claims(body["access_token"].as_str().unwrap())["fresh"], false);
 
     let replay = server.token_form(&grant).await;
     assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
@@ -342,18 +238,9 @@ async fn the_token_endpoint_takes_the_oauth2_refresh_grant() {
     assert_eq!(replay["error"], "invalid_grant");
     assert_eq!(replay["detail"], "token has been revoked");
 
-    let garbage = server
-        .token_form(&[("grant_type", "refresh_token"), ("refresh_token", "x")])
-        .await;
-    assert_eq!(
-        garbage.json::<Value>().await.unwrap()["error"],
-        "invalid_grant"
-    );
-    let access_as_refresh = server
-        .token_form(&[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", pair.access.as_str()),
-        ])
-        .await;
+    let garbage = server.token_form(&[("grant_type", "refresh_token"), ("refresh_token", "x")]).await;
+    assert_eq!(garbage.json::<Value>().await.unwrap()["error"], "invalid_grant");
+    let access_as_refresh =
+        server.token_form(&[("grant_type", "refresh_token"), ("refresh_token", pair.access.as_str())]).await;
     assert_eq!(access_as_refresh.status(), StatusCode::BAD_REQUEST);
 }

@@ -15,61 +15,24 @@ async fn secured_ws_takes_a_bearer_header_and_refuses_before_the_upgrade() {
     let pair = server.login("johndoe", "secret").await;
     let bearer = format!("Bearer {}", pair.access);
 
-    let mut ws = server
-        .ws("/secured-ws", &[("authorization", &bearer)])
-        .await
-        .unwrap();
+    let mut ws = server.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Welcome johndoe!");
     assert_echo(&mut ws).await;
     send(&mut ws, "second").await;
     assert_eq!(next_text(&mut ws).await, "You wrote: second");
 
     assert_eq!(server.ws_refused("/secured-ws", &[]).await, 401);
-    assert_eq!(
-        server
-            .ws_refused("/secured-ws", &[("authorization", "Bearer garbage")])
-            .await,
-        401
-    );
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", "Bearer garbage")]).await, 401);
     let refresh = format!("Bearer {}", pair.refresh);
-    assert_eq!(
-        server
-            .ws_refused("/secured-ws", &[("authorization", &refresh)])
-            .await,
-        401
-    );
-    assert_eq!(
-        server
-            .ws_refused(
-                "/secured-ws",
-                &[("authorization", "Basic am9objpzZWNyZXQ=")]
-            )
-            .await,
-        403
-    );
-    assert_eq!(
-        server
-            .ws_refused("/secured-ws", &[("authorization", &pair.access)])
-            .await,
-        403,
-        "no scheme"
-    );
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", &refresh)]).await, 401);
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", "Basic am9objpzZWNyZXQ=")]).await, 403);
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", &pair.access)]).await, 403, "no scheme");
     // The query string is not a transport of this endpoint.
     let query = format!("/secured-ws?token={}", pair.access);
     assert_eq!(server.ws_refused(&query, &[]).await, 401);
 
-    let plain = server
-        .http
-        .get(server.url("/secured-ws"))
-        .bearer_auth(&pair.access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        plain.status().as_u16(),
-        426,
-        "a plain GET is told to upgrade"
-    );
+    let plain = server.http.get(server.url("/secured-ws")).bearer_auth(&pair.access).send().await.unwrap();
+    assert_eq!(plain.status().as_u16(), 426, "a plain GET is told to upgrade");
     assert_echo(&mut ws).await;
 }
 
@@ -78,10 +41,7 @@ async fn ws_query_token_sends_claims_or_the_error_and_1008() {
     let server = spawn(&[]).await;
     let pair = server.login("johndoe", "secret").await;
 
-    let mut ws = server
-        .ws(&format!("/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws?token={}", pair.access), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
     let claims: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(claims["sub"], "johndoe");
@@ -107,33 +67,21 @@ async fn ws_cookie_needs_the_csrf_token_and_a_matching_origin() {
     let origin = server.base.clone();
 
     let path = format!("/ws?csrf_token={csrf}");
-    let mut ws = server
-        .ws(&path, &[("cookie", &cookie), ("origin", &origin)])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&path, &[("cookie", &cookie), ("origin", &origin)]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
     next_text(&mut ws).await;
     assert_echo(&mut ws).await;
 
     for path in ["/ws".to_owned(), "/ws?csrf_token=wrong".to_owned()] {
-        let mut ws = server
-            .ws(&path, &[("cookie", &cookie), ("origin", &origin)])
-            .await
-            .unwrap();
-        assert_eq!(
-            next_text(&mut ws).await,
-            "CSRF token missing or incorrect",
-            "{path}"
-        );
+        let mut ws = server.ws(&path, &[("cookie", &cookie), ("origin", &origin)]).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "CSRF token missing or incorrect", "{path}");
         assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
     }
 
     // Cross-site WebSocket hijacking: a page elsewhere rides on the user's cookies (even with a
     // stolen CSRF value); the upgrade is refused before anything is read.
     for evil in ["https://evil.example", "null", "http://127.0.0.1:1"] {
-        let status = server
-            .ws_refused(&path, &[("cookie", &cookie), ("origin", evil)])
-            .await;
+        let status = server.ws_refused(&path, &[("cookie", &cookie), ("origin", evil)]).await;
         assert_eq!(status, 403, "{evil}");
     }
     // A cookie without any Origin is not from a browser page: refused too.
@@ -143,10 +91,7 @@ async fn ws_cookie_needs_the_csrf_token_and_a_matching_origin() {
     let [access, csrf, ..] = cookie_login(&listed, "johndoe", "secret").await;
     let cookie = format!("access_token_cookie={access}");
     let mut ws = listed
-        .ws(
-            &format!("/ws?csrf_token={csrf}"),
-            &[("cookie", &cookie), ("origin", "https://app.example")],
-        )
+        .ws(&format!("/ws?csrf_token={csrf}"), &[("cookie", &cookie), ("origin", "https://app.example")])
         .await
         .unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
@@ -155,13 +100,7 @@ async fn ws_cookie_needs_the_csrf_token_and_a_matching_origin() {
     let bearer = format!("Bearer {}", pair.access);
     assert_eq!(
         listed
-            .ws_refused(
-                "/secured-ws",
-                &[
-                    ("authorization", &bearer),
-                    ("origin", "https://evil.example")
-                ]
-            )
+            .ws_refused("/secured-ws", &[("authorization", &bearer), ("origin", "https://evil.example")])
             .await,
         403
     );
@@ -180,39 +119,24 @@ async fn each_mode_has_its_endpoint() {
     assert_eq!(next_text(&mut ws).await, "Anonymous connection");
     assert_eq!(next_text(&mut ws).await, "null");
     assert_echo(&mut ws).await;
-    let mut ws = server
-        .ws(&format!("/ws/optional?token={stale_access}"), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws/optional?token={stale_access}"), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
     let mut ws = server.ws("/ws/optional?token=garbage", &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "malformed token");
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
 
     // refresh: a refresh token, not an access token.
-    let mut ws = server
-        .ws(&format!("/ws/refresh?token={refresh}"), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws/refresh?token={refresh}"), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
     let claims: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(claims["type"], "refresh");
-    let mut ws = server
-        .ws(&format!("/ws/refresh?token={stale_access}"), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws/refresh?token={stale_access}"), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "wrong token type");
 
     // fresh: only a token straight from a password login.
-    let mut ws = server
-        .ws(&format!("/ws/fresh?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws/fresh?token={}", pair.access), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "Successfully Login!");
-    let mut ws = server
-        .ws(&format!("/ws/fresh?token={stale_access}"), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/ws/fresh?token={stale_access}"), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "fresh token required");
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
 }
@@ -230,50 +154,35 @@ async fn chat_ws_accepts_every_transport() {
     let pair = server.login("johndoe", "secret").await;
 
     let bearer = format!("Bearer {}", pair.access);
-    let mut ws = server
-        .ws("/chat/ws", &[("authorization", &bearer)])
-        .await
-        .unwrap();
+    let mut ws = server.ws("/chat/ws", &[("authorization", &bearer)]).await.unwrap();
     assert_chat_welcome(&mut ws).await;
 
-    let mut ws = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     assert_chat_welcome(&mut ws).await;
 
     let [access, csrf, ..] = cookie_login(&server, "johndoe", "secret").await;
     let cookie = format!("access_token_cookie={access}");
     let mut ws = server
-        .ws(
-            &format!("/chat/ws?csrf_token={csrf}"),
-            &[("cookie", &cookie), ("origin", &server.base)],
-        )
+        .ws(&format!("/chat/ws?csrf_token={csrf}"), &[("cookie", &cookie), ("origin", &server.base)])
         .await
         .unwrap();
     assert_chat_welcome(&mut ws).await;
 
     // Subprotocol: the server must answer with `bearer`, or browsers drop the connection.
-    let mut request =
-        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-            server.ws_url("/chat/ws"),
-        )
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        format!("bearer, {}", pair.access).parse().unwrap(),
-    );
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        server.ws_url("/chat/ws"),
+    )
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("sec-websocket-protocol", format!("bearer, {}", pair.access).parse().unwrap());
     let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "bearer");
     assert_chat_welcome(&mut ws).await;
 
     // First frame.
     let mut ws = server.ws("/chat/ws", &[]).await.unwrap();
-    send(
-        &mut ws,
-        &serde_json::json!({"type": "auth", "token": pair.access}).to_string(),
-    )
-    .await;
+    send(&mut ws, &serde_json::json!({"type": "auth", "token": pair.access}).to_string()).await;
     assert_chat_welcome(&mut ws).await;
     send(&mut ws, "{\"type\":\"ping\"}").await;
     assert_eq!(next_json(&mut ws).await["type"], "pong");
@@ -284,39 +193,20 @@ async fn chat_ws_refuses_bad_tokens_on_every_transport() {
     let server = spawn(&[]).await;
     let pair = server.login("johndoe", "secret").await;
 
-    assert_eq!(
-        server
-            .ws_refused("/chat/ws", &[("authorization", "Bearer garbage")])
-            .await,
-        401
-    );
-    assert_eq!(
-        server
-            .ws_refused("/chat/ws", &[("authorization", "Basic x")])
-            .await,
-        403
-    );
+    assert_eq!(server.ws_refused("/chat/ws", &[("authorization", "Bearer garbage")]).await, 401);
+    assert_eq!(server.ws_refused("/chat/ws", &[("authorization", "Basic x")]).await, 403);
 
     let mut ws = server.ws("/chat/ws?token=garbage", &[]).await.unwrap();
-    assert_eq!(
-        close_code(&mut ws, SECOND).await,
-        (1008, "malformed token".to_owned())
-    );
+    assert_eq!(close_code(&mut ws, SECOND).await, (1008, "malformed token".to_owned()));
 
     let cookie = format!("access_token_cookie={}", pair.access);
     let mut ws = server
-        .ws(
-            "/chat/ws?csrf_token=wrong",
-            &[("cookie", &cookie), ("origin", &server.base)],
-        )
+        .ws("/chat/ws?csrf_token=wrong", &[("cookie", &cookie), ("origin", &server.base)])
         .await
         .unwrap();
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
 
-    let mut ws = server
-        .ws("/chat/ws", &[("sec-websocket-protocol", "bearer, garbage")])
-        .await
-        .unwrap();
+    let mut ws = server.ws("/chat/ws", &[("sec-websocket-protocol", "bearer, garbage")]).await.unwrap();
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
 
     // A first frame that is not an auth frame, or a bad token in it.
@@ -325,14 +215,9 @@ async fn chat_ws_refuses_bad_tokens_on_every_transport() {
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
     let mut ws = server.ws("/chat/ws", &[]).await.unwrap();
     send(&mut ws, "{\"type\":\"auth\",\"token\":\"garbage\"}").await;
-    assert_eq!(
-        close_code(&mut ws, SECOND).await,
-        (1008, "malformed token".to_owned())
-    );
+    assert_eq!(close_code(&mut ws, SECOND).await, (1008, "malformed token".to_owned()));
     let mut ws = server.ws("/chat/ws", &[]).await.unwrap();
-    ws.send(Message::Binary(vec![1, 2, 3].into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
     assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
 
     // Silence: closed after 5 seconds.

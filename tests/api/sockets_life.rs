@@ -10,10 +10,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 async fn secured(server: &crate::helpers::Server, access: &str) -> Ws {
     let bearer = format!("Bearer {access}");
-    let mut ws = server
-        .ws("/secured-ws", &[("authorization", &bearer)])
-        .await
-        .unwrap();
+    let mut ws = server.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
     assert!(next_text(&mut ws).await.starts_with("Welcome"));
     ws
 }
@@ -23,24 +20,14 @@ async fn a_socket_is_warned_then_closed_when_its_token_expires() {
     let server = spawn(&["--access-ttl=3s", "--expiry-warning=2s"]).await;
     let pair = server.login("johndoe", "secret").await;
     let started = Instant::now();
-    let mut ws = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "welcome");
     let warning = next_json(&mut ws).await;
     assert_eq!(warning["type"], "expiring");
     assert!(warning["in_s"].as_u64().unwrap() <= 2, "{warning}");
-    assert_eq!(
-        close_code(&mut ws, Duration::from_secs(5)).await,
-        (4001, "token expired".to_owned())
-    );
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, (4001, "token expired".to_owned()));
     // `exp` has whole seconds, so a 3 s token lives between 2 and 3 s.
-    assert!(
-        started.elapsed() >= Duration::from_millis(1500),
-        "closed too early: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() >= Duration::from_millis(1500), "closed too early: {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -48,18 +35,12 @@ async fn in_band_refresh_keeps_the_socket_past_the_first_expiry() {
     let server = spawn(&["--access-ttl=4s", "--expiry-warning=1s"]).await;
     let pair = server.login("johndoe", "secret").await;
     let mut ws = secured(&server, &pair.access).await;
-    let first_exp = crate::helpers::claims(&pair.access)["exp"]
-        .as_i64()
-        .unwrap();
+    let first_exp = crate::helpers::claims(&pair.access)["exp"].as_i64().unwrap();
 
     // `exp` has whole seconds: a login 1.5 s later expires at least a second later.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let next = server.login("johndoe", "secret").await;
-    send(
-        &mut ws,
-        &json!({"type": "refresh", "token": next.access}).to_string(),
-    )
-    .await;
+    send(&mut ws, &json!({"type": "refresh", "token": next.access}).to_string()).await;
     let refreshed = loop {
         let frame = next_json(&mut ws).await;
         if frame["type"] == "refreshed" {
@@ -72,12 +53,7 @@ async fn in_band_refresh_keeps_the_socket_past_the_first_expiry() {
     // Past the first token's expiry, the socket still echoes (after the new token's warning).
     let first_expiry =
         std::time::UNIX_EPOCH + Duration::from_secs(first_exp as u64) + Duration::from_millis(300);
-    tokio::time::sleep(
-        first_expiry
-            .duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-    .await;
+    tokio::time::sleep(first_expiry.duration_since(std::time::SystemTime::now()).unwrap_or_default()).await;
     send(&mut ws, "still here").await;
     loop {
         let text = next_text(&mut ws).await;
@@ -93,11 +69,7 @@ async fn in_band_refresh_keeps_the_socket_past_the_first_expiry() {
     let mut ws = secured(&server, &server.login("johndoe", "secret").await.access).await;
     let jane = server.login("janedoe", "secret2").await;
     for token in [jane.access.as_str(), "garbage", next.refresh.as_str()] {
-        send(
-            &mut ws,
-            &json!({"type": "refresh", "token": token}).to_string(),
-        )
-        .await;
+        send(&mut ws, &json!({"type": "refresh", "token": token}).to_string()).await;
         let error: serde_json::Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
         assert_eq!(error["type"], "error", "{token}");
         assert_eq!(error["code"], "forbidden");
@@ -111,25 +83,13 @@ async fn logout_closes_live_sockets_with_4003_within_a_second() {
     let pair = server.login("johndoe", "secret").await;
     let other = server.login("johndoe", "secret").await;
     let mut ws = secured(&server, &pair.access).await;
-    let mut chat = server
-        .ws(&format!("/chat/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    let mut chat = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
     let mut untouched = secured(&server, &other.access).await;
 
     let started = Instant::now();
-    let response = server
-        .http
-        .post(server.url("/logout"))
-        .bearer_auth(&pair.access)
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/logout")).bearer_auth(&pair.access).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 204);
-    assert_eq!(
-        close_code(&mut ws, Duration::from_secs(1)).await,
-        (4003, "token revoked".to_owned())
-    );
+    assert_eq!(close_code(&mut ws, Duration::from_secs(1)).await, (4003, "token revoked".to_owned()));
     assert_eq!(close_code(&mut chat, Duration::from_secs(1)).await.0, 4003);
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_echo(&mut untouched).await;
@@ -181,18 +141,11 @@ async fn floods_close_with_4029() {
     let mut bystander = secured(&server, &pair.access).await;
     let mut ws = secured(&server, &pair.access).await;
     for i in 0..30 {
-        if ws
-            .send(Message::Text(format!("m{i}").into()))
-            .await
-            .is_err()
-        {
+        if ws.send(Message::Text(format!("m{i}").into())).await.is_err() {
             break;
         }
     }
-    assert_eq!(
-        close_code(&mut ws, Duration::from_secs(2)).await,
-        (4029, "rate limited".to_owned())
-    );
+    assert_eq!(close_code(&mut ws, Duration::from_secs(2)).await, (4029, "rate limited".to_owned()));
     // Within the rate, a socket lives on.
     for _ in 0..3 {
         assert_echo(&mut bystander).await;
@@ -205,9 +158,7 @@ async fn binary_and_invalid_utf8_get_their_close_codes() {
     let server = spawn(&[]).await;
     let pair = server.login("johndoe", "secret").await;
     let mut ws = secured(&server, &pair.access).await;
-    ws.send(Message::Binary(vec![0, 1, 2].into()))
-        .await
-        .unwrap();
+    ws.send(Message::Binary(vec![0, 1, 2].into())).await.unwrap();
     assert_eq!(close_code(&mut ws, Duration::from_secs(1)).await.0, 1003);
 
     let mut ws = secured(&server, &pair.access).await;
@@ -267,16 +218,8 @@ async fn sockets_per_user_are_capped() {
     let bearer = format!("Bearer {}", pair.access);
     let first = secured(&server, &pair.access).await;
     let _second = secured(&server, &pair.access).await;
-    assert_eq!(
-        server
-            .ws_refused("/secured-ws", &[("authorization", &bearer)])
-            .await,
-        429
-    );
-    let mut ws = server
-        .ws(&format!("/ws?token={}", pair.access), &[])
-        .await
-        .unwrap();
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", &bearer)]).await, 429);
+    let mut ws = server.ws(&format!("/ws?token={}", pair.access), &[]).await.unwrap();
     assert_eq!(next_text(&mut ws).await, "too many sockets for this user");
     assert_eq!(close_code(&mut ws, Duration::from_secs(1)).await.0, 4029);
     // Another user is not affected; a closed socket frees its place.
@@ -285,4 +228,18 @@ async fn sockets_per_user_are_capped() {
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
     secured(&server, &pair.access).await;
+}
+
+#[tokio::test]
+async fn a_client_close_is_answered_with_a_close_frame() {
+    let server = spawn(&[]).await;
+    let pair = server.login("johndoe", "secret").await;
+    let mut ws = secured(&server, &pair.access).await;
+    ws.close(Some(tokio_tungstenite::tungstenite::protocol::CloseFrame {
+        code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+        reason: "bye".into(),
+    }))
+    .await
+    .unwrap();
+    assert_eq!(close_code(&mut ws, Duration::from_secs(1)).await.0, 1000);
 }

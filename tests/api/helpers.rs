@@ -38,6 +38,23 @@ pub async fn spawn(args: &[&str]) -> Server {
     start(data, args.iter().map(|s| s.to_string()).collect()).await
 }
 
+/// Another node of `first`'s cluster: same data folder (signing key) and the same `args`.
+pub async fn another_node(first: &Server) -> Server {
+    start(first.data.clone(), first.args.clone()).await
+}
+
+/// Whether a service answers on `addr`. Unreachable: in CI (or with WSGUARD_REQUIRE_SERVICES=1)
+/// the test fails; elsewhere it is skipped with a message saying how to run it.
+pub fn service(name: &str, addr: &str) -> bool {
+    if std::net::TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1)).is_ok() {
+        return true;
+    }
+    let required = std::env::var_os("CI").is_some() || std::env::var_os("WSGUARD_REQUIRE_SERVICES").is_some();
+    assert!(!required, "{name} is not reachable at {addr}, and CI requires it");
+    eprintln!("skipping: {name} is not reachable at {addr}; start it (see README, Testing) to run this test");
+    false
+}
+
 async fn start(data: Arc<TempDir>, args: Vec<String>) -> Server {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -134,6 +151,11 @@ impl Server {
         let args = std::mem::take(&mut self.args);
         drop(self);
         start(data, args).await
+    }
+
+    /// Kills the process (SIGKILL), as a crash would.
+    pub async fn kill(mut self) {
+        self.child.kill().await.unwrap();
     }
 
     pub async fn token_form(&self, form: &[(&str, &str)]) -> reqwest::Response {

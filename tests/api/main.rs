@@ -3,6 +3,7 @@
 
 mod chat;
 mod cli;
+mod cluster;
 mod helpers;
 mod pages;
 mod refresh;

@@ -1,0 +1,272 @@
+//! Several wsguard processes sharing one database and Redis behave as one: cross-node chat,
+//! presence, revocation, a node's death, and a Redis restart.
+
+use crate::helpers::{another_node, close_code, next_json, send, service, spawn, Server, Ws};
+use serde_json::{json, Value};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const REDIS: &str = "127.0.0.1:6379";
+
+/// Two nodes on the shared Redis, in a cluster of their own.
+async fn two_nodes(redis: &str, extra: &[&str]) -> (Server, Server) {
+    let cluster = format!("--cluster=t{}", uuid::Uuid::new_v4().simple());
+    let broker = format!("--broker-url=redis://{redis}");
+    let mut args = vec![cluster.as_str(), broker.as_str()];
+    args.extend_from_slice(extra);
+    let a = spawn(&args).await;
+    let b = another_node(&a).await;
+    (a, b)
+}
+
+async fn chat(server: &Server, user: &str, password: &str) -> Ws {
+    let pair = server.login(user, password).await;
+    let mut ws = server.ws(&format!("/chat/ws?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    ws
+}
+
+async fn next_of(ws: &mut Ws, kind: &str, within: Duration) -> Value {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let frame: Value = serde_json::from_str(&text).unwrap();
+                if frame["type"] == kind {
+                    return frame;
+                }
+            }
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended while waiting for {kind}: {other:?}"),
+            Err(_) => panic!("no {kind} frame within {within:?}"),
+        }
+    }
+}
+
+async fn join(ws: &mut Ws, room: &str) -> Vec<String> {
+    send(ws, &json!({"type": "join", "room": room}).to_string()).await;
+    let members = next_of(ws, "members", Duration::from_secs(5)).await;
+    next_of(ws, "history", Duration::from_secs(5)).await;
+    members["users"].as_array().unwrap().iter().map(|u| u.as_str().unwrap().to_owned()).collect()
+}
+
+async fn presence_of(ws: &mut Ws, user: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let frame = next_of(ws, "presence", left).await;
+        if frame["user"] == user {
+            return frame["event"].as_str().unwrap().to_owned();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_message_sent_on_one_node_reaches_the_other_once_and_in_order() {
+    if !service("Redis", REDIS) {
+        return;
+    }
+    let (a, b) = two_nodes(REDIS, &["--max-messages-per-sec=1000"]).await;
+    let mut john = chat(&a, "johndoe", "secret").await;
+    let mut jane = chat(&b, "janedoe", "secret2").await;
+    join(&mut john, "general").await;
+    let members = join(&mut jane, "general").await;
+    assert_eq!(members, ["janedoe", "johndoe"], "members of both nodes");
+    assert_eq!(presence_of(&mut john, "janedoe", Duration::from_secs(3)).await, "join");
+
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        send(
+            &mut john,
+            &json!({"type": "send", "room": "general", "text": format!("m{i}"), "ref": i.to_string()})
+                .to_string(),
+        )
+        .await;
+        acked.push(next_of(&mut john, "ack", Duration::from_secs(5)).await["id"].as_i64().unwrap());
+    }
+    let mut received = Vec::new();
+    while received.len() < 20 {
+        let message = next_of(&mut jane, "message", Duration::from_secs(5)).await;
+        assert_eq!(message["from"], "johndoe");
+        received.push(message["id"].as_i64().unwrap());
+    }
+    assert_eq!(received, acked, "in order, each once");
+    // Nothing more: no duplicate from a second subscription.
+    let extra = tokio::time::timeout(
+        Duration::from_millis(500),
+        next_of(&mut jane, "message", Duration::from_secs(1)),
+    )
+    .await;
+    assert!(extra.is_err(), "duplicate delivery: {extra:?}");
+
+    drop(jane);
+    assert_eq!(presence_of(&mut john, "janedoe", Duration::from_secs(3)).await, "leave");
+}
+
+#[tokio::test]
+async fn logout_and_disable_on_one_node_close_sockets_on_the_other() {
+    if !service("Redis", REDIS) {
+        return;
+    }
+    let (a, b) = two_nodes(REDIS, &[]).await;
+    let pair = a.login("johndoe", "secret").await;
+    let bearer = format!("Bearer {}", pair.access);
+    let mut on_b = b.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
+    crate::helpers::next_text(&mut on_b).await;
+    let started = Instant::now();
+    assert_eq!(a.http.post(a.url("/logout")).bearer_auth(&pair.access).send().await.unwrap().status(), 204);
+    assert_eq!(close_code(&mut on_b, Duration::from_secs(1)).await.0, 4003);
+    assert!(started.elapsed() < Duration::from_secs(1));
+
+    let jane = b.login("janedoe", "secret2").await;
+    let bearer = format!("Bearer {}", jane.access);
+    let mut jane_a = a.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
+    let mut jane_b = b.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
+    crate::helpers::next_text(&mut jane_a).await;
+    crate::helpers::next_text(&mut jane_b).await;
+    assert!(a.cli(&["user", "disable", "janedoe"], "").await.status.success());
+    assert_eq!(close_code(&mut jane_a, Duration::from_secs(1)).await.0, 4003);
+    assert_eq!(close_code(&mut jane_b, Duration::from_secs(1)).await.0, 4003);
+}
+
+#[tokio::test]
+async fn a_dead_nodes_members_leave_within_bounded_time() {
+    if !service("Redis", REDIS) {
+        return;
+    }
+    let (a, b) = two_nodes(REDIS, &[]).await;
+    let mut john = chat(&a, "johndoe", "secret").await;
+    let mut jane = chat(&b, "janedoe", "secret2").await;
+    join(&mut john, "r").await;
+    join(&mut jane, "r").await;
+    assert_eq!(presence_of(&mut john, "janedoe", Duration::from_secs(3)).await, "join");
+
+    let started = Instant::now();
+    b.kill().await;
+    // Liveness key TTL (10 s) + one heartbeat (3 s) bounds it.
+    assert_eq!(presence_of(&mut john, "janedoe", Duration::from_secs(16)).await, "leave");
+    eprintln!("dead node's member left after {:?}", started.elapsed());
+    let mut fresh = chat(&a, "johndoe", "secret").await;
+    assert_eq!(join(&mut fresh, "r").await, ["johndoe"]);
+}
+
+/// A Redis of this test's own, so that restarting it disturbs no other test.
+struct OwnRedis {
+    port: u16,
+    child: Option<tokio::process::Child>,
+}
+
+impl OwnRedis {
+    async fn start() -> OwnRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut redis = OwnRedis { port, child: None };
+        redis.restart().await;
+        redis
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    async fn restart(&mut self) {
+        let child = tokio::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server (Debian package redis-server) must be installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(self.addr()).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
+    if !service("Redis", REDIS) {
+        return;
+    }
+    let mut redis = OwnRedis::start().await;
+    let (a, b) = two_nodes(&redis.addr(), &[]).await;
+    let mut john = chat(&a, "johndoe", "secret").await;
+    let mut jane = chat(&b, "janedoe", "secret2").await;
+    join(&mut john, "r").await;
+    join(&mut jane, "r").await;
+
+    redis.stop().await;
+    // Redis is gone: sending still stores and acks; the sockets stay open.
+    let mut during = Vec::new();
+    for i in 0..3 {
+        send(
+            &mut john,
+            &json!({"type": "send", "room": "r", "text": format!("during {i}"), "ref": i.to_string()})
+                .to_string(),
+        )
+        .await;
+        during.push(next_of(&mut john, "ack", Duration::from_secs(10)).await["id"].as_i64().unwrap());
+    }
+    let ready = a.http.get(a.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["broker"], "unavailable");
+
+    redis.restart().await;
+    // The nodes reconnect on their own; fan-out resumes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let resumed = loop {
+        assert!(Instant::now() < deadline, "fan-out did not resume");
+        send(&mut john, &json!({"type": "send", "room": "r", "text": "after", "ref": "x"}).to_string()).await;
+        let id = next_of(&mut john, "ack", Duration::from_secs(5)).await["id"].as_i64().unwrap();
+        if let Ok(message) = tokio::time::timeout(
+            Duration::from_millis(700),
+            next_of(&mut jane, "message", Duration::from_secs(1)),
+        )
+        .await
+        {
+            if message["id"].as_i64() >= Some(id) {
+                break id;
+            }
+        }
+    };
+    assert!(resumed > during[2]);
+    assert_eq!(a.http.get(a.url("/readyz")).send().await.unwrap().status(), 200);
+
+    // What was acked during the outage is in history.
+    send(&mut jane, &json!({"type": "history", "room": "r", "limit": 100}).to_string()).await;
+    let history = next_of(&mut jane, "history", Duration::from_secs(5)).await;
+    let ids: Vec<i64> =
+        history["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    for id in during {
+        assert!(ids.contains(&id), "acked message {id} lost");
+    }
+    // Presence is rebuilt from the nodes' own state.
+    let mut late = chat(&b, "janedoe", "secret2").await;
+    let deadline = Instant::now() + Duration::from_secs(8);
+    loop {
+        let members = join(&mut late, "r").await;
+        if members.contains(&"johndoe".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "presence was not rebuilt: {members:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -91,6 +91,7 @@ impl AppState {
     /// Applies a revocation on this node: the token stops verifying and its sockets close.
     pub fn apply_revocation(&self, revocation: &Revocation) {
         self.auth.revocations.apply(revocation);
+        self.auth.forget(&revocation.username);
         let closed = self.sockets.revoke(revocation);
         if closed > 0 {
             tracing::info!(username = %revocation.username, closed, "revocation closed sockets");

@@ -81,10 +81,10 @@ pub struct ServeArgs {
     #[arg(long, env = "WSGUARD_EXPIRY_WARNING", value_parser = humantime::parse_duration)]
     #[serde(default, deserialize_with = "duration::option")]
     pub expiry_warning: Option<Duration>,
-    /// Password hashes computed at once [default: number of CPUs]
+    /// Threads hashing passwords, at low priority [default: number of CPUs]
     #[arg(long, env = "WSGUARD_HASH_CONCURRENCY", value_name = "N")]
     pub hash_concurrency: Option<usize>,
-    /// Password checks running or queued before more get 503 [default: 64]
+    /// Password checks that may wait for a hashing thread; more get 503 at once [default: 64]
     #[arg(long, env = "WSGUARD_HASH_QUEUE", value_name = "N")]
     pub hash_queue: Option<usize>,
 }

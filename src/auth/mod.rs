@@ -10,6 +10,9 @@ pub mod transport;
 
 use crate::store::{DynStore, StoreError, UserRecord};
 use revocation::Revocations;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokens::{Claims, TokenError, TokenKind, Tokens};
 use transport::{Presented, Transport};
@@ -68,11 +71,63 @@ pub struct Authenticator {
     pub tokens: Tokens,
     pub revocations: Revocations,
     store: DynStore,
+    principals: PrincipalCache,
+}
+
+/// How long a looked-up user and login state is reused. Changes made on this node invalidate it
+/// at once; changes made elsewhere arrive through the revocation log (every 250 ms), which
+/// invalidates it too, so this bounds only what emits no revocation (re-enabling a user).
+const PRINCIPAL_TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most; past it the cache starts over.
+const PRINCIPAL_CAPACITY: usize = 100_000;
+
+/// A user and whether one of their logins is revoked, as read from the store at an instant.
+type Principal = (Instant, UserRecord, bool);
+
+/// (username, login) → [`Principal`].
+#[derive(Default)]
+struct PrincipalCache {
+    entries: Mutex<HashMap<(String, String), Principal>>,
 }
 
 impl Authenticator {
     pub fn new(tokens: Tokens, store: DynStore) -> Authenticator {
-        Authenticator { tokens, revocations: Revocations::default(), store }
+        Authenticator {
+            tokens,
+            revocations: Revocations::default(),
+            store,
+            principals: PrincipalCache::default(),
+        }
+    }
+
+    /// The user `username` and whether login `family` is revoked: cached for [`PRINCIPAL_TTL`].
+    async fn principal(
+        &self,
+        username: &str,
+        family: &str,
+    ) -> Result<Option<(UserRecord, bool)>, StoreError> {
+        let key = (username.to_owned(), family.to_owned());
+        if let Some((at, user, revoked)) =
+            self.principals.entries.lock().expect("principal cache lock").get(&key)
+        {
+            if at.elapsed() < PRINCIPAL_TTL {
+                return Ok(Some((user.clone(), *revoked)));
+            }
+        }
+        let found = self.store.principal(username, family).await?;
+        if let Some((user, revoked)) = &found {
+            let mut entries = self.principals.entries.lock().expect("principal cache lock");
+            if entries.len() >= PRINCIPAL_CAPACITY {
+                entries.clear();
+            }
+            entries.insert(key, (Instant::now(), user.clone(), *revoked));
+        }
+        Ok(found)
+    }
+
+    /// Drops what is cached of `username`: a revocation or a change of the user happened.
+    pub fn forget(&self, username: &str) {
+        self.principals.entries.lock().expect("principal cache lock").retain(|(user, _), _| user != username);
     }
 
     /// Turns what a client presented into an identity under `mode`: signature, claims, kind,
@@ -100,7 +155,7 @@ impl Authenticator {
             return Err(TokenError::NotFresh.into());
         }
         let (user, family_revoked) =
-            self.store.principal(&claims.sub, &claims.fam).await?.ok_or(AuthError::UnknownUser)?;
+            self.principal(&claims.sub, &claims.fam).await?.ok_or(AuthError::UnknownUser)?;
         // Before the revocation check: disabling a user also revokes their logins, and the
         // answer should say why.
         if user.disabled {

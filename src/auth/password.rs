@@ -1,13 +1,14 @@
 //! Password hashing: argon2id for new hashes, bcrypt (as passlib writes it) still verified and
 //! upgraded on the next login. Hashing is CPU-bound and deliberately slow, so it runs on the
-//! blocking pool behind a semaphore: a login storm queues there, never on the async runtime.
+//! pool's own threads behind a bounded queue: a login storm queues there, never on the runtime.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 /// Longest password accepted, in bytes. Checked before any hashing, so a huge body cannot buy a
 /// long hash computation.
@@ -63,12 +64,13 @@ fn verify_blocking(password: &str, stored: &str) -> Verdict {
 #[error("too many logins in progress")]
 pub struct Busy;
 
-/// The bounded hashing pool shared by every login.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing pool shared by every login: a few dedicated threads at a lower scheduling
+/// priority, so that hashing takes the CPU the sockets leave idle rather than the other way
+/// round, and a bounded queue in front of them.
 pub struct Hasher {
-    permits: Arc<Semaphore>,
-    pending: AtomicUsize,
-    /// Checks in progress or queued; one more is refused with [`Busy`].
-    max_pending: usize,
+    jobs: SyncSender<Job>,
     /// Verified against when the user does not exist, so an unknown user costs one real hash.
     dummy: String,
     /// Cumulative hashing time and count, for metrics.
@@ -81,15 +83,36 @@ pub struct HashStats {
     pub micros: AtomicUsize,
 }
 
+/// Niceness of the hashing threads (Linux): below the runtime's threads, above nothing else.
+const HASHING_NICENESS: i32 = 10;
+
 impl Hasher {
-    pub fn new(concurrency: usize, max_pending: usize) -> Hasher {
-        Hasher {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            pending: AtomicUsize::new(0),
-            max_pending,
-            dummy: hash(&uuid::Uuid::new_v4().to_string()),
-            stats: Arc::default(),
+    /// `threads` hash at once; `max_queued` more wait; beyond that, [`Busy`].
+    pub fn new(threads: usize, max_queued: usize) -> Hasher {
+        let (jobs, queue) = sync_channel::<Job>(max_queued);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("wsguard-hash-{n}"))
+                .spawn(move || {
+                    #[cfg(target_os = "linux")]
+                    // SAFETY: setpriority has no memory effects; on Linux, PRIO_PROCESS with
+                    // id 0 applies to the calling thread only.
+                    unsafe {
+                        libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS);
+                    }
+                    loop {
+                        let job = queue.lock().expect("hash queue lock poisoned").recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return,
+                        }
+                    }
+                })
+                .expect("spawning a hashing thread");
         }
+        Hasher { jobs, dummy: hash(&uuid::Uuid::new_v4().to_string()), stats: Arc::default() }
     }
 
     /// Verifies `password` against `stored`, or against a dummy hash when the user is unknown,
@@ -107,33 +130,18 @@ impl Hasher {
     }
 
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, Busy> {
-        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.max_pending {
-            self.pending.fetch_sub(1, Ordering::AcqRel);
-            return Err(Busy);
-        }
-        let _pending = PendingGuard(&self.pending);
-        let permit = self.permits.clone().acquire_owned().await;
-        let permit = permit.expect("the hashing semaphore is never closed");
+        let (done, result) = oneshot::channel();
         let stats = self.stats.clone();
-        let result = tokio::task::spawn_blocking(move || {
+        let job: Job = Box::new(move || {
             let started = Instant::now();
-            let result = work();
+            let value = work();
             stats.count.fetch_add(1, Ordering::Relaxed);
             stats.micros.fetch_add(started.elapsed().as_micros() as usize, Ordering::Relaxed);
-            drop(permit);
-            result
-        })
-        .await;
-        Ok(result.expect("password hashing does not panic"))
-    }
-}
-
-/// Counts a check as pending until it ends, even when its request is dropped half-way.
-struct PendingGuard<'a>(&'a AtomicUsize);
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+            // The request may have gone away meanwhile; nobody to tell then.
+            let _ = done.send(value);
+        });
+        self.jobs.try_send(job).map_err(|_| Busy)?;
+        Ok(result.await.expect("hashing threads live as long as the pool and do not panic"))
     }
 }
 
@@ -176,8 +184,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn full_queue_is_busy_not_queued() {
-        let hasher = Hasher::new(1, 0);
-        assert!(hasher.hash("x".into()).await.is_err());
+    async fn a_full_queue_is_busy_at_once() {
+        let hasher = Arc::new(Hasher::new(1, 1));
+        let running: Vec<_> = (0..2)
+            .map(|_| {
+                tokio::spawn({
+                    let hasher = hasher.clone();
+                    async move { hasher.hash("x".into()).await }
+                })
+            })
+            .collect();
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let started = Instant::now();
+        assert!(hasher.hash("y".into()).await.is_err(), "one running, one queued: the third is refused");
+        assert!(started.elapsed().as_millis() < 5, "refused without waiting");
+        for task in running {
+            assert!(task.await.unwrap().unwrap().starts_with("$argon2id$"));
+        }
     }
 }

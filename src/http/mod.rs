@@ -90,7 +90,7 @@ pub fn routes(state: AppState) -> Router {
         ))
         // The span names the path only: a query string may hold a token.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
         }))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::internal().into_response()

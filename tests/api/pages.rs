@@ -30,6 +30,13 @@ async fn chat_needs_a_login_and_the_login_page_keeps_next_local() {
         assert!(!html.contains("evil.example"), "{evil}");
         assert!(!html.contains("<script>alert"), "{evil}");
     }
+    for path in ["/login", "/healthz", "/token"] {
+        let response = server.http.get(server.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+    }
     let failed = server.http.get(server.url("/login?error=1")).send().await.unwrap().text().await.unwrap();
     assert!(failed.contains("Incorrect username or password"));
 }
@@ -52,8 +59,9 @@ async fn logged_in_users_get_the_chat_and_expired_ones_refresh() {
     let root = server.http.get(server.url("/")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(root.headers()[LOCATION], "/chat");
 
-    // The access cookie expires (1 s + 5 s leeway); the refresh cookie still verifies.
-    tokio::time::sleep(std::time::Duration::from_millis(6500)).await;
+    // The access cookie expires (1 s + 5 s leeway, in whole seconds); the refresh cookie still
+    // verifies.
+    tokio::time::sleep(std::time::Duration::from_millis(7500)).await;
     let chat = server.http.get(server.url("/chat")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(chat.status(), StatusCode::OK);
     assert!(chat.text().await.unwrap().contains("/static/refresh.js"));

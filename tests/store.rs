@@ -1,0 +1,663 @@
+//! The `Store` contract, one set of tests run against every backend: `sqlite::<test>` on a fresh
+//! file, `postgres::<test>` in a fresh schema of the PostgreSQL named by
+//! `WSGUARD_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/test`).
+//!
+//! Without a reachable PostgreSQL the `postgres::` tests are skipped (with a message), unless `CI`
+//! or `WSGUARD_REQUIRE_SERVICES=1` is set: then they fail.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::io::Write;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::Connection;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OnceCell;
+use tokio::task::{AbortHandle, JoinHandle};
+use wsguard::store::{
+    self, ChatMessage, DynStore, PostgresStore, Revocation, RevocationKind, Rotation, StoreError, UserRecord,
+};
+
+const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+/// An arbitrary "now" (unix seconds); every expiry below is relative to it.
+const NOW: i64 = 1_700_000_000;
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+
+macro_rules! store_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::with_sqlite(crate::$name).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    crate::with_postgres(crate::$name).await;
+                }
+            )*
+        }
+    };
+}
+
+store_tests!(
+    users,
+    principal,
+    rotation,
+    concurrent_rotation,
+    revoke_user,
+    revocation_log,
+    revocation_log_follower_misses_nothing,
+    messages,
+);
+
+/// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
+async fn with_sqlite<F, Fut>(test: F)
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let store = store::connect(&url).await.expect("open SQLite store");
+    test(store).await;
+}
+
+/// Runs `test` on a store in a fresh schema (dropped afterwards, even if the test fails), or
+/// skips it when PostgreSQL is not reachable and not required.
+async fn with_postgres<F, Fut>(test: F)
+where
+    F: FnOnce(DynStore) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = fresh_schema();
+    let store = PostgresStore::connect_with_schema(&url, &schema).await.expect("open PostgreSQL store");
+    // In a task, so that a failing test still drops its schema.
+    let outcome = tokio::spawn(test(Arc::new(store))).await;
+    drop_schema(&url, &schema).await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+fn fresh_schema() -> String {
+    format!("wsguard_test_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn services_required() -> bool {
+    let set = |name: &str| {
+        std::env::var(name)
+            .map(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+            .unwrap_or(false)
+    };
+    set("CI") || set("WSGUARD_REQUIRE_SERVICES")
+}
+
+/// The test database URL if PostgreSQL answers there; `None` (skip, said once on the terminal)
+/// when it does not and it is not required; a panic when it is required.
+async fn postgres_url() -> Option<String> {
+    static REACHABLE: OnceCell<Result<String, String>> = OnceCell::const_new();
+    static SKIP_NOTICE: Once = Once::new();
+    let outcome = REACHABLE
+        .get_or_init(|| async {
+            let url = std::env::var("WSGUARD_TEST_DATABASE_URL")
+                .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.to_owned());
+            let attempt = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&url));
+            match attempt.await {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    Ok(url)
+                }
+                Ok(Err(err)) => Err(format!("PostgreSQL not reachable at {url}: {err}")),
+                Err(_) => Err(format!("PostgreSQL not reachable at {url}: timed out")),
+            }
+        })
+        .await;
+    match outcome {
+        Ok(url) => Some(url.clone()),
+        Err(why) if services_required() => {
+            panic!("{why}; PostgreSQL is required here (CI or WSGUARD_REQUIRE_SERVICES is set)")
+        }
+        Err(why) => {
+            SKIP_NOTICE.call_once(|| {
+                // Straight to stderr: libtest captures `eprintln!` of passing tests.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n{why}: skipping the postgres:: store tests; start it or set \
+                     WSGUARD_TEST_DATABASE_URL (set WSGUARD_REQUIRE_SERVICES=1 to fail instead)\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+async fn admin_connection(url: &str) -> PgConnection {
+    PgConnection::connect(url).await.expect("admin connection to PostgreSQL")
+}
+
+async fn drop_schema(url: &str, schema: &str) {
+    let dropped = async {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE")).execute(&mut conn).await?;
+        conn.close().await
+    };
+    if let Err(err) = dropped.await {
+        let _ = writeln!(std::io::stderr(), "could not drop schema {schema}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn user(name: &str) -> UserRecord {
+    UserRecord {
+        username: name.to_owned(),
+        email: Some(format!("{name}@example.com")),
+        full_name: Some(format!("{name} Example")),
+        password_hash: format!("$argon2id$hash-of-{name}"),
+        disabled: false,
+    }
+}
+
+fn assert_same_user(got: &UserRecord, want: &UserRecord) {
+    assert_eq!(got.username, want.username);
+    assert_eq!(got.email, want.email);
+    assert_eq!(got.full_name, want.full_name);
+    assert_eq!(got.password_hash, want.password_hash);
+    assert_eq!(got.disabled, want.disabled);
+}
+
+fn family_revocation(family: &str, username: &str, expires_at: i64) -> Revocation {
+    Revocation {
+        kind: RevocationKind::Family,
+        subject: family.to_owned(),
+        username: username.to_owned(),
+        expires_at,
+    }
+}
+
+fn token_revocation(jti: &str, username: &str, expires_at: i64) -> Revocation {
+    Revocation {
+        kind: RevocationKind::Token,
+        subject: jti.to_owned(),
+        username: username.to_owned(),
+        expires_at,
+    }
+}
+
+async fn family_revoked(store: &DynStore, username: &str, family: &str) -> bool {
+    store.principal(username, family).await.unwrap().expect("user exists").1
+}
+
+async fn log(store: &DynStore) -> Vec<Revocation> {
+    store.revocations_since(0, 1000).await.unwrap().into_iter().map(|(_, r)| r).collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The contract
+
+async fn users(store: DynStore) {
+    store.ping().await.unwrap();
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert!(store.user("alice").await.unwrap().is_none());
+
+    let alice = UserRecord { email: None, full_name: None, ..user("alice") };
+    let bob = UserRecord { disabled: true, ..user("bob") };
+    let zed = user("Zed");
+    for u in [&bob, &zed, &alice] {
+        store.create_user(u).await.unwrap();
+    }
+    assert_same_user(&store.user("alice").await.unwrap().unwrap(), &alice);
+    assert_same_user(&store.user("bob").await.unwrap().unwrap(), &bob);
+    assert!(store.user("Alice").await.unwrap().is_none(), "exact match");
+
+    let duplicate = store.create_user(&user("alice")).await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict)), "{duplicate:?}");
+
+    // By username, byte order (uppercase first), as SQLite's BINARY collation sorts.
+    let listed = store.list_users().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["Zed", "alice", "bob"]);
+    assert_same_user(&listed[1], &alice);
+
+    assert!(store.set_disabled("alice", true).await.unwrap());
+    assert!(store.user("alice").await.unwrap().unwrap().disabled);
+    assert!(store.set_disabled("alice", false).await.unwrap());
+    assert!(!store.user("alice").await.unwrap().unwrap().disabled);
+    assert!(!store.set_disabled("nobody", true).await.unwrap());
+
+    assert!(store.set_password_hash("bob", "new-hash").await.unwrap());
+    assert_eq!(store.user("bob").await.unwrap().unwrap().password_hash, "new-hash");
+    assert!(!store.set_password_hash("nobody", "x").await.unwrap());
+    assert!(store.user("nobody").await.unwrap().is_none());
+}
+
+async fn principal(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_user(&user("bob")).await.unwrap();
+    store.create_family("fam-a", "alice", "jti-1", NOW + 3600).await.unwrap();
+
+    assert!(store.principal("nobody", "fam-a").await.unwrap().is_none());
+
+    let (found, revoked) = store.principal("alice", "fam-a").await.unwrap().unwrap();
+    assert_same_user(&found, &user("alice"));
+    assert!(!revoked, "a live family");
+    assert!(family_revoked(&store, "alice", "unknown-family").await, "an unknown family counts as revoked");
+
+    // The user comes with its current state, disabled included.
+    store.set_disabled("alice", true).await.unwrap();
+    let (found, revoked) = store.principal("alice", "fam-a").await.unwrap().unwrap();
+    assert!(found.disabled);
+    assert!(!revoked);
+
+    store.revoke(&family_revocation("fam-a", "alice", NOW + 3600), NOW).await.unwrap();
+    assert!(family_revoked(&store, "alice", "fam-a").await);
+}
+
+async fn rotation(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+    let duplicate = store.create_family("fam", "alice", "jti-x", NOW + 100).await;
+    assert!(matches!(duplicate, Err(StoreError::Conflict)), "{duplicate:?}");
+
+    let rotated = store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW).await.unwrap();
+    assert_eq!(rotated, Rotation::Rotated);
+    assert!(!family_revoked(&store, "alice", "fam").await);
+    assert!(log(&store).await.is_empty(), "a rotation logs nothing");
+
+    // The old token again: replay. The family dies and the log says so, with the latest expiry.
+    let replay = store.rotate_family("fam", "jti-1", "jti-3", NOW + 300, NOW + 1).await.unwrap();
+    assert_eq!(replay, Rotation::Reused);
+    assert!(family_revoked(&store, "alice", "fam").await);
+    assert_eq!(log(&store).await, [family_revocation("fam", "alice", NOW + 200)]);
+
+    // Even the current token is now dead, and nothing more is logged.
+    let after = store.rotate_family("fam", "jti-2", "jti-4", NOW + 400, NOW + 2).await.unwrap();
+    assert_eq!(after, Rotation::Dead);
+    assert_eq!(log(&store).await.len(), 1);
+
+    let unknown = store.rotate_family("no-such-family", "jti-1", "jti-2", NOW + 100, NOW).await.unwrap();
+    assert_eq!(unknown, Rotation::Dead);
+
+    // An expired family is dead for its current token and for a replayed one, without logging.
+    store.create_family("old", "alice", "old-1", NOW - 1).await.unwrap();
+    for presented in ["old-1", "old-0"] {
+        let outcome = store.rotate_family("old", presented, "old-2", NOW + 100, NOW).await.unwrap();
+        assert_eq!(outcome, Rotation::Dead, "{presented}");
+    }
+    // Expiry is strict: a family expiring exactly now is dead.
+    store.create_family("edge", "alice", "edge-1", NOW).await.unwrap();
+    let edge = store.rotate_family("edge", "edge-1", "edge-2", NOW + 100, NOW).await.unwrap();
+    assert_eq!(edge, Rotation::Dead);
+    assert_eq!(log(&store).await.len(), 1);
+}
+
+/// Two clients refreshing with the same token at once: one rotates, one is a replay (and revokes
+/// the family), every later one finds it dead. Never two rotations.
+async fn concurrent_rotation(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+    let tasks: Vec<JoinHandle<Rotation>> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store.rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW).await.unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let count = |wanted: Rotation| outcomes.iter().filter(|o| **o == wanted).count();
+    assert_eq!(count(Rotation::Rotated), 1, "{outcomes:?}");
+    assert_eq!(count(Rotation::Reused), 1, "{outcomes:?}");
+    assert_eq!(count(Rotation::Dead), 6, "{outcomes:?}");
+    assert!(family_revoked(&store, "alice", "fam").await);
+    assert_eq!(log(&store).await, [family_revocation("fam", "alice", NOW + 200)]);
+}
+
+async fn revoke_user(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_user(&user("bob")).await.unwrap();
+    for (family, username, expires_at) in [
+        ("a-live-1", "alice", NOW + 100),
+        ("a-live-2", "alice", NOW + 200),
+        ("a-expired", "alice", NOW - 1),
+        ("a-revoked", "alice", NOW + 300),
+        ("b-live", "bob", NOW + 100),
+    ] {
+        store.create_family(family, username, "jti", expires_at).await.unwrap();
+    }
+    let earlier = store.revoke(&family_revocation("a-revoked", "alice", NOW + 300), NOW - 10).await.unwrap();
+
+    let revoked: HashSet<Revocation> = store.revoke_user("alice", NOW).await.unwrap().into_iter().collect();
+    let live = HashSet::from([
+        family_revocation("a-live-1", "alice", NOW + 100),
+        family_revocation("a-live-2", "alice", NOW + 200),
+    ]);
+    assert_eq!(revoked, live, "only the live families");
+    for family in ["a-live-1", "a-live-2", "a-revoked"] {
+        assert!(family_revoked(&store, "alice", family).await, "{family}");
+    }
+    // An expired family is left alone (not revoked, not logged): `principal` reports only the
+    // revoked flag, its tokens having expired anyway.
+    assert!(!family_revoked(&store, "alice", "a-expired").await);
+    assert!(!family_revoked(&store, "bob", "b-live").await);
+
+    // Each one is in the log, after the earlier entry.
+    let since: HashSet<Revocation> =
+        store.revocations_since(earlier, 100).await.unwrap().into_iter().map(|(_, r)| r).collect();
+    assert_eq!(since, live);
+
+    assert!(store.revoke_user("alice", NOW).await.unwrap().is_empty());
+    assert!(store.revoke_user("nobody", NOW).await.unwrap().is_empty());
+    assert_eq!(log(&store).await.len(), 3);
+}
+
+async fn revocation_log(store: DynStore) {
+    assert_eq!(store.live_revocations(NOW).await.unwrap(), (0, vec![]));
+    assert!(store.revocations_since(0, 10).await.unwrap().is_empty());
+
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+
+    let token = token_revocation("jti-live", "alice", NOW + 50);
+    let family = family_revocation("fam", "alice", NOW + 100);
+    let expired = token_revocation("jti-expired", "alice", NOW - 5);
+    let edge = token_revocation("jti-edge", "alice", NOW);
+
+    let id1 = store.revoke(&token, NOW).await.unwrap();
+    assert!(!family_revoked(&store, "alice", "fam").await, "a token only");
+    let id2 = store.revoke(&family, NOW).await.unwrap();
+    assert!(family_revoked(&store, "alice", "fam").await, "revoking a family kills it");
+    let id3 = store.revoke(&expired, NOW).await.unwrap();
+    let id4 = store.revoke(&edge, NOW).await.unwrap();
+    assert!(id1 > 0 && id1 < id2 && id2 < id3 && id3 < id4);
+
+    // Revoking a family that does not exist is still logged.
+    let ghost = family_revocation("ghost", "alice", NOW + 10);
+    let id5 = store.revoke(&ghost, NOW).await.unwrap();
+    assert!(id5 > id4);
+
+    let all = store.revocations_since(0, 10).await.unwrap();
+    assert_eq!(
+        all,
+        [
+            (id1, token.clone()),
+            (id2, family.clone()),
+            (id3, expired.clone()),
+            (id4, edge.clone()),
+            (id5, ghost.clone()),
+        ]
+    );
+    assert_eq!(store.revocations_since(id1, 10).await.unwrap(), all[1..].to_vec());
+    assert_eq!(store.revocations_since(0, 2).await.unwrap(), all[..2].to_vec());
+    assert_eq!(store.revocations_since(id2, 2).await.unwrap(), all[2..4].to_vec());
+    assert!(store.revocations_since(id5, 10).await.unwrap().is_empty());
+
+    // Entries still in force: expiry strictly after now.
+    let (newest, live) = store.live_revocations(NOW).await.unwrap();
+    assert_eq!(newest, id5);
+    assert_eq!(live.into_iter().collect::<HashSet<_>>(), HashSet::from([token, family.clone(), ghost]));
+    let (newest, live) = store.live_revocations(NOW + 60).await.unwrap();
+    assert_eq!(newest, id5);
+    assert_eq!(live, [family]);
+    assert_eq!(store.live_revocations(NOW + 1000).await.unwrap(), (id5, vec![]));
+}
+
+/// Many concurrent log writers and a follower reading `after last seen` the whole time, as every
+/// node does: the follower must end up with every entry, never having jumped over one.
+async fn revocation_log_follower_misses_nothing(store: DynStore) {
+    const WRITERS: usize = 6;
+    const EACH: usize = 25;
+    let writers: Vec<JoinHandle<Vec<i64>>> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..EACH {
+                    let revocation = token_revocation(&format!("jti-{w}-{i}"), "u", NOW + 100);
+                    ids.push(store.revoke(&revocation, NOW).await.unwrap());
+                }
+                ids
+            })
+        })
+        .collect();
+
+    fn follow(batch: Vec<(i64, Revocation)>, last: &mut i64, seen: &mut Vec<i64>) {
+        for (id, _) in batch {
+            assert!(id > *last, "ids go up");
+            *last = id;
+            seen.push(id);
+        }
+    }
+    let (mut last, mut seen) = (0, Vec::new());
+    while !writers.iter().all(|w| w.is_finished()) {
+        let batch = store.revocations_since(last, 7).await.unwrap();
+        follow(batch, &mut last, &mut seen);
+        tokio::task::yield_now().await;
+    }
+    let mut written = HashSet::new();
+    for writer in writers {
+        written.extend(writer.await.unwrap());
+    }
+    loop {
+        let batch = store.revocations_since(last, 7).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        follow(batch, &mut last, &mut seen);
+    }
+    assert_eq!(written.len(), WRITERS * EACH, "ids are unique");
+    assert_eq!(seen.len(), written.len(), "the follower skipped entries");
+    assert_eq!(seen.into_iter().collect::<HashSet<_>>(), written);
+}
+
+async fn messages(store: DynStore) {
+    assert!(store.history("lobby", None, 50).await.unwrap().is_empty());
+
+    let mut lobby: Vec<ChatMessage> = Vec::new();
+    for i in 1..=5 {
+        let message =
+            store.insert_message("lobby", "alice", &format!("hello {i} ✓"), 1000 + i).await.unwrap();
+        assert_eq!(
+            (message.room.as_str(), message.sender.as_str(), message.created_ms),
+            ("lobby", "alice", 1000 + i)
+        );
+        assert_eq!(message.text, format!("hello {i} ✓"));
+        if let Some(previous) = lobby.last() {
+            assert!(message.id > previous.id);
+        }
+        lobby.push(message);
+        // Another room's messages interleave; they never show up in the lobby.
+        store.insert_message("other", "bob", "elsewhere", 2000 + i).await.unwrap();
+    }
+
+    // Oldest first, and exactly what insert_message returned.
+    assert_eq!(store.history("lobby", None, 50).await.unwrap(), lobby);
+    // The newest `limit`, still oldest first.
+    assert_eq!(store.history("lobby", None, 2).await.unwrap(), lobby[3..].to_vec());
+    // Paging back from the oldest message of the page.
+    assert_eq!(store.history("lobby", Some(lobby[3].id), 2).await.unwrap(), lobby[1..3].to_vec());
+    assert_eq!(store.history("lobby", Some(lobby[1].id), 2).await.unwrap(), lobby[..1].to_vec());
+    assert!(store.history("lobby", Some(lobby[0].id), 10).await.unwrap().is_empty());
+
+    let other = store.history("other", None, 50).await.unwrap();
+    assert_eq!(other.len(), 5);
+    assert!(other.iter().all(|m| m.room == "other" && m.sender == "bob"));
+    assert!(store.history("empty", None, 10).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connecting
+
+#[tokio::test]
+async fn connect_rejects_unknown_schemes_without_echoing_the_url() {
+    for url in ["mysql://root:s3cret@db/wsguard", "/var/lib/wsguard.db"] {
+        let err = match store::connect(url).await {
+            Ok(_) => panic!("{url} accepted"),
+            Err(err) => format!("{err:#}"),
+        };
+        assert!(err.contains("unsupported database URL"), "{err}");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+}
+
+/// A database that is down at start: `connect` fails within a few seconds, with a clear message
+/// and without the password.
+#[tokio::test]
+async fn connect_fails_fast_when_postgres_is_down() {
+    // A port nobody listens on: bind one, then free it.
+    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
+    let started = Instant::now();
+    let url = format!("postgres://wsguard:s3cret@127.0.0.1:{port}/wsguard");
+    let err = match store::connect(&url).await {
+        Ok(_) => panic!("connected to nothing"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(started.elapsed() < Duration::from_secs(15), "took too long");
+    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
+    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(!err.contains("s3cret"), "{err}");
+}
+
+/// `store::connect` picks PostgreSQL for `postgres://` and `postgresql://`, and honours a
+/// search path given in the URL.
+#[tokio::test]
+async fn connect_selects_postgres_by_scheme() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = fresh_schema();
+    let mut admin = admin_connection(&url).await;
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut admin).await.unwrap();
+    let outcome = tokio::spawn({
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            for scheme_url in [url.clone(), url.replacen("postgres://", "postgresql://", 1)] {
+                let with_path = format!("{scheme_url}{separator}options=-c%20search_path%3D{schema}");
+                let store = store::connect(&with_path).await.expect("connect");
+                store.ping().await.unwrap();
+                if store.user("alice").await.unwrap().is_none() {
+                    store.create_user(&user("alice")).await.unwrap();
+                }
+            }
+        }
+    })
+    .await;
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM information_schema.tables \
+         WHERE table_schema = $1 AND table_name IN ('users', 'refresh_families', 'revocations', 'messages')",
+    )
+    .bind(&schema)
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    let _ = admin.close().await;
+    drop_schema(&url, &schema).await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+    assert_eq!(tables, 4, "the migrations ran in the URL's schema");
+}
+
+/// A TCP relay in front of PostgreSQL that can be cut, to take the database away from a running
+/// store.
+struct Relay {
+    accept: JoinHandle<()>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Relay {
+    async fn start(listen: &str, upstream: (String, u16)) -> (Relay, u16) {
+        let listener = TcpListener::bind(listen).await.expect("relay listens");
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let accept = tokio::spawn({
+            let connections = connections.clone();
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    let upstream = upstream.clone();
+                    let relay = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    connections.lock().unwrap().push(relay.abort_handle());
+                }
+            }
+        });
+        (Relay { accept, connections }, port)
+    }
+
+    /// Stops listening and drops every relayed connection.
+    async fn cut(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+/// An outage of a running store answers `Unavailable` (HTTP 503) within a few seconds rather than
+/// hanging or failing as an internal error, and the store recovers once the database is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_is_unavailable_then_recovers() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = fresh_schema();
+    let mut admin = admin_connection(&url).await;
+    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut admin).await.unwrap();
+    let _ = admin.close().await;
+
+    let outcome = tokio::spawn({
+        let (url, schema) = (url.clone(), schema.clone());
+        async move {
+            let target = PgConnectOptions::from_str(&url).unwrap();
+            let upstream = (target.get_host().to_owned(), target.get_port());
+            let (relay, port) = Relay::start("127.0.0.1:0", upstream.clone()).await;
+            let options =
+                target.clone().host("127.0.0.1").port(port).options([("search_path", schema.as_str())]);
+            let store: DynStore = Arc::new(PostgresStore::connect_with(options).await.unwrap());
+            store.create_user(&user("alice")).await.unwrap();
+
+            relay.cut().await;
+            for _ in 0..2 {
+                let started = Instant::now();
+                let outcome = store.user("alice").await;
+                assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "{outcome:?}");
+                assert!(started.elapsed() < Duration::from_secs(10), "took too long");
+            }
+            let ping = store.ping().await;
+            assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");
+
+            // The database comes back on the same address.
+            let (relay, _) = Relay::start(&format!("127.0.0.1:{port}"), upstream).await;
+            store.ping().await.expect("recovered");
+            assert!(store.user("alice").await.unwrap().is_some());
+            relay.cut().await;
+        }
+    })
+    .await;
+    drop_schema(&url, &schema).await;
+    if let Err(err) = outcome {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}

@@ -1,22 +1,31 @@
 //! Several wsguard processes sharing one database and Redis behave as one: cross-node chat,
 //! presence, revocation, a node's death, and a Redis restart.
 
-use crate::helpers::{another_node, close_code, next_json, send, service, spawn, Server, Ws};
+use crate::helpers::{
+    another_node, close_code, next_json, send, service, spawn, Relay, Schema, Server, Ws, POSTGRES,
+};
 use serde_json::{json, Value};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const REDIS: &str = "127.0.0.1:6379";
 
-/// Two nodes on the shared Redis, in a cluster of their own.
-async fn two_nodes(redis: &str, extra: &[&str]) -> (Server, Server) {
+/// Two nodes sharing a PostgreSQL schema of their own and Redis, in a cluster of their own.
+async fn two_nodes(redis: &str, extra: &[&str]) -> (Server, Server, Schema) {
+    let schema = Schema::create().await;
     let cluster = format!("--cluster=t{}", uuid::Uuid::new_v4().simple());
     let broker = format!("--broker-url=redis://{redis}");
-    let mut args = vec![cluster.as_str(), broker.as_str()];
+    let database = format!("--database-url={}", schema.url());
+    let mut args = vec![cluster.as_str(), broker.as_str(), database.as_str()];
     args.extend_from_slice(extra);
     let a = spawn(&args).await;
     let b = another_node(&a).await;
-    (a, b)
+    (a, b, schema)
+}
+
+/// Redis and PostgreSQL answer (or, outside CI, the test is skipped).
+fn services() -> bool {
+    service("Redis", REDIS) && service("PostgreSQL", POSTGRES)
 }
 
 async fn chat(server: &Server, user: &str, password: &str) -> Ws {
@@ -65,10 +74,10 @@ async fn presence_of(ws: &mut Ws, user: &str, within: Duration) -> String {
 
 #[tokio::test]
 async fn a_message_sent_on_one_node_reaches_the_other_once_and_in_order() {
-    if !service("Redis", REDIS) {
+    if !services() {
         return;
     }
-    let (a, b) = two_nodes(REDIS, &["--max-messages-per-sec=1000"]).await;
+    let (a, b, schema) = two_nodes(REDIS, &["--max-messages-per-sec=1000"]).await;
     let mut john = chat(&a, "johndoe", "secret").await;
     let mut jane = chat(&b, "janedoe", "secret2").await;
     join(&mut john, "general").await;
@@ -103,14 +112,15 @@ async fn a_message_sent_on_one_node_reaches_the_other_once_and_in_order() {
 
     drop(jane);
     assert_eq!(presence_of(&mut john, "janedoe", Duration::from_secs(3)).await, "leave");
+    schema.drop().await;
 }
 
 #[tokio::test]
 async fn logout_and_disable_on_one_node_close_sockets_on_the_other() {
-    if !service("Redis", REDIS) {
+    if !services() {
         return;
     }
-    let (a, b) = two_nodes(REDIS, &[]).await;
+    let (a, b, schema) = two_nodes(REDIS, &[]).await;
     let pair = a.login("johndoe", "secret").await;
     let bearer = format!("Bearer {}", pair.access);
     let mut on_b = b.ws("/secured-ws", &[("authorization", &bearer)]).await.unwrap();
@@ -129,14 +139,15 @@ async fn logout_and_disable_on_one_node_close_sockets_on_the_other() {
     assert!(a.cli(&["user", "disable", "janedoe"], "").await.status.success());
     assert_eq!(close_code(&mut jane_a, Duration::from_secs(1)).await.0, 4003);
     assert_eq!(close_code(&mut jane_b, Duration::from_secs(1)).await.0, 4003);
+    schema.drop().await;
 }
 
 #[tokio::test]
 async fn a_dead_nodes_members_leave_within_bounded_time() {
-    if !service("Redis", REDIS) {
+    if !services() {
         return;
     }
-    let (a, b) = two_nodes(REDIS, &[]).await;
+    let (a, b, schema) = two_nodes(REDIS, &[]).await;
     let mut john = chat(&a, "johndoe", "secret").await;
     let mut jane = chat(&b, "janedoe", "secret2").await;
     join(&mut john, "r").await;
@@ -150,6 +161,7 @@ async fn a_dead_nodes_members_leave_within_bounded_time() {
     eprintln!("dead node's member left after {:?}", started.elapsed());
     let mut fresh = chat(&a, "johndoe", "secret").await;
     assert_eq!(join(&mut fresh, "r").await, ["johndoe"]);
+    schema.drop().await;
 }
 
 /// A Redis of this test's own, so that restarting it disturbs no other test.
@@ -203,11 +215,11 @@ impl OwnRedis {
 
 #[tokio::test]
 async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
-    if !service("Redis", REDIS) {
+    if !services() {
         return;
     }
     let mut redis = OwnRedis::start().await;
-    let (a, b) = two_nodes(&redis.addr(), &[]).await;
+    let (a, b, schema) = two_nodes(&redis.addr(), &[]).await;
     let mut john = chat(&a, "johndoe", "secret").await;
     let mut jane = chat(&b, "janedoe", "secret2").await;
     join(&mut john, "r").await;
@@ -269,4 +281,47 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
         assert!(Instant::now() < deadline, "presence was not rebuilt: {members:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_postgres_outage_answers_503_and_service_resumes() {
+    if !services() {
+        return;
+    }
+    let schema = Schema::create().await;
+    let relay = Relay::start(POSTGRES).await;
+    let database = format!("--database-url={}", schema.url_via(&format!("127.0.0.1:{}", relay.port)));
+    let server = spawn(&[database.as_str()]).await;
+    let pair = server.login("johndoe", "secret").await;
+    let mut ws = chat(&server, "janedoe", "secret2").await;
+    join(&mut ws, "r").await;
+
+    relay.cut();
+    // Past the principal cache (1 s), requests that need the database answer 503.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let me = server.me(&pair.access).await;
+    assert_eq!(me.status(), 503);
+    assert!(me.json::<Value>().await.unwrap()["detail"].as_str().unwrap().contains("unavailable"));
+    let login = server.token_form(&[("username", "johndoe"), ("password", "secret")]).await;
+    assert_eq!(login.status(), 503);
+    let ready = server.http.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["store"], "unavailable");
+    send(&mut ws, &json!({"type": "send", "room": "r", "text": "lost?", "ref": "1"}).to_string()).await;
+    let error = next_of(&mut ws, "error", Duration::from_secs(10)).await;
+    assert_eq!(error["code"], "unavailable", "not acked: not stored");
+    assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200, "alive");
+
+    relay.restore();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while server.me(&pair.access).await.status() != 200 {
+        assert!(Instant::now() < deadline, "service did not resume");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
+    send(&mut ws, &json!({"type": "send", "room": "r", "text": "back", "ref": "2"}).to_string()).await;
+    assert_eq!(next_of(&mut ws, "ack", Duration::from_secs(5)).await["ref"], "2");
+    assert!(!server.log().contains("panicked"), "nothing panicked");
+    schema.drop().await;
 }

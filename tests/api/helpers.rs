@@ -33,9 +33,94 @@ pub struct Server {
 /// Starts a server with the demo users and `args` added to `serve`.
 pub async fn spawn(args: &[&str]) -> Server {
     let data = Arc::new(tempfile::tempdir().expect("temp dir"));
-    let demo = cli(data.path(), &["demo"], "").await;
+    // The demo users go wherever the server keeps its users.
+    let mut demo_args = vec!["demo"];
+    demo_args.extend(args.iter().filter(|a| a.starts_with("--database-url=")));
+    let demo = cli(data.path(), &demo_args, "").await;
     assert!(demo.status.success(), "demo failed: {}", String::from_utf8_lossy(&demo.stderr));
     start(data, args.iter().map(|s| s.to_string()).collect()).await
+}
+
+/// A schema of its own in the test PostgreSQL, for one test's nodes; dropped by [`Schema::drop`].
+pub struct Schema {
+    pub name: String,
+    base: String,
+}
+
+pub const POSTGRES: &str = "127.0.0.1:5432";
+
+impl Schema {
+    pub async fn create() -> Schema {
+        use sqlx::Connection;
+        let base = std::env::var("WSGUARD_TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+        let name = format!("wsguard_api_{}", uuid::Uuid::new_v4().simple());
+        let mut db = sqlx::PgConnection::connect(&base).await.expect("connect to the test PostgreSQL");
+        sqlx::query(&format!("CREATE SCHEMA {name}")).execute(&mut db).await.unwrap();
+        Schema { name, base }
+    }
+
+    /// The database URL of this schema, as `--database-url` takes it, going through `host:port`.
+    pub fn url_via(&self, host_port: &str) -> String {
+        let base = self.base.replace(POSTGRES, host_port);
+        let separator = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{separator}options=-c%20search_path%3D{}", self.name)
+    }
+
+    pub fn url(&self) -> String {
+        self.url_via(POSTGRES)
+    }
+
+    pub async fn drop(self) {
+        use sqlx::Connection;
+        if let Ok(mut db) = sqlx::PgConnection::connect(&self.base).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA {} CASCADE", self.name)).execute(&mut db).await;
+        }
+    }
+}
+
+/// A TCP relay to `upstream` that can be cut (every connection dropped, new ones refused) and
+/// restored: a network partition between wsguard and a service, without touching the service.
+pub struct Relay {
+    pub port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Relay {
+    pub async fn start(upstream: &str) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (flag, held, upstream) = (open.clone(), connections.clone(), upstream.to_owned());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let upstream = upstream.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Relay { port, open, connections }
+    }
+
+    pub fn cut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Another node of `first`'s cluster: same data folder (signing key) and the same `args`.
@@ -139,8 +224,11 @@ impl Server {
         std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Runs a CLI command against this server's store.
     pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
-        cli(self.data.path(), args, stdin).await
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(self.args.iter().filter(|a| a.starts_with("--database-url=")).map(String::as_str));
+        cli(self.data.path(), &args, stdin).await
     }
 
     /// Stops the process (SIGKILL: nothing gets a chance to flush) and starts it again on the

@@ -1,0 +1,69 @@
+//! A minimal HTTP/1.1 client over one keep-alive connection (hyper's connection API): each worker
+//! owns its connection, so "50 connections" means exactly 50, with no pool deciding for us.
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, HOST};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use tokio::net::TcpStream;
+
+pub struct HttpConn {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+}
+
+impl HttpConn {
+    pub async fn connect(addr: SocketAddr) -> anyhow::Result<HttpConn> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("HTTP handshake")?;
+        tokio::spawn(connection);
+        Ok(HttpConn { addr, sender })
+    }
+
+    /// Sends one request, reconnecting first if the server closed the previous connection.
+    pub async fn send(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        if self.sender.ready().await.is_err() {
+            *self = HttpConn::connect(self.addr).await?;
+        }
+        let response = self.sender.send_request(request).await?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await?.to_bytes();
+        Ok((parts.status, parts.headers, body))
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get(&mut self, path: &str, token: &str) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
+    /// `POST /token` with the OAuth2 password form.
+    pub async fn login(
+        &mut self,
+        username: &str,
+        password: &str,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let form = serde_urlencoded::to_string([("username", username), ("password", password)])?;
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri("/token")
+            .header(HOST, self.addr.to_string())
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))?;
+        self.send(request).await
+    }
+}

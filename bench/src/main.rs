@@ -1,0 +1,141 @@
+//! wsguard-bench: the load generator behind `scripts/bench.sh`. Each workload subcommand runs
+//! against one server and prints one JSON line of results; `report` turns the collected lines into
+//! the markdown table of the benchmark report.
+
+mod common;
+mod echo;
+mod fanout;
+mod handshake;
+mod http;
+mod idle;
+mod login_storm;
+mod report;
+mod users_me;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+#[derive(Parser)]
+#[command(
+    name = "wsguard-bench",
+    about = "Load generator comparing wsguard, the FastAPI baseline and a bare WebSocket echo server"
+)]
+struct Cli {
+    /// Name of the system under test, copied into the JSON line
+    #[arg(long, global = true, default_value = "wsguard")]
+    system: String,
+    /// Round number, copied into the JSON line
+    #[arg(long, global = true, default_value_t = 1)]
+    round: u32,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// WebSocket echo: messages/s and latency of back-to-back round trips
+    Echo(echo::EchoArgs),
+    /// Authenticated WebSocket handshakes per second
+    Handshake(handshake::HandshakeArgs),
+    /// GET /users/me requests per second over keep-alive connections
+    UsersMe(users_me::UsersMeArgs),
+    /// POST /token logins per second, and what they do to other sockets' echo latency
+    LoginStorm(login_storm::LoginStormArgs),
+    /// Server memory per idle authenticated socket
+    Idle(idle::IdleArgs),
+    /// Chat room fan-out: deliveries/s and latency to the last member
+    Fanout(fanout::FanoutArgs),
+    /// Time one argon2id hash with wsguard's parameters (m=19456 KiB, t=2, p=1)
+    HashTime {
+        #[arg(long, default_value_t = 20)]
+        samples: usize,
+    },
+    /// Render the JSON lines of a run as the markdown results table
+    Report(report::ReportArgs),
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Echo(_) => "echo",
+            Command::Handshake(_) => "handshake",
+            Command::UsersMe(_) => "users-me",
+            Command::LoginStorm(_) => "login-storm",
+            Command::Idle(_) => "idle",
+            Command::Fanout(_) => "fanout",
+            Command::HashTime { .. } => "hash-time",
+            Command::Report(_) => "report",
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<Value> {
+    match command {
+        Command::Echo(args) => echo::run(args).await,
+        Command::Handshake(args) => handshake::run(args).await,
+        Command::UsersMe(args) => users_me::run(args).await,
+        Command::LoginStorm(args) => login_storm::run(args).await,
+        Command::Idle(args) => idle::run(args).await,
+        Command::Fanout(args) => fanout::run(args).await,
+        Command::HashTime { samples } => {
+            let (median, fastest) = login_storm::argon2_hash_time(samples);
+            Ok(json!({
+                "argon2id_hash_ms": median.as_secs_f64() * 1000.0,
+                "argon2id_fastest_ms": fastest.as_secs_f64() * 1000.0,
+            }))
+        }
+        Command::Report(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// CPU time (user + system) this process used so far, from /proc/self/stat.
+fn cpu_seconds() -> f64 {
+    // Fields after the parenthesised command name: utime and stime are the 12th and 13th.
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    // USER_HZ is 100 on Linux.
+    ticks as f64 / 100.0
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Report(args) = &cli.command {
+        return match report::run(args) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("wsguard-bench report: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    // Thousands of sockets: lift the soft descriptor limit to the hard one.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let workload = cli.command.name();
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
+    let (cpu_before, wall) = (cpu_seconds(), std::time::Instant::now());
+    let result = runtime.block_on(run(cli.command));
+    let generator_cpu = cpu_seconds() - cpu_before;
+    let wall = wall.elapsed().as_secs_f64();
+    let (mut line, code) = match result {
+        Ok(value) => (value, std::process::ExitCode::SUCCESS),
+        Err(e) => (json!({"error": format!("{e:#}")}), std::process::ExitCode::FAILURE),
+    };
+    // The generator shares the machine with the servers: show how much of it it took.
+    let head = json!({
+        "system": cli.system,
+        "round": cli.round,
+        "workload": workload,
+        "generator_cpu_pct": (generator_cpu / wall * 100.0).round(),
+    });
+    if let (Value::Object(out), Value::Object(head)) = (&mut line, head) {
+        for (k, v) in head {
+            out.insert(k, v);
+        }
+    }
+    println!("{line}");
+    // Don't wait for sockets still closing in the background.
+    runtime.shutdown_background();
+    code
+}

@@ -1,0 +1,312 @@
+//! `report`: the JSON lines of a run (one per workload, system and round) as a markdown table,
+//! each figure beside the issue's target and whether wsguard meets it.
+//!
+//! Of several rounds, each system's best round of a workload is shown, "best" by that workload's
+//! headline figure (throughput; memory per socket for `idle`), and the whole row comes from that
+//! round, so figures in one column were measured together.
+
+use anyhow::Context;
+use clap::Args;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// The JSON lines written by the workload subcommands
+    #[arg(long)]
+    pub input: PathBuf,
+}
+
+/// How wsguard's figure is judged.
+enum Goal {
+    /// At least this share of the bare echo server's figure.
+    ShareOfBare(f64),
+    /// At least this multiple of the baseline's figure.
+    TimesBaseline(f64),
+    /// At most this value.
+    AtMost(f64),
+    /// At least the value of another field of wsguard's own line.
+    AtLeastField(&'static str),
+    None,
+}
+
+struct Row {
+    label: &'static str,
+    workload: &'static str,
+    field: &'static str,
+    goal: Goal,
+    /// The issue's figures for the baseline and the bare server.
+    reference: &'static str,
+}
+
+const ROWS: &[Row] = &[
+    Row {
+        label: "Echo, messages/s (50 sockets)",
+        workload: "echo",
+        field: "msgs_per_s",
+        goal: Goal::ShareOfBare(0.9),
+        reference: "baseline ~30k, bare ~125k",
+    },
+    Row { label: "Echo p50, ms", workload: "echo", field: "p50_ms", goal: Goal::None, reference: "" },
+    Row { label: "Echo p99, ms", workload: "echo", field: "p99_ms", goal: Goal::None, reference: "" },
+    Row {
+        label: "Authenticated handshakes/s (20 workers)",
+        workload: "handshake",
+        field: "handshakes_per_s",
+        goal: Goal::ShareOfBare(0.8),
+        reference: "baseline ~1.2k, bare ~12k",
+    },
+    Row {
+        label: "Handshake p99, ms",
+        workload: "handshake",
+        field: "p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "GET /users/me, requests/s (50 conns)",
+        workload: "users-me",
+        field: "requests_per_s",
+        goal: Goal::TimesBaseline(10.0),
+        reference: "baseline ~2.9k",
+    },
+    Row {
+        label: "GET /users/me p99, ms",
+        workload: "users-me",
+        field: "p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Logins/s (POST /token storm)",
+        workload: "login-storm",
+        field: "logins_per_s",
+        goal: Goal::AtLeastField("target_logins_per_s"),
+        reference: "baseline ~3.7",
+    },
+    Row {
+        label: "Logins answered 503 (queue full)",
+        workload: "login-storm",
+        field: "status_503",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Echo p99 without storm, ms (10 sockets)",
+        workload: "login-storm",
+        field: "echo_idle_p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Echo p99 during storm, ms",
+        workload: "login-storm",
+        field: "echo_storm_p99_ms",
+        goal: Goal::None,
+        reference: "baseline ~1000",
+    },
+    Row {
+        label: "Echo p99 storm ÷ without storm",
+        workload: "login-storm",
+        field: "echo_p99_storm_over_idle",
+        goal: Goal::AtMost(2.0),
+        reference: "",
+    },
+    Row {
+        label: "Server memory per idle socket, KiB",
+        workload: "idle",
+        field: "kib_per_socket",
+        goal: Goal::AtMost(16.0),
+        reference: "baseline ~32, bare ~11",
+    },
+    Row {
+        label: "Chat fan-out, deliveries/s",
+        workload: "fanout",
+        field: "deliveries_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Chat fan-out p99 to last member, ms",
+        workload: "fanout",
+        field: "p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
+];
+
+/// Lower is better for these; higher for the others.
+fn lower_is_better(workload: &str) -> bool {
+    workload == "idle"
+}
+
+fn headline(workload: &str) -> &'static str {
+    match workload {
+        "echo" => "msgs_per_s",
+        "handshake" => "handshakes_per_s",
+        "users-me" => "requests_per_s",
+        "login-storm" => "logins_per_s",
+        "idle" => "kib_per_socket",
+        "fanout" => "deliveries_per_s",
+        _ => "",
+    }
+}
+
+/// The lines of one workload on one system, and the round chosen among them.
+#[derive(Default)]
+struct Runs {
+    ok: Vec<Value>,
+    errors: Vec<String>,
+}
+
+impl Runs {
+    fn best(&self, workload: &str) -> Option<&Value> {
+        let key = headline(workload);
+        let score = |v: &Value| v[key].as_f64().unwrap_or(f64::NAN);
+        let better = |a: f64, b: f64| if lower_is_better(workload) { a < b } else { a > b };
+        self.ok.iter().filter(|v| !score(v).is_nan()).fold(None, |best: Option<&Value>, v| match best {
+            Some(b) if !better(score(v), score(b)) => Some(b),
+            _ => Some(v),
+        })
+    }
+}
+
+fn fmt(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1000.0 {
+        let whole = x.round() as i64;
+        let s = whole.abs().to_string();
+        let mut out = String::new();
+        for (i, c) in s.chars().enumerate() {
+            if i > 0 && (s.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        if whole < 0 {
+            out.insert(0, '-');
+        }
+        out
+    } else if a >= 100.0 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else if a >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => format!("{}×", fmt(a / b)),
+        _ => String::new(),
+    }
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let mut runs: BTreeMap<(String, String), Runs> = BTreeMap::new();
+    for line in text.lines() {
+        let Ok(value) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        let (Some(system), Some(workload)) = (value["system"].as_str(), value["workload"].as_str()) else {
+            continue;
+        };
+        let entry = runs.entry((workload.to_owned(), system.to_owned())).or_default();
+        match value["error"].as_str() {
+            Some(error) => entry.errors.push(error.to_owned()),
+            None => entry.ok.push(value),
+        }
+    }
+    let best = |workload: &str, system: &str| {
+        runs.get(&(workload.to_owned(), system.to_owned())).and_then(|r| r.best(workload))
+    };
+    let value =
+        |workload: &str, system: &str, field: &str| best(workload, system).and_then(|v| v[field].as_f64());
+
+    println!("| figure | wsguard | FastAPI baseline | bare echo | wsguard ÷ baseline | wsguard ÷ bare | target | met | issue's reference |");
+    println!("|---|---:|---:|---:|---:|---:|---|:---:|---|");
+    for row in ROWS {
+        let cell = |system: &str| match value(row.workload, system, row.field) {
+            Some(x) => fmt(x),
+            None => match runs.get(&(row.workload.to_owned(), system.to_owned())) {
+                Some(r) if !r.errors.is_empty() && r.ok.is_empty() => "failed¹".to_owned(),
+                Some(_) => "–".to_owned(),
+                None => "n/a".to_owned(),
+            },
+        };
+        let ws = value(row.workload, "wsguard", row.field);
+        let base = value(row.workload, "baseline", row.field);
+        let bare = value(row.workload, "bare", row.field);
+        let (target, met) = match row.goal {
+            Goal::ShareOfBare(share) => (
+                format!(
+                    "≥ {:.0}% of bare{}",
+                    share * 100.0,
+                    bare.map(|b| format!(" (≥ {})", fmt(b * share))).unwrap_or_default()
+                ),
+                ws.zip(bare).map(|(w, b)| w >= share * b),
+            ),
+            Goal::TimesBaseline(times) => (
+                format!(
+                    "≥ {times:.0}× baseline{}",
+                    base.map(|b| format!(" (≥ {})", fmt(b * times))).unwrap_or_default()
+                ),
+                ws.zip(base).map(|(w, b)| w >= times * b),
+            ),
+            Goal::AtMost(limit) => (format!("≤ {}", fmt(limit)), ws.map(|w| w <= limit)),
+            Goal::AtLeastField(field) => {
+                let limit = value(row.workload, "wsguard", field);
+                (
+                    limit
+                        .map(|l| format!("≥ 0.9 × cores ÷ argon2id time (≥ {})", fmt(l)))
+                        .unwrap_or_else(|| "≥ 0.9 × cores ÷ argon2id time".to_owned()),
+                    ws.zip(limit).map(|(w, l)| w >= l),
+                )
+            }
+            Goal::None => (String::new(), None),
+        };
+        let met = match (&row.goal, met) {
+            (Goal::None, _) => "",
+            (_, Some(true)) => "✅ yes",
+            (_, Some(false)) => "❌ no",
+            (_, None) => "?",
+        };
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.label,
+            cell("wsguard"),
+            cell("baseline"),
+            cell("bare"),
+            ratio(ws, base),
+            ratio(ws, bare),
+            target,
+            met,
+            row.reference
+        );
+    }
+
+    let failures: Vec<_> = runs
+        .iter()
+        .flat_map(|((workload, system), r)| {
+            r.errors.iter().map(move |e| format!("- {workload} on {system}: {e}"))
+        })
+        .collect();
+    if !failures.is_empty() {
+        println!("\n¹ Failed runs:");
+        for failure in failures {
+            println!("{failure}");
+        }
+    }
+    if let Some(storm) = best("login-storm", "wsguard") {
+        println!(
+            "\nOne argon2id hash (m=19456 KiB, t=2, p=1) took {} ms on this machine (median of 20 \
+             after a warm-up, taken before wsguard's storm; fastest {} ms); cores: {}.",
+            storm["argon2id_hash_ms"], storm["argon2id_fastest_ms"], storm["cores"]
+        );
+    }
+    Ok(())
+}

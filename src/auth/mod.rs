@@ -11,7 +11,7 @@ pub mod transport;
 use crate::store::{DynStore, StoreError, UserRecord};
 use revocation::Revocations;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokens::{Claims, TokenError, TokenKind, Tokens};
@@ -43,7 +43,8 @@ impl Mode {
 /// Who is on the other end, and the token that proves it.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    pub user: UserRecord,
+    /// Shared with the principal cache: authenticating copies no strings.
+    pub user: Arc<UserRecord>,
     pub claims: Claims,
     pub transport: Transport,
 }
@@ -82,7 +83,7 @@ const PRINCIPAL_TTL: Duration = Duration::from_secs(1);
 const PRINCIPAL_CAPACITY: usize = 100_000;
 
 /// A user and whether one of their logins is revoked, as read from the store at an instant.
-type Principal = (Instant, UserRecord, bool);
+type Principal = (Instant, Arc<UserRecord>, bool);
 
 /// (username, login) → [`Principal`].
 #[derive(Default)]
@@ -105,7 +106,7 @@ impl Authenticator {
         &self,
         username: &str,
         family: &str,
-    ) -> Result<Option<(UserRecord, bool)>, StoreError> {
+    ) -> Result<Option<(Arc<UserRecord>, bool)>, StoreError> {
         let key = (username.to_owned(), family.to_owned());
         if let Some((at, user, revoked)) =
             self.principals.entries.lock().expect("principal cache lock").get(&key)
@@ -114,7 +115,8 @@ impl Authenticator {
                 return Ok(Some((user.clone(), *revoked)));
             }
         }
-        let found = self.store.principal(username, family).await?;
+        let found =
+            self.store.principal(username, family).await?.map(|(user, revoked)| (Arc::new(user), revoked));
         if let Some((user, revoked)) = &found {
             let mut entries = self.principals.entries.lock().expect("principal cache lock");
             if entries.len() >= PRINCIPAL_CAPACITY {

@@ -21,12 +21,12 @@ pub struct PublicUser {
     disabled: bool,
 }
 
-impl From<UserRecord> for PublicUser {
-    fn from(user: UserRecord) -> Self {
+impl From<&UserRecord> for PublicUser {
+    fn from(user: &UserRecord) -> Self {
         PublicUser {
-            username: user.username,
-            email: user.email,
-            full_name: user.full_name,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            full_name: user.full_name.clone(),
             disabled: user.disabled,
         }
     }
@@ -52,7 +52,7 @@ pub struct NewPassword {
     ),
     security(("bearer" = [])))]
 pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
-    Json(identity.user.into())
+    Json(identity.user.as_ref().into())
 }
 
 /// The current user's items
@@ -60,7 +60,7 @@ pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
     responses((status = 200, body = [Item]), (status = 401, description = "Not authenticated")),
     security(("bearer" = [])))]
 pub async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>> {
-    Json(vec![Item { item_id: "Foo", owner: identity.user.username }])
+    Json(vec![Item { item_id: "Foo", owner: identity.user.username.clone() }])
 }
 
 /// Change the password

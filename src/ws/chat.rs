@@ -2,14 +2,14 @@
 //! `{"type":"auth"}` frame within 5 seconds), then the chat protocol.
 
 use super::session;
-use super::{bind, close_unauthenticated, configure, find_token, refuse_auth, upgrade};
+use super::UpgradeRequest;
+use super::{bind, close_unauthenticated, configure, find_token, refuse_auth};
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Presented, Sources, Transport, BEARER_PROTOCOL};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::chat::session::ChatSession;
-use axum::extract::ws::{rejection::WebSocketUpgradeRejection, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
@@ -28,15 +28,7 @@ struct AuthFrame {
     token: String,
 }
 
-pub async fn connect(
-    State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
-) -> Response {
-    let ws = match upgrade(ws) {
-        Ok(ws) => ws,
-        Err(response) => return response,
-    };
+pub async fn connect(State(state): State<AppState>, UpgradeRequest(ws, parts): UpgradeRequest) -> Response {
     let found = match find_token(&parts, &state, ALL_TRANSPORTS, Mode::Required) {
         Ok(found) => found,
         Err(response) => return response,

@@ -2,15 +2,13 @@
 //! and `/ws` (query or cookie, checked after accept), in each check mode.
 
 use super::session::{self, Close, Endpoint};
-use super::{
-    bind, close_unauthenticated, configure, find_token, refuse, refuse_auth, upgrade, QUERY_OR_COOKIE,
-};
+use super::UpgradeRequest;
+use super::{bind, close_unauthenticated, configure, find_token, refuse, refuse_auth, QUERY_OR_COOKIE};
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{AuthError, Identity, Mode};
-use axum::extract::ws::{rejection::WebSocketUpgradeRejection, WebSocketUpgrade};
+
 use axum::extract::State;
-use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::Response;
 
@@ -28,15 +26,7 @@ const HEADER_ONLY: Sources =
 
 /// `/secured-ws`: `Authorization: Bearer` on the handshake; refused before the upgrade with 401
 /// (missing or invalid) or 403 (not a bearer scheme).
-pub async fn secured(
-    State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
-) -> Response {
-    let ws = match upgrade(ws) {
-        Ok(ws) => ws,
-        Err(response) => return response,
-    };
+pub async fn secured(State(state): State<AppState>, UpgradeRequest(ws, parts): UpgradeRequest) -> Response {
     let found = match find_token(&parts, &state, HEADER_ONLY, Mode::Required) {
         Ok(found) => found,
         Err(response) => return response,
@@ -65,16 +55,7 @@ pub async fn secured(
 
 /// `/ws` in one mode: accept, then `Successfully Login!` and the decoded claims, or the error
 /// text and close 1008.
-async fn query_socket(
-    state: AppState,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
-    mode: Mode,
-) -> Response {
-    let ws = match upgrade(ws) {
-        Ok(ws) => ws,
-        Err(response) => return response,
-    };
+async fn query_socket(state: AppState, UpgradeRequest(ws, parts): UpgradeRequest, mode: Mode) -> Response {
     let found = match find_token(&parts, &state, QUERY_OR_COOKIE, mode) {
         Ok(found) => found,
         Err(response) => return response,
@@ -115,32 +96,28 @@ async fn query_socket(
 
 pub async fn query_required(
     State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
+    UpgradeRequest(ws, parts): UpgradeRequest,
 ) -> Response {
-    query_socket(state, ws, parts, Mode::Required).await
+    query_socket(state, UpgradeRequest(ws, parts), Mode::Required).await
 }
 
 pub async fn query_optional(
     State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
+    UpgradeRequest(ws, parts): UpgradeRequest,
 ) -> Response {
-    query_socket(state, ws, parts, Mode::Optional).await
+    query_socket(state, UpgradeRequest(ws, parts), Mode::Optional).await
 }
 
 pub async fn query_refresh(
     State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
+    UpgradeRequest(ws, parts): UpgradeRequest,
 ) -> Response {
-    query_socket(state, ws, parts, Mode::Refresh).await
+    query_socket(state, UpgradeRequest(ws, parts), Mode::Refresh).await
 }
 
 pub async fn query_fresh(
     State(state): State<AppState>,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-    parts: Parts,
+    UpgradeRequest(ws, parts): UpgradeRequest,
 ) -> Response {
-    query_socket(state, ws, parts, Mode::Fresh).await
+    query_socket(state, UpgradeRequest(ws, parts), Mode::Fresh).await
 }

@@ -12,6 +12,7 @@ use crate::auth::transport::{self, CookieKind, CookieRule, Presented, Sources, T
 use crate::auth::{AuthError, Identity, Mode};
 use crate::http::error::ApiError;
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -94,12 +95,20 @@ async fn close_unauthenticated(socket: WebSocket, state: &AppState, reason: &str
     session::close(socket, Close::new(session::POLICY, reason)).await;
 }
 
-/// The WebSocket upgrade, or a JSON 426 for a plain HTTP request.
-#[allow(clippy::result_large_err)] // the error is the handler's early response
-fn upgrade(
-    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
-) -> Result<WebSocketUpgrade, Response> {
-    ws.map_err(|_| refuse(StatusCode::UPGRADE_REQUIRED, "Expected a WebSocket upgrade"))
+/// A WebSocket upgrade and the request it came with (taken apart, not copied: the handshake is
+/// a hot path). A plain HTTP request gets a JSON 426.
+pub struct UpgradeRequest(pub WebSocketUpgrade, pub Parts);
+
+impl<S: Send + Sync> FromRequest<S> for UpgradeRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, _) = request.into_parts();
+        match WebSocketUpgrade::from_request_parts(&mut parts, state).await {
+            Ok(ws) => Ok(UpgradeRequest(ws, parts)),
+            Err(_) => Err(refuse(StatusCode::UPGRADE_REQUIRED, "Expected a WebSocket upgrade")),
+        }
+    }
 }
 
 /// The sources `/ws` and its mode variants read: the query string, or the cookie with

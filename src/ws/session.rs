@@ -2,7 +2,7 @@
 //! (message size, rate, idle timeout with pings), and the binding to a token: a warning before
 //! it expires, close 4001 when it does, close 4003 when it is revoked, in-band refresh.
 
-use super::registry::{Registration, Signal};
+use super::registry::Registration;
 use crate::app::AppState;
 use crate::auth::tokens::Claims;
 use crate::auth::transport::{Presented, Transport};
@@ -120,20 +120,6 @@ fn deadline(claims: &Claims) -> Instant {
     Instant::now() + left
 }
 
-async fn sleep_until_some(at: Option<Instant>) {
-    match at {
-        Some(at) => sleep_until(at).await,
-        None => std::future::pending().await,
-    }
-}
-
-async fn signalled(bound: Option<&Bound>) -> Signal {
-    match bound {
-        Some(bound) => bound.registration.signal.wait().await,
-        None => std::future::pending().await,
-    }
-}
-
 /// A read error as a close: too big (1009), bad UTF-8 (1007), or the peer is gone (`None`).
 fn read_failure(err: axum::Error) -> Option<Close> {
     let inner = err.into_inner();
@@ -195,25 +181,47 @@ pub async fn run<E: Endpoint>(
     let mut ping = tokio::time::interval_at(Instant::now() + limits.ping_interval, limits.ping_interval);
     let mut warned = false;
 
+    // The timers and signals live across iterations (re-armed only when the token changes), so
+    // a message costs no timer registration.
+    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let expiry = sleep_until(far);
+    let warning = sleep_until(far);
+    tokio::pin!(expiry, warning);
+    let mut armed_for: Option<i64> = None;
+    let shutdown = state.shutdown.clone();
+    let shutdown = shutdown.cancelled();
+    tokio::pin!(shutdown);
+    let signal = bound.as_ref().map(|b| b.registration.signal.clone());
+    let revoked = async move {
+        match signal {
+            Some(signal) => signal.wait().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(revoked);
+
     let close = loop {
-        let expires = bound.as_ref().map(|b| deadline(&b.identity.claims));
-        let warn_at = expires
-            .filter(|_| !warned)
-            .map(|at| at.checked_sub(limits.expiry_warning).unwrap_or_else(Instant::now));
+        let exp = bound.as_ref().map(|b| b.identity.claims.exp);
+        if exp != armed_for {
+            armed_for = exp;
+            let at = bound.as_ref().map_or(far, |b| deadline(&b.identity.claims));
+            expiry.as_mut().reset(at);
+            warning.as_mut().reset(at.checked_sub(limits.expiry_warning).unwrap_or_else(Instant::now));
+        }
         tokio::select! {
             biased;
-            _ = state.shutdown.cancelled() => break Close::new(GOING_AWAY, "server shutting down"),
-            _ = signalled(bound.as_ref()) => {
+            _ = &mut shutdown => break Close::new(GOING_AWAY, "server shutting down"),
+            _ = &mut revoked => {
                 state.metrics.socket_closed_revoked.inc();
                 break Close::new(REVOKED, "token revoked");
             }
-            _ = sleep_until_some(expires) => {
+            _ = &mut expiry, if armed_for.is_some() => {
                 state.metrics.socket_closed_expired.inc();
                 break Close::new(EXPIRED, "token expired");
             }
-            _ = sleep_until_some(warn_at) => {
+            _ = &mut warning, if armed_for.is_some() && !warned => {
                 warned = true;
-                let left = expires.map_or(0, |at| at.saturating_duration_since(Instant::now()).as_secs());
+                let left = expiry.deadline().saturating_duration_since(Instant::now()).as_secs();
                 if !send_text(&mut socket, json!({"type": "expiring", "in_s": left}).to_string()).await {
                     return;
                 }

@@ -155,9 +155,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     let stop = state.shutdown.clone();
-    axum::serve(listener, crate::http::routes(state.clone()))
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await?;
+    axum::serve(
+        listener,
+        axum::ServiceExt::<axum::extract::Request>::into_make_service(crate::http::service(state.clone())),
+    )
+    .with_graceful_shutdown(async move { stop.cancelled().await })
+    .await?;
     // Let the sockets send their 1001 close frames.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while state.metrics.sockets_open.get() > 0 && tokio::time::Instant::now() < deadline {

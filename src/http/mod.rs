@@ -10,12 +10,15 @@ mod users;
 
 use crate::app::AppState;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use error::ApiError;
 use serde_json::json;
+use std::convert::Infallible;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
@@ -49,7 +52,8 @@ impl Modify for BearerScheme {
     }
 }
 
-pub fn routes(state: AppState) -> Router {
+/// Every route, with the state.
+fn routes(state: AppState) -> Router {
     let api = Router::new()
         .route("/token", post(tokens::token))
         .route("/login", post(tokens::login).get(pages::login))
@@ -61,8 +65,7 @@ pub fn routes(state: AppState) -> Router {
         .route("/items/", get(users::items))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES));
+        .route("/metrics", get(health::metrics));
     let pages = Router::new()
         .route("/", get(pages::root))
         .route("/chat", get(pages::chat))
@@ -76,25 +79,32 @@ pub fn routes(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
+}
+
+/// The routes inside the layers every request goes through. The layers wrap the router once
+/// rather than each route (`Router::layer`), so a new connection clones one service, not one
+/// per route.
+pub fn service(
+    state: AppState,
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    ServiceBuilder::new()
+        .map_response(IntoResponse::into_response)
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        // The span names the path only: a query string may hold a token.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_FRAME_OPTIONS,
-            HeaderValue::from_static("DENY"),
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
         ))
-        // The span names the path only: a query string may hold a token.
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
-            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
-        .layer(CatchPanicLayer::custom(|_| {
-            ApiError::internal().into_response()
-        }))
+        .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
+        .service(routes(state))
 }
 
 async fn not_found() -> impl IntoResponse {

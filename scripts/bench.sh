@@ -2,13 +2,20 @@
 # The benchmark: wsguard against the FastAPI baseline (shared/peers/fastapi_seed) and a bare
 # tokio-tungstenite echo server (the ceiling), on this machine, with the same workloads.
 #
+# Last, the chat fan-out again across two wsguard nodes of one cluster (PostgreSQL + Redis).
+#
 #   scripts/bench.sh            full run, about 5-10 minutes, 2 rounds per system
 #   scripts/bench.sh --quick    smoke run (CI), short durations, 1 round
 #
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
+#          --node-port P (8300: the two nodes on P and P+1),
+#          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
+#          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
+#          --no-cluster (skip the two-node fan-out: its rows say "not run"),
 #          --out FILE (default bench/results/<date>.md, or <date>-quick.md with --quick),
 #          --no-build (use the release binaries already built).
 # Prints the results table and writes the report (machine, table, method, raw JSON lines).
+# PostgreSQL or Redis unreachable: the two-node rows say "not run", the rest runs as usual.
 set -euo pipefail
 
 ROOT=$(git rev-parse --show-toplevel)
@@ -21,6 +28,10 @@ ROUNDS=
 WS_PORT=8000
 BASE_PORT=8100
 BARE_PORT=8200
+NODE_PORT=8300
+PG_URL=postgres://postgres@127.0.0.1:5432/test
+REDIS_URL=redis://127.0.0.1:6379
+CLUSTER_RUN=1
 OUT=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -30,8 +41,12 @@ while [ $# -gt 0 ]; do
         --wsguard-port) WS_PORT=$2; shift ;;
         --baseline-port) BASE_PORT=$2; shift ;;
         --bare-port) BARE_PORT=$2; shift ;;
+        --node-port) NODE_PORT=$2; shift ;;
+        --postgres-url) PG_URL=$2; shift ;;
+        --redis-url) REDIS_URL=$2; shift ;;
+        --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -57,11 +72,24 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wsguard-bench.XXXXXX")
 PIDS=()
 GEN_PID=
+# The two-node run's PostgreSQL schema and cluster name, once made (dropped / cleared on exit).
+SCHEMA=
+CLUSTER=
 cleanup() {
     local pid
     [ -z "$GEN_PID" ] || kill "$GEN_PID" 2>/dev/null || true
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    # After the nodes stopped: nothing uses the schema or the cluster's keys any more.
+    if [ -n "$SCHEMA" ]; then
+        PGCONNECT_TIMEOUT=5 psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 \
+            -c "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 ||
+            log "could not drop schema $SCHEMA in $PG_URL: drop it by hand"
+    fi
+    if [ -n "$CLUSTER" ] && command -v redis-cli >/dev/null; then
+        timeout 10 redis-cli -u "$REDIS_URL" --scan --pattern "wsguard:$CLUSTER:*" 2>/dev/null |
+            xargs -r timeout 10 redis-cli -u "$REDIS_URL" del >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -96,24 +124,34 @@ wait_port() { # port pid name
     log "$3 not listening on port $1 after 20 s"; exit 1
 }
 
+# Starts `wsguard serve` as NAME on PORT with the benchmark's limits and ARGS; sets SERVE_PID and
+# SERVE_ADDR (what it printed). Logs to $WORK/NAME.{out,log}. Returns 1 when it does not come up.
+serve_wsguard() { # name port args...
+    local name=$1 port=$2
+    shift 2
+    # Logging at warn, like the baseline's --log-level warning.
+    (cd "$WORK" && WSGUARD_LOG=warn exec "$ROOT/target/release/wsguard" serve --bind "127.0.0.1:$port" \
+        --max-messages-per-sec 1000000 --max-sockets-per-user 100000 --max-message-bytes 65536 \
+        "$@" >"$WORK/$name.out" 2>"$WORK/$name.log") &
+    SERVE_PID=$!
+    PIDS+=("$SERVE_PID")
+    SERVE_ADDR=
+    for _ in $(seq 1 200); do
+        grep -q '^wsguard listening on http://' "$WORK/$name.out" 2>/dev/null && break
+        kill -0 "$SERVE_PID" 2>/dev/null || { log "$name exited:"; cat "$WORK/$name.log" >&2; return 1; }
+        sleep 0.1
+    done
+    SERVE_ADDR=$(sed -n '1s|^wsguard listening on http://||p' "$WORK/$name.out")
+    [ -n "$SERVE_ADDR" ] || { log "$name did not print its address"; return 1; }
+}
+
 DATA="$WORK/wsguard-data"
 log "starting wsguard on 127.0.0.1:$WS_PORT (data in a temp dir)"
 (cd "$WORK" && "$ROOT/target/release/wsguard" demo --data-dir "$DATA" >"$WORK/demo.log" 2>&1) ||
     { log "wsguard demo failed:"; cat "$WORK/demo.log" >&2; exit 1; }
-# Logging at warn, like the baseline's --log-level warning.
-(cd "$WORK" && WSGUARD_LOG=warn exec "$ROOT/target/release/wsguard" serve \
-    --bind "127.0.0.1:$WS_PORT" --data-dir "$DATA" \
-    --max-messages-per-sec 1000000 --max-sockets-per-user 100000 --max-message-bytes 65536 \
-    >"$WORK/wsguard.out" 2>"$WORK/wsguard.log") &
-WS_PID=$!
-PIDS+=("$WS_PID")
-for _ in $(seq 1 200); do
-    grep -q '^wsguard listening on http://' "$WORK/wsguard.out" 2>/dev/null && break
-    kill -0 "$WS_PID" 2>/dev/null || { log "wsguard exited:"; cat "$WORK/wsguard.log" >&2; exit 1; }
-    sleep 0.1
-done
-WS_ADDR=$(sed -n '1s|^wsguard listening on http://||p' "$WORK/wsguard.out")
-[ -n "$WS_ADDR" ] || { log "wsguard did not print its address"; exit 1; }
+serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" || exit 1
+WS_PID=$SERVE_PID
+WS_ADDR=$SERVE_ADDR
 
 log "starting the FastAPI baseline on 127.0.0.1:$BASE_PORT"
 (cd "$PEER" && PYTHONDONTWRITEBYTECODE=1 exec "$VENV/bin/uvicorn" app:app \
@@ -156,7 +194,8 @@ fi
 STARTED=$(date +%s); ALL0=$(cpu_all); STEAL0=$(cpu_steal); OURS0=$(cpu_ours)
 : >"$RESULTS"
 
-target_args() { # system
+target_args() { # system; TARGET, when set, overrides
+    if [ -n "${TARGET:-}" ]; then echo "$TARGET"; return; fi
     case "$1" in
         wsguard) echo "--addr $WS_ADDR" ;;
         baseline) echo "--addr 127.0.0.1:$BASE_PORT" ;;
@@ -167,10 +206,12 @@ pid_of() {
     case "$1" in wsguard) echo "$WS_PID" ;; baseline) echo "$BASE_PID" ;; bare) echo "$BARE_PID" ;; esac
 }
 
+# TARGET="--addr A --node B" run ...: the workload against those nodes instead of the system's
+# server; NODES=N marks the line of a failed run as N nodes' (the report's row for them).
 run() { # system round workload args...
     local system=$1 round=$2 workload=$3 line
     shift 3
-    log "$workload on $system (round $round)"
+    log "$workload on $system${TARGET:+ ($TARGET)} (round $round)"
     # In the background and waited for, so that a signal reaches the trap at once.
     # shellcheck disable=SC2046
     "$GEN" --system "$system" --round "$round" "$workload" $(target_args "$system") "$@" \
@@ -179,7 +220,7 @@ run() { # system round workload args...
     wait "$GEN_PID" || true
     GEN_PID=
     line=$(cat "$WORK/line")
-    [ -n "$line" ] || line="{\"system\":\"$system\",\"round\":$round,\"workload\":\"$workload\",\"error\":\"no output\"}"
+    [ -n "$line" ] || line="{\"system\":\"$system\",\"round\":$round,\"workload\":\"$workload\"${NODES:+,\"nodes\":$NODES},\"error\":\"no output\"}"
     echo "$line" >>"$RESULTS"
     echo "    $line" >&2
     sleep 1 # let closed sockets go before the next run
@@ -213,13 +254,93 @@ for round in $(seq 1 "$ROUNDS"); do
     run wsguard "$round" fanout --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
 done
 
-# --- report --------------------------------------------------------------------------------
-ELAPSED=$(( $(date +%s) - STARTED ))
-OTHER=$(pct_of_machine $(( $(cpu_all) - ALL0 - ($(cpu_ours) - OURS0) )) "$ELAPSED")
-STEAL=$(pct_of_machine $(( $(cpu_steal) - STEAL0 )) "$ELAPSED")
+# The CPU of others so far. PostgreSQL and Redis work for the two-node run: counted apart below.
+SINGLE_ELAPSED=$(( $(date +%s) - STARTED ))
+OTHER=$(pct_of_machine $(( $(cpu_all) - ALL0 - ($(cpu_ours) - OURS0) )) "$SINGLE_ELAPSED")
 if [ "$OTHER" -gt 5 ]; then
     log "WARNING: other processes used ${OTHER}% of the CPU during the workloads: figures are skewed"
 fi
+
+# --- two nodes: the fan-out across a PostgreSQL + Redis cluster -----------------------------
+# Why the two-node run cannot happen here, or nothing when it can.
+cluster_unavailable() {
+    [ "$CLUSTER_RUN" = 1 ] || { echo "skipped (--no-cluster)"; return; }
+    command -v psql >/dev/null || { echo "psql not found (needed to make a schema)"; return; }
+    PGCONNECT_TIMEOUT=5 psql "$PG_URL" -qAt -c 'SELECT 1' >/dev/null 2>&1 ||
+        { echo "PostgreSQL unreachable at $PG_URL"; return; }
+    local reply
+    if command -v redis-cli >/dev/null; then
+        reply=$(timeout 5 redis-cli -u "$REDIS_URL" ping 2>/dev/null || true)
+    else # RESP by hand: redis://[user:pass@]host:port[/db]
+        local hostport=${REDIS_URL#*://}
+        hostport=${hostport##*@}; hostport=${hostport%%/*}
+        # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
+        reply=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 && head -c 5 <&3' \
+            _ "${hostport%:*}" "${hostport##*:}" 2>/dev/null || true)
+    fi
+    [[ $reply == *PONG* ]] || { echo "Redis unreachable at $REDIS_URL"; return; }
+}
+# One line for the report's two-node rows: they say "not run" or "failed" with this reason.
+cluster_line() { # skipped|error reason
+    local reason=${2//[\\\"]/}
+    printf '{"system":"wsguard","round":1,"workload":"fanout","nodes":2,"%s":"%s"}\n' "$1" "$reason" \
+        >>"$RESULTS"
+}
+
+# The two-node fan-out, PostgreSQL and Redis being there: a schema, the demo users in it, two
+# nodes one after the other (the first start writes the signing key the second one reads).
+cluster_fanout() {
+    local suffix sep node_db node_data node_a round
+    suffix="$(date +%s)_$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n')"
+    CLUSTER="bench-$suffix"
+    SCHEMA="wsguard_bench_$suffix"
+    sep='?'
+    [[ $PG_URL == *\?* ]] && sep='&'
+    node_db="$PG_URL${sep}options=-c%20search_path%3D$SCHEMA"
+    node_data="$WORK/cluster-data"
+    local node_args=(--data-dir "$node_data" --database-url "$node_db" --broker-url "$REDIS_URL"
+        --cluster "$CLUSTER")
+    log "two nodes on 127.0.0.1:$NODE_PORT and :$((NODE_PORT + 1)): schema $SCHEMA, cluster $CLUSTER"
+    if ! PGCONNECT_TIMEOUT=5 psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE SCHEMA $SCHEMA" \
+        >"$WORK/schema.log" 2>&1; then
+        SCHEMA=
+        log "creating the schema failed:"; cat "$WORK/schema.log" >&2
+        cluster_line skipped "could not create a schema in $PG_URL"
+        return
+    fi
+    if ! (cd "$WORK" && "$ROOT/target/release/wsguard" demo --data-dir "$node_data" \
+        --database-url "$node_db" >"$WORK/cluster-demo.log" 2>&1); then
+        log "wsguard demo on PostgreSQL failed:"; cat "$WORK/cluster-demo.log" >&2
+        cluster_line error "wsguard demo on PostgreSQL failed: $(tail -n 1 "$WORK/cluster-demo.log")"
+        return
+    fi
+    serve_wsguard node-a "$NODE_PORT" "${node_args[@]}" ||
+        { cluster_line error "node A did not start: $(tail -n 1 "$WORK/node-a.log")"; return; }
+    node_a=$SERVE_ADDR
+    serve_wsguard node-b "$((NODE_PORT + 1))" "${node_args[@]}" ||
+        { cluster_line error "node B did not start: $(tail -n 1 "$WORK/node-b.log")"; return; }
+    for round in $(seq 1 "$ROUNDS"); do
+        TARGET="--addr $node_a --node $SERVE_ADDR" NODES=2 run wsguard "$round" fanout \
+            --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
+    done
+}
+
+CLUSTER_S=0
+CLUSTER_OTHER=
+REASON=$(cluster_unavailable)
+if [ -n "$REASON" ]; then
+    log "two-node fan-out not run: $REASON"
+    cluster_line skipped "$REASON"
+else
+    C_STARTED=$(date +%s); C_ALL0=$(cpu_all); C_OURS0=$(cpu_ours)
+    cluster_fanout
+    CLUSTER_S=$(( $(date +%s) - C_STARTED ))
+    CLUSTER_OTHER=$(pct_of_machine $(( $(cpu_all) - C_ALL0 - ($(cpu_ours) - C_OURS0) )) "$CLUSTER_S")
+fi
+
+# --- report --------------------------------------------------------------------------------
+ELAPSED=$(( $(date +%s) - STARTED ))
+STEAL=$(pct_of_machine $(( $(cpu_steal) - STEAL0 )) "$ELAPSED")
 TABLE=$("$GEN" report --input "$RESULTS")
 mkdir -p "$(dirname "$OUT")"
 {
@@ -235,8 +356,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "- kernel: $(uname -sr)"
     echo "- rustc: $(rustc --version)"
     echo "- CPU used by processes other than the servers and the generator: ${BUSY_BEFORE}% of the"
-    echo "  machine just before the workloads, ${OTHER}% during them; hypervisor steal ${STEAL}%"
-    echo "  (more than a few percent means the figures below are low and noisy)"
+    echo "  machine just before the workloads, ${OTHER}% during the one-node ones; hypervisor steal"
+    echo "  ${STEAL}% over all (more than a few percent means the figures below are low and noisy)"
+    if [ -n "$CLUSTER_OTHER" ]; then
+        echo "- during the two-node fan-out (${CLUSTER_S} s, with starting the nodes), processes other than"
+        echo "  the servers and the generator, PostgreSQL and Redis among them, used ${CLUSTER_OTHER}% of the machine"
+    fi
     echo "- workloads took ${ELAPSED} s"
     echo "- baseline: $("$VENV/bin/python" --version 2>&1), uvicorn $("$VENV/bin/python" -c 'import uvicorn; print(uvicorn.__version__)'), one process"
     echo
@@ -263,9 +388,16 @@ mkdir -p "$(dirname "$OUT")"
     echo "  is 0.9 × cores ÷ the time of one argon2id hash (m=19456 KiB, t=2, p=1) measured here."
     echo "- **Idle sockets**: ${IDLE_N} authenticated sockets opened (50 at a time), each having received"
     echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets."
-    echo "- **Chat fan-out** (wsguard only): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
+    echo "- **Chat fan-out, 1 node** (wsguard only, SQLite, in-process fan-out): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
     echo "  one of them sends ${FAN_RATE} messages/s for ${FAN_S} s; deliveries/s across all members and the"
     echo "  latency from send to the last member's receipt."
+    echo "- **Chat fan-out, 2 nodes** (wsguard only): the same, ${FAN_MEMBERS} members, ${FAN_RATE} messages/s,"
+    echo "  ${FAN_S} s, across two fresh wsguard nodes sharing a data folder (the signing key), a new"
+    echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"
+    echo "  between the nodes and the sender is on node A: every message is stored in PostgreSQL and"
+    echo "  reaches node B's members through Redis pub/sub. Deliveries/s counts the members of both"
+    echo "  nodes, latency is to the last member of either; per-node figures are in the raw line."
+    echo "  PostgreSQL and Redis run on this machine too, sharing its $(nproc) cores."
     echo
     echo "wsguard runs with \`--max-messages-per-sec 1000000 --max-sockets-per-user 100000"
     echo "--max-message-bytes 65536\` and \`WSGUARD_LOG=warn\`; the baseline with \`--log-level warning\`."

@@ -1,7 +1,12 @@
 //! Workload 6, chat fan-out (wsguard only): `--members` sockets on `/chat/ws?token=...` join one
-//! room; the first `--senders` of them send `{"type":"send"}` at `--rate` messages/s in total, and
-//! every member (senders included) receives every message. Measures deliveries/s and, per
-//! message, the latency from its send to the moment the LAST member received it.
+//! room; `--senders` of them send `{"type":"send"}` at `--rate` messages/s in total, and every
+//! member (senders included) receives every message. Measures deliveries/s and, per message, the
+//! latency from its send to the moment the LAST member received it.
+//!
+//! With `--node` (repeatable), the members are spread over several nodes of one cluster: member
+//! `i` connects to node `i % nodes` (node 0 is `--addr`), and the senders are all on node 0, so
+//! every message reaches the other nodes through the broker. Latency is still to the last member
+//! of all nodes, and deliveries count every member; the line adds per-node figures.
 
 use crate::common::{next_text, round1, secs, Latency, Target, Ws};
 use anyhow::{anyhow, bail, Context};
@@ -11,6 +16,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,13 +31,17 @@ const TEXT_PREFIX: &str = "bench ";
 pub struct FanoutArgs {
     #[command(flatten)]
     pub target: Target,
+    /// Another node of the same cluster (repeatable): members alternate between --addr and these
+    /// nodes, the senders stay on --addr. The token from --addr must be valid on every node
+    #[arg(long = "node", value_name = "HOST:PORT")]
+    pub nodes: Vec<SocketAddr>,
     /// Room every member joins
     #[arg(long, default_value = "bench")]
     pub room: String,
     /// Sockets in the room
     #[arg(long, default_value_t = 1000)]
     pub members: usize,
-    /// Members that also send
+    /// Members that also send (all on --addr)
     #[arg(long, default_value_t = 1)]
     pub senders: usize,
     /// Messages per second, all senders together
@@ -59,29 +69,32 @@ struct Frame<'a> {
     text: Option<Cow<'a, str>>,
 }
 
-/// What all members record into; times are nanoseconds since `epoch`.
+/// What all members record into; times are nanoseconds since `epoch`. `last_ns` and `received`
+/// hold one slot per node and message, at `node * capacity + seq`.
 struct Board {
     epoch: std::time::Instant,
+    capacity: usize,
     sent_ns: Vec<AtomicU64>,
     last_ns: Vec<AtomicU64>,
     received: Vec<AtomicU32>,
     next_seq: AtomicUsize,
-    deliveries: AtomicU64,
+    deliveries: Vec<AtomicU64>,
     acks: AtomicU64,
     error_frames: AtomicU64,
     closed_by_server: AtomicU64,
 }
 
 impl Board {
-    fn new(capacity: usize) -> Board {
+    fn new(capacity: usize, nodes: usize) -> Board {
         let zeros = |_| AtomicU64::new(0);
         Board {
             epoch: std::time::Instant::now(),
+            capacity,
             sent_ns: (0..capacity).map(zeros).collect(),
-            last_ns: (0..capacity).map(zeros).collect(),
-            received: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
+            last_ns: (0..capacity * nodes).map(zeros).collect(),
+            received: (0..capacity * nodes).map(|_| AtomicU32::new(0)).collect(),
             next_seq: AtomicUsize::new(0),
-            deliveries: AtomicU64::new(0),
+            deliveries: (0..nodes).map(zeros).collect(),
             acks: AtomicU64::new(0),
             error_frames: AtomicU64::new(0),
             closed_by_server: AtomicU64::new(0),
@@ -96,8 +109,21 @@ impl Board {
         self.next_seq.load(Ordering::Relaxed).min(self.sent_ns.len())
     }
 
-    /// One frame received by a member.
-    fn record(&self, text: &str) {
+    /// Members of `node` that received message `seq`, and when the last of them did.
+    fn on_node(&self, node: usize, seq: usize) -> (u32, u64) {
+        let slot = node * self.capacity + seq;
+        (self.received[slot].load(Ordering::Relaxed), self.last_ns[slot].load(Ordering::Relaxed))
+    }
+
+    /// Members of all nodes that received message `seq`, and when the last of them did.
+    fn on_all(&self, seq: usize) -> (u32, u64) {
+        (0..self.deliveries.len())
+            .map(|node| self.on_node(node, seq))
+            .fold((0, 0), |(n, last), (m, at)| (n + m, last.max(at)))
+    }
+
+    /// One frame received by a member connected to `node`.
+    fn record(&self, node: usize, text: &str) {
         let Ok(frame) = serde_json::from_str::<Frame>(text) else {
             return;
         };
@@ -108,10 +134,11 @@ impl Board {
                     .as_deref()
                     .and_then(|t| t.strip_prefix(TEXT_PREFIX))
                     .and_then(|n| n.parse::<usize>().ok());
-                if let Some(seq) = seq.filter(|&s| s < self.received.len()) {
-                    self.last_ns[seq].fetch_max(self.now_ns(), Ordering::Relaxed);
-                    self.received[seq].fetch_add(1, Ordering::Relaxed);
-                    self.deliveries.fetch_add(1, Ordering::Relaxed);
+                if let Some(seq) = seq.filter(|&s| s < self.capacity) {
+                    let slot = node * self.capacity + seq;
+                    self.last_ns[slot].fetch_max(self.now_ns(), Ordering::Relaxed);
+                    self.received[slot].fetch_add(1, Ordering::Relaxed);
+                    self.deliveries[node].fetch_add(1, Ordering::Relaxed);
                 }
             }
             "ack" => {
@@ -153,19 +180,29 @@ async fn join(target: &Target, token: &str, room: &str, timeout: Duration) -> an
     Ok(ws)
 }
 
-/// One member: joins, reports (handing over its sending half when it is a sender), then reads
-/// until told to stop.
+/// Where a member connects, and whether it sends.
+struct Seat {
+    /// Index of the node: 0 is `--addr`, then the `--node`s in order.
+    node: usize,
+    target: Arc<Target>,
+    is_sender: bool,
+}
+
+/// One member: joins its seat's node, reports (handing over its sending half when it is a
+/// sender), then reads until told to stop.
 async fn member(
     args: Arc<FanoutArgs>,
+    seat: Seat,
     token: Arc<str>,
     board: Arc<Board>,
     permits: Arc<Semaphore>,
     joined: mpsc::Sender<anyhow::Result<Option<Sink>>>,
-    is_sender: bool,
     mut stop: watch::Receiver<bool>,
 ) {
     let permit = permits.acquire().await;
-    let ws = join(&args.target, &token, &args.room, secs(args.join_timeout)).await;
+    let ws = join(&seat.target, &token, &args.room, secs(args.join_timeout))
+        .await
+        .with_context(|| format!("member on node {} ({})", seat.node, seat.target.addr));
     drop(permit);
     let (sink, mut stream) = match ws {
         Ok(ws) => ws.split(),
@@ -175,7 +212,7 @@ async fn member(
         }
     };
     // Non-senders keep their half here so the socket stays whole until the end.
-    let _kept = if is_sender {
+    let _kept = if seat.is_sender {
         let _ = joined.send(Ok(Some(sink))).await;
         None
     } else {
@@ -186,7 +223,7 @@ async fn member(
         tokio::select! {
             _ = stop.changed() => break,
             frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => board.record(text.as_str()),
+                Some(Ok(Message::Text(text))) => board.record(seat.node, text.as_str()),
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
                     board.closed_by_server.fetch_add(1, Ordering::Relaxed);
                     break;
@@ -230,25 +267,41 @@ async fn send_loop(
 }
 
 pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
-    if args.senders == 0 || args.senders > args.members || args.rate <= 0.0 {
-        bail!("need 1 <= --senders <= --members and a positive --rate");
+    // Node 0 is --addr; member i connects to node i % nodes; the senders are the first members
+    // of node 0.
+    let targets: Vec<Arc<Target>> = std::iter::once(args.target.clone())
+        .chain(args.nodes.iter().map(|&addr| Target { addr, ..args.target.clone() }))
+        .map(Arc::new)
+        .collect();
+    let nodes = targets.len();
+    let node_of = |i: usize| i % nodes;
+    let members_on: Vec<usize> =
+        (0..nodes).map(|n| (0..args.members).filter(|&i| node_of(i) == n).count()).collect();
+    if args.senders == 0 || args.senders > members_on[0] || args.rate <= 0.0 {
+        bail!("need 1 <= --senders <= the members on --addr ({}) and a positive --rate", members_on[0]);
     }
     let token: Arc<str> = args.target.token().await?.context("the chat needs a token")?.into();
     let capacity = (args.rate * args.duration * 1.1) as usize + 16;
-    let board = Arc::new(Board::new(capacity));
+    let board = Arc::new(Board::new(capacity, nodes));
     let args = Arc::new(args);
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
     let (stop_tx, stop_rx) = watch::channel(false);
     let (joined_tx, mut joined_rx) = mpsc::channel(args.members);
     let tasks: Vec<_> = (0..args.members)
         .map(|i| {
+            let node = node_of(i);
+            let seat = Seat {
+                node,
+                target: targets[node].clone(),
+                is_sender: node == 0 && i / nodes < args.senders,
+            };
             tokio::spawn(member(
                 args.clone(),
+                seat,
                 token.clone(),
                 board.clone(),
                 permits.clone(),
                 joined_tx.clone(),
-                i < args.senders,
                 stop_rx.clone(),
             ))
         })
@@ -283,9 +336,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let sent = board.sent();
     let members = args.members as u32;
     let drain_until = Instant::now() + secs(args.drain);
-    while Instant::now() < drain_until
-        && (0..sent).any(|s| board.received[s].load(Ordering::Relaxed) < members)
-    {
+    while Instant::now() < drain_until && (0..sent).any(|s| board.on_all(s).0 < members) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = stop_tx.send(true);
@@ -294,26 +345,36 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     }
     drop(kept_sinks);
 
+    // To the last member of all nodes, and to the last member of each node.
     let mut latency = Latency::default();
+    let mut node_latency: Vec<Latency> = (0..nodes).map(|_| Latency::default()).collect();
     let (mut complete, mut first_sent, mut last_received) = (0u64, u64::MAX, 0u64);
     for s in 0..sent {
         let sent_at = board.sent_ns[s].load(Ordering::Relaxed);
-        let last = board.last_ns[s].load(Ordering::Relaxed);
+        let (received, last) = board.on_all(s);
         first_sent = first_sent.min(sent_at);
         last_received = last_received.max(last);
-        if board.received[s].load(Ordering::Relaxed) >= members {
+        if received >= members {
             complete += 1;
             latency.record(Duration::from_nanos(last.saturating_sub(sent_at)));
         }
+        for (node, hist) in node_latency.iter_mut().enumerate() {
+            let (received, last) = board.on_node(node, s);
+            if received as usize >= members_on[node] {
+                hist.record(Duration::from_nanos(last.saturating_sub(sent_at)));
+            }
+        }
     }
-    let deliveries = board.deliveries.load(Ordering::Relaxed);
+    let per_node: Vec<u64> = board.deliveries.iter().map(|d| d.load(Ordering::Relaxed)).collect();
+    let deliveries: u64 = per_node.iter().sum();
     let window = Duration::from_nanos(last_received.saturating_sub(first_sent)).as_secs_f64();
     if deliveries == 0 {
         bail!("{sent} messages sent, none delivered");
     }
-    Ok(json!({
+    let mut line = json!({
         "members": args.members,
         "senders": args.senders,
+        "nodes": nodes,
         "rate_offered": args.rate,
         "duration_s": round1(args.duration),
         "sent": sent,
@@ -328,5 +389,14 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         "max_ms": latency.max_ms(),
         "error_frames": board.error_frames.load(Ordering::Relaxed),
         "closed_by_server": board.closed_by_server.load(Ordering::Relaxed),
-    }))
+    });
+    if nodes > 1 {
+        // Node 0 gets the messages from its own hub, the others through the broker.
+        line["node_addrs"] = json!(targets.iter().map(|t| t.addr.to_string()).collect::<Vec<_>>());
+        line["members_per_node"] = json!(members_on);
+        line["deliveries_per_node"] = json!(per_node);
+        line["p50_ms_per_node"] = json!(node_latency.iter().map(Latency::p50_ms).collect::<Vec<_>>());
+        line["p99_ms_per_node"] = json!(node_latency.iter().map(Latency::p99_ms).collect::<Vec<_>>());
+    }
+    Ok(line)
 }

@@ -4,6 +4,11 @@
 //! Of several rounds, each system's best round of a workload is shown, "best" by that workload's
 //! headline figure (throughput; memory per socket for `idle`), and the whole row comes from that
 //! round, so figures in one column were measured together.
+//!
+//! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, a row of its
+//! own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
+//! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
+//! table.
 
 use anyhow::Context;
 use clap::Args;
@@ -121,20 +126,44 @@ const ROWS: &[Row] = &[
         reference: "baseline ~32, bare ~11",
     },
     Row {
-        label: "Chat fan-out, deliveries/s",
+        label: "Chat fan-out, 1 node (SQLite), deliveries/s",
         workload: "fanout",
         field: "deliveries_per_s",
         goal: Goal::None,
         reference: "",
     },
     Row {
-        label: "Chat fan-out p99 to last member, ms",
+        label: "Chat fan-out, 1 node (SQLite), p99 to last member, ms",
         workload: "fanout",
         field: "p99_ms",
         goal: Goal::None,
         reference: "",
     },
+    Row {
+        label: "Chat fan-out, 2 nodes (PostgreSQL + Redis), deliveries/s",
+        workload: "fanout-2-nodes",
+        field: "deliveries_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Chat fan-out, 2 nodes (PostgreSQL + Redis), p99 to last member, ms",
+        workload: "fanout-2-nodes",
+        field: "p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
 ];
+
+/// The workload a line counts as: its `workload`, or `fanout-N-nodes` for a fan-out over N > 1
+/// nodes.
+fn workload_of(line: &Value) -> Option<String> {
+    let workload = line["workload"].as_str()?;
+    match line["nodes"].as_u64() {
+        Some(nodes) if workload == "fanout" && nodes > 1 => Some(format!("fanout-{nodes}-nodes")),
+        _ => Some(workload.to_owned()),
+    }
+}
 
 /// Lower is better for these; higher for the others.
 fn lower_is_better(workload: &str) -> bool {
@@ -148,7 +177,7 @@ fn headline(workload: &str) -> &'static str {
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
         "idle" => "kib_per_socket",
-        "fanout" => "deliveries_per_s",
+        w if w.starts_with("fanout") => "deliveries_per_s",
         _ => "",
     }
 }
@@ -158,6 +187,7 @@ fn headline(workload: &str) -> &'static str {
 struct Runs {
     ok: Vec<Value>,
     errors: Vec<String>,
+    skipped: Vec<String>,
 }
 
 impl Runs {
@@ -212,13 +242,16 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         let Ok(value) = serde_json::from_str::<Value>(line) else {
             continue;
         };
-        let (Some(system), Some(workload)) = (value["system"].as_str(), value["workload"].as_str()) else {
+        let (Some(system), Some(workload)) = (value["system"].as_str(), workload_of(&value)) else {
             continue;
         };
-        let entry = runs.entry((workload.to_owned(), system.to_owned())).or_default();
-        match value["error"].as_str() {
-            Some(error) => entry.errors.push(error.to_owned()),
-            None => entry.ok.push(value),
+        let entry = runs.entry((workload, system.to_owned())).or_default();
+        if let Some(reason) = value["skipped"].as_str() {
+            entry.skipped.push(reason.to_owned());
+        } else if let Some(error) = value["error"].as_str() {
+            entry.errors.push(error.to_owned());
+        } else {
+            entry.ok.push(value);
         }
     }
     let best = |workload: &str, system: &str| {
@@ -234,6 +267,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             Some(x) => fmt(x),
             None => match runs.get(&(row.workload.to_owned(), system.to_owned())) {
                 Some(r) if !r.errors.is_empty() && r.ok.is_empty() => "failed¹".to_owned(),
+                Some(r) if !r.skipped.is_empty() && r.ok.is_empty() => "not run²".to_owned(),
                 Some(_) => "–".to_owned(),
                 None => "n/a".to_owned(),
             },
@@ -299,6 +333,18 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         println!("\n¹ Failed runs:");
         for failure in failures {
             println!("{failure}");
+        }
+    }
+    let skipped: std::collections::BTreeSet<_> = runs
+        .iter()
+        .flat_map(|((workload, system), r)| {
+            r.skipped.iter().map(move |e| format!("- {workload} on {system}: {e}"))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        println!("\n² Not run:");
+        for reason in skipped {
+            println!("{reason}");
         }
     }
     if let Some(storm) = best("login-storm", "wsguard") {

@@ -53,8 +53,24 @@ fn revocation_from_row(row: &sqlx::sqlite::SqliteRow) -> Option<(i64, Revocation
     ))
 }
 
-const INSERT_REVOCATION: &str = "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
-     VALUES (?, ?, ?, ?, ?)";
+/// Appends `revocation` to the log inside the caller's transaction; returns its id.
+async fn log_revocation(
+    tx: &mut sqlx::SqliteConnection,
+    revocation: &Revocation,
+    now: i64,
+) -> StoreResult<i64> {
+    let done = sqlx::query(
+        "INSERT INTO revocations (kind, subject, username, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(revocation.kind.as_str())
+    .bind(&revocation.subject)
+    .bind(&revocation.username)
+    .bind(revocation.expires_at)
+    .bind(now)
+    .execute(tx)
+    .await?;
+    Ok(done.last_insert_rowid())
+}
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -175,14 +191,13 @@ impl Store for SqliteStore {
         let Some(live) = live else {
             return Ok(Rotation::Dead);
         };
-        sqlx::query(INSERT_REVOCATION)
-            .bind(RevocationKind::Family.as_str())
-            .bind(family)
-            .bind(live.get::<String, _>("username"))
-            .bind(live.get::<i64, _>("expires_at"))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let revocation = Revocation {
+            kind: RevocationKind::Family,
+            subject: family.to_owned(),
+            username: live.get("username"),
+            expires_at: live.get("expires_at"),
+        };
+        log_revocation(&mut tx, &revocation, now).await?;
         tx.commit().await?;
         Ok(Rotation::Reused)
     }
@@ -205,14 +220,7 @@ impl Store for SqliteStore {
                 username: username.to_owned(),
                 expires_at: family.get("expires_at"),
             };
-            sqlx::query(INSERT_REVOCATION)
-                .bind(revocation.kind.as_str())
-                .bind(&revocation.subject)
-                .bind(&revocation.username)
-                .bind(revocation.expires_at)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            log_revocation(&mut tx, &revocation, now).await?;
             revoked.push(revocation);
         }
         tx.commit().await?;
@@ -227,15 +235,7 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let id = sqlx::query(INSERT_REVOCATION)
-            .bind(revocation.kind.as_str())
-            .bind(&revocation.subject)
-            .bind(&revocation.username)
-            .bind(revocation.expires_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
+        let id = log_revocation(&mut tx, revocation, now).await?;
         tx.commit().await?;
         Ok(id)
     }

@@ -11,6 +11,7 @@ use crate::auth::{AuthError, Identity, Mode};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
+use futures_util::future::BoxFuture;
 
 /// Answers every text frame with `You wrote: {text}`.
 struct Echo;
@@ -53,6 +54,11 @@ pub async fn secured(State(state): State<AppState>, UpgradeRequest(ws, parts): U
     })
 }
 
+/// `/ws` and its mode variants, as a handler for the router.
+pub fn query(mode: Mode) -> impl Fn(State<AppState>, UpgradeRequest) -> BoxFuture<'static, Response> + Clone {
+    move |State(state), upgrade| Box::pin(query_socket(state, upgrade, mode))
+}
+
 /// `/ws` in one mode: accept, then `Successfully Login!` and the decoded claims, or the error
 /// text and close 1008.
 async fn query_socket(state: AppState, UpgradeRequest(ws, parts): UpgradeRequest, mode: Mode) -> Response {
@@ -92,32 +98,4 @@ async fn query_socket(state: AppState, UpgradeRequest(ws, parts): UpgradeRequest
             }
         }
     })
-}
-
-pub async fn query_required(
-    State(state): State<AppState>,
-    UpgradeRequest(ws, parts): UpgradeRequest,
-) -> Response {
-    query_socket(state, UpgradeRequest(ws, parts), Mode::Required).await
-}
-
-pub async fn query_optional(
-    State(state): State<AppState>,
-    UpgradeRequest(ws, parts): UpgradeRequest,
-) -> Response {
-    query_socket(state, UpgradeRequest(ws, parts), Mode::Optional).await
-}
-
-pub async fn query_refresh(
-    State(state): State<AppState>,
-    UpgradeRequest(ws, parts): UpgradeRequest,
-) -> Response {
-    query_socket(state, UpgradeRequest(ws, parts), Mode::Refresh).await
-}
-
-pub async fn query_fresh(
-    State(state): State<AppState>,
-    UpgradeRequest(ws, parts): UpgradeRequest,
-) -> Response {
-    query_socket(state, UpgradeRequest(ws, parts), Mode::Fresh).await
 }

@@ -24,10 +24,10 @@ use session::{Bound, Close};
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/secured-ws", get(echo::secured))
-        .route("/ws", get(echo::query_required))
-        .route("/ws/optional", get(echo::query_optional))
-        .route("/ws/refresh", get(echo::query_refresh))
-        .route("/ws/fresh", get(echo::query_fresh))
+        .route("/ws", get(echo::query(Mode::Required)))
+        .route("/ws/optional", get(echo::query(Mode::Optional)))
+        .route("/ws/refresh", get(echo::query(Mode::Refresh)))
+        .route("/ws/fresh", get(echo::query(Mode::Fresh)))
         .route("/chat/ws", get(chat::connect))
 }
 

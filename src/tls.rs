@@ -9,13 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 /// A client that has not finished its handshake by then is dropped (slow handshakes hold a task).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes in progress at once; beyond it, accepting waits (the kernel's backlog queues).
+const MAX_HANDSHAKES: usize = 1024;
 
 /// A TLS acceptor from PEM files: the certificate chain and its private key.
 pub fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
@@ -48,8 +50,13 @@ impl TlsListener {
     pub fn new(tcp: TcpListener, acceptor: TlsAcceptor, stop: CancellationToken) -> std::io::Result<Self> {
         let local = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(64);
+        let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
             loop {
+                let permit = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    permit = handshakes.clone().acquire_owned() => permit.expect("never closed"),
+                };
                 let (stream, peer) = tokio::select! {
                     _ = stop.cancelled() => return,
                     accepted = tcp.accept() => match accepted {
@@ -67,6 +74,8 @@ impl TlsListener {
                     let _ = stream.set_nodelay(true);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
+                            // The permit bounds handshakes, not connections.
+                            drop(permit);
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),

@@ -9,8 +9,11 @@ use crate::chat::hub::Hub;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{self, DynStore, Revocation, StoreResult};
+use crate::tls::TlsListener;
 use crate::ws::registry::Sockets;
 use crate::ws::session::Limits;
+use axum::serve::ListenerExt;
+use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +39,8 @@ pub struct Inner {
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub shutdown: CancellationToken,
     pub secure_cookies: bool,
+    /// Failed-login counters, checked before any hashing.
+    pub throttle: crate::auth::throttle::Throttle,
 }
 
 #[derive(Clone)]
@@ -83,7 +88,13 @@ impl AppState {
             metrics: Metrics::default(),
             limits,
             shutdown,
-            secure_cookies: false,
+            secure_cookies: config.tls_cert.is_some(),
+            throttle: crate::auth::throttle::Throttle::new(crate::auth::throttle::Limits {
+                per_user_and_address: config.login_max_failures,
+                per_address: config.login_max_failures_per_address,
+                per_user: config.login_max_failures_per_user,
+                window: config.login_window,
+            }),
             config,
         })))
     }
@@ -139,14 +150,24 @@ async fn follow_revocations(state: AppState) -> StoreResult<()> {
     Ok(())
 }
 
+/// After SIGTERM/SIGINT: how long in-flight requests, then closing sockets, get before the
+/// process exits anyway (8 s in all).
+const REQUEST_GRACE: Duration = Duration::from_secs(5);
+const SOCKET_GRACE: Duration = Duration::from_secs(3);
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let state = AppState::new(config).await?;
     follow_revocations(state.clone()).await?;
     let listener = TcpListener::bind(state.config.bind).await?;
     let addr = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stdout is the address; tests and scripts read the port from it.
-    println!("wsguard listening on http://{addr}");
+    println!("wsguard listening on {scheme}://{addr}");
     tracing::info!(%addr, database = %redact(&state.config.database_url), "listening");
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
@@ -154,15 +175,34 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         shutdown.cancel();
     });
+    // The peer address feeds the login throttle.
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
+        crate::http::service(state.clone()),
+    );
     let stop = state.shutdown.clone();
-    axum::serve(
-        listener,
-        axum::ServiceExt::<axum::extract::Request>::into_make_service(crate::http::service(state.clone())),
-    )
-    .with_graceful_shutdown(async move { stop.cancelled().await })
-    .await?;
+    let graceful = async move { stop.cancelled().await };
+    let server = async {
+        match tls {
+            None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+            Some(acceptor) => {
+                // tap_io: axum's `ConnectInfo<SocketAddr>` impl for a custom listener goes through it.
+                let listener = TlsListener::new(listener, acceptor, state.shutdown.clone())?.tap_io(|_| {});
+                axum::serve(listener, app).with_graceful_shutdown(graceful).await
+            }
+        }
+    };
+    // A client that never finishes its request must not keep the process alive.
+    let stopped = state.shutdown.clone();
+    let grace_over = async move {
+        stopped.cancelled().await;
+        tokio::time::sleep(REQUEST_GRACE).await;
+    };
+    tokio::select! {
+        result = server => result?,
+        _ = grace_over => tracing::warn!("requests still in flight at the shutdown deadline"),
+    }
+    let deadline = tokio::time::Instant::now() + SOCKET_GRACE;
     // Let the sockets send their 1001 close frames.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while state.metrics.sockets_open.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -87,6 +87,29 @@ pub struct ServeArgs {
     /// Password checks that may wait for a hashing thread; more get 503 at once [default: 64]
     #[arg(long, env = "WSGUARD_HASH_QUEUE", value_name = "N")]
     pub hash_queue: Option<usize>,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key) [default: plain HTTP]
+    #[arg(long, env = "WSGUARD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "WSGUARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed by CORS (with credentials), comma-separated [default: none, no CORS headers]
+    #[arg(long, env = "WSGUARD_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub cors_origins: Option<Vec<String>>,
+    /// Failed logins of one user from one address within --login-window before 429 [default: 5]
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES", value_name = "N")]
+    pub login_max_failures: Option<u32>,
+    /// Failed logins from one address (any user) within --login-window before 429 [default: 50]
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_ADDRESS", value_name = "N")]
+    pub login_max_failures_per_address: Option<u32>,
+    /// Failed logins of one user from all addresses within --login-window before 429 for
+    /// addresses that never logged in as that user [default: 100]
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_USER", value_name = "N")]
+    pub login_max_failures_per_user: Option<u32>,
+    /// Window of the failed-login counters, and so the longest lockout [default: 15m]
+    #[arg(long, env = "WSGUARD_LOGIN_WINDOW", value_parser = humantime::parse_duration)]
+    #[serde(default, deserialize_with = "duration::option")]
+    pub login_window: Option<Duration>,
 }
 
 /// The resolved configuration the server runs with.
@@ -113,6 +136,15 @@ pub struct Config {
     pub expiry_warning: Duration,
     pub hash_concurrency: usize,
     pub hash_queue: usize,
+    /// Both set: HTTPS and WSS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
+    pub login_max_failures: u32,
+    pub login_max_failures_per_address: u32,
+    pub login_max_failures_per_user: u32,
+    pub login_window: Duration,
 }
 
 /// Reads the config file. A missing file is fine only when it was not asked for explicitly.
@@ -188,6 +220,19 @@ impl Config {
                 .or(file.hash_concurrency)
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
             hash_queue: flags.hash_queue.or(file.hash_queue).unwrap_or(64),
+            tls_cert: flags.tls_cert.or(file.tls_cert),
+            tls_key: flags.tls_key.or(file.tls_key),
+            cors_origins: flags.cors_origins.or(file.cors_origins).unwrap_or_default(),
+            login_max_failures: flags.login_max_failures.or(file.login_max_failures).unwrap_or(5),
+            login_max_failures_per_address: flags
+                .login_max_failures_per_address
+                .or(file.login_max_failures_per_address)
+                .unwrap_or(50),
+            login_max_failures_per_user: flags
+                .login_max_failures_per_user
+                .or(file.login_max_failures_per_user)
+                .unwrap_or(100),
+            login_window: flags.login_window.or(file.login_window).unwrap_or(Duration::from_secs(15 * 60)),
         };
         if let Some(alg) = flags.jwt_alg.or(file.jwt_alg) {
             anyhow::ensure!(alg == "HS256", "jwt_alg {alg}: only HS256 is available in this build");
@@ -199,6 +244,17 @@ impl Config {
         );
         anyhow::ensure!(config.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
         anyhow::ensure!(config.max_message_bytes >= 128, "max_message_bytes must be at least 128");
+        anyhow::ensure!(
+            config.tls_cert.is_some() == config.tls_key.is_some(),
+            "tls_cert and tls_key go together"
+        );
+        for origin in &config.cors_origins {
+            anyhow::ensure!(
+                origin != "*" && axum::http::HeaderValue::from_str(origin).is_ok(),
+                "cors_origins: {origin:?} is not an origin (no wildcard: credentials are allowed)"
+            );
+        }
+        anyhow::ensure!(config.login_window >= Duration::from_secs(1), "login_window must be at least 1s");
         anyhow::ensure!(config.hash_concurrency > 0, "hash_concurrency must be positive");
         anyhow::ensure!(
             config.ping_interval < config.idle_timeout,

@@ -10,5 +10,6 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod store;
+pub mod tls;
 pub mod users;
 pub mod ws;

@@ -26,6 +26,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("Server busy, try again shortly")]
     Busy,
+    /// Too many failed logins: 429 with `Retry-After`; `oauth` adds the OAuth2 fields (`/token`).
+    #[error("Too many failed logins, try again later")]
+    Throttled { retry_after_secs: u64, oauth: bool },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Unexpected: the cause is logged where it happened, the client sees a bare 500.
@@ -69,6 +72,9 @@ impl ApiError {
                 error: "invalid_request",
                 detail,
             },
+            ApiError::Throttled { retry_after_secs, .. } => {
+                ApiError::Throttled { retry_after_secs, oauth: true }
+            }
             other => other,
         }
     }
@@ -145,6 +151,20 @@ impl IntoResponse for ApiError {
             ApiError::Busy => {
                 let mut response = detail(StatusCode::SERVICE_UNAVAILABLE, "Server busy, try again shortly");
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                response
+            }
+            ApiError::Throttled { retry_after_secs, oauth } => {
+                let text = "Too many failed logins, try again later";
+                let body = if oauth {
+                    // No RFC 6749 code fits; RFC 8628's `slow_down` says "retry later".
+                    json!({ "detail": text, "error": "slow_down", "error_description": text })
+                } else {
+                    json!({ "detail": text })
+                };
+                let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+                let headers = response.headers_mut();
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
                 response
             }
             ApiError::Store(err) => store_failure(&err),

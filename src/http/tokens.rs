@@ -10,11 +10,14 @@ use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::store::{Revocation, RevocationKind, Rotation, UserRecord};
 use crate::users::{check_password, check_username};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use utoipa::ToSchema;
 
 /// OAuth2 token request, as `application/x-www-form-urlencoded`: the password grant (RFC 6749
@@ -76,23 +79,46 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// The client's address (the TCP peer), for login throttling.
+pub struct ClientAddr(IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        // Without connect info (a service built without it) every client shares one counter.
+        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        Ok(ClientAddr(addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
+    }
+}
+
 /// Checks a username and password. Unknown users cost one hash like known ones, so timing does
-/// not tell them apart; a bcrypt or weaker hash is upgraded to argon2id on success.
+/// not tell them apart; a bcrypt or weaker hash is upgraded to argon2id on success. Throttled
+/// clients are refused before any hashing.
 async fn check_credentials(
     state: &AppState,
+    client: IpAddr,
     username: &str,
     password: String,
 ) -> Result<UserRecord, ApiError> {
     check_username(username).map_err(ApiError::unprocessable)?;
     check_password(&password).map_err(ApiError::unprocessable)?;
+    if let Err(wait) = state.throttle.check(username, client) {
+        state.metrics.logins_failed.inc();
+        tracing::info!(username, "login throttled");
+        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        return Err(ApiError::Throttled { retry_after_secs, oauth: false });
+    }
     let user = state.store.user(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password, stored).await?;
     let (Some(user), Verdict::Valid { rehash }) = (user, verdict) else {
         state.metrics.logins_failed.inc();
+        state.throttle.failed(username, client);
         tracing::info!(username, "login failed");
         return Err(ApiError::invalid_grant());
     };
+    state.throttle.succeeded(username, client);
     if let Some(hash) = rehash {
         match state.store.set_password_hash(&user.username, &hash).await {
             Ok(_) => tracing::info!(username, "password hash upgraded to argon2id"),
@@ -133,10 +159,12 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
         (status = 400, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
         (status = 401, description = "Incorrect username or password"),
         (status = 415, description = "Not a form"),
+        (status = 429, description = "Too many failed logins (Retry-After)"),
         (status = 503, description = "Too many logins in progress"),
     ))]
 pub async fn token(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     form: Result<ApiForm<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiForm(form) = form.map_err(ApiError::into_oauth)?;
@@ -146,7 +174,8 @@ pub async fn token(
                 |field| ApiError::bad_request(format!("Invalid form: missing field `{field}`")).into_oauth();
             let username = form.username.ok_or_else(|| missing("username"))?;
             let password = form.password.ok_or_else(|| missing("password"))?;
-            let user = check_credentials(&state, &username, password).await.map_err(ApiError::into_oauth)?;
+            let user =
+                check_credentials(&state, client, &username, password).await.map_err(ApiError::into_oauth)?;
             start_session(&state, &user.username).await?
         }
         "refresh_token" => {
@@ -198,9 +227,10 @@ pub async fn token(
     ))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
-    let user = check_credentials(&state, &body.username, body.password).await?;
+    let user = check_credentials(&state, client, &body.username, body.password).await?;
     let (access, refresh) = start_session(&state, &user.username).await?;
     Ok(no_store(Json(TokenResponse::new(access, refresh)).into_response()))
 }
@@ -233,10 +263,11 @@ pub fn local_path(next: Option<&str>) -> &str {
     ))]
 pub async fn login_cookie(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     FormOrJson(body, _): FormOrJson<CookieLogin>,
 ) -> Result<Response, ApiError> {
     let next = body.next.as_deref().map(|n| local_path(Some(n)).to_owned());
-    let user = match check_credentials(&state, &body.username, body.password).await {
+    let user = match check_credentials(&state, client, &body.username, body.password).await {
         Ok(user) => user,
         Err(ApiError::OAuth { .. } | ApiError::BadRequest { .. }) if next.is_some() => {
             let query =

@@ -170,13 +170,14 @@ async fn start(data: Arc<TempDir>, args: Vec<String>) -> Server {
                 std::fs::read_to_string(data.path().join("server.log")).unwrap_or_default()
             )
         });
-    let addr = line
-        .strip_prefix("wsguard listening on http://")
+    let base = line
+        .strip_prefix("wsguard listening on ")
+        .filter(|base| base.starts_with("http://") || base.starts_with("https://"))
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_owned();
     Server {
-        base: format!("http://{addr}"),
-        ws_base: format!("ws://{addr}"),
+        ws_base: base.replacen("http", "ws", 1),
+        base,
         data,
         args,
         child,
@@ -239,6 +240,24 @@ impl Server {
         let args = std::mem::take(&mut self.args);
         drop(self);
         start(data, args).await
+    }
+
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("server still running")
+    }
+
+    /// Waits up to `within` for the process to exit.
+    pub async fn exit_status(&mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("server still running after {within:?}"))
+            .unwrap()
+    }
+
+    /// `host:port` the server listens on.
+    pub fn addr(&self) -> &str {
+        self.base.split("://").nth(1).unwrap()
     }
 
     /// Kills the process (SIGKILL), as a crash would.

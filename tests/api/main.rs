@@ -4,9 +4,13 @@
 mod chat;
 mod cli;
 mod cluster;
+mod cors;
 mod helpers;
 mod pages;
 mod refresh;
+mod shutdown;
 mod sockets;
 mod sockets_life;
+mod throttle;
+mod tls;
 mod tokens;

@@ -1,0 +1,68 @@
+//! Graceful shutdown: SIGTERM closes sockets with 1001, lets in-flight requests finish, stops
+//! accepting, and exits in bounded time.
+
+use crate::helpers::{close_code, next_text, spawn};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_finishes_requests_and_exits() {
+    let mut server = spawn(&[]).await;
+    let pair = server.login("johndoe", "secret").await;
+    let mut ws =
+        server.ws("/secured-ws", &[("Authorization", &format!("Bearer {}", pair.access))]).await.unwrap();
+    assert_eq!(next_text(&mut ws).await, "Welcome johndoe!");
+
+    // A login in flight: its head and half its body are sent before the signal.
+    let body = "username=johndoe&password=secret";
+    let mut login = TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        server.addr(),
+        body.len()
+    );
+    login.write_all(head.as_bytes()).await.unwrap();
+    login.write_all(&body.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let signalled = Instant::now();
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+
+    let (code, _) = close_code(&mut ws, Duration::from_secs(5)).await;
+    assert_eq!(code, 1001);
+
+    login.write_all(&body.as_bytes()[10..]).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), login.read_to_end(&mut response))
+        .await
+        .expect("the in-flight login did not finish")
+        .unwrap();
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("access_token"), "{response}");
+
+    let status = server.exit_status(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
+    assert!(TcpStream::connect(server.addr()).await.is_err(), "still accepting after exit");
+}
+
+#[tokio::test]
+async fn a_stalled_request_does_not_keep_the_process_alive() {
+    let mut server = spawn(&[]).await;
+    let mut stalled = TcpStream::connect(server.addr()).await.unwrap();
+    stalled
+        .write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+    // New connections are refused as soon as the signal is handled.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(TcpStream::connect(server.addr()).await.is_err(), "still accepting after SIGTERM");
+    let status = server.exit_status(Duration::from_secs(10)).await;
+    assert!(status.success(), "exit status {status}");
+}

@@ -5,6 +5,7 @@ mod chat;
 mod cli;
 mod cluster;
 mod helpers;
+mod keys;
 mod pages;
 mod refresh;
 mod sockets;

@@ -244,3 +244,36 @@ mod duration {
         humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_alg_comes_from_the_file_and_flags_win() {
+        let file: ServeArgs = toml::from_str(r#"jwt_alg = "EdDSA""#).unwrap();
+        let config = Config::resolve(ServeArgs::default(), file.clone()).unwrap();
+        assert_eq!(config.jwt_alg, jsonwebtoken::Algorithm::EdDSA);
+        assert_eq!(config.jwt_keys_dir, PathBuf::from("./wsguard-data").join("keys"));
+        let flags = ServeArgs { jwt_alg: Some("RS256".into()), ..Default::default() };
+        assert_eq!(Config::resolve(flags, file).unwrap().jwt_alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(
+            Config::resolve(ServeArgs::default(), ServeArgs::default()).unwrap().jwt_alg,
+            jsonwebtoken::Algorithm::HS256
+        );
+    }
+
+    #[test]
+    fn unknown_algorithms_and_a_secret_file_with_keys_are_refused() {
+        for alg in ["none", "HS512", "PS256", "rs256"] {
+            let file = ServeArgs { jwt_alg: Some(alg.into()), ..Default::default() };
+            assert!(Config::resolve(ServeArgs::default(), file).is_err(), "{alg}");
+        }
+        let file = ServeArgs {
+            jwt_alg: Some("ES256".into()),
+            jwt_secret_file: Some("secret".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(ServeArgs::default(), file).is_err());
+    }
+}

@@ -305,4 +305,62 @@ mod tests {
         let token = jsonwebtoken::encode(&header, &claims, encoding).unwrap();
         assert_eq!(t.verify(&token, TokenKind::Access), Err(TokenError::Expired));
     }
+
+    fn ring_tokens(dir: &std::path::Path, alg: Algorithm) -> Tokens {
+        let ring = KeyRing::open(dir, alg, Duration::from_secs(600)).unwrap();
+        Tokens::new(ring, "wsguard".into(), None, Duration::from_secs(60), Duration::from_secs(600))
+    }
+
+    #[test]
+    fn asymmetric_tokens_need_their_algorithm_and_a_known_kid() {
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let dir = tempfile::tempdir().unwrap();
+            let t = ring_tokens(dir.path(), alg);
+            let issued = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            assert_eq!(t.verify(&issued.token, TokenKind::Access).unwrap(), issued.claims);
+            let kid = t.ring().unwrap().current().kid.clone();
+
+            // HS256 keyed with the public key (the JWK, its JSON text): algorithm confusion.
+            let jwk = t.jwks()["keys"][0].clone();
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(kid.clone());
+            for secret in [jwk.to_string(), jwk["x"].as_str().or(jwk["n"].as_str()).unwrap().to_owned()] {
+                let confused = jsonwebtoken::encode(
+                    &header,
+                    &issued.claims,
+                    &EncodingKey::from_secret(secret.as_bytes()),
+                )
+                .unwrap();
+                assert_eq!(t.verify(&confused, TokenKind::Access), Err(TokenError::BadSignature));
+            }
+
+            // Another ring's key: unknown kid, and under a known kid.
+            let other_dir = tempfile::tempdir().unwrap();
+            let other = ring_tokens(other_dir.path(), alg);
+            let foreign = other.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            assert_eq!(t.verify(&foreign.token, TokenKind::Access), Err(TokenError::BadSignature));
+            let mut header = Header::new(alg);
+            header.kid = Some(kid.clone());
+            let stolen_kid =
+                jsonwebtoken::encode(&header, &issued.claims, &other.ring().unwrap().current().encoding)
+                    .unwrap();
+            assert_eq!(t.verify(&stolen_kid, TokenKind::Access), Err(TokenError::BadSignature));
+            // No kid at all.
+            let no_kid = jsonwebtoken::encode(
+                &Header::new(alg),
+                &issued.claims,
+                &t.ring().unwrap().current().encoding,
+            )
+            .unwrap();
+            assert_eq!(t.verify(&no_kid, TokenKind::Access), Err(TokenError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn an_hs256_server_refuses_asymmetric_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued =
+            ring_tokens(dir.path(), Algorithm::ES256).issue("johndoe", TokenKind::Access, false, "f", "c");
+        assert_eq!(tokens().verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
+    }
 }

@@ -250,7 +250,10 @@ impl KeyRing {
             alg,
             refresh_ttl,
             snapshot: RwLock::new(Arc::new(snapshot)),
-            last_miss_reload: Mutex::new(Instant::now()),
+            // The first unknown kid rereads at once.
+            last_miss_reload: Mutex::new(
+                Instant::now().checked_sub(MISS_RELOAD_INTERVAL).unwrap_or_else(Instant::now),
+            ),
         })
     }
 
@@ -358,6 +361,21 @@ mod tests {
         let states = states(&keys, Algorithm::ES256, Duration::from_secs(600), later);
         assert_eq!(states[0].1, KeyState::Expired);
         assert_eq!(states[1].1, KeyState::Signing);
+    }
+
+    #[test]
+    fn an_unknown_kid_rereads_the_folder_at_most_once_a_second() {
+        let dir = tempfile::tempdir().unwrap();
+        let ring = KeyRing::open(dir.path(), Algorithm::EdDSA, Duration::from_secs(600)).unwrap();
+        assert!(ring.find("eddsa-1-00000000").is_none());
+        // Another node (or the CLI) rotates: this ring has not seen the new key yet.
+        let newer = generate(dir.path(), Algorithm::EdDSA).unwrap();
+        assert!(ring.find(&newer.kid).is_none(), "no reread within a second of the last");
+        std::thread::sleep(MISS_RELOAD_INTERVAL);
+        assert!(ring.find(&newer.kid).is_some(), "an unknown kid rereads the folder");
+        assert_eq!(ring.current().kid, newer.kid);
+        let newest = generate(dir.path(), Algorithm::EdDSA).unwrap();
+        assert!(ring.find(&newest.kid).is_none(), "made-up kids cannot make it reread more often");
     }
 
     #[test]

@@ -174,3 +174,27 @@ async fn rotation_keeps_old_tokens_valid_and_the_server_signs_with_the_new_key()
         assert_eq!(server.ws_refused("/secured-ws", &[("authorization", &bearer)]).await, 401);
     }
 }
+
+#[tokio::test]
+async fn nodes_sharing_the_keys_folder_verify_each_others_new_keys() {
+    use crate::helpers::{another_node, service, Schema, POSTGRES};
+    if !service("PostgreSQL", POSTGRES) {
+        return;
+    }
+    let schema = Schema::create().await;
+    let database = format!("--database-url={}", schema.url());
+    let a = spawn(&["--jwt-alg=EdDSA", database.as_str()]).await;
+    let b = another_node(&a).await;
+    let first = a.login("johndoe", "secret").await;
+    assert_eq!(b.me(&first.access).await.status(), StatusCode::OK);
+
+    assert!(crate::helpers::cli(&a.data_dir(), &["keys", "rotate"], "").await.status.success());
+    // A restarted node signs with the newest key at once; the other learns of it from the kid.
+    let a = a.restart().await;
+    let second = a.login("johndoe", "secret").await;
+    assert_ne!(header(&second.access)["kid"], header(&first.access)["kid"]);
+    assert_eq!(b.me(&second.access).await.status(), StatusCode::OK);
+    assert_eq!(b.me(&first.access).await.status(), StatusCode::OK);
+    assert_eq!(a.me(&first.access).await.status(), StatusCode::OK);
+    schema.drop().await;
+}

@@ -241,6 +241,14 @@ impl KeyRing {
     pub fn open(dir: &Path, alg: Algorithm, refresh_ttl: Duration) -> anyhow::Result<KeyRing> {
         anyhow::ensure!(is_asymmetric(alg), "{alg:?} is not an asymmetric algorithm");
         ensure_private_dir(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(dir)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(dir = %dir.display(), mode = format!("{:o}", mode & 0o777), "the keys folder is open to others; 0700 keeps private keys private");
+            }
+        }
         if !scan(dir)?.iter().any(|k| k.alg == alg) {
             generate(dir, alg)?;
         }

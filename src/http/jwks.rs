@@ -6,6 +6,8 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 
+/// The public signing keys.
+///
 /// The JWK Set (RFC 7517) of the keys that verify tokens: RSA `n`/`e`, EC P-256 `x`/`y`, Ed25519
 /// OKP `x`, each with `kid`, `alg` and `use: sig`. Empty with HS256: a shared secret is never published.
 #[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",

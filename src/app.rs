@@ -1,8 +1,9 @@
 //! The shared state, and the server's life: start, follow the revocation log, shut down.
 
+use crate::auth::keyring::{self, KeyRing};
 use crate::auth::keys::{ensure_data_dir, HmacKey};
 use crate::auth::password::Hasher;
-use crate::auth::tokens::{now, Tokens};
+use crate::auth::tokens::{now, SigningKeys, Tokens};
 use crate::auth::Authenticator;
 use crate::broker::{DynBroker, InProcess, RedisBroker};
 use crate::chat::hub::Hub;
@@ -57,9 +58,13 @@ impl AppState {
     pub async fn new(config: Config) -> anyhow::Result<AppState> {
         ensure_data_dir(&config.data_dir)?;
         let store = store::connect(&config.database_url).await?;
-        let key = HmacKey::load(config.jwt_secret_file.as_deref(), &config.data_dir)?;
+        let keys: SigningKeys = if keyring::is_asymmetric(config.jwt_alg) {
+            KeyRing::open(&config.jwt_keys_dir, config.jwt_alg, config.refresh_ttl)?.into()
+        } else {
+            HmacKey::load(config.jwt_secret_file.as_deref(), &config.data_dir)?.into()
+        };
         let tokens = Tokens::new(
-            key,
+            keys,
             config.issuer.clone(),
             config.audience.clone(),
             config.access_ttl,
@@ -155,6 +160,33 @@ async fn follow_revocations(state: AppState) -> StoreResult<()> {
 const REQUEST_GRACE: Duration = Duration::from_secs(5);
 const SOCKET_GRACE: Duration = Duration::from_secs(3);
 
+/// Rereads the keys folder now and then, so a rotation made by `wsguard keys rotate` (or another
+/// node) starts signing here without a restart.
+fn follow_keys(state: AppState) {
+    if state.auth.tokens.ring().is_none() {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(keyring::RELOAD_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = state.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let reader = state.clone();
+            // Reading files (and parsing a new key) blocks: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                if let Some(ring) = reader.auth.tokens.ring() {
+                    ring.reload();
+                }
+            })
+            .await;
+        }
+    });
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -163,6 +195,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = AppState::new(config).await?;
     follow_revocations(state.clone()).await?;
+    follow_keys(state.clone());
     let listener = TcpListener::bind(state.config.bind).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

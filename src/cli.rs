@@ -6,7 +6,7 @@ use crate::config::{self, Config, ServeArgs, StoreArgs};
 use crate::store::{self, DynStore, StoreError, UserRecord};
 use crate::users::{check_field, check_password, check_username};
 use anyhow::{bail, Context};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
@@ -32,8 +32,43 @@ enum Command {
     /// Manage users
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the RS256/ES256/EdDSA signing keys
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// Add the demo users johndoe/secret, janedoe/secret2 and alice/secret3 (disabled). Not for production.
     Demo(StoreArgs),
+}
+
+/// Where the keys are and how long old ones are kept; as `serve` resolves them.
+#[derive(Args)]
+struct KeysArgs {
+    /// Data folder [default: ./wsguard-data]
+    #[arg(long, env = "WSGUARD_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Keys folder [default: <data-dir>/keys]
+    #[arg(long, env = "WSGUARD_JWT_KEYS_DIR", value_name = "DIR")]
+    jwt_keys_dir: Option<PathBuf>,
+    /// Algorithm of the keys [default: the configured one, else that of the newest key]
+    #[arg(long, env = "WSGUARD_JWT_ALG", value_name = "ALG", value_parser = config::JWT_ALGS)]
+    jwt_alg: Option<String>,
+    /// Lifetime of refresh tokens: how long a replaced key still verifies [default: 14d]
+    #[arg(long, env = "WSGUARD_REFRESH_TTL", value_parser = humantime::parse_duration)]
+    refresh_ttl: Option<std::time::Duration>,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; servers sign with it within ~10 s, older keys verify until their
+    /// tokens have expired
+    Rotate {
+        #[command(flatten)]
+        keys: KeysArgs,
+    },
+    /// List the keys: kid, algorithm, created, signing or verifying until when
+    List {
+        #[command(flatten)]
+        keys: KeysArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +125,7 @@ impl Cli {
         match self.command {
             Command::Serve(args) => crate::app::serve(Config::resolve(*args, file)?).await,
             Command::User(command) => command.run(file.store).await,
+            Command::Keys(command) => command.run(file),
             Command::Demo(args) => demo(args.merge(file.store)).await,
         }
     }
@@ -207,6 +243,64 @@ impl UserCommand {
                     added += 1;
                 }
                 println!("imported {added} users");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl KeysCommand {
+    fn run(self, file: ServeArgs) -> anyhow::Result<()> {
+        use crate::auth::keyring::{self, KeyState};
+        let (KeysCommand::Rotate { keys: args } | KeysCommand::List { keys: args }) = &self;
+        let data_dir =
+            StoreArgs { data_dir: args.data_dir.clone(), database_url: None }.merge(file.store).data_dir();
+        let dir = args
+            .jwt_keys_dir
+            .clone()
+            .or(file.jwt_keys_dir)
+            .unwrap_or_else(|| data_dir.join(keyring::KEYS_DIR));
+        let refresh_ttl =
+            args.refresh_ttl.or(file.refresh_ttl).unwrap_or(std::time::Duration::from_secs(14 * 24 * 3600));
+        let found = keyring::scan(&dir)?;
+        let alg = match args.jwt_alg.clone().or(file.jwt_alg) {
+            Some(name) => config::parse_jwt_alg(&name)?,
+            None => match found.last() {
+                Some(newest) => newest.alg,
+                None => bail!("no keys in {}; give the algorithm with --jwt-alg", dir.display()),
+            },
+        };
+        if !keyring::is_asymmetric(alg) {
+            bail!("HS256 has one secret, not keys: rotate it by replacing --jwt-secret-file");
+        }
+        match self {
+            KeysCommand::Rotate { .. } => {
+                let key = keyring::generate(&dir, alg)?;
+                // Keys no server verifies with any more: their tokens have all expired.
+                for (old, state) in keyring::states(&keyring::scan(&dir)?, alg, refresh_ttl, now()) {
+                    if state == KeyState::Expired {
+                        std::fs::remove_file(&old.path)
+                            .with_context(|| format!("removing {}", old.path.display()))?;
+                        println!("removed expired key {}", old.kid);
+                    }
+                }
+                println!("added {} ({alg:?}); servers sign with it within 10 s", key.kid);
+            }
+            KeysCommand::List { .. } => {
+                let stamp = |t: i64| {
+                    time::OffsetDateTime::from_unix_timestamp(t)
+                        .ok()
+                        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                        .unwrap_or_else(|| t.to_string())
+                };
+                for (key, state) in keyring::states(&found, alg, refresh_ttl, now()) {
+                    let state = match state {
+                        KeyState::Signing => "signing".to_owned(),
+                        KeyState::Verifying(until) => format!("verifying until {}", stamp(until)),
+                        KeyState::Expired => "expired".to_owned(),
+                    };
+                    println!("{}\t{:?}\t{}\t{state}", key.kid, key.alg, stamp(key.created));
+                }
             }
         }
         Ok(())

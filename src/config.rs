@@ -19,6 +19,20 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
 }
 
+pub const JWT_ALGS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
+
+/// The algorithm named `name` (one of [`JWT_ALGS`]).
+pub fn parse_jwt_alg(name: &str) -> anyhow::Result<jsonwebtoken::Algorithm> {
+    use jsonwebtoken::Algorithm;
+    Ok(match name {
+        "HS256" => Algorithm::HS256,
+        "RS256" => Algorithm::RS256,
+        "ES256" => Algorithm::ES256,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => anyhow::bail!("jwt_alg {name}: one of {}", JWT_ALGS.join(", ")),
+    })
+}
+
 /// Every setting of `wsguard serve`. All optional here: unset ones fall back to the config file,
 /// then to the default shown in brackets.
 #[derive(Args, Debug, Clone, Default, Deserialize)]
@@ -51,9 +65,13 @@ pub struct ServeArgs {
     /// Most concurrent sockets one user may hold [default: 64]
     #[arg(long, env = "WSGUARD_MAX_SOCKETS_PER_USER", value_name = "N")]
     pub max_sockets_per_user: Option<usize>,
-    /// JWT signing algorithm [default: HS256]
-    #[arg(long, env = "WSGUARD_JWT_ALG", value_name = "ALG", value_parser = ["HS256"])]
+    /// JWT signing algorithm; RS256, ES256 and EdDSA keys are generated into the keys folder
+    /// [default: HS256]
+    #[arg(long, env = "WSGUARD_JWT_ALG", value_name = "ALG", value_parser = JWT_ALGS)]
     pub jwt_alg: Option<String>,
+    /// Folder of the RS256/ES256/EdDSA keys; nodes of a cluster share it [default: <data-dir>/keys]
+    #[arg(long, env = "WSGUARD_JWT_KEYS_DIR", value_name = "DIR")]
+    pub jwt_keys_dir: Option<PathBuf>,
     /// File holding the HS256 secret (at least 32 bytes) [default: generated into the data folder]
     #[arg(long, env = "WSGUARD_JWT_SECRET_FILE", value_name = "FILE")]
     pub jwt_secret_file: Option<PathBuf>,
@@ -127,6 +145,8 @@ pub struct Config {
     pub allowed_origins: Vec<String>,
     pub max_sockets_per_user: usize,
     pub jwt_secret_file: Option<PathBuf>,
+    pub jwt_alg: jsonwebtoken::Algorithm,
+    pub jwt_keys_dir: PathBuf,
     pub issuer: String,
     pub audience: Option<String>,
     pub max_message_bytes: usize,
@@ -208,6 +228,11 @@ impl Config {
             allowed_origins: flags.allowed_origins.or(file.allowed_origins).unwrap_or_default(),
             max_sockets_per_user: flags.max_sockets_per_user.or(file.max_sockets_per_user).unwrap_or(64),
             jwt_secret_file: flags.jwt_secret_file.or(file.jwt_secret_file),
+            jwt_alg: parse_jwt_alg(flags.jwt_alg.or(file.jwt_alg).as_deref().unwrap_or("HS256"))?,
+            jwt_keys_dir: flags
+                .jwt_keys_dir
+                .or(file.jwt_keys_dir)
+                .unwrap_or_else(|| store.data_dir().join(crate::auth::keyring::KEYS_DIR)),
             issuer: flags.issuer.or(file.issuer).unwrap_or_else(|| "wsguard".into()),
             audience: flags.audience.or(file.audience),
             max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 * 1024),
@@ -234,9 +259,11 @@ impl Config {
                 .unwrap_or(100),
             login_window: flags.login_window.or(file.login_window).unwrap_or(Duration::from_secs(15 * 60)),
         };
-        if let Some(alg) = flags.jwt_alg.or(file.jwt_alg) {
-            anyhow::ensure!(alg == "HS256", "jwt_alg {alg}: only HS256 is available in this build");
-        }
+        anyhow::ensure!(
+            config.jwt_alg == jsonwebtoken::Algorithm::HS256 || config.jwt_secret_file.is_none(),
+            "jwt_secret_file is for HS256; {:?} keys live in the keys folder",
+            config.jwt_alg
+        );
         anyhow::ensure!(config.access_ttl >= Duration::from_secs(1), "access_ttl must be at least 1s");
         anyhow::ensure!(
             config.refresh_ttl >= config.access_ttl,
@@ -271,5 +298,38 @@ mod duration {
     pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwt_alg_comes_from_the_file_and_flags_win() {
+        let file: ServeArgs = toml::from_str(r#"jwt_alg = "EdDSA""#).unwrap();
+        let config = Config::resolve(ServeArgs::default(), file.clone()).unwrap();
+        assert_eq!(config.jwt_alg, jsonwebtoken::Algorithm::EdDSA);
+        assert_eq!(config.jwt_keys_dir, PathBuf::from("./wsguard-data").join("keys"));
+        let flags = ServeArgs { jwt_alg: Some("RS256".into()), ..Default::default() };
+        assert_eq!(Config::resolve(flags, file).unwrap().jwt_alg, jsonwebtoken::Algorithm::RS256);
+        assert_eq!(
+            Config::resolve(ServeArgs::default(), ServeArgs::default()).unwrap().jwt_alg,
+            jsonwebtoken::Algorithm::HS256
+        );
+    }
+
+    #[test]
+    fn unknown_algorithms_and_a_secret_file_with_keys_are_refused() {
+        for alg in ["none", "HS512", "PS256", "rs256"] {
+            let file = ServeArgs { jwt_alg: Some(alg.into()), ..Default::default() };
+            assert!(Config::resolve(ServeArgs::default(), file).is_err(), "{alg}");
+        }
+        let file = ServeArgs {
+            jwt_alg: Some("ES256".into()),
+            jwt_secret_file: Some("secret".into()),
+            ..Default::default()
+        };
+        assert!(Config::resolve(ServeArgs::default(), file).is_err());
     }
 }

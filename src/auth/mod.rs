@@ -2,6 +2,7 @@
 //! revocation. [`Authenticator::authenticate`] is the one path from a presented token to an
 //! identity, used by every HTTP extractor and every WebSocket endpoint.
 
+pub mod keyring;
 pub mod keys;
 pub mod password;
 pub mod revocation;

@@ -2,10 +2,12 @@
 //! algorithm comes from the configuration (an allow-list of one), so `none` and algorithm
 //! confusion fail, and every claim wsguard relies on must be present.
 
+use super::keyring::KeyRing;
 use super::keys::HmacKey;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
@@ -66,10 +68,27 @@ pub struct Issued {
     pub claims: Claims,
 }
 
+/// What signs and verifies: one HS256 secret, or a ring of asymmetric keys.
+pub enum SigningKeys {
+    Hmac(HmacKey),
+    Ring(KeyRing),
+}
+
+impl From<HmacKey> for SigningKeys {
+    fn from(key: HmacKey) -> SigningKeys {
+        SigningKeys::Hmac(key)
+    }
+}
+
+impl From<KeyRing> for SigningKeys {
+    fn from(ring: KeyRing) -> SigningKeys {
+        SigningKeys::Ring(ring)
+    }
+}
+
 pub struct Tokens {
-    key: HmacKey,
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    keys: Keys,
+    alg: Algorithm,
     validation: Validation,
     issuer: String,
     audience: Option<String>,
@@ -85,15 +104,34 @@ pub fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+enum Keys {
+    Hmac { key: HmacKey, encoding: EncodingKey, decoding: DecodingKey },
+    Ring(KeyRing),
+}
+
 impl Tokens {
     pub fn new(
-        key: HmacKey,
+        keys: impl Into<SigningKeys>,
         issuer: String,
         audience: Option<String>,
         access_ttl: Duration,
         refresh_ttl: Duration,
     ) -> Tokens {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let (keys, alg) = match keys.into() {
+            SigningKeys::Hmac(key) => (
+                Keys::Hmac {
+                    encoding: EncodingKey::from_secret(&key.secret),
+                    decoding: DecodingKey::from_secret(&key.secret),
+                    key,
+                },
+                Algorithm::HS256,
+            ),
+            SigningKeys::Ring(ring) => {
+                let alg = ring.alg();
+                (Keys::Ring(ring), alg)
+            }
+        };
+        let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss"]);
@@ -102,16 +140,7 @@ impl Tokens {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Tokens {
-            encoding: EncodingKey::from_secret(&key.secret),
-            decoding: DecodingKey::from_secret(&key.secret),
-            key,
-            validation,
-            issuer,
-            audience,
-            access_ttl,
-            refresh_ttl,
-        }
+        Tokens { keys, alg, validation, issuer, audience, access_ttl, refresh_ttl }
     }
 
     /// Signs a token of `kind` for `sub` within the login `fam`.
@@ -134,11 +163,37 @@ impl Tokens {
             fam: fam.to_owned(),
             csrf: csrf.to_owned(),
         };
-        let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(self.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding)
-            .expect("HS256 signing of serialisable claims cannot fail");
+        let mut header = Header::new(self.alg);
+        let token = match &self.keys {
+            Keys::Hmac { key, encoding, .. } => {
+                header.kid = Some(key.kid.clone());
+                jsonwebtoken::encode(&header, &claims, encoding)
+            }
+            Keys::Ring(ring) => {
+                let key = ring.current();
+                header.kid = Some(key.kid.clone());
+                jsonwebtoken::encode(&header, &claims, &key.encoding)
+            }
+        };
+        // Keys are checked to sign when loaded; claims always serialise.
+        let token = token.expect("signing with a loaded key cannot fail");
         Issued { token, claims }
+    }
+
+    /// The asymmetric keys, when configured: for the JWKS and the periodic reload.
+    pub fn ring(&self) -> Option<&KeyRing> {
+        match &self.keys {
+            Keys::Ring(ring) => Some(ring),
+            Keys::Hmac { .. } => None,
+        }
+    }
+
+    /// The public keys as a JWK Set: empty with HS256, whose secret is never published.
+    pub fn jwks(&self) -> Arc<serde_json::Value> {
+        match self.ring() {
+            Some(ring) => ring.jwks(),
+            None => Arc::new(serde_json::json!({ "keys": [] })),
+        }
     }
 
     /// Checks signature, algorithm, `kid`, time window, issuer, audience and kind. Revocation and
@@ -148,20 +203,32 @@ impl Tokens {
             return Err(TokenError::Malformed);
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        if header.alg != Algorithm::HS256 {
+        if header.alg != self.alg {
             return Err(TokenError::BadSignature);
         }
-        if header.kid.as_deref().is_some_and(|kid| kid != self.key.kid) {
-            return Err(TokenError::BadSignature);
-        }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => TokenError::Expired,
-                ErrorKind::ImmatureSignature => TokenError::Immature,
-                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
-                ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
-                _ => TokenError::Malformed,
+        let ring_key;
+        let decoding = match &self.keys {
+            Keys::Hmac { key, decoding, .. } => {
+                if header.kid.as_deref().is_some_and(|kid| kid != key.kid) {
+                    return Err(TokenError::BadSignature);
+                }
+                decoding
             }
+            // The key comes from the `kid`, and only from the ring of the configured algorithm.
+            Keys::Ring(ring) => {
+                ring_key =
+                    header.kid.as_deref().and_then(|kid| ring.find(kid)).ok_or(TokenError::BadSignature)?;
+                &ring_key.decoding
+            }
+        };
+        let data = jsonwebtoken::decode::<Claims>(token, decoding, &self.validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::Immature,
+            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            _ => TokenError::Malformed,
         })?;
         if data.claims.kind != kind {
             return Err(TokenError::WrongKind);
@@ -232,9 +299,68 @@ mod tests {
         claims.exp = now() - 60;
         claims.iat = now() - 120;
         claims.nbf = claims.iat;
+        let Keys::Hmac { key, encoding, .. } = &t.keys else { unreachable!() };
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(t.key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, &t.encoding).unwrap();
+        header.kid = Some(key.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, encoding).unwrap();
         assert_eq!(t.verify(&token, TokenKind::Access), Err(TokenError::Expired));
+    }
+
+    fn ring_tokens(dir: &std::path::Path, alg: Algorithm) -> Tokens {
+        let ring = KeyRing::open(dir, alg, Duration::from_secs(600)).unwrap();
+        Tokens::new(ring, "wsguard".into(), None, Duration::from_secs(60), Duration::from_secs(600))
+    }
+
+    #[test]
+    fn asymmetric_tokens_need_their_algorithm_and_a_known_kid() {
+        for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
+            let dir = tempfile::tempdir().unwrap();
+            let t = ring_tokens(dir.path(), alg);
+            let issued = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            assert_eq!(t.verify(&issued.token, TokenKind::Access).unwrap(), issued.claims);
+            let kid = t.ring().unwrap().current().kid.clone();
+
+            // HS256 keyed with the public key (the JWK, its JSON text): algorithm confusion.
+            let jwk = t.jwks()["keys"][0].clone();
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(kid.clone());
+            for secret in [jwk.to_string(), jwk["x"].as_str().or(jwk["n"].as_str()).unwrap().to_owned()] {
+                let confused = jsonwebtoken::encode(
+                    &header,
+                    &issued.claims,
+                    &EncodingKey::from_secret(secret.as_bytes()),
+                )
+                .unwrap();
+                assert_eq!(t.verify(&confused, TokenKind::Access), Err(TokenError::BadSignature));
+            }
+
+            // Another ring's key: unknown kid, and under a known kid.
+            let other_dir = tempfile::tempdir().unwrap();
+            let other = ring_tokens(other_dir.path(), alg);
+            let foreign = other.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            assert_eq!(t.verify(&foreign.token, TokenKind::Access), Err(TokenError::BadSignature));
+            let mut header = Header::new(alg);
+            header.kid = Some(kid.clone());
+            let stolen_kid =
+                jsonwebtoken::encode(&header, &issued.claims, &other.ring().unwrap().current().encoding)
+                    .unwrap();
+            assert_eq!(t.verify(&stolen_kid, TokenKind::Access), Err(TokenError::BadSignature));
+            // No kid at all.
+            let no_kid = jsonwebtoken::encode(
+                &Header::new(alg),
+                &issued.claims,
+                &t.ring().unwrap().current().encoding,
+            )
+            .unwrap();
+            assert_eq!(t.verify(&no_kid, TokenKind::Access), Err(TokenError::BadSignature));
+        }
+    }
+
+    #[test]
+    fn an_hs256_server_refuses_asymmetric_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let issued =
+            ring_tokens(dir.path(), Algorithm::ES256).issue("johndoe", TokenKind::Access, false, "f", "c");
+        assert_eq!(tokens().verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
     }
 }

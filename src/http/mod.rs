@@ -4,6 +4,7 @@ mod cookies;
 pub mod error;
 pub mod extract;
 mod health;
+mod jwks;
 mod pages;
 mod tokens;
 mod users;
@@ -34,6 +35,7 @@ use utoipa_swagger_ui::SwaggerUi;
         tokens::token, tokens::login, tokens::login_cookie, tokens::refresh, tokens::logout,
         users::me, users::items, users::change_password,
         health::healthz, health::readyz,
+        jwks::jwks,
     ),
     modifiers(&BearerScheme),
     tags((name = "tokens", description = "Logins, refresh and logout"), (name = "users"), (name = "health")),
@@ -66,7 +68,8 @@ fn routes(state: AppState) -> Router {
         .route("/items/", get(users::items))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics));
+        .route("/metrics", get(health::metrics))
+        .route("/.well-known/jwks.json", get(jwks::jwks));
     let pages = Router::new()
         .route("/", get(pages::root))
         .route("/chat", get(pages::chat))

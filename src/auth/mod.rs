@@ -33,6 +33,42 @@ pub enum Mode {
     Fresh,
 }
 
+impl AuthError {
+    /// A short stable name, for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "missing",
+            AuthError::NotBearer => "not_bearer",
+            AuthError::Token(TokenError::Malformed) => "malformed",
+            AuthError::Token(TokenError::BadSignature) => "bad_signature",
+            AuthError::Token(TokenError::Expired) => "expired",
+            AuthError::Token(TokenError::Immature) => "not_yet_valid",
+            AuthError::Token(TokenError::WrongAudience) => "wrong_issuer_or_audience",
+            AuthError::Token(TokenError::WrongKind) => "wrong_type",
+            AuthError::Token(TokenError::NotFresh) => "not_fresh",
+            AuthError::Token(TokenError::Revoked) => "revoked",
+            AuthError::Csrf => "csrf",
+            AuthError::UnknownUser => "unknown_user",
+            AuthError::Inactive => "inactive",
+            AuthError::Store(_) => "store_unavailable",
+        }
+    }
+}
+
+/// Refused authentications by reason, for `/metrics`.
+#[derive(Default)]
+pub struct Rejections(Mutex<std::collections::BTreeMap<&'static str, u64>>);
+
+impl Rejections {
+    fn count(&self, reason: &'static str) {
+        *self.0.lock().expect("rejections lock").entry(reason).or_default() += 1;
+    }
+
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        self.0.lock().expect("rejections lock").iter().map(|(k, v)| (*k, *v)).collect()
+    }
+}
+
 impl Mode {
     pub fn token_kind(self) -> TokenKind {
         match self {
@@ -75,6 +111,7 @@ pub struct Authenticator {
     pub revocations: Revocations,
     store: DynStore,
     principals: PrincipalCache,
+    pub rejections: Rejections,
 }
 
 /// How long a looked-up user and login state is reused. Changes made on this node invalidate it
@@ -100,6 +137,7 @@ impl Authenticator {
             revocations: Revocations::default(),
             store,
             principals: PrincipalCache::default(),
+            rejections: Rejections::default(),
         }
     }
 
@@ -141,6 +179,14 @@ impl Authenticator {
         presented: Option<&Presented>,
         mode: Mode,
     ) -> Result<Option<Identity>, AuthError> {
+        let result = self.check(presented, mode).await;
+        if let Err(err) = &result {
+            self.rejections.count(err.reason());
+        }
+        result
+    }
+
+    async fn check(&self, presented: Option<&Presented>, mode: Mode) -> Result<Option<Identity>, AuthError> {
         let Some(presented) = presented else {
             return match mode {
                 Mode::Optional => Ok(None),

@@ -40,5 +40,11 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = &state.hasher.stats;
     let hashes = (stats.count.load(Ordering::Relaxed), stats.micros.load(Ordering::Relaxed));
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(hashes))
+    let mut text = state.metrics.render(hashes);
+    text.push_str("# HELP wsguard_token_rejections_total Refused authentications, by reason.\n");
+    text.push_str("# TYPE wsguard_token_rejections_total counter\n");
+    for (reason, count) in state.auth.rejections.snapshot() {
+        text.push_str(&format!("wsguard_token_rejections_total{{reason=\"{reason}\"}} {count}\n"));
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

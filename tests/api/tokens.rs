@@ -305,3 +305,44 @@ async fn logs_never_hold_tokens_or_passwords() {
         assert!(!log.contains(secret), "the log holds {secret}");
     }
 }
+
+#[tokio::test]
+async fn metrics_count_logins_rejections_and_hash_time() {
+    let server = spawn(&[]).await;
+    server.login("johndoe", "secret").await;
+    server.token_form(&[("username", "johndoe"), ("password", "wrong")]).await;
+    server.me("garbage").await;
+    let pair = server.login("janedoe", "secret2").await;
+    server.me(&pair.refresh).await;
+    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "wsguard_logins_total{result=\"ok\"} 2",
+        "wsguard_logins_total{result=\"failed\"} 1",
+        "wsguard_token_rejections_total{reason=\"malformed\"} 1",
+        "wsguard_token_rejections_total{reason=\"wrong_type\"} 1",
+        "# TYPE wsguard_password_hash_seconds_total counter",
+        "# TYPE wsguard_sockets_open gauge",
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let data = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(crate::helpers::BIN)
+        .args(["user", "list", "--data-dir"])
+        .arg(data.path())
+        .env("WSGUARD_LOG_FORMAT", "json")
+        .env("WSGUARD_LOG", "debug")
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success());
+    let log = String::from_utf8(output.stderr).unwrap();
+    assert!(log.lines().count() > 0, "some log lines");
+    for line in log.lines() {
+        let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string() && value["timestamp"].is_string(), "{line}");
+    }
+}

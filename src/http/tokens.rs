@@ -1,7 +1,7 @@
 //! The token service: password logins (OAuth2 form, JSON, cookies), refresh rotation and logout.
 
 use super::cookies;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
 use crate::app::AppState;
 use crate::auth::password::Verdict;
@@ -130,10 +130,11 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
-        (status = 401, description = "Incorrect username or password"),
-        (status = 415, description = "Not a form"),
-        (status = 503, description = "Too many logins in progress"),
+        (status = 400, body = ErrorBody, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not a form"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn token(
     State(state): State<AppState>,
@@ -193,8 +194,12 @@ pub async fn token(
 #[utoipa::path(post, path = "/login", tag = "tokens", request_body = Credentials,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "Incorrect username or password"),
-        (status = 422, description = "Malformed body"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not JSON"),
+        (status = 422, body = ErrorBody, description = "Malformed body"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -229,7 +234,12 @@ pub fn local_path(next: Option<&str>) -> &str {
     responses(
         (status = 200, description = "Cookies set"),
         (status = 303, description = "Cookies set, redirect to next (or back to the login page on failure)"),
-        (status = 401, description = "Incorrect username or password"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Neither a form nor JSON"),
+        (status = 422, body = ErrorBody, description = "Malformed body"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn login_cookie(
     State(state): State<AppState>,
@@ -263,7 +273,8 @@ pub async fn login_cookie(
 #[utoipa::path(post, path = "/refresh", tag = "tokens",
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "Missing, invalid, revoked or reused refresh token"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token"),
     ),
     security(("bearer" = [])))]
 pub async fn refresh(
@@ -310,7 +321,11 @@ async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued
 /// Revokes the presented access token and its whole login (refresh family), clears the cookies,
 /// and closes the sockets opened with them.
 #[utoipa::path(post, path = "/logout", tag = "tokens",
-    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated")),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Not authenticated"),
+    ),
     security(("bearer" = [])))]
 pub async fn logout(
     State(state): State<AppState>,

@@ -22,10 +22,13 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// `password` (the default) or `refresh_token`.
+    #[schema(pattern = "^(password|refresh_token)$")]
     grant_type: Option<String>,
     /// Password grant.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: Option<String>,
     /// Password grant.
+    #[schema(min_length = 1)]
     password: Option<String>,
     /// Refresh grant.
     refresh_token: Option<String>,
@@ -36,13 +39,19 @@ pub struct TokenRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 1)]
     password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CookieLogin {
+    /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 1)]
     password: String,
     /// Local path to redirect to (303) after a login from the login page.
     next: Option<String>,

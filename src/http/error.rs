@@ -10,6 +10,19 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
+/// The body of every error response, as the OpenAPI description states it. Never built: the
+/// responses are `json!`; this only names their shape for clients and for schemathesis.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorBody {
+    /// Human-readable, safe to show.
+    detail: String,
+    /// Token endpoints only: the OAuth2 error code (RFC 6749 §5.2).
+    error: Option<String>,
+    /// Token endpoints only: the same text as `detail`.
+    error_description: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// A request that cannot be understood: 400, or 422 for a well-formed body with bad values.

@@ -1,7 +1,7 @@
 //! The token service: password logins (OAuth2 form, JSON, cookies), refresh rotation and logout.
 
 use super::cookies;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
 use crate::app::AppState;
 use crate::auth::password::Verdict;
@@ -25,10 +25,13 @@ use utoipa::ToSchema;
 #[derive(Deserialize, ToSchema)]
 pub struct TokenRequest {
     /// `password` (the default) or `refresh_token`.
+    #[schema(pattern = "^(password|refresh_token)$")]
     grant_type: Option<String>,
     /// Password grant.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: Option<String>,
     /// Password grant.
+    #[schema(min_length = 1)]
     password: Option<String>,
     /// Refresh grant.
     refresh_token: Option<String>,
@@ -39,13 +42,19 @@ pub struct TokenRequest {
 
 #[derive(Deserialize, ToSchema)]
 pub struct Credentials {
+    /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 1)]
     password: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct CookieLogin {
+    /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
+    #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
+    #[schema(min_length = 1)]
     password: String,
     /// Local path to redirect to (303) after a login from the login page.
     next: Option<String>,
@@ -156,11 +165,12 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
-        (status = 401, description = "Incorrect username or password"),
-        (status = 415, description = "Not a form"),
-        (status = 429, description = "Too many failed logins (Retry-After)"),
-        (status = 503, description = "Too many logins in progress"),
+        (status = 400, body = ErrorBody, description = "Malformed request, unsupported grant type, bad refresh token, or inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not a form"),
+        (status = 429, body = ErrorBody, description = "Too many failed logins (Retry-After)"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn token(
     State(state): State<AppState>,
@@ -222,8 +232,12 @@ pub async fn token(
 #[utoipa::path(post, path = "/login", tag = "tokens", request_body = Credentials,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "Incorrect username or password"),
-        (status = 422, description = "Malformed body"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not JSON"),
+        (status = 422, body = ErrorBody, description = "Malformed body"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -259,7 +273,12 @@ pub fn local_path(next: Option<&str>) -> &str {
     responses(
         (status = 200, description = "Cookies set"),
         (status = 303, description = "Cookies set, redirect to next (or back to the login page on failure)"),
-        (status = 401, description = "Incorrect username or password"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Neither a form nor JSON"),
+        (status = 422, body = ErrorBody, description = "Malformed body"),
+        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
 pub async fn login_cookie(
     State(state): State<AppState>,
@@ -294,7 +313,8 @@ pub async fn login_cookie(
 #[utoipa::path(post, path = "/refresh", tag = "tokens",
     responses(
         (status = 200, body = TokenResponse),
-        (status = 401, description = "Missing, invalid, revoked or reused refresh token"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token"),
     ),
     security(("bearer" = [])))]
 pub async fn refresh(
@@ -341,7 +361,11 @@ async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued
 /// Revokes the presented access token and its whole login (refresh family), clears the cookies,
 /// and closes the sockets opened with them.
 #[utoipa::path(post, path = "/logout", tag = "tokens",
-    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated")),
+    responses(
+        (status = 204, description = "Logged out"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Not authenticated"),
+    ),
     security(("bearer" = [])))]
 pub async fn logout(
     State(state): State<AppState>,

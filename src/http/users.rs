@@ -1,6 +1,6 @@
 //! The user's own resources.
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, CurrentUser, FreshUser};
 use crate::app::AppState;
 use crate::auth::tokens::now;
@@ -47,8 +47,8 @@ pub struct NewPassword {
 #[utoipa::path(get, path = "/users/me", tag = "users",
     responses(
         (status = 200, body = PublicUser),
-        (status = 400, description = "Inactive user"),
-        (status = 401, description = "Not authenticated or invalid token"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Not authenticated or invalid token"),
     ),
     security(("bearer" = [])))]
 pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
@@ -57,7 +57,11 @@ pub async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
 
 /// The current user's items
 #[utoipa::path(get, path = "/items/", tag = "users",
-    responses((status = 200, body = [Item]), (status = 401, description = "Not authenticated")),
+    responses(
+        (status = 200, body = [Item]),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Not authenticated"),
+    ),
     security(("bearer" = [])))]
 pub async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>> {
     Json(vec![Item { item_id: "Foo", owner: identity.user.username.clone() }])
@@ -70,8 +74,12 @@ pub async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>> {
 #[utoipa::path(put, path = "/users/me/password", tag = "users", request_body = NewPassword,
     responses(
         (status = 204, description = "Password changed; log in again"),
-        (status = 401, description = "Not authenticated, or the token is not fresh"),
-        (status = 422, description = "Unacceptable password"),
+        (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 401, body = ErrorBody, description = "Not authenticated, or the token is not fresh"),
+        (status = 413, body = ErrorBody, description = "Body too large"),
+        (status = 415, body = ErrorBody, description = "Not JSON"),
+        (status = 422, body = ErrorBody, description = "Unacceptable password or malformed body"),
+        (status = 503, body = ErrorBody, description = "Too many password hashes in progress"),
     ),
     security(("bearer" = [])))]
 pub async fn change_password(

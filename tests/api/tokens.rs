@@ -269,6 +269,10 @@ async fn errors_are_json_and_docs_work_offline() {
         assert!(spec["paths"][path].is_object(), "{path} missing from the spec");
     }
     assert_eq!(spec["components"]["securitySchemes"]["bearer"]["flows"]["password"]["tokenUrl"], "/token");
+    // Error statuses name their body, so schemathesis checks it (tests/interop/schemathesis.sh).
+    assert_eq!(spec["components"]["schemas"]["ErrorBody"]["required"], serde_json::json!(["detail"]));
+    let unauthorized = &spec["paths"]["/users/me"]["get"]["responses"]["401"]["content"]["application/json"];
+    assert_eq!(unauthorized["schema"]["$ref"], "#/components/schemas/ErrorBody");
 
     let docs = server.http.get(server.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);

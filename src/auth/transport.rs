@@ -81,7 +81,12 @@ pub fn find(
             return Ok(Some(presented(token, Transport::Subprotocol, None)));
         }
     }
-    let query = query_pairs(parts.uri.query());
+    // Parsed only for the sources that read it (the query token, or the WebSocket CSRF value).
+    let query = if sources.query || sources.cookie == CookieRule::CsrfQuery {
+        query_pairs(parts.uri.query())
+    } else {
+        Vec::new()
+    };
     if sources.query {
         if let Some(token) = query_value(&query, "token") {
             return Ok(Some(presented(token, Transport::Query, None)));

@@ -44,25 +44,23 @@ async fn refresh_needs_a_refresh_token() {
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
 }
 
-fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+/// The whole `Set-Cookie` line for cookie `name`, if the response sets it.
+fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
     response
         .headers()
         .get_all(SET_COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find(|v| v.starts_with(&format!("{name}=")))
-        .map(|v| v.split(';').next().unwrap()[name.len() + 1..].to_owned())
+        .map(str::to_owned)
+}
+
+fn cookie_value(response: &reqwest::Response, name: &str) -> Option<String> {
+    set_cookie(response, name).map(|line| line.split(';').next().unwrap()[name.len() + 1..].to_owned())
 }
 
 fn set_cookie_line(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .unwrap()
-        .to_owned()
+    set_cookie(response, name).unwrap_or_else(|| panic!("{name} not set"))
 }
 
 /// Logs in through `/login/cookie` and returns the four cookie values.

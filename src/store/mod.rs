@@ -2,6 +2,7 @@
 //! without touching the callers.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;
@@ -64,6 +65,23 @@ pub struct Revocation {
     pub username: String,
     /// Unix seconds after which the entry no longer matters (every token it covers has expired).
     pub expires_at: i64,
+}
+
+impl Revocation {
+    /// Revokes every token of the login (refresh family) `family`.
+    pub fn family(family: impl Into<String>, username: impl Into<String>, expires_at: i64) -> Self {
+        Revocation {
+            kind: RevocationKind::Family,
+            subject: family.into(),
+            username: username.into(),
+            expires_at,
+        }
+    }
+
+    /// Revokes the one token `jti`.
+    pub fn token(jti: impl Into<String>, username: impl Into<String>, expires_at: i64) -> Self {
+        Revocation { kind: RevocationKind::Token, subject: jti.into(), username: username.into(), expires_at }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -18,101 +18,21 @@
 //!   next `history` call rather than in a page already served, and live fan-out happens after the
 //!   insert returns either way.
 
-use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord};
-use anyhow::Context;
-use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
-use std::future::Future;
-use std::str::FromStr;
-use std::time::Duration;
+mod connect;
 
-/// Connections per node. PostgreSQL's default `max_connections` is 100: room for a few nodes.
-const MAX_CONNECTIONS: u32 = 16;
-/// How long a request waits for a connection: during an outage requests fail fast with
-/// [`StoreError::Unavailable`] (HTTP 503) instead of hanging.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
+use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord};
+use async_trait::async_trait;
+use sqlx::PgPool;
+use std::future::Future;
+
 /// Advisory lock key serializing writers of the revocation log ("wsguard" + 0x01). Shared by every
 /// schema of the database, which only serializes log writes of several deployments together.
 const REVOCATION_LOG_LOCK: i64 = 0x7773_6775_6172_6401;
 
+/// Opened by [`PostgresStore::connect`] and its variants (in `postgres/connect.rs`).
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-impl PostgresStore {
-    /// Connects to `postgres://…` (or `postgresql://…`) and runs the migrations. Fails if the
-    /// database cannot be reached within a few seconds.
-    pub async fn connect(url: &str) -> anyhow::Result<Self> {
-        let options = PgConnectOptions::from_str(url).context("invalid PostgreSQL URL")?;
-        Self::connect_with(options).await
-    }
-
-    /// Like [`PostgresStore::connect`], with every table in `schema` (created if missing) instead
-    /// of the role's default search path: for tests, which each use a fresh schema, and for
-    /// operators who keep wsguard apart from other applications in one database. `schema` must be
-    /// a plain lowercase identifier (`[a-z_][a-z0-9_]*`, at most 63 bytes).
-    pub async fn connect_with_schema(url: &str, schema: &str) -> anyhow::Result<Self> {
-        anyhow::ensure!(
-            valid_schema_name(schema),
-            "invalid schema name {schema:?}: expected [a-z_][a-z0-9_]*, at most 63 bytes"
-        );
-        let options = PgConnectOptions::from_str(url)
-            .context("invalid PostgreSQL URL")?
-            .options([("search_path", schema)]);
-        let pool = Self::pool(&options).await?;
-        sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS \"{schema}\""))
-            .execute(&pool)
-            .await
-            .with_context(|| format!("cannot create schema {schema}"))?;
-        Self::migrate(pool).await
-    }
-
-    /// Connects with explicit options (TLS, socket, startup options…) and runs the migrations.
-    pub async fn connect_with(options: PgConnectOptions) -> anyhow::Result<Self> {
-        let pool = Self::pool(&options).await?;
-        Self::migrate(pool).await
-    }
-
-    async fn pool(options: &PgConnectOptions) -> anyhow::Result<PgPool> {
-        PgPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options.clone())
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to PostgreSQL at {} (is it running and reachable?)",
-                    describe(options)
-                )
-            })
-    }
-
-    async fn migrate(pool: PgPool) -> anyhow::Result<Self> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&pool)
-            .await
-            .context("cannot migrate the PostgreSQL schema")?;
-        Ok(PostgresStore { pool })
-    }
-}
-
-/// `user@host:port/database`, never the password.
-fn describe(options: &PgConnectOptions) -> String {
-    format!(
-        "{}@{}:{}/{}",
-        options.get_username(),
-        options.get_host(),
-        options.get_port(),
-        options.get_database().unwrap_or("")
-    )
-}
-
-fn valid_schema_name(schema: &str) -> bool {
-    let mut chars = schema.chars();
-    schema.len() <= 63
-        && chars.next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 /// [`StoreError`] from a PostgreSQL error. On top of the driver-level classification of
@@ -142,41 +62,25 @@ async fn lock_revocation_log(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Er
     Ok(())
 }
 
-fn user_from_row(row: &PgRow) -> UserRecord {
-    UserRecord {
-        username: row.get("username"),
-        email: row.get("email"),
-        full_name: row.get("full_name"),
-        password_hash: row.get("password_hash"),
-        disabled: row.get("disabled"),
-    }
+/// Appends `revocation` to the log inside the caller's transaction, which already holds the lock
+/// of [`lock_revocation_log`]; returns its id.
+async fn log_revocation(
+    tx: &mut sqlx::PgConnection,
+    revocation: &Revocation,
+    now: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+    )
+    .bind(revocation.kind.as_str())
+    .bind(&revocation.subject)
+    .bind(&revocation.username)
+    .bind(revocation.expires_at)
+    .bind(now)
+    .fetch_one(tx)
+    .await
 }
-
-fn revocation_from_row(row: &PgRow) -> Option<(i64, Revocation)> {
-    let kind = RevocationKind::parse(row.get::<&str, _>("kind"))?;
-    Some((
-        row.get("id"),
-        Revocation {
-            kind,
-            subject: row.get("subject"),
-            username: row.get("username"),
-            expires_at: row.get("expires_at"),
-        },
-    ))
-}
-
-fn message_from_row(row: &PgRow) -> ChatMessage {
-    ChatMessage {
-        id: row.get("id"),
-        room: row.get("room"),
-        sender: row.get("sender"),
-        text: row.get("text"),
-        created_ms: row.get("created_ms"),
-    }
-}
-
-const INSERT_REVOCATION: &str = "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
-     VALUES ($1, $2, $3, $4, $5) RETURNING id";
 
 #[async_trait]
 impl Store for PostgresStore {
@@ -190,18 +94,18 @@ impl Store for PostgresStore {
 
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
         run(async {
-            let row = sqlx::query("SELECT * FROM users WHERE username = $1")
+            let row = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE username = $1")
                 .bind(username)
                 .fetch_optional(&self.pool)
                 .await?;
-            Ok(row.as_ref().map(user_from_row))
+            Ok(row.map(UserRecord::from))
         })
         .await
     }
 
     async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
         run(async {
-            let row = sqlx::query(
+            let row = sqlx::query_as::<_, PrincipalRow>(
                 "SELECT users.*, \
                  COALESCE((SELECT revoked FROM refresh_families WHERE id = $1), TRUE) \
                  AS family_revoked \
@@ -211,7 +115,7 @@ impl Store for PostgresStore {
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-            Ok(row.map(|row| (user_from_row(&row), row.get::<bool, _>("family_revoked"))))
+            Ok(row.map(Into::into))
         })
         .await
     }
@@ -237,10 +141,10 @@ impl Store for PostgresStore {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
         run(async {
             // COLLATE "C": byte order, as SQLite's default BINARY collation sorts.
-            let rows = sqlx::query("SELECT * FROM users ORDER BY username COLLATE \"C\"")
+            let rows = sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY username COLLATE \"C\"")
                 .fetch_all(&self.pool)
                 .await?;
-            Ok(rows.iter().map(user_from_row).collect())
+            Ok(rows.into_iter().map(UserRecord::from).collect())
         })
         .await
     }
@@ -321,7 +225,7 @@ impl Store for PostgresStore {
                 tx.commit().await?;
                 return Ok(Rotation::Rotated);
             }
-            let live = sqlx::query(
+            let live = sqlx::query_as::<_, (String, i64)>(
                 "UPDATE refresh_families SET revoked = TRUE \
                  WHERE id = $1 AND NOT revoked AND expires_at > $2 \
                  RETURNING username, expires_at",
@@ -330,18 +234,11 @@ impl Store for PostgresStore {
             .bind(now)
             .fetch_optional(&mut *tx)
             .await?;
-            let Some(live) = live else {
+            let Some((username, expires_at)) = live else {
                 return Ok(Rotation::Dead);
             };
             lock_revocation_log(&mut tx).await?;
-            sqlx::query(INSERT_REVOCATION)
-                .bind(RevocationKind::Family.as_str())
-                .bind(family)
-                .bind(live.get::<String, _>("username"))
-                .bind(live.get::<i64, _>("expires_at"))
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            log_revocation(&mut tx, &Revocation::family(family, username, expires_at), now).await?;
             tx.commit().await?;
             Ok(Rotation::Reused)
         })
@@ -351,7 +248,7 @@ impl Store for PostgresStore {
     async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>> {
         run(async {
             let mut tx = self.pool.begin().await?;
-            let families = sqlx::query(
+            let families = sqlx::query_as::<_, (String, i64)>(
                 "UPDATE refresh_families SET revoked = TRUE \
                  WHERE username = $1 AND NOT revoked AND expires_at > $2 \
                  RETURNING id, expires_at",
@@ -367,21 +264,9 @@ impl Store for PostgresStore {
             }
             lock_revocation_log(&mut tx).await?;
             let mut revoked = Vec::with_capacity(families.len());
-            for family in &families {
-                let revocation = Revocation {
-                    kind: RevocationKind::Family,
-                    subject: family.get("id"),
-                    username: username.to_owned(),
-                    expires_at: family.get("expires_at"),
-                };
-                sqlx::query(INSERT_REVOCATION)
-                    .bind(revocation.kind.as_str())
-                    .bind(&revocation.subject)
-                    .bind(&revocation.username)
-                    .bind(revocation.expires_at)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+            for (family, expires_at) in families {
+                let revocation = Revocation::family(family, username, expires_at);
+                log_revocation(&mut tx, &revocation, now).await?;
                 revoked.push(revocation);
             }
             tx.commit().await?;
@@ -400,14 +285,7 @@ impl Store for PostgresStore {
                     .await?;
             }
             lock_revocation_log(&mut tx).await?;
-            let id: i64 = sqlx::query_scalar(INSERT_REVOCATION)
-                .bind(revocation.kind.as_str())
-                .bind(&revocation.subject)
-                .bind(&revocation.username)
-                .bind(revocation.expires_at)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+            let id = log_revocation(&mut tx, revocation, now).await?;
             tx.commit().await?;
             Ok(id)
         })
@@ -416,12 +294,14 @@ impl Store for PostgresStore {
 
     async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>> {
         run(async {
-            let rows = sqlx::query("SELECT * FROM revocations WHERE id > $1 ORDER BY id LIMIT $2")
-                .bind(after_id)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
-            Ok(rows.iter().filter_map(revocation_from_row).collect())
+            let rows = sqlx::query_as::<_, RevocationRow>(
+                "SELECT * FROM revocations WHERE id > $1 ORDER BY id LIMIT $2",
+            )
+            .bind(after_id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            Ok(rows.into_iter().filter_map(RevocationRow::into_entry).collect())
         })
         .await
     }
@@ -433,12 +313,14 @@ impl Store for PostgresStore {
             let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations")
                 .fetch_one(&self.pool)
                 .await?;
-            let rows = sqlx::query("SELECT * FROM revocations WHERE id <= $1 AND expires_at > $2")
-                .bind(newest)
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
-            let live = rows.iter().filter_map(revocation_from_row).map(|(_, r)| r).collect();
+            let rows = sqlx::query_as::<_, RevocationRow>(
+                "SELECT * FROM revocations WHERE id <= $1 AND expires_at > $2",
+            )
+            .bind(newest)
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await?;
+            let live = rows.into_iter().filter_map(RevocationRow::into_entry).map(|(_, r)| r).collect();
             Ok((newest, live))
         })
         .await
@@ -477,35 +359,18 @@ impl Store for PostgresStore {
 
     async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
         run(async {
-            let rows =
-                sqlx::query("SELECT * FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3")
-                    .bind(room)
-                    .bind(before.unwrap_or(i64::MAX))
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?;
-            let mut messages: Vec<ChatMessage> = rows.iter().map(message_from_row).collect();
+            let rows = sqlx::query_as::<_, MessageRow>(
+                "SELECT * FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
+            )
+            .bind(room)
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+            let mut messages: Vec<ChatMessage> = rows.into_iter().map(ChatMessage::from).collect();
             messages.reverse();
             Ok(messages)
         })
         .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schema_names() {
-        assert!(valid_schema_name("wsguard"));
-        assert!(valid_schema_name("t_0123abc"));
-        assert!(valid_schema_name("_x"));
-        assert!(!valid_schema_name(""));
-        assert!(!valid_schema_name("0abc"));
-        assert!(!valid_schema_name("Upper"));
-        assert!(!valid_schema_name("a b"));
-        assert!(!valid_schema_name("a\"; DROP"));
-        assert!(!valid_schema_name(&"a".repeat(64)));
     }
 }

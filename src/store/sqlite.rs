@@ -1,10 +1,11 @@
 //! The default store: one SQLite file in the data folder, in WAL mode so the CLI can write while
 //! the server runs.
 
+use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
 use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::SqlitePool;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,29 +29,6 @@ impl SqliteStore {
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         Ok(SqliteStore { pool })
     }
-}
-
-fn user_from_row(row: &sqlx::sqlite::SqliteRow) -> UserRecord {
-    UserRecord {
-        username: row.get("username"),
-        email: row.get("email"),
-        full_name: row.get("full_name"),
-        password_hash: row.get("password_hash"),
-        disabled: row.get::<i64, _>("disabled") != 0,
-    }
-}
-
-fn revocation_from_row(row: &sqlx::sqlite::SqliteRow) -> Option<(i64, Revocation)> {
-    let kind = RevocationKind::parse(row.get::<&str, _>("kind"))?;
-    Some((
-        row.get("id"),
-        Revocation {
-            kind,
-            subject: row.get("subject"),
-            username: row.get("username"),
-            expires_at: row.get("expires_at"),
-        },
-    ))
 }
 
 /// Appends `revocation` to the log inside the caller's transaction; returns its id.
@@ -80,15 +58,15 @@ impl Store for SqliteStore {
     }
 
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+        let row = sqlx::query_as::<_, UserRow>("SELECT * FROM users WHERE username = ?")
             .bind(username)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(row.as_ref().map(user_from_row))
+        Ok(row.map(UserRecord::from))
     }
 
     async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
-        let row = sqlx::query(
+        let row = sqlx::query_as::<_, PrincipalRow>(
             "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ?), 1) AS family_revoked \
              FROM users WHERE username = ?",
         )
@@ -96,7 +74,7 @@ impl Store for SqliteStore {
         .bind(username)
         .fetch_optional(&self.pool)
         .await?;
-        Ok(row.map(|row| (user_from_row(&row), row.get::<i64, _>("family_revoked") != 0)))
+        Ok(row.map(Into::into))
     }
 
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
@@ -115,8 +93,10 @@ impl Store for SqliteStore {
     }
 
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-        let rows = sqlx::query("SELECT * FROM users ORDER BY username").fetch_all(&self.pool).await?;
-        Ok(rows.iter().map(user_from_row).collect())
+        let rows = sqlx::query_as::<_, UserRow>("SELECT * FROM users ORDER BY username")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(UserRecord::from).collect())
     }
 
     async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
@@ -180,7 +160,7 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok(Rotation::Rotated);
         }
-        let live = sqlx::query(
+        let live = sqlx::query_as::<_, (String, i64)>(
             "UPDATE refresh_families SET revoked = 1 \
              WHERE id = ? AND revoked = 0 AND expires_at > ? RETURNING username, expires_at",
         )
@@ -188,23 +168,17 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(live) = live else {
+        let Some((username, expires_at)) = live else {
             return Ok(Rotation::Dead);
         };
-        let revocation = Revocation {
-            kind: RevocationKind::Family,
-            subject: family.to_owned(),
-            username: live.get("username"),
-            expires_at: live.get("expires_at"),
-        };
-        log_revocation(&mut tx, &revocation, now).await?;
+        log_revocation(&mut tx, &Revocation::family(family, username, expires_at), now).await?;
         tx.commit().await?;
         Ok(Rotation::Reused)
     }
 
     async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>> {
         let mut tx = self.pool.begin().await?;
-        let families = sqlx::query(
+        let families = sqlx::query_as::<_, (String, i64)>(
             "UPDATE refresh_families SET revoked = 1 \
              WHERE username = ? AND revoked = 0 AND expires_at > ? RETURNING id, expires_at",
         )
@@ -213,13 +187,8 @@ impl Store for SqliteStore {
         .fetch_all(&mut *tx)
         .await?;
         let mut revoked = Vec::with_capacity(families.len());
-        for family in &families {
-            let revocation = Revocation {
-                kind: RevocationKind::Family,
-                subject: family.get("id"),
-                username: username.to_owned(),
-                expires_at: family.get("expires_at"),
-            };
+        for (family, expires_at) in families {
+            let revocation = Revocation::family(family, username, expires_at);
             log_revocation(&mut tx, &revocation, now).await?;
             revoked.push(revocation);
         }
@@ -241,23 +210,25 @@ impl Store for SqliteStore {
     }
 
     async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>> {
-        let rows = sqlx::query("SELECT * FROM revocations WHERE id > ? ORDER BY id LIMIT ?")
-            .bind(after_id)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        Ok(rows.iter().filter_map(revocation_from_row).collect())
+        let rows =
+            sqlx::query_as::<_, RevocationRow>("SELECT * FROM revocations WHERE id > ? ORDER BY id LIMIT ?")
+                .bind(after_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().filter_map(RevocationRow::into_entry).collect())
     }
 
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)> {
         let newest: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations").fetch_one(&self.pool).await?;
-        let rows = sqlx::query("SELECT * FROM revocations WHERE id <= ? AND expires_at > ?")
-            .bind(newest)
-            .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
-        let live = rows.iter().filter_map(revocation_from_row).map(|(_, r)| r).collect();
+        let rows =
+            sqlx::query_as::<_, RevocationRow>("SELECT * FROM revocations WHERE id <= ? AND expires_at > ?")
+                .bind(newest)
+                .bind(now)
+                .fetch_all(&self.pool)
+                .await?;
+        let live = rows.into_iter().filter_map(RevocationRow::into_entry).map(|(_, r)| r).collect();
         Ok((newest, live))
     }
 
@@ -286,22 +257,15 @@ impl Store for SqliteStore {
     }
 
     async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
-        let rows = sqlx::query("SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?")
-            .bind(room)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-        let mut messages: Vec<ChatMessage> = rows
-            .iter()
-            .map(|row| ChatMessage {
-                id: row.get("id"),
-                room: row.get("room"),
-                sender: row.get("sender"),
-                text: row.get("text"),
-                created_ms: row.get("created_ms"),
-            })
-            .collect();
+        let rows = sqlx::query_as::<_, MessageRow>(
+            "SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
+        )
+        .bind(room)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut messages: Vec<ChatMessage> = rows.into_iter().map(ChatMessage::from).collect();
         messages.reverse();
         Ok(messages)
     }

@@ -1,0 +1,64 @@
+//! Rules for usernames and passwords, shared by the API and the CLI.
+
+use crate::auth::password::MAX_PASSWORD_BYTES;
+
+pub const MAX_USERNAME_CHARS: usize = 64;
+pub const MAX_FIELD_CHARS: usize = 256;
+
+/// 1–64 of `A–Z a–z 0–9 _ . - @`.
+pub fn check_username(username: &str) -> Result<(), String> {
+    if username.is_empty() {
+        return Err("username must not be empty".into());
+    }
+    if username.chars().count() > MAX_USERNAME_CHARS {
+        return Err(format!("username too long (at most {MAX_USERNAME_CHARS} characters)"));
+    }
+    if !username.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '@')) {
+        return Err("username may contain only letters, digits and _ . - @".into());
+    }
+    Ok(())
+}
+
+/// Non-empty and at most [`MAX_PASSWORD_BYTES`], checked before any hashing.
+pub fn check_password(password: &str) -> Result<(), String> {
+    if password.is_empty() {
+        return Err("password must not be empty".into());
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("password too long (at most {MAX_PASSWORD_BYTES} bytes)"));
+    }
+    Ok(())
+}
+
+/// Optional profile fields (email, full name): bounded, no control characters.
+pub fn check_field(name: &str, value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_FIELD_CHARS {
+        return Err(format!("{name} too long (at most {MAX_FIELD_CHARS} characters)"));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(format!("{name} must not contain control characters"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(check_username("johndoe").is_ok());
+        assert!(check_username("jane.doe-2@x").is_ok());
+        assert!(check_username("").is_err());
+        assert!(check_username(&"a".repeat(65)).is_err());
+        assert!(check_username("john doe").is_err());
+        assert!(check_username("jöhn").is_err());
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(check_password("secret").is_ok());
+        assert!(check_password("").is_err());
+        assert!(check_password(&"p".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! How a login starts and ends, said once. A login is a refresh family: a password starts it with
+//! a fresh access token and its first refresh token; each refresh rotates the refresh token; it
+//! ends at logout, when an old refresh token is presented again (reuse: stolen, or replayed), or
+//! with every other login of the user (disabled, new password).
+//!
+//! Ending is always two steps in this order: store the revocation in the log that every node
+//! follows (within 250 ms), then apply it on this node at once, so that its sockets close now.
+//! The CLI runs on no node: it stores, and the running nodes apply.
+
+use super::tokens::{now, random_id, Claims, Issued, Proof, TokenError};
+use super::{AuthError, Authenticator, Identity};
+use crate::store::{Revocation, RevocationKind, Rotation, Store, StoreResult};
+
+/// The tokens a login hands out at a time.
+pub(crate) struct TokenPair {
+    pub(crate) access: Issued,
+    pub(crate) refresh: Issued,
+}
+
+/// Logins on a running node: tokens are issued here, and revocations take effect here at once.
+pub(crate) struct Logins<'a> {
+    store: &'a dyn Store,
+    node: &'a Authenticator,
+}
+
+impl<'a> Logins<'a> {
+    pub(crate) fn new(store: &'a dyn Store, node: &'a Authenticator) -> Logins<'a> {
+        Logins { store, node }
+    }
+
+    /// Starts a login for a user who just proved their password.
+    pub(crate) async fn start(&self, username: &str) -> StoreResult<TokenPair> {
+        let tokens = &self.node.tokens;
+        let login = random_id();
+        let access = tokens.issue_access(username, &login, Proof::Password);
+        let refresh = tokens.issue_refresh(username, &login);
+        self.store.create_family(&login, username, &refresh.claims.jti, refresh.claims.exp).await?;
+        Ok(TokenPair { access, refresh })
+    }
+
+    /// The next access token (not fresh) and refresh token of the login whose refresh token
+    /// `identity` presented. A refresh token that is not the login's current one ends the login.
+    pub(crate) async fn rotate(&self, identity: &Identity) -> Result<TokenPair, AuthError> {
+        let claims = &identity.claims;
+        let tokens = &self.node.tokens;
+        let access = tokens.issue_access(&claims.sub, &claims.fam, Proof::RefreshToken);
+        let refresh = tokens.issue_refresh(&claims.sub, &claims.fam);
+        let rotation = self
+            .store
+            .rotate_family(&claims.fam, &claims.jti, &refresh.claims.jti, refresh.claims.exp, now())
+            .await?;
+        match rotation {
+            Rotation::Rotated => Ok(TokenPair { access, refresh }),
+            Rotation::Reused => {
+                // The store has logged the revocation for the other nodes already.
+                tracing::warn!(username = %claims.sub, "refresh token reused: login revoked");
+                self.node.apply(&self.login_revocation(claims));
+                Err(TokenError::Revoked.into())
+            }
+            Rotation::Dead => Err(TokenError::Revoked.into()),
+        }
+    }
+
+    /// Ends the login `claims` belong to, and the token itself.
+    pub(crate) async fn logout(&self, claims: &Claims) -> StoreResult<()> {
+        let token = Revocation {
+            kind: RevocationKind::Token,
+            subject: claims.jti.clone(),
+            username: claims.sub.clone(),
+            expires_at: claims.exp,
+        };
+        for revocation in [token, self.login_revocation(claims)] {
+            self.store.revoke(&revocation, now()).await?;
+            self.node.apply(&revocation);
+        }
+        tracing::info!(username = %claims.sub, "logout");
+        Ok(())
+    }
+
+    /// Sets a new password hash and ends every login of the user; see [`change_password`].
+    pub(crate) async fn change_password(&self, username: &str, hash: &str) -> StoreResult<Option<usize>> {
+        change_password(self.store, Some(self.node), username, hash).await
+    }
+
+    /// The revocation of a whole login: in force as long as a token of it may live, which is at
+    /// most a refresh token's lifetime from now.
+    fn login_revocation(&self, claims: &Claims) -> Revocation {
+        Revocation {
+            kind: RevocationKind::Family,
+            subject: claims.fam.clone(),
+            username: claims.sub.clone(),
+            expires_at: now() + self.node.tokens.refresh_ttl().as_secs() as i64,
+        }
+    }
+}
+
+/// Ends every live login of `username` (disabled, or a new password) and returns how many. On a
+/// node (`here`), its sockets close at once; from the CLI, the nodes close them from the log.
+pub(crate) async fn end_all(
+    store: &dyn Store,
+    here: Option<&Authenticator>,
+    username: &str,
+) -> StoreResult<usize> {
+    let revoked = store.revoke_user(username, now()).await?;
+    if let Some(node) = here {
+        for revocation in &revoked {
+            node.apply(revocation);
+        }
+    }
+    Ok(revoked.len())
+}
+
+/// Sets a new password hash, then ends every login of the user: whoever held a token knew the old
+/// password. `None` when there is no such user; else the number of logins ended.
+pub(crate) async fn change_password(
+    store: &dyn Store,
+    here: Option<&Authenticator>,
+    username: &str,
+    hash: &str,
+) -> StoreResult<Option<usize>> {
+    if !store.set_password_hash(username, hash).await? {
+        return Ok(None);
+    }
+    let ended = end_all(store, here, username).await?;
+    tracing::info!(username, "password changed");
+    Ok(Some(ended))
+}

@@ -1,0 +1,217 @@
+//! This node's channel subscribers: which local sockets are in which channel, and delivery to
+//! them. Each socket has a bounded outbox; a socket that falls that far behind is dropped from the
+//! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// Frames a socket may have queued before it counts as too slow.
+pub(crate) const OUTBOX_FRAMES: usize = 256;
+
+struct Member {
+    username: String,
+    outbox: mpsc::Sender<Arc<str>>,
+    channels: HashSet<String>,
+}
+
+#[derive(Default)]
+struct State {
+    members: HashMap<u64, Member>,
+    channels: HashMap<String, HashSet<u64>>,
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    state: Mutex<State>,
+}
+
+/// What a join or leave changed, so the caller knows what to announce and (un)subscribe.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// The channel gained its first, or lost its last, local socket.
+    pub(crate) channel_edge: bool,
+    /// The user gained their first, or lost their last, socket in the channel.
+    pub(crate) user_edge: bool,
+}
+
+impl Hub {
+    /// Registers a socket; its frames arrive on the returned receiver, which ends when the socket
+    /// is dropped for being too slow.
+    pub(crate) fn connect(&self, socket: u64, username: &str) -> mpsc::Receiver<Arc<str>> {
+        let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES);
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        state
+            .members
+            .insert(socket, Member { username: username.to_owned(), outbox, channels: HashSet::new() });
+        inbox
+    }
+
+    /// Adds the socket to `channel`; `None` when it is already in it or gone.
+    pub(crate) fn join(&self, socket: u64, channel: &str) -> Option<Change> {
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        let username = state.members.get(&socket)?.username.clone();
+        let user_edge = !state.user_in_channel(&username, channel);
+        let sockets = state.channels.entry(channel.to_owned()).or_default();
+        let channel_edge = sockets.is_empty();
+        if !sockets.insert(socket) {
+            return None;
+        }
+        state.members.get_mut(&socket)?.channels.insert(channel.to_owned());
+        Some(Change { channel_edge, user_edge })
+    }
+
+    /// Removes the socket from `channel`; `None` when it was not in it.
+    pub(crate) fn leave(&self, socket: u64, channel: &str) -> Option<Change> {
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        state.leave(socket, channel)
+    }
+
+    /// Removes the socket from every channel and the hub; returns the channels it left with what changed.
+    pub(crate) fn disconnect(&self, socket: u64) -> Vec<(String, Change)> {
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        let channels: Vec<String> = match state.members.get(&socket) {
+            Some(member) => member.channels.iter().cloned().collect(),
+            None => return Vec::new(),
+        };
+        let left = channels
+            .into_iter()
+            .filter_map(|channel| state.leave(socket, &channel).map(|change| (channel, change)))
+            .collect();
+        state.members.remove(&socket);
+        left
+    }
+
+    /// Usernames with a socket in `channel` on this node, sorted.
+    pub(crate) fn members(&self, channel: &str) -> BTreeSet<String> {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state
+            .channels
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .filter_map(|socket| state.members.get(socket))
+            .map(|member| member.username.clone())
+            .collect()
+    }
+
+    /// Every channel with local sockets and its users, to rebuild shared presence (after a broker
+    /// lost its state).
+    pub(crate) fn channels(&self) -> Vec<(String, BTreeSet<String>)> {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state
+            .channels
+            .iter()
+            .map(|(channel, sockets)| {
+                let users = sockets
+                    .iter()
+                    .filter_map(|socket| state.members.get(socket))
+                    .map(|member| member.username.clone())
+                    .collect();
+                (channel.clone(), users)
+            })
+            .collect()
+    }
+
+    #[cfg(test)]
+    fn is_member(&self, socket: u64, channel: &str) -> bool {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state.members.get(&socket).is_some_and(|m| m.channels.contains(channel))
+    }
+
+    /// Queues `frame` for every local socket in `channel`. A socket whose outbox is full is dropped.
+    pub(crate) fn deliver(&self, channel: &str, frame: Arc<str>) {
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        let Some(sockets) = state.channels.get(channel) else {
+            return;
+        };
+        let mut too_slow = Vec::new();
+        for socket in sockets {
+            if let Some(member) = state.members.get(socket) {
+                if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
+                    too_slow.push(*socket);
+                }
+            }
+        }
+        for socket in too_slow {
+            tracing::warn!(socket, "outbox full: dropping a slow socket");
+            let channels: Vec<String> =
+                state.members.get(&socket).map(|m| m.channels.iter().cloned().collect()).unwrap_or_default();
+            for channel in channels {
+                state.leave(socket, &channel);
+            }
+            state.members.remove(&socket);
+        }
+    }
+}
+
+impl State {
+    fn user_in_channel(&self, username: &str, channel: &str) -> bool {
+        self.channels
+            .get(channel)
+            .into_iter()
+            .flatten()
+            .any(|socket| self.members.get(socket).is_some_and(|m| m.username == username))
+    }
+
+    fn leave(&mut self, socket: u64, channel: &str) -> Option<Change> {
+        let sockets = self.channels.get_mut(channel)?;
+        if !sockets.remove(&socket) {
+            return None;
+        }
+        let channel_edge = sockets.is_empty();
+        if channel_edge {
+            self.channels.remove(channel);
+        }
+        let member = self.members.get_mut(&socket)?;
+        member.channels.remove(channel);
+        let username = member.username.clone();
+        let user_edge = !self.user_in_channel(&username, channel);
+        Some(Change { channel_edge, user_edge })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presence_edges_count_users_not_sockets() {
+        let hub = Hub::default();
+        let _a = hub.connect(1, "john");
+        let _b = hub.connect(2, "john");
+        let _c = hub.connect(3, "jane");
+        assert_eq!(hub.join(1, "r"), Some(Change { channel_edge: true, user_edge: true }));
+        assert_eq!(hub.join(2, "r"), Some(Change { channel_edge: false, user_edge: false }));
+        assert_eq!(hub.join(2, "r"), None, "joining twice changes nothing");
+        assert_eq!(hub.join(3, "r"), Some(Change { channel_edge: false, user_edge: true }));
+        assert_eq!(hub.members("r").into_iter().collect::<Vec<_>>(), ["jane", "john"]);
+        assert_eq!(hub.leave(1, "r"), Some(Change { channel_edge: false, user_edge: false }));
+        assert_eq!(
+            hub.disconnect(2),
+            vec![("r".to_owned(), Change { channel_edge: false, user_edge: true })]
+        );
+        assert_eq!(hub.leave(3, "r"), Some(Change { channel_edge: true, user_edge: true }));
+        assert!(hub.members("r").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_outbox_drops_the_socket_not_the_others() {
+        let hub = Hub::default();
+        let mut slow = hub.connect(1, "slow");
+        let mut fast = hub.connect(2, "fast");
+        hub.join(1, "r");
+        hub.join(2, "r");
+        for i in 0..=OUTBOX_FRAMES {
+            hub.deliver("r", Arc::from(i.to_string()));
+            assert_eq!(fast.recv().await.as_deref(), Some(i.to_string().as_str()));
+        }
+        assert!(!hub.is_member(1, "r"));
+        let mut drained = 0;
+        while slow.recv().await.is_some() {
+            drained += 1;
+        }
+        assert_eq!(drained, OUTBOX_FRAMES, "the queued frames drain, then the outbox ends");
+        assert_eq!(hub.members("r").into_iter().collect::<Vec<_>>(), ["fast"]);
+    }
+}

@@ -1,0 +1,78 @@
+//! The command line: `serve`, the user and key commands, and `demo`.
+
+mod keys;
+mod users;
+
+use crate::auth::password;
+use crate::config::{Config, StoreSettings};
+use crate::store::UserRecord;
+use clap::{Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "wsguard",
+    version,
+    about = "OAuth2 + JWT token service and WebSockets bound to their tokens"
+)]
+struct Cli {
+    /// Configuration file; flags and WSGUARD_* variables override it
+    #[arg(long, global = true, env = "WSGUARD_CONFIG", default_value = "wsguard.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server
+    Serve(Box<Config>),
+    /// Manage users
+    #[command(subcommand)]
+    User(users::UserCommand),
+    /// Manage the RS256/ES256/EdDSA signing keys
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Add the demo users johndoe/secret, janedoe/secret2 and alice/secret3 (disabled). Not for production.
+    Demo(StoreSettings),
+}
+
+/// Runs the command `args` (the process's arguments) names.
+pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
+    let cli: Cli = crate::config::parse(args)?;
+    match cli.command {
+        Command::Serve(config) => crate::server::serve(*config).await,
+        Command::User(command) => command.run().await,
+        Command::Keys(command) => command.run(),
+        Command::Demo(settings) => demo(settings).await,
+    }
+}
+
+async fn demo(settings: StoreSettings) -> anyhow::Result<()> {
+    eprintln!(
+        "WARNING: adding demo users with well-known passwords. Never do this on a server others can reach."
+    );
+    let store = users::open(&settings).await?;
+    let users = [
+        ("johndoe", "secret", "John Doe", false),
+        ("janedoe", "secret2", "Jane Doe", false),
+        ("alice", "secret3", "Alice Disabled", true),
+    ];
+    for (username, secret, full_name, disabled) in users {
+        if store.user(username).await?.is_some() {
+            println!("{username} exists, left as it is");
+            continue;
+        }
+        let user = UserRecord {
+            username: username.into(),
+            email: Some(format!("{username}@example.com")),
+            full_name: Some(full_name.into()),
+            password_hash: password::hash(secret),
+            disabled,
+        };
+        store.create_user(&user).await?;
+        println!("added {username} / {secret}{}", if disabled { " (disabled)" } else { "" });
+    }
+    Ok(())
+}

@@ -1,0 +1,210 @@
+//! `wsguard user`: users from the command line. Revocations go to the log; running nodes apply
+//! them within a second.
+
+use crate::auth::credentials::{check_field, check_password, check_username};
+use crate::auth::{logins, password};
+use crate::config::StoreSettings;
+use crate::store::{self, DynStore, StoreError, UserRecord};
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde::Deserialize;
+use std::io::{BufRead, IsTerminal};
+
+#[derive(Subcommand)]
+pub(super) enum UserCommand {
+    /// Add a user; the password is read from a prompt, or from the first line of stdin
+    Add {
+        username: String,
+        #[arg(long)]
+        email: Option<String>,
+        #[arg(long)]
+        full_name: Option<String>,
+        /// Create the user disabled
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// List users (never their hashes)
+    List {
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// Disable a user: logins are refused, tokens stop verifying, live sockets close (4003)
+    Disable {
+        username: String,
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// Enable a disabled user
+    Enable {
+        username: String,
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// Set a new password (prompt or stdin) and revoke the user's logins
+    Passwd {
+        username: String,
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// Import users as JSON lines on stdin: {"username", "hashed_password", "email", "full_name",
+    /// "disabled"}, e.g. from a FastAPI app's user table; bcrypt hashes are upgraded on next login
+    Import {
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+}
+
+/// Opens the store the settings name, creating the data folder first.
+pub(super) async fn open(settings: &StoreSettings) -> anyhow::Result<DynStore> {
+    crate::config::ensure_data_dir(&settings.data_dir)?;
+    store::connect(&settings.database_url()).await
+}
+
+/// A password from a hidden prompt (asked twice), or the first line of piped stdin.
+fn read_password() -> anyhow::Result<String> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ")?;
+        let second = rpassword::prompt_password("Repeat password: ")?;
+        if first != second {
+            bail!("passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\n', '\r']).to_owned()
+    };
+    check_password(&password).map_err(anyhow::Error::msg)?;
+    Ok(password)
+}
+
+fn check_profile(email: Option<&str>, full_name: Option<&str>) -> anyhow::Result<()> {
+    if let Some(email) = email {
+        check_field("email", email).map_err(anyhow::Error::msg)?;
+    }
+    if let Some(name) = full_name {
+        check_field("full name", name).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+fn created(result: Result<(), StoreError>, username: &str) -> anyhow::Result<()> {
+    match result {
+        Err(StoreError::Conflict) => bail!("user {username} already exists"),
+        other => other.with_context(|| format!("adding {username}")),
+    }
+}
+
+impl UserCommand {
+    pub(super) async fn run(self) -> anyhow::Result<()> {
+        match self {
+            UserCommand::Add { username, email, full_name, disabled, store } => {
+                check_username(&username).map_err(anyhow::Error::msg)?;
+                check_profile(email.as_deref(), full_name.as_deref())?;
+                let store = open(&store).await?;
+                if store.user(&username).await?.is_some() {
+                    bail!("user {username} already exists");
+                }
+                let password = read_password()?;
+                let user = UserRecord {
+                    username: username.clone(),
+                    email,
+                    full_name,
+                    password_hash: password::hash(&password),
+                    disabled,
+                };
+                created(store.create_user(&user).await, &username)?;
+                println!("added {username}");
+            }
+            UserCommand::List { store } => {
+                let store = open(&store).await?;
+                for user in store.list_users().await? {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        user.username,
+                        if user.disabled { "disabled" } else { "active" },
+                        user.email.unwrap_or_default(),
+                        user.full_name.unwrap_or_default()
+                    );
+                }
+            }
+            UserCommand::Disable { username, store } => {
+                let store = open(&store).await?;
+                if !store.set_disabled(&username, true).await? {
+                    bail!("no user {username}");
+                }
+                let revoked = logins::end_all(store.as_ref(), None, &username).await?;
+                println!("disabled {username} ({revoked} logins revoked)");
+            }
+            UserCommand::Enable { username, store } => {
+                let store = open(&store).await?;
+                if !store.set_disabled(&username, false).await? {
+                    bail!("no user {username}");
+                }
+                println!("enabled {username}");
+            }
+            UserCommand::Passwd { username, store } => {
+                let store = open(&store).await?;
+                if store.user(&username).await?.is_none() {
+                    bail!("no user {username}");
+                }
+                let password = read_password()?;
+                let hash = password::hash(&password);
+                let Some(revoked) = logins::change_password(store.as_ref(), None, &username, &hash).await?
+                else {
+                    bail!("no user {username}");
+                };
+                println!("password changed for {username} ({revoked} logins revoked)");
+            }
+            UserCommand::Import { store } => {
+                let store = open(&store).await?;
+                let mut added = 0;
+                for (number, line) in std::io::stdin().lock().lines().enumerate() {
+                    let line = line?;
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let user = import_line(&line).with_context(|| format!("line {}", number + 1))?;
+                    created(store.create_user(&user).await, &user.username)?;
+                    added += 1;
+                }
+                println!("imported {added} users");
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportedUser {
+    username: String,
+    hashed_password: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    #[serde(default)]
+    disabled: Option<bool>,
+}
+
+fn import_line(line: &str) -> anyhow::Result<UserRecord> {
+    let user: ImportedUser = serde_json::from_str(line)?;
+    check_username(&user.username).map_err(anyhow::Error::msg)?;
+    check_profile(user.email.as_deref(), user.full_name.as_deref())?;
+    let hash = &user.hashed_password;
+    if !(hash.starts_with("$2b$")
+        || hash.starts_with("$2a$")
+        || hash.starts_with("$2y$")
+        || hash.starts_with("$argon2"))
+    {
+        bail!("{}: hashed_password must be a bcrypt or argon2 hash", user.username);
+    }
+    Ok(UserRecord {
+        username: user.username,
+        email: user.email,
+        full_name: user.full_name,
+        password_hash: user.hashed_password,
+        disabled: user.disabled.unwrap_or(false),
+    })
+}

@@ -1,0 +1,211 @@
+//! Admission, one path for every WebSocket endpoint: the Origin check, where the token comes
+//! from, authentication in the endpoint's mode, the user's socket cap, and the refusal metric.
+//!
+//! What can be settled on the handshake is: a foreign Origin (403), and a token read from the
+//! `Authorization` header (401/403, or 429 over the cap), since a client able to set that header
+//! can read an HTTP answer. Everything else is settled after the upgrade, so that a browser sees
+//! the close reason: refused sockets close with 1008 (4029 over the cap).
+
+use super::close::{self, Close};
+use super::origin;
+use super::socket::Bound;
+use crate::app::AppState;
+use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
+use crate::auth::{AuthError, Identity, Mode};
+use crate::http::error::ApiError;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use std::time::Duration;
+
+/// How long a socket without a token on the handshake has to send `{"type":"auth"}`.
+const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How an endpoint admits sockets.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Policy {
+    /// Where the token may come from.
+    pub(crate) sources: Sources,
+    pub(crate) mode: Mode,
+    /// Without a token on the handshake, the first frame may bring one: `{"type":"auth"}`.
+    pub(crate) auth_frame: bool,
+    /// A refusal after the upgrade sends its reason as a text frame before closing (the
+    /// fastapi-jwt-auth recipes' `/ws`).
+    pub(crate) explain_refusal: bool,
+}
+
+/// A WebSocket upgrade and the request it came with (taken apart, not copied: the handshake is
+/// a hot path). A plain HTTP request gets a JSON 426.
+pub(crate) struct UpgradeRequest(pub(crate) WebSocketUpgrade, pub(crate) Parts);
+
+impl<S: Send + Sync> FromRequest<S> for UpgradeRequest {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let (mut parts, _) = request.into_parts();
+        match WebSocketUpgrade::from_request_parts(&mut parts, state).await {
+            Ok(ws) => Ok(UpgradeRequest(ws, parts)),
+            Err(_) => Err(refuse(StatusCode::UPGRADE_REQUIRED, "Expected a WebSocket upgrade")),
+        }
+    }
+}
+
+/// Who a socket is once admitted.
+#[allow(clippy::large_enum_variant)] // one per handshake, moved once into the socket
+pub(crate) enum Admitted {
+    Bound(Bound),
+    /// Optional mode without a token.
+    Anonymous,
+}
+
+/// A handshake past what it could be refused for before the upgrade.
+pub(crate) struct Admission {
+    state: AppState,
+    policy: Policy,
+    pending: Pending,
+}
+
+enum Pending {
+    /// Authenticated and bound on the handshake (a header token).
+    Bound(Bound),
+    /// Presented on the handshake, checked after the upgrade.
+    Presented(Presented),
+    /// Refused, reported after the upgrade.
+    Refused(AuthError),
+    /// No token on the handshake.
+    Nothing,
+}
+
+impl Admission {
+    /// Checks the Origin and finds the token. A header token is authenticated and bound here;
+    /// its refusal, a foreign Origin, and a missing token on a header-only endpoint are answered
+    /// with an HTTP error instead of an upgrade.
+    pub(crate) async fn check(
+        state: &AppState,
+        parts: &Parts,
+        policy: Policy,
+    ) -> Result<Admission, Response> {
+        let cookie_kind = if policy.mode == Mode::Refresh { CookieKind::Refresh } else { CookieKind::Access };
+        let found = transport::find(parts, policy.sources, cookie_kind);
+        let cookie = matches!(&found, Ok(Some(p)) if p.transport == Transport::Cookie);
+        if !origin::allowed(&parts.headers, &state.config.allowed_origins, cookie) {
+            state.metrics.socket_rejections.inc();
+            return Err(refuse(StatusCode::FORBIDDEN, "Origin not allowed"));
+        }
+        let header_only = !(policy.sources.query || policy.sources.subprotocol || policy.auth_frame);
+        let pending = match found {
+            Ok(Some(presented)) if presented.transport == Transport::Header => {
+                let identity = authenticate(state, &presented, policy.mode)
+                    .await
+                    .map_err(|err| refuse_auth(state, err))?;
+                let bound = bind(state, identity)
+                    .map_err(|close| refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason))?;
+                Pending::Bound(bound)
+            }
+            Ok(Some(presented)) => Pending::Presented(presented),
+            Ok(None) if header_only && policy.mode != Mode::Optional => {
+                return Err(refuse_auth(state, AuthError::Missing));
+            }
+            Ok(None) => Pending::Nothing,
+            Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err)),
+            Err(err) => Pending::Refused(err),
+        };
+        Ok(Admission { state: state.clone(), policy, pending })
+    }
+
+    /// Negotiates `bearer` when the token came as a subprotocol (browsers require the answer).
+    pub(crate) fn negotiate(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+        match &self.pending {
+            Pending::Presented(p) if p.transport == Transport::Subprotocol => {
+                upgrade.protocols([transport::BEARER_PROTOCOL])
+            }
+            _ => upgrade,
+        }
+    }
+
+    /// After the upgrade: authenticates what was presented (or the first frame), and binds the
+    /// socket under the user's cap. On refusal the socket is closed here and `None` returned.
+    pub(crate) async fn settle(self, mut socket: WebSocket) -> Option<(WebSocket, Admitted)> {
+        let Admission { state, policy, pending } = self;
+        let identity = match pending {
+            Pending::Bound(bound) => return Some((socket, Admitted::Bound(bound))),
+            Pending::Presented(presented) => authenticate(&state, &presented, policy.mode).await,
+            Pending::Refused(err) => Err(err),
+            Pending::Nothing if policy.mode == Mode::Optional => return Some((socket, Admitted::Anonymous)),
+            Pending::Nothing if policy.auth_frame => match first_frame(&mut socket).await {
+                Some(presented) => authenticate(&state, &presented, policy.mode).await,
+                None => Err(AuthError::Missing),
+            },
+            Pending::Nothing => Err(AuthError::Missing),
+        };
+        let refusal = match identity {
+            Ok(identity) => match bind(&state, identity) {
+                Ok(bound) => return Some((socket, Admitted::Bound(bound))),
+                Err(close) => close,
+            },
+            Err(err) => {
+                state.metrics.socket_rejections.inc();
+                Close::new(close::POLICY, err.to_string())
+            }
+        };
+        if policy.explain_refusal && socket.send(Message::Text(refusal.reason.clone().into())).await.is_err()
+        {
+            return None;
+        }
+        close::close(socket, refusal).await;
+        None
+    }
+}
+
+/// Authenticates a presented token under `mode`; a missing identity (optional mode) cannot
+/// happen for a presented token, but is refused like a missing token all the same.
+async fn authenticate(state: &AppState, presented: &Presented, mode: Mode) -> Result<Identity, AuthError> {
+    state.auth.authenticate(Some(presented), mode).await?.ok_or(AuthError::Missing)
+}
+
+/// Binds an authenticated socket to its token, under the per-user cap.
+fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
+    let claims = &identity.claims;
+    let binding = state
+        .auth
+        .bindings
+        .register(&identity.user.username, &claims.jti, &claims.fam, state.config.max_sockets_per_user)
+        .map_err(|_| Close::new(close::RATE_LIMITED, "too many sockets for this user"))?;
+    Ok(Bound { identity, binding })
+}
+
+#[derive(Deserialize)]
+struct AuthFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: String,
+}
+
+/// Waits for `{"type":"auth","token":...}` as the first frame.
+async fn first_frame(socket: &mut WebSocket) -> Option<Presented> {
+    let frame = match tokio::time::timeout(AUTH_FRAME_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AuthFrame>(text.as_str()).ok()?,
+        _ => return None,
+    };
+    (frame.kind == "auth").then(|| Presented::new(frame.token, Transport::Frame))
+}
+
+/// A refusal before the upgrade, as a plain HTTP response.
+fn refuse(status: StatusCode, detail: &str) -> Response {
+    (status, Json(json!({ "detail": detail }))).into_response()
+}
+
+/// An authentication failure before the upgrade: 401 for a missing or bad token (with the bearer
+/// challenge), 403 for a credential that is not a bearer token or an inactive user.
+fn refuse_auth(state: &AppState, err: AuthError) -> Response {
+    state.metrics.socket_rejections.inc();
+    match err {
+        AuthError::NotBearer | AuthError::Inactive => refuse(StatusCode::FORBIDDEN, &err.to_string()),
+        other => ApiError::Auth(other).into_response(),
+    }
+}

@@ -1,0 +1,353 @@
+//! One socket's life, shared by every endpoint: the greeting, the read loop with its limits
+//! (message size, rate, idle timeout with pings), and the binding to a token: a warning before
+//! it expires, close 4001 when it does, close 4003 when it is revoked, in-band refresh.
+
+use super::close::{self, Close};
+use crate::app::AppState;
+use crate::auth::bindings::Binding;
+use crate::auth::tokens::Claims;
+use crate::auth::transport::{Presented, Transport};
+use crate::auth::{Identity, Mode};
+use axum::extract::ws::{Message, WebSocket};
+use serde::Deserialize;
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::{sleep_until, Instant};
+
+/// What an endpoint does with the frames its socket hands it.
+pub(crate) trait Endpoint: Send {
+    /// A text frame (control frames such as in-band refresh are handled before this). Returns
+    /// the frames to send, or why to close.
+    fn on_text(
+        &mut self,
+        text: &str,
+        identity: Option<&Identity>,
+    ) -> impl Future<Output = Result<Vec<String>, Close>> + Send;
+
+    /// A binary frame. Text protocols close with 1003.
+    fn on_binary(&mut self) -> Result<Vec<String>, Close> {
+        Err(Close::new(close::UNSUPPORTED_DATA, "binary frames are not accepted"))
+    }
+
+    /// Frames from elsewhere (a channel's fan-out). The default never yields.
+    fn outgoing(&mut self) -> impl Future<Output = Outgoing> + Send {
+        std::future::pending()
+    }
+}
+
+/// What an endpoint pushes to its socket unprompted.
+pub(crate) enum Outgoing {
+    Frame(Arc<str>),
+    Close(Close),
+}
+
+/// A socket bound to a token: who it is, and its place among the bindings that revocations reach.
+pub(crate) struct Bound {
+    pub(crate) identity: Identity,
+    pub(crate) binding: Binding,
+}
+
+/// What a step of the loop decided.
+enum Step {
+    Continue,
+    /// Close with this code and reason.
+    Close(Close),
+    /// The peer is gone: nothing more can be sent.
+    Gone,
+}
+
+/// A live socket and everything its loop keeps between frames.
+pub(crate) struct Socket<E> {
+    ws: WebSocket,
+    state: AppState,
+    /// `None`: an anonymous socket (optional mode), with no token to expire or revoke.
+    bound: Option<Bound>,
+    mode: Mode,
+    endpoint: E,
+    rate: RateLimit,
+    last_seen: Instant,
+    /// The `expiring` warning went out for the current token.
+    warned: bool,
+}
+
+impl<E: Endpoint> Socket<E> {
+    pub(crate) fn new(ws: WebSocket, state: AppState, bound: Option<Bound>, mode: Mode, endpoint: E) -> Self {
+        let rate = RateLimit::new(state.config.socket.max_messages_per_sec);
+        Socket { ws, state, bound, mode, endpoint, rate, last_seen: Instant::now(), warned: false }
+    }
+
+    /// Sends `greeting`, then runs the socket until it closes.
+    pub(crate) async fn run(mut self, greeting: Vec<String>) {
+        let metrics = self.state.clone();
+        metrics.metrics.sockets_open.inc();
+        metrics.metrics.sockets_total.inc();
+        let _open = scopeguard(|| metrics.metrics.sockets_open.dec());
+        for text in greeting {
+            if !self.send(text).await {
+                return;
+            }
+        }
+        match self.serve().await {
+            Step::Close(close) => {
+                tracing::debug!(code = close.code, reason = %close.reason, "closing socket");
+                close::close(self.ws, close).await;
+            }
+            Step::Gone | Step::Continue => {}
+        }
+    }
+
+    /// The loop: whichever comes first of shutdown, revocation, expiry, its warning, the ping
+    /// tick, a pushed frame and a received one. The timers live across iterations (re-armed only
+    /// when the token changes), so a message costs no timer registration.
+    async fn serve(&mut self) -> Step {
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let (expiry, warning) = (sleep_until(far), sleep_until(far));
+        tokio::pin!(expiry, warning);
+        let mut armed_for: Option<i64> = None;
+        let mut ping = tokio::time::interval_at(
+            Instant::now() + self.state.config.socket.ping_interval,
+            self.state.config.socket.ping_interval,
+        );
+        let shutdown = self.state.shutdown.clone();
+        let shutdown = shutdown.cancelled();
+        let signal = self.bound.as_ref().map(|b| b.binding.signal.clone());
+        let revoked = async move {
+            match signal {
+                Some(signal) => signal.revoked().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(shutdown, revoked);
+        loop {
+            let exp = self.bound.as_ref().map(|b| b.identity.claims.exp);
+            if exp != armed_for {
+                armed_for = exp;
+                let at = self.bound.as_ref().map_or(far, |b| deadline(&b.identity.claims));
+                expiry.as_mut().reset(at);
+                warning.as_mut().reset(
+                    at.checked_sub(self.state.config.socket.expiry_warning).unwrap_or_else(Instant::now),
+                );
+            }
+            let step = tokio::select! {
+                biased;
+                _ = &mut shutdown => Step::Close(Close::new(close::GOING_AWAY, "server shutting down")),
+                _ = &mut revoked => self.revoked(),
+                _ = &mut expiry, if armed_for.is_some() => self.expired(),
+                _ = &mut warning, if armed_for.is_some() && !self.warned => {
+                    self.warn(expiry.deadline()).await
+                }
+                _ = ping.tick() => self.tick().await,
+                pushed = self.endpoint.outgoing() => self.push(pushed).await,
+                received = self.ws.recv() => self.receive(received).await,
+            };
+            if !matches!(step, Step::Continue) {
+                return step;
+            }
+        }
+    }
+
+    fn revoked(&self) -> Step {
+        self.state.metrics.socket_closed_revoked.inc();
+        Step::Close(Close::new(close::REVOKED, "token revoked"))
+    }
+
+    fn expired(&self) -> Step {
+        self.state.metrics.socket_closed_expired.inc();
+        Step::Close(Close::new(close::EXPIRED, "token expired"))
+    }
+
+    /// `{"type":"expiring","in_s":N}`, once per token.
+    async fn warn(&mut self, expiry: Instant) -> Step {
+        self.warned = true;
+        let left = expiry.saturating_duration_since(Instant::now()).as_secs();
+        self.sent(json!({"type": "expiring", "in_s": left}).to_string()).await
+    }
+
+    /// The ping tick: close a socket silent too long, ping one silent a while.
+    async fn tick(&mut self) -> Step {
+        let silent = self.last_seen.elapsed();
+        if silent >= self.state.config.socket.idle_timeout {
+            return Step::Close(Close::new(close::NORMAL, "idle timeout"));
+        }
+        if silent >= self.state.config.socket.ping_interval
+            && self.ws.send(Message::Ping(Default::default())).await.is_err()
+        {
+            return Step::Gone;
+        }
+        Step::Continue
+    }
+
+    async fn push(&mut self, pushed: Outgoing) -> Step {
+        match pushed {
+            Outgoing::Frame(frame) => match self.ws.send(Message::Text(frame.as_ref().into())).await {
+                Ok(()) => Step::Continue,
+                Err(_) => Step::Gone,
+            },
+            Outgoing::Close(close) => Step::Close(close),
+        }
+    }
+
+    /// A frame from the client: limits first, then in-band refresh or the endpoint.
+    async fn receive(&mut self, received: Option<Result<Message, axum::Error>>) -> Step {
+        let message = match received {
+            None => return Step::Gone,
+            Some(Err(err)) => return read_failure(err).map_or(Step::Gone, Step::Close),
+            Some(Ok(message)) => message,
+        };
+        self.last_seen = Instant::now();
+        let replies = match message {
+            Message::Text(text) => {
+                if let Some(limited) = self.count_message() {
+                    return limited;
+                }
+                match refresh_request(text.as_str()) {
+                    Some(token) => Ok(vec![self.rebind(token).await]),
+                    None => {
+                        self.endpoint.on_text(text.as_str(), self.bound.as_ref().map(|b| &b.identity)).await
+                    }
+                }
+            }
+            Message::Binary(_) => {
+                if let Some(limited) = self.count_message() {
+                    return limited;
+                }
+                self.endpoint.on_binary()
+            }
+            Message::Ping(_) | Message::Pong(_) => Ok(Vec::new()),
+            Message::Close(_) => {
+                // tungstenite queued the close reply; write it out before dropping.
+                let _ = futures_util::SinkExt::flush(&mut self.ws).await;
+                return Step::Gone;
+            }
+        };
+        match replies {
+            Ok(replies) => {
+                for reply in replies {
+                    if !self.send(reply).await {
+                        return Step::Gone;
+                    }
+                }
+                Step::Continue
+            }
+            Err(close) => Step::Close(close),
+        }
+    }
+
+    /// Counts a data message against the rate limit: `Some` closes the socket.
+    fn count_message(&mut self) -> Option<Step> {
+        self.state.metrics.messages_in.inc();
+        (!self.rate.take()).then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
+    }
+
+    /// Rebinds the socket to a new token of the same user; answers `refreshed` or an error frame.
+    async fn rebind(&mut self, token: String) -> String {
+        let Some(bound) = self.bound.as_mut() else {
+            return error_frame("bad_request", "anonymous sockets have no token to refresh");
+        };
+        let presented = Presented::new(token, Transport::Frame);
+        let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
+        match self.state.auth.authenticate(Some(&presented), mode).await {
+            Ok(Some(identity)) if identity.user.username == bound.identity.user.username => {
+                bound.binding.rebind(&identity.claims.jti, &identity.claims.fam);
+                let exp = identity.claims.exp;
+                bound.identity = identity;
+                self.warned = false;
+                json!({"type": "refreshed", "exp": exp}).to_string()
+            }
+            Ok(_) => error_frame("forbidden", "token belongs to another user"),
+            Err(err) => error_frame("forbidden", &err.to_string()),
+        }
+    }
+
+    async fn send(&mut self, text: String) -> bool {
+        self.ws.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    async fn sent(&mut self, text: String) -> Step {
+        if self.send(text).await {
+            Step::Continue
+        } else {
+            Step::Gone
+        }
+    }
+}
+
+/// Frames a client may send on any endpoint, handled by the socket itself.
+#[derive(Deserialize)]
+struct ControlFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    token: Option<String>,
+}
+
+/// The token of a `{"type":"refresh","token":...}` frame. Cheap to reject: most frames are not.
+fn refresh_request(text: &str) -> Option<String> {
+    if !text.starts_with('{') || !text.contains("\"refresh\"") {
+        return None;
+    }
+    let frame: ControlFrame = serde_json::from_str(text).ok()?;
+    (frame.kind == "refresh").then(|| frame.token.unwrap_or_default())
+}
+
+pub(crate) fn error_frame(code: &str, detail: &str) -> String {
+    json!({"type": "error", "code": code, "detail": detail}).to_string()
+}
+
+/// Refill-per-second token bucket: `rate` messages a second, bursts up to `rate`.
+struct RateLimit {
+    rate: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimit {
+    fn new(rate: u32) -> RateLimit {
+        RateLimit { rate: rate as f64, tokens: rate as f64, last: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The instant a token's `exp` falls, on the monotonic clock.
+fn deadline(claims: &Claims) -> Instant {
+    let exp = UNIX_EPOCH + Duration::from_secs(claims.exp.max(0) as u64);
+    let left = exp.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + left
+}
+
+/// A read error as a close: too big (1009), bad UTF-8 (1007), a protocol error (1002), or the
+/// peer is gone (`None`).
+fn read_failure(err: axum::Error) -> Option<Close> {
+    let inner = err.into_inner();
+    match inner.downcast_ref::<tungstenite::Error>() {
+        Some(tungstenite::Error::Capacity(_)) => Some(Close::new(close::TOO_BIG, "message too big")),
+        Some(tungstenite::Error::Utf8(_)) => Some(Close::new(close::INVALID_PAYLOAD, "invalid UTF-8")),
+        Some(tungstenite::Error::Protocol(_)) => Some(Close::new(close::PROTOCOL_ERROR, "protocol error")),
+        _ => None,
+    }
+}
+
+/// Runs `f` when dropped: keeps the open-sockets gauge right on every exit path.
+fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark: wsguard against the FastAPI baseline (shared/peers/fastapi_seed) and a bare
-# tokio-tungstenite echo server (the ceiling), on this machine, with the same workloads.
+# The benchmark: wsguard against the FastAPI baseline (bench/baseline: the FastAPI tutorials' app,
+# flaws kept, pinned in bench/baseline/requirements.txt) and a bare tokio-tungstenite echo server
+# (the ceiling), on this machine, with the same workloads.
 #
 # Last, the chat fan-out again across two wsguard nodes of one cluster (PostgreSQL + Redis).
 #
@@ -20,7 +21,8 @@ set -euo pipefail
 
 ROOT=$(git rev-parse --show-toplevel)
 cd "$ROOT"
-PEER="$ROOT/../shared/peers/fastapi_seed"
+# The FastAPI baseline (app.py, requirements.txt), in the repository.
+BASELINE="$ROOT/bench/baseline"
 
 QUICK=0
 BUILD=1
@@ -46,7 +48,7 @@ while [ $# -gt 0 ]; do
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -109,8 +111,8 @@ if [ ! -x "$VENV/bin/python" ]; then
     log "creating $VENV"
     python3 -m venv "$VENV"
 fi
-log "installing the baseline's requirements"
-"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$PEER/requirements.txt"
+log "installing the baseline's requirements (bench/baseline/requirements.txt, pinned)"
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$BASELINE/requirements.txt"
 
 # --- servers -------------------------------------------------------------------------------
 wait_port() { # port pid name
@@ -154,7 +156,7 @@ WS_PID=$SERVE_PID
 WS_ADDR=$SERVE_ADDR
 
 log "starting the FastAPI baseline on 127.0.0.1:$BASE_PORT"
-(cd "$PEER" && PYTHONDONTWRITEBYTECODE=1 exec "$VENV/bin/uvicorn" app:app \
+(cd "$BASELINE" && PYTHONDONTWRITEBYTECODE=1 exec "$VENV/bin/uvicorn" app:app \
     --port "$BASE_PORT" --log-level warning >"$WORK/baseline.log" 2>&1) &
 BASE_PID=$!
 PIDS+=("$BASE_PID")
@@ -363,7 +365,8 @@ mkdir -p "$(dirname "$OUT")"
         echo "  the servers and the generator, PostgreSQL and Redis among them, used ${CLUSTER_OTHER}% of the machine"
     fi
     echo "- workloads took ${ELAPSED} s"
-    echo "- baseline: $("$VENV/bin/python" --version 2>&1), uvicorn $("$VENV/bin/python" -c 'import uvicorn; print(uvicorn.__version__)'), one process"
+    echo "- baseline (bench/baseline): $("$VENV/bin/python" --version 2>&1), $("$VENV/bin/python" -c \
+        'import fastapi, uvicorn; print(f"FastAPI {fastapi.__version__}, uvicorn {uvicorn.__version__}")'), one process"
     echo
     echo "## Results"
     echo

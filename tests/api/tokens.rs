@@ -1,4 +1,4 @@
-//! The token service and the user endpoints: every success and every refusal of DESIGN.md.
+//! The token service and the user endpoints: every success and every refusal of docs/protocol.md.
 
 use crate::helpers::{claims, spawn};
 use reqwest::header::{CACHE_CONTROL, CONTENT_TYPE, WWW_AUTHENTICATE};
@@ -318,16 +318,32 @@ async fn metrics_count_logins_rejections_and_hash_time() {
     server.me("garbage").await;
     let pair = server.login("janedoe", "secret2").await;
     server.me(&pair.refresh).await;
+    // One socket open, one refused on its token, one refused for its Origin.
+    let mut open = server.ws(&format!("/ws?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(crate::helpers::next_text(&mut open).await, "Successfully Login!");
+    let mut refused = server.ws("/ws?token=garbage", &[]).await.unwrap();
+    assert_eq!(crate::helpers::close_code(&mut refused, std::time::Duration::from_secs(2)).await.0, 1008);
+    assert_eq!(server.ws_refused("/secured-ws", &[("origin", "https://evil.example")]).await, 403);
+
     let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    for line in [
-        "wsguard_logins_total{result=\"ok\"} 2",
-        "wsguard_logins_total{result=\"failed\"} 1",
-        "wsguard_token_rejections_total{reason=\"malformed\"} 1",
-        "wsguard_token_rejections_total{reason=\"wrong_type\"} 1",
-        "# TYPE wsguard_password_hash_seconds_total counter",
-        "# TYPE wsguard_sockets_open gauge",
-    ] {
-        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    let value = |name: &str| -> f64 {
+        let line = text.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+        let line = line.unwrap_or_else(|| panic!("missing {name} in\n{text}"));
+        line[name.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(value("wsguard_logins_total{result=\"ok\"}"), 2.0);
+    assert_eq!(value("wsguard_logins_total{result=\"failed\"}"), 1.0);
+    assert_eq!(value("wsguard_token_rejections_total{reason=\"malformed\"}"), 2.0, "users/me and the socket");
+    assert_eq!(value("wsguard_token_rejections_total{reason=\"wrong_type\"}"), 1.0);
+    assert_eq!(value("wsguard_password_hashes_total"), 3.0, "three password checks");
+    let seconds = value("wsguard_password_hash_seconds_total");
+    assert!(seconds > 0.003 && seconds < 30.0, "three argon2id hashes take milliseconds: {seconds}");
+    assert_eq!(value("wsguard_sockets_open"), 1.0);
+    assert_eq!(value("wsguard_sockets_total"), 1.0);
+    assert_eq!(value("wsguard_socket_rejections_total"), 2.0);
+    assert_eq!(value("wsguard_sockets_closed_total{reason=\"revoked\"}"), 0.0);
+    for kind in ["# TYPE wsguard_password_hash_seconds_total counter", "# TYPE wsguard_sockets_open gauge"] {
+        assert!(text.lines().any(|l| l == kind), "missing {kind:?} in\n{text}");
     }
 }
 

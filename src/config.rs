@@ -1,335 +1,395 @@
-//! One `Config`, resolved once at start from `wsguard.toml`, then `WSGUARD_*` environment
-//! variables, then flags (each overriding the one before), and passed down in the app state.
+//! Every setting declared once, on a field: its flag, `WSGUARD_*` environment variable, default and
+//! help text as clap attributes, its `wsguard.toml` key the field's name. Precedence: flags, then
+//! environment variables, then the file, then the default. [`parse`] applies the file by handing
+//! its keys to clap as flags wherever neither the flag nor the variable was given, so that one
+//! parser checks every layer the same way.
 
-use clap::Args;
-use serde::Deserialize;
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, ValueEnum};
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Where users, refresh families and revocations live. Shared by `serve` and the user commands.
-#[derive(Args, Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StoreArgs {
-    /// Data folder: the SQLite file and the generated signing key [default: ./wsguard-data]
-    #[arg(long, env = "WSGUARD_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Database URL [default: sqlite:<data-dir>/wsguard.db]
+/// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct StoreSettings {
+    /// Data folder: the SQLite file and the generated signing key
+    #[arg(long, env = "WSGUARD_DATA_DIR", value_name = "DIR", default_value = "./wsguard-data")]
+    pub(crate) data_dir: PathBuf,
+    /// Database URL [default: sqlite://<data-dir>/wsguard.db]
     #[arg(long, env = "WSGUARD_DATABASE_URL", value_name = "URL")]
-    pub database_url: Option<String>,
+    database_url: Option<String>,
 }
 
-pub const JWT_ALGS: [&str; 4] = ["HS256", "RS256", "ES256", "EdDSA"];
-
-/// The algorithm named `name` (one of [`JWT_ALGS`]).
-pub fn parse_jwt_alg(name: &str) -> anyhow::Result<jsonwebtoken::Algorithm> {
-    use jsonwebtoken::Algorithm;
-    Ok(match name {
-        "HS256" => Algorithm::HS256,
-        "RS256" => Algorithm::RS256,
-        "ES256" => Algorithm::ES256,
-        "EdDSA" => Algorithm::EdDSA,
-        _ => anyhow::bail!("jwt_alg {name}: one of {}", JWT_ALGS.join(", ")),
-    })
-}
-
-/// Every setting of `wsguard serve`. All optional here: unset ones fall back to the config file,
-/// then to the default shown in brackets.
-#[derive(Args, Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServeArgs {
-    #[command(flatten)]
-    #[serde(skip)]
-    pub store: StoreArgs,
-    /// Address to listen on [default: 127.0.0.1:8000]
-    #[arg(long, env = "WSGUARD_BIND", value_name = "ADDR")]
-    pub bind: Option<SocketAddr>,
-    /// Fan-out broker URL [default: in-process]
-    #[arg(long, env = "WSGUARD_BROKER_URL", value_name = "URL")]
-    pub broker_url: Option<String>,
-    /// Name of the group of nodes sharing the broker; other clusters on the same Redis are not
-    /// seen [default: default]
-    #[arg(long, env = "WSGUARD_CLUSTER", value_name = "NAME")]
-    pub cluster: Option<String>,
-    /// Lifetime of access tokens, e.g. 15m, 1h [default: 15m]
-    #[arg(long, env = "WSGUARD_ACCESS_TTL", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub access_ttl: Option<Duration>,
-    /// Lifetime of refresh tokens [default: 14d]
-    #[arg(long, env = "WSGUARD_REFRESH_TTL", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub refresh_ttl: Option<Duration>,
-    /// Origins allowed to open WebSockets, comma-separated [default: the server's own origin]
-    #[arg(long, env = "WSGUARD_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
-    pub allowed_origins: Option<Vec<String>>,
-    /// Most concurrent sockets one user may hold [default: 64]
-    #[arg(long, env = "WSGUARD_MAX_SOCKETS_PER_USER", value_name = "N")]
-    pub max_sockets_per_user: Option<usize>,
-    /// JWT signing algorithm; RS256, ES256 and EdDSA keys are generated into the keys folder
-    /// [default: HS256]
-    #[arg(long, env = "WSGUARD_JWT_ALG", value_name = "ALG", value_parser = JWT_ALGS)]
-    pub jwt_alg: Option<String>,
-    /// Folder of the RS256/ES256/EdDSA keys; nodes of a cluster share it [default: <data-dir>/keys]
-    #[arg(long, env = "WSGUARD_JWT_KEYS_DIR", value_name = "DIR")]
-    pub jwt_keys_dir: Option<PathBuf>,
-    /// File holding the HS256 secret (at least 32 bytes) [default: generated into the data folder]
-    #[arg(long, env = "WSGUARD_JWT_SECRET_FILE", value_name = "FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
-    /// `iss` claim written and required [default: wsguard]
-    #[arg(long, env = "WSGUARD_ISSUER", value_name = "ISS")]
-    pub issuer: Option<String>,
-    /// `aud` claim written and required [default: none]
-    #[arg(long, env = "WSGUARD_AUDIENCE", value_name = "AUD")]
-    pub audience: Option<String>,
-    /// Largest WebSocket message accepted, in bytes; larger closes with 1009 [default: 65536]
-    #[arg(long, env = "WSGUARD_MAX_MESSAGE_BYTES", value_name = "BYTES")]
-    pub max_message_bytes: Option<usize>,
-    /// Messages per second one socket may send; more closes with 4029 [default: 50]
-    #[arg(long, env = "WSGUARD_MAX_MESSAGES_PER_SEC", value_name = "N")]
-    pub max_messages_per_sec: Option<u32>,
-    /// A socket silent this long (no frame, no pong) is closed [default: 60s]
-    #[arg(long, env = "WSGUARD_IDLE_TIMEOUT", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub idle_timeout: Option<Duration>,
-    /// Interval of server pings on idle sockets [default: 20s]
-    #[arg(long, env = "WSGUARD_PING_INTERVAL", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub ping_interval: Option<Duration>,
-    /// How long before token expiry a socket is sent {"type":"expiring"} [default: 60s]
-    #[arg(long, env = "WSGUARD_EXPIRY_WARNING", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub expiry_warning: Option<Duration>,
-    /// Threads hashing passwords, at low priority [default: number of CPUs]
-    #[arg(long, env = "WSGUARD_HASH_CONCURRENCY", value_name = "N")]
-    pub hash_concurrency: Option<usize>,
-    /// Password checks that may wait for a hashing thread; more get 503 at once [default: 64]
-    #[arg(long, env = "WSGUARD_HASH_QUEUE", value_name = "N")]
-    pub hash_queue: Option<usize>,
-    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key) [default: plain HTTP]
-    #[arg(long, env = "WSGUARD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert
-    #[arg(long, env = "WSGUARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-    /// Origins allowed by CORS (with credentials), comma-separated [default: none, no CORS headers]
-    #[arg(long, env = "WSGUARD_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
-    pub cors_origins: Option<Vec<String>>,
-    /// Failed logins of one user from one address within --login-window before 429 [default: 5]
-    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES", value_name = "N")]
-    pub login_max_failures: Option<u32>,
-    /// Failed logins from one address (any user) within --login-window before 429 [default: 50]
-    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_ADDRESS", value_name = "N")]
-    pub login_max_failures_per_address: Option<u32>,
-    /// Failed logins of one user from all addresses within --login-window before 429 for
-    /// addresses that never logged in as that user [default: 100]
-    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_USER", value_name = "N")]
-    pub login_max_failures_per_user: Option<u32>,
-    /// Window of the failed-login counters, and so the longest lockout [default: 15m]
-    #[arg(long, env = "WSGUARD_LOGIN_WINDOW", value_parser = humantime::parse_duration)]
-    #[serde(default, deserialize_with = "duration::option")]
-    pub login_window: Option<Duration>,
-}
-
-/// The resolved configuration the server runs with.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub bind: SocketAddr,
-    pub data_dir: PathBuf,
-    pub database_url: String,
-    /// `None`: the in-process broker (one node).
-    pub broker_url: Option<String>,
-    pub cluster: String,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
-    /// Empty: only the server's own origin (the request's `Host`).
-    pub allowed_origins: Vec<String>,
-    pub max_sockets_per_user: usize,
-    pub jwt_secret_file: Option<PathBuf>,
-    pub jwt_alg: jsonwebtoken::Algorithm,
-    pub jwt_keys_dir: PathBuf,
-    pub issuer: String,
-    pub audience: Option<String>,
-    pub max_message_bytes: usize,
-    pub max_messages_per_sec: u32,
-    pub idle_timeout: Duration,
-    pub ping_interval: Duration,
-    pub expiry_warning: Duration,
-    pub hash_concurrency: usize,
-    pub hash_queue: usize,
-    /// Both set: HTTPS and WSS.
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    /// Empty: no CORS headers at all.
-    pub cors_origins: Vec<String>,
-    pub login_max_failures: u32,
-    pub login_max_failures_per_address: u32,
-    pub login_max_failures_per_user: u32,
-    pub login_window: Duration,
-}
-
-/// Reads the config file. A missing file is fine only when it was not asked for explicitly.
-pub fn read_file(path: &Path, explicit: bool) -> anyhow::Result<ServeArgs> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ServeArgs::default()),
-        Err(e) => anyhow::bail!("{}: {e}", path.display()),
-    };
-    let parse = || -> Result<ServeArgs, toml::de::Error> {
-        // The store keys are shared with the user commands, so they live in their own struct;
-        // serde cannot flatten and reject unknown keys at once, hence the split by hand.
-        let mut table: toml::Table = toml::from_str(&text)?;
-        let mut store = toml::Table::new();
-        for key in ["data_dir", "database_url"] {
-            if let Some(value) = table.remove(key) {
-                store.insert(key.into(), value);
-            }
-        }
-        let mut args = ServeArgs::deserialize(toml::Value::Table(table))?;
-        args.store = StoreArgs::deserialize(toml::Value::Table(store))?;
-        Ok(args)
-    };
-    parse().map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
-impl StoreArgs {
-    /// Flags (and env, which clap folds into them) win over the file.
-    pub fn merge(self, file: StoreArgs) -> StoreArgs {
-        StoreArgs {
-            data_dir: self.data_dir.or(file.data_dir),
-            database_url: self.database_url.or(file.database_url),
-        }
-    }
-
-    pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| PathBuf::from("./wsguard-data"))
-    }
-
-    pub fn database_url(&self) -> String {
+impl StoreSettings {
+    pub(crate) fn database_url(&self) -> String {
         self.database_url
             .clone()
-            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir().join("wsguard.db").display()))
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("wsguard.db").display()))
     }
+}
+
+/// The JWT signing algorithms wsguard offers.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JwtAlg {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "RS256")]
+    Rs256,
+    #[value(name = "ES256")]
+    Es256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+}
+
+impl From<JwtAlg> for jsonwebtoken::Algorithm {
+    fn from(alg: JwtAlg) -> Self {
+        match alg {
+            JwtAlg::Hs256 => jsonwebtoken::Algorithm::HS256,
+            JwtAlg::Rs256 => jsonwebtoken::Algorithm::RS256,
+            JwtAlg::Es256 => jsonwebtoken::Algorithm::ES256,
+            JwtAlg::EdDsa => jsonwebtoken::Algorithm::EdDSA,
+        }
+    }
+}
+
+/// How tokens are signed. Shared by `serve` and the key commands.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct SigningSettings {
+    /// JWT signing algorithm; RS256, ES256 and EdDSA keys are generated into the keys folder
+    /// [default: HS256; for `keys` commands, that of the newest key]
+    #[arg(long, env = "WSGUARD_JWT_ALG", value_name = "ALG")]
+    pub(crate) jwt_alg: Option<JwtAlg>,
+    /// Folder of the RS256/ES256/EdDSA keys; nodes of a cluster share it [default: <data-dir>/keys]
+    #[arg(long, env = "WSGUARD_JWT_KEYS_DIR", value_name = "DIR")]
+    jwt_keys_dir: Option<PathBuf>,
+    /// File holding the HS256 secret (at least 32 bytes) [default: generated into the data folder]
+    #[arg(long, env = "WSGUARD_JWT_SECRET_FILE", value_name = "FILE")]
+    pub(crate) jwt_secret_file: Option<PathBuf>,
+}
+
+impl SigningSettings {
+    pub(crate) fn alg(&self) -> jsonwebtoken::Algorithm {
+        self.jwt_alg.unwrap_or(JwtAlg::Hs256).into()
+    }
+
+    pub(crate) fn keys_dir(&self, data_dir: &Path) -> PathBuf {
+        self.jwt_keys_dir.clone().unwrap_or_else(|| data_dir.join("keys"))
+    }
+}
+
+/// What the tokens say and how long they live.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct TokenSettings {
+    /// Lifetime of access tokens, e.g. 15m, 1h
+    #[arg(long, env = "WSGUARD_ACCESS_TTL", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub(crate) access_ttl: Duration,
+    /// Lifetime of refresh tokens, and so of a login, and of a replaced key's verifying
+    #[arg(long, env = "WSGUARD_REFRESH_TTL", default_value = "14d", value_parser = humantime::parse_duration)]
+    pub(crate) refresh_ttl: Duration,
+    /// `iss` claim written and required
+    #[arg(long, env = "WSGUARD_ISSUER", value_name = "ISS", default_value = "wsguard")]
+    pub(crate) issuer: String,
+    /// `aud` claim written and required [default: none]
+    #[arg(long, env = "WSGUARD_AUDIENCE", value_name = "AUD")]
+    pub(crate) audience: Option<String>,
+}
+
+/// What one WebSocket may do, and how it is kept alive and bound to its token.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct SocketLimits {
+    /// Largest WebSocket message accepted, in bytes; larger closes with 1009
+    #[arg(long, env = "WSGUARD_MAX_MESSAGE_BYTES", value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub(crate) max_message_bytes: usize,
+    /// Messages per second one socket may send; more closes with 4029
+    #[arg(long, env = "WSGUARD_MAX_MESSAGES_PER_SEC", value_name = "N", default_value_t = 50)]
+    pub(crate) max_messages_per_sec: u32,
+    /// A socket silent this long (no frame, no pong) is closed
+    #[arg(long, env = "WSGUARD_IDLE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) idle_timeout: Duration,
+    /// Interval of server pings on idle sockets
+    #[arg(long, env = "WSGUARD_PING_INTERVAL", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub(crate) ping_interval: Duration,
+    /// How long before token expiry a socket is sent {"type":"expiring"}
+    #[arg(long, env = "WSGUARD_EXPIRY_WARNING", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) expiry_warning: Duration,
+}
+
+/// Failed-login counters, checked before any password is hashed.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct LoginLimits {
+    /// Failed logins of one user from one address within --login-window before 429
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES", value_name = "N", default_value_t = 5)]
+    pub(crate) login_max_failures: u32,
+    /// Failed logins from one address (any user) within --login-window before 429
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_ADDRESS", value_name = "N", default_value_t = 50)]
+    pub(crate) login_max_failures_per_address: u32,
+    /// Failed logins of one user from all addresses within --login-window before 429 for
+    /// addresses that never logged in as that user
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_USER", value_name = "N", default_value_t = 100)]
+    pub(crate) login_max_failures_per_user: u32,
+    /// Window of the failed-login counters, and so the longest lockout
+    #[arg(long, env = "WSGUARD_LOGIN_WINDOW", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub(crate) login_window: Duration,
+}
+
+/// Every setting of `wsguard serve`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct Config {
+    #[command(flatten)]
+    pub(crate) store: StoreSettings,
+    #[command(flatten)]
+    pub(crate) signing: SigningSettings,
+    #[command(flatten)]
+    pub(crate) tokens: TokenSettings,
+    /// Address to listen on
+    #[arg(long, env = "WSGUARD_BIND", value_name = "ADDR", default_value = "127.0.0.1:8000")]
+    pub(crate) bind: SocketAddr,
+    /// Fan-out broker URL, redis://… [default: in-process]
+    #[arg(long, env = "WSGUARD_BROKER_URL", value_name = "URL")]
+    pub(crate) broker_url: Option<String>,
+    /// Name of the group of nodes sharing the broker; other clusters on the same Redis are not seen
+    #[arg(long, env = "WSGUARD_CLUSTER", value_name = "NAME", default_value = "default")]
+    pub(crate) cluster: String,
+    /// Origins allowed to open WebSockets, comma-separated [default: the server's own origin]
+    #[arg(long, env = "WSGUARD_ALLOWED_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub(crate) allowed_origins: Vec<String>,
+    /// Most concurrent sockets one user may hold
+    #[arg(long, env = "WSGUARD_MAX_SOCKETS_PER_USER", value_name = "N", default_value_t = 64)]
+    pub(crate) max_sockets_per_user: usize,
+    #[command(flatten)]
+    pub(crate) socket: SocketLimits,
+    /// Threads hashing passwords, at low priority [default: number of CPUs]
+    #[arg(long, env = "WSGUARD_HASH_CONCURRENCY", value_name = "N")]
+    hash_concurrency: Option<usize>,
+    /// Password checks that may wait for a hashing thread; more get 503 at once
+    #[arg(long, env = "WSGUARD_HASH_QUEUE", value_name = "N", default_value_t = 64)]
+    pub(crate) hash_queue: usize,
+    /// PEM certificate chain: serve HTTPS and WSS (with --tls-key) [default: plain HTTP]
+    #[arg(long, env = "WSGUARD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert
+    #[arg(long, env = "WSGUARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Origins allowed by CORS (with credentials), comma-separated [default: none, no CORS headers]
+    #[arg(long, env = "WSGUARD_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
+    pub(crate) cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub(crate) login_limits: LoginLimits,
 }
 
 impl Config {
-    pub fn resolve(flags: ServeArgs, file: ServeArgs) -> anyhow::Result<Config> {
-        let store = flags.store.merge(file.store);
-        let config = Config {
-            bind: flags.bind.or(file.bind).unwrap_or(([127, 0, 0, 1], 8000).into()),
-            data_dir: store.data_dir(),
-            database_url: store.database_url(),
-            broker_url: flags.broker_url.or(file.broker_url),
-            cluster: flags.cluster.or(file.cluster).unwrap_or_else(|| "default".into()),
-            access_ttl: flags.access_ttl.or(file.access_ttl).unwrap_or(Duration::from_secs(15 * 60)),
-            refresh_ttl: flags
-                .refresh_ttl
-                .or(file.refresh_ttl)
-                .unwrap_or(Duration::from_secs(14 * 24 * 3600)),
-            allowed_origins: flags.allowed_origins.or(file.allowed_origins).unwrap_or_default(),
-            max_sockets_per_user: flags.max_sockets_per_user.or(file.max_sockets_per_user).unwrap_or(64),
-            jwt_secret_file: flags.jwt_secret_file.or(file.jwt_secret_file),
-            jwt_alg: parse_jwt_alg(flags.jwt_alg.or(file.jwt_alg).as_deref().unwrap_or("HS256"))?,
-            jwt_keys_dir: flags
-                .jwt_keys_dir
-                .or(file.jwt_keys_dir)
-                .unwrap_or_else(|| store.data_dir().join(crate::auth::keyring::KEYS_DIR)),
-            issuer: flags.issuer.or(file.issuer).unwrap_or_else(|| "wsguard".into()),
-            audience: flags.audience.or(file.audience),
-            max_message_bytes: flags.max_message_bytes.or(file.max_message_bytes).unwrap_or(64 * 1024),
-            max_messages_per_sec: flags.max_messages_per_sec.or(file.max_messages_per_sec).unwrap_or(50),
-            idle_timeout: flags.idle_timeout.or(file.idle_timeout).unwrap_or(Duration::from_secs(60)),
-            ping_interval: flags.ping_interval.or(file.ping_interval).unwrap_or(Duration::from_secs(20)),
-            expiry_warning: flags.expiry_warning.or(file.expiry_warning).unwrap_or(Duration::from_secs(60)),
-            hash_concurrency: flags
-                .hash_concurrency
-                .or(file.hash_concurrency)
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-            hash_queue: flags.hash_queue.or(file.hash_queue).unwrap_or(64),
-            tls_cert: flags.tls_cert.or(file.tls_cert),
-            tls_key: flags.tls_key.or(file.tls_key),
-            cors_origins: flags.cors_origins.or(file.cors_origins).unwrap_or_default(),
-            login_max_failures: flags.login_max_failures.or(file.login_max_failures).unwrap_or(5),
-            login_max_failures_per_address: flags
-                .login_max_failures_per_address
-                .or(file.login_max_failures_per_address)
-                .unwrap_or(50),
-            login_max_failures_per_user: flags
-                .login_max_failures_per_user
-                .or(file.login_max_failures_per_user)
-                .unwrap_or(100),
-            login_window: flags.login_window.or(file.login_window).unwrap_or(Duration::from_secs(15 * 60)),
-        };
+    pub(crate) fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+    }
+
+    /// Whether the server speaks TLS (HTTPS and WSS).
+    pub(crate) fn tls(&self) -> bool {
+        self.tls_cert.is_some()
+    }
+
+    /// Checks what no single setting can: how they fit together.
+    pub(crate) fn validate(&self) -> anyhow::Result<()> {
+        let alg = self.signing.alg();
         anyhow::ensure!(
-            config.jwt_alg == jsonwebtoken::Algorithm::HS256 || config.jwt_secret_file.is_none(),
-            "jwt_secret_file is for HS256; {:?} keys live in the keys folder",
-            config.jwt_alg
+            alg == jsonwebtoken::Algorithm::HS256 || self.signing.jwt_secret_file.is_none(),
+            "jwt_secret_file is for HS256; {alg:?} keys live in the keys folder"
         );
-        anyhow::ensure!(config.access_ttl >= Duration::from_secs(1), "access_ttl must be at least 1s");
+        let tokens = &self.tokens;
+        anyhow::ensure!(tokens.access_ttl >= Duration::from_secs(1), "access_ttl must be at least 1s");
         anyhow::ensure!(
-            config.refresh_ttl >= config.access_ttl,
+            tokens.refresh_ttl >= tokens.access_ttl,
             "refresh_ttl must not be shorter than access_ttl"
         );
-        anyhow::ensure!(config.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
-        anyhow::ensure!(config.max_message_bytes >= 128, "max_message_bytes must be at least 128");
+        let socket = &self.socket;
+        anyhow::ensure!(socket.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
+        anyhow::ensure!(socket.max_message_bytes >= 128, "max_message_bytes must be at least 128");
         anyhow::ensure!(
-            config.tls_cert.is_some() == config.tls_key.is_some(),
+            socket.ping_interval < socket.idle_timeout,
+            "ping_interval must be shorter than idle_timeout"
+        );
+        anyhow::ensure!(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
             "tls_cert and tls_key go together"
         );
-        for origin in &config.cors_origins {
+        for origin in &self.cors_origins {
             anyhow::ensure!(
                 origin != "*" && axum::http::HeaderValue::from_str(origin).is_ok(),
                 "cors_origins: {origin:?} is not an origin (no wildcard: credentials are allowed)"
             );
         }
-        anyhow::ensure!(config.login_window >= Duration::from_secs(1), "login_window must be at least 1s");
-        anyhow::ensure!(config.hash_concurrency > 0, "hash_concurrency must be positive");
         anyhow::ensure!(
-            config.ping_interval < config.idle_timeout,
-            "ping_interval must be shorter than idle_timeout"
+            self.login_limits.login_window >= Duration::from_secs(1),
+            "login_window must be at least 1s"
         );
-        Ok(config)
+        anyhow::ensure!(self.hash_concurrency() > 0, "hash_concurrency must be positive");
+        Ok(())
     }
 }
 
-mod duration {
-    use serde::{Deserialize, Deserializer};
-    use std::time::Duration;
+/// The subcommand whose arguments define the file's keys.
+const FILE_KEYS_OF: &str = "serve";
+/// The global argument naming the file.
+const CONFIG_ARG: &str = "config";
 
-    pub fn option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+/// Parses `args` as the command line of `P`, with the configuration file (the global `--config`
+/// argument of `P`) under flags and environment. Help, version and usage errors exit as clap does.
+pub(crate) fn parse<P: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> anyhow::Result<P> {
+    let mut command = P::command();
+    let matches = command.try_get_matches_from_mut(&args).unwrap_or_else(|err| err.exit());
+    let path: PathBuf = matches.get_one::<PathBuf>(CONFIG_ARG).cloned().unwrap_or_default();
+    let explicit = matches.value_source(CONFIG_ARG) != Some(ValueSource::DefaultValue);
+    let file = read_file(&path, explicit)?;
+    let extra = file_flags(&command, &matches, &file).with_context(|| path.display().to_string())?;
+    if extra.is_empty() {
+        return Ok(P::from_arg_matches(&matches)?);
     }
+    let with_file = P::command().try_get_matches_from(args.into_iter().chain(extra)).map_err(|err| {
+        let message = err.to_string();
+        anyhow::anyhow!("{}: {}", path.display(), message.trim().trim_start_matches("error: "))
+    })?;
+    Ok(P::from_arg_matches(&with_file)?)
+}
+
+/// The file's keys, `toml` parsed. A missing file is fine only when it was not asked for.
+fn read_file(path: &Path, explicit: bool) -> anyhow::Result<toml::Table> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(toml::Table::new()),
+        Err(e) => Err(e).with_context(|| path.display().to_string()),
+    }
+}
+
+/// `--flag=value` for each key of `file` that the invoked command reads and that neither its flag
+/// nor its environment variable set. A key that `serve` does not know is an error for every
+/// command, so that a typo never passes silently.
+fn file_flags(
+    command: &clap::Command,
+    matches: &ArgMatches,
+    file: &toml::Table,
+) -> anyhow::Result<Vec<OsString>> {
+    let serve = command.find_subcommand(FILE_KEYS_OF).expect("the serve command");
+    let (mut leaf, mut leaf_matches) = (command, matches);
+    while let Some((name, sub)) = leaf_matches.subcommand() {
+        leaf = leaf.find_subcommand(name).expect("a parsed subcommand exists");
+        leaf_matches = sub;
+    }
+    let mut flags = Vec::new();
+    for (key, value) in file {
+        let known = |c: &clap::Command| {
+            c.get_arguments().find(|a| a.get_id() == key && a.get_long().is_some()).cloned()
+        };
+        anyhow::ensure!(key != CONFIG_ARG && known(serve).is_some(), "unknown key {key:?}");
+        let Some(arg) = known(leaf) else { continue };
+        if matches!(leaf_matches.value_source(key), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+        {
+            continue;
+        }
+        let long = arg.get_long().expect("checked above");
+        flags.push(OsString::from(format!("--{long}={}", flag_value(key, value)?)));
+    }
+    Ok(flags)
+}
+
+fn flag_value(key: &str, value: &toml::Value) -> anyhow::Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => {
+            items.iter().map(|item| flag_value(key, item)).collect::<anyhow::Result<Vec<_>>>()?.join(",")
+        }
+        _ => anyhow::bail!("{key}: expected a string, number or list"),
+    })
+}
+
+/// Creates the data folder, private to its owner when wsguard creates it.
+pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).with_context(|| format!("creating data folder {}", dir.display()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn jwt_alg_comes_from_the_file_and_flags_win() {
-        let file: ServeArgs = toml::from_str(r#"jwt_alg = "EdDSA""#).unwrap();
-        let config = Config::resolve(ServeArgs::default(), file.clone()).unwrap();
-        assert_eq!(config.jwt_alg, jsonwebtoken::Algorithm::EdDSA);
-        assert_eq!(config.jwt_keys_dir, PathBuf::from("./wsguard-data").join("keys"));
-        let flags = ServeArgs { jwt_alg: Some("RS256".into()), ..Default::default() };
-        assert_eq!(Config::resolve(flags, file).unwrap().jwt_alg, jsonwebtoken::Algorithm::RS256);
-        assert_eq!(
-            Config::resolve(ServeArgs::default(), ServeArgs::default()).unwrap().jwt_alg,
-            jsonwebtoken::Algorithm::HS256
-        );
+    #[derive(Parser)]
+    struct Cli {
+        #[arg(long, global = true, default_value = "none.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        Serve(Box<Config>),
+        Other(StoreSettings),
+    }
+
+    fn serve(args: &[&str], file: &str) -> anyhow::Result<Config> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wsguard.toml");
+        std::fs::write(&path, file).unwrap();
+        let mut argv: Vec<OsString> =
+            ["wsguard", "--config", path.to_str().unwrap(), "serve"].map(Into::into).into();
+        argv.extend(args.iter().map(Into::into));
+        match parse::<Cli>(argv)?.command {
+            Command::Serve(config) => config.validate().map(|()| *config),
+            Command::Other(_) => unreachable!(),
+        }
     }
 
     #[test]
-    fn unknown_algorithms_and_a_secret_file_with_keys_are_refused() {
+    fn jwt_alg_comes_from_the_file_and_flags_win() {
+        let config = serve(&[], r#"jwt_alg = "EdDSA""#).unwrap();
+        assert_eq!(config.signing.alg(), jsonwebtoken::Algorithm::EdDSA);
+        assert_eq!(
+            config.signing.keys_dir(&config.store.data_dir),
+            PathBuf::from("./wsguard-data").join("keys")
+        );
+        let config = serve(&["--jwt-alg", "RS256"], r#"jwt_alg = "EdDSA""#).unwrap();
+        assert_eq!(config.signing.alg(), jsonwebtoken::Algorithm::RS256);
+        assert_eq!(serve(&[], "").unwrap().signing.alg(), jsonwebtoken::Algorithm::HS256);
+    }
+
+    #[test]
+    fn defaults_file_values_and_lists() {
+        let config = serve(&[], "").unwrap();
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 8000)));
+        assert!(config.allowed_origins.is_empty());
+        assert_eq!(config.store.database_url(), "sqlite://./wsguard-data/wsguard.db");
+        let file = "access_ttl = \"2m\"\nallowed_origins = [\"https://a\", \"https://b\"]\nmax_sockets_per_user = 3\n";
+        let config = serve(&["--max-sockets-per-user=7"], file).unwrap();
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(120));
+        assert_eq!(config.allowed_origins, ["https://a", "https://b"]);
+        assert_eq!(config.max_sockets_per_user, 7, "the flag wins over the file");
+    }
+
+    #[test]
+    fn unknown_algorithms_keys_and_bad_values_are_refused() {
         for alg in ["none", "HS512", "PS256", "rs256"] {
-            let file = ServeArgs { jwt_alg: Some(alg.into()), ..Default::default() };
-            assert!(Config::resolve(ServeArgs::default(), file).is_err(), "{alg}");
+            let err = serve(&[], &format!("jwt_alg = \"{alg}\"")).unwrap_err();
+            assert!(format!("{err:#}").contains("invalid value"), "{alg}: {err:#}");
         }
-        let file = ServeArgs {
-            jwt_alg: Some("ES256".into()),
-            jwt_secret_file: Some("secret".into()),
-            ..Default::default()
-        };
-        assert!(Config::resolve(ServeArgs::default(), file).is_err());
+        let err = serve(&[], "jwt_alg = \"ES256\"\njwt_secret_file = \"secret\"").unwrap_err();
+        assert!(err.to_string().contains("jwt_secret_file is for HS256"), "{err:#}");
+        let err = serve(&[], "acess_ttl = \"2m\"").unwrap_err();
+        assert!(format!("{err:#}").contains("unknown key \"acess_ttl\""), "{err:#}");
+        let err = serve(&[], "access_ttl = \"soon\"").unwrap_err();
+        assert!(format!("{err:#}").contains("invalid value"), "{err:#}");
+        let err = serve(&[], "idle_timeout = \"10s\"").unwrap_err();
+        assert!(err.to_string().contains("ping_interval must be shorter"), "{err:#}");
     }
 }

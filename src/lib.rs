@@ -1,15 +1,20 @@
 //! wsguard: an OAuth2 password-flow token service issuing JWTs, users in a real database, and
 //! WebSocket endpoints that accept a connection only for a valid token and stay bound to it.
+//!
+//! Layers point one way: `config`, `metrics`, `store`, `broker` and `auth` know nothing of the
+//! web; `app` holds their state; `http`, `ws` and `chat` serve it; `server` and `cli` run it.
 
-pub mod app;
+#![warn(unreachable_pub)]
+
+mod app;
 pub mod auth;
-pub mod broker;
+mod broker;
 pub mod chat;
 pub mod cli;
-pub mod config;
-pub mod http;
-pub mod metrics;
+mod config;
+mod http;
+mod metrics;
+mod server;
 pub mod store;
-pub mod tls;
-pub mod users;
-pub mod ws;
+mod tls;
+mod ws;

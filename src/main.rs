@@ -1,4 +1,3 @@
-use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -12,7 +11,7 @@ async fn main() -> std::process::ExitCode {
     } else {
         logs.init();
     }
-    match wsguard::cli::Cli::parse().run().await {
+    match wsguard::cli::run(std::env::args_os().collect()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("wsguard: {err:#}");

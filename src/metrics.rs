@@ -4,47 +4,47 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 #[derive(Default)]
-pub struct Counter(AtomicU64);
+pub(crate) struct Counter(AtomicU64);
 
 impl Counter {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn get(&self) -> u64 {
+    pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Default)]
-pub struct Gauge(AtomicI64);
+pub(crate) struct Gauge(AtomicI64);
 
 impl Gauge {
-    pub fn inc(&self) {
+    pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub fn dec(&self) {
+    pub(crate) fn dec(&self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
-    pub fn get(&self) -> i64 {
+    pub(crate) fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
 #[derive(Default)]
-pub struct Metrics {
-    pub logins_ok: Counter,
-    pub logins_failed: Counter,
-    pub sockets_open: Gauge,
-    pub sockets_total: Counter,
-    pub messages_in: Counter,
-    pub socket_rejections: Counter,
-    pub socket_closed_expired: Counter,
-    pub socket_closed_revoked: Counter,
+pub(crate) struct Metrics {
+    pub(crate) logins_ok: Counter,
+    pub(crate) logins_failed: Counter,
+    pub(crate) sockets_open: Gauge,
+    pub(crate) sockets_total: Counter,
+    pub(crate) messages_in: Counter,
+    pub(crate) socket_rejections: Counter,
+    pub(crate) socket_closed_expired: Counter,
+    pub(crate) socket_closed_revoked: Counter,
 }
 
 impl Metrics {
     /// The Prometheus text exposition of every metric; `hashes` is (count, total microseconds).
-    pub fn render(&self, hashes: (usize, usize)) -> String {
+    pub(crate) fn render(&self, hashes: (usize, usize)) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");

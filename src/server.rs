@@ -89,7 +89,7 @@ fn follow_keys(state: AppState) {
 
 /// Runs the server until SIGTERM or SIGINT.
 // Long: the steps of a server's life, in their order, read best in one piece.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),

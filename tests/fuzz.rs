@@ -10,9 +10,9 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::Duration;
-use wsguard::auth::keys::HmacKey;
-use wsguard::auth::tokens::{TokenKind, Tokens, MAX_TOKEN_BYTES};
-use wsguard::auth::transport::{self, CookieKind, CookieRule, Sources, Transport};
+use wsguard::auth::secret::HmacSecret;
+use wsguard::auth::tokens::{Proof, TokenKind, Tokens, MAX_TOKEN_BYTES};
+use wsguard::auth::transport::{self, CookieKind, CookieRule, Csrf, Sources, Transport};
 use wsguard::chat::protocol::{self, Command, MAX_ROOM_CHARS, MAX_TEXT_CHARS};
 
 fn config(cases: u32) -> ProptestConfig {
@@ -33,12 +33,14 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let key = HmacKey::load(None, dir.path()).unwrap();
-        let secret = key.secret.clone();
+        let secret = b"a-fixed-hs256-secret-of-at-least-32-bytes".to_vec();
+        let file = dir.path().join("secret");
+        std::fs::write(&file, &secret).unwrap();
+        let key = HmacSecret::load(Some(&file), dir.path()).unwrap();
         let tokens =
             Tokens::new(key, "wsguard".into(), None, Duration::from_secs(3600), Duration::from_secs(7200));
-        let access = tokens.issue("johndoe", TokenKind::Access, true, "fam", "csrf").token;
-        let refresh = tokens.issue("johndoe", TokenKind::Refresh, false, "fam", "csrf").token;
+        let access = tokens.issue_access("johndoe", "fam", Proof::Password).token;
+        let refresh = tokens.issue_refresh("johndoe", "fam").token;
         Fixture { tokens, secret, access, refresh }
     })
 }
@@ -459,15 +461,15 @@ proptest! {
                     let name = if refresh { "refresh_token_cookie" } else { "access_token_cookie" };
                     prop_assert!(source.contains(name));
                     match sources.cookie {
-                        CookieRule::CsrfHeader => prop_assert_eq!(found.csrf.clone(), Some(text(&csrf))),
+                        CookieRule::CsrfHeader => prop_assert_eq!(found.csrf.clone(), Csrf::needed(text(&csrf))),
                         CookieRule::CsrfQuery => {
                             let sent = decoded.iter().find(|(k, _)| k == "csrf_token").map(|(_, v)| v.clone());
-                            prop_assert_eq!(found.csrf.clone(), Some(sent.filter(|v| !v.is_empty())));
+                            prop_assert_eq!(found.csrf.clone(), Csrf::needed(sent.filter(|v| !v.is_empty())));
                         }
-                        _ => prop_assert!(found.csrf.is_none()),
+                        _ => prop_assert_eq!(found.csrf.clone(), Csrf::NotNeeded),
                     }
                 } else {
-                    prop_assert!(found.csrf.is_none());
+                    prop_assert_eq!(found.csrf.clone(), Csrf::NotNeeded);
                 }
             }
         }

@@ -1,4 +1,4 @@
-// The browser side of the wsguard chat (protocol: DESIGN.md, "Chat protocol").
+// The browser side of the wsguard chat (protocol: docs/protocol.md, "Chat protocol").
 //
 // Rules this file keeps:
 // - server data only ever reaches the page through textContent / attributes set by DOM APIs,

@@ -2,11 +2,11 @@
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
 
-pub const MAX_USERNAME_CHARS: usize = 64;
-pub const MAX_FIELD_CHARS: usize = 256;
+pub(crate) const MAX_USERNAME_CHARS: usize = 64;
+pub(crate) const MAX_FIELD_CHARS: usize = 256;
 
 /// 1–64 of `A–Z a–z 0–9 _ . - @`.
-pub fn check_username(username: &str) -> Result<(), String> {
+pub(crate) fn check_username(username: &str) -> Result<(), String> {
     if username.is_empty() {
         return Err("username must not be empty".into());
     }
@@ -20,7 +20,7 @@ pub fn check_username(username: &str) -> Result<(), String> {
 }
 
 /// Non-empty and at most [`MAX_PASSWORD_BYTES`], checked before any hashing.
-pub fn check_password(password: &str) -> Result<(), String> {
+pub(crate) fn check_password(password: &str) -> Result<(), String> {
     if password.is_empty() {
         return Err("password must not be empty".into());
     }
@@ -31,7 +31,7 @@ pub fn check_password(password: &str) -> Result<(), String> {
 }
 
 /// Optional profile fields (email, full name): bounded, no control characters.
-pub fn check_field(name: &str, value: &str) -> Result<(), String> {
+pub(crate) fn check_field(name: &str, value: &str) -> Result<(), String> {
     if value.chars().count() > MAX_FIELD_CHARS {
         return Err(format!("{name} too long (at most {MAX_FIELD_CHARS} characters)"));
     }

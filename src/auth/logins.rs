@@ -9,7 +9,7 @@
 
 use super::tokens::{now, random_id, Claims, Issued, Proof, TokenError};
 use super::{AuthError, Authenticator, Identity};
-use crate::store::{Revocation, RevocationKind, Rotation, Store, StoreResult};
+use crate::store::{Revocation, Rotation, Store, StoreResult};
 
 /// The tokens a login hands out at a time.
 pub(crate) struct TokenPair {
@@ -63,12 +63,7 @@ impl<'a> Logins<'a> {
 
     /// Ends the login `claims` belong to, and the token itself.
     pub(crate) async fn logout(&self, claims: &Claims) -> StoreResult<()> {
-        let token = Revocation {
-            kind: RevocationKind::Token,
-            subject: claims.jti.clone(),
-            username: claims.sub.clone(),
-            expires_at: claims.exp,
-        };
+        let token = Revocation::token(&claims.jti, &claims.sub, claims.exp);
         for revocation in [token, self.login_revocation(claims)] {
             self.store.revoke(&revocation, now()).await?;
             self.node.apply(&revocation);
@@ -85,12 +80,7 @@ impl<'a> Logins<'a> {
     /// The revocation of a whole login: in force as long as a token of it may live, which is at
     /// most a refresh token's lifetime from now.
     fn login_revocation(&self, claims: &Claims) -> Revocation {
-        Revocation {
-            kind: RevocationKind::Family,
-            subject: claims.fam.clone(),
-            username: claims.sub.clone(),
-            expires_at: now() + self.node.tokens.refresh_ttl().as_secs() as i64,
-        }
+        Revocation::family(&claims.fam, &claims.sub, now() + self.node.tokens.refresh_ttl().as_secs() as i64)
     }
 }
 

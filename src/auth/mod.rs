@@ -1,27 +1,32 @@
-//! Authentication: passwords, tokens and keys, where a token comes from, the four check modes and
-//! revocation. [`Authenticator::authenticate`] is the one path from a presented token to an
-//! identity, used by every HTTP extractor and every WebSocket endpoint.
+//! Authentication: passwords, tokens and keys, where a token comes from, the four check modes,
+//! logins and revocation. [`Authenticator::authenticate`] is the one path from a presented token
+//! to an identity, used by every HTTP extractor and every WebSocket endpoint;
+//! [`Authenticator::apply`] the one way a revocation takes effect on this node.
 
-pub mod keyring;
-pub mod keys;
-pub mod password;
-pub mod revocation;
-pub mod throttle;
+pub(crate) mod bindings;
+pub(crate) mod credentials;
+pub(crate) mod keyring;
+pub(crate) mod logins;
+pub(crate) mod password;
+pub(crate) mod revocation;
+pub mod secret;
+pub(crate) mod throttle;
 pub mod tokens;
 pub mod transport;
 
-use crate::store::{DynStore, StoreError, UserRecord};
+use crate::store::{DynStore, Revocation, StoreError, UserRecord};
+use bindings::SocketBindings;
 use revocation::Revocations;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokens::{Claims, TokenError, TokenKind, Tokens};
-use transport::{Presented, Transport};
+use transport::{Csrf, Presented, Transport};
 
 /// The check modes of fastapi-jwt-auth, selectable per endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
+pub(crate) enum Mode {
     /// A valid access token.
     Required,
     /// Anonymous allowed; an identity when a valid access token is presented. A presented but
@@ -35,7 +40,7 @@ pub enum Mode {
 
 impl AuthError {
     /// A short stable name, for metrics.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             AuthError::Missing => "missing",
             AuthError::NotBearer => "not_bearer",
@@ -57,20 +62,20 @@ impl AuthError {
 
 /// Refused authentications by reason, for `/metrics`.
 #[derive(Default)]
-pub struct Rejections(Mutex<std::collections::BTreeMap<&'static str, u64>>);
+pub(crate) struct Rejections(Mutex<std::collections::BTreeMap<&'static str, u64>>);
 
 impl Rejections {
     fn count(&self, reason: &'static str) {
         *self.0.lock().expect("rejections lock").entry(reason).or_default() += 1;
     }
 
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn snapshot(&self) -> Vec<(&'static str, u64)> {
         self.0.lock().expect("rejections lock").iter().map(|(k, v)| (*k, *v)).collect()
     }
 }
 
 impl Mode {
-    pub fn token_kind(self) -> TokenKind {
+    pub(crate) fn token_kind(self) -> TokenKind {
         match self {
             Mode::Refresh => TokenKind::Refresh,
             _ => TokenKind::Access,
@@ -80,11 +85,11 @@ impl Mode {
 
 /// Who is on the other end, and the token that proves it.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     /// Shared with the principal cache: authenticating copies no strings.
-    pub user: Arc<UserRecord>,
-    pub claims: Claims,
-    pub transport: Transport,
+    pub(crate) user: Arc<UserRecord>,
+    pub(crate) claims: Claims,
+    pub(crate) transport: Transport,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -106,12 +111,14 @@ pub enum AuthError {
     Store(#[from] StoreError),
 }
 
-pub struct Authenticator {
-    pub tokens: Tokens,
-    pub revocations: Revocations,
+pub(crate) struct Authenticator {
+    pub(crate) tokens: Tokens,
+    pub(crate) revocations: Revocations,
+    /// The live sockets of this node, bound to their tokens: where revocations close sockets.
+    pub(crate) bindings: Arc<SocketBindings>,
     store: DynStore,
     principals: PrincipalCache,
-    pub rejections: Rejections,
+    pub(crate) rejections: Rejections,
 }
 
 /// How long a looked-up user and login state is reused. Changes made on this node invalidate it
@@ -131,10 +138,11 @@ struct PrincipalCache {
 }
 
 impl Authenticator {
-    pub fn new(tokens: Tokens, store: DynStore) -> Authenticator {
+    pub(crate) fn new(tokens: Tokens, store: DynStore) -> Authenticator {
         Authenticator {
             tokens,
             revocations: Revocations::default(),
+            bindings: Arc::default(),
             store,
             principals: PrincipalCache::default(),
             rejections: Rejections::default(),
@@ -168,13 +176,24 @@ impl Authenticator {
     }
 
     /// Drops what is cached of `username`: a revocation or a change of the user happened.
-    pub fn forget(&self, username: &str) {
+    fn forget(&self, username: &str) {
         self.principals.entries.lock().expect("principal cache lock").retain(|(user, _), _| user != username);
+    }
+
+    /// Makes a revocation take effect on this node: the token stops verifying and the sockets
+    /// bound to it close (4003). Storing it for the other nodes is the caller's (see `logins`).
+    pub(crate) fn apply(&self, revocation: &Revocation) {
+        self.revocations.apply(revocation);
+        self.forget(&revocation.username);
+        let closed = self.bindings.revoke(revocation);
+        if closed > 0 {
+            tracing::info!(username = %revocation.username, closed, "revocation closed sockets");
+        }
     }
 
     /// Turns what a client presented into an identity under `mode`: signature, claims, kind,
     /// freshness, CSRF (for cookies), revocation, and a user who exists and is active.
-    pub async fn authenticate(
+    pub(crate) async fn authenticate(
         &self,
         presented: Option<&Presented>,
         mode: Mode,
@@ -194,12 +213,10 @@ impl Authenticator {
             };
         };
         let claims = self.tokens.verify(&presented.token, mode.token_kind())?;
-        if let Some(submitted) = &presented.csrf {
-            let matches =
-                submitted.as_deref().is_some_and(|s| bool::from(s.as_bytes().ct_eq(claims.csrf.as_bytes())));
-            if !matches {
-                return Err(AuthError::Csrf);
-            }
+        match &presented.csrf {
+            Csrf::NotNeeded => {}
+            Csrf::Sent(sent) if bool::from(sent.as_bytes().ct_eq(claims.csrf.as_bytes())) => {}
+            Csrf::Sent(_) | Csrf::Missing => return Err(AuthError::Csrf),
         }
         if mode == Mode::Fresh && !claims.fresh {
             return Err(TokenError::NotFresh.into());

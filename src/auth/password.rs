@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 /// Longest password accepted, in bytes. Checked before any hashing, so a huge body cannot buy a
 /// long hash computation.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// OWASP's recommended argon2id parameters: 19 MiB, 2 passes, 1 lane.
 fn argon2() -> Argon2<'static> {
@@ -21,7 +21,7 @@ fn argon2() -> Argon2<'static> {
 }
 
 /// Hashes a new password with argon2id. Blocking: call from the blocking pool or the CLI.
-pub fn hash(password: &str) -> String {
+pub(crate) fn hash(password: &str) -> String {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
     argon2()
         .hash_password(password.as_bytes(), &salt)
@@ -31,7 +31,7 @@ pub fn hash(password: &str) -> String {
 
 /// Outcome of checking a password against a stored hash.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Valid {
         /// A fresh argon2id hash when the stored one is bcrypt or has weaker parameters.
         rehash: Option<String>,
@@ -62,14 +62,14 @@ fn verify_blocking(password: &str, stored: &str) -> Verdict {
 
 #[derive(Debug, thiserror::Error)]
 #[error("too many logins in progress")]
-pub struct Busy;
+pub(crate) struct Busy;
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The hashing pool shared by every login: a few dedicated threads at a lower scheduling
 /// priority, so that hashing takes the CPU the sockets leave idle rather than the other way
 /// round, and a bounded queue in front of them.
-pub struct Hasher {
+pub(crate) struct Hasher {
     jobs: SyncSender<Job>,
     /// Verified against when the user does not exist, so an unknown user costs one real hash.
     dummy: String,
@@ -78,7 +78,7 @@ pub struct Hasher {
 }
 
 #[derive(Default)]
-pub struct HashStats {
+pub(crate) struct HashStats {
     pub count: AtomicUsize,
     pub micros: AtomicUsize,
 }
@@ -99,7 +99,7 @@ fn lower_priority() {
 
 impl Hasher {
     /// `threads` hash at once; `max_queued` more wait; beyond that, [`Busy`].
-    pub fn new(threads: usize, max_queued: usize) -> Hasher {
+    pub(crate) fn new(threads: usize, max_queued: usize) -> Hasher {
         let (jobs, queue) = sync_channel::<Job>(max_queued);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads {
@@ -123,7 +123,7 @@ impl Hasher {
 
     /// Verifies `password` against `stored`, or against a dummy hash when the user is unknown,
     /// so both cases take the same time. Errs with [`Busy`] when the queue is full.
-    pub async fn verify(&self, password: String, stored: Option<String>) -> Result<Verdict, Busy> {
+    pub(crate) async fn verify(&self, password: String, stored: Option<String>) -> Result<Verdict, Busy> {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| self.dummy.clone());
         let verdict = self.run(move || verify_blocking(&password, &stored)).await?;
@@ -131,7 +131,7 @@ impl Hasher {
     }
 
     /// Hashes a new password on the pool.
-    pub async fn hash(&self, password: String) -> Result<String, Busy> {
+    pub(crate) async fn hash(&self, password: String) -> Result<String, Busy> {
         self.run(move || hash(&password)).await
     }
 

@@ -15,13 +15,7 @@ const MAX_ENTRIES: usize = 100_000;
 /// How long a successful login keeps an address known for that user.
 const KNOWN_FOR: Duration = Duration::from_secs(30 * 24 * 3600);
 
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub per_user_and_address: u32,
-    pub per_address: u32,
-    pub per_user: u32,
-    pub window: Duration,
-}
+use crate::config::LoginLimits;
 
 #[derive(Clone, Copy)]
 struct Window {
@@ -68,8 +62,8 @@ struct State {
     known: HashMap<(String, IpAddr), Instant>,
 }
 
-pub struct Throttle {
-    limits: Limits,
+pub(crate) struct Throttle {
+    limits: LoginLimits,
     state: Mutex<State>,
 }
 
@@ -86,7 +80,7 @@ fn client_key(addr: IpAddr) -> IpAddr {
 }
 
 impl Throttle {
-    pub fn new(limits: Limits) -> Throttle {
+    pub(crate) fn new(limits: LoginLimits) -> Throttle {
         Throttle {
             limits,
             state: Mutex::new(State {
@@ -99,7 +93,7 @@ impl Throttle {
     }
 
     /// `Err(retry_after)` when this login attempt must not even be checked.
-    pub fn check(&self, username: &str, addr: IpAddr) -> Result<(), Duration> {
+    pub(crate) fn check(&self, username: &str, addr: IpAddr) -> Result<(), Duration> {
         self.check_at(username, addr, Instant::now())
     }
 
@@ -110,9 +104,13 @@ impl Throttle {
         let pair = (username.to_owned(), addr);
         let known = state.known.get(&pair).is_some_and(|until| *until > now);
         let waits = [
-            state.pairs.blocked(&pair, l.per_user_and_address, l.window, now),
-            state.addresses.blocked(&addr, l.per_address, l.window, now),
-            if known { None } else { state.users.blocked(&pair.0, l.per_user, l.window, now) },
+            state.pairs.blocked(&pair, l.login_max_failures, l.login_window, now),
+            state.addresses.blocked(&addr, l.login_max_failures_per_address, l.login_window, now),
+            if known {
+                None
+            } else {
+                state.users.blocked(&pair.0, l.login_max_failures_per_user, l.login_window, now)
+            },
         ];
         match waits.into_iter().flatten().max() {
             Some(wait) => Err(wait),
@@ -121,13 +119,13 @@ impl Throttle {
     }
 
     /// Wrong password or unknown user.
-    pub fn failed(&self, username: &str, addr: IpAddr) {
+    pub(crate) fn failed(&self, username: &str, addr: IpAddr) {
         self.failed_at(username, addr, Instant::now())
     }
 
     fn failed_at(&self, username: &str, addr: IpAddr, now: Instant) {
         let addr = client_key(addr);
-        let window = self.limits.window;
+        let window = self.limits.login_window;
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.pairs.fail((username.to_owned(), addr), window, now);
         state.addresses.fail(addr, window, now);
@@ -136,7 +134,7 @@ impl Throttle {
 
     /// The right password: this address becomes known for the user, and its own counter is reset.
     /// The address and user counters stay, so one good account cannot launder guesses at others.
-    pub fn succeeded(&self, username: &str, addr: IpAddr) {
+    pub(crate) fn succeeded(&self, username: &str, addr: IpAddr) {
         self.succeeded_at(username, addr, Instant::now())
     }
 
@@ -159,11 +157,11 @@ mod tests {
     use super::*;
 
     fn throttle() -> Throttle {
-        Throttle::new(Limits {
-            per_user_and_address: 3,
-            per_address: 5,
-            per_user: 4,
-            window: Duration::from_secs(60),
+        Throttle::new(LoginLimits {
+            login_max_failures: 3,
+            login_max_failures_per_address: 5,
+            login_max_failures_per_user: 4,
+            login_window: Duration::from_secs(60),
         })
     }
 

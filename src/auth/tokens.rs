@@ -3,9 +3,9 @@
 //! confusion fail, and every claim wsguard relies on must be present.
 
 use super::keyring::KeyRing;
-use super::keys::HmacKey;
+use super::secret::HmacSecret;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -20,6 +20,13 @@ pub const MAX_TOKEN_BYTES: usize = 4096;
 pub enum TokenKind {
     Access,
     Refresh,
+}
+
+/// What the user proved to get an access token: a password makes it fresh, a refresh does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proof {
+    Password,
+    RefreshToken,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,32 +75,32 @@ pub struct Issued {
     pub claims: Claims,
 }
 
-/// What signs and verifies: one HS256 secret, or a ring of asymmetric keys.
-pub enum SigningKeys {
-    Hmac(HmacKey),
+/// What signs and verifies: the HS256 secret, or the ring of asymmetric keys.
+pub enum Signer {
+    Hmac(HmacSecret),
     Ring(KeyRing),
 }
 
-impl From<HmacKey> for SigningKeys {
-    fn from(key: HmacKey) -> SigningKeys {
-        SigningKeys::Hmac(key)
+impl From<HmacSecret> for Signer {
+    fn from(secret: HmacSecret) -> Signer {
+        Signer::Hmac(secret)
     }
 }
 
-impl From<KeyRing> for SigningKeys {
-    fn from(ring: KeyRing) -> SigningKeys {
-        SigningKeys::Ring(ring)
+impl From<KeyRing> for Signer {
+    fn from(ring: KeyRing) -> Signer {
+        Signer::Ring(ring)
     }
 }
 
 pub struct Tokens {
-    keys: Keys,
+    signer: Signer,
     alg: Algorithm,
     validation: Validation,
     issuer: String,
     audience: Option<String>,
-    pub access_ttl: Duration,
-    pub refresh_ttl: Duration,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
 }
 
 pub fn now() -> i64 {
@@ -104,32 +111,18 @@ pub fn random_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-enum Keys {
-    Hmac { key: HmacKey, encoding: EncodingKey, decoding: DecodingKey },
-    Ring(KeyRing),
-}
-
 impl Tokens {
     pub fn new(
-        keys: impl Into<SigningKeys>,
+        signer: impl Into<Signer>,
         issuer: String,
         audience: Option<String>,
         access_ttl: Duration,
         refresh_ttl: Duration,
     ) -> Tokens {
-        let (keys, alg) = match keys.into() {
-            SigningKeys::Hmac(key) => (
-                Keys::Hmac {
-                    encoding: EncodingKey::from_secret(&key.secret),
-                    decoding: DecodingKey::from_secret(&key.secret),
-                    key,
-                },
-                Algorithm::HS256,
-            ),
-            SigningKeys::Ring(ring) => {
-                let alg = ring.alg();
-                (Keys::Ring(ring), alg)
-            }
+        let signer = signer.into();
+        let alg = match &signer {
+            Signer::Hmac(_) => Algorithm::HS256,
+            Signer::Ring(ring) => ring.alg(),
         };
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
@@ -140,11 +133,25 @@ impl Tokens {
             Some(aud) => validation.set_audience(&[aud]),
             None => validation.validate_aud = false,
         }
-        Tokens { keys, alg, validation, issuer, audience, access_ttl, refresh_ttl }
+        Tokens { signer, alg, validation, issuer, audience, access_ttl, refresh_ttl }
     }
 
-    /// Signs a token of `kind` for `sub` within the login `fam`.
-    pub fn issue(&self, sub: &str, kind: TokenKind, fresh: bool, fam: &str, csrf: &str) -> Issued {
+    /// The longest a refresh token, and so a login, lives.
+    pub fn refresh_ttl(&self) -> Duration {
+        self.refresh_ttl
+    }
+
+    /// Signs an access token for `sub` within the login `login`.
+    pub fn issue_access(&self, sub: &str, login: &str, proof: Proof) -> Issued {
+        self.issue(sub, TokenKind::Access, proof == Proof::Password, login)
+    }
+
+    /// Signs the next refresh token of the login `login`.
+    pub fn issue_refresh(&self, sub: &str, login: &str) -> Issued {
+        self.issue(sub, TokenKind::Refresh, false, login)
+    }
+
+    fn issue(&self, sub: &str, kind: TokenKind, fresh: bool, login: &str) -> Issued {
         let iat = now();
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
@@ -157,19 +164,19 @@ impl Tokens {
             nbf: iat,
             jti: random_id(),
             kind,
-            fresh: fresh && kind == TokenKind::Access,
+            fresh,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            fam: fam.to_owned(),
-            csrf: csrf.to_owned(),
+            fam: login.to_owned(),
+            csrf: random_id(),
         };
         let mut header = Header::new(self.alg);
-        let token = match &self.keys {
-            Keys::Hmac { key, encoding, .. } => {
-                header.kid = Some(key.kid.clone());
-                jsonwebtoken::encode(&header, &claims, encoding)
+        let token = match &self.signer {
+            Signer::Hmac(secret) => {
+                header.kid = Some(secret.kid.clone());
+                jsonwebtoken::encode(&header, &claims, &secret.encoding)
             }
-            Keys::Ring(ring) => {
+            Signer::Ring(ring) => {
                 let key = ring.current();
                 header.kid = Some(key.kid.clone());
                 jsonwebtoken::encode(&header, &claims, &key.encoding)
@@ -182,9 +189,9 @@ impl Tokens {
 
     /// The asymmetric keys, when configured: for the JWKS and the periodic reload.
     pub fn ring(&self) -> Option<&KeyRing> {
-        match &self.keys {
-            Keys::Ring(ring) => Some(ring),
-            Keys::Hmac { .. } => None,
+        match &self.signer {
+            Signer::Ring(ring) => Some(ring),
+            Signer::Hmac(_) => None,
         }
     }
 
@@ -207,15 +214,15 @@ impl Tokens {
             return Err(TokenError::BadSignature);
         }
         let ring_key;
-        let decoding = match &self.keys {
-            Keys::Hmac { key, decoding, .. } => {
-                if header.kid.as_deref().is_some_and(|kid| kid != key.kid) {
+        let decoding = match &self.signer {
+            Signer::Hmac(secret) => {
+                if header.kid.as_deref().is_some_and(|kid| kid != secret.kid) {
                     return Err(TokenError::BadSignature);
                 }
-                decoding
+                &secret.decoding
             }
             // The key comes from the `kid`, and only from the ring of the configured algorithm.
-            Keys::Ring(ring) => {
+            Signer::Ring(ring) => {
                 ring_key =
                     header.kid.as_deref().and_then(|kid| ring.find(kid)).ok_or(TokenError::BadSignature)?;
                 &ring_key.decoding
@@ -242,29 +249,30 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine;
+    use jsonwebtoken::EncodingKey;
 
     fn tokens() -> Tokens {
         let dir = tempfile::tempdir().unwrap();
-        let key = HmacKey::load(None, dir.path()).unwrap();
-        Tokens::new(key, "wsguard".into(), None, Duration::from_secs(60), Duration::from_secs(600))
+        let secret = HmacSecret::load(None, dir.path()).unwrap();
+        Tokens::new(secret, "wsguard".into(), None, Duration::from_secs(60), Duration::from_secs(600))
     }
 
     #[test]
     fn issued_tokens_verify_with_their_kind_only() {
         let t = tokens();
-        let access = t.issue("johndoe", TokenKind::Access, true, "fam", "csrf");
+        let access = t.issue_access("johndoe", "fam", Proof::Password);
         let claims = t.verify(&access.token, TokenKind::Access).unwrap();
         assert_eq!(claims, access.claims);
         assert!(claims.fresh);
         assert_eq!(t.verify(&access.token, TokenKind::Refresh), Err(TokenError::WrongKind));
-        let refresh = t.issue("johndoe", TokenKind::Refresh, true, "fam", "csrf");
+        let refresh = t.issue_refresh("johndoe", "fam");
         assert!(!refresh.claims.fresh, "refresh tokens are never fresh");
     }
 
     #[test]
     fn alg_none_and_tampering_are_refused() {
         let t = tokens();
-        let issued = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+        let issued = t.issue_access("johndoe", "fam", Proof::RefreshToken);
         let parts: Vec<&str> = issued.token.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let unsigned = format!("{none_header}.{}.", parts[1]);
@@ -285,7 +293,7 @@ mod tests {
     fn other_keys_and_garbage_are_refused() {
         let a = tokens();
         let b = tokens();
-        let issued = a.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+        let issued = a.issue_access("johndoe", "fam", Proof::RefreshToken);
         assert_eq!(b.verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
         for garbage in ["", "abc", "a.b.c", "....", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
             assert_eq!(a.verify(garbage, TokenKind::Access), Err(TokenError::Malformed));
@@ -295,14 +303,14 @@ mod tests {
     #[test]
     fn expired_tokens_are_refused() {
         let t = tokens();
-        let mut claims = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf").claims;
+        let mut claims = t.issue_access("johndoe", "fam", Proof::RefreshToken).claims;
         claims.exp = now() - 60;
         claims.iat = now() - 120;
         claims.nbf = claims.iat;
-        let Keys::Hmac { key, encoding, .. } = &t.keys else { unreachable!() };
+        let Signer::Hmac(secret) = &t.signer else { unreachable!() };
         let mut header = Header::new(Algorithm::HS256);
-        header.kid = Some(key.kid.clone());
-        let token = jsonwebtoken::encode(&header, &claims, encoding).unwrap();
+        header.kid = Some(secret.kid.clone());
+        let token = jsonwebtoken::encode(&header, &claims, &secret.encoding).unwrap();
         assert_eq!(t.verify(&token, TokenKind::Access), Err(TokenError::Expired));
     }
 
@@ -316,7 +324,7 @@ mod tests {
         for alg in [Algorithm::RS256, Algorithm::ES256, Algorithm::EdDSA] {
             let dir = tempfile::tempdir().unwrap();
             let t = ring_tokens(dir.path(), alg);
-            let issued = t.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            let issued = t.issue_access("johndoe", "fam", Proof::RefreshToken);
             assert_eq!(t.verify(&issued.token, TokenKind::Access).unwrap(), issued.claims);
             let kid = t.ring().unwrap().current().kid.clone();
 
@@ -337,7 +345,7 @@ mod tests {
             // Another ring's key: unknown kid, and under a known kid.
             let other_dir = tempfile::tempdir().unwrap();
             let other = ring_tokens(other_dir.path(), alg);
-            let foreign = other.issue("johndoe", TokenKind::Access, false, "fam", "csrf");
+            let foreign = other.issue_access("johndoe", "fam", Proof::RefreshToken);
             assert_eq!(t.verify(&foreign.token, TokenKind::Access), Err(TokenError::BadSignature));
             let mut header = Header::new(alg);
             header.kid = Some(kid.clone());
@@ -360,7 +368,7 @@ mod tests {
     fn an_hs256_server_refuses_asymmetric_tokens() {
         let dir = tempfile::tempdir().unwrap();
         let issued =
-            ring_tokens(dir.path(), Algorithm::ES256).issue("johndoe", TokenKind::Access, false, "f", "c");
+            ring_tokens(dir.path(), Algorithm::ES256).issue_access("johndoe", "f", Proof::RefreshToken);
         assert_eq!(tokens().verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
     }
 }

@@ -48,13 +48,37 @@ pub struct Sources {
     pub cookie: CookieRule,
 }
 
+/// The double-submit check a token presented in a cookie must pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Csrf {
+    /// Not a cookie, or a read-only request: nothing to match.
+    NotNeeded,
+    /// Needed, and the client sent none.
+    Missing,
+    /// Needed: must equal the token's `csrf` claim.
+    Sent(String),
+}
+
+impl Csrf {
+    /// A needed check, with what the client sent (if anything).
+    pub fn needed(sent: Option<String>) -> Csrf {
+        sent.map_or(Csrf::Missing, Csrf::Sent)
+    }
+}
+
 /// A token as presented, before verification.
 #[derive(Debug, Clone)]
 pub struct Presented {
     pub token: String,
     pub transport: Transport,
-    /// For cookie transport under a CSRF rule: the submitted CSRF value (`None` if absent).
-    pub csrf: Option<Option<String>>,
+    pub csrf: Csrf,
+}
+
+impl Presented {
+    /// A token from a transport that needs no CSRF check (header, query, body, frame).
+    pub fn new(token: impl Into<String>, transport: Transport) -> Presented {
+        Presented { token: token.into(), transport, csrf: Csrf::NotNeeded }
+    }
 }
 
 /// Which cookie holds the token: the access or the refresh one.
@@ -73,12 +97,12 @@ pub fn find(
     if sources.header {
         if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
             let token = bearer(value.to_str().map_err(|_| AuthError::NotBearer)?)?;
-            return Ok(Some(presented(token, Transport::Header, None)));
+            return Ok(Some(Presented::new(token, Transport::Header)));
         }
     }
     if sources.subprotocol {
         if let Some(token) = subprotocol_token(&parts.headers) {
-            return Ok(Some(presented(token, Transport::Subprotocol, None)));
+            return Ok(Some(Presented::new(token, Transport::Subprotocol)));
         }
     }
     // Parsed only for the sources that read it (the query token, or the WebSocket CSRF value).
@@ -89,7 +113,7 @@ pub fn find(
     };
     if sources.query {
         if let Some(token) = query_value(&query, "token") {
-            return Ok(Some(presented(token, Transport::Query, None)));
+            return Ok(Some(Presented::new(token, Transport::Query)));
         }
     }
     if sources.cookie != CookieRule::Off {
@@ -99,20 +123,16 @@ pub fn find(
         };
         if let Some(token) = cookie(&parts.headers, name) {
             let csrf = match sources.cookie {
-                CookieRule::CsrfHeader => {
-                    Some(parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
-                }
-                CookieRule::CsrfQuery => Some(query_value(&query, "csrf_token").map(str::to_owned)),
-                CookieRule::NoCsrf | CookieRule::Off => None,
+                CookieRule::CsrfHeader => Csrf::needed(
+                    parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned),
+                ),
+                CookieRule::CsrfQuery => Csrf::needed(query_value(&query, "csrf_token").map(str::to_owned)),
+                CookieRule::NoCsrf | CookieRule::Off => Csrf::NotNeeded,
             };
             return Ok(Some(Presented { token: token.to_owned(), transport: Transport::Cookie, csrf }));
         }
     }
     Ok(None)
-}
-
-fn presented(token: &str, transport: Transport, csrf: Option<Option<String>>) -> Presented {
-    Presented { token: token.to_owned(), transport, csrf }
 }
 
 /// `Bearer <token>`, scheme case-insensitive. Anything else is not a bearer credential.
@@ -193,7 +213,7 @@ mod tests {
         );
         let found = find(&p, ALL, CookieKind::Access).unwrap().unwrap();
         assert_eq!(found.token, "t3");
-        assert_eq!(found.csrf, Some(Some("c".into())));
+        assert_eq!(found.csrf, Csrf::Sent("c".into()));
         let p = parts(Request::get("/x"));
         assert!(find(&p, ALL, CookieKind::Access).unwrap().is_none());
     }

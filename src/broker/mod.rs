@@ -1,54 +1,60 @@
-//! Fan-out between nodes. The chat publishes each room event once through the broker, and the
-//! broker hands it to the [`Hub`] of every node that has members in that room. The in-process
-//! broker is the single-node default; a networked one implements the same trait.
+//! Fan-out between nodes. A channel's event is published once through the broker, which hands it
+//! to the [`Hub`] of every node with subscribers in that channel. The broker moves frames; what
+//! they say is the channel protocol's. The in-process broker is the single-node default; a
+//! networked one implements the same trait.
 
+mod hub;
 mod redis;
 
-use crate::chat::hub::Hub;
 use async_trait::async_trait;
-pub use redis::RedisBroker;
+pub(crate) use hub::{Change, Hub};
+pub(crate) use redis::RedisBroker;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 #[error("broker unavailable: {0}")]
-pub struct BrokerError(pub String);
+pub(crate) struct BrokerError(String);
 
 #[async_trait]
-pub trait Broker: Send + Sync + 'static {
-    /// Sends a serialized room event to the room's members on every node.
-    async fn publish(&self, room: &str, frame: Arc<str>) -> Result<(), BrokerError>;
-    /// This node has local members in `room` now: start receiving its events.
-    async fn subscribe(&self, room: &str) -> Result<(), BrokerError>;
-    /// This node has no local members in `room` any more.
-    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError>;
-    /// Records that `user` now has (`present`) or no longer has a socket in `room` on this node.
+pub(crate) trait Broker: Send + Sync + 'static {
+    /// Sends a serialized channel event to the channel's members on every node.
+    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError>;
+    /// This node has local members in `channel` now: start receiving its events.
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
+    /// This node has no local members in `channel` any more.
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError>;
+    /// Records that `user` now has (`present`) or no longer has a socket in `channel` on this node.
     /// Returns whether that changes the user's presence across all nodes, i.e. whether to
     /// announce it.
-    async fn presence(&self, room: &str, user: &str, present: bool) -> Result<bool, BrokerError>;
-    /// The users with a socket in `room` on any live node.
-    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError>;
+    async fn presence(&self, channel: &str, user: &str, present: bool) -> Result<bool, BrokerError>;
+    /// The users with a socket in `channel` on any live node.
+    async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError>;
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> Result<(), BrokerError>;
 }
 
-pub type DynBroker = Arc<dyn Broker>;
+pub(crate) type DynBroker = Arc<dyn Broker>;
+
+/// The frame that tells a channel's subscribers `user` left it with a node that died: written by
+/// the channel protocol, published by the broker that noticed.
+pub(crate) type LeaveFrame = fn(channel: &str, user: &str) -> String;
 
 /// One node: publishing is delivering to the local hub.
-pub struct InProcess {
+pub(crate) struct InProcess {
     hub: Arc<Hub>,
 }
 
 impl InProcess {
-    pub fn new(hub: Arc<Hub>) -> InProcess {
+    pub(crate) fn new(hub: Arc<Hub>) -> InProcess {
         InProcess { hub }
     }
 }
 
 #[async_trait]
 impl Broker for InProcess {
-    async fn publish(&self, room: &str, frame: Arc<str>) -> Result<(), BrokerError> {
-        self.hub.deliver(room, frame);
+    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError> {
+        self.hub.deliver(channel, frame);
         Ok(())
     }
 
@@ -64,8 +70,8 @@ impl Broker for InProcess {
         Ok(true)
     }
 
-    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError> {
-        Ok(self.hub.members(room))
+    async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError> {
+        Ok(self.hub.members(channel))
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

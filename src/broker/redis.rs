@@ -1,11 +1,9 @@
-//! Redis pub/sub between nodes. Each room is a channel (`wsguard:<cluster>:room:<room>`) that a node
-//! subscribes to while it has local members there. Presence lives in Redis hashes keyed by node,
+//! Redis pub/sub between nodes. Each channel is a Redis channel (`wsguard:<cluster>:room:<channel>`,
+//! a name kept for nodes of older versions) that a node subscribes to while it has local members. Presence lives in Redis hashes keyed by node,
 //! next to a per-node liveness key, so a node's members drop out when it dies. Redis keeps no
 //! record: the database holds every acknowledged message, and a lost Redis only pauses fan-out.
 
-use super::{Broker, BrokerError};
-use crate::chat::hub::Hub;
-use crate::chat::protocol;
+use super::{Broker, BrokerError, Hub, LeaveFrame};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -29,7 +27,7 @@ fn failed(err: redis::RedisError) -> BrokerError {
     BrokerError(err.to_string())
 }
 
-pub struct RedisBroker {
+pub(crate) struct RedisBroker {
     /// `wsguard:<cluster>:`: nodes of one cluster share keys and channels; other clusters on the
     /// same Redis never see them.
     prefix: String,
@@ -37,7 +35,8 @@ pub struct RedisBroker {
     client: redis::Client,
     conn: ConnectionManager,
     hub: Arc<Hub>,
-    /// Rooms with local members: subscribed now, and again after every reconnect.
+    leave_frame: LeaveFrame,
+    /// Channels with local members: subscribed now, and again after every reconnect.
     wanted: Mutex<HashSet<String>>,
     /// The live subscription connection's sending half; `None` while reconnecting.
     sink: tokio::sync::Mutex<Option<PubSubSink>>,
@@ -46,10 +45,11 @@ pub struct RedisBroker {
 impl RedisBroker {
     /// Connects (failing at once if Redis is unreachable) and starts the subscriber and the
     /// heartbeat, which run until `shutdown`.
-    pub async fn start(
+    pub(crate) async fn start(
         url: &str,
         cluster: &str,
         hub: Arc<Hub>,
+        leave_frame: LeaveFrame,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<RedisBroker>> {
         let client = redis::Client::open(url)?;
@@ -65,6 +65,7 @@ impl RedisBroker {
             client,
             conn,
             hub,
+            leave_frame,
             wanted: Mutex::default(),
             sink: tokio::sync::Mutex::new(None),
         });
@@ -74,32 +75,33 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    fn room_channel(&self, room: &str) -> String {
-        format!("{}room:{room}", self.prefix)
+    fn redis_channel(&self, channel: &str) -> String {
+        format!("{}room:{channel}", self.prefix)
     }
-    fn members_key(&self, room: &str) -> String {
-        format!("{}members:{room}", self.prefix)
+    fn members_key(&self, channel: &str) -> String {
+        format!("{}members:{channel}", self.prefix)
     }
     fn node_key(&self, node: &str) -> String {
         format!("{}node:{node}", self.prefix)
     }
-    fn node_rooms_key(&self, node: &str) -> String {
+    fn node_channels_key(&self, node: &str) -> String {
         format!("{}node-rooms:{node}", self.prefix)
     }
     fn nodes_key(&self) -> String {
         format!("{}nodes", self.prefix)
     }
 
-    /// Receives room events and hands them to the hub; reconnects and resubscribes on loss.
+    /// Receives channel events and hands them to the hub; reconnects and resubscribes on loss.
     async fn subscriber(self: Arc<Self>, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
             let session = async {
                 let (mut sink, stream) = self.client.get_async_pubsub().await?.split();
                 let mut current = self.sink.lock().await;
-                let rooms: Vec<String> = self.wanted.lock().expect("wanted lock").iter().cloned().collect();
-                for room in rooms {
-                    sink.subscribe(self.room_channel(&room)).await?;
+                let channels: Vec<String> =
+                    self.wanted.lock().expect("wanted lock").iter().cloned().collect();
+                for channel in channels {
+                    sink.subscribe(self.redis_channel(&channel)).await?;
                 }
                 *current = Some(sink);
                 drop(current);
@@ -119,12 +121,12 @@ impl RedisBroker {
                             message = stream.next() => message,
                         };
                         let Some(message) = message else { break };
-                        let Some(room) = message.get_channel_name().strip_prefix(&self.room_channel(""))
+                        let Some(channel) = message.get_channel_name().strip_prefix(&self.redis_channel(""))
                         else {
                             continue;
                         };
                         if let Ok(frame) = std::str::from_utf8(message.get_payload_bytes()) {
-                            self.hub.deliver(room, Arc::from(frame));
+                            self.hub.deliver(channel, Arc::from(frame));
                         }
                     }
                     *self.sink.lock().await = None;
@@ -169,12 +171,12 @@ impl RedisBroker {
         let _: () = conn.set_ex(&key, 1, NODE_TTL_SECS).await?;
         let _: () = conn.sadd(self.nodes_key(), &self.node).await?;
         if !existed {
-            for (room, users) in self.hub.rooms() {
+            for (channel, users) in self.hub.channels() {
                 for user in users {
                     let _: () =
-                        conn.hset(self.members_key(&room), member_field(&self.node, &user), 1).await?;
+                        conn.hset(self.members_key(&channel), member_field(&self.node, &user), 1).await?;
                 }
-                let _: () = conn.sadd(self.node_rooms_key(&self.node), &room).await?;
+                let _: () = conn.sadd(self.node_channels_key(&self.node), &channel).await?;
             }
         }
         Ok(())
@@ -201,9 +203,9 @@ impl RedisBroker {
             if !claimed {
                 continue;
             }
-            let rooms: Vec<String> = conn.smembers(self.node_rooms_key(&node)).await?;
-            for room in rooms {
-                let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&room)).await?;
+            let channels: Vec<String> = conn.smembers(self.node_channels_key(&node)).await?;
+            for channel in channels {
+                let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&channel)).await?;
                 let gone: Vec<String> = entries
                     .keys()
                     .filter_map(|f| f.split_once('\t'))
@@ -211,14 +213,14 @@ impl RedisBroker {
                     .map(|(_, user)| user.to_owned())
                     .collect();
                 for user in gone {
-                    let _: () = conn.hdel(self.members_key(&room), member_field(&node, &user)).await?;
-                    if !self.present_elsewhere(&room, &user, &node).await? {
-                        let frame = protocol::presence(&room, &user, false);
-                        let _: () = conn.publish(self.room_channel(&room), frame).await?;
+                    let _: () = conn.hdel(self.members_key(&channel), member_field(&node, &user)).await?;
+                    if !self.present_elsewhere(&channel, &user, &node).await? {
+                        let frame = (self.leave_frame)(&channel, &user);
+                        let _: () = conn.publish(self.redis_channel(&channel), frame).await?;
                     }
                 }
             }
-            let _: () = conn.del(self.node_rooms_key(&node)).await?;
+            let _: () = conn.del(self.node_channels_key(&node)).await?;
             let _: () = conn.srem(self.nodes_key(), &node).await?;
             tracing::info!(node, "removed the presence of a dead node");
         }
@@ -234,22 +236,22 @@ impl RedisBroker {
 
     async fn reap_self(&self) -> redis::RedisResult<()> {
         let mut conn = self.conn.clone();
-        let rooms: Vec<String> = conn.smembers(self.node_rooms_key(&self.node)).await?;
-        for room in rooms {
-            let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&room)).await?;
+        let channels: Vec<String> = conn.smembers(self.node_channels_key(&self.node)).await?;
+        for channel in channels {
+            let entries: HashMap<String, i64> = conn.hgetall(self.members_key(&channel)).await?;
             for field in entries.keys().filter(|f| f.starts_with(&format!("{}\t", self.node))) {
-                let _: () = conn.hdel(self.members_key(&room), field).await?;
+                let _: () = conn.hdel(self.members_key(&channel), field).await?;
             }
         }
-        let _: () = conn.del(self.node_rooms_key(&self.node)).await?;
+        let _: () = conn.del(self.node_channels_key(&self.node)).await?;
         let _: () = conn.srem(self.nodes_key(), &self.node).await?;
         Ok(())
     }
 
-    /// Users of `room` by node, counting only nodes that are alive.
-    async fn live_members(&self, room: &str) -> redis::RedisResult<Vec<(String, String)>> {
+    /// Users of `channel` by node, counting only nodes that are alive.
+    async fn live_members(&self, channel: &str) -> redis::RedisResult<Vec<(String, String)>> {
         let mut conn = self.conn.clone();
-        let entries: HashMap<String, i64> = conn.hgetall(self.members_key(room)).await?;
+        let entries: HashMap<String, i64> = conn.hgetall(self.members_key(channel)).await?;
         let mut alive: HashMap<String, bool> = HashMap::new();
         let mut members = Vec::new();
         for field in entries.keys() {
@@ -269,53 +271,53 @@ impl RedisBroker {
         Ok(members)
     }
 
-    async fn present_elsewhere(&self, room: &str, user: &str, except: &str) -> redis::RedisResult<bool> {
-        Ok(self.live_members(room).await?.iter().any(|(node, u)| u == user && node != except))
+    async fn present_elsewhere(&self, channel: &str, user: &str, except: &str) -> redis::RedisResult<bool> {
+        Ok(self.live_members(channel).await?.iter().any(|(node, u)| u == user && node != except))
     }
 }
 
 #[async_trait]
 impl Broker for RedisBroker {
-    async fn publish(&self, room: &str, frame: Arc<str>) -> Result<(), BrokerError> {
+    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError> {
         let mut conn = self.conn.clone();
-        conn.publish::<_, _, ()>(self.room_channel(room), frame.as_ref()).await.map_err(failed)
+        conn.publish::<_, _, ()>(self.redis_channel(channel), frame.as_ref()).await.map_err(failed)
     }
 
-    async fn subscribe(&self, room: &str) -> Result<(), BrokerError> {
-        self.wanted.lock().expect("wanted lock").insert(room.to_owned());
+    async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        self.wanted.lock().expect("wanted lock").insert(channel.to_owned());
         let mut sink = self.sink.lock().await;
         match sink.as_mut() {
-            Some(sink) => sink.subscribe(self.room_channel(room)).await.map_err(failed),
-            // Reconnecting: the subscriber subscribes to every wanted room when it is back.
+            Some(sink) => sink.subscribe(self.redis_channel(channel)).await.map_err(failed),
+            // Reconnecting: the subscriber subscribes to every wanted channel when it is back.
             None => Ok(()),
         }
     }
 
-    async fn unsubscribe(&self, room: &str) -> Result<(), BrokerError> {
-        self.wanted.lock().expect("wanted lock").remove(room);
+    async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError> {
+        self.wanted.lock().expect("wanted lock").remove(channel);
         let mut sink = self.sink.lock().await;
         match sink.as_mut() {
-            Some(sink) => sink.unsubscribe(self.room_channel(room)).await.map_err(failed),
+            Some(sink) => sink.unsubscribe(self.redis_channel(channel)).await.map_err(failed),
             None => Ok(()),
         }
     }
 
-    async fn presence(&self, room: &str, user: &str, present: bool) -> Result<bool, BrokerError> {
+    async fn presence(&self, channel: &str, user: &str, present: bool) -> Result<bool, BrokerError> {
         let mut conn = self.conn.clone();
         let field = member_field(&self.node, user);
         if present {
-            let _: () = conn.hset(self.members_key(room), &field, 1).await.map_err(failed)?;
-            let _: () = conn.sadd(self.node_rooms_key(&self.node), room).await.map_err(failed)?;
+            let _: () = conn.hset(self.members_key(channel), &field, 1).await.map_err(failed)?;
+            let _: () = conn.sadd(self.node_channels_key(&self.node), channel).await.map_err(failed)?;
         } else {
-            let _: () = conn.hdel(self.members_key(room), &field).await.map_err(failed)?;
+            let _: () = conn.hdel(self.members_key(channel), &field).await.map_err(failed)?;
         }
-        let elsewhere = self.present_elsewhere(room, user, &self.node).await.map_err(failed)?;
+        let elsewhere = self.present_elsewhere(channel, user, &self.node).await.map_err(failed)?;
         Ok(!elsewhere)
     }
 
-    async fn members(&self, room: &str) -> Result<BTreeSet<String>, BrokerError> {
-        let mut members = self.hub.members(room);
-        members.extend(self.live_members(room).await.map_err(failed)?.into_iter().map(|(_, user)| user));
+    async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError> {
+        let mut members = self.hub.members(channel);
+        members.extend(self.live_members(channel).await.map_err(failed)?.into_iter().map(|(_, user)| user));
         Ok(members)
     }
 

@@ -1,6 +1,15 @@
-//! The chat of DESIGN.md: rooms, presence and history over `/chat/ws`. `protocol` is the wire
-//! format, `hub` this node's rooms and delivery, `session` one socket's commands.
+//! The chat: rooms, presence and history over `/chat/ws`. `protocol` is the wire format,
+//! `commands` what one socket's commands do, `route` the endpoint. Rooms are channels of the
+//! broker; the socket's life is the WebSocket layer's.
 
-pub mod hub;
+mod commands;
 pub mod protocol;
-pub mod session;
+mod route;
+
+use crate::app::AppState;
+use axum::routing::get;
+use axum::Router;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/chat/ws", get(route::connect))
+}

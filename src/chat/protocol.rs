@@ -9,8 +9,8 @@ use time::OffsetDateTime;
 pub const MAX_TEXT_CHARS: usize = 4096;
 pub const MAX_ROOM_CHARS: usize = 64;
 pub const MAX_REF_CHARS: usize = 64;
-pub const DEFAULT_HISTORY: i64 = 50;
-pub const MAX_HISTORY: i64 = 100;
+pub(crate) const DEFAULT_HISTORY: i64 = 50;
+pub(crate) const MAX_HISTORY: i64 = 100;
 
 /// A client's command. Unknown types and missing fields fail to parse.
 #[derive(Debug, Deserialize, PartialEq)]
@@ -131,11 +131,11 @@ fn message_value(message: &ChatMessage) -> Value {
     })
 }
 
-pub fn message(message: &ChatMessage) -> String {
+pub(crate) fn message(message: &ChatMessage) -> String {
     message_value(message).to_string()
 }
 
-pub fn history(room: &str, messages: &[ChatMessage]) -> String {
+pub(crate) fn history(room: &str, messages: &[ChatMessage]) -> String {
     let messages: Vec<Value> = messages.iter().map(message_value).collect();
     json!({"type": "history", "room": room, "messages": messages}).to_string()
 }
@@ -145,16 +145,21 @@ pub fn members<'a>(room: &str, users: impl IntoIterator<Item = &'a String>) -> S
     json!({"type": "members", "room": room, "users": users}).to_string()
 }
 
-pub fn presence(room: &str, user: &str, joined: bool) -> String {
+pub(crate) fn presence(room: &str, user: &str, joined: bool) -> String {
     let event = if joined { "join" } else { "leave" };
     json!({"type": "presence", "room": room, "user": user, "event": event}).to_string()
 }
 
-pub fn ack(reference: Option<&str>, id: i64) -> String {
+/// The presence frame of a user who left `room` with a node that died (see `broker::LeaveFrame`).
+pub(crate) fn left(room: &str, user: &str) -> String {
+    presence(room, user, false)
+}
+
+pub(crate) fn ack(reference: Option<&str>, id: i64) -> String {
     json!({"type": "ack", "ref": reference, "id": id}).to_string()
 }
 
-pub fn pong() -> String {
+pub(crate) fn pong() -> String {
     json!({"type": "pong"}).to_string()
 }
 

@@ -18,7 +18,13 @@ fn build(name: &'static str, value: String, max_age: i64, http_only: bool, secur
 }
 
 /// Sets the access pair (token + CSRF), and the refresh pair when given.
-pub fn set(headers: &mut HeaderMap, access: &Issued, refresh: Option<&Issued>, secure: bool, now: i64) {
+pub(super) fn set(
+    headers: &mut HeaderMap,
+    access: &Issued,
+    refresh: Option<&Issued>,
+    secure: bool,
+    now: i64,
+) {
     let ttl = access.claims.exp - now;
     headers.append(SET_COOKIE, build(ACCESS_COOKIE, access.token.clone(), ttl, true, secure));
     headers.append(SET_COOKIE, build(CSRF_ACCESS_COOKIE, access.claims.csrf.clone(), ttl, false, secure));
@@ -31,7 +37,7 @@ pub fn set(headers: &mut HeaderMap, access: &Issued, refresh: Option<&Issued>, s
 }
 
 /// Expires all four cookies.
-pub fn clear(headers: &mut HeaderMap, secure: bool) {
+pub(super) fn clear(headers: &mut HeaderMap, secure: bool) {
     for (name, http_only) in [
         (ACCESS_COOKIE, true),
         (CSRF_ACCESS_COOKIE, false),

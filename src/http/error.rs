@@ -14,7 +14,7 @@ use serde_json::json;
 /// responses are `json!`; this only names their shape for clients and for schemathesis.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     /// Human-readable, safe to show.
     detail: String,
     /// Token endpoints only: the OAuth2 error code (RFC 6749 §5.2).
@@ -24,7 +24,7 @@ pub struct ErrorBody {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// A request that cannot be understood: 400, or 422 for a well-formed body with bad values.
     #[error("{detail}")]
     BadRequest { status: StatusCode, detail: String },
@@ -33,10 +33,6 @@ pub enum ApiError {
     /// An OAuth2 token-endpoint error (RFC 6749 §5.2).
     #[error("{detail}")]
     OAuth { status: StatusCode, error: &'static str, detail: String },
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
     #[error("Server busy, try again shortly")]
     Busy,
     /// Too many failed logins: 429 with `Retry-After`; `oauth` adds the OAuth2 fields (`/token`).
@@ -50,20 +46,20 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub fn unprocessable(detail: impl Into<String>) -> ApiError {
+    pub(crate) fn unprocessable(detail: impl Into<String>) -> ApiError {
         ApiError::BadRequest { status: StatusCode::UNPROCESSABLE_ENTITY, detail: detail.into() }
     }
 
     /// An unexpected failure: logged by the caller, a bare 500 for the client.
-    pub fn internal() -> ApiError {
+    pub(crate) fn internal() -> ApiError {
         ApiError::Internal
     }
 
-    pub fn bad_request(detail: impl Into<String>) -> ApiError {
+    pub(crate) fn bad_request(detail: impl Into<String>) -> ApiError {
         ApiError::BadRequest { status: StatusCode::BAD_REQUEST, detail: detail.into() }
     }
 
-    pub fn invalid_grant() -> ApiError {
+    pub(crate) fn invalid_grant() -> ApiError {
         ApiError::OAuth {
             status: StatusCode::UNAUTHORIZED,
             error: "invalid_grant",
@@ -72,7 +68,7 @@ impl ApiError {
     }
 
     /// Recasts a validation error as an OAuth2 `invalid_request` (for `/token`).
-    pub fn into_oauth(self) -> ApiError {
+    pub(crate) fn into_oauth(self) -> ApiError {
         match self {
             ApiError::BadRequest { status, detail } => ApiError::OAuth {
                 status: if status == StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -159,8 +155,6 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, bearer_challenge(challenge.as_deref()));
                 response
             }
-            ApiError::NotFound(text) => detail(StatusCode::NOT_FOUND, &text),
-            ApiError::Conflict(text) => detail(StatusCode::CONFLICT, &text),
             ApiError::Busy => {
                 let mut response = detail(StatusCode::SERVICE_UNAVAILABLE, "Server busy, try again shortly");
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

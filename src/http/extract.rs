@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
 /// Largest request body accepted by the API, in bytes.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 
 fn content_type(req: &Request) -> &str {
     req.headers()
@@ -41,11 +41,11 @@ fn unsupported(expected: &str) -> ApiError {
     }
 }
 
-pub fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::unprocessable(format!("Invalid form: {e}")))
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         // serde_json appends "at line 1 column 9"; keep the message, drop the position.
@@ -55,7 +55,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// An `application/x-www-form-urlencoded` body.
-pub struct ApiForm<T>(pub T);
+pub(crate) struct ApiForm<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
     type Rejection = ApiError;
@@ -69,7 +69,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
 }
 
 /// An `application/json` body.
-pub struct ApiJson<T>(pub T);
+pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
@@ -82,16 +82,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-/// A form or a JSON body, whichever the `Content-Type` says; `.1` is true for a form.
-pub struct FormOrJson<T>(pub T, pub bool);
+/// A form or a JSON body, whichever the `Content-Type` says.
+pub(crate) struct FormOrJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
         match content_type(&req) {
-            "application/x-www-form-urlencoded" => Ok(FormOrJson(parse_form(&body(req).await?)?, true)),
-            "application/json" => Ok(FormOrJson(parse_json(&body(req).await?)?, false)),
+            "application/x-www-form-urlencoded" => Ok(FormOrJson(parse_form(&body(req).await?)?)),
+            "application/json" => Ok(FormOrJson(parse_json(&body(req).await?)?)),
             _ => Err(unsupported("application/json or application/x-www-form-urlencoded")),
         }
     }
@@ -122,25 +122,16 @@ fn required(identity: Option<Identity>) -> Result<Identity, ApiError> {
 }
 
 /// A valid access token of an active user.
-pub struct CurrentUser(pub Identity);
-/// An identity when a valid access token is presented, `None` for anonymous requests.
-pub struct MaybeUser(pub Option<Identity>);
+pub(crate) struct CurrentUser(pub(crate) Identity);
 /// A valid refresh token.
-pub struct RefreshUser(pub Identity);
+pub(crate) struct RefreshUser(pub(crate) Identity);
 /// A fresh access token: the user typed the password for it.
-pub struct FreshUser(pub Identity);
+pub(crate) struct FreshUser(pub(crate) Identity);
 
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         required(authenticate(parts, state, Mode::Required).await?).map(CurrentUser)
-    }
-}
-
-impl FromRequestParts<AppState> for MaybeUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        authenticate(parts, state, Mode::Optional).await.map(MaybeUser)
     }
 }
 

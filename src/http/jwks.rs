@@ -14,7 +14,7 @@ use axum::Json;
     responses((status = 200, description = "The public keys", content_type = "application/json",
         example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "eddsa-1763846658-1a2b3c4d",
             "alg": "EdDSA", "use": "sig", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}))))]
-pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+pub(super) async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     // Short: verifiers see a rotated key soon; they refetch on an unknown `kid` anyway.
     ([(header::CACHE_CONTROL, "public, max-age=60")], Json(state.auth.tokens.jwks().as_ref().clone()))
 }

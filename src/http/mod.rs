@@ -1,13 +1,13 @@
 //! The HTTP API: routes, the OpenAPI description, and the layers every response goes through.
 
 mod cookies;
-pub mod error;
-pub mod extract;
+pub(crate) mod error;
+mod extract;
 mod health;
 mod jwks;
+mod me;
 mod pages;
 mod tokens;
-mod users;
 
 use crate::app::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -33,7 +33,7 @@ use utoipa_swagger_ui::SwaggerUi;
     info(title = "wsguard", description = "OAuth2 password flow, JWTs, and WebSockets bound to their tokens."),
     paths(
         tokens::token, tokens::login, tokens::login_cookie, tokens::refresh, tokens::logout,
-        users::me, users::items, users::change_password,
+        me::me, me::items, me::change_password,
         health::healthz, health::readyz,
         jwks::jwks,
     ),
@@ -55,17 +55,17 @@ impl Modify for BearerScheme {
     }
 }
 
-/// Every route, with the state.
-fn routes(state: AppState) -> Router {
+/// The API's routes and the pages.
+pub(crate) fn routes() -> Router<AppState> {
     let api = Router::new()
         .route("/token", post(tokens::token))
         .route("/login", post(tokens::login).get(pages::login))
         .route("/login/cookie", post(tokens::login_cookie))
         .route("/refresh", post(tokens::refresh))
         .route("/logout", post(tokens::logout))
-        .route("/users/me", get(users::me))
-        .route("/users/me/password", put(users::change_password))
-        .route("/items/", get(users::items))
+        .route("/users/me", get(me::me))
+        .route("/users/me/password", put(me::change_password))
+        .route("/items/", get(me::items))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -75,21 +75,15 @@ fn routes(state: AppState) -> Router {
         .route("/chat", get(pages::chat))
         .route("/token-demo", get(pages::token_demo))
         .route("/static/{name}", get(pages::asset));
-    Router::new()
-        .merge(api)
-        .merge(pages)
-        .merge(crate::ws::routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+    Router::new().merge(api).merge(pages)
 }
 
-/// The routes inside the layers every request goes through. The layers wrap the router once
-/// rather than each route (`Router::layer`), so a new connection clones one service, not one
-/// per route.
-pub fn service(
+/// `routes` (every route of the server), the API documentation and the fallbacks, inside the
+/// layers every request goes through. The layers wrap the router once rather than each route
+/// (`Router::layer`), so a new connection clones one service, not one per route.
+pub(crate) fn service(
     state: AppState,
+    routes: Router<AppState>,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
@@ -108,7 +102,7 @@ pub fn service(
             HeaderValue::from_static("nosniff"),
         ))
         // HSTS only under TLS: on plain HTTP it would be ignored, or pin a dev host to HTTPS.
-        .option_layer(state.config.tls_cert.is_some().then(|| {
+        .option_layer(state.config.tls().then(|| {
             SetResponseHeaderLayer::overriding(
                 header::STRICT_TRANSPORT_SECURITY,
                 HeaderValue::from_static("max-age=31536000"),
@@ -116,7 +110,13 @@ pub fn service(
         }))
         .option_layer(cors(&state.config.cors_origins))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
-        .service(routes(state))
+        .service(
+            routes
+                .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+                .fallback(not_found)
+                .method_not_allowed_fallback(method_not_allowed)
+                .with_state(state),
+        )
 }
 
 /// CORS for the configured origins only, with credentials; none configured, no CORS headers.

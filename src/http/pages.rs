@@ -58,12 +58,12 @@ fn escape(text: &str) -> String {
 }
 
 #[derive(Deserialize)]
-pub struct LoginQuery {
+pub(super) struct LoginQuery {
     next: Option<String>,
     error: Option<String>,
 }
 
-pub async fn login(Query(query): Query<LoginQuery>) -> Response {
+pub(super) async fn login(Query(query): Query<LoginQuery>) -> Response {
     let next = super::tokens::local_path(query.next.as_deref());
     let next = if next == "/" { "/chat" } else { next };
     let error = if query.error.is_some() { "Incorrect username or password." } else { "" };
@@ -84,7 +84,7 @@ async fn logged_in(state: &AppState, parts: &Parts) -> bool {
 /// `/chat` for a logged-in user. With an expired access cookie but a refresh cookie that still
 /// verifies, a small page refreshes through `/refresh` (which needs the CSRF header only a page
 /// can send) and comes back; anyone else goes to the login page.
-pub async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
+pub(super) async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
     if logged_in(&state, &parts).await {
         return page(CHAT_HTML.to_owned());
     }
@@ -96,7 +96,7 @@ pub async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
     Redirect::to("/login?next=/chat").into_response()
 }
 
-pub async fn root(State(state): State<AppState>, parts: Parts) -> Redirect {
+pub(super) async fn root(State(state): State<AppState>, parts: Parts) -> Redirect {
     if logged_in(&state, &parts).await {
         Redirect::to("/chat")
     } else {
@@ -104,11 +104,11 @@ pub async fn root(State(state): State<AppState>, parts: Parts) -> Redirect {
     }
 }
 
-pub async fn token_demo() -> Response {
+pub(super) async fn token_demo() -> Response {
     page(TOKEN_DEMO_HTML.to_owned())
 }
 
-pub async fn asset(Path(name): Path<String>) -> Response {
+pub(super) async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(asset, _, _)| *asset == name) {
         Some((_, content_type, body)) => (
             [

@@ -4,12 +4,13 @@ use super::cookies;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
 use crate::app::AppState;
+use crate::auth::credentials::{check_password, check_username};
+use crate::auth::logins::{Logins, TokenPair};
 use crate::auth::password::Verdict;
-use crate::auth::tokens::{now, random_id, Issued, TokenError, TokenKind};
+use crate::auth::tokens::now;
 use crate::auth::transport::{Presented, Transport};
-use crate::auth::{AuthError, Identity, Mode};
-use crate::store::{Revocation, RevocationKind, Rotation, UserRecord};
-use crate::users::{check_password, check_username};
+use crate::auth::{AuthError, Mode};
+use crate::store::UserRecord;
 use axum::extract::{ConnectInfo, FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -23,7 +24,7 @@ use utoipa::ToSchema;
 /// OAuth2 token request, as `application/x-www-form-urlencoded`: the password grant (RFC 6749
 /// §4.3) or the refresh grant (§6).
 #[derive(Deserialize, ToSchema)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     /// `password` (the default) or `refresh_token`.
     #[schema(pattern = "^(password|refresh_token)$")]
     grant_type: Option<String>,
@@ -41,7 +42,7 @@ pub struct TokenRequest {
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
     #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
@@ -50,7 +51,7 @@ pub struct Credentials {
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct CookieLogin {
+pub(crate) struct CookieLogin {
     /// 1-64 letters, digits or `_ . - @`; anything else is refused before any lookup.
     #[schema(pattern = r"^[A-Za-z0-9_.@-]{1,64}$")]
     username: String,
@@ -61,7 +62,7 @@ pub struct CookieLogin {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     access_token: String,
     token_type: &'static str,
     /// Seconds until the access token expires.
@@ -69,8 +70,8 @@ pub struct TokenResponse {
     refresh_token: String,
 }
 
-impl TokenResponse {
-    fn new(access: Issued, refresh: Issued) -> TokenResponse {
+impl From<TokenPair> for TokenResponse {
+    fn from(TokenPair { access, refresh }: TokenPair) -> TokenResponse {
         TokenResponse {
             expires_in: access.claims.exp - access.claims.iat,
             access_token: access.token,
@@ -89,7 +90,7 @@ fn no_store(mut response: Response) -> Response {
 }
 
 /// The client's address (the TCP peer), for login throttling.
-pub struct ClientAddr(IpAddr);
+pub(crate) struct ClientAddr(IpAddr);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
     type Rejection = Infallible;
@@ -147,14 +148,20 @@ async fn check_credentials(
     Ok(user)
 }
 
-/// Starts a login: a fresh access token and the first refresh token of a new family.
-async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issued), ApiError> {
-    let tokens = &state.auth.tokens;
-    let family = random_id();
-    let access = tokens.issue(username, TokenKind::Access, true, &family, &random_id());
-    let refresh = tokens.issue(username, TokenKind::Refresh, false, &family, &random_id());
-    state.store.create_family(&family, username, &refresh.claims.jti, refresh.claims.exp).await?;
-    Ok((access, refresh))
+fn logins(state: &AppState) -> Logins<'_> {
+    Logins::new(state.store.as_ref(), &state.auth)
+}
+
+/// An OAuth2 `invalid_grant` (400) for a refresh token that does not rotate; outages stay 503.
+fn invalid_grant(err: AuthError) -> ApiError {
+    match err {
+        AuthError::Store(err) => err.into(),
+        err => ApiError::OAuth {
+            status: StatusCode::BAD_REQUEST,
+            error: "invalid_grant",
+            detail: err.to_string(),
+        },
+    }
 }
 
 /// OAuth2 token endpoint
@@ -172,13 +179,13 @@ async fn start_session(state: &AppState, username: &str) -> Result<(Issued, Issu
         (status = 429, body = ErrorBody, description = "Too many failed logins (Retry-After)"),
         (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
-pub async fn token(
+pub(crate) async fn token(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     form: Result<ApiForm<TokenRequest>, ApiError>,
 ) -> Result<Response, ApiError> {
     let ApiForm(form) = form.map_err(ApiError::into_oauth)?;
-    let (access, refresh) = match form.grant_type.as_deref().unwrap_or("password") {
+    let pair = match form.grant_type.as_deref().unwrap_or("password") {
         "password" => {
             let missing =
                 |field| ApiError::bad_request(format!("Invalid form: missing field `{field}`")).into_oauth();
@@ -186,34 +193,16 @@ pub async fn token(
             let password = form.password.ok_or_else(|| missing("password"))?;
             let user =
                 check_credentials(&state, client, &username, password).await.map_err(ApiError::into_oauth)?;
-            start_session(&state, &user.username).await?
+            logins(&state).start(&user.username).await?
         }
         "refresh_token" => {
-            let presented = Presented {
-                token: form.refresh_token.unwrap_or_default(),
-                transport: Transport::Body,
-                csrf: None,
-            };
+            let presented = Presented::new(form.refresh_token.unwrap_or_default(), Transport::Body);
             let identity = match state.auth.authenticate(Some(&presented), Mode::Refresh).await {
                 Ok(Some(identity)) => identity,
                 Ok(None) => return Err(AuthError::Missing.into()),
-                Err(AuthError::Store(err)) => return Err(err.into()),
-                Err(err) => {
-                    return Err(ApiError::OAuth {
-                        status: StatusCode::BAD_REQUEST,
-                        error: "invalid_grant",
-                        detail: err.to_string(),
-                    })
-                }
+                Err(err) => return Err(invalid_grant(err)),
             };
-            rotate(&state, &identity).await.map_err(|err| match err {
-                ApiError::Auth(err) => ApiError::OAuth {
-                    status: StatusCode::BAD_REQUEST,
-                    error: "invalid_grant",
-                    detail: err.to_string(),
-                },
-                other => other,
-            })?
+            logins(&state).rotate(&identity).await.map_err(invalid_grant)?
         }
         _ => {
             return Err(ApiError::OAuth {
@@ -223,7 +212,7 @@ pub async fn token(
             })
         }
     };
-    Ok(no_store(Json(TokenResponse::new(access, refresh)).into_response()))
+    Ok(no_store(Json(TokenResponse::from(pair)).into_response()))
 }
 
 /// Log in with JSON
@@ -239,19 +228,19 @@ pub async fn token(
         (status = 422, body = ErrorBody, description = "Malformed body"),
         (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
-pub async fn login(
+pub(crate) async fn login(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
     ApiJson(body): ApiJson<Credentials>,
 ) -> Result<Response, ApiError> {
     let user = check_credentials(&state, client, &body.username, body.password).await?;
-    let (access, refresh) = start_session(&state, &user.username).await?;
-    Ok(no_store(Json(TokenResponse::new(access, refresh)).into_response()))
+    let pair = logins(&state).start(&user.username).await?;
+    Ok(no_store(Json(TokenResponse::from(pair)).into_response()))
 }
 
 /// `next` when it is a path on this server; anything that could leave it (`//host`, `/\host`,
 /// a scheme) falls back to `/`.
-pub fn local_path(next: Option<&str>) -> &str {
+pub(crate) fn local_path(next: Option<&str>) -> &str {
     match next {
         Some(path)
             if path.starts_with('/')
@@ -280,10 +269,10 @@ pub fn local_path(next: Option<&str>) -> &str {
         (status = 422, body = ErrorBody, description = "Malformed body"),
         (status = 503, body = ErrorBody, description = "Too many logins in progress"),
     ))]
-pub async fn login_cookie(
+pub(crate) async fn login_cookie(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
-    FormOrJson(body, _): FormOrJson<CookieLogin>,
+    FormOrJson(body): FormOrJson<CookieLogin>,
 ) -> Result<Response, ApiError> {
     let next = body.next.as_deref().map(|n| local_path(Some(n)).to_owned());
     let user = match check_credentials(&state, client, &body.username, body.password).await {
@@ -296,12 +285,12 @@ pub async fn login_cookie(
         }
         Err(err) => return Err(err),
     };
-    let (access, refresh) = start_session(&state, &user.username).await?;
+    let pair = logins(&state).start(&user.username).await?;
     let mut response = match next {
         Some(next) => Redirect::to(&next).into_response(),
         None => Json(serde_json::json!({ "detail": "Logged in" })).into_response(),
     };
-    cookies::set(response.headers_mut(), &access, Some(&refresh), state.secure_cookies, now());
+    cookies::set(response.headers_mut(), &pair.access, Some(&pair.refresh), state.config.tls(), now());
     Ok(no_store(response))
 }
 
@@ -317,43 +306,16 @@ pub async fn login_cookie(
         (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token"),
     ),
     security(("bearer" = [])))]
-pub async fn refresh(
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     RefreshUser(identity): RefreshUser,
 ) -> Result<Response, ApiError> {
-    let (access, refresh) = rotate(&state, &identity).await?;
+    let pair = logins(&state).rotate(&identity).await?;
     let mut headers = HeaderMap::new();
     if identity.transport == Transport::Cookie {
-        cookies::set(&mut headers, &access, Some(&refresh), state.secure_cookies, now());
+        cookies::set(&mut headers, &pair.access, Some(&pair.refresh), state.config.tls(), now());
     }
-    Ok(no_store((headers, Json(TokenResponse::new(access, refresh))).into_response()))
-}
-
-/// Issues the next access token (not fresh) and refresh token of the login `identity` holds a
-/// refresh token of. A refresh token that is not the login's current one revokes the login.
-async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued), ApiError> {
-    let claims = &identity.claims;
-    let tokens = &state.auth.tokens;
-    let access = tokens.issue(&claims.sub, TokenKind::Access, false, &claims.fam, &random_id());
-    let refresh = tokens.issue(&claims.sub, TokenKind::Refresh, false, &claims.fam, &random_id());
-    let rotation = state
-        .store
-        .rotate_family(&claims.fam, &claims.jti, &refresh.claims.jti, refresh.claims.exp, now())
-        .await?;
-    match rotation {
-        Rotation::Rotated => Ok((access, refresh)),
-        Rotation::Reused => {
-            tracing::warn!(username = %claims.sub, "refresh token reused: login revoked");
-            state.apply_revocation(&Revocation {
-                kind: RevocationKind::Family,
-                subject: claims.fam.clone(),
-                username: claims.sub.clone(),
-                expires_at: claims.exp,
-            });
-            Err(AuthError::Token(TokenError::Revoked).into())
-        }
-        Rotation::Dead => Err(AuthError::Token(TokenError::Revoked).into()),
-    }
+    Ok(no_store((headers, Json(TokenResponse::from(pair))).into_response()))
 }
 
 /// Log out
@@ -367,31 +329,13 @@ async fn rotate(state: &AppState, identity: &Identity) -> Result<(Issued, Issued
         (status = 401, body = ErrorBody, description = "Not authenticated"),
     ),
     security(("bearer" = [])))]
-pub async fn logout(
+pub(crate) async fn logout(
     State(state): State<AppState>,
     CurrentUser(identity): CurrentUser,
 ) -> Result<Response, ApiError> {
-    let claims = &identity.claims;
-    let refresh_horizon = now() + state.auth.tokens.refresh_ttl.as_secs() as i64;
-    for revocation in [
-        Revocation {
-            kind: RevocationKind::Token,
-            subject: claims.jti.clone(),
-            username: claims.sub.clone(),
-            expires_at: claims.exp,
-        },
-        Revocation {
-            kind: RevocationKind::Family,
-            subject: claims.fam.clone(),
-            username: claims.sub.clone(),
-            expires_at: refresh_horizon,
-        },
-    ] {
-        state.revoke(revocation).await?;
-    }
-    tracing::info!(username = %claims.sub, "logout");
+    logins(&state).logout(&identity.claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    cookies::clear(response.headers_mut(), state.secure_cookies);
+    cookies::clear(response.headers_mut(), state.config.tls());
     Ok(response)
 }
 

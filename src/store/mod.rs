@@ -10,7 +10,7 @@ pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 use std::sync::Arc;
 
-/// A user as stored. `password_hash` never leaves the server: HTTP responses use [`PublicUser`].
+/// A user as stored. `password_hash` never leaves the server: HTTP responses show a public view.
 #[derive(Debug, Clone)]
 pub struct UserRecord {
     pub username: String,

@@ -1,15 +1,13 @@
 //! The source documents' endpoints: `/secured-ws` (bearer header, refused before the upgrade)
 //! and `/ws` (query or cookie, checked after accept), in each check mode.
 
-use super::session::{self, Close, Endpoint};
-use super::UpgradeRequest;
-use super::{bind, close_unauthenticated, configure, find_token, refuse, refuse_auth, QUERY_OR_COOKIE};
+use super::admission::{Admission, Admitted, Policy, UpgradeRequest};
+use super::close::Close;
+use super::socket::{Endpoint, Socket};
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
-use crate::auth::{AuthError, Identity, Mode};
-
+use crate::auth::{Identity, Mode};
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::Response;
 use futures_util::future::BoxFuture;
 
@@ -22,80 +20,74 @@ impl Endpoint for Echo {
     }
 }
 
-const HEADER_ONLY: Sources =
-    Sources { header: true, subprotocol: false, query: false, cookie: CookieRule::Off };
-
 /// `/secured-ws`: `Authorization: Bearer` on the handshake; refused before the upgrade with 401
 /// (missing or invalid) or 403 (not a bearer scheme).
-pub async fn secured(State(state): State<AppState>, UpgradeRequest(ws, parts): UpgradeRequest) -> Response {
-    let found = match find_token(&parts, &state, HEADER_ONLY, Mode::Required) {
-        Ok(found) => found,
-        Err(response) => return response,
+const SECURED: Policy = Policy {
+    sources: Sources { header: true, subprotocol: false, query: false, cookie: CookieRule::Off },
+    mode: Mode::Required,
+    auth_frame: false,
+    explain_refusal: false,
+};
+
+/// `/ws` in one mode: the query string, or the cookie with `?csrf_token=`; refusals are sent as
+/// text, then the socket closes with 1008.
+const fn query_policy(mode: Mode) -> Policy {
+    Policy {
+        sources: Sources { header: false, subprotocol: false, query: true, cookie: CookieRule::CsrfQuery },
+        mode,
+        auth_frame: false,
+        explain_refusal: true,
+    }
+}
+
+pub(crate) async fn secured(
+    State(state): State<AppState>,
+    UpgradeRequest(upgrade, parts): UpgradeRequest,
+) -> Response {
+    let admission = match Admission::check(&state, &parts, SECURED).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
     };
-    let identity = match found {
-        Ok(presented) => state.auth.authenticate(presented.as_ref(), Mode::Required).await,
-        Err(err) => Err(err),
-    };
-    let identity = match identity {
-        Ok(Some(identity)) => identity,
-        Ok(None) => return refuse_auth(AuthError::Missing),
-        Err(err) => {
-            state.metrics.socket_rejections.inc();
-            return refuse_auth(err);
-        }
-    };
-    let bound = match bind(&state, identity) {
-        Ok(bound) => bound,
-        Err(close) => return refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason),
-    };
-    configure(ws, &state).on_upgrade(move |socket| async move {
+    super::configure(upgrade, &state).on_upgrade(move |socket| async move {
+        let Some((socket, Admitted::Bound(bound))) = admission.settle(socket).await else { return };
         let welcome = format!("Welcome {}!", bound.identity.user.username);
-        session::run(socket, state, Some(bound), Mode::Required, vec![welcome], Echo).await;
+        Socket::new(socket, state, Some(bound), Mode::Required, Echo).run(vec![welcome]).await;
     })
 }
 
 /// `/ws` and its mode variants, as a handler for the router.
-pub fn query(mode: Mode) -> impl Fn(State<AppState>, UpgradeRequest) -> BoxFuture<'static, Response> + Clone {
+pub(crate) fn query(
+    mode: Mode,
+) -> impl Fn(State<AppState>, UpgradeRequest) -> BoxFuture<'static, Response> + Clone {
     move |State(state), upgrade| Box::pin(query_socket(state, upgrade, mode))
 }
 
-/// `/ws` in one mode: accept, then `Successfully Login!` and the decoded claims, or the error
-/// text and close 1008.
-async fn query_socket(state: AppState, UpgradeRequest(ws, parts): UpgradeRequest, mode: Mode) -> Response {
-    let found = match find_token(&parts, &state, QUERY_OR_COOKIE, mode) {
-        Ok(found) => found,
-        Err(response) => return response,
+/// Accepts, then sends `Successfully Login!` and the decoded claims (or `Anonymous connection`
+/// and `null`), then echoes.
+async fn query_socket(
+    state: AppState,
+    UpgradeRequest(upgrade, parts): UpgradeRequest,
+    mode: Mode,
+) -> Response {
+    let admission = match Admission::check(&state, &parts, query_policy(mode)).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
     };
-    let identity = match found {
-        Ok(presented) => state.auth.authenticate(presented.as_ref(), mode).await,
-        Err(err) => Err(err),
-    };
-    configure(ws, &state).on_upgrade(move |mut socket| async move {
-        let identity = match identity {
-            Ok(identity) => identity,
-            Err(err) => {
-                let reason = err.to_string();
-                if session::send_text(&mut socket, reason.clone()).await {
-                    close_unauthenticated(socket, &state, &reason).await;
-                }
-                return;
-            }
+    super::configure(upgrade, &state).on_upgrade(move |socket| async move {
+        let (socket, bound) = match admission.settle(socket).await {
+            None => return,
+            Some((socket, Admitted::Anonymous)) => (socket, None),
+            Some((socket, Admitted::Bound(bound))) => (socket, Some(bound)),
         };
-        let Some(identity) = identity else {
-            let greeting = vec!["Anonymous connection".to_owned(), "null".to_owned()];
-            return session::run(socket, state, None, mode, greeting, Echo).await;
+        let greeting = match &bound {
+            Some(bound) => {
+                vec![
+                    "Successfully Login!".to_owned(),
+                    serde_json::to_string(&bound.identity.claims).unwrap_or_default(),
+                ]
+            }
+            None => vec!["Anonymous connection".to_owned(), "null".to_owned()],
         };
-        let claims = serde_json::to_string(&identity.claims).unwrap_or_default();
-        match bind(&state, identity) {
-            Ok(bound) => {
-                let greeting = vec!["Successfully Login!".to_owned(), claims];
-                session::run(socket, state, Some(bound), mode, greeting, Echo).await;
-            }
-            Err(close) => {
-                if session::send_text(&mut socket, close.reason.clone()).await {
-                    session::close(socket, close).await;
-                }
-            }
-        }
+        Socket::new(socket, state, bound, mode, Echo).run(greeting).await;
     })
 }

@@ -6,7 +6,7 @@ use axum::http::{header, HeaderMap};
 /// Whether an upgrade with these headers may go on. Same-origin (Origin's host equals `Host`) and
 /// the configured origins pass. Without an Origin header (a non-browser client) only non-cookie
 /// transports pass: browsers always send Origin, so a cookie without one is not to be trusted.
-pub fn allowed(headers: &HeaderMap, allowed: &[String], cookie: bool) -> bool {
+pub(super) fn allowed(headers: &HeaderMap, allowed: &[String], cookie: bool) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return !cookie;
     };

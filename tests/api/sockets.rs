@@ -1,4 +1,4 @@
-//! Every row of DESIGN.md's WebSocket table, every transport and every mode, success and failure.
+//! Every row of the WebSocket table in docs/protocol.md, every transport and every mode, success and failure.
 
 use crate::helpers::{assert_echo, close_code, next_json, next_text, send, spawn};
 use crate::refresh::cookie_login;

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::sync::OnceLock;
 use std::time::Duration;
 use wsguard::auth::secret::HmacSecret;
-use wsguard::auth::tokens::{Proof, TokenKind, Tokens, MAX_TOKEN_BYTES};
+use wsguard::auth::tokens::{Proof, TokenError, TokenKind, Tokens, MAX_TOKEN_BYTES};
 use wsguard::auth::transport::{self, CookieKind, CookieRule, Csrf, Sources, Transport};
 use wsguard::chat::protocol::{self, Command, MAX_ROOM_CHARS, MAX_TEXT_CHARS};
 
@@ -214,7 +214,7 @@ fn valid_tokens_verify_with_their_kind() {
     let f = fixture();
     assert!(f.tokens.verify(&f.access, TokenKind::Access).is_ok());
     assert!(f.tokens.verify(&f.refresh, TokenKind::Refresh).is_ok());
-    assert!(f.tokens.verify(&f.access, TokenKind::Refresh).is_err());
+    assert_eq!(f.tokens.verify(&f.access, TokenKind::Refresh), Err(TokenError::WrongKind));
 }
 
 proptest! {

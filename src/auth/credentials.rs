@@ -49,16 +49,20 @@ mod tests {
     fn usernames() {
         assert!(check_username("johndoe").is_ok());
         assert!(check_username("jane.doe-2@x").is_ok());
-        assert!(check_username("").is_err());
-        assert!(check_username(&"a".repeat(65)).is_err());
-        assert!(check_username("john doe").is_err());
-        assert!(check_username("jöhn").is_err());
+        assert_eq!(check_username(""), Err("username must not be empty".into()));
+        assert_eq!(check_username(&"a".repeat(65)), Err("username too long (at most 64 characters)".into()));
+        let only = Err("username may contain only letters, digits and _ . - @".to_owned());
+        assert_eq!(check_username("john doe"), only);
+        assert_eq!(check_username("jöhn"), only);
     }
 
     #[test]
     fn passwords() {
         assert!(check_password("secret").is_ok());
-        assert!(check_password("").is_err());
-        assert!(check_password(&"p".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+        assert_eq!(check_password(""), Err("password must not be empty".into()));
+        assert_eq!(
+            check_password(&"p".repeat(MAX_PASSWORD_BYTES + 1)),
+            Err(format!("password too long (at most {MAX_PASSWORD_BYTES} bytes)"))
+        );
     }
 }

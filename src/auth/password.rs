@@ -213,7 +213,10 @@ mod tests {
         });
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         let started = Instant::now();
-        assert!(hasher.hash("third".into()).await.is_err(), "one running, one queued: the third is refused");
+        assert!(
+            matches!(hasher.hash("third".into()).await, Err(Busy)),
+            "one running, one queued: the third is refused"
+        );
         assert!(started.elapsed().as_millis() < 5, "refused without waiting");
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap();

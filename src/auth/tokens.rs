@@ -276,7 +276,7 @@ mod tests {
         let parts: Vec<&str> = issued.token.split('.').collect();
         let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
         let unsigned = format!("{none_header}.{}.", parts[1]);
-        assert!(t.verify(&unsigned, TokenKind::Access).is_err());
+        assert_eq!(t.verify(&unsigned, TokenKind::Access), Err(TokenError::Malformed));
 
         let mut claims = issued.claims.clone();
         claims.sub = "admin".into();

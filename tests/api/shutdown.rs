@@ -46,7 +46,8 @@ async fn sigterm_closes_sockets_with_1001_finishes_requests_and_exits() {
     let status = server.exit_status(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
     assert!(signalled.elapsed() < Duration::from_secs(10));
-    assert!(TcpStream::connect(server.addr()).await.is_err(), "still accepting after exit");
+    let refused = TcpStream::connect(server.addr()).await.expect_err("still accepting after exit");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
 }
 
 #[tokio::test]
@@ -62,7 +63,8 @@ async fn a_stalled_request_does_not_keep_the_process_alive() {
     assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
     // New connections are refused as soon as the signal is handled.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(TcpStream::connect(server.addr()).await.is_err(), "still accepting after SIGTERM");
+    let refused = TcpStream::connect(server.addr()).await.expect_err("still accepting after SIGTERM");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     let status = server.exit_status(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 }

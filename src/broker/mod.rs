@@ -24,10 +24,11 @@ pub(crate) trait Broker: Send + Sync + 'static {
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// This node has no local members in `channel` any more.
     async fn unsubscribe(&self, channel: &str) -> Result<(), BrokerError>;
-    /// Records that `user` now has (`present`) or no longer has a socket in `channel` on this node.
+    /// Records that `user` now has (`Joined`) or no longer has (`Left`) a socket in `channel` on
+    /// this node.
     /// Returns whether that changes the user's presence across all nodes, i.e. whether to
     /// announce it.
-    async fn presence(&self, channel: &str, user: &str, present: bool) -> Result<bool, BrokerError>;
+    async fn presence(&self, channel: &str, user: &str, change: Presence) -> Result<bool, BrokerError>;
     /// The users with a socket in `channel` on any live node.
     async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError>;
     /// Reachability, for `/readyz`.
@@ -35,6 +36,13 @@ pub(crate) trait Broker: Send + Sync + 'static {
 }
 
 pub(crate) type DynBroker = Arc<dyn Broker>;
+
+/// A user's presence in a channel changing: they now have a socket there, or no longer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Presence {
+    Joined,
+    Left,
+}
 
 /// The frame that tells a channel's subscribers `user` left it with a node that died: written by
 /// the channel protocol, published by the broker that noticed.
@@ -66,7 +74,7 @@ impl Broker for InProcess {
         Ok(())
     }
 
-    async fn presence(&self, _: &str, _: &str, _: bool) -> Result<bool, BrokerError> {
+    async fn presence(&self, _: &str, _: &str, _: Presence) -> Result<bool, BrokerError> {
         Ok(true)
     }
 

@@ -3,7 +3,7 @@
 //! next to a per-node liveness key, so a node's members drop out when it dies. Redis keeps no
 //! record: the database holds every acknowledged message, and a lost Redis only pauses fan-out.
 
-use super::{Broker, BrokerError, Hub, LeaveFrame};
+use super::{Broker, BrokerError, Hub, LeaveFrame, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -302,10 +302,10 @@ impl Broker for RedisBroker {
         }
     }
 
-    async fn presence(&self, channel: &str, user: &str, present: bool) -> Result<bool, BrokerError> {
+    async fn presence(&self, channel: &str, user: &str, change: Presence) -> Result<bool, BrokerError> {
         let mut conn = self.conn.clone();
         let field = member_field(&self.node, user);
-        if present {
+        if change == Presence::Joined {
             let _: () = conn.hset(self.members_key(channel), &field, 1).await.map_err(failed)?;
             let _: () = conn.sadd(self.node_channels_key(&self.node), channel).await.map_err(failed)?;
         } else {

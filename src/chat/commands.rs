@@ -4,7 +4,7 @@
 use super::protocol::{self, Command, ErrorCode, Refusal, DEFAULT_HISTORY, MAX_HISTORY};
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::Change;
+use crate::broker::{Change, Presence};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Endpoint, Outgoing};
 use std::collections::BTreeSet;
@@ -54,7 +54,7 @@ impl ChatEndpoint {
         let history = self.state.store.history(&room, None, DEFAULT_HISTORY).await.map_err(unavailable)?;
         if let Some(change) = self.state.hub.join(self.socket, &room) {
             self.joined.insert(room.clone());
-            announce(&self.state, &room, &self.username, true, change).await;
+            announce(&self.state, &room, &self.username, Presence::Joined, change).await;
         }
         let members = match self.state.broker.members(&room).await {
             Ok(members) => members,
@@ -72,7 +72,7 @@ impl ChatEndpoint {
             return Err(Refusal::new(ErrorCode::BadRequest, "not in this room"));
         }
         if let Some(change) = self.state.hub.leave(self.socket, &room) {
-            announce(&self.state, &room, &self.username, false, change).await;
+            announce(&self.state, &room, &self.username, Presence::Left, change).await;
         }
         Ok(Vec::new())
     }
@@ -134,10 +134,13 @@ fn now_ms() -> i64 {
 }
 
 /// Publishes a presence change and keeps the broker subscribed to rooms with local members only.
-async fn announce(state: &AppState, room: &str, username: &str, joined: bool, change: Change) {
+async fn announce(state: &AppState, room: &str, username: &str, presence: Presence, change: Change) {
     let broker = &state.broker;
     if change.channel_edge {
-        let result = if joined { broker.subscribe(room).await } else { broker.unsubscribe(room).await };
+        let result = match presence {
+            Presence::Joined => broker.subscribe(room).await,
+            Presence::Left => broker.unsubscribe(room).await,
+        };
         if let Err(err) = result {
             tracing::warn!(error = %err, room, "broker subscription change failed");
         }
@@ -146,12 +149,12 @@ async fn announce(state: &AppState, room: &str, username: &str, joined: bool, ch
         return;
     }
     // The user's first (or last) socket here; other nodes may still have them in the room.
-    let announce = broker.presence(room, username, joined).await.unwrap_or_else(|err| {
+    let announce = broker.presence(room, username, presence).await.unwrap_or_else(|err| {
         tracing::warn!(error = %err, room, "shared presence unavailable");
         true
     });
     if announce {
-        let frame = Arc::from(protocol::presence(room, username, joined));
+        let frame = Arc::from(protocol::presence(room, username, presence));
         if let Err(err) = broker.publish(room, frame).await {
             tracing::warn!(error = %err, room, "presence fan-out failed");
         }
@@ -197,7 +200,7 @@ impl Drop for ChatEndpoint {
                 let members = state.hub.members(&room);
                 let change =
                     Change { channel_edge: members.is_empty(), user_edge: !members.contains(&username) };
-                announce(&state, &room, &username, false, change).await;
+                announce(&state, &room, &username, Presence::Left, change).await;
             }
         });
     }

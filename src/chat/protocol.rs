@@ -1,5 +1,6 @@
 //! The chat's frames: what a client may send, and the frames the server sends back.
 
+use crate::broker::Presence;
 use crate::store::ChatMessage;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -145,14 +146,17 @@ pub fn members<'a>(room: &str, users: impl IntoIterator<Item = &'a String>) -> S
     json!({"type": "members", "room": room, "users": users}).to_string()
 }
 
-pub(crate) fn presence(room: &str, user: &str, joined: bool) -> String {
-    let event = if joined { "join" } else { "leave" };
+pub(crate) fn presence(room: &str, user: &str, change: Presence) -> String {
+    let event = match change {
+        Presence::Joined => "join",
+        Presence::Left => "leave",
+    };
     json!({"type": "presence", "room": room, "user": user, "event": event}).to_string()
 }
 
 /// The presence frame of a user who left `room` with a node that died (see `broker::LeaveFrame`).
 pub(crate) fn left(room: &str, user: &str) -> String {
-    presence(room, user, false)
+    presence(room, user, Presence::Left)
 }
 
 pub(crate) fn ack(reference: Option<&str>, id: i64) -> String {

@@ -1,6 +1,6 @@
 //! The token service: password logins (OAuth2 form, JSON, cookies), refresh rotation and logout.
 
-use super::cookies;
+use super::cookies::LoginCookies;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
 use crate::app::AppState;
@@ -290,7 +290,7 @@ pub(crate) async fn login_cookie(
         Some(next) => Redirect::to(&next).into_response(),
         None => Json(serde_json::json!({ "detail": "Logged in" })).into_response(),
     };
-    cookies::set(response.headers_mut(), &pair.access, Some(&pair.refresh), state.config.tls(), now());
+    LoginCookies::of(&state.config).set(response.headers_mut(), &pair, now());
     Ok(no_store(response))
 }
 
@@ -313,7 +313,7 @@ pub(crate) async fn refresh(
     let pair = logins(&state).rotate(&identity).await?;
     let mut headers = HeaderMap::new();
     if identity.transport == Transport::Cookie {
-        cookies::set(&mut headers, &pair.access, Some(&pair.refresh), state.config.tls(), now());
+        LoginCookies::of(&state.config).set(&mut headers, &pair, now());
     }
     Ok(no_store((headers, Json(TokenResponse::from(pair))).into_response()))
 }
@@ -335,7 +335,7 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     logins(&state).logout(&identity.claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();
-    cookies::clear(response.headers_mut(), state.config.tls());
+    LoginCookies::of(&state.config).clear(response.headers_mut());
     Ok(response)
 }
 

@@ -92,8 +92,8 @@ impl Admission {
     ) -> Result<Admission, Response> {
         let cookie_kind = if policy.mode == Mode::Refresh { CookieKind::Refresh } else { CookieKind::Access };
         let found = transport::find(parts, policy.sources, cookie_kind);
-        let cookie = matches!(&found, Ok(Some(p)) if p.transport == Transport::Cookie);
-        if !origin::allowed(&parts.headers, &state.config.allowed_origins, cookie) {
+        let transport = found.as_ref().ok().and_then(|p| p.as_ref()).map(|p| p.transport);
+        if !origin::allowed(&parts.headers, &state.config.allowed_origins, transport) {
             state.metrics.socket_rejections.inc();
             return Err(refuse(StatusCode::FORBIDDEN, "Origin not allowed"));
         }

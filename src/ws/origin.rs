@@ -1,12 +1,14 @@
 //! The Origin check on every upgrade, against cross-site WebSocket hijacking: a page on another
 //! site must not open a socket that rides on the user's cookies.
 
+use crate::auth::transport::Transport;
 use axum::http::{header, HeaderMap};
 
 /// Whether an upgrade with these headers may go on. Same-origin (Origin's host equals `Host`) and
 /// the configured origins pass. Without an Origin header (a non-browser client) only non-cookie
 /// transports pass: browsers always send Origin, so a cookie without one is not to be trusted.
-pub(super) fn allowed(headers: &HeaderMap, allowed: &[String], cookie: bool) -> bool {
+pub(super) fn allowed(headers: &HeaderMap, allowed: &[String], token: Option<Transport>) -> bool {
+    let cookie = token == Some(Transport::Cookie);
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return !cookie;
     };
@@ -23,6 +25,9 @@ pub(super) fn allowed(headers: &HeaderMap, allowed: &[String], cookie: bool) -> 
 mod tests {
     use super::*;
 
+    const COOKIE: Option<Transport> = Some(Transport::Cookie);
+    const QUERY: Option<Transport> = Some(Transport::Query);
+
     fn headers(origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, "127.0.0.1:8000".parse().unwrap());
@@ -34,21 +39,21 @@ mod tests {
 
     #[test]
     fn same_origin_and_listed_origins_pass() {
-        assert!(allowed(&headers(Some("http://127.0.0.1:8000")), &[], true));
+        assert!(allowed(&headers(Some("http://127.0.0.1:8000")), &[], COOKIE));
         let listed = vec!["https://app.example.com".to_owned()];
-        assert!(allowed(&headers(Some("https://app.example.com")), &listed, true));
+        assert!(allowed(&headers(Some("https://app.example.com")), &listed, COOKIE));
     }
 
     #[test]
     fn foreign_and_null_origins_fail() {
-        assert!(!allowed(&headers(Some("https://evil.example")), &[], false));
-        assert!(!allowed(&headers(Some("null")), &[], false));
-        assert!(!allowed(&headers(Some("http://127.0.0.1:8001")), &[], true));
+        assert!(!allowed(&headers(Some("https://evil.example")), &[], QUERY));
+        assert!(!allowed(&headers(Some("null")), &[], QUERY));
+        assert!(!allowed(&headers(Some("http://127.0.0.1:8001")), &[], COOKIE));
     }
 
     #[test]
     fn no_origin_passes_only_without_cookies() {
-        assert!(allowed(&headers(None), &[], false));
-        assert!(!allowed(&headers(None), &[], true));
+        assert!(allowed(&headers(None), &[], QUERY));
+        assert!(!allowed(&headers(None), &[], COOKIE));
     }
 }

@@ -152,3 +152,77 @@ async fn a_config_file_is_read_and_flags_override_it() {
         crate::helpers::cli(data.path(), &["--config", config.to_str().unwrap(), "user", "list"], "").await;
     assert!(!typo.status.success(), "unknown keys are refused");
 }
+
+#[tokio::test]
+async fn environment_variables_sit_between_the_file_and_the_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("wsguard.toml");
+    std::fs::write(&config, "access_ttl = \"2m\"\nissuer = \"from-file\"\naudience = \"from-file\"\n")
+        .unwrap();
+    assert!(crate::helpers::cli(data.path(), &["demo"], "").await.status.success());
+    let mut child = tokio::process::Command::new(crate::helpers::BIN)
+        .args(["--config", config.to_str().unwrap(), "serve", "--bind=127.0.0.1:0", "--audience=from-flag"])
+        .arg(format!("--data-dir={}", data.path().display()))
+        .env("WSGUARD_ISSUER", "from-env")
+        .env("WSGUARD_AUDIENCE", "from-env")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let base = lines.next_line().await.unwrap().unwrap().replace("wsguard listening on ", "");
+    let body: Value = reqwest::Client::new()
+        .post(format!("{base}/token"))
+        .form(&[("username", "johndoe"), ("password", "secret")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["expires_in"], 120, "access_ttl from the file");
+    let claims = crate::helpers::claims(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["iss"], "from-env", "the environment wins over the file");
+    assert_eq!(claims["aud"], "from-flag", "the flag wins over the environment");
+}
+
+#[tokio::test]
+async fn the_readme_lists_every_setting_with_its_flag_and_variable() {
+    let help = std::process::Command::new(crate::helpers::BIN).args(["serve", "--help"]).output().unwrap();
+    // Joined into one line: clap wraps long help.
+    let help = String::from_utf8(help.stdout).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("## Configuration").expect("a Configuration section");
+    let rows: Vec<&str> = readme[start..].lines().filter(|l| l.starts_with("| `--")).collect();
+    let words = |text: &str, prefix: &str| -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+            .filter(|w| w.starts_with(prefix) && w.len() > prefix.len())
+            .map(str::to_owned)
+            .collect()
+    };
+    let (mut documented, mut variables) = (Vec::new(), Vec::new());
+    for row in &rows {
+        let cells: Vec<&str> = row.split('|').collect();
+        documented.extend(words(cells[1], "--"));
+        variables.extend(words(cells[2], "WSGUARD_"));
+    }
+    for flag in &documented {
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}=")),
+            "{flag} is not a flag"
+        );
+    }
+    for variable in &variables {
+        assert!(
+            help.contains(&format!("env: {variable}=")) || help.contains(&format!("env: {variable}]")),
+            "{variable}"
+        );
+    }
+    for flag in words(&help, "--") {
+        if !["--help", "--config"].contains(&flag.as_str()) {
+            assert!(documented.contains(&flag), "{flag} is missing from the README's configuration table");
+        }
+    }
+}

@@ -3,6 +3,10 @@
 //! its limit answers 429 until its window ends, so a lockout never outlasts one window. An address
 //! that has logged in as a user before ("known client") is exempt from that user's all-addresses
 //! counter: failures elsewhere cannot lock the user out of their usual places.
+//!
+//! An attempt counts as a failure from the moment it is let through ([`Throttle::begin`]), before
+//! its hash, and is settled after: so guesses sent at the same moment are counted while in
+//! flight, and no more of them are checked than the limit allows.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -38,13 +42,24 @@ impl<K: Hash + Eq> Counters<K> {
         (entry.failures >= limit && ends > now).then(|| ends - now)
     }
 
-    fn fail(&mut self, key: K, window: Duration, now: Instant) {
-        if self.0.len() >= MAX_ENTRIES && !self.0.contains_key(&key) {
+    /// Counts one failure of `key`; returns the start of the window it went into.
+    fn fail(&mut self, key: K, window: Duration, now: Instant) -> Instant {
+        self.fail_within(key, window, now, MAX_ENTRIES)
+    }
+
+    fn fail_within(&mut self, key: K, window: Duration, now: Instant, max_entries: usize) -> Instant {
+        if self.0.len() >= max_entries && !self.0.contains_key(&key) {
             self.0.retain(|_, w| w.start + window > now);
-            if self.0.len() >= MAX_ENTRIES {
-                // Still full of live entries: forget the lot rather than grow without end.
-                tracing::warn!("login throttle table full; counters reset");
-                self.0.clear();
+            if self.0.len() >= max_entries {
+                // Still full of live entries: drop one that tells least (fewest failures), never
+                // the lot, so that many addresses cannot reset everyone's counters.
+                let least = self.0.values().map(|w| w.failures).min().unwrap_or(0);
+                let mut dropped = false;
+                self.0.retain(|_, w| {
+                    let keep = dropped || w.failures != least;
+                    dropped |= !keep;
+                    keep
+                });
             }
         }
         let entry = self.0.entry(key).or_insert(Window { start: now, failures: 0 });
@@ -52,6 +67,16 @@ impl<K: Hash + Eq> Counters<K> {
             *entry = Window { start: now, failures: 0 };
         }
         entry.failures = entry.failures.saturating_add(1);
+        entry.start
+    }
+
+    /// Takes back a failure counted into the window that started at `start`.
+    fn unfail(&mut self, key: &K, start: Instant) {
+        if let Some(entry) = self.0.get_mut(key) {
+            if entry.start == start {
+                entry.failures = entry.failures.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -92,15 +117,16 @@ impl Throttle {
         }
     }
 
-    /// `Err(retry_after)` when this login attempt must not even be checked.
-    pub(crate) fn check(&self, username: &str, addr: IpAddr) -> Result<(), Duration> {
-        self.check_at(username, addr, Instant::now())
+    /// Lets a login attempt through, counted as a failure until settled, or `Err(retry_after)`
+    /// when it must not even be checked.
+    pub(crate) fn begin(&self, username: &str, addr: IpAddr) -> Result<Attempt<'_>, Duration> {
+        self.begin_at(username, addr, Instant::now())
     }
 
-    fn check_at(&self, username: &str, addr: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn begin_at(&self, username: &str, addr: IpAddr, now: Instant) -> Result<Attempt<'_>, Duration> {
         let addr = client_key(addr);
         let l = self.limits;
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let pair = (username.to_owned(), addr);
         let known = state.known.get(&pair).is_some_and(|until| *until > now);
         let waits = [
@@ -112,35 +138,31 @@ impl Throttle {
                 state.users.blocked(&pair.0, l.login_max_failures_per_user, l.login_window, now)
             },
         ];
-        match waits.into_iter().flatten().max() {
-            Some(wait) => Err(wait),
-            None => Ok(()),
+        if let Some(wait) = waits.into_iter().flatten().max() {
+            return Err(wait);
         }
+        let counted = [
+            state.pairs.fail(pair.clone(), l.login_window, now),
+            state.addresses.fail(addr, l.login_window, now),
+            state.users.fail(pair.0.clone(), l.login_window, now),
+        ];
+        Ok(Attempt { throttle: self, pair, counted, settled: false })
     }
 
-    /// Wrong password or unknown user.
-    pub(crate) fn failed(&self, username: &str, addr: IpAddr) {
-        self.failed_at(username, addr, Instant::now())
-    }
-
-    fn failed_at(&self, username: &str, addr: IpAddr, now: Instant) {
-        let addr = client_key(addr);
-        let window = self.limits.login_window;
+    /// Takes back what `begin` counted.
+    fn uncount(&self, pair: &(String, IpAddr), counted: [Instant; 3]) -> std::sync::MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        state.pairs.fail((username.to_owned(), addr), window, now);
-        state.addresses.fail(addr, window, now);
-        state.users.fail(username.to_owned(), window, now);
+        state.pairs.unfail(pair, counted[0]);
+        state.addresses.unfail(&pair.1, counted[1]);
+        state.users.unfail(&pair.0, counted[2]);
+        state
     }
 
     /// The right password: this address becomes known for the user, and its own counter is reset.
-    /// The address and user counters stay, so one good account cannot launder guesses at others.
-    pub(crate) fn succeeded(&self, username: &str, addr: IpAddr) {
-        self.succeeded_at(username, addr, Instant::now())
-    }
-
-    fn succeeded_at(&self, username: &str, addr: IpAddr, now: Instant) {
-        let pair = (username.to_owned(), client_key(addr));
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// The address and user counters keep earlier failures, so one good account cannot launder
+    /// guesses at others.
+    fn succeeded_at(&self, pair: (String, IpAddr), counted: [Instant; 3], now: Instant) {
+        let mut state = self.uncount(&pair, counted);
         state.pairs.0.remove(&pair);
         if state.known.len() >= MAX_ENTRIES && !state.known.contains_key(&pair) {
             state.known.retain(|_, until| *until > now);
@@ -149,6 +171,36 @@ impl Throttle {
             }
         }
         state.known.insert(pair, now + KNOWN_FOR);
+    }
+}
+
+/// A login attempt let through by [`Throttle::begin`]: a failure until settled. Dropped unsettled
+/// (the password was never checked: hashing busy, store down), it is taken back.
+pub(crate) struct Attempt<'a> {
+    throttle: &'a Throttle,
+    pair: (String, IpAddr),
+    counted: [Instant; 3],
+    settled: bool,
+}
+
+impl Attempt<'_> {
+    /// Wrong password or unknown user: the failure stays counted.
+    pub(crate) fn failed(mut self) {
+        self.settled = true;
+    }
+
+    /// The right password.
+    pub(crate) fn succeeded(mut self) {
+        self.settled = true;
+        self.throttle.succeeded_at(self.pair.clone(), self.counted, Instant::now());
+    }
+}
+
+impl Drop for Attempt<'_> {
+    fn drop(&mut self) {
+        if !self.settled {
+            drop(self.throttle.uncount(&self.pair, self.counted));
+        }
     }
 }
 
@@ -165,19 +217,48 @@ mod tests {
         })
     }
 
+    fn fail(t: &Throttle, user: &str, addr: IpAddr, now: Instant) {
+        t.begin_at(user, addr, now).expect("let through").failed();
+    }
+
     #[test]
     fn failures_block_until_the_window_ends() {
         let t = throttle();
         let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(t.check_at("bob", a, start).is_ok());
-            t.failed_at("bob", a, start);
+            fail(&t, "bob", a, start);
         }
-        let wait = t.check_at("bob", a, start + Duration::from_secs(10)).unwrap_err();
+        let wait = t.begin_at("bob", a, start + Duration::from_secs(10)).err().expect("blocked");
         assert_eq!(wait, Duration::from_secs(50));
-        assert!(t.check_at("bob", b, start).is_ok(), "another address is not blocked");
-        assert!(t.check_at("bob", a, start + Duration::from_secs(60)).is_ok(), "bounded in time");
+        assert!(t.begin_at("bob", b, start).is_ok(), "another address is not blocked");
+        assert!(t.begin_at("bob", a, start + Duration::from_secs(60)).is_ok(), "bounded in time");
+    }
+
+    #[test]
+    fn attempts_in_flight_count_until_settled() {
+        let t = throttle();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        let in_flight: Vec<Attempt> =
+            (0..3).map(|_| t.begin_at("bob", a, now).expect("let through")).collect();
+        assert!(t.begin_at("bob", a, now).is_err(), "three guesses in flight fill the counter");
+        drop(in_flight);
+        assert!(t.begin_at("bob", a, now).is_ok(), "unchecked attempts are taken back");
+    }
+
+    #[test]
+    fn a_success_takes_back_its_own_count_only() {
+        let t = throttle();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        for user in ["u1", "u2", "u3", "u4"] {
+            fail(&t, user, a, now);
+        }
+        t.begin_at("carol", a, now).expect("let through").succeeded();
+        fail(&t, "u5", a, now);
+        let wait = t.begin_at("u6", a, now).err().expect("the address counter holds the five failures");
+        assert!(wait <= Duration::from_secs(60), "{wait:?}");
     }
 
     #[test]
@@ -185,13 +266,27 @@ mod tests {
         let t = throttle();
         let home: IpAddr = "10.0.0.1".parse().unwrap();
         let now = Instant::now();
-        t.succeeded_at("bob", home, now);
+        t.begin_at("bob", home, now).expect("let through").succeeded();
         for i in 0..4u8 {
-            t.failed_at("bob", IpAddr::from([10, 1, 0, i]), now);
+            fail(&t, "bob", IpAddr::from([10, 1, 0, i]), now);
         }
-        let wait = t.check_at("bob", IpAddr::from([10, 2, 0, 1]), now).expect_err("user counter is full");
+        let wait = t.begin_at("bob", IpAddr::from([10, 2, 0, 1]), now).err().expect("user counter is full");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(60), "until the window ends: {wait:?}");
-        assert!(t.check_at("bob", home, now).is_ok(), "the known client still logs in");
+        assert!(t.begin_at("bob", home, now).is_ok(), "the known client still logs in");
+    }
+
+    #[test]
+    fn a_full_table_drops_one_quiet_entry_not_every_counter() {
+        let mut counters = Counters::new();
+        let (window, now) = (Duration::from_secs(60), Instant::now());
+        for _ in 0..5 {
+            counters.fail_within("attacked", window, now, 3);
+        }
+        counters.fail_within("a", window, now, 3);
+        counters.fail_within("b", window, now, 3);
+        counters.fail_within("c", window, now, 3);
+        assert_eq!(counters.0.len(), 3);
+        assert_eq!(counters.blocked(&"attacked", 5, window, now).map(|w| w.as_secs()), Some(60), "kept");
     }
 
     #[test]

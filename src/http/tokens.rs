@@ -104,7 +104,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
 
 /// Checks a username and password. Unknown users cost one hash like known ones, so timing does
 /// not tell them apart; a bcrypt or weaker hash is upgraded to argon2id on success. Throttled
-/// clients are refused before any hashing.
+/// clients are refused before any hashing; an attempt counts as a failure while in flight.
 async fn check_credentials(
     state: &AppState,
     client: IpAddr,
@@ -113,22 +113,25 @@ async fn check_credentials(
 ) -> Result<UserRecord, ApiError> {
     check_username(username).map_err(ApiError::unprocessable)?;
     check_password(&password).map_err(ApiError::unprocessable)?;
-    if let Err(wait) = state.throttle.check(username, client) {
-        state.metrics.logins_failed.inc();
-        tracing::info!(username, "login throttled");
-        let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        return Err(ApiError::Throttled { retry_after_secs, oauth: false });
-    }
+    let attempt = match state.throttle.begin(username, client) {
+        Ok(attempt) => attempt,
+        Err(wait) => {
+            state.metrics.logins_failed.inc();
+            tracing::info!(username, "login throttled");
+            let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            return Err(ApiError::Throttled { retry_after_secs, oauth: false });
+        }
+    };
     let user = state.store.user(username).await?;
     let stored = user.as_ref().map(|u| u.password_hash.clone());
     let verdict = state.hasher.verify(password, stored).await?;
     let (Some(user), Verdict::Valid { rehash }) = (user, verdict) else {
         state.metrics.logins_failed.inc();
-        state.throttle.failed(username, client);
+        attempt.failed();
         tracing::info!(username, "login failed");
         return Err(ApiError::invalid_grant());
     };
-    state.throttle.succeeded(username, client);
+    attempt.succeeded();
     if let Some(hash) = rehash {
         match state.store.set_password_hash(&user.username, &hash).await {
             Ok(_) => tracing::info!(username, "password hash upgraded to argon2id"),

@@ -108,8 +108,9 @@ async fn one_address_failing_against_many_users_is_throttled() {
 async fn excess_password_checks_get_503_at_once_instead_of_queueing() {
     let server = spawn(&["--hash-concurrency=1", "--hash-queue=1"]).await;
     let started = Instant::now();
-    let attempts = (0..16).map(|_| {
-        let (client, url) = (server.http.clone(), server.url("/token"));
+    // From 16 addresses: logins in flight count against the throttle of their own address.
+    let attempts = (0..16).map(|i| {
+        let (client, url) = (from(&format!("127.0.1.{}", i + 1)), server.url("/token"));
         tokio::spawn(async move {
             let begun = Instant::now();
             let response = client
@@ -139,4 +140,20 @@ async fn excess_password_checks_get_503_at_once_instead_of_queueing() {
         }
     }
     assert!(busy > 0, "no login was refused");
+}
+
+#[tokio::test]
+async fn concurrent_guesses_are_counted_while_in_flight() {
+    let server = spawn(&[]).await;
+    let attacker = from("127.0.0.4");
+    let guesses = (0..12).map(|i| {
+        let (server, attacker) = (&server, &attacker);
+        async move { token(server, attacker, "johndoe", &format!("guess-{i}")).await.status() }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 7), "the limit is 5 however the guesses arrive: {statuses:?}");
+    let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "wsguard_password_hashes_total 5"), "five hashes: {metrics}");
 }

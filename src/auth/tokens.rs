@@ -127,11 +127,17 @@ impl Tokens {
         let mut validation = Validation::new(alg);
         validation.leeway = LEEWAY_SECS;
         validation.validate_nbf = true;
-        validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss"]);
         validation.set_issuer(&[&issuer]);
         match &audience {
-            Some(aud) => validation.set_audience(&[aud]),
-            None => validation.validate_aud = false,
+            // Configured, the audience is required: a token without `aud` is not for us.
+            Some(aud) => {
+                validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss", "aud"]);
+                validation.set_audience(&[aud]);
+            }
+            None => {
+                validation.set_required_spec_claims(&["exp", "nbf", "sub", "iss"]);
+                validation.validate_aud = false;
+            }
         }
         Tokens { signer, alg, validation, issuer, audience, access_ttl, refresh_ttl }
     }
@@ -235,6 +241,9 @@ impl Tokens {
             ErrorKind::ImmatureSignature => TokenError::Immature,
             ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
             ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" || claim == "iss" => {
+                TokenError::WrongAudience
+            }
             _ => TokenError::Malformed,
         })?;
         if data.claims.kind != kind {
@@ -297,6 +306,30 @@ mod tests {
         assert_eq!(b.verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
         for garbage in ["", "abc", "a.b.c", "....", &"x".repeat(MAX_TOKEN_BYTES + 1)] {
             assert_eq!(a.verify(garbage, TokenKind::Access), Err(TokenError::Malformed));
+        }
+    }
+
+    #[test]
+    fn a_configured_audience_is_required() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = HmacSecret::load(None, dir.path()).unwrap();
+        let t = Tokens::new(
+            secret,
+            "wsguard".into(),
+            Some("api".into()),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        );
+        let issued = t.issue_access("johndoe", "fam", Proof::Password);
+        assert_eq!(t.verify(&issued.token, TokenKind::Access).unwrap().aud.as_deref(), Some("api"));
+        let Signer::Hmac(secret) = &t.signer else { unreachable!() };
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(secret.kid.clone());
+        for aud in [None, Some("other")] {
+            let mut claims = issued.claims.clone();
+            claims.aud = aud.map(str::to_owned);
+            let token = jsonwebtoken::encode(&header, &claims, &secret.encoding).unwrap();
+            assert_eq!(t.verify(&token, TokenKind::Access), Err(TokenError::WrongAudience), "{aud:?}");
         }
     }
 

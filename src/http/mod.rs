@@ -6,6 +6,7 @@ mod extract;
 mod health;
 mod jwks;
 mod me;
+pub(crate) mod origin;
 mod pages;
 mod tokens;
 

@@ -266,6 +266,7 @@ pub(crate) fn local_path(next: Option<&str>) -> &str {
         (status = 200, description = "Cookies set"),
         (status = 303, description = "Cookies set, redirect to next (or back to the login page on failure)"),
         (status = 400, body = ErrorBody, description = "Inactive user"),
+        (status = 403, body = ErrorBody, description = "Cross-site login refused (Origin or Sec-Fetch-Site)"),
         (status = 401, body = ErrorBody, description = "Incorrect username or password"),
         (status = 413, body = ErrorBody, description = "Body too large"),
         (status = 415, body = ErrorBody, description = "Neither a form nor JSON"),
@@ -275,8 +276,16 @@ pub(crate) fn local_path(next: Option<&str>) -> &str {
 pub(crate) async fn login_cookie(
     State(state): State<AppState>,
     ClientAddr(client): ClientAddr,
+    headers: HeaderMap,
     FormOrJson(body): FormOrJson<CookieLogin>,
 ) -> Result<Response, ApiError> {
+    if cross_site(&headers, &state) {
+        tracing::info!(username = %body.username, "cross-site cookie login refused");
+        return Err(ApiError::BadRequest {
+            status: StatusCode::FORBIDDEN,
+            detail: "Cross-site login refused".into(),
+        });
+    }
     let next = body.next.as_deref().map(|n| local_path(Some(n)).to_owned());
     let user = match check_credentials(&state, client, &body.username, body.password).await {
         Ok(user) => user,
@@ -295,6 +304,21 @@ pub(crate) async fn login_cookie(
     };
     LoginCookies::of(&state.config).set(response.headers_mut(), &pair, now());
     Ok(no_store(response))
+}
+
+/// Whether a cookie login comes from another site's page (login CSRF: it would log the browser
+/// into the attacker's account). Browsers say so with `Sec-Fetch-Site` and `Origin`; a client
+/// that sends neither is not a browser, and has no cookies to abuse.
+fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return true;
+    }
+    if !headers.contains_key(header::ORIGIN) {
+        return false;
+    }
+    let config = &state.config;
+    let listed: Vec<String> = config.allowed_origins.iter().chain(&config.cors_origins).cloned().collect();
+    !super::origin::allowed(headers, &listed, None)
 }
 
 /// Rotate a refresh token

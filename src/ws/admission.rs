@@ -7,12 +7,12 @@
 //! the close reason: refused sockets close with 1008 (4029 over the cap).
 
 use super::close::{self, Close};
-use super::origin;
 use super::socket::Bound;
 use crate::app::AppState;
 use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::http::error::ApiError;
+use crate::http::origin;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;

@@ -242,3 +242,43 @@ async fn the_token_endpoint_takes_the_oauth2_refresh_grant() {
         server.token_form(&[("grant_type", "refresh_token"), ("refresh_token", pair.access.as_str())]).await;
     assert_eq!(access_as_refresh.status(), StatusCode::BAD_REQUEST);
 }
+
+async fn cookie_login_with(server: &crate::helpers::Server, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = server.http.post(server.url("/login/cookie")).form(&[
+        ("username", "johndoe"),
+        ("password", "secret"),
+        ("next", "/chat"),
+    ]);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_cross_site_cookie_login_is_refused_and_sets_nothing() {
+    let server = spawn(&["--cors-origins=https://app.example"]).await;
+    let own = server.base.as_str();
+    for headers in [
+        &[("origin", "https://evil.example")][..],
+        &[("origin", "null")],
+        &[("sec-fetch-site", "cross-site")],
+        &[("origin", own), ("sec-fetch-site", "cross-site")],
+    ] {
+        let response = cookie_login_with(&server, headers).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
+        assert!(response.headers().get(SET_COOKIE).is_none(), "{headers:?}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["detail"], "Cross-site login refused");
+    }
+    // The login page itself, a listed origin, and clients that are not browsers log in.
+    for headers in [
+        &[("origin", own), ("sec-fetch-site", "same-origin")][..],
+        &[("origin", "https://app.example"), ("sec-fetch-site", "same-site")],
+        &[],
+    ] {
+        let response = cookie_login_with(&server, headers).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{headers:?}");
+        assert!(response.headers().get(SET_COOKIE).is_some(), "{headers:?}");
+    }
+}

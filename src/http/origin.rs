@@ -1,5 +1,5 @@
-//! The Origin check on every upgrade, against cross-site WebSocket hijacking: a page on another
-//! site must not open a socket that rides on the user's cookies.
+//! The Origin check, against cross-site requests that ride on a browser's cookies: every
+//! WebSocket upgrade (cross-site WebSocket hijacking) and the cookie login (login CSRF).
 
 use crate::auth::transport::Transport;
 use axum::http::{header, HeaderMap};
@@ -7,7 +7,7 @@ use axum::http::{header, HeaderMap};
 /// Whether an upgrade with these headers may go on. Same-origin (Origin's host equals `Host`) and
 /// the configured origins pass. Without an Origin header (a non-browser client) only non-cookie
 /// transports pass: browsers always send Origin, so a cookie without one is not to be trusted.
-pub(super) fn allowed(headers: &HeaderMap, allowed: &[String], token: Option<Transport>) -> bool {
+pub(crate) fn allowed(headers: &HeaderMap, allowed: &[String], token: Option<Transport>) -> bool {
     let cookie = token == Some(Transport::Cookie);
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return !cookie;

@@ -52,6 +52,7 @@ macro_rules! store_tests {
 store_tests!(
     users,
     principal,
+    current_refresh,
     rotation,
     concurrent_rotation,
     revoke_user,
@@ -256,6 +257,7 @@ async fn principal(store: DynStore) {
     assert_same_user(&found, &user("alice"));
     assert!(!revoked, "a live family");
     assert!(family_revoked(&store, "alice", "unknown-family").await, "an unknown family counts as revoked");
+    assert!(family_revoked(&store, "bob", "fam-a").await, "another user's login counts as revoked");
 
     // The user comes with its current state, disabled included.
     store.set_disabled("alice", true).await.unwrap();
@@ -265,6 +267,20 @@ async fn principal(store: DynStore) {
 
     store.revoke(&family_revocation("fam-a", "alice", NOW + 3600), NOW).await.unwrap();
     assert!(family_revoked(&store, "alice", "fam-a").await);
+}
+
+async fn current_refresh(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_user(&user("bob")).await.unwrap();
+    store.create_family("fam-a", "alice", "jti-1", NOW + 3600).await.unwrap();
+    assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-1"));
+    store.rotate_family("fam-a", "jti-1", "jti-2", NOW + 3600, NOW).await.unwrap();
+    assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-2"));
+    assert_eq!(store.current_refresh("fam-a", "bob", NOW).await.unwrap(), None, "another user's login");
+    assert_eq!(store.current_refresh("fam-a", "alice", NOW + 3600).await.unwrap(), None, "expired");
+    assert_eq!(store.current_refresh("unknown", "alice", NOW).await.unwrap(), None);
+    store.revoke(&family_revocation("fam-a", "alice", NOW + 3600), NOW).await.unwrap();
+    assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap(), None, "revoked");
 }
 
 async fn rotation(store: DynStore) {

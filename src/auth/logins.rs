@@ -61,6 +61,15 @@ impl<'a> Logins<'a> {
         }
     }
 
+    /// Ends the login whose old refresh token `claims` were presented again.
+    pub(crate) async fn end_reused(&self, claims: &Claims) -> StoreResult<()> {
+        tracing::warn!(username = %claims.sub, "old refresh token presented: login revoked");
+        let revocation = self.login_revocation(claims);
+        self.store.revoke(&revocation, now()).await?;
+        self.node.apply(&revocation);
+        Ok(())
+    }
+
     /// Ends the login `claims` belong to, and the token itself.
     pub(crate) async fn logout(&self, claims: &Claims) -> StoreResult<()> {
         let token = Revocation::token(&claims.jti, &claims.sub, claims.exp);

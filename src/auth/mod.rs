@@ -231,6 +231,23 @@ impl Authenticator {
         if family_revoked || self.revocations.is_revoked(&claims.jti, &claims.fam) {
             return Err(TokenError::Revoked.into());
         }
+        if claims.kind == TokenKind::Refresh {
+            self.check_current_refresh(&claims).await?;
+        }
         Ok(Some(Identity { user, claims, transport: presented.transport }))
+    }
+
+    /// A refresh token is valid only while it is its login's current one. An older one of a live
+    /// login was stolen or replayed: the login ends, wherever the token was presented.
+    async fn check_current_refresh(&self, claims: &Claims) -> Result<(), AuthError> {
+        let current = self.store.current_refresh(&claims.fam, &claims.sub, tokens::now()).await?;
+        match current {
+            Some(current) if current == claims.jti => Ok(()),
+            Some(_) => {
+                logins::Logins::new(self.store.as_ref(), self).end_reused(claims).await?;
+                Err(TokenError::Revoked.into())
+            }
+            None => Err(TokenError::Revoked.into()),
+        }
     }
 }

@@ -113,11 +113,22 @@ pub(crate) fn service(
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .service(
             routes
-                .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+                .merge(docs())
                 .fallback(not_found)
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(state),
         )
+}
+
+/// Swagger UI and the OpenAPI document, under the pages' Content-Security-Policy: the UI is
+/// served from this origin, so a script injected into it would run with the user's cookies.
+fn docs() -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi())).layer(
+        SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(pages::DOCS_CSP),
+        ),
+    )
 }
 
 /// CORS for the configured origins only, with credentials; none configured, no CORS headers.

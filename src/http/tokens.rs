@@ -307,14 +307,18 @@ pub(crate) async fn login_cookie(
 }
 
 /// Whether a cookie login comes from another site's page (login CSRF: it would log the browser
-/// into the attacker's account). Browsers say so with `Sec-Fetch-Site` and `Origin`; a client
-/// that sends neither is not a browser, and has no cookies to abuse.
+/// into the attacker's account). Browsers say where a request comes from with `Sec-Fetch-Site`:
+/// `same-origin` (the login page) and `none` (typed by the user) pass, `cross-site` does not, and
+/// `same-site` (a sibling host) needs an allowed `Origin`, as does a browser too old to send it.
+/// The login page's own posts carry `Origin: null` (its referrer policy is `no-referrer`), so
+/// `Origin` alone cannot tell. A client that sends neither is not a browser: no cookies to abuse.
 fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
-    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-        return true;
-    }
-    if !headers.contains_key(header::ORIGIN) {
-        return false;
+    match headers.get("sec-fetch-site").map(|v| v.as_bytes().to_ascii_lowercase()).as_deref() {
+        Some(b"same-origin" | b"none") => return false,
+        Some(b"same-site") => {}
+        Some(_) => return true,
+        None if !headers.contains_key(header::ORIGIN) => return false,
+        None => {}
     }
     let config = &state.config;
     let listed: Vec<String> = config.allowed_origins.iter().chain(&config.cors_origins).cloned().collect();

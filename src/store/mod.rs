@@ -126,7 +126,8 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>>;
-    /// The user and whether the login `family` is revoked (or unknown), in one round trip: what
+    /// The user and whether the login `family` is revoked (or unknown, or another user's), in one
+    /// round trip: what
     /// every authenticated request needs, consistent at once with revocations made elsewhere.
     async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>>;
     /// Fails with [`StoreError::Conflict`] when the username is taken.
@@ -144,6 +145,10 @@ pub trait Store: Send + Sync + 'static {
         jti: &str,
         expires_at: i64,
     ) -> StoreResult<()>;
+    /// The current refresh token (`jti`) of the live login `family` of `username`: the only one of
+    /// the login's refresh tokens that is still valid. `None` for a revoked, expired, unknown or
+    /// another user's login.
+    async fn current_refresh(&self, family: &str, username: &str, now: i64) -> StoreResult<Option<String>>;
     /// Atomically replaces the family's current token `presented` by `next`, which lives until
     /// `expires_at`. A token that is not the current one revokes the family (and logs that
     /// revocation) and reports [`Rotation::Reused`].

@@ -107,7 +107,7 @@ impl Store for PostgresStore {
         run(async {
             let row = sqlx::query_as::<_, PrincipalRow>(
                 "SELECT users.*, \
-                 COALESCE((SELECT revoked FROM refresh_families WHERE id = $1), TRUE) \
+                 COALESCE((SELECT revoked FROM refresh_families WHERE id = $1 AND username = users.username), TRUE) \
                  AS family_revoked \
                  FROM users WHERE username = $2",
             )
@@ -192,6 +192,21 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
             Ok(())
+        })
+        .await
+    }
+
+    async fn current_refresh(&self, family: &str, username: &str, now: i64) -> StoreResult<Option<String>> {
+        run(async {
+            sqlx::query_scalar(
+                "SELECT current_jti FROM refresh_families \
+                 WHERE id = $1 AND username = $2 AND NOT revoked AND expires_at > $3",
+            )
+            .bind(family)
+            .bind(username)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
         })
         .await
     }

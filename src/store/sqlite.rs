@@ -67,7 +67,8 @@ impl Store for SqliteStore {
 
     async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
         let row = sqlx::query_as::<_, PrincipalRow>(
-            "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ?), 1) AS family_revoked \
+            "SELECT users.*, COALESCE((SELECT revoked FROM refresh_families WHERE id = ? AND username = users.username), 1) \
+             AS family_revoked \
              FROM users WHERE username = ?",
         )
         .bind(family)
@@ -134,6 +135,19 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    async fn current_refresh(&self, family: &str, username: &str, now: i64) -> StoreResult<Option<String>> {
+        let jti = sqlx::query_scalar(
+            "SELECT current_jti FROM refresh_families \
+             WHERE id = ? AND username = ? AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(family)
+        .bind(username)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(jti)
     }
 
     async fn rotate_family(

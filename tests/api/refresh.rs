@@ -4,6 +4,7 @@ use crate::helpers::{claims, spawn};
 use reqwest::header::{CACHE_CONTROL, LOCATION, SET_COOKIE};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 #[tokio::test]
 async fn refresh_rotates_and_a_reused_token_revokes_the_login() {
@@ -264,6 +265,8 @@ async fn a_cross_site_cookie_login_is_refused_and_sets_nothing() {
         &[("origin", "null")],
         &[("sec-fetch-site", "cross-site")],
         &[("origin", own), ("sec-fetch-site", "cross-site")],
+        &[("origin", "https://sibling.example"), ("sec-fetch-site", "same-site")],
+        &[("origin", "null"), ("sec-fetch-site", "same-site")],
     ] {
         let response = cookie_login_with(&server, headers).await;
         assert_eq!(response.status(), StatusCode::FORBIDDEN, "{headers:?}");
@@ -274,6 +277,8 @@ async fn a_cross_site_cookie_login_is_refused_and_sets_nothing() {
     // The login page itself, a listed origin, and clients that are not browsers log in.
     for headers in [
         &[("origin", own), ("sec-fetch-site", "same-origin")][..],
+        &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        &[("sec-fetch-site", "none")],
         &[("origin", "https://app.example"), ("sec-fetch-site", "same-site")],
         &[],
     ] {
@@ -281,4 +286,46 @@ async fn a_cross_site_cookie_login_is_refused_and_sets_nothing() {
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "{headers:?}");
         assert!(response.headers().get(SET_COOKIE).is_some(), "{headers:?}");
     }
+}
+
+#[tokio::test]
+async fn a_rotated_refresh_token_opens_nothing_and_ends_its_login() {
+    let server = spawn(&[]).await;
+    let first = server.login("johndoe", "secret").await;
+    let rotated: Value = server.refresh(&first.refresh).await.json().await.unwrap();
+    let access = rotated["access_token"].as_str().unwrap().to_owned();
+    let mut live = server.ws(&format!("/ws?token={access}"), &[]).await.unwrap();
+    assert_eq!(crate::helpers::next_text(&mut live).await, "Successfully Login!");
+
+    // The old refresh token on the refresh-mode socket: refused, and the login ends.
+    let mut old = server.ws(&format!("/ws/refresh?token={}", first.refresh), &[]).await.unwrap();
+    assert_eq!(crate::helpers::next_text(&mut old).await, "token has been revoked");
+    assert_eq!(crate::helpers::close_code(&mut old, Duration::from_secs(2)).await.0, 1008);
+    let (code, _) = crate::helpers::close_code(&mut live, Duration::from_secs(2)).await;
+    assert_eq!(code, 4003, "the login's sockets close");
+    let current = rotated["refresh_token"].as_str().unwrap();
+    assert_eq!(server.refresh(current).await.status(), StatusCode::UNAUTHORIZED, "the current one too");
+}
+
+#[tokio::test]
+async fn a_login_id_opens_nothing_for_another_user() {
+    let server = spawn(&[]).await;
+    let john = server.login("johndoe", "secret").await;
+    let jane = server.login("janedoe", "secret2").await;
+    let stored = std::fs::read_to_string(server.data_dir().join("jwt-secret.key")).unwrap();
+    let secret = hex::decode(stored.trim()).unwrap();
+    // John's token, carrying Jane's login id, signed with the server's own key.
+    let mut forged = claims(&john.access);
+    forged["fam"] = claims(&jane.access)["fam"].clone();
+    forged["jti"] = "forged-jti".into();
+    let token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &forged,
+        &jsonwebtoken::EncodingKey::from_secret(&secret),
+    )
+    .unwrap();
+    let response = server.me(&token).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.json::<Value>().await.unwrap()["detail"], "token has been revoked");
+    assert_eq!(server.me(&jane.access).await.status(), StatusCode::OK, "Jane's login is untouched");
 }

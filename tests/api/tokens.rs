@@ -276,6 +276,9 @@ async fn errors_are_json_and_docs_work_offline() {
 
     let docs = server.http.get(server.url("/docs/")).send().await.unwrap();
     assert_eq!(docs.status(), StatusCode::OK);
+    let csp = docs.headers()["content-security-policy"].to_str().unwrap();
+    let scripts = csp.split(';').find(|d| d.trim().starts_with("script-src")).expect("script-src");
+    assert_eq!(scripts.trim(), "script-src 'self'", "{csp}");
     let html = docs.text().await.unwrap();
     assert!(html.contains("swagger-ui"), "{html}");
     assert!(!html.contains("cdn"), "the docs page must not load from a CDN");

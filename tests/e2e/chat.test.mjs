@@ -306,6 +306,16 @@ test('the token demo connects to /chat/ws with the bearer subprotocol', async ()
   await page.waitForSelector('#log li[data-kind="close"]');
 });
 
+test('the API docs render under their Content-Security-Policy', async () => {
+  const { page } = await newUserPage();
+  const response = await page.goto(base + '/docs/');
+  assert.match(response.headers()['content-security-policy'] || '', /script-src 'self'/);
+  const usersMe = page.locator('.opblock-summary-path', { hasText: '/users/me' }).first();
+  await usersMe.waitFor({ timeout: WAIT });
+  await usersMe.click();
+  await page.waitForSelector('.opblock.is-open .responses-wrapper', { timeout: WAIT });
+});
+
 test('the pages ran without script errors or CSP violations', () => {
   assert.deepEqual(problems, []);
 });

@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::store::{self, DynStore};
 use std::ops::Deref;
 use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Inner {
@@ -27,6 +28,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub(crate) shutdown: CancellationToken,
+    /// Places for sockets without a token (`--max-anonymous-sockets`).
+    pub(crate) anonymous_sockets: Arc<Semaphore>,
     /// Failed-login counters, checked before any hashing.
     pub(crate) throttle: Throttle,
 }
@@ -79,6 +82,7 @@ impl AppState {
             metrics: Metrics::default(),
             shutdown,
             throttle: Throttle::new(config.login_limits),
+            anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
             config,
         })))
     }

@@ -159,6 +159,10 @@ pub(crate) struct Config {
     /// Most concurrent sockets one user may hold
     #[arg(long, env = "WSGUARD_MAX_SOCKETS_PER_USER", value_name = "N", default_value_t = 64)]
     pub(crate) max_sockets_per_user: usize,
+    /// Sockets without a token open at once: anonymous ones (optional mode) and chat sockets yet
+    /// to send their `{"type":"auth"}` frame; more are refused with 429
+    #[arg(long, env = "WSGUARD_MAX_ANONYMOUS_SOCKETS", value_name = "N", default_value_t = 1024)]
+    pub(crate) max_anonymous_sockets: usize,
     #[command(flatten)]
     pub(crate) socket: SocketLimits,
     /// Threads hashing passwords, at low priority [default: number of CPUs]

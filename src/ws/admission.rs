@@ -22,6 +22,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a socket without a token on the handshake has to send `{"type":"auth"}`.
 const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,8 +60,13 @@ impl<S: Send + Sync> FromRequest<S> for UpgradeRequest {
 #[allow(clippy::large_enum_variant)] // one per handshake, moved once into the socket
 pub(crate) enum Admitted {
     Bound(Bound),
-    /// Optional mode without a token.
-    Anonymous,
+    /// Optional mode without a token; the socket holds its place while it lives.
+    Anonymous(AnonymousPlace),
+}
+
+/// One of the `--max-anonymous-sockets` places, given back when dropped.
+pub(crate) struct AnonymousPlace {
+    _permit: OwnedSemaphorePermit,
 }
 
 /// A handshake past what it could be refused for before the upgrade.
@@ -77,8 +83,8 @@ enum Pending {
     Presented(Presented),
     /// Refused, reported after the upgrade.
     Refused(AuthError),
-    /// No token on the handshake.
-    Nothing,
+    /// No token on the handshake; it holds an anonymous place until it has one.
+    Nothing(AnonymousPlace),
 }
 
 impl Admission {
@@ -111,7 +117,15 @@ impl Admission {
             Ok(None) if header_only && policy.mode != Mode::Optional => {
                 return Err(refuse_auth(state, AuthError::Missing));
             }
-            Ok(None) => Pending::Nothing,
+            Ok(None) if policy.mode == Mode::Optional || policy.auth_frame => {
+                match state.anonymous_sockets.clone().try_acquire_owned() {
+                    Ok(permit) => Pending::Nothing(AnonymousPlace { _permit: permit }),
+                    Err(_) => {
+                        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token"))
+                    }
+                }
+            }
+            Ok(None) => Pending::Refused(AuthError::Missing),
             Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err)),
             Err(err) => Pending::Refused(err),
         };
@@ -136,12 +150,14 @@ impl Admission {
             Pending::Bound(bound) => return Some((socket, Admitted::Bound(bound))),
             Pending::Presented(presented) => authenticate(&state, &presented, policy.mode).await,
             Pending::Refused(err) => Err(err),
-            Pending::Nothing if policy.mode == Mode::Optional => return Some((socket, Admitted::Anonymous)),
-            Pending::Nothing if policy.auth_frame => match first_frame(&mut socket).await {
+            Pending::Nothing(place) if policy.mode == Mode::Optional => {
+                return Some((socket, Admitted::Anonymous(place)))
+            }
+            // Only optional-mode and auth-frame endpoints take a place (see `check`).
+            Pending::Nothing(_place) => match first_frame(&mut socket).await {
                 Some(presented) => authenticate(&state, &presented, policy.mode).await,
                 None => Err(AuthError::Missing),
             },
-            Pending::Nothing => Err(AuthError::Missing),
         };
         let refusal = match identity {
             Ok(identity) => match bind(&state, identity) {

@@ -74,10 +74,10 @@ async fn query_socket(
         Err(refusal) => return refusal,
     };
     super::configure(upgrade, &state).on_upgrade(move |socket| async move {
-        let (socket, bound) = match admission.settle(socket).await {
+        let (socket, bound, _place) = match admission.settle(socket).await {
             None => return,
-            Some((socket, Admitted::Anonymous)) => (socket, None),
-            Some((socket, Admitted::Bound(bound))) => (socket, Some(bound)),
+            Some((socket, Admitted::Anonymous(place))) => (socket, None, Some(place)),
+            Some((socket, Admitted::Bound(bound))) => (socket, Some(bound), None),
         };
         let greeting = match &bound {
             Some(bound) => {

@@ -243,3 +243,34 @@ async fn a_client_close_is_answered_with_a_close_frame() {
     .unwrap();
     assert_eq!(close_code(&mut ws, Duration::from_secs(1)).await.0, 1000);
 }
+
+#[tokio::test]
+async fn sockets_without_a_token_are_capped() {
+    let server = spawn(&["--max-anonymous-sockets=2"]).await;
+    let mut first = server.ws("/ws/optional", &[]).await.unwrap();
+    assert_eq!(next_text(&mut first).await, "Anonymous connection");
+    // A chat socket yet to send its auth frame holds a place too.
+    let mut waiting = server.ws("/chat/ws", &[]).await.unwrap();
+    assert_eq!(server.ws_refused("/ws/optional", &[]).await, 429);
+    assert_eq!(server.ws_refused("/chat/ws", &[]).await, 429);
+    // Sockets with a token are not counted.
+    let pair = server.login("johndoe", "secret").await;
+    let mut bound = server.ws(&format!("/ws/optional?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(next_text(&mut bound).await, "Successfully Login!");
+    // Authenticated, the chat socket gives its place back; so does a closed anonymous one.
+    send(&mut waiting, &json!({"type": "auth", "token": pair.access}).to_string()).await;
+    assert_eq!(next_json(&mut waiting).await["type"], "welcome");
+    let mut second = server.ws("/ws/optional", &[]).await.unwrap();
+    assert_eq!(next_text(&mut second).await, "Anonymous connection");
+    first.close(None).await.unwrap();
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut third = loop {
+        match server.ws("/ws/optional", &[]).await {
+            Ok(ws) => break ws,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(err) => panic!("the closed socket's place never came back: {err}"),
+        }
+    };
+    assert_eq!(next_text(&mut third).await, "Anonymous connection");
+}

@@ -126,6 +126,10 @@ pub(crate) struct LoginLimits {
     /// Failed logins from one address (any user) within --login-window before 429
     #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_ADDRESS", value_name = "N", default_value_t = 50)]
     pub(crate) login_max_failures_per_address: u32,
+    /// Password checks from one address, right or wrong, within --login-window before 429: one
+    /// valid account cannot keep the hashing threads busy
+    #[arg(long, env = "WSGUARD_LOGIN_MAX_ATTEMPTS_PER_ADDRESS", value_name = "N", default_value_t = 300)]
+    pub(crate) login_max_attempts_per_address: u32,
     /// Failed logins of one user from all addresses within --login-window before 429 for
     /// addresses that never logged in as that user
     #[arg(long, env = "WSGUARD_LOGIN_MAX_FAILURES_PER_USER", value_name = "N", default_value_t = 100)]

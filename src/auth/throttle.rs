@@ -83,6 +83,8 @@ impl<K: Hash + Eq> Counters<K> {
 struct State {
     pairs: Counters<(String, IpAddr)>,
     addresses: Counters<IpAddr>,
+    /// Every password check of an address, right or wrong: never taken back on success.
+    attempts: Counters<IpAddr>,
     users: Counters<String>,
     known: HashMap<(String, IpAddr), Instant>,
 }
@@ -111,6 +113,7 @@ impl Throttle {
             state: Mutex::new(State {
                 pairs: Counters::new(),
                 addresses: Counters::new(),
+                attempts: Counters::new(),
                 users: Counters::new(),
                 known: HashMap::new(),
             }),
@@ -132,6 +135,7 @@ impl Throttle {
         let waits = [
             state.pairs.blocked(&pair, l.login_max_failures, l.login_window, now),
             state.addresses.blocked(&addr, l.login_max_failures_per_address, l.login_window, now),
+            state.attempts.blocked(&addr, l.login_max_attempts_per_address, l.login_window, now),
             if known {
                 None
             } else {
@@ -145,24 +149,34 @@ impl Throttle {
             state.pairs.fail(pair.clone(), l.login_window, now),
             state.addresses.fail(addr, l.login_window, now),
             state.users.fail(pair.0.clone(), l.login_window, now),
+            state.attempts.fail(addr, l.login_window, now),
         ];
         Ok(Attempt { throttle: self, pair, counted, settled: false })
     }
 
-    /// Takes back what `begin` counted.
-    fn uncount(&self, pair: &(String, IpAddr), counted: [Instant; 3]) -> std::sync::MutexGuard<'_, State> {
+    /// Takes back what `begin` counted as a failure; the attempt itself too when `unchecked`
+    /// (the password was never checked).
+    fn uncount(
+        &self,
+        pair: &(String, IpAddr),
+        counted: [Instant; 4],
+        unchecked: bool,
+    ) -> std::sync::MutexGuard<'_, State> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state.pairs.unfail(pair, counted[0]);
         state.addresses.unfail(&pair.1, counted[1]);
         state.users.unfail(&pair.0, counted[2]);
+        if unchecked {
+            state.attempts.unfail(&pair.1, counted[3]);
+        }
         state
     }
 
     /// The right password: this address becomes known for the user, and its own counter is reset.
     /// The address and user counters keep earlier failures, so one good account cannot launder
     /// guesses at others.
-    fn succeeded_at(&self, pair: (String, IpAddr), counted: [Instant; 3], now: Instant) {
-        let mut state = self.uncount(&pair, counted);
+    fn succeeded_at(&self, pair: (String, IpAddr), counted: [Instant; 4], now: Instant) {
+        let mut state = self.uncount(&pair, counted, false);
         state.pairs.0.remove(&pair);
         if state.known.len() >= MAX_ENTRIES && !state.known.contains_key(&pair) {
             state.known.retain(|_, until| *until > now);
@@ -179,7 +193,7 @@ impl Throttle {
 pub(crate) struct Attempt<'a> {
     throttle: &'a Throttle,
     pair: (String, IpAddr),
-    counted: [Instant; 3],
+    counted: [Instant; 4],
     settled: bool,
 }
 
@@ -199,7 +213,7 @@ impl Attempt<'_> {
 impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if !self.settled {
-            drop(self.throttle.uncount(&self.pair, self.counted));
+            drop(self.throttle.uncount(&self.pair, self.counted, true));
         }
     }
 }
@@ -213,6 +227,7 @@ mod tests {
             login_max_failures: 3,
             login_max_failures_per_address: 5,
             login_max_failures_per_user: 4,
+            login_max_attempts_per_address: 8,
             login_window: Duration::from_secs(60),
         })
     }
@@ -259,6 +274,24 @@ mod tests {
         fail(&t, "u5", a, now);
         let wait = t.begin_at("u6", a, now).err().expect("the address counter holds the five failures");
         assert!(wait <= Duration::from_secs(60), "{wait:?}");
+    }
+
+    #[test]
+    fn right_passwords_count_against_the_address_too() {
+        let t = throttle();
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..8 {
+            t.begin_at("carol", a, now).expect("let through").succeeded();
+        }
+        assert!(t.begin_at("carol", a, now).is_err(), "eight checks fill the address's attempts");
+        assert!(t.begin_at("carol", "10.0.0.2".parse().unwrap(), now).is_ok(), "another address");
+        drop(t.begin_at("dave", "10.0.0.3".parse().unwrap(), now));
+        for _ in 0..8 {
+            drop(
+                t.begin_at("dave", "10.0.0.3".parse().unwrap(), now).expect("unchecked ones are taken back"),
+            );
+        }
     }
 
     #[test]

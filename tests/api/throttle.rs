@@ -157,3 +157,14 @@ async fn concurrent_guesses_are_counted_while_in_flight() {
     let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.lines().any(|l| l == "wsguard_password_hashes_total 5"), "five hashes: {metrics}");
 }
+
+#[tokio::test]
+async fn right_passwords_count_against_their_address_too() {
+    let server = spawn(&["--login-max-attempts-per-address=3"]).await;
+    let (busy, other) = (from("127.0.0.5"), from("127.0.0.6"));
+    for _ in 0..3 {
+        assert_eq!(token(&server, &busy, "johndoe", "secret").await.status(), StatusCode::OK);
+    }
+    throttled(token(&server, &busy, "janedoe", "secret2").await, true).await;
+    assert_eq!(token(&server, &other, "johndoe", "secret").await.status(), StatusCode::OK);
+}

@@ -17,6 +17,11 @@ use tokio::net::TcpListener;
 /// revocation made elsewhere (another node, the CLI) closes this node's sockets.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 
+/// How often a node forgets expired revocations (its memory), and deletes expired logins and
+/// revocations from the store: at start, then hourly (every node does it; deletes are idempotent).
+const FORGET_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
 /// Every route: the HTTP API and pages, the WebSocket endpoints, the chat.
 fn routes() -> Router<AppState> {
     crate::http::routes().merge(crate::ws::routes()).merge(crate::chat::routes())
@@ -32,6 +37,7 @@ async fn follow_revocations(state: AppState) -> StoreResult<()> {
         let mut tick = tokio::time::interval(REVOCATION_POLL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut rounds: u64 = 0;
+        let every = |period: Duration| (period.as_millis() / REVOCATION_POLL.as_millis()) as u64;
         loop {
             tokio::select! {
                 _ = state.shutdown.cancelled() => return,
@@ -47,8 +53,18 @@ async fn follow_revocations(state: AppState) -> StoreResult<()> {
                 Err(err) => tracing::warn!(error = %err, "reading the revocation log failed"),
             }
             rounds += 1;
-            if rounds % 240 == 0 {
+            if rounds % every(FORGET_EVERY) == 0 {
                 state.auth.revocations.prune(now());
+            }
+            if rounds % every(PRUNE_EVERY) == 1 {
+                match state.store.prune(now()).await {
+                    Ok(pruned) => tracing::info!(
+                        logins = pruned.logins,
+                        revocations = pruned.revocations,
+                        "pruned expired entries"
+                    ),
+                    Err(err) => tracing::warn!(error = %err, "pruning expired entries failed"),
+                }
             }
         }
     });

@@ -58,6 +58,7 @@ store_tests!(
     revoke_user,
     revocation_log,
     revocation_log_follower_misses_nothing,
+    prune,
     messages,
 );
 
@@ -281,6 +282,26 @@ async fn current_refresh(store: DynStore) {
     assert_eq!(store.current_refresh("unknown", "alice", NOW).await.unwrap(), None);
     store.revoke(&family_revocation("fam-a", "alice", NOW + 3600), NOW).await.unwrap();
     assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap(), None, "revoked");
+}
+
+async fn prune(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("live", "alice", "jti-1", NOW + 60).await.unwrap();
+    store.create_family("expired", "alice", "jti-2", NOW - 1).await.unwrap();
+    store.create_family("edge", "alice", "jti-3", NOW).await.unwrap();
+    store.revoke(&token_revocation("t-live", "alice", NOW + 60), NOW - 100).await.unwrap();
+    store.revoke(&token_revocation("t-expired", "alice", NOW - 1), NOW - 100).await.unwrap();
+    store.revoke(&family_revocation("edge", "alice", NOW), NOW - 100).await.unwrap();
+
+    assert_eq!(store.prune(NOW).await.unwrap(), store::Pruned { logins: 2, revocations: 2 });
+    assert_eq!(store.prune(NOW).await.unwrap(), store::Pruned::default(), "nothing twice");
+    assert_eq!(store.current_refresh("live", "alice", NOW).await.unwrap().as_deref(), Some("jti-1"));
+    assert!(family_revoked(&store, "alice", "expired").await, "a pruned login stays refused");
+    let log: Vec<String> =
+        store.revocations_since(0, 100).await.unwrap().into_iter().map(|(_, r)| r.subject).collect();
+    assert_eq!(log, ["t-live"]);
+    let (_, live) = store.live_revocations(NOW).await.unwrap();
+    assert_eq!(live.len(), 1);
 }
 
 async fn rotation(store: DynStore) {

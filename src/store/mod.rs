@@ -109,6 +109,13 @@ impl From<sqlx::Error> for StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// What [`Store::prune`] deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub logins: u64,
+    pub revocations: u64,
+}
+
 /// A stored chat message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChatMessage {
@@ -171,6 +178,10 @@ pub trait Store: Send + Sync + 'static {
     async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>>;
     /// The newest log id and every entry still in force at `now`, for a node that starts.
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)>;
+    /// Deletes what no longer matters at `now`: logins whose refresh tokens have all expired, and
+    /// revocations whose tokens have. Returns how many of each went. Without it both tables grow
+    /// without end; a node following the log loses nothing, since what goes is expired anyway.
+    async fn prune(&self, now: i64) -> StoreResult<Pruned>;
 
     /// Stores a chat message; once this returns, the message is durable and may be acknowledged.
     async fn insert_message(

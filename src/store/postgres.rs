@@ -21,7 +21,9 @@
 mod connect;
 
 use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
-use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord};
+use super::{
+    ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord,
+};
 use async_trait::async_trait;
 use sqlx::PgPool;
 use std::future::Future;
@@ -337,6 +339,24 @@ impl Store for PostgresStore {
             .await?;
             let live = rows.into_iter().filter_map(RevocationRow::into_entry).map(|(_, r)| r).collect();
             Ok((newest, live))
+        })
+        .await
+    }
+
+    async fn prune(&self, now: i64) -> StoreResult<Pruned> {
+        run(async {
+            let logins = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            // Deleting log rows needs no log lock: ids of new rows still come in commit order.
+            let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+            Ok(Pruned { logins, revocations })
         })
         .await
     }

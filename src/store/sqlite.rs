@@ -2,7 +2,7 @@
 //! the server runs.
 
 use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
-use super::{ChatMessage, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
+use super::{ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
@@ -244,6 +244,20 @@ impl Store for SqliteStore {
                 .await?;
         let live = rows.into_iter().filter_map(RevocationRow::into_entry).map(|(_, r)| r).collect();
         Ok((newest, live))
+    }
+
+    async fn prune(&self, now: i64) -> StoreResult<Pruned> {
+        let logins = sqlx::query("DELETE FROM refresh_families WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at <= ?")
+            .bind(now)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(Pruned { logins, revocations })
     }
 
     async fn insert_message(

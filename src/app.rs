@@ -10,9 +10,11 @@ use crate::auth::Authenticator;
 use crate::broker::{DynBroker, Hub, InProcess, LeaveFrame, RedisBroker};
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
+use crate::quota::Quota;
 use crate::store::{self, DynStore};
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +30,8 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub(crate) shutdown: CancellationToken,
+    /// Chat text each user may still store today.
+    pub(crate) chat_quota: Quota,
     /// Places for sockets without a token (`--max-anonymous-sockets`).
     pub(crate) anonymous_sockets: Arc<Semaphore>,
     /// Failed-login counters, checked before any hashing.
@@ -83,6 +87,7 @@ impl AppState {
             shutdown,
             throttle: Throttle::new(config.login_limits),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
+            chat_quota: Quota::new(config.chat_bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
             config,
         })))
     }

@@ -89,12 +89,15 @@ impl ChatEndpoint {
         if !self.joined.contains(&room) {
             return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
         }
-        let message = self
-            .state
-            .store
-            .insert_message(&room, &self.username, &text, now_ms())
-            .await
-            .map_err(unavailable)?;
+        let size = text.len() as u64;
+        if self.state.chat_quota.take(&self.username, size).is_err() {
+            return Err(Refusal::new(ErrorCode::RateLimited, "daily chat quota reached; nothing was stored"));
+        }
+        let stored = self.state.store.insert_message(&room, &self.username, &text, now_ms()).await;
+        let message = stored.map_err(|err| {
+            self.state.chat_quota.give_back(&self.username, size);
+            unavailable(err)
+        })?;
         // Stored: the ack may go out whatever happens to the fan-out.
         if let Err(err) = self.state.broker.publish(&room, Arc::from(protocol::message(&message))).await {
             tracing::warn!(error = %err, room, "fan-out failed; the message is in history");

@@ -43,6 +43,7 @@ pub enum ErrorCode {
     BadRequest,
     Forbidden,
     TooBig,
+    RateLimited,
     Unavailable,
 }
 
@@ -52,6 +53,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::TooBig => "too_big",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
         }
     }

@@ -279,3 +279,21 @@ async fn every_acknowledged_message_survives_a_crash() {
         assert!(stored.contains(id), "acked message {id} lost");
     }
 }
+
+#[tokio::test]
+async fn a_users_daily_chat_quota_stores_nothing_beyond_it() {
+    let server = spawn(&["--chat-bytes-per-user-per-day=10"]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    let mut jane = chat(&server, "janedoe", "secret2").await;
+    join(&mut john, "general").await;
+    join(&mut jane, "general").await;
+    say(&mut john, "general", "hello", "1").await;
+    say(&mut john, "general", "world", "2").await;
+    command(&mut john, json!({"type": "send", "room": "general", "text": "!", "ref": "3"})).await;
+    let error = next_of(&mut john, "error").await;
+    assert_eq!(error["code"], "rate_limited", "{error}");
+    assert_eq!(count_rows(&server.data_dir(), "messages").await, 2, "nothing stored beyond the quota");
+    say(&mut jane, "general", "mine", "j1").await; // her own quota
+    command(&mut john, json!({"type": "ping"})).await;
+    assert_eq!(next_of(&mut john, "pong").await["type"], "pong", "the socket stays open");
+}

@@ -80,7 +80,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             hub,
             broker,
-            auth: Authenticator::new(tokens, store.clone()),
+            auth: Authenticator::new(tokens, store.clone(), config.tokens.refresh_grace),
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
             metrics: Metrics::default(),

@@ -89,6 +89,10 @@ pub(crate) struct TokenSettings {
     /// Lifetime of refresh tokens, and so of a login, and of a replaced key's verifying
     #[arg(long, env = "WSGUARD_REFRESH_TTL", default_value = "14d", value_parser = humantime::parse_duration)]
     pub(crate) refresh_ttl: Duration,
+    /// How long the refresh token a rotation replaced still gets the same new pair (two tabs
+    /// refreshing at once); presented later, it ends the login. 0s: no grace
+    #[arg(long, env = "WSGUARD_REFRESH_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) refresh_grace: Duration,
     /// `iss` claim written and required
     #[arg(long, env = "WSGUARD_ISSUER", value_name = "ISS", default_value = "wsguard")]
     pub(crate) issuer: String,

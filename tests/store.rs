@@ -24,6 +24,8 @@ use wsguard::store::{
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// An arbitrary "now" (unix seconds); every expiry below is relative to it.
 const NOW: i64 = 1_700_000_000;
+/// `grace_from` for a rotation without a grace window.
+const NO_GRACE: i64 = i64::MAX;
 
 // ---------------------------------------------------------------------------------------------
 // Backends
@@ -54,7 +56,9 @@ store_tests!(
     principal,
     current_refresh,
     rotation,
+    rotation_grace,
     concurrent_rotation,
+    concurrent_rotation_within_grace,
     revoke_user,
     revocation_log,
     revocation_log_follower_misses_nothing,
@@ -275,7 +279,7 @@ async fn current_refresh(store: DynStore) {
     store.create_user(&user("bob")).await.unwrap();
     store.create_family("fam-a", "alice", "jti-1", NOW + 3600).await.unwrap();
     assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-1"));
-    store.rotate_family("fam-a", "jti-1", "jti-2", NOW + 3600, NOW).await.unwrap();
+    store.rotate_family("fam-a", "jti-1", "jti-2", NOW + 3600, NOW, NO_GRACE).await.unwrap();
     assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-2"));
     assert_eq!(store.current_refresh("fam-a", "bob", NOW).await.unwrap(), None, "another user's login");
     assert_eq!(store.current_refresh("fam-a", "alice", NOW + 3600).await.unwrap(), None, "expired");
@@ -310,36 +314,103 @@ async fn rotation(store: DynStore) {
     let duplicate = store.create_family("fam", "alice", "jti-x", NOW + 100).await;
     assert!(matches!(duplicate, Err(StoreError::Conflict)), "{duplicate:?}");
 
-    let rotated = store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW).await.unwrap();
+    let rotated = store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW, NO_GRACE).await.unwrap();
     assert_eq!(rotated, Rotation::Rotated);
     assert!(!family_revoked(&store, "alice", "fam").await);
     assert!(log(&store).await.is_empty(), "a rotation logs nothing");
 
     // The old token again: replay. The family dies and the log says so, with the latest expiry.
-    let replay = store.rotate_family("fam", "jti-1", "jti-3", NOW + 300, NOW + 1).await.unwrap();
+    let replay = store.rotate_family("fam", "jti-1", "jti-3", NOW + 300, NOW + 1, NO_GRACE).await.unwrap();
     assert_eq!(replay, Rotation::Reused);
     assert!(family_revoked(&store, "alice", "fam").await);
     assert_eq!(log(&store).await, [family_revocation("fam", "alice", NOW + 200)]);
 
     // Even the current token is now dead, and nothing more is logged.
-    let after = store.rotate_family("fam", "jti-2", "jti-4", NOW + 400, NOW + 2).await.unwrap();
+    let after = store.rotate_family("fam", "jti-2", "jti-4", NOW + 400, NOW + 2, NO_GRACE).await.unwrap();
     assert_eq!(after, Rotation::Dead);
     assert_eq!(log(&store).await.len(), 1);
 
-    let unknown = store.rotate_family("no-such-family", "jti-1", "jti-2", NOW + 100, NOW).await.unwrap();
+    let unknown =
+        store.rotate_family("no-such-family", "jti-1", "jti-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
     assert_eq!(unknown, Rotation::Dead);
 
     // An expired family is dead for its current token and for a replayed one, without logging.
     store.create_family("old", "alice", "old-1", NOW - 1).await.unwrap();
     for presented in ["old-1", "old-0"] {
-        let outcome = store.rotate_family("old", presented, "old-2", NOW + 100, NOW).await.unwrap();
+        let outcome = store.rotate_family("old", presented, "old-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
         assert_eq!(outcome, Rotation::Dead, "{presented}");
     }
     // Expiry is strict: a family expiring exactly now is dead.
     store.create_family("edge", "alice", "edge-1", NOW).await.unwrap();
-    let edge = store.rotate_family("edge", "edge-1", "edge-2", NOW + 100, NOW).await.unwrap();
+    let edge = store.rotate_family("edge", "edge-1", "edge-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
     assert_eq!(edge, Rotation::Dead);
     assert_eq!(log(&store).await.len(), 1);
+}
+
+/// The token just replaced, presented again within the grace window, changes nothing and says when
+/// it was replaced; after the window, or an older token, it is a replay as ever.
+async fn rotation_grace(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+    assert_eq!(store.replaced_at("fam", "alice", "jti-1", NOW).await.unwrap(), None, "nothing replaced yet");
+    assert_eq!(
+        store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW, NOW - 10).await.unwrap(),
+        Rotation::Rotated
+    );
+    assert_eq!(store.replaced_at("fam", "alice", "jti-1", NOW + 5).await.unwrap(), Some(NOW));
+    assert_eq!(
+        store.replaced_at("fam", "bob", "jti-1", NOW + 5).await.unwrap(),
+        None,
+        "another user's login"
+    );
+    let again = store.rotate_family("fam", "jti-1", "jti-x", NOW + 205, NOW + 5, NOW - 5).await.unwrap();
+    assert_eq!(again, Rotation::Repeated { rotated_at: NOW });
+    assert_eq!(
+        store.current_refresh("fam", "alice", NOW + 5).await.unwrap().as_deref(),
+        Some("jti-2"),
+        "unchanged"
+    );
+    assert!(log(&store).await.is_empty());
+
+    assert_eq!(
+        store.rotate_family("fam", "jti-2", "jti-3", NOW + 300, NOW + 20, NOW + 10).await.unwrap(),
+        Rotation::Rotated
+    );
+    let older = store.rotate_family("fam", "jti-1", "jti-y", NOW + 300, NOW + 21, NOW + 11).await.unwrap();
+    assert_eq!(older, Rotation::Reused, "only the token just replaced has a grace");
+    assert!(family_revoked(&store, "alice", "fam").await);
+
+    store.create_family("late", "alice", "late-1", NOW + 100).await.unwrap();
+    store.rotate_family("late", "late-1", "late-2", NOW + 200, NOW, NOW - 10).await.unwrap();
+    let late = store.rotate_family("late", "late-1", "late-3", NOW + 200, NOW + 30, NOW + 20).await.unwrap();
+    assert_eq!(late, Rotation::Reused, "after the window, a replay");
+}
+
+/// Two clients refreshing with the same token at once, within a grace window: one rotates, the
+/// others get the same rotation again; the login lives on.
+async fn concurrent_rotation_within_grace(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+    let tasks: Vec<JoinHandle<Rotation>> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW, NOW - 10)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await.unwrap());
+    }
+    let rotated = outcomes.iter().filter(|o| **o == Rotation::Rotated).count();
+    let repeated = outcomes.iter().filter(|o| **o == Rotation::Repeated { rotated_at: NOW }).count();
+    assert_eq!((rotated, repeated), (1, 7), "{outcomes:?}");
+    assert!(!family_revoked(&store, "alice", "fam").await);
+    assert!(log(&store).await.is_empty());
 }
 
 /// Two clients refreshing with the same token at once: one rotates, one is a replay (and revokes
@@ -351,7 +422,10 @@ async fn concurrent_rotation(store: DynStore) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store.rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW).await.unwrap()
+                store
+                    .rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW, NO_GRACE)
+                    .await
+                    .unwrap()
             })
         })
         .collect();

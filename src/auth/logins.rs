@@ -40,17 +40,25 @@ impl<'a> Logins<'a> {
 
     /// The next access token (not fresh) and refresh token of the login whose refresh token
     /// `identity` presented. A refresh token that is not the login's current one ends the login.
+    ///
+    /// Within the grace window after a rotation, the refresh token it replaced gets the very same
+    /// pair again (two tabs refreshing at once), and the login lives on.
     pub(crate) async fn rotate(&self, identity: &Identity) -> Result<TokenPair, AuthError> {
         let claims = &identity.claims;
-        let tokens = &self.node.tokens;
-        let access = tokens.issue_access(&claims.sub, &claims.fam, Proof::RefreshToken);
-        let refresh = tokens.issue_refresh(&claims.sub, &claims.fam);
+        let (tokens, at) = (&self.node.tokens, now());
+        let (fam, jti) = (&claims.fam, &claims.jti);
+        let (access, refresh) = tokens.issue_rotation(&claims.sub, fam, jti, at);
+        let grace_from = self.node.grace_from(at);
         let rotation = self
             .store
-            .rotate_family(&claims.fam, &claims.jti, &refresh.claims.jti, refresh.claims.exp, now())
+            .rotate_family(fam, jti, &refresh.claims.jti, refresh.claims.exp, at, grace_from)
             .await?;
         match rotation {
             Rotation::Rotated => Ok(TokenPair { access, refresh }),
+            Rotation::Repeated { rotated_at } => {
+                let (access, refresh) = tokens.issue_rotation(&claims.sub, fam, jti, rotated_at);
+                Ok(TokenPair { access, refresh })
+            }
             Rotation::Reused => {
                 // The store has logged the revocation for the other nodes already.
                 tracing::warn!(username = %claims.sub, "refresh token reused: login revoked");

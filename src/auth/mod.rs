@@ -119,6 +119,8 @@ pub(crate) struct Authenticator {
     store: DynStore,
     principals: PrincipalCache,
     pub(crate) rejections: Rejections,
+    /// How long the refresh token a rotation replaced still gets the same new pair.
+    refresh_grace: Duration,
 }
 
 /// How long a looked-up user and login state is reused. Changes made on this node invalidate it
@@ -138,8 +140,9 @@ struct PrincipalCache {
 }
 
 impl Authenticator {
-    pub(crate) fn new(tokens: Tokens, store: DynStore) -> Authenticator {
+    pub(crate) fn new(tokens: Tokens, store: DynStore, refresh_grace: Duration) -> Authenticator {
         Authenticator {
+            refresh_grace,
             tokens,
             revocations: Revocations::default(),
             bindings: Arc::default(),
@@ -178,6 +181,11 @@ impl Authenticator {
     /// Drops what is cached of `username`: a revocation or a change of the user happened.
     fn forget(&self, username: &str) {
         self.principals.entries.lock().expect("principal cache lock").retain(|(user, _), _| user != username);
+    }
+
+    async fn just_replaced(&self, claims: &Claims, now: i64) -> Result<bool, AuthError> {
+        let replaced = self.store.replaced_at(&claims.fam, &claims.sub, &claims.jti, now).await?;
+        Ok(replaced.is_some_and(|at| at >= self.grace_from(now)))
     }
 
     /// Makes a revocation take effect on this node: the token stops verifying and the sockets
@@ -237,12 +245,23 @@ impl Authenticator {
         Ok(Some(Identity { user, claims, transport: presented.transport }))
     }
 
-    /// A refresh token is valid only while it is its login's current one. An older one of a live
-    /// login was stolen or replayed: the login ends, wherever the token was presented.
+    /// The earliest rotation whose replaced token, presented at `now`, is still within the grace.
+    pub(crate) fn grace_from(&self, now: i64) -> i64 {
+        if self.refresh_grace.is_zero() {
+            return i64::MAX;
+        }
+        now - self.refresh_grace.as_secs() as i64
+    }
+
+    /// A refresh token is valid only while it is its login's current one, or the one it just
+    /// replaced within the grace window. An older one of a live login was stolen or replayed: the
+    /// login ends, wherever the token was presented.
     async fn check_current_refresh(&self, claims: &Claims) -> Result<(), AuthError> {
-        let current = self.store.current_refresh(&claims.fam, &claims.sub, tokens::now()).await?;
+        let now = tokens::now();
+        let current = self.store.current_refresh(&claims.fam, &claims.sub, now).await?;
         match current {
             Some(current) if current == claims.jti => Ok(()),
+            Some(_) if self.just_replaced(claims, now).await? => Ok(()),
             Some(_) => {
                 logins::Logins::new(self.store.as_ref(), self).end_reused(claims).await?;
                 Err(TokenError::Revoked.into())

@@ -7,6 +7,7 @@ use super::secret::HmacSecret;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -103,6 +104,28 @@ pub struct Tokens {
     refresh_ttl: Duration,
 }
 
+/// What makes a token unique: when it was issued, its id and its CSRF value.
+struct Seed {
+    iat: i64,
+    jti: String,
+    csrf: String,
+}
+
+impl Seed {
+    fn random(iat: i64) -> Seed {
+        Seed { iat, jti: random_id(), csrf: random_id() }
+    }
+
+    /// Ids derived from a random one (`from`), one per `label`.
+    fn derived(from: &str, label: &str, iat: i64) -> Seed {
+        let derive = |part: &str| {
+            let digest = Sha256::digest(format!("{from}/{label}/{part}").as_bytes());
+            hex::encode(&digest[..16])
+        };
+        Seed { iat, jti: derive("jti"), csrf: derive("csrf") }
+    }
+}
+
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
@@ -149,16 +172,27 @@ impl Tokens {
 
     /// Signs an access token for `sub` within the login `login`.
     pub fn issue_access(&self, sub: &str, login: &str, proof: Proof) -> Issued {
-        self.issue(sub, TokenKind::Access, proof == Proof::Password, login)
+        self.issue(sub, TokenKind::Access, proof == Proof::Password, login, Seed::random(now()))
     }
 
     /// Signs the next refresh token of the login `login`.
     pub fn issue_refresh(&self, sub: &str, login: &str) -> Issued {
-        self.issue(sub, TokenKind::Refresh, false, login)
+        self.issue(sub, TokenKind::Refresh, false, login, Seed::random(now()))
     }
 
-    fn issue(&self, sub: &str, kind: TokenKind, fresh: bool, login: &str) -> Issued {
-        let iat = now();
+    /// The pair that replaces the refresh token `replaced` (a `jti`) of login `login` at `at`:
+    /// the same for the same three, so that a second tab refreshing with the same token within
+    /// the grace window gets the very same pair (see `logins`). Its ids derive from `replaced`,
+    /// which only the holder of that token knows.
+    pub(crate) fn issue_rotation(&self, sub: &str, login: &str, replaced: &str, at: i64) -> (Issued, Issued) {
+        let access = self.issue(sub, TokenKind::Access, false, login, Seed::derived(replaced, "access", at));
+        let refresh =
+            self.issue(sub, TokenKind::Refresh, false, login, Seed::derived(replaced, "refresh", at));
+        (access, refresh)
+    }
+
+    fn issue(&self, sub: &str, kind: TokenKind, fresh: bool, login: &str, seed: Seed) -> Issued {
+        let Seed { iat, jti, csrf } = seed;
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
             TokenKind::Refresh => self.refresh_ttl,
@@ -168,13 +202,13 @@ impl Tokens {
             exp: iat + ttl.as_secs() as i64,
             iat,
             nbf: iat,
-            jti: random_id(),
+            jti,
             kind,
             fresh,
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             fam: login.to_owned(),
-            csrf: random_id(),
+            csrf,
         };
         let mut header = Header::new(self.alg);
         let token = match &self.signer {

@@ -213,6 +213,29 @@ impl Store for PostgresStore {
         .await
     }
 
+    async fn replaced_at(
+        &self,
+        family: &str,
+        username: &str,
+        presented: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        run(async {
+            let at: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT rotated_at FROM refresh_families \
+                 WHERE id = $1 AND username = $2 AND previous_jti = $3 AND NOT revoked AND expires_at > $4",
+            )
+            .bind(family)
+            .bind(username)
+            .bind(presented)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(at.flatten())
+        })
+        .await
+    }
+
     async fn rotate_family(
         &self,
         family: &str,
@@ -220,6 +243,7 @@ impl Store for PostgresStore {
         next: &str,
         expires_at: i64,
         now: i64,
+        grace_from: i64,
     ) -> StoreResult<Rotation> {
         run(async {
             // READ COMMITTED is enough: a concurrent rotation of the same row makes this UPDATE
@@ -228,7 +252,7 @@ impl Store for PostgresStore {
             // exactly as SQLite's serialized writers do.
             let mut tx = self.pool.begin().await?;
             let rotated = sqlx::query(
-                "UPDATE refresh_families SET current_jti = $1, expires_at = $2 \
+                "UPDATE refresh_families SET current_jti = $1, expires_at = $2, previous_jti = $4, rotated_at = $5 \
                  WHERE id = $3 AND current_jti = $4 AND NOT revoked AND expires_at > $5",
             )
             .bind(next)
@@ -241,6 +265,21 @@ impl Store for PostgresStore {
             if rotated.rows_affected() == 1 {
                 tx.commit().await?;
                 return Ok(Rotation::Rotated);
+            }
+            // A concurrent rotation committed before this statement ran is seen here.
+            let repeated: Option<i64> = sqlx::query_scalar(
+                "SELECT rotated_at FROM refresh_families \
+                 WHERE id = $1 AND previous_jti = $2 AND NOT revoked AND expires_at > $3 AND rotated_at >= $4",
+            )
+            .bind(family)
+            .bind(presented)
+            .bind(now)
+            .bind(grace_from)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(rotated_at) = repeated {
+                tx.commit().await?;
+                return Ok(Rotation::Repeated { rotated_at });
             }
             let live = sqlx::query_as::<_, (String, i64)>(
                 "UPDATE refresh_families SET revoked = TRUE \

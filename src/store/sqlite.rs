@@ -150,6 +150,26 @@ impl Store for SqliteStore {
         Ok(jti)
     }
 
+    async fn replaced_at(
+        &self,
+        family: &str,
+        username: &str,
+        presented: &str,
+        now: i64,
+    ) -> StoreResult<Option<i64>> {
+        let at = sqlx::query_scalar(
+            "SELECT rotated_at FROM refresh_families \
+             WHERE id = ? AND username = ? AND previous_jti = ? AND revoked = 0 AND expires_at > ?",
+        )
+        .bind(family)
+        .bind(username)
+        .bind(presented)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(at.flatten())
+    }
+
     async fn rotate_family(
         &self,
         family: &str,
@@ -157,14 +177,17 @@ impl Store for SqliteStore {
         next: &str,
         expires_at: i64,
         now: i64,
+        grace_from: i64,
     ) -> StoreResult<Rotation> {
         let mut tx = self.pool.begin().await?;
         let rotated = sqlx::query(
-            "UPDATE refresh_families SET current_jti = ?, expires_at = ? \
+            "UPDATE refresh_families SET current_jti = ?, expires_at = ?, previous_jti = ?, rotated_at = ? \
              WHERE id = ? AND current_jti = ? AND revoked = 0 AND expires_at > ?",
         )
         .bind(next)
         .bind(expires_at)
+        .bind(presented)
+        .bind(now)
         .bind(family)
         .bind(presented)
         .bind(now)
@@ -173,6 +196,20 @@ impl Store for SqliteStore {
         if rotated.rows_affected() == 1 {
             tx.commit().await?;
             return Ok(Rotation::Rotated);
+        }
+        let repeated: Option<i64> = sqlx::query_scalar(
+            "SELECT rotated_at FROM refresh_families \
+             WHERE id = ? AND previous_jti = ? AND revoked = 0 AND expires_at > ? AND rotated_at >= ?",
+        )
+        .bind(family)
+        .bind(presented)
+        .bind(now)
+        .bind(grace_from)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(rotated_at) = repeated {
+            tx.commit().await?;
+            return Ok(Rotation::Repeated { rotated_at });
         }
         let live = sqlx::query_as::<_, (String, i64)>(
             "UPDATE refresh_families SET revoked = 1 \

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 #[tokio::test]
 async fn refresh_rotates_and_a_reused_token_revokes_the_login() {
-    let server = spawn(&[]).await;
+    let server = spawn(&["--refresh-grace=0s"]).await;
     let first = server.login("johndoe", "secret").await;
 
     let rotated = server.refresh(&first.refresh).await;
@@ -223,7 +223,7 @@ async fn changing_the_password_needs_a_fresh_token_and_ends_every_login() {
 
 #[tokio::test]
 async fn the_token_endpoint_takes_the_oauth2_refresh_grant() {
-    let server = spawn(&[]).await;
+    let server = spawn(&["--refresh-grace=0s"]).await;
     let pair = server.login("johndoe", "secret").await;
     let grant = [("grant_type", "refresh_token"), ("refresh_token", pair.refresh.as_str())];
     let response = server.token_form(&grant).await;
@@ -290,7 +290,7 @@ async fn a_cross_site_cookie_login_is_refused_and_sets_nothing() {
 
 #[tokio::test]
 async fn a_rotated_refresh_token_opens_nothing_and_ends_its_login() {
-    let server = spawn(&[]).await;
+    let server = spawn(&["--refresh-grace=0s"]).await;
     let first = server.login("johndoe", "secret").await;
     let rotated: Value = server.refresh(&first.refresh).await.json().await.unwrap();
     let access = rotated["access_token"].as_str().unwrap().to_owned();
@@ -328,4 +328,26 @@ async fn a_login_id_opens_nothing_for_another_user() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(response.json::<Value>().await.unwrap()["detail"], "token has been revoked");
     assert_eq!(server.me(&jane.access).await.status(), StatusCode::OK, "Jane's login is untouched");
+}
+
+#[tokio::test]
+async fn two_tabs_refreshing_at_once_get_the_same_pair_within_the_grace() {
+    let server = spawn(&["--refresh-grace=2s"]).await;
+    let first = server.login("johndoe", "secret").await;
+    let (a, b) = tokio::join!(server.refresh(&first.refresh), server.refresh(&first.refresh));
+    let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+    assert!(a["refresh_token"].is_string(), "{a}");
+    assert_eq!(a["refresh_token"], b["refresh_token"], "the same pair for both tabs");
+    assert_eq!(a["access_token"], b["access_token"]);
+    let current = a["refresh_token"].as_str().unwrap();
+    // Later, within the window still: the same pair once more, and the login lives on.
+    let again: Value = server.refresh(&first.refresh).await.json().await.unwrap();
+    assert_eq!(again["refresh_token"], a["refresh_token"]);
+    assert_eq!(server.me(a["access_token"].as_str().unwrap()).await.status(), StatusCode::OK);
+
+    // After the window the replaced token is a replay: the login ends.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let replay = server.refresh(&first.refresh).await;
+    assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(server.refresh(current).await.status(), StatusCode::UNAUTHORIZED, "the login is gone");
 }

@@ -97,7 +97,7 @@ async fn logout_closes_live_sockets_with_4003_within_a_second() {
 
 #[tokio::test]
 async fn a_reused_refresh_token_closes_the_logins_sockets() {
-    let server = spawn(&[]).await;
+    let server = spawn(&["--refresh-grace=0s"]).await;
     let pair = server.login("johndoe", "secret").await;
     let mut ws = secured(&server, &pair.access).await;
     assert_eq!(server.refresh(&pair.refresh).await.status().as_u16(), 200);

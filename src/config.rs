@@ -322,9 +322,22 @@ fn flag_value(key: &str, value: &toml::Value) -> anyhow::Result<String> {
     })
 }
 
-/// Creates the data folder, private to its owner when wsguard creates it.
+/// Creates the data folder, private to its owner when wsguard creates it. An existing folder is
+/// left as it is (its files are private whatever its mode), with a warning when others may list it.
 pub(crate) fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     if dir.exists() {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format!("{mode:03o}"),
+                    "the data folder is open to others; its files are 0600, and 0700 keeps even their names private"
+                );
+            }
+        }
         return Ok(());
     }
     let mut builder = std::fs::DirBuilder::new();

@@ -14,6 +14,7 @@ pub mod cli;
 mod config;
 mod http;
 mod metrics;
+mod private_files;
 mod quota;
 mod server;
 pub mod store;

@@ -35,7 +35,12 @@ fn fixture() -> &'static Fixture {
         let dir = tempfile::tempdir().unwrap();
         let secret = b"a-fixed-hs256-secret-of-at-least-32-bytes".to_vec();
         let file = dir.path().join("secret");
-        std::fs::write(&file, &secret).unwrap();
+        // Private, as wsguard requires of a secret file.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        std::io::Write::write_all(&mut options.open(&file).unwrap(), &secret).unwrap();
         let key = HmacSecret::load(Some(&file), dir.path()).unwrap();
         let tokens =
             Tokens::new(key, "wsguard".into(), None, Duration::from_secs(3600), Duration::from_secs(7200));

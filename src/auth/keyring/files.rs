@@ -164,10 +164,14 @@ fn b64(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Loads a key file; refuses one that group or others can read or write
+/// ([`crate::private_files::OpenToOthers`]).
 pub(super) fn load(file: &KeyFile) -> anyhow::Result<LoadedKey> {
     use p256::pkcs8::DecodePrivateKey;
+    let bytes = crate::private_files::read_private(&file.path)?
+        .with_context(|| format!("reading {}: no such file", file.path.display()))?;
     let pem = p256::elliptic_curve::zeroize::Zeroizing::new(
-        fs::read_to_string(&file.path).with_context(|| format!("reading {}", file.path.display()))?,
+        String::from_utf8(bytes).with_context(|| format!("reading {}: not UTF-8", file.path.display()))?,
     );
     let (kid, bytes) = (&file.kid, pem.as_bytes());
     let (encoding, decoding, jwk) = match file.alg {

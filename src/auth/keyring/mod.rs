@@ -6,6 +6,7 @@
 
 mod files;
 
+use crate::private_files::OpenToOthers;
 use anyhow::Context;
 use files::{ensure_private_dir, load};
 pub(crate) use files::{generate, is_asymmetric, scan, states, KeyState, LoadedKey};
@@ -137,6 +138,9 @@ fn read(
             Some(key) => key.clone(),
             None => match load(&file) {
                 Ok(key) => Arc::new(key),
+                // A key open to others stops the start, whatever its state: fix it before serving.
+                // A running server keeps its keys in force (and says why) instead.
+                Err(err) if previous.is_none() && err.is::<OpenToOthers>() => return Err(err),
                 // A broken old key must not stop the others; a broken signing key must.
                 Err(err) if state != KeyState::Signing => {
                     tracing::warn!(kid = %file.kid, error = %format!("{err:#}"), "skipping an unreadable key");
@@ -206,6 +210,34 @@ mod tests {
             assert_eq!(fs::metadata(file).unwrap().permissions().mode() & 0o777, 0o600);
         }
         assert!(!ring.jwks().to_string().contains("\"d\""), "no private part in the JWKS");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn key_files_open_to_others_stop_the_start_and_are_not_taken_up_later() {
+        use crate::private_files::set_mode;
+        let dir = tempfile::tempdir().unwrap();
+        let ttl = Duration::from_secs(600);
+        let old = KeyRing::open(dir.path(), Algorithm::EdDSA, ttl).unwrap().current().kid.clone();
+        let newer = generate(dir.path(), Algorithm::EdDSA).unwrap();
+        let old_path = dir.path().join(format!("{old}.pem"));
+        for lax in [&old_path, &newer.path] {
+            set_mode(lax, 0o644);
+            let err = KeyRing::open(dir.path(), Algorithm::EdDSA, ttl).err().expect("refused");
+            let text = format!("{err:#}");
+            assert!(text.contains(&format!("chmod 600 {}", lax.display())), "{text}");
+            set_mode(lax, 0o600);
+        }
+        // A running ring does not sign with a key others can read; it keeps the key in force.
+        let ring = KeyRing::open(dir.path(), Algorithm::EdDSA, ttl).unwrap();
+        assert_eq!(ring.current().kid, newer.kid);
+        let lax = generate(dir.path(), Algorithm::EdDSA).unwrap();
+        set_mode(&lax.path, 0o640);
+        ring.reload();
+        assert_eq!(ring.current().kid, newer.kid);
+        set_mode(&lax.path, 0o600);
+        ring.reload();
+        assert_eq!(ring.current().kid, lax.kid);
     }
 
     #[test]

@@ -24,7 +24,8 @@ pub(crate) struct Inner {
     pub(crate) hub: Arc<Hub>,
     /// Channel fan-out across nodes (in-process on a single node).
     pub(crate) broker: DynBroker,
-    pub(crate) metrics: Metrics,
+    /// Shared with the connection caps (`connections`), which count before any request exists.
+    pub(crate) metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub(crate) shutdown: CancellationToken,
     /// Failed-login counters, checked before any hashing.
@@ -76,7 +77,7 @@ impl AppState {
             auth: Authenticator::new(tokens, store.clone()),
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             shutdown,
             throttle: Throttle::new(config.login_limits),
             config,

@@ -10,6 +10,7 @@ mod keys;
 mod pages;
 mod refresh;
 mod shutdown;
+mod slow_clients;
 mod sockets;
 mod sockets_life;
 mod throttle;

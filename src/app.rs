@@ -27,7 +27,8 @@ pub(crate) struct Inner {
     pub(crate) hub: Arc<Hub>,
     /// Channel fan-out across nodes (in-process on a single node).
     pub(crate) broker: DynBroker,
-    pub(crate) metrics: Metrics,
+    /// Shared with the connection caps (`connections`), which count before any request exists.
+    pub(crate) metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub(crate) shutdown: CancellationToken,
     /// Chat text each user may still store today.
@@ -83,7 +84,7 @@ impl AppState {
             auth: Authenticator::new(tokens, store.clone(), config.tokens.refresh_grace),
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
-            metrics: Metrics::default(),
+            metrics: Arc::default(),
             shutdown,
             throttle: Throttle::new(config.login_limits),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),

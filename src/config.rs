@@ -143,6 +143,29 @@ pub(crate) struct LoginLimits {
     pub(crate) login_window: Duration,
 }
 
+/// Client connections: how long one may take to ask, how long it may sit idle, and how many may be
+/// open. The caps count a connection from accept to close: its TLS handshake, its requests, and the
+/// WebSocket it may become.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    /// Time a client has to send complete request headers, from connecting (TLS handshake
+    /// included) or from the first byte of its next request; then the connection is closed
+    #[arg(long, env = "WSGUARD_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) header_read_timeout: Duration,
+    /// An HTTP keep-alive connection idle this long between requests is closed (WebSockets have
+    /// --idle-timeout)
+    #[arg(long, env = "WSGUARD_KEEP_ALIVE_TIMEOUT", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub(crate) keep_alive_timeout: Duration,
+    /// Most client connections open at once (TLS handshakes and WebSockets included); more are
+    /// closed at accept. The open-file limit is raised to fit if the hard limit allows, or this lowered
+    #[arg(long, env = "WSGUARD_MAX_CONNECTIONS", value_name = "N", default_value_t = 10_000)]
+    pub(crate) max_connections: usize,
+    /// Most client connections open at once from one IP address (an IPv6 /64 counts as one); more
+    /// are closed at accept. Behind a proxy every client has the proxy's address: raise it there
+    #[arg(long, env = "WSGUARD_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N", default_value_t = 256)]
+    pub(crate) max_connections_per_address: usize,
+}
+
 /// Every setting of `wsguard serve`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Config {
@@ -194,6 +217,8 @@ pub(crate) struct Config {
     pub(crate) cors_origins: Vec<String>,
     #[command(flatten)]
     pub(crate) login_limits: LoginLimits,
+    #[command(flatten)]
+    pub(crate) connections: ConnectionLimits,
 }
 
 impl Config {
@@ -241,6 +266,18 @@ impl Config {
             "login_window must be at least 1s"
         );
         anyhow::ensure!(self.hash_concurrency() > 0, "hash_concurrency must be positive");
+        let connections = &self.connections;
+        for (name, timeout) in [
+            ("header_read_timeout", connections.header_read_timeout),
+            ("keep_alive_timeout", connections.keep_alive_timeout),
+        ] {
+            anyhow::ensure!(timeout >= Duration::from_secs(1), "{name} must be at least 1s");
+        }
+        anyhow::ensure!(connections.max_connections > 0, "max_connections must be positive");
+        anyhow::ensure!(
+            connections.max_connections_per_address > 0,
+            "max_connections_per_address must be positive"
+        );
         Ok(())
     }
 }
@@ -420,5 +457,21 @@ mod tests {
         assert!(format!("{err:#}").contains("invalid value"), "{err:#}");
         let err = serve(&[], "idle_timeout = \"10s\"").unwrap_err();
         assert!(err.to_string().contains("ping_interval must be shorter"), "{err:#}");
+        let err = serve(&["--header-read-timeout=500ms"], "").unwrap_err();
+        assert!(err.to_string().contains("header_read_timeout must be at least 1s"), "{err:#}");
+        let err = serve(&[], "max_connections_per_address = 0").unwrap_err();
+        assert!(err.to_string().contains("max_connections_per_address must be positive"), "{err:#}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_come_from_every_layer() {
+        let limits = serve(&[], "").unwrap().connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(60));
+        assert_eq!((limits.max_connections, limits.max_connections_per_address), (10_000, 256));
+        let file = "keep_alive_timeout = \"5s\"\nmax_connections = 100\n";
+        let limits = serve(&["--max-connections-per-address=3"], file).unwrap().connections;
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(5));
+        assert_eq!((limits.max_connections, limits.max_connections_per_address), (100, 3));
     }
 }

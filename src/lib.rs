@@ -2,7 +2,8 @@
 //! WebSocket endpoints that accept a connection only for a valid token and stay bound to it.
 //!
 //! Layers point one way: `config`, `metrics`, `store`, `broker` and `auth` know nothing of the
-//! web; `app` holds their state; `http`, `ws` and `chat` serve it; `server` and `cli` run it.
+//! web; `app` holds their state; `http`, `ws` and `chat` serve it; `server` (with `connections`
+//! and `tls`) and `cli` run it.
 
 #![warn(unreachable_pub)]
 
@@ -12,6 +13,7 @@ mod broker;
 pub mod chat;
 pub mod cli;
 mod config;
+mod connections;
 mod http;
 mod metrics;
 mod private_files;

@@ -40,6 +40,12 @@ pub(crate) struct Metrics {
     pub(crate) socket_rejections: Counter,
     pub(crate) socket_closed_expired: Counter,
     pub(crate) socket_closed_revoked: Counter,
+    /// Client connections from accept to close (TLS handshakes, HTTP, upgraded WebSockets).
+    pub(crate) connections_open: Gauge,
+    pub(crate) connections_refused_total: Counter,
+    pub(crate) connections_refused_per_address: Counter,
+    pub(crate) connections_closed_header_read: Counter,
+    pub(crate) connections_closed_keep_alive: Counter,
 }
 
 impl Metrics {
@@ -93,6 +99,30 @@ impl Metrics {
             &[
                 ("{reason=\"expired\"}", self.socket_closed_expired.get().to_string()),
                 ("{reason=\"revoked\"}", self.socket_closed_revoked.get().to_string()),
+            ],
+        );
+        family(
+            "wsguard_connections_open",
+            "gauge",
+            "Client connections open now: TLS handshakes, HTTP and WebSockets.",
+            &one(self.connections_open.get().to_string()),
+        );
+        family(
+            "wsguard_connections_refused_total",
+            "counter",
+            "Connections closed at accept, by the cap they exceeded.",
+            &[
+                ("{reason=\"total\"}", self.connections_refused_total.get().to_string()),
+                ("{reason=\"per_address\"}", self.connections_refused_per_address.get().to_string()),
+            ],
+        );
+        family(
+            "wsguard_connections_timed_out_total",
+            "counter",
+            "Connections closed for slowness, by timeout: request headers, or idle keep-alive.",
+            &[
+                ("{reason=\"header_read\"}", self.connections_closed_header_read.get().to_string()),
+                ("{reason=\"keep_alive\"}", self.connections_closed_keep_alive.get().to_string()),
             ],
         );
         family(

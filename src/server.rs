@@ -5,11 +5,10 @@ use crate::app::AppState;
 use crate::auth::keyring;
 use crate::auth::tokens::now;
 use crate::config::Config;
+use crate::connections::{self, Connections, Plain};
 use crate::store::StoreResult;
 use crate::tls::TlsListener;
-use axum::serve::ListenerExt;
 use axum::Router;
-use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -114,6 +113,8 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let state = AppState::new(config, crate::chat::protocol::left).await?;
     follow_revocations(state.clone()).await?;
     follow_keys(state.clone());
+    // Caps and timeouts per connection, from accept (before any TLS handshake) to close.
+    let caps = Connections::new(state.config.connections, state.metrics.clone());
     let listener = TcpListener::bind(state.config.bind).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
@@ -126,19 +127,14 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         shutdown.cancel();
     });
-    // The peer address feeds the login throttle.
-    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(
-        crate::http::service(state.clone(), routes()),
-    );
+    let app = crate::http::service(state.clone(), routes());
     let stop = state.shutdown.clone();
-    let graceful = async move { stop.cancelled().await };
     let server = async {
         match tls {
-            None => axum::serve(listener, app).with_graceful_shutdown(graceful).await,
+            None => connections::serve(Plain::new(listener, caps), app, stop).await,
             Some(acceptor) => {
-                // tap_io: axum's `ConnectInfo<SocketAddr>` impl for a custom listener goes through it.
-                let listener = TlsListener::new(listener, acceptor, state.shutdown.clone())?.tap_io(|_| {});
-                axum::serve(listener, app).with_graceful_shutdown(graceful).await
+                let listener = TlsListener::new(listener, acceptor, caps, stop.clone());
+                connections::serve(listener, app, stop).await
             }
         }
     };
@@ -149,7 +145,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::time::sleep(REQUEST_GRACE).await;
     };
     tokio::select! {
-        result = server => result?,
+        () = server => {}
         _ = grace_over => tracing::warn!("requests still in flight at the shutdown deadline"),
     }
     let deadline = tokio::time::Instant::now() + SOCKET_GRACE;

@@ -1,21 +1,20 @@
-//! HTTPS and WSS: a listener for `axum::serve` that hands over connections once their TLS
-//! handshake is done, so graceful shutdown, upgrades and `ConnectInfo` work as on plain TCP.
+//! HTTPS and WSS: a listener that hands over connections once their TLS handshake is done, so
+//! they are served (graceful shutdown, upgrades, `ConnectInfo`) as on plain TCP. A connection is
+//! admitted against the connection caps as it is accepted, before its handshake.
 
+use crate::connections::{self, Accept, Admitted, Connections};
 use anyhow::Context;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
-/// A client that has not finished its handshake by then is dropped (slow handshakes hold a task).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in progress at once; beyond it, accepting waits (the kernel's backlog queues).
 const MAX_HANDSHAKES: usize = 1024;
 
@@ -39,20 +38,22 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accepts TCP connections and runs their handshakes concurrently; `accept` yields finished ones.
-/// The TCP listener closes when `stop` is cancelled.
+type Handshaken = (TlsStream<TcpStream>, SocketAddr, Admitted);
+
+/// Accepts TCP connections, admits them against `connections`' caps (closing the others at once),
+/// and runs their handshakes concurrently, each within the header-read timeout from accept;
+/// `accept` yields finished ones. The TCP listener closes when `stop` is cancelled.
 pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
+    ready: mpsc::Receiver<Handshaken>,
 }
 
 impl TlsListener {
     pub(crate) fn new(
         tcp: TcpListener,
         acceptor: TlsAcceptor,
+        connections: Arc<Connections>,
         stop: CancellationToken,
-    ) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
+    ) -> Self {
         let (tx, ready) = mpsc::channel(64);
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
         tokio::spawn(async move {
@@ -66,45 +67,44 @@ impl TlsListener {
                     accepted = tcp.accept() => match accepted {
                         Ok(accepted) => accepted,
                         Err(err) => {
-                            // Out of file descriptors and the like: back off instead of spinning.
-                            tracing::warn!(error = %err, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            connections::accept_failed(err).await;
                             continue;
                         }
                     },
                 };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                // Beyond a cap, the stream is dropped here: closed before any handshake.
+                let Some(admitted) = connections.admit(peer) else { continue };
+                let deadline = admitted.at + connections.handshake_timeout();
+                let (acceptor, tx, connections) = (acceptor.clone(), tx.clone(), connections.clone());
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
-                            // The permit bounds handshakes, not connections.
+                            // The permit bounds handshakes; the ticket, the connection's life.
                             drop(permit);
-                            let _ = tx.send((tls, peer)).await;
+                            let _ = tx.send((tls, peer, admitted)).await;
                         }
                         Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                        Err(_) => {
+                            connections.handshake_timed_out();
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                        }
                     }
                 });
             }
         });
-        Ok(TlsListener { ready, local })
+        TlsListener { ready }
     }
 }
 
-impl axum::serve::Listener for TlsListener {
+impl Accept for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    async fn accept(&mut self) -> Handshaken {
         match self.ready.recv().await {
             Some(connection) => connection,
             // The accept loop stopped (shutdown): nothing more will come.
             None => std::future::pending().await,
         }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.local)
     }
 }

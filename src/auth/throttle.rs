@@ -95,7 +95,7 @@ pub(crate) struct Throttle {
 }
 
 /// The client address as counted: IPv6 by /64, since one host usually holds the whole prefix.
-fn client_key(addr: IpAddr) -> IpAddr {
+pub(crate) fn client_key(addr: IpAddr) -> IpAddr {
     match addr {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let bits = u128::from(v6) & !((1u128 << 64) - 1);

@@ -11,6 +11,7 @@ mod pages;
 mod refresh;
 mod secrets;
 mod shutdown;
+mod slow_clients;
 mod sockets;
 mod sockets_life;
 mod throttle;

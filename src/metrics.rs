@@ -50,6 +50,7 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// The Prometheus text exposition of every metric; `hashes` is (count, total microseconds).
+    // Long: one block per metric family, in the order /metrics lists them.
     pub(crate) fn render(&self, hashes: (usize, usize)) -> String {
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {

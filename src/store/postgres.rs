@@ -19,69 +19,19 @@
 //!   insert returns either way.
 
 mod connect;
+mod errors;
+mod revocation_log;
 
 use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
-use super::{
-    ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreError, StoreResult, UserRecord,
-};
+use super::{ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
 use async_trait::async_trait;
+use errors::run;
+use revocation_log::{lock_revocation_log, log_revocation};
 use sqlx::PgPool;
-use std::future::Future;
-
-/// Advisory lock key serializing writers of the revocation log ("wsguard" + 0x01). Shared by every
-/// schema of the database, which only serializes log writes of several deployments together.
-const REVOCATION_LOG_LOCK: i64 = 0x7773_6775_6172_6401;
 
 /// Opened by [`PostgresStore::connect`] and its variants (in `postgres/connect.rs`).
 pub struct PostgresStore {
     pool: PgPool,
-}
-
-/// [`StoreError`] from a PostgreSQL error. On top of the driver-level classification of
-/// `From<sqlx::Error>` (I/O, pool timeout → Unavailable), the server's own "go away" answers are
-/// outages too: connection exceptions (class 08), admin/crash shutdown and "starting up" (57P01-3),
-/// too many connections (53300). A restart of PostgreSQL then answers 503, not 500.
-fn pg_error(err: sqlx::Error) -> StoreError {
-    if let sqlx::Error::Database(db) = &err {
-        if let Some(code) = db.code() {
-            if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300") {
-                return StoreError::Unavailable(err);
-            }
-        }
-    }
-    StoreError::from(err)
-}
-
-/// Runs a body written with `?` on `sqlx::Error` and classifies its error with [`pg_error`].
-async fn run<T>(body: impl Future<Output = Result<T, sqlx::Error>>) -> StoreResult<T> {
-    body.await.map_err(pg_error)
-}
-
-/// Serializes the transaction's inserts into `revocations` with every other's; see the module
-/// documentation. Take it after the transaction's row locks, right before inserting.
-async fn lock_revocation_log(tx: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(REVOCATION_LOG_LOCK).execute(tx).await?;
-    Ok(())
-}
-
-/// Appends `revocation` to the log inside the caller's transaction, which already holds the lock
-/// of [`lock_revocation_log`]; returns its id.
-async fn log_revocation(
-    tx: &mut sqlx::PgConnection,
-    revocation: &Revocation,
-    now: i64,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
-    )
-    .bind(revocation.kind.as_str())
-    .bind(&revocation.subject)
-    .bind(&revocation.username)
-    .bind(revocation.expires_at)
-    .bind(now)
-    .fetch_one(tx)
-    .await
 }
 
 #[async_trait]

@@ -1,0 +1,86 @@
+use super::*;
+use clap::Parser;
+
+#[derive(Parser)]
+struct Cli {
+    #[arg(long, global = true, default_value = "none.toml")]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    Serve(Box<Config>),
+    Other(StoreSettings),
+}
+
+fn serve(args: &[&str], file: &str) -> anyhow::Result<Config> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsguard.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut argv: Vec<OsString> =
+        ["wsguard", "--config", path.to_str().unwrap(), "serve"].map(Into::into).into();
+    argv.extend(args.iter().map(Into::into));
+    match parse::<Cli>(argv)?.command {
+        Command::Serve(config) => config.validate().map(|()| *config),
+        Command::Other(_) => unreachable!(),
+    }
+}
+
+#[test]
+fn jwt_alg_comes_from_the_file_and_flags_win() {
+    let config = serve(&[], r#"jwt_alg = "EdDSA""#).unwrap();
+    assert_eq!(config.signing.alg(), jsonwebtoken::Algorithm::EdDSA);
+    assert_eq!(config.signing.keys_dir(&config.store.data_dir), PathBuf::from("./wsguard-data").join("keys"));
+    let config = serve(&["--jwt-alg", "RS256"], r#"jwt_alg = "EdDSA""#).unwrap();
+    assert_eq!(config.signing.alg(), jsonwebtoken::Algorithm::RS256);
+    assert_eq!(serve(&[], "").unwrap().signing.alg(), jsonwebtoken::Algorithm::HS256);
+}
+
+#[test]
+fn defaults_file_values_and_lists() {
+    let config = serve(&[], "").unwrap();
+    assert_eq!(config.tokens.access_ttl, Duration::from_secs(15 * 60));
+    assert_eq!(config.bind, SocketAddr::from(([127, 0, 0, 1], 8000)));
+    assert!(config.allowed_origins.is_empty());
+    assert_eq!(config.store.database_url(), "sqlite://./wsguard-data/wsguard.db");
+    let file =
+        "access_ttl = \"2m\"\nallowed_origins = [\"https://a\", \"https://b\"]\nmax_sockets_per_user = 3\n";
+    let config = serve(&["--max-sockets-per-user=7"], file).unwrap();
+    assert_eq!(config.tokens.access_ttl, Duration::from_secs(120));
+    assert_eq!(config.allowed_origins, ["https://a", "https://b"]);
+    assert_eq!(config.max_sockets_per_user, 7, "the flag wins over the file");
+}
+
+#[test]
+fn unknown_algorithms_keys_and_bad_values_are_refused() {
+    for alg in ["none", "HS512", "PS256", "rs256"] {
+        let err = serve(&[], &format!("jwt_alg = \"{alg}\"")).unwrap_err();
+        assert!(format!("{err:#}").contains("invalid value"), "{alg}: {err:#}");
+    }
+    let err = serve(&[], "jwt_alg = \"ES256\"\njwt_secret_file = \"secret\"").unwrap_err();
+    assert!(err.to_string().contains("jwt_secret_file is for HS256"), "{err:#}");
+    let err = serve(&[], "acess_ttl = \"2m\"").unwrap_err();
+    assert!(format!("{err:#}").contains("unknown key \"acess_ttl\""), "{err:#}");
+    let err = serve(&[], "access_ttl = \"soon\"").unwrap_err();
+    assert!(format!("{err:#}").contains("invalid value"), "{err:#}");
+    let err = serve(&[], "idle_timeout = \"10s\"").unwrap_err();
+    assert!(err.to_string().contains("ping_interval must be shorter"), "{err:#}");
+    let err = serve(&["--header-read-timeout=500ms"], "").unwrap_err();
+    assert!(err.to_string().contains("header_read_timeout must be at least 1s"), "{err:#}");
+    let err = serve(&[], "max_connections_per_address = 0").unwrap_err();
+    assert!(err.to_string().contains("max_connections_per_address must be positive"), "{err:#}");
+}
+
+#[test]
+fn connection_limits_have_defaults_and_come_from_every_layer() {
+    let limits = serve(&[], "").unwrap().connections;
+    assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+    assert_eq!(limits.keep_alive_timeout, Duration::from_secs(60));
+    assert_eq!((limits.max_connections, limits.max_connections_per_address), (10_000, 256));
+    let file = "keep_alive_timeout = \"5s\"\nmax_connections = 100\n";
+    let limits = serve(&["--max-connections-per-address=3"], file).unwrap().connections;
+    assert_eq!(limits.keep_alive_timeout, Duration::from_secs(5));
+    assert_eq!((limits.max_connections, limits.max_connections_per_address), (100, 3));
+}

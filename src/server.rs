@@ -1,5 +1,5 @@
-//! The server's life: listen (plain or TLS), follow the revocation log and the keys folder, and
-//! shut down within a bound on SIGTERM or SIGINT.
+//! The server's life: listen (plain or TLS), follow the revocation log, the keys folder and the TLS
+//! certificate (its files, and SIGHUP), and shut down within a bound on SIGTERM or SIGINT.
 
 use crate::app::AppState;
 use crate::auth::keyring;
@@ -7,8 +7,9 @@ use crate::auth::tokens::now;
 use crate::config::Config;
 use crate::connections::{self, Connections, Plain};
 use crate::store::StoreResult;
-use crate::tls::TlsListener;
+use crate::tls::{Certificates, TlsListener, Trigger};
 use axum::Router;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -102,17 +103,66 @@ fn follow_keys(state: AppState) {
     });
 }
 
+/// Rereads the TLS certificate and key on SIGHUP, and when their files change (checked every
+/// `--tls-reload-interval`), so a renewed certificate is presented without a restart. Without TLS,
+/// SIGHUP is only logged: it must not end the process, its default action.
+fn follow_certificate(state: &AppState, certificates: Option<Arc<Certificates>>, mut hangup: Hangup) {
+    let shutdown = state.shutdown.clone();
+    let every = state.config.tls_reload_interval;
+    let mut poll = (certificates.is_some() && !every.is_zero()).then(|| {
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
+    tokio::spawn(async move {
+        loop {
+            let trigger = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                () = hangup.recv() => Trigger::Signal,
+                () = next_tick(poll.as_mut()) => Trigger::FileChange,
+            };
+            let Some(certificates) = certificates.clone() else {
+                tracing::info!("SIGHUP: nothing to reload (TLS is off)");
+                continue;
+            };
+            // Reading files (and parsing a key) blocks: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || {
+                if trigger == Trigger::Signal || certificates.changed() {
+                    certificates.reload(trigger);
+                }
+            })
+            .await;
+        }
+    });
+}
+
+/// The next tick of `poll`; never without one.
+async fn next_tick(poll: Option<&mut tokio::time::Interval>) {
+    match poll {
+        Some(poll) => {
+            poll.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 // Long: the steps of a server's life, in their order, read best in one piece.
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     config.validate()?;
-    let tls = match (&config.tls_cert, &config.tls_key) {
-        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key)?),
-        _ => None,
+    // Before anything slow: until then, each of these signals would end the process.
+    let (shutdown_signals, hangup) = install_signal_handlers()?;
+    let (tls, certificates) = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let (acceptor, certificates) = crate::tls::acceptor(cert, key)?;
+            (Some(acceptor), Some(certificates))
+        }
+        _ => (None, None),
     };
     let state = AppState::new(config, crate::chat::protocol::left).await?;
     follow_revocations(state.clone()).await?;
     follow_keys(state.clone());
+    follow_certificate(&state, certificates, hangup);
     // Caps and timeouts per connection, from accept (before any TLS handshake) to close.
     let caps = Connections::new(state.config.connections, state.metrics.clone());
     let listener = TcpListener::bind(state.config.bind).await?;
@@ -123,7 +173,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(%addr, database = %redact(&state.config.store.database_url()), "listening");
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        shutdown_signals.recv().await;
         tracing::info!("shutting down");
         shutdown.cancel();
     });
@@ -166,17 +216,55 @@ fn redact(url: &str) -> String {
     }
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// SIGTERM and SIGINT: shut down.
+struct ShutdownSignals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+/// SIGHUP: reread the TLS certificate.
+struct Hangup {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+/// Installs the handlers of SIGTERM, SIGINT and SIGHUP at once (tokio installs a handler when its
+/// stream is made, and keeps it for the life of the process).
+fn install_signal_handlers() -> anyhow::Result<(ShutdownSignals, Hangup)> {
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+        use anyhow::Context as _;
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        Ok((ShutdownSignals { terminate, interrupt }, Hangup { signal: hangup }))
     }
     #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    Ok((ShutdownSignals {}, Hangup {}))
+}
+
+impl ShutdownSignals {
+    async fn recv(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl Hangup {
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_some() {
+            return;
+        }
+        // No SIGHUP off unix; and on unix, `None` means the runtime is going away.
+        std::future::pending::<()>().await
+    }
 }

@@ -212,6 +212,11 @@ pub(crate) struct Config {
     /// PEM private key of --tls-cert
     #[arg(long, env = "WSGUARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// How often the --tls-cert and --tls-key files are checked for a change (modification time,
+    /// size, replacement); a changed pair, or SIGHUP, is read again and presented to new
+    /// connections, while open ones keep theirs. 0s: on SIGHUP only
+    #[arg(long, env = "WSGUARD_TLS_RELOAD_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub(crate) tls_reload_interval: Duration,
     /// Origins allowed by CORS (with credentials), comma-separated [default: none, no CORS headers]
     #[arg(long, env = "WSGUARD_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGINS")]
     pub(crate) cors_origins: Vec<String>,
@@ -254,6 +259,10 @@ impl Config {
         anyhow::ensure!(
             self.tls_cert.is_some() == self.tls_key.is_some(),
             "tls_cert and tls_key go together"
+        );
+        anyhow::ensure!(
+            self.tls_reload_interval.is_zero() || self.tls_reload_interval >= Duration::from_secs(1),
+            "tls_reload_interval must be 0s (SIGHUP only) or at least 1s"
         );
         for origin in &self.cors_origins {
             anyhow::ensure!(

@@ -84,3 +84,18 @@ fn connection_limits_have_defaults_and_come_from_every_layer() {
     assert_eq!(limits.keep_alive_timeout, Duration::from_secs(5));
     assert_eq!((limits.max_connections, limits.max_connections_per_address), (100, 3));
 }
+
+#[test]
+fn the_tls_reload_interval_defaults_to_5s_and_is_0s_or_at_least_1s() {
+    assert_eq!(serve(&[], "").unwrap().tls_reload_interval, Duration::from_secs(5));
+    assert_eq!(serve(&[], "tls_reload_interval = \"0s\"").unwrap().tls_reload_interval, Duration::ZERO);
+    assert_eq!(
+        serve(&["--tls-reload-interval=1m"], "").unwrap().tls_reload_interval,
+        Duration::from_secs(60)
+    );
+    let err = serve(&["--tls-reload-interval=200ms"], "").unwrap_err();
+    assert!(
+        err.to_string().contains("tls_reload_interval must be 0s (SIGHUP only) or at least 1s"),
+        "{err:#}"
+    );
+}

@@ -1,11 +1,13 @@
 //! HTTPS and WSS: a listener that hands over connections once their TLS handshake is done, so
 //! they are served (graceful shutdown, upgrades, `ConnectInfo`) as on plain TCP. A connection is
-//! admitted against the connection caps as it is accepted, before its handshake.
+//! admitted against the connection caps as it is accepted, before its handshake. The certificate
+//! is reloaded without a restart (see [`certificate`]).
+
+mod certificate;
+
+pub(crate) use certificate::{Certificates, Trigger};
 
 use crate::connections::{self, Accept, Admitted, Connections};
-use anyhow::Context;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -18,24 +20,19 @@ use tokio_util::sync::CancellationToken;
 /// Handshakes in progress at once; beyond it, accepting waits (the kernel's backlog queues).
 const MAX_HANDSHAKES: usize = 1024;
 
-/// A TLS acceptor from PEM files: the certificate chain and its private key.
-pub(crate) fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
-    let chain = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("reading the certificate {}", cert.display()))?;
-    anyhow::ensure!(!chain.is_empty(), "{}: no certificate in it", cert.display());
-    let key =
-        PrivateKeyDer::from_pem_file(key).with_context(|| format!("reading the key {}", key.display()))?;
+/// A TLS acceptor from PEM files, the certificate chain and its private key, and what holds them:
+/// each handshake presents the pair [`Certificates`] holds when it starts.
+pub(crate) fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, Arc<Certificates>)> {
     // The provider is named: reqwest's rustls features may enable others in the same build.
-    let mut config =
-        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)
-            .context("the TLS certificate and key do not go together")?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certificates = Arc::new(Certificates::load(cert, key, provider.clone())?);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_cert_resolver(certificates.clone());
     // HTTP/1.1 only: the server speaks it (and WebSockets upgrade over it).
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok((TlsAcceptor::from(Arc::new(config)), certificates))
 }
 
 type Handshaken = (TlsStream<TcpStream>, SocketAddr, Admitted);

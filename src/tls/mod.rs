@@ -4,6 +4,7 @@
 //! is reloaded without a restart (see [`certificate`]).
 
 mod certificate;
+mod summary;
 
 pub(crate) use certificate::{Certificates, Trigger};
 

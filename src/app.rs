@@ -4,7 +4,7 @@
 use crate::auth::keyring::{self, KeyRing};
 use crate::auth::password::Hasher;
 use crate::auth::secret::HmacSecret;
-use crate::auth::throttle::Throttle;
+use crate::auth::throttle::{Shared, Throttle};
 use crate::auth::tokens::{Signer, Tokens};
 use crate::auth::Authenticator;
 use crate::broker::{DynBroker, Hub, InProcess, LeaveFrame, RedisBroker};
@@ -35,7 +35,7 @@ pub(crate) struct Inner {
     pub(crate) chat_quota: Quota,
     /// Places for sockets without a token (`--max-anonymous-sockets`).
     pub(crate) anonymous_sockets: Arc<Semaphore>,
-    /// Failed-login counters, checked before any hashing.
+    /// Failed-login counters, checked before any hashing: in Redis with a broker, else in memory.
     pub(crate) throttle: Throttle,
 }
 
@@ -78,6 +78,11 @@ impl AppState {
             }
             None => Arc::new(InProcess::new(hub.clone())),
         };
+        // With Redis, the login throttle's counters are the cluster's, not this node's.
+        let throttle = match &config.broker_url {
+            Some(url) => Throttle::shared(config.login_limits, Shared::connect(url, &config.cluster).await?),
+            None => Throttle::new(config.login_limits),
+        };
         Ok(AppState(Arc::new(Inner {
             hub,
             broker,
@@ -86,7 +91,7 @@ impl AppState {
             store,
             metrics: Arc::default(),
             shutdown,
-            throttle: Throttle::new(config.login_limits),
+            throttle,
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
             chat_quota: Quota::new(config.chat_bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
             config,

@@ -1,5 +1,6 @@
 //! Budgets per key over a fixed window: how much one user may store in a day. Kept in this node's
-//! memory, like the login throttle: with several nodes, each grants its own budget.
+//! memory (unlike the login throttle's counters, which Redis shares): with several nodes, each
+//! grants its own budget.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

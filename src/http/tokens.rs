@@ -113,7 +113,7 @@ async fn check_credentials(
 ) -> Result<UserRecord, ApiError> {
     check_username(username).map_err(ApiError::unprocessable)?;
     check_password(&password).map_err(ApiError::unprocessable)?;
-    let attempt = match state.throttle.begin(username, client) {
+    let attempt = match state.throttle.begin(username, client).await {
         Ok(attempt) => attempt,
         Err(wait) => {
             state.metrics.logins_failed.inc();
@@ -131,7 +131,7 @@ async fn check_credentials(
         tracing::info!(username, "login failed");
         return Err(ApiError::invalid_grant());
     };
-    attempt.succeeded();
+    attempt.succeeded().await;
     if let Some(hash) = rehash {
         match state.store.set_password_hash(&user.username, &hash).await {
             Ok(_) => tracing::info!(username, "password hash upgraded to argon2id"),

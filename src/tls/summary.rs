@@ -1,6 +1,5 @@
 //! What the log says of a certificate, read from its DER: no parser dependency for three fields.
 
-
 /// What the log says of a certificate: its subject's common attributes, serial number and the end
 /// of its validity (`YYYY-MM-DDTHH:MM:SSZ`), read from its DER by [`Der`].
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -15,5 +15,6 @@ mod slow_clients;
 mod sockets;
 mod sockets_life;
 mod throttle;
+mod throttle_cluster;
 mod tls;
 mod tokens;

@@ -8,22 +8,38 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
-use tokio::net::TcpStream;
+use std::net::{IpAddr, SocketAddr};
+use tokio::net::{TcpSocket, TcpStream};
 
 pub struct HttpConn {
     addr: SocketAddr,
+    /// The source address connections are made from, when not the system's choice.
+    from: Option<IpAddr>,
     sender: SendRequest<Full<Bytes>>,
 }
 
 impl HttpConn {
     pub async fn connect(addr: SocketAddr) -> anyhow::Result<HttpConn> {
-        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        HttpConn::connect_from(addr, None).await
+    }
+
+    /// Connects from the source address `from` (another loopback address, say, so that the
+    /// server counts its requests apart), or the system's choice with `None`.
+    pub async fn connect_from(addr: SocketAddr, from: Option<IpAddr>) -> anyhow::Result<HttpConn> {
+        let stream = match from {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+                socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("binding to {ip}"))?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("HTTP handshake")?;
         tokio::spawn(connection);
-        Ok(HttpConn { addr, sender })
+        Ok(HttpConn { addr, from, sender })
     }
 
     /// Sends one request, reconnecting first if the server closed the previous connection.
@@ -32,7 +48,7 @@ impl HttpConn {
         request: Request<Full<Bytes>>,
     ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
         if self.sender.ready().await.is_err() {
-            *self = HttpConn::connect(self.addr).await?;
+            *self = HttpConn::connect_from(self.addr, self.from).await?;
         }
         let response = self.sender.send_request(request).await?;
         let (parts, body) = response.into_parts();
@@ -44,6 +60,31 @@ impl HttpConn {
     pub async fn get(&mut self, path: &str, token: &str) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
         let request = Request::builder()
             .method(Method::GET)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
+    /// `GET path` without credentials.
+    pub async fn get_public(&mut self, path: &str) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .body(Full::new(Bytes::new()))?;
+        self.send(request).await
+    }
+
+    /// `POST path` with a bearer token and no body (`POST /refresh` with the refresh token).
+    pub async fn post_bearer(
+        &mut self,
+        path: &str,
+        token: &str,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let request = Request::builder()
+            .method(Method::POST)
             .uri(path)
             .header(HOST, self.addr.to_string())
             .header(AUTHORIZATION, format!("Bearer {token}"))

@@ -10,6 +10,7 @@ mod http;
 mod idle;
 mod login_storm;
 mod report;
+mod soak;
 mod users_me;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +46,9 @@ enum Command {
     Idle(idle::IdleArgs),
     /// Chat room fan-out: deliveries/s and latency to the last member
     Fanout(fanout::FanoutArgs),
+    /// Soak: thousands of churning chat sockets, expiring and refreshed tokens, publications and
+    /// wrong logins for a long run; then every acked publication delivered, memory settled
+    Soak(soak::SoakArgs),
     /// Time one argon2id hash with wsguard's parameters (m=19456 KiB, t=2, p=1)
     HashTime {
         #[arg(long, default_value_t = 20)]
@@ -63,6 +67,7 @@ impl Command {
             Command::LoginStorm(_) => "login-storm",
             Command::Idle(_) => "idle",
             Command::Fanout(_) => "fanout",
+            Command::Soak(_) => "soak",
             Command::HashTime { .. } => "hash-time",
             Command::Report(_) => "report",
         }
@@ -77,6 +82,7 @@ async fn run(command: Command) -> anyhow::Result<Value> {
         Command::LoginStorm(args) => login_storm::run(args).await,
         Command::Idle(args) => idle::run(args).await,
         Command::Fanout(args) => fanout::run(args).await,
+        Command::Soak(args) => soak::run(args).await,
         Command::HashTime { samples } => {
             let (median, fastest) = login_storm::argon2_hash_time(samples);
             Ok(json!({

@@ -151,16 +151,8 @@ fn fit_descriptor_limit(max_connections: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_limits as limits;
     use super::*;
-
-    fn limits(total: usize, per_address: usize) -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(60),
-            max_connections: total,
-            max_connections_per_address: per_address,
-        }
-    }
 
     fn peer(address: &str) -> SocketAddr {
         SocketAddr::new(address.parse().unwrap(), 40000)

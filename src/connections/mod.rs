@@ -21,6 +21,17 @@ mod watchdog;
 pub(crate) use caps::{Admitted, Connections};
 use watchdog::{Activity, Slow, Watched};
 
+/// Limits for the unit tests: the default timeouts and the caps given.
+#[cfg(test)]
+fn test_limits(total: usize, per_address: usize) -> crate::config::ConnectionLimits {
+    crate::config::ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(10),
+        keep_alive_timeout: std::time::Duration::from_secs(60),
+        max_connections: total,
+        max_connections_per_address: per_address,
+    }
+}
+
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
 use axum::response::Response;

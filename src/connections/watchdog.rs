@@ -182,17 +182,8 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Watched<Io> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_limits as limits;
     use super::*;
-    use crate::config::ConnectionLimits;
-
-    fn limits(total: usize, per_address: usize) -> ConnectionLimits {
-        ConnectionLimits {
-            header_read_timeout: Duration::from_secs(10),
-            keep_alive_timeout: Duration::from_secs(60),
-            max_connections: total,
-            max_connections_per_address: per_address,
-        }
-    }
 
     /// Whether `at` is `timeout` after some moment between `before` and now (times are kept in
     /// whole milliseconds).

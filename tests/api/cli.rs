@@ -121,29 +121,7 @@ async fn a_config_file_is_read_and_flags_override_it() {
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("custom.toml");
     std::fs::write(&config, "access_ttl = \"2m\"\nissuer = \"from-file\"\n").unwrap();
-    let demo = crate::helpers::cli(data.path(), &["demo"], "").await;
-    assert!(demo.status.success());
-    let mut child = tokio::process::Command::new(crate::helpers::BIN)
-        .args(["--config", config.to_str().unwrap(), "serve", "--bind=127.0.0.1:0", "--issuer=from-flag"])
-        .arg(format!("--data-dir={}", data.path().display()))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    use tokio::io::AsyncBufReadExt;
-    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().unwrap();
-    let base = line.replace("wsguard listening on ", "");
-    let body: Value = reqwest::Client::new()
-        .post(format!("{base}/token"))
-        .form(&[("username", "johndoe"), ("password", "secret")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = login_under(data.path(), &config, &["--issuer=from-flag"], &[]).await;
     assert_eq!(body["expires_in"], 120, "access_ttl from the file");
     assert_eq!(crate::helpers::claims(body["access_token"].as_str().unwrap())["iss"], "from-flag");
 
@@ -153,18 +131,20 @@ async fn a_config_file_is_read_and_flags_override_it() {
     assert!(!typo.status.success(), "unknown keys are refused");
 }
 
-#[tokio::test]
-async fn environment_variables_sit_between_the_file_and_the_flags() {
-    let data = tempfile::tempdir().unwrap();
-    let config = data.path().join("wsguard.toml");
-    std::fs::write(&config, "access_ttl = \"2m\"\nissuer = \"from-file\"\naudience = \"from-file\"\n")
-        .unwrap();
-    assert!(crate::helpers::cli(data.path(), &["demo"], "").await.status.success());
+/// A login's token response from `wsguard serve` started with the config file `config`, `args`
+/// and the environment `envs`, over a fresh data folder `data` with the demo users.
+async fn login_under(
+    data: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+) -> Value {
+    assert!(crate::helpers::cli(data, &["demo"], "").await.status.success());
     let mut child = tokio::process::Command::new(crate::helpers::BIN)
-        .args(["--config", config.to_str().unwrap(), "serve", "--bind=127.0.0.1:0", "--audience=from-flag"])
-        .arg(format!("--data-dir={}", data.path().display()))
-        .env("WSGUARD_ISSUER", "from-env")
-        .env("WSGUARD_AUDIENCE", "from-env")
+        .args(["--config", config.to_str().unwrap(), "serve", "--bind=127.0.0.1:0"])
+        .args(args)
+        .arg(format!("--data-dir={}", data.display()))
+        .envs(envs.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
@@ -173,7 +153,7 @@ async fn environment_variables_sit_between_the_file_and_the_flags() {
     use tokio::io::AsyncBufReadExt;
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let base = lines.next_line().await.unwrap().unwrap().replace("wsguard listening on ", "");
-    let body: Value = reqwest::Client::new()
+    reqwest::Client::new()
         .post(format!("{base}/token"))
         .form(&[("username", "johndoe"), ("password", "secret")])
         .send()
@@ -181,7 +161,17 @@ async fn environment_variables_sit_between_the_file_and_the_flags() {
         .unwrap()
         .json()
         .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn environment_variables_sit_between_the_file_and_the_flags() {
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("wsguard.toml");
+    std::fs::write(&config, "access_ttl = \"2m\"\nissuer = \"from-file\"\naudience = \"from-file\"\n")
         .unwrap();
+    let envs = [("WSGUARD_ISSUER", "from-env"), ("WSGUARD_AUDIENCE", "from-env")];
+    let body = login_under(data.path(), &config, &["--audience=from-flag"], &envs).await;
     assert_eq!(body["expires_in"], 120, "access_ttl from the file");
     let claims = crate::helpers::claims(body["access_token"].as_str().unwrap());
     assert_eq!(claims["iss"], "from-env", "the environment wins over the file");

@@ -328,8 +328,9 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
 /// Rotate a refresh token
 ///
 /// Takes a refresh token (bearer header, or cookie with `X-CSRF-Token`) and returns a new,
-/// non-fresh access token and the next refresh token of the same login. A refresh token used
-/// twice revokes the whole login.
+/// non-fresh access token and the next refresh token of the same login. The token a rotation just
+/// replaced gets the same pair within `--refresh-grace`; any other old refresh token revokes the
+/// whole login.
 #[utoipa::path(post, path = "/refresh", tag = "tokens",
     responses(
         (status = 200, body = TokenResponse),

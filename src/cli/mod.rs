@@ -40,9 +40,12 @@ enum Command {
 
 /// Runs the command `args` (the process's arguments) names.
 pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
-    let cli: Cli = crate::config::parse(args)?;
+    let (cli, sections): (Cli, _) = crate::config::parse(args)?;
     match cli.command {
-        Command::Serve(config) => crate::server::serve(*config).await,
+        Command::Serve(mut config) => {
+            config.sections = sections;
+            crate::server::serve(*config).await
+        }
         Command::User(command) => command.run().await,
         Command::Keys(command) => command.run(),
         Command::Demo(settings) => demo(settings).await,

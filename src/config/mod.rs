@@ -12,6 +12,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod sections;
+#[allow(unused_imports)] // TEMPORARY: read by channels and issuers, which land next
+pub(crate) use sections::{IssuerSettings, NamespaceSettings, PublishRule, Sections, SubscribeRule};
+
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct StoreSettings {
@@ -224,6 +228,9 @@ pub(crate) struct Config {
     pub(crate) login_limits: LoginLimits,
     #[command(flatten)]
     pub(crate) connections: ConnectionLimits,
+    /// `[[namespaces]]` and `[[trusted_issuers]]`, from the file only.
+    #[arg(skip)]
+    pub(crate) sections: Sections,
 }
 
 impl Config {
@@ -297,22 +304,26 @@ const FILE_KEYS_OF: &str = "serve";
 const CONFIG_ARG: &str = "config";
 
 /// Parses `args` as the command line of `P`, with the configuration file (the global `--config`
-/// argument of `P`) under flags and environment. Help, version and usage errors exit as clap does.
-pub(crate) fn parse<P: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> anyhow::Result<P> {
+/// argument of `P`) under flags and environment, and the file's [`Sections`]. Help, version and
+/// usage errors exit as clap does.
+pub(crate) fn parse<P: CommandFactory + FromArgMatches>(
+    args: Vec<OsString>,
+) -> anyhow::Result<(P, Sections)> {
     let mut command = P::command();
     let matches = command.try_get_matches_from_mut(&args).unwrap_or_else(|err| err.exit());
     let path: PathBuf = matches.get_one::<PathBuf>(CONFIG_ARG).cloned().unwrap_or_default();
     let explicit = matches.value_source(CONFIG_ARG) != Some(ValueSource::DefaultValue);
-    let file = read_file(&path, explicit)?;
+    let mut file = read_file(&path, explicit)?;
+    let sections = Sections::take(&mut file).with_context(|| path.display().to_string())?;
     let extra = file_flags(&command, &matches, &file).with_context(|| path.display().to_string())?;
     if extra.is_empty() {
-        return Ok(P::from_arg_matches(&matches)?);
+        return Ok((P::from_arg_matches(&matches)?, sections));
     }
     let with_file = P::command().try_get_matches_from(args.into_iter().chain(extra)).map_err(|err| {
         let message = err.to_string();
         anyhow::anyhow!("{}: {}", path.display(), message.trim().trim_start_matches("error: "))
     })?;
-    Ok(P::from_arg_matches(&with_file)?)
+    Ok((P::from_arg_matches(&with_file)?, sections))
 }
 
 /// The file's keys, `toml` parsed. A missing file is fine only when it was not asked for.

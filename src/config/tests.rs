@@ -22,8 +22,12 @@ fn serve(args: &[&str], file: &str) -> anyhow::Result<Config> {
     let mut argv: Vec<OsString> =
         ["wsguard", "--config", path.to_str().unwrap(), "serve"].map(Into::into).into();
     argv.extend(args.iter().map(Into::into));
-    match parse::<Cli>(argv)?.command {
-        Command::Serve(config) => config.validate().map(|()| *config),
+    let (cli, sections) = parse::<Cli>(argv)?;
+    match cli.command {
+        Command::Serve(mut config) => {
+            config.sections = sections;
+            config.validate().map(|()| *config)
+        }
         Command::Other(_) => unreachable!(),
     }
 }
@@ -98,4 +102,50 @@ fn the_tls_reload_interval_defaults_to_5s_and_is_0s_or_at_least_1s() {
         err.to_string().contains("tls_reload_interval must be 0s (SIGHUP only) or at least 1s"),
         "{err:#}"
     );
+}
+
+#[test]
+fn namespaces_and_issuers_come_from_the_file_with_least_privilege_defaults() {
+    let config = serve(
+        &[],
+        r#"
+        access_ttl = "5m"
+        [[namespaces]]
+        name = "news"
+        subscribe = "any"
+        history_ttl = "1h"
+        [[namespaces]]
+        name = "private"
+        [[trusted_issuers]]
+        secret_file = "/etc/app.secret"
+        "#,
+    )
+    .unwrap();
+    assert_eq!(config.tokens.access_ttl, Duration::from_secs(300), "flags of the file still apply");
+    let [news, private] = &config.sections.namespaces[..] else { panic!("two namespaces") };
+    assert_eq!(
+        (news.subscribe, news.publish, news.history_ttl),
+        (SubscribeRule::Any, PublishRule::Api, Duration::from_secs(3600))
+    );
+    assert_eq!(
+        (private.subscribe, private.history_size, private.presence),
+        (SubscribeRule::Claim, 100, false)
+    );
+    assert_eq!(config.sections.trusted_issuers[0].username_claim, "sub");
+}
+
+#[test]
+fn bad_sections_are_refused_with_their_reason() {
+    for (file, expected) in [
+        ("[[namespaces]]\nname = \"a:b\"", "must be 1-32"),
+        ("[[namespaces]]\nname = \"user\"", "built in"),
+        ("[[namespaces]]\nname = \"a\"\n[[namespaces]]\nname = \"a\"", "twice"),
+        ("[[namespaces]]\nname = \"a\"\nsubscribe = \"everyone\"", "unknown variant"),
+        ("[[namespaces]]\nname = \"a\"\nhistory_tll = \"1h\"", "unknown field"),
+        ("[[trusted_issuers]]\nsecret_file = \"a\"\n[[trusted_issuers]]\nsecret_file = \"b\"", "at most one"),
+        ("[[trusted_issuers]]\nissuer = \"x\"", "exactly one of"),
+    ] {
+        let err = format!("{:#}", serve(&[], file).unwrap_err());
+        assert!(err.contains(expected), "{file}: {err}");
+    }
 }

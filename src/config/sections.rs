@@ -1,0 +1,143 @@
+//! The file's lists of tables, `[[namespaces]]` and `[[trusted_issuers]]`: no flag or variable can
+//! carry a list of tables, so the file is their only source. Every node of a cluster reads the same
+//! file, which is how namespaces and issuers are shared.
+#![allow(dead_code)] // TEMPORARY: read by channels and issuers, which land next
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The keys of the file that are sections, not flags.
+pub(super) const SECTION_KEYS: [&str; 2] = ["namespaces", "trusted_issuers"];
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Sections {
+    #[serde(default)]
+    pub(crate) namespaces: Vec<NamespaceSettings>,
+    #[serde(default)]
+    pub(crate) trusted_issuers: Vec<IssuerSettings>,
+}
+
+/// Who may subscribe to a namespace's channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum SubscribeRule {
+    /// Any authenticated user.
+    Any,
+    /// Users whose token's `channels` claim lists the channel (globs such as `news:*`).
+    Claim,
+    /// The user named by the part after `:`.
+    Owner,
+}
+
+/// Who may publish to a namespace's channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum PublishRule {
+    /// The server API only.
+    Api,
+    /// The server API and the channel's subscribers.
+    Subscribers,
+}
+
+/// One `[[namespaces]]` table: channels `name:<anything>`. Unset keys take the least privilege:
+/// subscribing by claim, publishing by the API only.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NamespaceSettings {
+    pub(crate) name: String,
+    #[serde(default = "claim")]
+    pub(crate) subscribe: SubscribeRule,
+    #[serde(default = "api")]
+    pub(crate) publish: PublishRule,
+    /// Publications kept per channel; 0 keeps none (and numbers none).
+    #[serde(default = "history_size")]
+    pub(crate) history_size: u32,
+    #[serde(default = "history_ttl", with = "humantime_serde_compat")]
+    pub(crate) history_ttl: Duration,
+    #[serde(default)]
+    pub(crate) presence: bool,
+}
+
+fn claim() -> SubscribeRule {
+    SubscribeRule::Claim
+}
+fn api() -> PublishRule {
+    PublishRule::Api
+}
+fn history_size() -> u32 {
+    100
+}
+fn history_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+/// One `[[trusted_issuers]]` table: an application whose tokens open sockets.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IssuerSettings {
+    /// Its `iss`; `None` admits tokens without `iss` (at most one issuer may omit it).
+    pub(crate) issuer: Option<String>,
+    /// Where its RS256/ES256/EdDSA public keys are published.
+    pub(crate) jwks_url: Option<String>,
+    /// Its HS256 shared secret (at least 32 bytes).
+    pub(crate) secret_file: Option<PathBuf>,
+    /// The `aud` its tokens must carry, if any.
+    pub(crate) audience: Option<String>,
+    #[serde(default = "sub")]
+    pub(crate) username_claim: String,
+}
+
+fn sub() -> String {
+    "sub".to_owned()
+}
+
+/// `"24h"`-style durations, as the flags take them.
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Sections {
+    /// Reads the sections out of the file's table, leaving the keys that are flags.
+    pub(super) fn take(file: &mut toml::Table) -> anyhow::Result<Sections> {
+        let mut sections = toml::Table::new();
+        for key in SECTION_KEYS {
+            if let Some(value) = file.remove(key) {
+                sections.insert(key.to_owned(), value);
+            }
+        }
+        let sections: Sections = toml::Value::Table(sections).try_into()?;
+        sections.validate()?;
+        Ok(sections)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let mut names = std::collections::BTreeSet::new();
+        for namespace in &self.namespaces {
+            let name = &namespace.name;
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+            anyhow::ensure!(valid, "namespaces: {name:?} must be 1-32 of A-Z a-z 0-9 _ -");
+            anyhow::ensure!(name != "user", "namespaces: \"user\" is built in (personal channels)");
+            anyhow::ensure!(names.insert(name.as_str()), "namespaces: {name:?} appears twice");
+        }
+        let without_iss = self.trusted_issuers.iter().filter(|i| i.issuer.is_none()).count();
+        anyhow::ensure!(without_iss <= 1, "trusted_issuers: at most one may omit `issuer`");
+        for issuer in &self.trusted_issuers {
+            let name = issuer.issuer.as_deref().unwrap_or("(no iss)");
+            anyhow::ensure!(
+                issuer.jwks_url.is_some() != issuer.secret_file.is_some(),
+                "trusted_issuers: {name} needs exactly one of jwks_url and secret_file"
+            );
+        }
+        Ok(())
+    }
+}

@@ -8,6 +8,7 @@ use crate::auth::throttle::{Shared, Throttle};
 use crate::auth::tokens::{Signer, Tokens};
 use crate::auth::Authenticator;
 use crate::broker::{DynBroker, Hub, InProcess, LeaveFrame, RedisBroker};
+use crate::channels::namespaces::Namespaces;
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::quota::Quota;
@@ -25,6 +26,8 @@ pub(crate) struct Inner {
     pub(crate) hasher: Hasher,
     /// This node's channel subscribers.
     pub(crate) hub: Arc<Hub>,
+    /// The channels' namespaces, from the configuration.
+    pub(crate) namespaces: Namespaces,
     /// Channel fan-out across nodes (in-process on a single node).
     pub(crate) broker: DynBroker,
     /// Shared with the connection caps (`connections`), which count before any request exists.
@@ -93,6 +96,7 @@ impl AppState {
             shutdown,
             throttle,
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
+            namespaces: Namespaces::new(&config.sections.namespaces),
             chat_quota: Quota::new(config.chat_bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
             config,
         })))

@@ -10,7 +10,8 @@
 mod app;
 pub mod auth;
 mod broker;
-pub mod chat;
+pub mod channels;
+mod chat;
 pub mod cli;
 mod config;
 mod connections;

@@ -37,6 +37,8 @@ pub(crate) struct Metrics {
     pub(crate) sockets_open: Gauge,
     pub(crate) sockets_total: Counter,
     pub(crate) messages_in: Counter,
+    /// Publications to channels (chat messages included), from clients and the server API.
+    pub(crate) publications: Counter,
     pub(crate) socket_rejections: Counter,
     pub(crate) socket_closed_expired: Counter,
     pub(crate) socket_closed_revoked: Counter,
@@ -86,6 +88,12 @@ impl Metrics {
             "counter",
             "Messages received on WebSockets.",
             &one(self.messages_in.get().to_string()),
+        );
+        family(
+            "wsguard_publications_total",
+            "counter",
+            "Publications to channels, chat messages included.",
+            &one(self.publications.get().to_string()),
         );
         family(
             "wsguard_socket_rejections_total",

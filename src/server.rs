@@ -159,7 +159,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => (None, None),
     };
-    let state = AppState::new(config, crate::chat::protocol::left).await?;
+    let state = AppState::new(config, crate::channels::protocol::left).await?;
     follow_revocations(state.clone()).await?;
     follow_keys(state.clone());
     follow_certificate(&state, certificates, hangup);

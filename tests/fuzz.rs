@@ -13,7 +13,7 @@ use std::time::Duration;
 use wsguard::auth::secret::HmacSecret;
 use wsguard::auth::tokens::{Proof, TokenError, TokenKind, Tokens, MAX_TOKEN_BYTES};
 use wsguard::auth::transport::{self, CookieKind, CookieRule, Csrf, Sources, Transport};
-use wsguard::chat::protocol::{self, Command, MAX_ROOM_CHARS, MAX_TEXT_CHARS};
+use wsguard::channels::protocol::{self, Command, MAX_ROOM_CHARS, MAX_TEXT_CHARS};
 
 fn config(cases: u32) -> ProptestConfig {
     // No persistence file: a failure prints its minimal input, which is what a fix needs.

@@ -18,7 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
 use tokio::task::{AbortHandle, JoinHandle};
 use wsguard::store::{
-    self, ChatMessage, DynStore, PostgresStore, Revocation, RevocationKind, Rotation, StoreError, UserRecord,
+    self, DynStore, Position, PostgresStore, Publication, Range, Retention, Revocation, RevocationKind,
+    Rotation, StoreError, UserRecord,
 };
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -63,7 +64,9 @@ store_tests!(
     revocation_log,
     revocation_log_follower_misses_nothing,
     prune,
-    messages,
+    publications,
+    publication_retention,
+    concurrent_publications_have_no_gaps,
 );
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
@@ -297,7 +300,7 @@ async fn prune(store: DynStore) {
     store.revoke(&token_revocation("t-expired", "alice", NOW - 1), NOW - 100).await.unwrap();
     store.revoke(&family_revocation("edge", "alice", NOW), NOW - 100).await.unwrap();
 
-    assert_eq!(store.prune(NOW).await.unwrap(), store::Pruned { logins: 2, revocations: 2 });
+    assert_eq!(store.prune(NOW).await.unwrap(), store::Pruned { logins: 2, revocations: 2, publications: 0 });
     assert_eq!(store.prune(NOW).await.unwrap(), store::Pruned::default(), "nothing twice");
     assert_eq!(store.current_refresh("live", "alice", NOW).await.unwrap().as_deref(), Some("jti-1"));
     assert!(family_revoked(&store, "alice", "expired").await, "a pruned login stays refused");
@@ -578,39 +581,105 @@ async fn revocation_log_follower_misses_nothing(store: DynStore) {
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), written);
 }
 
-async fn messages(store: DynStore) {
-    assert!(store.history("lobby", None, 50).await.unwrap().is_empty());
+async fn publications(store: DynStore) {
+    let (page, position) = store.publications("lobby", Range::Before(i64::MAX), 50, 0).await.unwrap();
+    assert!(page.is_empty() && position.is_none(), "a channel that never published has no position");
 
-    let mut lobby: Vec<ChatMessage> = Vec::new();
+    let mut lobby: Vec<Publication> = Vec::new();
+    let mut epoch = String::new();
     for i in 1..=5 {
-        let message =
-            store.insert_message("lobby", "alice", &format!("hello {i} ✓"), 1000 + i).await.unwrap();
+        let data = format!(r#"{{"text":"hello {i} ✓"}}"#);
+        let (publication, at) =
+            store.publish("lobby", Some("alice"), &data, 1000 + i, Retention::ALL).await.unwrap();
+        assert_eq!(publication.offset, i, "numbered from 1 without gaps");
         assert_eq!(
-            (message.room.as_str(), message.sender.as_str(), message.created_ms),
-            ("lobby", "alice", 1000 + i)
+            (publication.sender.as_deref(), publication.data.as_str()),
+            (Some("alice"), data.as_str())
         );
-        assert_eq!(message.text, format!("hello {i} ✓"));
-        if let Some(previous) = lobby.last() {
-            assert!(message.id > previous.id);
+        assert_eq!(at.offset, i);
+        if i > 1 {
+            assert_eq!(at.epoch, epoch, "one epoch while the history lives");
         }
-        lobby.push(message);
-        // Another room's messages interleave; they never show up in the lobby.
-        store.insert_message("other", "bob", "elsewhere", 2000 + i).await.unwrap();
+        epoch = at.epoch;
+        lobby.push(publication);
+        // Another channel's publications interleave and are numbered on their own.
+        let (other, _) = store.publish("other", None, "{}", 2000 + i, Retention::ALL).await.unwrap();
+        assert_eq!(other.offset, i);
     }
+    let page = |range, limit| {
+        let store = store.clone();
+        async move { store.publications("lobby", range, limit, 0).await.unwrap() }
+    };
+    let (all, position) = page(Range::Before(i64::MAX), 50).await;
+    assert_eq!(all, lobby, "oldest first, exactly what publish returned");
+    assert_eq!(position, Some(Position { offset: 5, epoch: epoch.clone() }));
+    assert_eq!(page(Range::Before(i64::MAX), 2).await.0, lobby[3..], "the newest, oldest first");
+    assert_eq!(page(Range::Before(4), 2).await.0, lobby[1..3], "paging back");
+    assert!(page(Range::Before(1), 10).await.0.is_empty());
+    assert_eq!(page(Range::After(2), 2).await.0, lobby[2..4], "catching up");
+    assert!(page(Range::After(5), 10).await.0.is_empty());
+    assert_eq!(page(Range::After(i64::MAX), 0).await.1.unwrap().offset, 5, "the position alone");
+}
 
-    // Oldest first, and exactly what insert_message returned.
-    assert_eq!(store.history("lobby", None, 50).await.unwrap(), lobby);
-    // The newest `limit`, still oldest first.
-    assert_eq!(store.history("lobby", None, 2).await.unwrap(), lobby[3..].to_vec());
-    // Paging back from the oldest message of the page.
-    assert_eq!(store.history("lobby", Some(lobby[3].id), 2).await.unwrap(), lobby[1..3].to_vec());
-    assert_eq!(store.history("lobby", Some(lobby[1].id), 2).await.unwrap(), lobby[..1].to_vec());
-    assert!(store.history("lobby", Some(lobby[0].id), 10).await.unwrap().is_empty());
+async fn publication_retention(store: DynStore) {
+    // Three kept: the oldest go as new ones arrive, the numbering goes on.
+    let three = Retention { size: Some(3), ttl_ms: None };
+    for i in 1..=5 {
+        store.publish("kept", None, &i.to_string(), 1000, three).await.unwrap();
+    }
+    let (kept, position) = store.publications("kept", Range::After(0), 10, 0).await.unwrap();
+    assert_eq!(kept.iter().map(|p| p.offset).collect::<Vec<_>>(), [3, 4, 5]);
+    assert_eq!(position.unwrap().offset, 5);
 
-    let other = store.history("other", None, 50).await.unwrap();
-    assert_eq!(other.len(), 5);
-    assert!(other.iter().all(|m| m.room == "other" && m.sender == "bob"));
-    assert!(store.history("empty", None, 10).await.unwrap().is_empty());
+    // A TTL hides what expired at once and prune deletes it; a channel left without any
+    // publication goes too, and starts again from 1 in a new epoch.
+    let minute = Retention { size: None, ttl_ms: Some(60_000) };
+    let (_, first) = store.publish("brief", None, "1", 1_000, minute).await.unwrap();
+    store.publish("brief", None, "2", 30_000, minute).await.unwrap();
+    let (visible, _) = store.publications("brief", Range::After(0), 10, 61_000).await.unwrap();
+    assert_eq!(visible.iter().map(|p| p.offset).collect::<Vec<_>>(), [2]);
+    let pruned = store.prune(61).await.unwrap();
+    assert_eq!(pruned.publications, 1);
+    assert_eq!(store.publications("brief", Range::After(0), 10, 0).await.unwrap().0.len(), 1);
+    let pruned = store.prune(91).await.unwrap();
+    assert_eq!(pruned.publications, 1);
+    assert!(store.publications("brief", Range::After(0), 10, 0).await.unwrap().1.is_none());
+    let (again, at) = store.publish("brief", None, "3", 100_000, minute).await.unwrap();
+    assert_eq!(again.offset, 1);
+    assert_ne!(at.epoch, first.epoch, "history lost: a new epoch");
+    // Channels kept forever are never pruned.
+    assert_eq!(store.publications("kept", Range::After(0), 10, 0).await.unwrap().0.len(), 3);
+}
+
+async fn concurrent_publications_have_no_gaps(store: DynStore) {
+    const WRITERS: i64 = 8;
+    const EACH: i64 = 25;
+    let tasks: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut offsets = Vec::new();
+                for i in 0..EACH {
+                    let (p, _) = store
+                        .publish("busy", Some("w"), &format!("{w}-{i}"), 1, Retention::ALL)
+                        .await
+                        .unwrap();
+                    offsets.push(p.offset);
+                }
+                offsets
+            })
+        })
+        .collect();
+    let mut offsets = Vec::new();
+    for task in tasks {
+        let mine = task.await.unwrap();
+        assert!(mine.windows(2).all(|w| w[0] < w[1]), "one writer's publications in order");
+        offsets.extend(mine);
+    }
+    offsets.sort_unstable();
+    assert_eq!(offsets, (1..=WRITERS * EACH).collect::<Vec<_>>(), "every offset once, no gap");
+    let (stored, _) = store.publications("busy", Range::After(0), 1000, 0).await.unwrap();
+    assert_eq!(stored.len() as i64, WRITERS * EACH);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -673,7 +742,7 @@ async fn connect_selects_postgres_by_scheme() {
     .await;
     let tables: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM information_schema.tables \
-         WHERE table_schema = $1 AND table_name IN ('users', 'refresh_families', 'revocations', 'messages')",
+         WHERE table_schema = $1 AND table_name IN ('users', 'refresh_families', 'revocations', 'channels', 'publications')",
     )
     .bind(&schema)
     .fetch_one(&mut admin)
@@ -684,7 +753,7 @@ async fn connect_selects_postgres_by_scheme() {
     if let Err(err) = outcome {
         std::panic::resume_unwind(err.into_panic());
     }
-    assert_eq!(tables, 4, "the migrations ran in the URL's schema");
+    assert_eq!(tables, 5, "the migrations ran in the URL's schema");
 }
 
 /// A TCP relay in front of PostgreSQL that can be cut, to take the database away from a running

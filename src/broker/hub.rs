@@ -2,6 +2,7 @@
 //! them. Each socket has a bounded outbox; a socket that falls that far behind is dropped from the
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
+use super::{Frames, View};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -18,7 +19,8 @@ struct Member {
 #[derive(Default)]
 struct State {
     members: HashMap<u64, Member>,
-    channels: HashMap<String, HashSet<u64>>,
+    /// Channel → its local sockets and how each follows it.
+    channels: HashMap<String, HashMap<u64, View>>,
 }
 
 #[derive(Default)]
@@ -47,16 +49,18 @@ impl Hub {
         inbox
     }
 
-    /// Adds the socket to `channel`; `None` when it is already in it or gone.
-    pub(crate) fn join(&self, socket: u64, channel: &str) -> Option<Change> {
+    /// Adds the socket to `channel`, seeing its events in `view`; `None` when it is already in it
+    /// or gone.
+    pub(crate) fn join(&self, socket: u64, channel: &str, view: View) -> Option<Change> {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let username = state.members.get(&socket)?.username.clone();
         let user_edge = !state.user_in_channel(&username, channel);
         let sockets = state.channels.entry(channel.to_owned()).or_default();
         let channel_edge = sockets.is_empty();
-        if !sockets.insert(socket) {
+        if sockets.contains_key(&socket) {
             return None;
         }
+        sockets.insert(socket, view);
         state.members.get_mut(&socket)?.channels.insert(channel.to_owned());
         Some(Change { channel_edge, user_edge })
     }
@@ -89,7 +93,7 @@ impl Hub {
             .channels
             .get(channel)
             .into_iter()
-            .flatten()
+            .flat_map(|sockets| sockets.keys())
             .filter_map(|socket| state.members.get(socket))
             .map(|member| member.username.clone())
             .collect()
@@ -104,7 +108,7 @@ impl Hub {
             .iter()
             .map(|(channel, sockets)| {
                 let users = sockets
-                    .iter()
+                    .keys()
                     .filter_map(|socket| state.members.get(socket))
                     .map(|member| member.username.clone())
                     .collect();
@@ -119,18 +123,20 @@ impl Hub {
         state.members.get(&socket).is_some_and(|m| m.channels.contains(channel))
     }
 
-    /// Queues `frame` for every local socket in `channel`. A socket whose outbox is full is dropped.
-    pub(crate) fn deliver(&self, channel: &str, frame: Arc<str>) {
+    /// Queues the frame of each local socket's view in `channel`. A socket whose outbox is full is
+    /// dropped.
+    pub(crate) fn deliver(&self, channel: &str, frames: &Frames) {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let Some(sockets) = state.channels.get(channel) else {
             return;
         };
         let mut too_slow = Vec::new();
-        for socket in sockets {
-            if let Some(member) = state.members.get(socket) {
-                if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
-                    too_slow.push(*socket);
-                }
+        for (socket, view) in sockets {
+            let (Some(member), Some(frame)) = (state.members.get(socket), frames.for_view(*view)) else {
+                continue;
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
+                too_slow.push(*socket);
             }
         }
         for socket in too_slow {
@@ -150,15 +156,13 @@ impl State {
         self.channels
             .get(channel)
             .into_iter()
-            .flatten()
+            .flat_map(|sockets| sockets.keys())
             .any(|socket| self.members.get(socket).is_some_and(|m| m.username == username))
     }
 
     fn leave(&mut self, socket: u64, channel: &str) -> Option<Change> {
         let sockets = self.channels.get_mut(channel)?;
-        if !sockets.remove(&socket) {
-            return None;
-        }
+        sockets.remove(&socket)?;
         let channel_edge = sockets.is_empty();
         if channel_edge {
             self.channels.remove(channel);
@@ -181,10 +185,10 @@ mod tests {
         let _a = hub.connect(1, "john");
         let _b = hub.connect(2, "john");
         let _c = hub.connect(3, "jane");
-        assert_eq!(hub.join(1, "r"), Some(Change { channel_edge: true, user_edge: true }));
-        assert_eq!(hub.join(2, "r"), Some(Change { channel_edge: false, user_edge: false }));
-        assert_eq!(hub.join(2, "r"), None, "joining twice changes nothing");
-        assert_eq!(hub.join(3, "r"), Some(Change { channel_edge: false, user_edge: true }));
+        assert_eq!(hub.join(1, "r", View::Room), Some(Change { channel_edge: true, user_edge: true }));
+        assert_eq!(hub.join(2, "r", View::Room), Some(Change { channel_edge: false, user_edge: false }));
+        assert_eq!(hub.join(2, "r", View::Room), None, "joining twice changes nothing");
+        assert_eq!(hub.join(3, "r", View::Room), Some(Change { channel_edge: false, user_edge: true }));
         assert_eq!(hub.members("r").into_iter().collect::<Vec<_>>(), ["jane", "john"]);
         assert_eq!(hub.leave(1, "r"), Some(Change { channel_edge: false, user_edge: false }));
         assert_eq!(
@@ -200,10 +204,10 @@ mod tests {
         let hub = Hub::default();
         let mut slow = hub.connect(1, "slow");
         let mut fast = hub.connect(2, "fast");
-        hub.join(1, "r");
-        hub.join(2, "r");
+        hub.join(1, "r", View::Room);
+        hub.join(2, "r", View::Room);
         for i in 0..=OUTBOX_FRAMES {
-            hub.deliver("r", Arc::from(i.to_string()));
+            hub.deliver("r", &Frames { room: Some(Arc::from(i.to_string())), channel: None });
             assert_eq!(fast.recv().await.as_deref(), Some(i.to_string().as_str()));
         }
         assert!(!hub.is_member(1, "r"));

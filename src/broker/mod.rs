@@ -18,8 +18,8 @@ pub(crate) struct BrokerError(String);
 
 #[async_trait]
 pub(crate) trait Broker: Send + Sync + 'static {
-    /// Sends a serialized channel event to the channel's members on every node.
-    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError>;
+    /// Sends a channel event, rendered for each view, to the channel's members on every node.
+    async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError>;
     /// This node has local members in `channel` now: start receiving its events.
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// This node has no local members in `channel` any more.
@@ -44,9 +44,64 @@ pub(crate) enum Presence {
     Left,
 }
 
-/// The frame that tells a channel's subscribers `user` left it with a node that died: written by
+/// The frames that tell a channel's subscribers `user` left it with a node that died: written by
 /// the channel protocol, published by the broker that noticed.
-pub(crate) type LeaveFrame = fn(channel: &str, user: &str) -> String;
+pub(crate) type LeaveFrame = fn(channel: &str, user: &str) -> Frames;
+
+/// How a socket follows a channel: as a chat room (`join`) or as a channel (`subscribe`). Each
+/// sees a channel's events in its own frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum View {
+    Room,
+    Channel,
+}
+
+/// One event of a channel, rendered once per node for each view; a view without a frame is not
+/// told of the event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Frames {
+    pub(crate) room: Option<Arc<str>>,
+    pub(crate) channel: Option<Arc<str>>,
+}
+
+impl Frames {
+    pub(crate) fn for_view(&self, view: View) -> Option<&Arc<str>> {
+        match view {
+            View::Room => self.room.as_ref(),
+            View::Channel => self.channel.as_ref(),
+        }
+    }
+
+    /// Both frames in one message between nodes: `<room length or ->:<channel length or ->` and a
+    /// newline, then the frames. Lengths are in bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let length =
+            |frame: &Option<Arc<str>>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
+        let mut bytes = format!("{}:{}\n", length(&self.room), length(&self.channel)).into_bytes();
+        for frame in [&self.room, &self.channel].into_iter().flatten() {
+            bytes.extend_from_slice(frame.as_bytes());
+        }
+        bytes
+    }
+
+    /// The frames of an [`encode`](Self::encode)d message; `None` for anything else.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Frames> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (header, mut rest) = text.split_once('\n')?;
+        let (room, channel) = header.split_once(':')?;
+        let mut take = |length: &str| -> Option<Option<Arc<str>>> {
+            if length == "-" {
+                return Some(None);
+            }
+            let length: usize = length.parse().ok()?;
+            let frame = rest.get(..length)?;
+            rest = &rest[length..];
+            Some(Some(Arc::from(frame)))
+        };
+        let frames = Frames { room: take(room)?, channel: take(channel)? };
+        rest.is_empty().then_some(frames)
+    }
+}
 
 /// One node: publishing is delivering to the local hub.
 pub(crate) struct InProcess {
@@ -61,8 +116,8 @@ impl InProcess {
 
 #[async_trait]
 impl Broker for InProcess {
-    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError> {
-        self.hub.deliver(channel, frame);
+    async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError> {
+        self.hub.deliver(channel, &frames);
         Ok(())
     }
 
@@ -84,5 +139,22 @@ impl Broker for InProcess {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cross_nodes_intact_and_garbage_is_dropped() {
+        let both = Frames { room: Some(Arc::from("{\"a\":\"é\\n\"}")), channel: Some(Arc::from("x:y\n")) };
+        let one = Frames { room: None, channel: Some(Arc::from("c")) };
+        for frames in [both, one, Frames::default()] {
+            assert_eq!(Frames::decode(&frames.encode()), Some(frames));
+        }
+        for garbage in [&b""[..], b"3:-\nab", b"1:1\nabc", b"x:-\na", b"-:-", b"\xff:-\n"] {
+            assert_eq!(Frames::decode(garbage), None, "{garbage:?}");
+        }
     }
 }

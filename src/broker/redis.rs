@@ -3,7 +3,7 @@
 //! next to a per-node liveness key, so a node's members drop out when it dies. Redis keeps no
 //! record: the database holds every acknowledged message, and a lost Redis only pauses fan-out.
 
-use super::{Broker, BrokerError, Hub, LeaveFrame, Presence};
+use super::{Broker, BrokerError, Frames, Hub, LeaveFrame, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -125,8 +125,8 @@ impl RedisBroker {
                         else {
                             continue;
                         };
-                        if let Ok(frame) = std::str::from_utf8(message.get_payload_bytes()) {
-                            self.hub.deliver(channel, Arc::from(frame));
+                        if let Some(frames) = Frames::decode(message.get_payload_bytes()) {
+                            self.hub.deliver(channel, &frames);
                         }
                     }
                     *self.sink.lock().await = None;
@@ -216,7 +216,7 @@ impl RedisBroker {
                     let _: () = conn.hdel(self.members_key(&channel), member_field(&node, &user)).await?;
                     if !self.present_elsewhere(&channel, &user, &node).await? {
                         let frame = (self.leave_frame)(&channel, &user);
-                        let _: () = conn.publish(self.redis_channel(&channel), frame).await?;
+                        let _: () = conn.publish(self.redis_channel(&channel), frame.encode()).await?;
                     }
                 }
             }
@@ -278,9 +278,9 @@ impl RedisBroker {
 
 #[async_trait]
 impl Broker for RedisBroker {
-    async fn publish(&self, channel: &str, frame: Arc<str>) -> Result<(), BrokerError> {
+    async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError> {
         let mut conn = self.conn.clone();
-        conn.publish::<_, _, ()>(self.redis_channel(channel), frame.as_ref()).await.map_err(failed)
+        conn.publish::<_, _, ()>(self.redis_channel(channel), frames.encode()).await.map_err(failed)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {

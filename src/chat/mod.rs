@@ -1,9 +1,10 @@
-//! The chat: rooms, presence and history over `/chat/ws`. `protocol` is the wire format,
-//! `commands` what one socket's commands do, `route` the endpoint. Rooms are channels of the
-//! broker; the socket's life is the WebSocket layer's.
+//! The JSON sockets, `/chat/ws` and `/connect` (one handler): rooms with presence and history,
+//! and channels to subscribe and publish to. `endpoint` is one socket's state and its channel
+//! commands, `rooms` the chat's commands, `route` the endpoint. The wire format is
+//! `channels::protocol`; the socket's life is the WebSocket layer's.
 
-mod commands;
-pub mod protocol;
+mod endpoint;
+mod rooms;
 mod route;
 
 use crate::app::AppState;
@@ -11,5 +12,5 @@ use axum::routing::get;
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/chat/ws", get(route::connect))
+    Router::new().route("/chat/ws", get(route::connect)).route("/connect", get(route::connect))
 }

@@ -1,7 +1,7 @@
-//! `/chat/ws`: every transport (header, subprotocol, query, cookie with CSRF, or a first
+//! `/chat/ws` and `/connect`: every transport (header, subprotocol, query, cookie with CSRF, or a first
 //! `{"type":"auth"}` frame within 5 seconds), then the chat protocol.
 
-use super::commands::ChatEndpoint;
+use super::endpoint::ChannelSocket;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::Mode;
@@ -31,7 +31,7 @@ pub(super) async fn connect(
         let Some((socket, Admitted::Bound(bound))) = admission.settle(socket).await else { return };
         let identity = &bound.identity;
         let welcome = json!({"type": "welcome", "user": identity.user.username, "exp": identity.claims.exp});
-        let chat = ChatEndpoint::new(state.clone(), &identity.user.username);
+        let chat = ChannelSocket::new(state.clone(), &identity.user.username);
         Socket::new(socket, state, Some(bound), Mode::Required, chat).run(vec![welcome.to_string()]).await;
     })
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod sections;
-#[allow(unused_imports)] // TEMPORARY: read by channels and issuers, which land next
+#[allow(unused_imports)] // TEMPORARY: IssuerSettings is read by the outside issuers, which land next
 pub(crate) use sections::{IssuerSettings, NamespaceSettings, PublishRule, Sections, SubscribeRule};
 
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.

@@ -1,7 +1,6 @@
 //! The file's lists of tables, `[[namespaces]]` and `[[trusted_issuers]]`: no flag or variable can
 //! carry a list of tables, so the file is their only source. Every node of a cluster reads the same
 //! file, which is how namespaces and issuers are shared.
-#![allow(dead_code)] // TEMPORARY: read by channels and issuers, which land next
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -74,6 +73,7 @@ fn history_ttl() -> Duration {
 }
 
 /// One `[[trusted_issuers]]` table: an application whose tokens open sockets.
+#[allow(dead_code)] // TEMPORARY: read by the outside issuers, which land next
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IssuerSettings {

@@ -118,17 +118,56 @@ pub type StoreResult<T> = Result<T, StoreError>;
 pub struct Pruned {
     pub logins: u64,
     pub revocations: u64,
+    pub publications: u64,
 }
 
-/// A stored chat message.
+/// How much of a channel's history is kept: its namespace's size and TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Publications kept; `None`: all of them.
+    pub size: Option<u32>,
+    /// Milliseconds a publication is kept; `None`: forever.
+    pub ttl_ms: Option<i64>,
+}
+
+impl Retention {
+    /// Everything, forever: the chat rooms'.
+    pub const ALL: Retention = Retention { size: None, ttl_ms: None };
+
+    pub(crate) fn expires_ms(&self, created_ms: i64) -> i64 {
+        self.ttl_ms.map_or(i64::MAX, |ttl| created_ms.saturating_add(ttl))
+    }
+}
+
+/// A stored publication of a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatMessage {
-    pub id: i64,
-    pub room: String,
-    pub sender: String,
-    pub text: String,
+pub struct Publication {
+    pub channel: String,
+    /// Its place in the channel: 1, 2, 3… without gaps.
+    pub offset: i64,
+    /// The publishing user; `None` for the server API.
+    pub sender: Option<String>,
+    /// JSON text, as published.
+    pub data: String,
     /// Unix milliseconds.
     pub created_ms: i64,
+}
+
+/// Where a channel's numbering stands: its last offset, in its epoch. A channel whose history
+/// was lost starts again from 1 in a new epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub offset: i64,
+    pub epoch: String,
+}
+
+/// Which publications of a channel to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// The newest ones with offsets below this (paging back through history).
+    Before(i64),
+    /// The oldest ones with offsets above this (catching up).
+    After(i64),
 }
 
 #[async_trait]
@@ -194,21 +233,31 @@ pub trait Store: Send + Sync + 'static {
     async fn revocations_since(&self, after_id: i64, limit: i64) -> StoreResult<Vec<(i64, Revocation)>>;
     /// The newest log id and every entry still in force at `now`, for a node that starts.
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)>;
-    /// Deletes what no longer matters at `now`: logins whose refresh tokens have all expired, and
-    /// revocations whose tokens have. Returns how many of each went. Without it both tables grow
+    /// Deletes what no longer matters at `now` (Unix seconds): logins whose refresh tokens have all
+    /// expired, revocations whose tokens have, and publications past their channel's TTL (with
+    /// the channels left without any, whose numbering then starts over in a new epoch). Returns how many of each went. Without it both tables grow
     /// without end; a node following the log loses nothing, since what goes is expired anyway.
     async fn prune(&self, now: i64) -> StoreResult<Pruned>;
 
-    /// Stores a chat message; once this returns, the message is durable and may be acknowledged.
-    async fn insert_message(
+    /// Stores a publication of `channel` under its next offset and trims the channel's history to
+    /// `retention`; once this returns, the publication is durable and may be acknowledged.
+    async fn publish(
         &self,
-        room: &str,
-        sender: &str,
-        text: &str,
+        channel: &str,
+        sender: Option<&str>,
+        data: &str,
         created_ms: i64,
-    ) -> StoreResult<ChatMessage>;
-    /// Up to `limit` messages of `room` with ids below `before` (or the newest), oldest first.
-    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>>;
+        retention: Retention,
+    ) -> StoreResult<(Publication, Position)>;
+    /// Up to `limit` publications of `channel` in `range` still kept at `now_ms`, oldest first,
+    /// and where the channel stands (`None`: it has never published, or its history is gone).
+    async fn publications(
+        &self,
+        channel: &str,
+        range: Range,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<Publication>, Option<Position>)>;
 }
 
 pub type DynStore = Arc<dyn Store>;

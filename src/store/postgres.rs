@@ -12,18 +12,19 @@
 //!   and made visible in increasing order. The lock is taken after any row lock of the same
 //!   transaction and nothing waits on a row lock while holding it, so it cannot deadlock. Log
 //!   writes are rare (logout, reuse, disabling a user), so serializing them costs nothing.
-//! - `messages` is NOT serialized that way: that would serialize every chat write (one commit
-//!   flush at a time) for a property nobody relies on. `history` pages backwards from the newest
-//!   or from a `before` id; a message whose commit lags behind a higher id's only shows up in the
-//!   next `history` call rather than in a page already served, and live fan-out happens after the
-//!   insert returns either way.
+//! - `publications` are numbered per channel by the channel's row, whose lock is held to commit:
+//!   publications of one channel commit in offset order, those of different channels in parallel.
 
 mod connect;
 mod errors;
+mod publications;
 mod revocation_log;
 
-use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
-use super::{ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
+use super::rows::{PrincipalRow, RevocationRow, UserRow};
+use super::{
+    Position, Pruned, Publication, Range, Retention, Revocation, RevocationKind, Rotation, Store,
+    StoreResult, UserRecord,
+};
 use async_trait::async_trait;
 use errors::run;
 use revocation_log::{lock_revocation_log, log_revocation};
@@ -345,56 +346,30 @@ impl Store for PostgresStore {
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-            Ok(Pruned { logins, revocations })
+            let publications = publications::prune(&self.pool, now.saturating_mul(1000)).await?;
+            Ok(Pruned { logins, revocations, publications })
         })
         .await
     }
 
-    async fn insert_message(
+    async fn publish(
         &self,
-        room: &str,
-        sender: &str,
-        text: &str,
+        channel: &str,
+        sender: Option<&str>,
+        data: &str,
         created_ms: i64,
-    ) -> StoreResult<ChatMessage> {
-        run(async {
-            // Autocommit: once this returns the row is committed (and flushed, with the default
-            // synchronous_commit). Ids are not serialized; see the module documentation.
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO messages (room, sender, text, created_ms) \
-                 VALUES ($1, $2, $3, $4) RETURNING id",
-            )
-            .bind(room)
-            .bind(sender)
-            .bind(text)
-            .bind(created_ms)
-            .fetch_one(&self.pool)
-            .await?;
-            Ok(ChatMessage {
-                id,
-                room: room.to_owned(),
-                sender: sender.to_owned(),
-                text: text.to_owned(),
-                created_ms,
-            })
-        })
-        .await
+        retention: Retention,
+    ) -> StoreResult<(Publication, Position)> {
+        run(publications::publish(&self.pool, channel, sender, data, created_ms, retention)).await
     }
 
-    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
-        run(async {
-            let rows = sqlx::query_as::<_, MessageRow>(
-                "SELECT * FROM messages WHERE room = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-            )
-            .bind(room)
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
-            let mut messages: Vec<ChatMessage> = rows.into_iter().map(ChatMessage::from).collect();
-            messages.reverse();
-            Ok(messages)
-        })
-        .await
+    async fn publications(
+        &self,
+        channel: &str,
+        range: Range,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<Publication>, Option<Position>)> {
+        run(publications::publications(&self.pool, channel, range, limit, now_ms)).await
     }
 }

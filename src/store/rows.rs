@@ -3,7 +3,7 @@
 //! as `!= 0`. Columns a row does not name (`users.created_at`, `revocations.created_at`) are not
 //! read, so `SELECT *` fits.
 
-use super::{ChatMessage, Revocation, RevocationKind, UserRecord};
+use super::{Publication, Retention, Revocation, RevocationKind, UserRecord};
 
 /// A `users` row.
 #[derive(sqlx::FromRow)]
@@ -62,24 +62,35 @@ impl RevocationRow {
     }
 }
 
-/// A `messages` row.
+/// A `publications` row.
 #[derive(sqlx::FromRow)]
-pub(super) struct MessageRow {
-    id: i64,
-    room: String,
-    sender: String,
-    text: String,
+pub(super) struct PublicationRow {
+    channel: String,
+    seq: i64,
+    sender: Option<String>,
+    data: String,
     created_ms: i64,
 }
 
-impl From<MessageRow> for ChatMessage {
-    fn from(row: MessageRow) -> Self {
-        ChatMessage {
-            id: row.id,
-            room: row.room,
+impl From<PublicationRow> for Publication {
+    fn from(row: PublicationRow) -> Self {
+        Publication {
+            channel: row.channel,
+            offset: row.seq,
             sender: row.sender,
-            text: row.text,
+            data: row.data,
             created_ms: row.created_ms,
         }
     }
+}
+
+/// A new channel epoch: random, so that a channel made again never repeats an old one.
+pub(super) fn new_epoch() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
+}
+
+/// The offset at or below which a channel that just published `top` drops publications.
+pub(super) fn trim_below(top: i64, retention: &Retention) -> Option<i64> {
+    retention.size.map(|size| top - i64::from(size))
 }

@@ -2,8 +2,13 @@
 //! the server runs. The file and its `-wal` and `-shm` companions are private (0600), whatever
 //! the folder's mode and the umask: they hold password hashes and chat history.
 
-use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
-use super::{ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
+mod publications;
+
+use super::rows::{PrincipalRow, RevocationRow, UserRow};
+use super::{
+    Position, Pruned, Publication, Range, Retention, Revocation, RevocationKind, Rotation, Store,
+    StoreResult, UserRecord,
+};
 use crate::private_files;
 use anyhow::Context;
 use async_trait::async_trait;
@@ -349,44 +354,28 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(Pruned { logins, revocations })
+        let publications = publications::prune(&self.pool, now.saturating_mul(1000)).await?;
+        Ok(Pruned { logins, revocations, publications })
     }
 
-    async fn insert_message(
+    async fn publish(
         &self,
-        room: &str,
-        sender: &str,
-        text: &str,
+        channel: &str,
+        sender: Option<&str>,
+        data: &str,
         created_ms: i64,
-    ) -> StoreResult<ChatMessage> {
-        let id = sqlx::query("INSERT INTO messages (room, sender, text, created_ms) VALUES (?, ?, ?, ?)")
-            .bind(room)
-            .bind(sender)
-            .bind(text)
-            .bind(created_ms)
-            .execute(&self.pool)
-            .await?
-            .last_insert_rowid();
-        Ok(ChatMessage {
-            id,
-            room: room.to_owned(),
-            sender: sender.to_owned(),
-            text: text.to_owned(),
-            created_ms,
-        })
+        retention: Retention,
+    ) -> StoreResult<(Publication, Position)> {
+        publications::publish(&self.pool, channel, sender, data, created_ms, retention).await
     }
 
-    async fn history(&self, room: &str, before: Option<i64>, limit: i64) -> StoreResult<Vec<ChatMessage>> {
-        let rows = sqlx::query_as::<_, MessageRow>(
-            "SELECT * FROM messages WHERE room = ? AND id < ? ORDER BY id DESC LIMIT ?",
-        )
-        .bind(room)
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut messages: Vec<ChatMessage> = rows.into_iter().map(ChatMessage::from).collect();
-        messages.reverse();
-        Ok(messages)
+    async fn publications(
+        &self,
+        channel: &str,
+        range: Range,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<(Vec<Publication>, Option<Position>)> {
+        publications::publications(&self.pool, channel, range, limit, now_ms).await
     }
 }

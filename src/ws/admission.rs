@@ -78,7 +78,7 @@ pub(crate) struct Admission {
 
 enum Pending {
     /// Authenticated and bound on the handshake (a header token).
-    Bound(Bound),
+    Bound(Box<Bound>),
     /// Presented on the handshake, checked after the upgrade.
     Presented(Presented),
     /// Refused, reported after the upgrade.
@@ -111,7 +111,7 @@ impl Admission {
                     .map_err(|err| refuse_auth(state, err))?;
                 let bound = bind(state, identity)
                     .map_err(|close| refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason))?;
-                Pending::Bound(bound)
+                Pending::Bound(Box::new(bound))
             }
             Ok(Some(presented)) => Pending::Presented(presented),
             Ok(None) if header_only && policy.mode != Mode::Optional => {
@@ -147,7 +147,7 @@ impl Admission {
     pub(crate) async fn settle(self, mut socket: WebSocket) -> Option<(WebSocket, Admitted)> {
         let Admission { state, policy, pending } = self;
         let identity = match pending {
-            Pending::Bound(bound) => return Some((socket, Admitted::Bound(bound))),
+            Pending::Bound(bound) => return Some((socket, Admitted::Bound(*bound))),
             Pending::Presented(presented) => authenticate(&state, &presented, policy.mode).await,
             Pending::Refused(err) => Err(err),
             Pending::Nothing(place) if policy.mode == Mode::Optional => {

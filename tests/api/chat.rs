@@ -143,7 +143,7 @@ async fn no_message_from_a_room_one_did_not_join() {
     assert_eq!(error["code"], "forbidden");
     command(&mut jane, json!({"type": "send", "room": "a", "text": "sneaky"})).await;
     assert_eq!(next_of(&mut jane, "error").await["code"], "forbidden");
-    assert_eq!(count_rows(&server.data_dir(), "messages").await, 1);
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 1);
 }
 
 #[tokio::test]
@@ -213,7 +213,7 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
 
     command(&mut john, json!({"type": "ping"})).await;
     assert_eq!(next_of(&mut john, "pong").await, json!({"type": "pong"}));
-    assert_eq!(count_rows(&server.data_dir(), "messages").await, 0, "nothing stored");
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 0, "nothing stored");
     let id = say(&mut john, "general", "still works", "ok").await;
     assert!(id > 0);
 }
@@ -292,7 +292,7 @@ async fn a_users_daily_chat_quota_stores_nothing_beyond_it() {
     command(&mut john, json!({"type": "send", "room": "general", "text": "!", "ref": "3"})).await;
     let error = next_of(&mut john, "error").await;
     assert_eq!(error["code"], "rate_limited", "{error}");
-    assert_eq!(count_rows(&server.data_dir(), "messages").await, 2, "nothing stored beyond the quota");
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 2, "nothing stored beyond the quota");
     say(&mut jane, "general", "mine", "j1").await; // her own quota
     command(&mut john, json!({"type": "ping"})).await;
     assert_eq!(next_of(&mut john, "pong").await["type"], "pong", "the socket stays open");

@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `wsguard` binary on a random port with a fresh SQLite
 //! data folder, and talks to it over real HTTP and WebSocket connections.
 
+mod channels;
 mod chat;
 mod cli;
 mod cluster;

@@ -47,6 +47,10 @@ pub struct Claims {
     pub fam: String,
     /// Double-submit CSRF value, also set as the readable `csrf_*` cookie.
     pub csrf: String,
+    /// Channels the token lets its user subscribe to in namespaces with `subscribe = "claim"`
+    /// (globs such as `news:*`). wsguard's own tokens carry none; an outside issuer's may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<String>,
 }
 
 /// Why a token was refused. The text is safe to show a client.
@@ -209,6 +213,7 @@ impl Tokens {
             aud: self.audience.clone(),
             fam: login.to_owned(),
             csrf,
+            channels: Vec::new(),
         };
         let mut header = Header::new(self.alg);
         let token = match &self.signer {

@@ -1,7 +1,9 @@
-//! The chat's frames: what a client may send, and the frames the server sends back.
+//! The JSON sockets' protocol (`/chat/ws`, `/connect`): what a client may send, and the frames
+//! the server sends back. A channel's events have two views: a chat room's (`join`: `message`
+//! frames) and a channel's (`subscribe`: `publication` frames).
 
-use crate::broker::Presence;
-use crate::store::ChatMessage;
+use crate::broker::{Frames, Presence};
+use crate::store::{Position, Publication};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use time::format_description::well_known::Rfc3339;
@@ -9,6 +11,8 @@ use time::OffsetDateTime;
 
 pub const MAX_TEXT_CHARS: usize = 4096;
 pub const MAX_ROOM_CHARS: usize = 64;
+/// A whole channel name, `namespace:name`.
+pub const MAX_CHANNEL_CHARS: usize = 128;
 pub const MAX_REF_CHARS: usize = 64;
 pub(crate) const DEFAULT_HISTORY: i64 = 50;
 pub(crate) const MAX_HISTORY: i64 = 100;
@@ -33,6 +37,18 @@ pub enum Command {
         room: String,
         before: Option<i64>,
         limit: Option<i64>,
+    },
+    Subscribe {
+        channel: String,
+    },
+    Unsubscribe {
+        channel: String,
+    },
+    Publish {
+        channel: String,
+        data: Value,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
     },
     Ping,
 }
@@ -123,24 +139,72 @@ fn timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-fn message_value(message: &ChatMessage) -> Value {
+/// A publication as a chat message: its data's `text`, its offset as the message's `id`.
+fn message_value(publication: &Publication, text: &str) -> Value {
     json!({
         "type": "message",
-        "room": message.room,
-        "id": message.id,
-        "from": message.sender,
-        "text": message.text,
-        "ts": timestamp(message.created_ms),
+        "room": publication.channel,
+        "id": publication.offset,
+        "from": publication.sender,
+        "text": text,
+        "ts": timestamp(publication.created_ms),
     })
 }
 
-pub(crate) fn message(message: &ChatMessage) -> String {
-    message_value(message).to_string()
+fn publication_value(publication: &Publication, data: &Value) -> Value {
+    json!({
+        "type": "publication",
+        "channel": publication.channel,
+        // 0: a namespace without history numbers nothing.
+        "offset": (publication.offset > 0).then_some(publication.offset),
+        "data": data,
+        "from": publication.sender,
+        "ts": timestamp(publication.created_ms),
+    })
 }
 
-pub(crate) fn history(room: &str, messages: &[ChatMessage]) -> String {
-    let messages: Vec<Value> = messages.iter().map(message_value).collect();
+/// The `text` of a chat message's data.
+fn chat_text(data: &Value) -> Option<&str> {
+    data.as_object().filter(|object| object.len() == 1)?.get("text")?.as_str()
+}
+
+/// A publication for both views, rendered once: rooms see a chat message when the data is one
+/// (`{"text": …}`), the publication itself otherwise.
+pub(crate) fn publication(publication: &Publication, data: &Value) -> Frames {
+    let channel: std::sync::Arc<str> = publication_value(publication, data).to_string().into();
+    let room = match chat_text(data) {
+        Some(text) => message_value(publication, text).to_string().into(),
+        None => channel.clone(),
+    };
+    Frames { room: Some(room), channel: Some(channel) }
+}
+
+/// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
+/// written by wsguard) are left out rather than failing the page.
+pub(crate) fn history(room: &str, publications: &[Publication]) -> String {
+    let messages: Vec<Value> = publications
+        .iter()
+        .filter_map(|p| {
+            let data: Value = serde_json::from_str(&p.data).ok()?;
+            Some(match chat_text(&data) {
+                Some(text) => message_value(p, text),
+                None => publication_value(p, &data),
+            })
+        })
+        .collect();
     json!({"type": "history", "room": room, "messages": messages}).to_string()
+}
+
+/// The answer to `subscribe`: where the channel stands (offset 0 in no epoch before its first
+/// publication, and for channels without history).
+pub(crate) fn subscribed(channel: &str, position: Option<&Position>) -> String {
+    let (offset, epoch) = position.map_or((0, ""), |p| (p.offset, p.epoch.as_str()));
+    json!({"type": "subscribed", "channel": channel, "offset": offset, "epoch": epoch}).to_string()
+}
+
+/// A publish acknowledged: its offset, or `null` in a channel without history.
+pub(crate) fn published(reference: Option<&str>, offset: Option<i64>) -> String {
+    json!({"type": "ack", "ref": reference, "offset": offset}).to_string()
 }
 
 pub fn members<'a>(room: &str, users: impl IntoIterator<Item = &'a String>) -> String {
@@ -148,17 +212,27 @@ pub fn members<'a>(room: &str, users: impl IntoIterator<Item = &'a String>) -> S
     json!({"type": "members", "room": room, "users": users}).to_string()
 }
 
-pub(crate) fn presence(room: &str, user: &str, change: Presence) -> String {
+/// A user's first socket joined, or last socket left, a channel: for rooms keyed `room`, for
+/// subscribers `channel`.
+pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> Frames {
     let event = match change {
         Presence::Joined => "join",
         Presence::Left => "leave",
     };
-    json!({"type": "presence", "room": room, "user": user, "event": event}).to_string()
+    Frames {
+        room: Some(
+            json!({"type": "presence", "room": channel, "user": user, "event": event}).to_string().into(),
+        ),
+        channel: Some(
+            json!({"type": "presence", "channel": channel, "user": user, "event": event}).to_string().into(),
+        ),
+    }
 }
 
-/// The presence frame of a user who left `room` with a node that died (see `broker::LeaveFrame`).
-pub(crate) fn left(room: &str, user: &str) -> String {
-    presence(room, user, Presence::Left)
+/// The presence frames of a user who left `channel` with a node that died (see
+/// `broker::LeaveFrame`).
+pub(crate) fn left(channel: &str, user: &str) -> Frames {
+    presence(channel, user, Presence::Left)
 }
 
 pub(crate) fn ack(reference: Option<&str>, id: i64) -> String {

@@ -1,0 +1,33 @@
+-- Channels number their publications from 1 without gaps. A channel's row holds its last offset
+-- and its epoch: a row deleted (its history expired) and made again starts over with a new epoch,
+-- which tells a client that its offsets no longer apply.
+CREATE TABLE channels (
+    name       TEXT PRIMARY KEY NOT NULL,
+    epoch      TEXT NOT NULL,
+    top_offset INTEGER NOT NULL,
+    -- When the channel's newest publication expires: then the row may go too.
+    expires_ms INTEGER NOT NULL
+);
+
+-- What a channel keeps of its publications (the namespace's size and TTL). `data` is JSON text,
+-- stored as sent. A publication is acknowledged only after this insert commits.
+CREATE TABLE publications (
+    channel    TEXT NOT NULL,
+    seq        INTEGER NOT NULL,
+    sender     TEXT,
+    data       TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (channel, seq)
+);
+CREATE INDEX publications_expiry ON publications(expires_ms);
+
+-- The chat's messages become the publications of their rooms, numbered in the order they were sent;
+-- the chat keeps its history without a limit.
+INSERT INTO channels (name, epoch, top_offset, expires_ms)
+    SELECT room, lower(hex(randomblob(8))), count(*), 9223372036854775807 FROM messages GROUP BY room;
+INSERT INTO publications (channel, seq, sender, data, created_ms, expires_ms)
+    SELECT room, row_number() OVER (PARTITION BY room ORDER BY id), sender, json_object('text', text),
+           created_ms, 9223372036854775807
+    FROM messages;
+DROP TABLE messages;

@@ -1,0 +1,114 @@
+//! Channels: one model for the chat's rooms (the default namespace), the configured namespaces and
+//! the personal `user:<name>` channels. A publication is stored first when its namespace keeps
+//! history (numbered by the store), then fanned out through the broker, rendered once for both
+//! views (`protocol`). Sockets follow channels through the hub; the server API publishes here too.
+
+pub(crate) mod namespaces;
+pub mod protocol;
+
+use crate::app::AppState;
+use crate::broker::{Change, Presence, View};
+use crate::store::{Publication, StoreError};
+use namespaces::Channel;
+use serde_json::Value;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Publishes `data` to `channel` from `sender` (`None`: the server API). In a namespace with
+/// history the publication is stored and numbered first, and its offset returned: once this
+/// returns it is durable. A fan-out failure is logged, not returned: the publication is in
+/// history either way.
+pub(crate) async fn publish(
+    state: &AppState,
+    channel: &Channel<'_>,
+    sender: Option<&str>,
+    data: &Value,
+) -> Result<Option<i64>, StoreError> {
+    let text = data.to_string();
+    let created_ms = now_ms();
+    let publication = match channel.namespace.history {
+        Some(retention) => state.store.publish(channel.name, sender, &text, created_ms, retention).await?.0,
+        None => Publication {
+            channel: channel.name.to_owned(),
+            offset: 0,
+            sender: sender.map(str::to_owned),
+            data: text,
+            created_ms,
+        },
+    };
+    let frames = protocol::publication(&publication, data);
+    if let Err(err) = state.broker.publish(channel.name, frames).await {
+        tracing::warn!(error = %err, channel = channel.name, "fan-out failed");
+    }
+    state.metrics.publications.inc();
+    Ok((publication.offset > 0).then_some(publication.offset))
+}
+
+/// Adds a socket of `username` to `channel` on this node, seeing it in `view`; announces the user
+/// where the namespace has presence. False when the socket already follows the channel.
+pub(crate) async fn follow(
+    state: &AppState,
+    socket: u64,
+    username: &str,
+    channel: &Channel<'_>,
+    view: View,
+) -> bool {
+    let Some(change) = state.hub.join(socket, channel.name, view) else {
+        return false;
+    };
+    announce(state, channel.name, username, Presence::Joined, change, channel.namespace.presence).await;
+    true
+}
+
+/// Removes a socket from `channel` on this node. False when it did not follow the channel.
+pub(crate) async fn unfollow(
+    state: &AppState,
+    socket: u64,
+    username: &str,
+    channel: &str,
+    presence: bool,
+) -> bool {
+    let Some(change) = state.hub.leave(socket, channel) else {
+        return false;
+    };
+    announce(state, channel, username, Presence::Left, change, presence).await;
+    true
+}
+
+/// Keeps the broker subscribed to channels with local sockets only, and publishes a presence
+/// change (`presence`: the namespace tracks it) when the user's first or last socket moved.
+pub(crate) async fn announce(
+    state: &AppState,
+    channel: &str,
+    username: &str,
+    presence: Presence,
+    change: Change,
+    tracked: bool,
+) {
+    let broker = &state.broker;
+    if change.channel_edge {
+        let result = match presence {
+            Presence::Joined => broker.subscribe(channel).await,
+            Presence::Left => broker.unsubscribe(channel).await,
+        };
+        if let Err(err) = result {
+            tracing::warn!(error = %err, channel, "broker subscription change failed");
+        }
+    }
+    if !change.user_edge || !tracked {
+        return;
+    }
+    // The user's first (or last) socket here; other nodes may still have them in the channel.
+    let announce = broker.presence(channel, username, presence).await.unwrap_or_else(|err| {
+        tracing::warn!(error = %err, channel, "shared presence unavailable");
+        true
+    });
+    if announce {
+        if let Err(err) = broker.publish(channel, protocol::presence(channel, username, presence)).await {
+            tracing::warn!(error = %err, channel, "presence fan-out failed");
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,94 @@
+//! The chat's commands, the default namespace seen as rooms: join (members and recent history),
+//! leave, send (a publication whose data is `{"text": …}`), history (paging back by id, which is
+//! the publication's offset).
+
+use super::endpoint::{unavailable, ChannelSocket, Following};
+use crate::broker::View;
+use crate::channels::protocol::{self, ErrorCode, Refusal, DEFAULT_HISTORY, MAX_HISTORY};
+use crate::channels::{self, namespaces::Channel};
+use crate::store::Range;
+use serde_json::json;
+
+impl ChannelSocket {
+    fn room<'a>(&'a self, room: &'a str) -> Result<Channel<'a>, Refusal> {
+        protocol::check_room(room)?;
+        self.state.namespaces.resolve(room)
+    }
+
+    pub(super) async fn join(&mut self, room: String) -> Result<Vec<String>, Refusal> {
+        let state = self.state.clone();
+        protocol::check_room(&room)?;
+        let channel = state.namespaces.resolve(&room)?;
+        self.check_room_for(&room)?;
+        let (history, _) = state
+            .store
+            .publications(&room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms())
+            .await
+            .map_err(unavailable)?;
+        self.follow(&channel, View::Room).await?;
+        let members = match state.broker.members(&room).await {
+            Ok(members) => members,
+            Err(err) => {
+                tracing::warn!(error = %err, room, "shared presence unavailable; listing this node's");
+                state.hub.members(&room)
+            }
+        };
+        Ok(vec![protocol::members(&room, &members), protocol::history(&room, &history)])
+    }
+
+    pub(super) async fn leave(&mut self, room: String) -> Result<Vec<String>, Refusal> {
+        self.room(&room)?;
+        let Some(Following { view: View::Room, presence }) = self.following.get(&room).copied() else {
+            return Err(Refusal::new(ErrorCode::BadRequest, "not in this room"));
+        };
+        self.following.remove(&room);
+        channels::unfollow(&self.state, self.socket, &self.username, &room, presence).await;
+        Ok(Vec::new())
+    }
+
+    pub(super) async fn send(
+        &mut self,
+        room: String,
+        text: String,
+        reference: Option<String>,
+    ) -> Result<Vec<String>, Refusal> {
+        let channel = self.room(&room)?;
+        protocol::check_ref(reference.as_deref())?;
+        protocol::check_text(&text)?;
+        if !self.following.contains_key(&room) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
+        }
+        // The quota counts the text, as the chat always has.
+        let size = text.len() as u64;
+        let offset = self.publish_from_user(&channel, &json!({ "text": text }), size).await?;
+        // The default namespace keeps history: every message has its offset.
+        Ok(vec![protocol::ack(reference.as_deref(), offset.unwrap_or_default())])
+    }
+
+    pub(super) async fn history(
+        &mut self,
+        room: String,
+        before: Option<i64>,
+        limit: Option<i64>,
+    ) -> Result<Vec<String>, Refusal> {
+        self.room(&room)?;
+        let limit = limit.unwrap_or(DEFAULT_HISTORY);
+        if !(1..=MAX_HISTORY).contains(&limit) {
+            return Err(Refusal::new(ErrorCode::BadRequest, format!("limit must be 1-{MAX_HISTORY}")));
+        }
+        if before.is_some_and(|b| b < 1) {
+            return Err(Refusal::new(ErrorCode::BadRequest, "before must be a positive message id"));
+        }
+        if !self.following.contains_key(&room) {
+            return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
+        }
+        let range = Range::Before(before.unwrap_or(i64::MAX));
+        let (messages, _) = self
+            .state
+            .store
+            .publications(&room, range, limit, channels::now_ms())
+            .await
+            .map_err(unavailable)?;
+        Ok(vec![protocol::history(&room, &messages)])
+    }
+}

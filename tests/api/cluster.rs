@@ -325,3 +325,51 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     assert!(!server.log().contains("panicked"), "nothing panicked");
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn publications_from_both_nodes_reach_subscribers_on_both_numbered_without_gaps() {
+    if !services() {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("wsguard.toml");
+    std::fs::write(
+        &path,
+        "[[namespaces]]\nname = \"room\"\nsubscribe = \"any\"\npublish = \"subscribers\"\n",
+    )
+    .unwrap();
+    let config_arg = format!("--config={}", path.display());
+    let (a, b, schema) = two_nodes(REDIS, &[&config_arg, "--max-messages-per-sec=1000"]).await;
+    const EACH: i64 = 40;
+    let mut sockets = Vec::new();
+    for (node, user, password) in [(&a, "johndoe", "secret"), (&b, "janedoe", "secret2")] {
+        let mut ws = chat(node, user, password).await;
+        send(&mut ws, &json!({"type": "subscribe", "channel": "room:x"}).to_string()).await;
+        next_of(&mut ws, "subscribed", Duration::from_secs(5)).await;
+        sockets.push(ws);
+    }
+    // Both subscribed on both nodes before anyone publishes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for ws in &mut sockets {
+        for i in 0..EACH {
+            let frame = json!({"type": "publish", "channel": "room:x", "data": i, "ref": i.to_string()});
+            send(ws, &frame.to_string()).await;
+        }
+    }
+    for ws in &mut sockets {
+        let (mut acked, mut received) = (Vec::new(), Vec::new());
+        while acked.len() < EACH as usize || received.len() < 2 * EACH as usize {
+            let frame = next_json(ws).await;
+            match frame["type"].as_str() {
+                Some("ack") => acked.push(frame["offset"].as_i64().unwrap()),
+                Some("publication") => received.push(frame["offset"].as_i64().unwrap()),
+                _ => {}
+            }
+        }
+        assert!(acked.windows(2).all(|w| w[0] < w[1]), "one socket's publications in its order");
+        received.sort_unstable();
+        assert_eq!(received, (1..=2 * EACH).collect::<Vec<_>>(), "every publication once, no gap");
+    }
+    drop((a, b));
+    schema.drop().await;
+}

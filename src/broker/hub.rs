@@ -2,7 +2,7 @@
 //! them. Each socket has a bounded outbox; a socket that falls that far behind is dropped from the
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
-use super::{Frames, View};
+use super::{Delivery, Frames, View};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -12,15 +12,16 @@ pub(crate) const OUTBOX_FRAMES: usize = 256;
 
 struct Member {
     username: String,
-    outbox: mpsc::Sender<Arc<str>>,
+    outbox: mpsc::Sender<Delivery>,
     channels: HashSet<String>,
 }
 
 #[derive(Default)]
 struct State {
     members: HashMap<u64, Member>,
-    /// Channel → its local sockets and how each follows it.
-    channels: HashMap<String, HashMap<u64, View>>,
+    /// Channel → its local sockets and how each follows it. The key is shared with every
+    /// delivery, so naming the channel to a socket copies no string.
+    channels: HashMap<Arc<str>, HashMap<u64, View>>,
 }
 
 #[derive(Default)]
@@ -40,7 +41,7 @@ pub(crate) struct Change {
 impl Hub {
     /// Registers a socket; its frames arrive on the returned receiver, which ends when the socket
     /// is dropped for being too slow.
-    pub(crate) fn connect(&self, socket: u64, username: &str) -> mpsc::Receiver<Arc<str>> {
+    pub(crate) fn connect(&self, socket: u64, username: &str) -> mpsc::Receiver<Delivery> {
         let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES);
         let mut state = self.state.lock().expect("hub lock poisoned");
         state
@@ -55,7 +56,7 @@ impl Hub {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let username = state.members.get(&socket)?.username.clone();
         let user_edge = !state.user_in_channel(&username, channel);
-        let sockets = state.channels.entry(channel.to_owned()).or_default();
+        let sockets = state.channels.entry(Arc::from(channel)).or_default();
         let channel_edge = sockets.is_empty();
         if sockets.contains_key(&socket) {
             return None;
@@ -112,7 +113,7 @@ impl Hub {
                     .filter_map(|socket| state.members.get(socket))
                     .map(|member| member.username.clone())
                     .collect();
-                (channel.clone(), users)
+                (channel.to_string(), users)
             })
             .collect()
     }
@@ -127,7 +128,7 @@ impl Hub {
     /// dropped.
     pub(crate) fn deliver(&self, channel: &str, frames: &Frames) {
         let mut state = self.state.lock().expect("hub lock poisoned");
-        let Some(sockets) = state.channels.get(channel) else {
+        let Some((channel, sockets)) = state.channels.get_key_value(channel) else {
             return;
         };
         let mut too_slow = Vec::new();
@@ -135,7 +136,12 @@ impl Hub {
             let (Some(member), Some(frame)) = (state.members.get(socket), frames.for_view(*view)) else {
                 continue;
             };
-            if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(frame.clone()) {
+            let delivery = Delivery {
+                channel: channel.clone(),
+                frame: frame.clone(),
+                numbered: frames.numbered.clone(),
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(delivery) {
                 too_slow.push(*socket);
             }
         }
@@ -207,8 +213,8 @@ mod tests {
         hub.join(1, "r", View::Room);
         hub.join(2, "r", View::Room);
         for i in 0..=OUTBOX_FRAMES {
-            hub.deliver("r", &Frames { room: Some(Arc::from(i.to_string())), channel: None });
-            assert_eq!(fast.recv().await.as_deref(), Some(i.to_string().as_str()));
+            hub.deliver("r", &Frames { room: Some(Arc::from(i.to_string())), ..Frames::default() });
+            assert_eq!(fast.recv().await.map(|d| d.frame).as_deref(), Some(i.to_string().as_str()));
         }
         assert!(!hub.is_member(1, "r"));
         let mut drained = 0;

@@ -62,6 +62,25 @@ pub(crate) enum View {
 pub(crate) struct Frames {
     pub(crate) room: Option<Arc<str>>,
     pub(crate) channel: Option<Arc<str>>,
+    /// Where a numbered publication stands in its channel; `None` for presence and for
+    /// namespaces without history.
+    pub(crate) numbered: Option<Numbered>,
+}
+
+/// A publication's offset in its channel's epoch: lets a socket put what it receives in order,
+/// drop what it already has, and fetch what it missed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Numbered {
+    pub(crate) offset: i64,
+    pub(crate) epoch: Arc<str>,
+}
+
+/// What the hub hands a socket: a frame of its view, the channel, and the publication's number.
+#[derive(Debug, Clone)]
+pub(crate) struct Delivery {
+    pub(crate) channel: Arc<str>,
+    pub(crate) frame: Arc<str>,
+    pub(crate) numbered: Option<Numbered>,
 }
 
 impl Frames {
@@ -72,12 +91,17 @@ impl Frames {
         }
     }
 
-    /// Both frames in one message between nodes: `<room length or ->:<channel length or ->` and a
-    /// newline, then the frames. Lengths are in bytes.
+    /// Both frames in one message between nodes: `<room length or ->:<channel length or ->:<offset
+    /// or ->:<epoch>` and a newline, then the frames. Lengths are in bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let length =
             |frame: &Option<Arc<str>>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
-        let mut bytes = format!("{}:{}\n", length(&self.room), length(&self.channel)).into_bytes();
+        let (offset, epoch) = match &self.numbered {
+            Some(n) => (n.offset.to_string(), n.epoch.as_ref()),
+            None => ("-".to_owned(), ""),
+        };
+        let header = format!("{}:{}:{offset}:{epoch}\n", length(&self.room), length(&self.channel));
+        let mut bytes = header.into_bytes();
         for frame in [&self.room, &self.channel].into_iter().flatten() {
             bytes.extend_from_slice(frame.as_bytes());
         }
@@ -88,7 +112,15 @@ impl Frames {
     pub(crate) fn decode(bytes: &[u8]) -> Option<Frames> {
         let text = std::str::from_utf8(bytes).ok()?;
         let (header, mut rest) = text.split_once('\n')?;
-        let (room, channel) = header.split_once(':')?;
+        let mut fields = header.split(':');
+        let (room, channel) = (fields.next()?, fields.next()?);
+        let numbered = match (fields.next()?, fields.next()?, fields.next()) {
+            ("-", "", None) => None,
+            (offset, epoch, None) if epoch.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                Some(Numbered { offset: offset.parse().ok().filter(|o| *o > 0)?, epoch: Arc::from(epoch) })
+            }
+            _ => return None,
+        };
         let mut take = |length: &str| -> Option<Option<Arc<str>>> {
             if length == "-" {
                 return Some(None);
@@ -98,7 +130,7 @@ impl Frames {
             rest = &rest[length..];
             Some(Some(Arc::from(frame)))
         };
-        let frames = Frames { room: take(room)?, channel: take(channel)? };
+        let frames = Frames { room: take(room)?, channel: take(channel)?, numbered };
         rest.is_empty().then_some(frames)
     }
 }
@@ -148,12 +180,25 @@ mod tests {
 
     #[test]
     fn frames_cross_nodes_intact_and_garbage_is_dropped() {
-        let both = Frames { room: Some(Arc::from("{\"a\":\"é\\n\"}")), channel: Some(Arc::from("x:y\n")) };
-        let one = Frames { room: None, channel: Some(Arc::from("c")) };
+        let numbered = Some(Numbered { offset: 42, epoch: Arc::from("8c1f00aa") });
+        let both =
+            Frames {
+                room: Some(Arc::from("{\"a\":\"é\\n\"}")), channel: Some(Arc::from("x:y\n")), numbered
+            };
+        let one = Frames { room: None, channel: Some(Arc::from("c")), numbered: None };
         for frames in [both, one, Frames::default()] {
             assert_eq!(Frames::decode(&frames.encode()), Some(frames));
         }
-        for garbage in [&b""[..], b"3:-\nab", b"1:1\nabc", b"x:-\na", b"-:-", b"\xff:-\n"] {
+        for garbage in [
+            &b""[..],
+            b"3:-:-:\nab",
+            b"1:1:-:\nabc",
+            b"x:-:-:\na",
+            b"-:-",
+            b"\xff:-:-:\n",
+            b"-:-:0:e\n",
+            b"-:-:1:e:x\n",
+        ] {
             assert_eq!(Frames::decode(garbage), None, "{garbage:?}");
         }
     }

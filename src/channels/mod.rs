@@ -25,17 +25,24 @@ pub(crate) async fn publish(
 ) -> Result<Option<i64>, StoreError> {
     let text = data.to_string();
     let created_ms = now_ms();
-    let publication = match channel.namespace.history {
-        Some(retention) => state.store.publish(channel.name, sender, &text, created_ms, retention).await?.0,
-        None => Publication {
-            channel: channel.name.to_owned(),
-            offset: 0,
-            sender: sender.map(str::to_owned),
-            data: text,
-            created_ms,
-        },
+    let (publication, epoch) = match channel.namespace.history {
+        Some(retention) => {
+            let (publication, position) =
+                state.store.publish(channel.name, sender, &text, created_ms, retention).await?;
+            (publication, position.epoch)
+        }
+        None => {
+            let publication = Publication {
+                channel: channel.name.to_owned(),
+                offset: 0,
+                sender: sender.map(str::to_owned),
+                data: text,
+                created_ms,
+            };
+            (publication, String::new())
+        }
     };
-    let frames = protocol::publication(&publication, data);
+    let frames = protocol::publication(&publication, data, &epoch);
     if let Err(err) = state.broker.publish(channel.name, frames).await {
         tracing::warn!(error = %err, channel = channel.name, "fan-out failed");
     }

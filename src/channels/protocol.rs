@@ -2,10 +2,11 @@
 //! the server sends back. A channel's events have two views: a chat room's (`join`: `message`
 //! frames) and a channel's (`subscribe`: `publication` frames).
 
-use crate::broker::{Frames, Presence};
+use crate::broker::{Frames, Numbered, Presence};
 use crate::store::{Position, Publication};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -40,6 +41,8 @@ pub enum Command {
     },
     Subscribe {
         channel: String,
+        /// Recover what was published after this position.
+        since: Option<Since>,
     },
     Unsubscribe {
         channel: String,
@@ -51,6 +54,14 @@ pub enum Command {
         reference: Option<String>,
     },
     Ping,
+}
+
+/// A position a client has seen: the offset of the last publication it has, in the channel's epoch.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Since {
+    pub offset: i64,
+    pub epoch: String,
 }
 
 /// An error frame's `code`.
@@ -169,14 +180,16 @@ fn chat_text(data: &Value) -> Option<&str> {
 }
 
 /// A publication for both views, rendered once: rooms see a chat message when the data is one
-/// (`{"text": …}`), the publication itself otherwise.
-pub(crate) fn publication(publication: &Publication, data: &Value) -> Frames {
-    let channel: std::sync::Arc<str> = publication_value(publication, data).to_string().into();
+/// (`{"text": …}`), the publication itself otherwise. `epoch` is its channel's, for a numbered one.
+pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) -> Frames {
+    let channel: Arc<str> = publication_value(publication, data).to_string().into();
     let room = match chat_text(data) {
         Some(text) => message_value(publication, text).to_string().into(),
         None => channel.clone(),
     };
-    Frames { room: Some(room), channel: Some(channel) }
+    let numbered =
+        (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
+    Frames { room: Some(room), channel: Some(channel), numbered }
 }
 
 /// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
@@ -196,10 +209,15 @@ pub(crate) fn history(room: &str, publications: &[Publication]) -> String {
 }
 
 /// The answer to `subscribe`: where the channel stands (offset 0 in no epoch before its first
-/// publication, and for channels without history).
-pub(crate) fn subscribed(channel: &str, position: Option<&Position>) -> String {
+/// publication, and for channels without history), and with `since`, whether every publication
+/// after it was delivered.
+pub(crate) fn subscribed(channel: &str, position: Option<&Position>, recovered: Option<bool>) -> String {
     let (offset, epoch) = position.map_or((0, ""), |p| (p.offset, p.epoch.as_str()));
-    json!({"type": "subscribed", "channel": channel, "offset": offset, "epoch": epoch}).to_string()
+    let mut frame = json!({"type": "subscribed", "channel": channel, "offset": offset, "epoch": epoch});
+    if let Some(recovered) = recovered {
+        frame["recovered"] = recovered.into();
+    }
+    frame.to_string()
 }
 
 /// A publish acknowledged: its offset, or `null` in a channel without history.
@@ -220,6 +238,7 @@ pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> Frames {
         Presence::Left => "leave",
     };
     Frames {
+        numbered: None,
         room: Some(
             json!({"type": "presence", "room": channel, "user": user, "event": event}).to_string().into(),
         ),

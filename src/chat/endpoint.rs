@@ -2,16 +2,18 @@
 //! dispatched (room commands in `rooms`, channel commands here), and what the hub delivers to it,
 //! forwarded.
 
+use super::delivery::{Cursor, Gap};
+use super::recovery;
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::{Change, Presence, View};
-use crate::channels::protocol::{self, Command, ErrorCode, Refusal};
+use crate::broker::{Change, Delivery, Presence, View};
+use crate::channels::protocol::{self, Command, ErrorCode, Refusal, Since};
 use crate::channels::{self, namespaces::Channel};
-use crate::store::{Position, Range, StoreError};
+use crate::store::{Position, StoreError};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Endpoint, Outgoing};
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -21,11 +23,13 @@ pub(super) const MAX_CHANNELS_PER_SOCKET: usize = 32;
 
 static NEXT_SOCKET: AtomicU64 = AtomicU64::new(1);
 
-/// How the socket follows a channel, and whether the channel's namespace tracks presence.
-#[derive(Debug, Clone, Copy)]
+/// How the socket follows a channel, whether the channel's namespace tracks presence, and how far
+/// it has delivered the channel's numbered publications (`None`: a namespace without history).
+#[derive(Debug, Clone)]
 pub(super) struct Following {
     pub(super) view: View,
     pub(super) presence: bool,
+    pub(super) cursor: Option<Cursor>,
 }
 
 pub(super) struct ChannelSocket {
@@ -33,14 +37,28 @@ pub(super) struct ChannelSocket {
     pub(super) socket: u64,
     pub(super) username: String,
     pub(super) following: BTreeMap<String, Following>,
-    inbox: mpsc::Receiver<Arc<str>>,
+    inbox: mpsc::Receiver<Delivery>,
+    /// Frames put in order, waiting to be sent.
+    pending: VecDeque<Arc<str>>,
+    /// The delivery being put in order: kept here while missed publications are fetched, since
+    /// the socket loop may drop the `outgoing` future at any await and calls it again.
+    sequencing: Option<Delivery>,
 }
 
 impl ChannelSocket {
     pub(super) fn new(state: AppState, username: &str) -> ChannelSocket {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
         let inbox = state.hub.connect(socket, username);
-        ChannelSocket { state, socket, username: username.to_owned(), following: BTreeMap::new(), inbox }
+        let following = BTreeMap::new();
+        ChannelSocket {
+            state,
+            socket,
+            username: username.to_owned(),
+            following,
+            inbox,
+            pending: VecDeque::new(),
+            sequencing: None,
+        }
     }
 
     async fn apply(&mut self, command: Command, identity: Option<&Identity>) -> Result<Vec<String>, Refusal> {
@@ -49,7 +67,7 @@ impl ChannelSocket {
             Command::Leave { room } => self.leave(room).await,
             Command::Send { room, text, reference } => self.send(room, text, reference).await,
             Command::History { room, before, limit } => self.history(room, before, limit).await,
-            Command::Subscribe { channel } => self.subscribe(channel, identity).await,
+            Command::Subscribe { channel, since } => self.subscribe(channel, since, identity).await,
             Command::Unsubscribe { channel } => self.unsubscribe(channel).await,
             Command::Publish { channel, data, reference } => self.publish(channel, data, reference).await,
             Command::Ping => Ok(vec![protocol::pong()]),
@@ -68,6 +86,8 @@ impl ChannelSocket {
     }
 
     /// Starts following `channel` in `view`, unless the socket already follows it in the other.
+    /// Its numbered publications are held back until the caller sets where to deliver them from
+    /// ([`Self::start_at`]).
     pub(super) async fn follow(&mut self, channel: &Channel<'_>, view: View) -> Result<(), Refusal> {
         match self.following.get(channel.name) {
             Some(following) if following.view != view => {
@@ -79,33 +99,75 @@ impl ChannelSocket {
             Some(_) => return Ok(()),
             None => self.check_room_for(channel.name)?,
         }
-        if channels::follow(&self.state, self.socket, &self.username, channel, view).await {
-            let presence = channel.namespace.presence;
-            self.following.insert(channel.name.to_owned(), Following { view, presence });
+        // Held back: nothing is numbered beyond i64::MAX.
+        let cursor = channel.namespace.history.map(|_| Cursor { offset: i64::MAX, epoch: String::new() });
+        let presence = channel.namespace.presence;
+        self.following.insert(channel.name.to_owned(), Following { view, presence, cursor });
+        if !channels::follow(&self.state, self.socket, &self.username, channel, view).await {
+            self.following.remove(channel.name);
         }
         Ok(())
     }
 
-    async fn subscribe(&mut self, name: String, identity: Option<&Identity>) -> Result<Vec<String>, Refusal> {
+    /// Delivers `channel`'s numbered publications after `cursor` from now on.
+    pub(super) fn start_at(&mut self, channel: &str, cursor: Cursor) {
+        if let Some(Following { cursor: Some(current), .. }) = self.following.get_mut(channel) {
+            *current = cursor;
+        }
+    }
+
+    async fn subscribe(
+        &mut self,
+        name: String,
+        since: Option<Since>,
+        identity: Option<&Identity>,
+    ) -> Result<Vec<String>, Refusal> {
         let state = self.state.clone();
         let channel = state.namespaces.resolve(&name)?;
         let identity = identity.ok_or_else(|| Refusal::new(ErrorCode::Forbidden, "not authenticated"))?;
         channel.may_subscribe(identity)?;
-        let position = match channel.namespace.history {
-            Some(_) => position(&state, channel.name).await?,
-            None => None,
-        };
+        if let Some(Following { view: View::Channel, cursor, .. }) = self.following.get(&name) {
+            // Subscribed already: where it stands for this socket.
+            let position = cursor.as_ref().map(|c| Position { offset: c.offset, epoch: c.epoch.clone() });
+            return Ok(vec![protocol::subscribed(&name, position.as_ref(), since.map(|_| false))]);
+        }
         self.follow(&channel, View::Channel).await?;
-        Ok(vec![protocol::subscribed(&name, position.as_ref())])
+        if channel.namespace.history.is_none() {
+            return Ok(vec![protocol::subscribed(&name, None, since.map(|_| false))]);
+        }
+        let answer = match since {
+            Some(since) => recovery::recover(&state, &name, &since).await,
+            None => recovery::position(&state, &name).await.map(|position| recovery::Recovery {
+                frames: Vec::new(),
+                position,
+                recovered: None,
+            }),
+        };
+        let answer = match answer {
+            Ok(answer) => answer,
+            Err(refusal) => {
+                self.unfollow(&name).await;
+                return Err(refusal);
+            }
+        };
+        self.start_at(&name, Cursor::from(answer.position.clone()));
+        let mut frames = answer.frames;
+        frames.push(protocol::subscribed(&name, answer.position.as_ref(), answer.recovered));
+        Ok(frames)
+    }
+
+    /// Stops following `channel` on this socket.
+    pub(super) async fn unfollow(&mut self, channel: &str) {
+        if let Some(Following { presence, .. }) = self.following.remove(channel) {
+            channels::unfollow(&self.state, self.socket, &self.username, channel, presence).await;
+        }
     }
 
     async fn unsubscribe(&mut self, name: String) -> Result<Vec<String>, Refusal> {
         self.state.namespaces.resolve(&name)?;
         match self.following.get(&name) {
-            Some(Following { view: View::Channel, presence }) => {
-                let presence = *presence;
-                self.following.remove(&name);
-                channels::unfollow(&self.state, self.socket, &self.username, &name, presence).await;
+            Some(Following { view: View::Channel, .. }) => {
+                self.unfollow(&name).await;
                 Ok(Vec::new())
             }
             _ => Err(Refusal::new(ErrorCode::BadRequest, "not subscribed to this channel")),
@@ -144,16 +206,6 @@ impl ChannelSocket {
     }
 }
 
-/// Where `channel` stands now, for a subscriber.
-async fn position(state: &AppState, channel: &str) -> Result<Option<Position>, Refusal> {
-    let (_, position) = state
-        .store
-        .publications(channel, Range::After(i64::MAX), 0, channels::now_ms())
-        .await
-        .map_err(unavailable)?;
-    Ok(position)
-}
-
 pub(super) fn unavailable(err: StoreError) -> Refusal {
     tracing::warn!(error = %err, "channel store call failed");
     Refusal::new(ErrorCode::Unavailable, "storage unavailable, try again")
@@ -173,10 +225,31 @@ impl Endpoint for ChannelSocket {
     }
 
     async fn outgoing(&mut self) -> Outgoing {
-        match self.inbox.recv().await {
-            Some(frame) => Outgoing::Frame(frame),
-            None => {
-                Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, "too slow: reconnect and fetch history"))
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Outgoing::Frame(frame);
+            }
+            let delivery = match self.sequencing.take() {
+                Some(delivery) => delivery,
+                None => match self.inbox.recv().await {
+                    Some(delivery) => delivery,
+                    None => {
+                        let reason = "too slow: reconnect and recover";
+                        return Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, reason));
+                    }
+                },
+            };
+            self.sequencing = Some(delivery.clone());
+            let sequenced = self.sequence(delivery).await;
+            self.sequencing = None;
+            match sequenced {
+                Ok(frames) => self.pending.extend(frames),
+                Err(Gap) => {
+                    return Outgoing::Close(Close::new(
+                        close::TRY_AGAIN_LATER,
+                        "missed publications: reconnect and recover",
+                    ))
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! leave, send (a publication whose data is `{"text": …}`), history (paging back by id, which is
 //! the publication's offset).
 
+use super::delivery::Cursor;
 use super::endpoint::{unavailable, ChannelSocket, Following};
 use crate::broker::View;
 use crate::channels::protocol::{self, ErrorCode, Refusal, DEFAULT_HISTORY, MAX_HISTORY};
@@ -19,13 +20,24 @@ impl ChannelSocket {
         let state = self.state.clone();
         protocol::check_room(&room)?;
         let channel = state.namespaces.resolve(&room)?;
-        self.check_room_for(&room)?;
-        let (history, _) = state
-            .store
-            .publications(&room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms())
-            .await
-            .map_err(unavailable)?;
+        let newly = !self.following.contains_key(&room);
+        // Following first: what is published meanwhile is held back, then delivered after the
+        // history if it is newer.
         self.follow(&channel, View::Room).await?;
+        let read =
+            state.store.publications(&room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms());
+        let (history, position) = match read.await {
+            Ok(read) => read,
+            Err(err) => {
+                if newly {
+                    self.unfollow(&room).await;
+                }
+                return Err(unavailable(err));
+            }
+        };
+        if newly {
+            self.start_at(&room, Cursor::from(position));
+        }
         let members = match state.broker.members(&room).await {
             Ok(members) => members,
             Err(err) => {
@@ -38,11 +50,10 @@ impl ChannelSocket {
 
     pub(super) async fn leave(&mut self, room: String) -> Result<Vec<String>, Refusal> {
         self.room(&room)?;
-        let Some(Following { view: View::Room, presence }) = self.following.get(&room).copied() else {
+        let Some(Following { view: View::Room, .. }) = self.following.get(&room) else {
             return Err(Refusal::new(ErrorCode::BadRequest, "not in this room"));
         };
-        self.following.remove(&room);
-        channels::unfollow(&self.state, self.socket, &self.username, &room, presence).await;
+        self.unfollow(&room).await;
         Ok(Vec::new())
     }
 

@@ -30,10 +30,17 @@ name = "vip"
 
 /// A server whose configuration file declares [`NAMESPACES`]; the file lives as long as the guard.
 async fn server() -> (Server, TempDir) {
+    server_with(&[]).await
+}
+
+async fn server_with(args: &[&str]) -> (Server, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsguard.toml");
     std::fs::write(&path, NAMESPACES).unwrap();
-    let server = spawn(&[&format!("--config={}", path.display())]).await;
+    let config = format!("--config={}", path.display());
+    let mut args = args.to_vec();
+    args.push(&config);
+    let server = spawn(&args).await;
     (server, dir)
 }
 
@@ -241,4 +248,131 @@ async fn a_socket_follows_at_most_32_channels() {
     refused(&mut john, json!({"type": "subscribe", "channel": "news:one-more"}), "bad_request").await;
     refused(&mut john, json!({"type": "join", "room": "one-more"}), "bad_request").await;
     subscribe(&mut john, "news:0").await; // again: no new place needed
+}
+
+/// Subscribes with `since` and returns the recovered publications' offsets and the answer.
+async fn resubscribe(ws: &mut Ws, channel: &str, offset: i64, epoch: &str) -> (Vec<i64>, Value) {
+    let frame = json!({"type": "subscribe", "channel": channel, "since": {"offset": offset, "epoch": epoch}});
+    send(ws, &frame.to_string()).await;
+    let mut recovered = Vec::new();
+    loop {
+        let frame = next_not_presence(ws).await;
+        match frame["type"].as_str() {
+            Some("publication") => recovered.push(frame["offset"].as_i64().unwrap()),
+            Some("subscribed") => return (recovered, frame),
+            _ => panic!("unexpected {frame}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_comes_back_recovers_what_it_missed_or_is_told_it_cannot() {
+    let (server, _config) = server().await;
+    let mut publisher = connect(&server, "janedoe", "secret2").await;
+    subscribe(&mut publisher, "room:r").await;
+    let publish = |i: i64| json!({"type": "publish", "channel": "room:r", "data": i});
+    for i in 1..=3 {
+        send(&mut publisher, &publish(i).to_string()).await;
+    }
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let seen = subscribe(&mut john, "room:r").await;
+    let epoch = seen["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(seen["offset"], 3);
+    drop(john);
+    for i in 4..=10 {
+        send(&mut publisher, &publish(i).to_string()).await;
+    }
+    // Back: 4..10 in order, exactly once, then the answer; then live ones.
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let (recovered, answer) = resubscribe(&mut john, "room:r", 3, &epoch).await;
+    assert_eq!(recovered, (4..=10).collect::<Vec<_>>());
+    assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(true), Some(10)));
+    send(&mut publisher, &publish(11).to_string()).await;
+    assert_eq!(next_not_presence(&mut john).await["offset"], 11);
+
+    // Up to date: nothing to recover, and recovered.
+    let mut other = connect(&server, "johndoe", "secret").await;
+    let (recovered, answer) = resubscribe(&mut other, "room:r", 11, &epoch).await;
+    assert!(recovered.is_empty());
+    assert_eq!(answer["recovered"], true);
+    // Another epoch, or an offset the channel never reached: nothing stale, and not recovered.
+    for (offset, epoch) in [(3, "0000000000000000"), (99, epoch.as_str())] {
+        let mut ws = connect(&server, "johndoe", "secret").await;
+        let (recovered, answer) = resubscribe(&mut ws, "room:r", offset, epoch).await;
+        assert!(recovered.is_empty(), "{offset} {epoch}");
+        assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(false), Some(11)));
+    }
+    // Never seen anything: everything from 1.
+    let mut fresh = connect(&server, "johndoe", "secret").await;
+    let (recovered, _) = resubscribe(&mut fresh, "room:r", 0, "").await;
+    assert_eq!(recovered, (1..=11).collect::<Vec<_>>());
+    refused(
+        &mut fresh,
+        json!({"type": "subscribe", "channel": "room:s", "since": {"offset": -1, "epoch": ""}}),
+        "bad_request",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn past_the_history_window_recovery_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsguard.toml");
+    std::fs::write(&path, "[[namespaces]]\nname = \"short\"\nsubscribe = \"any\"\npublish = \"subscribers\"\nhistory_size = 5\n").unwrap();
+    let server = spawn(&[&format!("--config={}", path.display())]).await;
+    let mut publisher = connect(&server, "janedoe", "secret2").await;
+    let first = subscribe(&mut publisher, "short:x").await;
+    assert_eq!(first["offset"], 0);
+    for i in 1..=8 {
+        let ack = command(&mut publisher, json!({"type": "publish", "channel": "short:x", "data": i})).await;
+        assert_eq!(ack["offset"], i);
+        assert_eq!(next_json(&mut publisher).await["offset"], i);
+    }
+    let epoch = subscribe(&mut publisher, "short:x").await["epoch"].as_str().unwrap().to_owned();
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let (recovered, answer) = resubscribe(&mut john, "short:x", 2, &epoch).await;
+    assert!(recovered.is_empty(), "4..8 are kept, 3 is gone: nothing stale");
+    assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(false), Some(8)));
+    let mut jane = connect(&server, "janedoe", "secret2").await;
+    let (recovered, answer) = resubscribe(&mut jane, "short:x", 3, &epoch).await;
+    assert_eq!((recovered, answer["recovered"].as_bool()), ((4..=8).collect(), Some(true)));
+}
+
+#[tokio::test]
+async fn recovery_while_publications_keep_coming_has_no_gap_and_no_repeat() {
+    let (server, _config) = server_with(&["--max-messages-per-sec=10000"]).await;
+    let mut publisher = connect(&server, "janedoe", "secret2").await;
+    subscribe(&mut publisher, "room:busy").await;
+    let ack = next_not_presence_after(
+        &mut publisher,
+        json!({"type": "publish", "channel": "room:busy", "data": 1}),
+    )
+    .await;
+    assert_eq!(ack["offset"], 1);
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let seen = subscribe(&mut john, "room:busy").await;
+    let epoch = seen["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(seen["offset"], 1);
+    drop(john);
+    const TOTAL: i64 = 300;
+    let feeder = tokio::spawn(async move {
+        for i in 2..=TOTAL {
+            send(&mut publisher, &json!({"type": "publish", "channel": "room:busy", "data": i}).to_string())
+                .await;
+            if i % 50 == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        publisher
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let (mut offsets, answer) = resubscribe(&mut john, "room:busy", 1, &epoch).await;
+    assert_eq!(answer["recovered"], true);
+    while offsets.last().copied().unwrap_or(1) < TOTAL {
+        let frame = next_not_presence(&mut john).await;
+        offsets.push(frame["offset"].as_i64().unwrap());
+    }
+    assert_eq!(offsets, (2..=TOTAL).collect::<Vec<_>>(), "recovered, then live: each once, in order");
+    drop(feeder.await.unwrap());
 }

@@ -242,24 +242,33 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     assert_eq!(ready.json::<Value>().await.unwrap()["broker"], "unavailable");
 
     redis.restart().await;
-    // The nodes reconnect on their own; fan-out resumes.
+    // The nodes reconnect on their own; fan-out resumes, and the first message that reaches jane
+    // brings the ones she missed during the outage, fetched from the store, in order.
     let deadline = Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
     let resumed = loop {
         assert!(Instant::now() < deadline, "fan-out did not resume");
         send(&mut john, &json!({"type": "send", "room": "r", "text": "after", "ref": "x"}).to_string()).await;
         let id = next_of(&mut john, "ack", Duration::from_secs(5)).await["id"].as_i64().unwrap();
-        if let Ok(message) = tokio::time::timeout(
-            Duration::from_millis(700),
+        let wait = Instant::now() + Duration::from_millis(700);
+        while let Ok(message) = tokio::time::timeout(
+            wait.saturating_duration_since(Instant::now()),
             next_of(&mut jane, "message", Duration::from_secs(1)),
         )
         .await
         {
-            if message["id"].as_i64() >= Some(id) {
-                break id;
+            seen.push(message["id"].as_i64().unwrap());
+            if message["id"].as_i64() == Some(id) {
+                break;
             }
+        }
+        if seen.last() == Some(&id) {
+            break id;
         }
     };
     assert!(resumed > during[2]);
+    assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "in order, each once: {seen:?}");
+    assert!(during.iter().all(|id| seen.contains(id)), "missed during the outage: {seen:?}");
     assert_eq!(a.http.get(a.url("/readyz")).send().await.unwrap().status(), 200);
 
     // What was acked during the outage is in history.
@@ -327,7 +336,7 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
 }
 
 #[tokio::test]
-async fn publications_from_both_nodes_reach_subscribers_on_both_numbered_without_gaps() {
+async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order() {
     if !services() {
         return;
     }
@@ -367,8 +376,7 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_numbered_without
             }
         }
         assert!(acked.windows(2).all(|w| w[0] < w[1]), "one socket's publications in its order");
-        received.sort_unstable();
-        assert_eq!(received, (1..=2 * EACH).collect::<Vec<_>>(), "every publication once, no gap");
+        assert_eq!(received, (1..=2 * EACH).collect::<Vec<_>>(), "every publication once, in offset order");
     }
     drop((a, b));
     schema.drop().await;

@@ -18,6 +18,7 @@
 //!   next `history` call rather than in a page already served, and live fan-out happens after the
 //!   insert returns either way.
 
+mod api_keys;
 mod connect;
 mod errors;
 mod revocation_log;

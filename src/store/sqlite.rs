@@ -2,6 +2,8 @@
 //! the server runs. The file and its `-wal` and `-shm` companions are private (0600), whatever
 //! the folder's mode and the umask: they hold password hashes and chat history.
 
+mod api_keys;
+
 use super::rows::{MessageRow, PrincipalRow, RevocationRow, UserRow};
 use super::{ChatMessage, Pruned, Revocation, RevocationKind, Rotation, Store, StoreResult, UserRecord};
 use crate::private_files;

@@ -139,6 +139,10 @@ fn now_ms() -> i64 {
 /// Publishes a presence change and keeps the broker subscribed to rooms with local members only.
 async fn announce(state: &AppState, room: &str, username: &str, presence: Presence, change: Change) {
     let broker = &state.broker;
+    // A socket joined or left: this node's count of the room changed (the server API lists them).
+    if let Err(err) = broker.share_subscribers(room).await {
+        tracing::warn!(error = %err, room, "sharing the room's socket count failed");
+    }
     if change.channel_edge {
         let result = match presence {
             Presence::Joined => broker.subscribe(room).await,

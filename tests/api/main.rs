@@ -10,6 +10,7 @@ mod keys;
 mod pages;
 mod refresh;
 mod secrets;
+mod server_api;
 mod shutdown;
 mod slow_clients;
 mod sockets;

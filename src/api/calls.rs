@@ -49,7 +49,8 @@ pub(super) async fn record(mut request: Request, next: Next) -> Response {
     if let Some(metrics) = seen.metrics {
         metrics.api_calls.count(key, status);
     }
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
-    tracing::info!(key, %method, path, status, latency_ms = format!("{latency_ms:.2}"), "api call");
+    // Milliseconds to the hundredth.
+    let latency_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
+    tracing::info!(key, %method, path, status, latency_ms, "api call");
     response
 }

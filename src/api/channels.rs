@@ -3,11 +3,11 @@
 
 use super::caller::{ApiCaller, NeedsRead};
 use super::error::CallError;
+use super::params::ApiPath;
 use super::KeyRefusals;
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -68,9 +68,8 @@ pub(super) async fn list(
 pub(super) async fn presence(
     _: ApiCaller<NeedsRead>,
     State(state): State<AppState>,
-    channel: Result<Path<String>, PathRejection>,
+    ApiPath(channel): ApiPath<String>,
 ) -> Result<Json<ChannelPresence>, CallError> {
-    let Path(channel) = channel.map_err(|_| CallError::invalid("Invalid channel in the path"))?;
     check_channel(&channel)?;
     let users = state.broker.members(&channel).await?.into_iter().collect();
     Ok(Json(ChannelPresence { users }))

@@ -4,8 +4,10 @@
 //! Adding an endpoint:
 //! - Its handler takes [`ApiCaller<NeedsScope>`](ApiCaller) first (`ApiCaller<NeedsPublish>`,
 //!   `ApiCaller<NeedsDisconnect>`, `ApiCaller<NeedsRead>`): key, budget (429) and scope (403) are
-//!   checked before anything else. A JSON body is [`ApiBody<T>`](ApiBody), last (413, 415, 422);
-//!   a handler returns `Result<_, CallError>` (`?` works on store and broker errors).
+//!   checked before anything else. Path parameters are [`ApiPath<T>`](ApiPath), a query string
+//!   [`ApiQuery<T>`](ApiQuery) (422 with a `detail`, where axum's own answer in plain text); a
+//!   JSON body is [`ApiBody<T>`](ApiBody), last (413, 415, 422). A handler returns
+//!   `Result<_, CallError>` (`?` works on store and broker errors).
 //! - Its route goes in [`routes`], inside the layer that logs and counts every call.
 //! - Its `#[utoipa::path]` has `tag = TAG`, `security(("apiKey" = []))` and the responses
 //!   [`KeyRefusals`] (401, 403, 429, 503), and is listed in [`ServerApiDoc`]'s `paths`.
@@ -15,6 +17,7 @@ mod caller;
 mod calls;
 mod channels;
 mod error;
+mod params;
 
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
@@ -26,6 +29,8 @@ pub(crate) use body::ApiBody;
 pub(crate) use caller::{ApiCaller, NeedsDisconnect, NeedsPublish, NeedsRead};
 #[allow(unused_imports)] // TEMPORARY: as above
 pub(crate) use error::CallError;
+#[allow(unused_imports)] // TEMPORARY: as above
+pub(crate) use params::{ApiPath, ApiQuery};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 

@@ -1,6 +1,7 @@
 //! The shared state every handler and socket reaches: built once from the configuration. The
 //! server's life (listening, following the revocation log, shutting down) is `server.rs`.
 
+use crate::auth::api_keys::{ApiKeys, Budgets};
 use crate::auth::keyring::{self, KeyRing};
 use crate::auth::password::Hasher;
 use crate::auth::secret::HmacSecret;
@@ -40,6 +41,10 @@ pub(crate) struct Inner {
     pub(crate) anonymous_sockets: Arc<Semaphore>,
     /// Failed-login counters, checked before any hashing: in Redis with a broker, else in memory.
     pub(crate) throttle: Throttle,
+    /// The server API's keys, reread from the store every second.
+    pub(crate) api_keys: Arc<ApiKeys>,
+    /// Each server-API key's requests per second on this node.
+    pub(crate) api_budgets: Budgets,
 }
 
 #[derive(Clone)]
@@ -95,6 +100,8 @@ impl AppState {
             metrics: Arc::default(),
             shutdown,
             throttle,
+            api_keys: Arc::default(),
+            api_budgets: Budgets::new(config.api.api_requests_per_sec, config.api.api_burst),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
             namespaces: Namespaces::new(&config.sections.namespaces),
             chat_quota: Quota::new(config.chat_bytes_per_user_per_day, Duration::from_secs(24 * 3600)),

@@ -2,11 +2,12 @@
 //! WebSocket endpoints that accept a connection only for a valid token and stay bound to it.
 //!
 //! Layers point one way: `config`, `metrics`, `store`, `broker` and `auth` know nothing of the
-//! web; `app` holds their state; `http`, `ws` and `chat` serve it; `server` (with `connections`
-//! and `tls`) and `cli` run it.
+//! web; `app` holds their state; `http`, `ws`, `chat` and `api` (the server API) serve it;
+//! `server` (with `connections` and `tls`) and `cli` run it.
 
 #![warn(unreachable_pub)]
 
+mod api;
 mod app;
 pub mod auth;
 mod broker;

@@ -1,7 +1,9 @@
 //! Counters and gauges, rendered in the Prometheus text format at `/metrics`.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 #[derive(Default)]
 pub(crate) struct Counter(AtomicU64);
@@ -30,6 +32,36 @@ impl Gauge {
     }
 }
 
+/// Server-API calls by key name and status class (`2xx`…`5xx`). Key names are few (made by an
+/// operator), so the label set stays small; calls without a valid key count under `(none)`.
+#[derive(Default)]
+pub(crate) struct ApiCalls(Mutex<BTreeMap<(String, &'static str), u64>>);
+
+/// The key label of calls that presented no valid key (a name can hold no parenthesis).
+pub(crate) const NO_KEY: &str = "(none)";
+
+impl ApiCalls {
+    pub(crate) fn count(&self, key: &str, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()).entry((key.to_owned(), class)).or_default() += 1;
+    }
+
+    /// `{key="…",status="…"}` and the count of each.
+    fn samples(&self) -> Vec<(String, String)> {
+        let calls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        calls
+            .iter()
+            .map(|((key, class), count)| (format!("{{key=\"{key}\",status=\"{class}\"}}"), count.to_string()))
+            .collect()
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     pub(crate) logins_ok: Counter,
@@ -48,6 +80,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_refused_per_address: Counter,
     pub(crate) connections_closed_header_read: Counter,
     pub(crate) connections_closed_keep_alive: Counter,
+    pub(crate) api_calls: ApiCalls,
 }
 
 impl Metrics {
@@ -145,6 +178,14 @@ impl Metrics {
             "counter",
             "Time spent hashing passwords.",
             &one(format!("{:.6}", hashes.1 as f64 / 1e6)),
+        );
+        let api_calls = self.api_calls.samples();
+        let api_calls: Vec<(&str, String)> = api_calls.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
+        family(
+            "wsguard_api_requests_total",
+            "counter",
+            "Server-API requests by key name and status class.",
+            &api_calls,
         );
         out
     }

@@ -22,9 +22,9 @@ const REVOCATION_POLL: Duration = Duration::from_millis(250);
 const FORGET_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
-/// Every route: the HTTP API and pages, the WebSocket endpoints, the chat.
+/// Every route: the HTTP API and pages, the WebSocket endpoints, the chat, the server API.
 fn routes() -> Router<AppState> {
-    crate::http::routes().merge(crate::ws::routes()).merge(crate::chat::routes())
+    crate::http::routes().merge(crate::ws::routes()).merge(crate::chat::routes()).merge(crate::api::routes())
 }
 
 /// Loads the revocations in force, then follows the log until shutdown.
@@ -161,6 +161,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = AppState::new(config, crate::channels::protocol::left).await?;
     follow_revocations(state.clone()).await?;
+    state.api_keys.clone().follow(state.store.clone(), state.shutdown.clone()).await?;
     follow_keys(state.clone());
     follow_certificate(&state, certificates, hangup);
     // Caps and timeouts per connection, from accept (before any TLS handshake) to close.

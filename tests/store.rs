@@ -18,8 +18,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
 use tokio::task::{AbortHandle, JoinHandle};
 use wsguard::store::{
-    self, DynStore, Position, PostgresStore, Publication, Range, Retention, Revocation, RevocationKind,
-    Rotation, StoreError, UserRecord,
+    self, ApiKeyRecord, DynStore, Position, PostgresStore, Publication, Range, Retention, Revocation,
+    RevocationKind, Rotation, StoreError, UserRecord,
 };
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -67,6 +67,7 @@ store_tests!(
     publications,
     publication_retention,
     concurrent_publications_have_no_gaps,
+    api_keys,
 );
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
@@ -680,6 +681,46 @@ async fn concurrent_publications_have_no_gaps(store: DynStore) {
     assert_eq!(offsets, (1..=WRITERS * EACH).collect::<Vec<_>>(), "every offset once, no gap");
     let (stored, _) = store.publications("busy", Range::After(0), 1000, 0).await.unwrap();
     assert_eq!(stored.len() as i64, WRITERS * EACH);
+}
+
+fn api_key(name: &str, scopes: &[&str]) -> ApiKeyRecord {
+    ApiKeyRecord {
+        name: name.to_owned(),
+        key_hash: format!("{:0>64}", hex::encode(name)),
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        created_at: NOW,
+        last_used_at: None,
+    }
+}
+
+async fn api_keys(store: DynStore) {
+    assert!(store.api_keys().await.unwrap().is_empty());
+    let backend = api_key("backend", &["publish", "read"]);
+    let ops = api_key("ops.v2", &["disconnect"]);
+    store.create_api_key(&ops).await.unwrap();
+    store.create_api_key(&backend).await.unwrap();
+    // By name, scopes in the order written, and every field as written.
+    assert_eq!(store.api_keys().await.unwrap(), vec![backend.clone(), ops.clone()]);
+
+    // A taken name is a conflict, and changes nothing.
+    let mut again = api_key("backend", &["disconnect"]);
+    again.key_hash = "f".repeat(64);
+    assert!(matches!(store.create_api_key(&again).await, Err(StoreError::Conflict)));
+    assert_eq!(store.api_keys().await.unwrap(), vec![backend.clone(), ops.clone()]);
+
+    // Last used only moves forward.
+    store.touch_api_key("backend", NOW + 60).await.unwrap();
+    store.touch_api_key("backend", NOW + 30).await.unwrap();
+    store.touch_api_key("nobody", NOW).await.unwrap();
+    let keys = store.api_keys().await.unwrap();
+    assert_eq!(keys[0].last_used_at, Some(NOW + 60));
+    assert_eq!(keys[1].last_used_at, None);
+
+    assert!(store.delete_api_key("backend").await.unwrap());
+    assert!(!store.delete_api_key("backend").await.unwrap(), "already gone");
+    assert_eq!(store.api_keys().await.unwrap(), vec![ops]);
+    // The name is free again.
+    store.create_api_key(&again).await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
 use super::{Delivery, Frames, View};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 
@@ -118,6 +118,18 @@ impl Hub {
             .collect()
     }
 
+    /// How many local sockets are in `channel`.
+    pub(crate) fn subscribers(&self, channel: &str) -> u64 {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state.channels.get(channel).map_or(0, |sockets| sockets.len() as u64)
+    }
+
+    /// Every channel with local sockets and how many.
+    pub(crate) fn subscriber_counts(&self) -> BTreeMap<String, u64> {
+        let state = self.state.lock().expect("hub lock poisoned");
+        state.channels.iter().map(|(channel, sockets)| (channel.to_string(), sockets.len() as u64)).collect()
+    }
+
     #[cfg(test)]
     fn is_member(&self, socket: u64, channel: &str) -> bool {
         let state = self.state.lock().expect("hub lock poisoned");
@@ -203,6 +215,23 @@ mod tests {
         );
         assert_eq!(hub.leave(3, "r"), Some(Change { channel_edge: true, user_edge: true }));
         assert!(hub.members("r").is_empty());
+    }
+
+    #[test]
+    fn subscribers_count_sockets_not_users() {
+        let hub = Hub::default();
+        let _a = hub.connect(1, "john");
+        let _b = hub.connect(2, "john");
+        let _c = hub.connect(3, "jane");
+        hub.join(1, "r", View::Room);
+        hub.join(2, "r", View::Room);
+        hub.join(3, "s", View::Room);
+        assert_eq!(hub.subscribers("r"), 2);
+        assert_eq!(hub.subscribers("none"), 0);
+        assert_eq!(hub.subscriber_counts(), BTreeMap::from([("r".to_owned(), 2), ("s".to_owned(), 1)]));
+        hub.disconnect(1);
+        hub.leave(3, "s");
+        assert_eq!(hub.subscriber_counts(), BTreeMap::from([("r".to_owned(), 1)]));
     }
 
     #[tokio::test]

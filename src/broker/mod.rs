@@ -9,7 +9,7 @@ mod redis;
 use async_trait::async_trait;
 pub(crate) use hub::{Change, Hub};
 pub(crate) use redis::RedisBroker;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,10 @@ pub(crate) trait Broker: Send + Sync + 'static {
     async fn presence(&self, channel: &str, user: &str, change: Presence) -> Result<bool, BrokerError>;
     /// The users with a socket in `channel` on any live node.
     async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError>;
+    /// The number of this node's sockets in `channel` changed: share it with the other nodes.
+    async fn share_subscribers(&self, channel: &str) -> Result<(), BrokerError>;
+    /// Every channel with sockets on any live node, and how many sockets there are in all.
+    async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError>;
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> Result<(), BrokerError>;
 }
@@ -167,6 +171,14 @@ impl Broker for InProcess {
 
     async fn members(&self, channel: &str) -> Result<BTreeSet<String>, BrokerError> {
         Ok(self.hub.members(channel))
+    }
+
+    async fn share_subscribers(&self, _: &str) -> Result<(), BrokerError> {
+        Ok(())
+    }
+
+    async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError> {
+        Ok(self.hub.subscriber_counts())
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

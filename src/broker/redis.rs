@@ -2,13 +2,16 @@
 //! a name kept for nodes of older versions) that a node subscribes to while it has local members. Presence lives in Redis hashes keyed by node,
 //! next to a per-node liveness key, so a node's members drop out when it dies. Redis keeps no
 //! record: the database holds every acknowledged message, and a lost Redis only pauses fan-out.
+//! Each node's socket count per channel lives in a hash of its own (`subscribers.rs`).
+
+mod subscribers;
 
 use super::{Broker, BrokerError, Frames, Hub, LeaveFrame, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
 use redis::AsyncCommands;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
@@ -179,7 +182,7 @@ impl RedisBroker {
                 let _: () = conn.sadd(self.node_channels_key(&self.node), &channel).await?;
             }
         }
-        Ok(())
+        self.write_all_subscribers().await
     }
 
     /// Removes the presence of nodes whose liveness key expired, announcing the users who left
@@ -221,6 +224,7 @@ impl RedisBroker {
                 }
             }
             let _: () = conn.del(self.node_channels_key(&node)).await?;
+            let _: () = conn.del(self.node_subscribers_key(&node)).await?;
             let _: () = conn.srem(self.nodes_key(), &node).await?;
             tracing::info!(node, "removed the presence of a dead node");
         }
@@ -244,6 +248,7 @@ impl RedisBroker {
             }
         }
         let _: () = conn.del(self.node_channels_key(&self.node)).await?;
+        let _: () = conn.del(self.node_subscribers_key(&self.node)).await?;
         let _: () = conn.srem(self.nodes_key(), &self.node).await?;
         Ok(())
     }
@@ -319,6 +324,14 @@ impl Broker for RedisBroker {
         let mut members = self.hub.members(channel);
         members.extend(self.live_members(channel).await.map_err(failed)?.into_iter().map(|(_, user)| user));
         Ok(members)
+    }
+
+    async fn share_subscribers(&self, channel: &str) -> Result<(), BrokerError> {
+        self.write_subscribers(channel).await.map_err(failed)
+    }
+
+    async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError> {
+        self.cluster_subscribers().await.map_err(failed)
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

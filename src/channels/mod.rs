@@ -92,6 +92,10 @@ pub(crate) async fn announce(
     tracked: bool,
 ) {
     let broker = &state.broker;
+    // A socket joined or left: this node's count of the channel changed (the server API lists them).
+    if let Err(err) = broker.share_subscribers(channel).await {
+        tracing::warn!(error = %err, channel, "sharing the channel's socket count failed");
+    }
     if change.channel_edge {
         let result = match presence {
             Presence::Joined => broker.subscribe(channel).await,

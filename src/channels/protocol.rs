@@ -162,7 +162,8 @@ fn message_value(publication: &Publication, text: &str) -> Value {
     })
 }
 
-fn publication_value(publication: &Publication, data: &Value) -> Value {
+/// A publication as JSON: the `publication` frame, and an item of the server API's history.
+pub(crate) fn publication_value(publication: &Publication, data: &Value) -> Value {
     json!({
         "type": "publication",
         "channel": publication.channel,

@@ -1,5 +1,6 @@
-//! The command line: `serve`, the user and key commands, and `demo`.
+//! The command line: `serve`, the user and key commands, the server API's keys, and `demo`.
 
+mod apikeys;
 mod keys;
 mod users;
 
@@ -34,6 +35,9 @@ enum Command {
     /// Manage the RS256/ES256/EdDSA signing keys
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage the server API's keys (for application backends)
+    #[command(subcommand, name = "apikey")]
+    ApiKey(apikeys::ApiKeyCommand),
     /// Add the demo users johndoe/secret, janedoe/secret2 and alice/secret3 (disabled). Not for production.
     Demo(StoreSettings),
 }
@@ -48,6 +52,7 @@ pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
         }
         Command::User(command) => command.run().await,
         Command::Keys(command) => command.run(),
+        Command::ApiKey(command) => command.run().await,
         Command::Demo(settings) => demo(settings).await,
     }
 }

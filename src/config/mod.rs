@@ -170,6 +170,20 @@ pub(crate) struct ConnectionLimits {
     pub(crate) max_connections_per_address: usize,
 }
 
+/// The server API (`/api/*`): how much one call may send, how often one key may call.
+#[derive(Args, Debug, Clone, Copy)]
+pub(crate) struct ApiLimits {
+    /// Largest request body of the server API, in bytes; larger gets 413
+    #[arg(long, env = "WSGUARD_API_MAX_BODY_BYTES", value_name = "BYTES", default_value_t = 64 * 1024)]
+    pub(crate) api_max_body_bytes: usize,
+    /// Server-API requests per second one key may make (on each node); more get 429
+    #[arg(long, env = "WSGUARD_API_REQUESTS_PER_SEC", value_name = "N", default_value_t = 100)]
+    pub(crate) api_requests_per_sec: u32,
+    /// Server-API requests one key may make at once, above --api-requests-per-sec
+    #[arg(long, env = "WSGUARD_API_BURST", value_name = "N", default_value_t = 200)]
+    pub(crate) api_burst: u32,
+}
+
 /// Every setting of `wsguard serve`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct Config {
@@ -228,6 +242,8 @@ pub(crate) struct Config {
     pub(crate) login_limits: LoginLimits,
     #[command(flatten)]
     pub(crate) connections: ConnectionLimits,
+    #[command(flatten)]
+    pub(crate) api: ApiLimits,
     /// `[[namespaces]]` and `[[trusted_issuers]]`, from the file only.
     #[arg(skip)]
     pub(crate) sections: Sections,
@@ -294,6 +310,10 @@ impl Config {
             connections.max_connections_per_address > 0,
             "max_connections_per_address must be positive"
         );
+        let api = &self.api;
+        anyhow::ensure!(api.api_max_body_bytes >= 1024, "api_max_body_bytes must be at least 1024");
+        anyhow::ensure!(api.api_requests_per_sec > 0, "api_requests_per_sec must be positive");
+        anyhow::ensure!(api.api_burst > 0, "api_burst must be positive");
         Ok(())
     }
 }

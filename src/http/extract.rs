@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted by the API, in bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 
-fn content_type(req: &Request) -> &str {
+pub(crate) fn content_type(req: &Request) -> &str {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -34,7 +34,7 @@ async fn body(req: Request) -> Result<Bytes, ApiError> {
     })
 }
 
-fn unsupported(expected: &str) -> ApiError {
+pub(crate) fn unsupported(expected: &str) -> ApiError {
     ApiError::BadRequest {
         status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
         detail: format!("Content-Type must be {expected}"),
@@ -45,7 +45,7 @@ fn parse_form<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_urlencoded::from_bytes(bytes).map_err(|e| ApiError::unprocessable(format!("Invalid form: {e}")))
 }
 
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         // serde_json appends "at line 1 column 9"; keep the message, drop the position.

@@ -2,7 +2,7 @@
 
 mod cookies;
 pub(crate) mod error;
-mod extract;
+pub(crate) mod extract;
 mod health;
 mod jwks;
 mod me;
@@ -123,7 +123,8 @@ pub(crate) fn service(
 /// Swagger UI and the OpenAPI document, under the pages' Content-Security-Policy: the UI is
 /// served from this origin, so a script injected into it would run with the user's cookies.
 fn docs() -> Router<AppState> {
-    Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi())).layer(
+    let doc = ApiDoc::openapi().merge_from(crate::api::ServerApiDoc::openapi());
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc)).layer(
         SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(pages::DOCS_CSP),

@@ -1,10 +1,12 @@
 //! Persistence behind one trait, so the server runs on SQLite by default and on another database
 //! without touching the callers.
 
+mod api_keys;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 use async_trait::async_trait;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -170,8 +172,9 @@ pub enum Range {
     After(i64),
 }
 
+/// Everything wsguard keeps; the server-API keys' part is [`ApiKeyStore`].
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ApiKeyStore + Send + Sync + 'static {
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 

@@ -15,6 +15,7 @@
 //! - `publications` are numbered per channel by the channel's row, whose lock is held to commit:
 //!   publications of one channel commit in offset order, those of different channels in parallel.
 
+mod api_keys;
 mod connect;
 mod errors;
 mod publications;

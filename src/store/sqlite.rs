@@ -2,6 +2,7 @@
 //! the server runs. The file and its `-wal` and `-shm` companions are private (0600), whatever
 //! the folder's mode and the umask: they hold password hashes and chat history.
 
+mod api_keys;
 mod publications;
 
 use super::rows::{PrincipalRow, RevocationRow, UserRow};

@@ -1,6 +1,7 @@
 //! Integration tests: each starts the real `wsguard` binary on a random port with a fresh SQLite
 //! data folder, and talks to it over real HTTP and WebSocket connections.
 
+mod api_publish;
 mod channels;
 mod chat;
 mod cli;
@@ -11,6 +12,7 @@ mod keys;
 mod pages;
 mod refresh;
 mod secrets;
+mod server_api;
 mod shutdown;
 mod slow_clients;
 mod sockets;

@@ -16,9 +16,12 @@ cleanup() {
 trap cleanup EXIT
 
 "$BIN" demo --data-dir "$DATA" >/dev/null
-# A big hash queue: schemathesis logs in with random credentials, each one a hash on 2 cores.
+# A server-API key with every scope, for the /api operations.
+KEY=$("$BIN" apikey add fuzz --scopes publish,disconnect,read --data-dir "$DATA" 2>/dev/null)
+# A big hash queue: schemathesis logs in with random credentials, each one a hash on 2 cores. A big
+# API budget: the fuzzer calls faster than a backend would (429 is described, but tests nothing).
 coproc SERVER { exec "$BIN" serve --bind 127.0.0.1:0 --data-dir "$DATA" --hash-queue 4096 \
-    2>"$DATA/server.log"; }
+    --api-requests-per-sec 100000 --api-burst 100000 2>"$DATA/server.log"; }
 SERVER_PID=$SERVER_PID
 read -r line <&"${SERVER[0]}"
 BASE=${line#wsguard listening on }
@@ -27,17 +30,20 @@ BASE=${line#wsguard listening on }
 TOKEN=$(curl -fsS -X POST "$BASE/token" -d 'username=johndoe&password=secret' |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
 
-# The token reaches schemathesis through its argv only (not logged). /logout and a password
-# change revoke it: they get a run of their own, after the one that needs the token alive.
-fuzz() { # max-time, examples, schemathesis args...
-    local max_time=$1 examples=$2
-    shift 2
+# The token and the key reach schemathesis through its argv only (not logged). /logout and a
+# password change revoke the token: they get a run of their own, after the one that needs the token
+# alive. The server API (/api/*) takes API keys, not users' tokens: a run of its own with the key.
+fuzz() { # bearer, max-time, examples, schemathesis args...
+    local bearer=$1 max_time=$2 examples=$3
+    shift 3
     # From the throwaway folder: schemathesis keeps a cache in its working directory.
     (cd "$DATA" && "$SCHEMATHESIS" run "$BASE/openapi.json" \
         --checks not_a_server_error,response_schema_conformance${EXTRA_CHECKS:+,$EXTRA_CHECKS} \
-        --header "Authorization: Bearer $TOKEN" \
+        --header "Authorization: Bearer $bearer" \
         --max-examples "$examples" --max-time "$max_time" --workers 2 --seed "${SCHEMATHESIS_SEED:-1}" \
         --generation-database none --request-timeout 20 --no-color --output-sanitize true "$@")
 }
-fuzz "${SCHEMATHESIS_MAX_TIME:-60}" 25 --exclude-path /logout --exclude-path /users/me/password
-fuzz 20 10 --include-path /logout --include-path /users/me/password
+fuzz "$TOKEN" "${SCHEMATHESIS_MAX_TIME:-60}" 25 --exclude-path /logout --exclude-path /users/me/password \
+    --exclude-path-regex '^/api/'
+fuzz "$KEY" 20 25 --include-path-regex '^/api/'
+fuzz "$TOKEN" 20 10 --include-path /logout --include-path /users/me/password

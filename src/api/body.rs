@@ -1,0 +1,100 @@
+//! [`ApiBody`]: a server-API request's JSON body: `Content-Type: application/json` (415
+//! otherwise), at most `--api-max-body-bytes` (413, found while reading: a body sent without a
+//! length is cut off all the same), parsed into `T` (422 with what is wrong).
+
+use super::error::CallError;
+use crate::app::AppState;
+use crate::http::error::ApiError;
+use crate::http::extract::{content_type, parse_json, unsupported};
+use axum::extract::{FromRequest, Request};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+pub(crate) struct ApiBody<T>(pub(crate) T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiBody<T> {
+    type Rejection = CallError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, CallError> {
+        json_body(req, state.config.api.api_max_body_bytes).await.map(ApiBody)
+    }
+}
+
+/// The request's JSON body as `T`, if it is JSON and at most `limit` bytes.
+async fn json_body<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, CallError> {
+    if content_type(&req) != "application/json" {
+        return Err(unsupported("application/json").into());
+    }
+    let mut body = Vec::new();
+    let mut chunks = req.into_body().into_data_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
+        if body.len() + chunk.len() > limit {
+            return Err(CallError::too_large(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(parse_json(&body)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::{Body, Bytes};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use serde::Deserialize;
+
+    #[derive(Deserialize, Debug)]
+    struct Publish {
+        #[allow(dead_code)]
+        channel: String,
+    }
+
+    fn request(content_type: &str, body: Body) -> Request {
+        Request::builder().method("POST").header("content-type", content_type).body(body).unwrap()
+    }
+
+    async fn refusal(req: Request, limit: usize) -> (StatusCode, String) {
+        let response = json_body::<Publish>(req, limit).await.unwrap_err().into_response();
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 4096).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        (status, body["detail"].as_str().unwrap().to_owned())
+    }
+
+    #[tokio::test]
+    async fn json_within_the_limit_parses() {
+        let body =
+            json_body::<Publish>(request("application/json", Body::from(r#"{"channel":"a"}"#)), 64).await;
+        assert!(body.is_ok());
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_get_their_status_and_a_detail() {
+        let (status, detail) = refusal(request("application/json", Body::from("{\"channel\":")), 64).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert!(detail.starts_with("Invalid JSON body: EOF"), "{detail}");
+        let (status, detail) = refusal(request("application/json", Body::from("{}")), 64).await;
+        assert_eq!(
+            (status, detail.as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "Invalid JSON body: missing field `channel`")
+        );
+        let (status, _) = refusal(request("text/plain", Body::from("{}")), 64).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (status, detail) = refusal(request("application/json", Body::from("x".repeat(65))), 64).await;
+        assert_eq!(
+            (status, detail.as_str()),
+            (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large (limit 64 bytes)")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_without_a_length_is_cut_off_at_the_limit() {
+        let chunks = futures_util::stream::iter(
+            (0..100).map(|_| Ok::<_, std::io::Error>(Bytes::from_static(b"          "))),
+        );
+        let (status, _) = refusal(request("application/json", Body::from_stream(chunks)), 256).await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}

@@ -1,0 +1,87 @@
+//! [`ApiCaller`]: the extractor every server-API endpoint starts with. It finds the key in
+//! `Authorization: Bearer <key>`, checks it against the key table, takes one request from the key's
+//! budget and checks the scope the endpoint names in its type: `ApiCaller<NeedsRead>`. It runs
+//! before any body is read, so a caller without the key or the scope learns nothing about a body.
+
+use super::calls::CallSlot;
+use super::error::CallError;
+use crate::app::AppState;
+use crate::auth::api_keys::{Caller, Scope};
+use crate::auth::transport::{self, CookieKind, CookieRule, Sources};
+use axum::extract::FromRequestParts;
+use axum::http::header;
+use axum::http::request::Parts;
+use std::marker::PhantomData;
+
+/// The scope an endpoint needs, named by a marker type.
+pub(crate) trait NeedsScope {
+    const SCOPE: Scope;
+}
+
+/// `publish`: publish and broadcast.
+pub(crate) struct NeedsPublish;
+/// `disconnect`: disconnect users, revoke their tokens.
+#[allow(dead_code)] // TEMPORARY: used by disconnect and revoke, which land next
+pub(crate) struct NeedsDisconnect;
+/// `read`: channels, presence, history.
+pub(crate) struct NeedsRead;
+
+impl NeedsScope for NeedsPublish {
+    const SCOPE: Scope = Scope::Publish;
+}
+impl NeedsScope for NeedsDisconnect {
+    const SCOPE: Scope = Scope::Disconnect;
+}
+impl NeedsScope for NeedsRead {
+    const SCOPE: Scope = Scope::Read;
+}
+
+/// An authenticated caller of the server API holding scope `S`: the key's name (for logs and
+/// metrics; never the key).
+pub(crate) struct ApiCaller<S> {
+    pub(crate) name: String,
+    needs: PhantomData<fn() -> S>,
+}
+
+/// Keys come in the `Authorization` header only: never in a URL (logged by proxies) or a cookie.
+const HEADER_ONLY: Sources =
+    Sources { header: true, subprotocol: false, query: false, cookie: CookieRule::Off };
+
+impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
+    type Rejection = CallError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CallError> {
+        let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
+        slot.count_in(state.metrics.clone());
+        let caller = identify(parts, state)?;
+        // From here on the call is the key's: logged and counted under its name.
+        slot.name(&caller.name);
+        if let Err(wait) = state.api_budgets.take(&caller.name) {
+            return Err(CallError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
+        }
+        if !caller.scopes.contains(S::SCOPE) {
+            return Err(CallError::Scope(S::SCOPE));
+        }
+        // No endpoint takes a body over the limit: one declared as such is refused whatever the
+        // endpoint (`ApiBody` also stops reading one that turns out longer than declared).
+        let limit = state.config.api.api_max_body_bytes;
+        if declared_length(parts).is_some_and(|length| length > limit as u64) {
+            return Err(CallError::too_large(limit));
+        }
+        Ok(ApiCaller { name: caller.name, needs: PhantomData })
+    }
+}
+
+fn declared_length(parts: &Parts) -> Option<u64> {
+    parts.headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// The key's caller. Every presented key is hashed and compared with every stored one in constant
+/// time, and an unknown key gets the same answer whatever it resembles: a refusal tells neither
+/// whether a name exists nor how close a guess came.
+fn identify(parts: &Parts, state: &AppState) -> Result<Caller, CallError> {
+    let presented = transport::find(parts, HEADER_ONLY, CookieKind::Access)
+        .map_err(|_| CallError::NotBearer)?
+        .ok_or(CallError::NoKey)?;
+    state.api_keys.find(&presented.token).map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
+}

@@ -1,0 +1,84 @@
+//! The server API's channel reads: which channels have sockets in them, across every node, and
+//! who is in one. Scope `read`.
+
+use super::caller::{ApiCaller, NeedsRead};
+use super::error::CallError;
+use super::params::ApiPath;
+use super::KeyRefusals;
+use crate::app::AppState;
+use crate::channels::namespaces::Channel;
+use crate::http::error::ErrorBody;
+use axum::extract::State;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// One channel and how many sockets are subscribed to it on every node together.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct ChannelSubscribers {
+    channel: String,
+    subscribers: u64,
+}
+
+/// Channels with at least one subscribed socket, by name.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"channels": [{"channel": "general", "subscribers": 3}, {"channel": "ops", "subscribers": 1}]}))]
+pub(crate) struct ChannelList {
+    channels: Vec<ChannelSubscribers>,
+}
+
+/// The users with at least one socket in the channel, on any node, sorted.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"users": ["janedoe", "johndoe"]}))]
+pub(crate) struct ChannelPresence {
+    users: Vec<String>,
+}
+
+/// Channels and their subscribers
+///
+/// Every channel with a subscribed socket on any node of the cluster, and the number of such
+/// sockets (a user with two tabs counts twice).
+#[utoipa::path(get, path = "/api/channels", tag = super::TAG,
+    responses((status = 200, body = ChannelList, description = "Channels by name"), KeyRefusals),
+    security(("apiKey" = [])))]
+pub(super) async fn list(
+    _: ApiCaller<NeedsRead>,
+    State(state): State<AppState>,
+) -> Result<Json<ChannelList>, CallError> {
+    let counts = state.broker.subscribers().await?;
+    let channels = counts
+        .into_iter()
+        .map(|(channel, subscribers)| ChannelSubscribers { channel, subscribers })
+        .collect();
+    Ok(Json(ChannelList { channels }))
+}
+
+/// Who is in a channel
+///
+/// The users with at least one socket subscribed to the channel, on any node.
+#[utoipa::path(get, path = "/api/channels/{channel}/presence", tag = super::TAG,
+    params(("channel" = String, Path, description = "`namespace:name`, or a room of the default namespace", pattern = "^[A-Za-z0-9_.@:-]{1,128}$", example = "room:42")),
+    responses(
+        (status = 200, body = ChannelPresence, description = "Users by name"),
+        (status = 422, body = ErrorBody, description = "Not a channel name, an unknown namespace, or a namespace without presence",
+            example = json!({"detail": "presence is off in namespace \"news\""})),
+        KeyRefusals,
+    ),
+    security(("apiKey" = [])))]
+pub(super) async fn presence(
+    _: ApiCaller<NeedsRead>,
+    State(state): State<AppState>,
+    ApiPath(channel): ApiPath<String>,
+) -> Result<Json<ChannelPresence>, CallError> {
+    let channel = resolve(&state, &channel)?;
+    if !channel.namespace.presence {
+        return Err(CallError::invalid(format!("presence is off in namespace {:?}", channel.namespace.name)));
+    }
+    let users = state.broker.members(channel.name).await?.into_iter().collect();
+    Ok(Json(ChannelPresence { users }))
+}
+
+/// The channel `name` names, or 422 saying why not.
+pub(crate) fn resolve<'a>(state: &'a AppState, name: &'a str) -> Result<Channel<'a>, CallError> {
+    state.namespaces.resolve(name).map_err(|refusal| CallError::invalid(refusal.detail))
+}

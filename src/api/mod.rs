@@ -1,0 +1,97 @@
+//! The server API, `/api/*`: for application backends, authenticated by API keys
+//! (`Authorization: Bearer <key>`, keys made by `wsguard apikey add`), never by users' tokens.
+//!
+//! Adding an endpoint:
+//! - Its handler takes [`ApiCaller<NeedsScope>`](ApiCaller) first (`ApiCaller<NeedsPublish>`,
+//!   `ApiCaller<NeedsDisconnect>`, `ApiCaller<NeedsRead>`): key, budget (429) and scope (403) are
+//!   checked before anything else. Path parameters are [`ApiPath<T>`](ApiPath), a query string
+//!   [`ApiQuery<T>`](ApiQuery) (422 with a `detail`, where axum's own answer in plain text); a
+//!   JSON body is [`ApiBody<T>`](ApiBody), last (413, 415, 422). A handler returns
+//!   `Result<_, CallError>` (`?` works on store and broker errors).
+//! - Its route goes in [`routes`], inside the layer that logs and counts every call.
+//! - Its `#[utoipa::path]` has `tag = TAG`, `security(("apiKey" = []))` and the responses
+//!   [`KeyRefusals`] (401, 403, 429, 503), and is listed in [`ServerApiDoc`]'s `paths`.
+
+mod body;
+mod caller;
+mod calls;
+mod channels;
+mod error;
+mod history;
+mod params;
+mod publish;
+
+use crate::app::AppState;
+use crate::http::error::ErrorBody;
+use axum::routing::{get, post};
+use axum::Router;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// The OpenAPI tag of every server-API operation.
+pub(crate) const TAG: &str = "server API";
+/// The OpenAPI security scheme of every server-API operation.
+pub(crate) const SCHEME: &str = "apiKey";
+
+/// The server API's part of the OpenAPI description, merged into the HTTP API's.
+#[derive(OpenApi)]
+#[openapi(
+    paths(publish::publish, publish::broadcast, channels::list, channels::presence, history::history),
+    modifiers(&ApiKeyScheme),
+    tags((name = TAG, description = "For application backends. `Authorization: Bearer <API key>` \
+        (`wsguard apikey add NAME --scopes …`); each operation needs one scope: `publish`, \
+        `disconnect` or `read`. Requests per key are limited (429 with `Retry-After`).")),
+)]
+pub(crate) struct ServerApiDoc;
+
+/// The `apiKey` scheme: a bearer API key, not a user's token.
+struct ApiKeyScheme;
+
+impl Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("wsg_…")
+            .description(Some("An API key from `wsguard apikey add`"))
+            .build();
+        components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+    }
+}
+
+/// The refusals every server-API operation may answer, for the OpenAPI description. Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum KeyRefusals {
+    #[response(status = 401,
+        description = "No key (`Not authenticated`), not `Bearer <key>` (`Invalid authentication \
+            credentials`), or no key of this server (`Invalid API key`, the same for every wrong key)",
+        headers(("WWW-Authenticate" = String, description = "`Bearer`, with `error=\"invalid_token\"` when a key was presented")),
+        example = json!({"detail": "Invalid API key"}))]
+    Unauthorized(ErrorBody),
+    #[response(status = 403, description = "The key lacks the operation's scope",
+        example = json!({"detail": "This API key lacks the read scope"}))]
+    Forbidden(ErrorBody),
+    #[response(status = 413, description = "A declared body over `--api-max-body-bytes`",
+        example = json!({"detail": "Request body too large (limit 65536 bytes)"}))]
+    TooLarge(ErrorBody),
+    #[response(status = 429, description = "The key's request budget is spent",
+        headers(("Retry-After" = u64, description = "Seconds until the key may call again")),
+        example = json!({"detail": "Too many requests for this API key, try again shortly"}))]
+    TooManyRequests(ErrorBody),
+    #[response(status = 503, description = "The database (the key table) or the broker is unreachable",
+        headers(("Retry-After" = u64, description = "1")),
+        example = json!({"detail": "Database unavailable, try again shortly"}))]
+    Unavailable(ErrorBody),
+}
+
+/// Every server-API route, each call logged and counted.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/channels", get(channels::list))
+        .route("/api/channels/{channel}/presence", get(channels::presence))
+        .route("/api/channels/{channel}/history", get(history::history))
+        .route("/api/publish", post(publish::publish))
+        .route("/api/broadcast", post(publish::broadcast))
+        .layer(axum::middleware::from_fn(calls::record))
+}

@@ -1,0 +1,110 @@
+//! The server API's publications: to one channel, or the same data to several. Scope `publish`.
+//! A publication is acknowledged once stored (in namespaces with history), as a client's is.
+
+use super::caller::{ApiCaller, NeedsPublish};
+use super::channels::resolve;
+use super::error::CallError;
+use super::{body::ApiBody, KeyRefusals};
+use crate::app::AppState;
+use crate::channels;
+use crate::http::error::ErrorBody;
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use utoipa::ToSchema;
+
+/// Most channels one broadcast reaches.
+const MAX_BROADCAST_CHANNELS: usize = 100;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channel": "user:johndoe", "data": {"text": "Your order shipped"}}))]
+pub(crate) struct PublishRequest {
+    /// `namespace:name`, or a room of the default namespace.
+    channel: String,
+    /// Any JSON value, delivered as it is.
+    data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"offset": 18}))]
+pub(crate) struct Published {
+    /// The publication's offset in its channel; `null` in a namespace without history.
+    offset: Option<i64>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"channels": ["news:eu", "news:us"], "data": {"headline": "…"}}))]
+pub(crate) struct BroadcastRequest {
+    /// 1-100 distinct channels.
+    channels: Vec<String>,
+    data: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"offsets": {"news:eu": 7, "news:us": 12}}))]
+pub(crate) struct Broadcast {
+    offsets: BTreeMap<String, Option<i64>>,
+}
+
+/// Publish to a channel
+///
+/// Stored first where the channel's namespace keeps history, then delivered to its subscribers on
+/// every node. `from` is `null` in what they receive.
+#[utoipa::path(post, path = "/api/publish", tag = super::TAG, request_body = PublishRequest,
+    responses(
+        (status = 200, body = Published, description = "Stored (when the namespace keeps history) and sent"),
+        (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace",
+            example = json!({"detail": "unknown namespace \"nope\""})),
+        KeyRefusals,
+    ),
+    security(("apiKey" = [])))]
+pub(super) async fn publish(
+    caller: ApiCaller<NeedsPublish>,
+    State(state): State<AppState>,
+    ApiBody(request): ApiBody<PublishRequest>,
+) -> Result<Json<Published>, CallError> {
+    let channel = resolve(&state, &request.channel)?;
+    let offset = channels::publish(&state, &channel, None, &request.data).await?;
+    tracing::debug!(key = %caller.name, channel = channel.name, ?offset, "published");
+    Ok(Json(Published { offset }))
+}
+
+/// Publish to several channels
+///
+/// The same data to each channel, in the order given. Every name is checked before anything is
+/// published: one bad name publishes nothing. Should the database fail part way, the answer is 503
+/// and the channels before the failure have the publication (each is stored on its own).
+#[utoipa::path(post, path = "/api/broadcast", tag = super::TAG, request_body = BroadcastRequest,
+    responses(
+        (status = 200, body = Broadcast, description = "Each channel's offset (`null` without history)"),
+        (status = 422, body = ErrorBody, description = "A malformed body, a bad or repeated channel, none or over 100",
+            example = json!({"detail": "channels must hold 1-100 distinct names"})),
+        KeyRefusals,
+    ),
+    security(("apiKey" = [])))]
+pub(super) async fn broadcast(
+    caller: ApiCaller<NeedsPublish>,
+    State(state): State<AppState>,
+    ApiBody(request): ApiBody<BroadcastRequest>,
+) -> Result<Json<Broadcast>, CallError> {
+    let distinct: BTreeSet<&str> = request.channels.iter().map(String::as_str).collect();
+    let count = request.channels.len();
+    if count == 0 || count > MAX_BROADCAST_CHANNELS || distinct.len() != count {
+        return Err(CallError::invalid(format!(
+            "channels must hold 1-{MAX_BROADCAST_CHANNELS} distinct names"
+        )));
+    }
+    let resolved =
+        request.channels.iter().map(|name| resolve(&state, name)).collect::<Result<Vec<_>, _>>()?;
+    let mut offsets = BTreeMap::new();
+    for channel in &resolved {
+        let offset = channels::publish(&state, channel, None, &request.data).await?;
+        offsets.insert(channel.name.to_owned(), offset);
+    }
+    tracing::debug!(key = %caller.name, channels = count, "broadcast");
+    Ok(Json(Broadcast { offsets }))
+}

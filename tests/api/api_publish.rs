@@ -1,0 +1,173 @@
+//! The server API's publications and history over a real server: publish, broadcast, history with
+//! and without `since`, what subscribers receive, and refusals that store nothing.
+
+use crate::helpers::{next_json, send, spawn, Server, Ws};
+use crate::tokens::count_rows;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+const CONFIG: &str = r#"
+[[namespaces]]
+name = "news"
+subscribe = "any"
+
+[[namespaces]]
+name = "live"
+subscribe = "any"
+history_size = 0
+"#;
+
+async fn server() -> (Server, TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wsguard.toml");
+    std::fs::write(&path, CONFIG).unwrap();
+    let server = spawn(&[&format!("--config={}", path.display())]).await;
+    let added = server.cli(&["apikey", "add", "backend", "--scopes", "publish,read"], "").await;
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    // A key added by the CLI reaches the running server within a second or two.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&server, "/api/channels", &key).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the new key never worked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (server, dir, key)
+}
+
+async fn get(server: &Server, path: &str, key: &str) -> reqwest::Response {
+    server.http.get(server.url(path)).bearer_auth(key).send().await.unwrap()
+}
+
+async fn post(server: &Server, path: &str, key: &str, body: Value) -> reqwest::Response {
+    server.http.post(server.url(path)).bearer_auth(key).json(&body).send().await.unwrap()
+}
+
+async fn subscriber(server: &Server, user: &str, password: &str, channel: &str) -> Ws {
+    let pair = server.login(user, password).await;
+    let mut ws = server.ws(&format!("/connect?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "welcome");
+    send(&mut ws, &json!({"type": "subscribe", "channel": channel}).to_string()).await;
+    assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+    ws
+}
+
+#[tokio::test]
+async fn a_publication_is_stored_numbered_and_delivered_with_no_sender() {
+    let (server, _config, key) = server().await;
+    let mut john = subscriber(&server, "johndoe", "secret", "user:johndoe").await;
+    for n in 1..=3 {
+        let data = json!({"text": format!("order {n} shipped"), "n": n});
+        let answer =
+            post(&server, "/api/publish", &key, json!({"channel": "user:johndoe", "data": data})).await;
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(answer.json::<Value>().await.unwrap(), json!({"offset": n}));
+        let frame = next_json(&mut john).await;
+        assert_eq!((frame["type"].as_str(), frame["offset"].as_i64()), (Some("publication"), Some(n)));
+        assert_eq!((&frame["data"], frame["from"].is_null()), (&data, true));
+    }
+    // History: newest first-page, oldest first; `since` is exclusive; a limit.
+    let history: Value = get(&server, "/api/channels/user:johndoe/history", &key).await.json().await.unwrap();
+    let offsets = |h: &Value| {
+        h["publications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["offset"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(offsets(&history), [1, 2, 3]);
+    assert_eq!(history["epoch"].as_str().unwrap().len(), 16);
+    assert_eq!(history["publications"][0]["data"]["n"], 1);
+    let after: Value =
+        get(&server, "/api/channels/user:johndoe/history?since=1&limit=1", &key).await.json().await.unwrap();
+    assert_eq!(offsets(&after), [2]);
+    let newest: Value =
+        get(&server, "/api/channels/user:johndoe/history?limit=2", &key).await.json().await.unwrap();
+    assert_eq!(offsets(&newest), [2, 3]);
+    let empty: Value = get(&server, "/api/channels/news:never/history", &key).await.json().await.unwrap();
+    assert_eq!(empty, json!({"publications": [], "epoch": ""}));
+    // A namespace without history: delivered, not numbered, not kept.
+    let mut live = subscriber(&server, "janedoe", "secret2", "live:feed").await;
+    let answer = post(&server, "/api/publish", &key, json!({"channel": "live:feed", "data": 1})).await;
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({"offset": null}));
+    assert!(next_json(&mut live).await["offset"].is_null());
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 3);
+}
+
+#[tokio::test]
+async fn a_broadcast_reaches_every_channel_or_with_one_bad_name_none() {
+    let (server, _config, key) = server().await;
+    let mut eu = subscriber(&server, "johndoe", "secret", "news:eu").await;
+    let mut us = subscriber(&server, "janedoe", "secret2", "news:us").await;
+    let body = json!({"channels": ["news:eu", "news:us", "general"], "data": {"headline": "h"}});
+    let answer = post(&server, "/api/broadcast", &key, body).await;
+    assert_eq!(answer.status(), StatusCode::OK);
+    assert_eq!(
+        answer.json::<Value>().await.unwrap(),
+        json!({"offsets": {"news:eu": 1, "news:us": 1, "general": 1}})
+    );
+    for ws in [&mut eu, &mut us] {
+        assert_eq!(next_json(ws).await["data"]["headline"], "h");
+    }
+    let before = count_rows(&server.data_dir(), "publications").await;
+    for (body, why) in [
+        (json!({"channels": ["news:eu", "nope:x"], "data": 1}), "unknown namespace"),
+        (json!({"channels": ["news:eu", "news:eu"], "data": 1}), "repeated"),
+        (json!({"channels": [], "data": 1}), "none"),
+        (
+            json!({"channels": (0..101).map(|i| format!("news:{i}")).collect::<Vec<_>>(), "data": 1}),
+            "too many",
+        ),
+        (json!({"channels": ["news:eu"]}), "no data"),
+    ] {
+        let answer = post(&server, "/api/broadcast", &key, body).await;
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{why}");
+        assert!(!answer.json::<Value>().await.unwrap()["detail"].as_str().unwrap().is_empty());
+    }
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, before, "nothing stored for a refusal");
+}
+
+#[tokio::test]
+async fn bad_publications_get_422_and_store_nothing() {
+    let (server, _config, key) = server().await;
+    for (body, why) in [
+        (json!({"channel": 5, "data": 1}), "channel not a string"),
+        (json!({"channel": "news:x"}), "no data"),
+        (json!({"data": 1}), "no channel"),
+        (json!({"channel": "news:x", "data": 1, "from": "admin"}), "a sender may not be set"),
+        (json!({"channel": "nope:x", "data": 1}), "unknown namespace"),
+        (json!({"channel": "news:a b", "data": 1}), "bad name"),
+        (json!({"channel": "", "data": 1}), "empty name"),
+    ] {
+        let answer = post(&server, "/api/publish", &key, body).await;
+        assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{why}");
+        assert!(!answer.json::<Value>().await.unwrap()["detail"].as_str().unwrap().is_empty(), "{why}");
+    }
+    let raw = server.http.post(server.url("/api/publish")).bearer_auth(&key);
+    let answer = raw.header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "malformed JSON");
+    for path in [
+        "/api/channels/news:x/history?limit=0",
+        "/api/channels/news:x/history?since=-1",
+        "/api/channels/nope:x/history",
+        "/api/channels/news:x/presence",
+    ] {
+        assert_eq!(get(&server, path, &key).await.status(), StatusCode::UNPROCESSABLE_ENTITY, "{path}");
+    }
+    // A read-only key may not publish.
+    let added = server.cli(&["apikey", "add", "reader", "--scopes", "read"], "").await;
+    let reader = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status =
+            post(&server, "/api/publish", &reader, json!({"channel": "news:x", "data": 1})).await.status();
+        if status == StatusCode::FORBIDDEN {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the read key was never refused with 403: {status}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 0);
+}

@@ -1,5 +1,7 @@
-"""Clients from another ecosystem, unchanged, against wsguard: requests-oauthlib's password grant
-(LegacyApplicationClient) and the source documents' WebSocket flows with the `websockets` library."""
+"""Clients from another ecosystem, unchanged, against wsguard: requests-oauthlib's password
+grant (LegacyApplicationClient) and the source documents' WebSocket flows with the `websockets`
+library."""
+
 import asyncio
 import json
 import os
@@ -21,8 +23,12 @@ def test_requests_oauthlib_password_grant_and_refresh(server):
     assert token["expires_in"] == 900
     me = session.get(f"{server}/users/me")
     assert me.status_code == 200
-    assert me.json() == {"username": "johndoe", "email": "johndoe@example.com",
-                         "full_name": "John Doe", "disabled": False}
+    assert me.json() == {
+        "username": "johndoe",
+        "email": "johndoe@example.com",
+        "full_name": "John Doe",
+        "disabled": False,
+    }
 
     refreshed = session.refresh_token(f"{server}/token")
     assert refreshed["access_token"] != token["access_token"]
@@ -47,8 +53,9 @@ def test_websockets_secured_ws_with_the_bearer_header(server):
     ws_base = server.replace("http://", "ws://")
 
     async def flow():
-        async with websockets.connect(f"{ws_base}/secured-ws",
-                                      additional_headers={"Authorization": f"Bearer {token}"}) as ws:
+        async with websockets.connect(
+            f"{ws_base}/secured-ws", additional_headers={"Authorization": f"Bearer {token}"}
+        ) as ws:
             assert await ws.recv() == "Welcome johndoe!"
             await ws.send("hi from python")
             assert await ws.recv() == "You wrote: hi from python"

@@ -46,7 +46,7 @@ pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             config.sections = sections;
             crate::server::serve(*config).await
         }
-        Command::User(command) => command.run().await,
+        Command::User(command) => command.run(&sections).await,
         Command::Keys(command) => command.run(),
         Command::Demo(settings) => demo(settings).await,
     }

@@ -256,6 +256,11 @@ impl Config {
             tokens.refresh_ttl >= tokens.access_ttl,
             "refresh_ttl must not be shorter than access_ttl"
         );
+        if let Some(own) =
+            self.sections.trusted_issuers.iter().find(|i| i.issuer.as_deref() == Some(tokens.issuer.as_str()))
+        {
+            anyhow::bail!("trusted_issuers: {} is wsguard's own issuer (`issuer`)", own.name());
+        }
         let socket = &self.socket;
         anyhow::ensure!(socket.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
         anyhow::ensure!(socket.max_message_bytes >= 128, "max_message_bytes must be at least 128");

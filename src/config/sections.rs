@@ -1,7 +1,6 @@
 //! The file's lists of tables, `[[namespaces]]` and `[[trusted_issuers]]`: no flag or variable can
 //! carry a list of tables, so the file is their only source. Every node of a cluster reads the same
 //! file, which is how namespaces and issuers are shared.
-#![allow(dead_code)] // TEMPORARY: read by channels and issuers, which land next
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -43,6 +42,7 @@ pub(crate) enum PublishRule {
 
 /// One `[[namespaces]]` table: channels `name:<anything>`. Unset keys take the least privilege:
 /// subscribing by claim, publishing by the API only.
+#[allow(dead_code)] // TEMPORARY: read by channels, which land next
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NamespaceSettings {
@@ -87,10 +87,24 @@ pub(crate) struct IssuerSettings {
     pub(crate) audience: Option<String>,
     #[serde(default = "sub")]
     pub(crate) username_claim: String,
+    /// The longest a token of it may live, from its `iat` (or from now, without one); a token
+    /// that claims longer is refused. Bounds how long a user revocation must stay in force.
+    #[serde(default = "max_token_lifetime", with = "humantime_serde_compat")]
+    pub(crate) max_token_lifetime: Duration,
 }
 
 fn sub() -> String {
     "sub".to_owned()
+}
+fn max_token_lifetime() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl IssuerSettings {
+    /// How logs, `/readyz` and `/metrics` name it.
+    pub(crate) fn name(&self) -> &str {
+        self.issuer.as_deref().unwrap_or("(no iss)")
+    }
 }
 
 /// `"24h"`-style durations, as the flags take them.
@@ -131,13 +145,40 @@ impl Sections {
         }
         let without_iss = self.trusted_issuers.iter().filter(|i| i.issuer.is_none()).count();
         anyhow::ensure!(without_iss <= 1, "trusted_issuers: at most one may omit `issuer`");
+        let mut seen = std::collections::BTreeSet::new();
         for issuer in &self.trusted_issuers {
-            let name = issuer.issuer.as_deref().unwrap_or("(no iss)");
+            issuer.validate()?;
+            let name = issuer.name();
+            anyhow::ensure!(seen.insert(&issuer.issuer), "trusted_issuers: {name} appears twice");
+        }
+        Ok(())
+    }
+}
+
+impl IssuerSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        let name = self.name();
+        anyhow::ensure!(
+            self.jwks_url.is_some() != self.secret_file.is_some(),
+            "trusted_issuers: {name} needs exactly one of jwks_url and secret_file"
+        );
+        anyhow::ensure!(
+            self.issuer.as_deref() != Some(""),
+            "trusted_issuers: `issuer` must not be empty (omit it for tokens without `iss`)"
+        );
+        anyhow::ensure!(self.audience.as_deref() != Some(""), "trusted_issuers: {name}: empty audience");
+        anyhow::ensure!(!self.username_claim.is_empty(), "trusted_issuers: {name}: empty username_claim");
+        if let Some(url) = &self.jwks_url {
+            let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
             anyhow::ensure!(
-                issuer.jwks_url.is_some() != issuer.secret_file.is_some(),
-                "trusted_issuers: {name} needs exactly one of jwks_url and secret_file"
+                matches!(scheme.as_deref(), Some("http" | "https")) && reqwest::Url::parse(url).is_ok(),
+                "trusted_issuers: {name}: jwks_url must be an http:// or https:// URL"
             );
         }
+        anyhow::ensure!(
+            self.max_token_lifetime >= Duration::from_secs(1),
+            "trusted_issuers: {name}: max_token_lifetime must be at least 1s"
+        );
         Ok(())
     }
 }

@@ -219,3 +219,98 @@ impl Authenticator {
         user_revocation_window(self.tokens.refresh_ttl(), self.issuers.longest_lifetime())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::bindings::Binding;
+    use crate::auth::issuers::TrustedIssuers;
+    use crate::auth::secret::HmacSecret;
+    use crate::auth::tokens::{TokenKind, Tokens};
+    use crate::store::{DynStore, RevocationKind};
+
+    const DAY: Duration = Duration::from_secs(24 * 3600);
+
+    /// A node on a fresh SQLite store, with wsguard's default lifetimes.
+    async fn node(dir: &tempfile::TempDir) -> (Authenticator, DynStore) {
+        let store =
+            crate::store::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
+        let secret = HmacSecret::load(None, dir.path()).unwrap();
+        let tokens = Tokens::new(secret, "wsguard".into(), None, Duration::from_secs(900), 14 * DAY);
+        let node = Authenticator::new(tokens, TrustedIssuers::default(), store.clone(), Duration::ZERO);
+        (node, store)
+    }
+
+    fn claims(user: &str, iat: i64) -> Claims {
+        Claims {
+            sub: user.into(),
+            exp: iat + 600,
+            iat,
+            nbf: iat,
+            jti: random_id(),
+            kind: TokenKind::Access,
+            fresh: false,
+            iss: String::new(),
+            aud: None,
+            fam: String::new(),
+            csrf: String::new(),
+        }
+    }
+
+    async fn closed(binding: &Binding) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), binding.signal.revoked()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn revoke_user_refuses_older_tokens_and_closes_their_sockets_here_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, store) = node(&dir).await;
+        let old = claims("bob", now() - 10);
+        let (bob, alice) =
+            (node.bindings.register(&old, 8).unwrap(), node.bindings.register(&claims("alice", 0), 8));
+        let before = now();
+        let revoked = revoke_user(store.as_ref(), &node, "bob").await.unwrap();
+        assert!((before + 1..=now() + 1).contains(&revoked.issued_before), "{revoked:?}");
+        assert_eq!(revoked.logins, 0);
+        assert!(closed(&bob).await);
+        assert!(!closed(&alice.unwrap()).await, "another user");
+        assert!(node.revocations.is_revoked(&old));
+        assert!(!node.revocations.is_revoked(&claims("bob", revoked.issued_before)), "a later token");
+        // In force as long as a refresh token lives, plus the margins.
+        assert_eq!(revoked.until - (revoked.issued_before - 1), (14 * DAY).as_secs() as i64 + 65);
+        let (_, live) = store.live_revocations(now()).await.unwrap();
+        assert_eq!(live, [Revocation::user("bob", revoked.issued_before, revoked.until)]);
+        let later = node.bindings.register(&claims("bob", revoked.issued_before), 8).unwrap();
+        assert!(!closed(&later).await, "a socket opened with a later token stays");
+    }
+
+    #[tokio::test]
+    async fn disconnect_user_closes_every_socket_and_revokes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (node, store) = node(&dir).await;
+        let token = claims("bob", now());
+        let sockets = [
+            node.bindings.register(&token, 8).unwrap(),
+            node.bindings.register(&claims("bob", 0), 8).unwrap(),
+        ];
+        disconnect_user(store.as_ref(), &node, "bob").await.unwrap();
+        for socket in &sockets {
+            assert!(closed(socket).await);
+        }
+        assert!(!node.revocations.is_revoked(&token), "the client may reconnect");
+        let log = store.revocations_since(0, 10).await.unwrap();
+        assert_eq!(log.len(), 1);
+        assert_eq!((&log[0].1.kind, log[0].1.username.as_str()), (&RevocationKind::Disconnect, "bob"));
+        assert!(store.live_revocations(now()).await.unwrap().1.is_empty(), "never loaded by a starting node");
+    }
+
+    #[test]
+    fn a_user_revocation_outlives_every_token_it_refuses() {
+        let window = user_revocation_window(14 * DAY, DAY);
+        assert_eq!(window, 14 * DAY + Duration::from_secs(65));
+        assert_eq!(
+            user_revocation_window(Duration::from_secs(3600), 30 * DAY),
+            30 * DAY + Duration::from_secs(65)
+        );
+    }
+}

@@ -27,25 +27,51 @@ pub struct HandshakeArgs {
     pub duration: f64,
 }
 
+/// What some seconds of handshake cycles gave.
 #[derive(Default)]
-struct Stats {
-    handshakes: u64,
-    errors: u64,
-    latency: Latency,
+pub struct Cycles {
+    pub handshakes: u64,
+    pub errors: u64,
+    pub latency: Latency,
+    pub seconds: f64,
 }
 
-pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
-    let token = args.target.token().await?;
-    let gate = Arc::new(Barrier::new(args.workers + 1));
-    let mut tasks = Vec::with_capacity(args.workers);
-    for _ in 0..args.workers {
+impl Cycles {
+    pub fn add(&mut self, other: &Cycles) {
+        self.handshakes += other.handshakes;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+        self.seconds += other.seconds;
+    }
+
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.handshakes as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `workers` loops opening `path` with `token` (bearer header), reading the welcome and closing,
+/// for `duration` seconds.
+pub async fn cycles(
+    target: &Target,
+    path: &str,
+    token: Option<&str>,
+    workers: usize,
+    duration: f64,
+) -> anyhow::Result<Cycles> {
+    let gate = Arc::new(Barrier::new(workers + 1));
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
         let (target, path, token, gate) =
-            (args.target.clone(), args.path.clone(), token.clone(), gate.clone());
-        let duration = secs(args.duration);
+            (target.clone(), path.to_owned(), token.map(str::to_owned), gate.clone());
+        let duration = secs(duration);
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
             let deadline = Instant::now() + duration;
-            let mut stats = Stats::default();
+            let mut stats = Cycles::default();
             while Instant::now() < deadline {
                 let started = Instant::now();
                 match target.ws_welcomed(&path, token.as_deref()).await {
@@ -70,22 +96,25 @@ pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
     }
     gate.wait().await;
     let started = Instant::now();
-    let mut total = Stats::default();
+    let mut total = Cycles::default();
     for task in tasks {
-        let stats = task.await?;
-        total.handshakes += stats.handshakes;
-        total.errors += stats.errors;
-        total.latency.merge(&stats.latency);
+        total.add(&task.await?);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
+    let token = args.target.token().await?;
+    let total = cycles(&args.target, &args.path, token.as_deref(), args.workers, args.duration).await?;
     if total.handshakes == 0 {
         bail!("no handshake succeeded ({} errors)", total.errors);
     }
     Ok(json!({
         "workers": args.workers,
-        "duration_s": round1(elapsed),
+        "duration_s": round1(total.seconds),
         "handshakes": total.handshakes,
-        "handshakes_per_s": round1(total.handshakes as f64 / elapsed),
+        "handshakes_per_s": round1(total.per_second()),
         "p50_ms": total.latency.p50_ms(),
         "p99_ms": total.latency.p99_ms(),
         "max_ms": total.latency.max_ms(),

@@ -335,7 +335,7 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody, description = "Inactive user"),
-        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token"),
+        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token, or a trusted issuer's token"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn refresh(

@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Barrier;
@@ -53,28 +54,51 @@ impl Cycles {
     }
 }
 
-/// `workers` loops opening `path` with `token` (bearer header), reading the welcome and closing,
-/// for `duration` seconds.
+/// The bearer token of each cycle.
+pub enum Tokens {
+    /// No `Authorization` header (the bare server).
+    None,
+    /// The same token every time.
+    Same(String),
+    /// Each token once, in order; the run ends when they are used up.
+    EachOnce(Vec<String>),
+}
+
+impl Tokens {
+    /// The token of cycle `n`: `None` once `EachOnce` is used up.
+    fn nth(&self, n: usize) -> Option<Option<&str>> {
+        match self {
+            Tokens::None => Some(None),
+            Tokens::Same(token) => Some(Some(token)),
+            Tokens::EachOnce(tokens) => tokens.get(n).map(|t| Some(t.as_str())),
+        }
+    }
+}
+
+/// `workers` loops opening `path` with a token of `tokens` (bearer header), reading the welcome
+/// and closing, for `duration` seconds (or until `EachOnce` tokens are used up).
 pub async fn cycles(
     target: &Target,
     path: &str,
-    token: Option<&str>,
+    tokens: Arc<Tokens>,
     workers: usize,
     duration: f64,
 ) -> anyhow::Result<Cycles> {
     let gate = Arc::new(Barrier::new(workers + 1));
+    let taken = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let (target, path, token, gate) =
-            (target.clone(), path.to_owned(), token.map(str::to_owned), gate.clone());
+        let (target, path, tokens, taken, gate) =
+            (target.clone(), path.to_owned(), tokens.clone(), taken.clone(), gate.clone());
         let duration = secs(duration);
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
             let deadline = Instant::now() + duration;
             let mut stats = Cycles::default();
             while Instant::now() < deadline {
+                let Some(token) = tokens.nth(taken.fetch_add(1, Ordering::Relaxed)) else { break };
                 let started = Instant::now();
-                match target.ws_welcomed(&path, token.as_deref()).await {
+                match target.ws_welcomed(&path, token).await {
                     Ok(mut ws) => {
                         stats.latency.record(started.elapsed());
                         stats.handshakes += 1;
@@ -105,8 +129,11 @@ pub async fn cycles(
 }
 
 pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
-    let token = args.target.token().await?;
-    let total = cycles(&args.target, &args.path, token.as_deref(), args.workers, args.duration).await?;
+    let tokens = match args.target.token().await? {
+        Some(token) => Tokens::Same(token),
+        None => Tokens::None,
+    };
+    let total = cycles(&args.target, &args.path, Arc::new(tokens), args.workers, args.duration).await?;
     if total.handshakes == 0 {
         bail!("no handshake succeeded ({} errors)", total.errors);
     }

@@ -1,8 +1,8 @@
 //! Workload `issuer-handshake`: authenticated handshakes on `/secured-ws` (as `handshake`) with
 //! three tokens in the same run: wsguard's own, a trusted issuer's HS256 token, and a JWKS
 //! issuer's RS256 token (its keys cached by then). The three take turns of `--duration` seconds,
-//! `--rounds` times, so that drift in the machine's load falls on all of them alike; each figure
-//! sums its turns.
+//! `--rounds` times, each round starting with the next one, so that drift in the machine's load
+//! falls on all of them alike; each figure sums its turns.
 //!
 //! The server must trust both issuers, as `scripts/bench.sh` configures it:
 //!
@@ -18,9 +18,14 @@
 //! This generator makes a fresh 2048-bit RSA key, serves its JWKS on `--jwks-addr` for the whole
 //! run, and measures only once the server admits an RS256 token (it fetches the keys on the first
 //! unknown `kid`).
+//!
+//! The turns present one token again and again, as a client reconnecting does: wsguard checks an
+//! RS256 signature once per token and remembers it (`auth/issuers/verified.rs`), as it caches a
+//! login's state for its own tokens. Last, `--distinct` RS256 tokens, each presented once, measure
+//! the first presentation, signature check included (`rs256_first_use_*`).
 
 use crate::common::{round1, Target};
-use crate::handshake::{cycles, Cycles};
+use crate::handshake::{cycles, Cycles, Tokens};
 use anyhow::{bail, Context};
 use base64::Engine;
 use clap::Args;
@@ -58,12 +63,13 @@ pub struct IssuersArgs {
     /// The RS256 issuer's `iss`
     #[arg(long, default_value = "https://bench-rs256.example/")]
     pub rs256_issuer: String,
+    /// RS256 tokens presented once each, last (signed beforehand); 0 skips that measurement
+    #[arg(long, default_value_t = 2000)]
+    pub distinct: usize,
     /// Where to serve the RS256 issuer's JWKS (any path answers it)
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub jwks_addr: SocketAddr,
 }
-
-const KID: &str = "bench-rs256-1";
 
 fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
@@ -82,12 +88,15 @@ pub async fn run(args: IssuersArgs) -> anyhow::Result<Value> {
         &claims(&args.hs256_issuer, &args.target.username),
         &EncodingKey::from_secret(secret.trim_ascii()),
     )?;
-    let (rs256_key, jwks) = rsa_key()?;
+    // A kid of its own: a server still holding an earlier run's key under the same kid would not
+    // fetch this one.
+    let kid = format!("bench-rs256-{:08x}", rand::random::<u32>());
+    let (rs256_key, jwks) = rsa_key(&kid)?;
     let listener =
         TcpListener::bind(args.jwks_addr).await.with_context(|| format!("binding {}", args.jwks_addr))?;
     tokio::spawn(serve_jwks(listener, Arc::new(jwks.to_string())));
     let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(KID.to_owned());
+    header.kid = Some(kid);
     let rs256 =
         jsonwebtoken::encode(&header, &claims(&args.rs256_issuer, &args.target.username), &rs256_key)?;
 
@@ -98,14 +107,39 @@ pub async fn run(args: IssuersArgs) -> anyhow::Result<Value> {
         .context("the server refuses the HS256 issuer's token")?;
     admitted_within(target, &args.path, &rs256, Duration::from_secs(20)).await?;
 
+    // Signed now, before any measurement: the generator's RSA signing would weigh on the server's.
+    let user = args.target.username.clone();
+    let rs256_claims = claims(&args.rs256_issuer, &user);
+    let (distinct_key, distinct_header, count) = (rs256_key.clone(), header.clone(), args.distinct);
+    let distinct = tokio::task::spawn_blocking(move || {
+        (0..count)
+            .map(|i| {
+                let mut claims = rs256_claims.clone();
+                claims["jti"] = json!(format!("distinct-{i}"));
+                jsonwebtoken::encode(&distinct_header, &claims, &distinct_key)
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await??;
+
     let tokens = [("own", own), ("hs256", hs256), ("rs256", rs256)];
+    let same: Vec<Arc<Tokens>> = tokens.iter().map(|(_, t)| Arc::new(Tokens::Same(t.clone()))).collect();
     let mut totals: Vec<Cycles> = tokens.iter().map(|_| Cycles::default()).collect();
-    for _ in 0..args.rounds.max(1) {
-        for ((_, token), total) in tokens.iter().zip(&mut totals) {
-            total.add(&cycles(target, &args.path, Some(token), args.workers, args.duration).await?);
+    for round in 0..args.rounds.max(1) {
+        // Each round starts with another token: none always follows the same one.
+        for turn in 0..tokens.len() {
+            let which = (round + turn) % tokens.len();
+            let turn = cycles(target, &args.path, same[which].clone(), args.workers, args.duration).await?;
+            totals[which].add(&turn);
             tokio::time::sleep(Duration::from_millis(500)).await; // closed sockets go
         }
     }
+    let first_use = match distinct.is_empty() {
+        true => None,
+        false => {
+            Some(cycles(target, &args.path, Arc::new(Tokens::EachOnce(distinct)), args.workers, 600.0).await?)
+        }
+    };
     let own_rate = totals[0].per_second();
     if own_rate == 0.0 {
         bail!("no handshake with wsguard's own token succeeded");
@@ -119,6 +153,12 @@ pub async fn run(args: IssuersArgs) -> anyhow::Result<Value> {
         if *name != "own" {
             line[format!("{name}_over_own")] = json!((total.per_second() / own_rate * 100.0).round() / 100.0);
         }
+    }
+    if let Some(first) = first_use {
+        line["rs256_first_use_handshakes"] = json!(first.handshakes);
+        line["rs256_first_use_handshakes_per_s"] = json!(round1(first.per_second()));
+        line["rs256_first_use_p99_ms"] = first.latency.p99_ms();
+        line["rs256_first_use_over_own"] = json!((first.per_second() / own_rate * 100.0).round() / 100.0);
     }
     Ok(line)
 }
@@ -138,13 +178,13 @@ async fn admitted_within(target: &Target, path: &str, token: &str, within: Durat
 }
 
 /// A fresh RSA key and the JWK Set publishing its public half.
-fn rsa_key() -> anyhow::Result<(EncodingKey, Value)> {
+fn rsa_key(kid: &str) -> anyhow::Result<(EncodingKey, Value)> {
     use rsa::pkcs8::EncodePrivateKey;
     use rsa::traits::PublicKeyParts;
     let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048)?;
     let pem = key.to_pkcs8_pem(Default::default())?;
     let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
-    let jwk = json!({"kty": "RSA", "kid": KID, "alg": "RS256", "use": "sig",
+    let jwk = json!({"kty": "RSA", "kid": kid, "alg": "RS256", "use": "sig",
         "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be())});
     Ok((EncodingKey::from_rsa_pem(pem.as_bytes())?, json!({ "keys": [jwk] })))
 }

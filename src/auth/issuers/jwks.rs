@@ -6,6 +6,7 @@
 //! reported stale (`/readyz`, `/metrics`).
 
 use super::keyset::{KeySet, SetKey};
+use super::verified::VerifiedTokens;
 use crate::metrics::Counter;
 use anyhow::Context;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +42,8 @@ pub(crate) struct JwksKeys {
     finished: watch::Sender<u64>,
     /// The last fetch failed, or none has succeeded yet.
     stale: AtomicBool,
+    /// Tokens verified with these keys; emptied with every new set.
+    pub(crate) verified: VerifiedTokens,
     pub(crate) fetched: Counter,
     pub(crate) failed: Counter,
 }
@@ -68,6 +71,7 @@ impl JwksKeys {
             fetching: Mutex::default(),
             finished: watch::Sender::new(0),
             stale: AtomicBool::new(true),
+            verified: VerifiedTokens::default(),
             fetched: Counter::default(),
             failed: Counter::default(),
         })
@@ -126,6 +130,7 @@ impl JwksKeys {
             Ok((set, max_age)) => {
                 tracing::debug!(url = %self.url, keys = set.len(), "fetched a trusted issuer's keys");
                 *self.keys.write().expect("jwks lock") = Arc::new(set);
+                self.verified.clear();
                 self.stale.store(false, Ordering::Relaxed);
                 self.fetched.inc();
                 Some(max_age)

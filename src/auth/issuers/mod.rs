@@ -8,6 +8,7 @@
 
 mod jwks;
 mod keyset;
+mod verified;
 
 pub(crate) use jwks::JwksKeys;
 
@@ -136,8 +137,22 @@ impl TrustedIssuer {
     /// Verifies a token of this issuer: the key (and so the algorithm), the signature, `exp`
     /// (required), `nbf`, `iss` and `aud` as configured, the lifetime bound and the username.
     /// Returns its claims as wsguard reads them: an access token of no login (`fam` empty), `iat`
-    /// 0 when absent, `jti` derived from the token when absent.
+    /// 0 when absent, `jti` derived from the token when absent. A published-key issuer's token
+    /// verified before is not checked again but for its `exp` (see `verified.rs`).
     pub(crate) async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let now = tokens::now();
+        let Keys::Published(jwks) = &self.keys else {
+            return self.check(token, now).await;
+        };
+        if let Some(claims) = jwks.verified.get(token, now) {
+            return Ok(claims);
+        }
+        let claims = self.check(token, now).await?;
+        jwks.verified.insert(token, &claims);
+        Ok(claims)
+    }
+
+    async fn check(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let published;
         let (alg, decoding): (Algorithm, &DecodingKey) = match &self.keys {
@@ -160,7 +175,7 @@ impl TrustedIssuer {
         let validation = validation.ok_or(TokenError::BadSignature)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, decoding, validation)
             .map_err(tokens::refusal)?;
-        self.claims(token, &data.claims, tokens::now())
+        self.claims(token, &data.claims, now)
     }
 
     /// The claims wsguard relies on, from a verified payload.

@@ -1,7 +1,7 @@
 //! A trusted issuer publishing RS256, ES256 and EdDSA keys as a JWKS, served by a real HTTP server
-//! in the test: keys fetched and kept, a rotation picked up on the new `kid`, made-up `kid`s
-//! costing at most one fetch per interval, the endpoint going down leaving the keys in use and the
-//! issuer shown stale.
+//! in the test: keys fetched and kept, a rotation picked up on the new `kid`, a withdrawn key's
+//! tokens refused, made-up `kid`s costing at most one fetch per interval, the endpoint going down
+//! leaving the keys in use and the issuer shown stale.
 
 use super::{admitted_on_ws, now, refused_on_ws, ConfigFile};
 use crate::helpers::{next_text, spawn, Server};
@@ -121,6 +121,10 @@ impl JwksServer {
         self.keys.lock().unwrap().push(key.jwk.clone());
     }
 
+    fn withdraw(&self, kid: &str) {
+        self.keys.lock().unwrap().retain(|key| key["kid"] != kid);
+    }
+
     fn fetches(&self) -> usize {
         self.fetches.load(Ordering::SeqCst)
     }
@@ -223,11 +227,15 @@ async fn keys_rotate_unknown_kids_cost_one_fetch_per_interval_and_a_down_endpoin
     }
     assert!(spam_started.elapsed() < REFETCH_INTERVAL);
     assert_eq!(jwks.fetches(), 2, "no fetch within the interval");
+    // The issuer withdraws the first key: once the set is fetched again, its tokens are refused,
+    // even those verified before.
+    jwks.withdraw("key-1");
     past_interval(rotated_at).await;
     for i in 0..10 {
         refused_on_ws(&server, &first.token("bob", &format!("later-{i}"))).await;
     }
     assert_eq!(jwks.fetches(), 3, "one fetch for the next interval's made-up kids");
+    assert_eq!(refused_on_ws(&server, &old).await, "invalid signature", "a withdrawn key");
     let after_spam = Instant::now();
 
     // The endpoint goes down: the next fetch fails, the keys fetched before stay in use.
@@ -236,7 +244,6 @@ async fn keys_rotate_unknown_kids_cost_one_fetch_per_interval_and_a_down_endpoin
     let asked = Instant::now();
     assert_eq!(refused_on_ws(&server, &first.token("bob", "key-3")).await, "invalid signature");
     assert!(asked.elapsed() < Duration::from_secs(4), "waited {:?}", asked.elapsed());
-    admitted_on_ws(&server, &old).await;
     admitted_on_ws(&server, &second.signed("bob")).await;
     let (status, ready) = get_json(&server, "/readyz").await;
     assert_eq!(status, 200, "stale keys do not make the node unready: {ready}");

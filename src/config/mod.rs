@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod sections;
-#[allow(unused_imports)] // TEMPORARY: read by channels and issuers, which land next
+#[allow(unused_imports)] // TEMPORARY: the namespace types are read by channels, which land next
 pub(crate) use sections::{IssuerSettings, NamespaceSettings, PublishRule, Sections, SubscribeRule};
 
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
@@ -256,11 +256,7 @@ impl Config {
             tokens.refresh_ttl >= tokens.access_ttl,
             "refresh_ttl must not be shorter than access_ttl"
         );
-        if let Some(own) =
-            self.sections.trusted_issuers.iter().find(|i| i.issuer.as_deref() == Some(tokens.issuer.as_str()))
-        {
-            anyhow::bail!("trusted_issuers: {} is wsguard's own issuer (`issuer`)", own.name());
-        }
+        self.sections.check_own_issuer(&tokens.issuer)?;
         let socket = &self.socket;
         anyhow::ensure!(socket.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
         anyhow::ensure!(socket.max_message_bytes >= 128, "max_message_bytes must be at least 128");

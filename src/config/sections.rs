@@ -155,6 +155,18 @@ impl Sections {
     }
 }
 
+impl Sections {
+    /// No trusted issuer may be wsguard itself: its tokens take wsguard's own path.
+    pub(super) fn check_own_issuer(&self, own: &str) -> anyhow::Result<()> {
+        match self.trusted_issuers.iter().find(|i| i.issuer.as_deref() == Some(own)) {
+            Some(issuer) => {
+                anyhow::bail!("trusted_issuers: {} is wsguard's own issuer (`issuer`)", issuer.name())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 impl IssuerSettings {
     fn validate(&self) -> anyhow::Result<()> {
         let name = self.name();

@@ -9,7 +9,8 @@
 #   scripts/bench.sh --quick    smoke run (CI), short durations, 1 round
 #
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
-#          --node-port P (8300: the two nodes on P and P+1),
+#          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
+#          generator serves for the trusted-issuer handshakes),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
 #          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
 #          --no-cluster (skip the two-node fan-out: its rows say "not run"),
@@ -31,6 +32,7 @@ WS_PORT=8000
 BASE_PORT=8100
 BARE_PORT=8200
 NODE_PORT=8300
+JWKS_PORT=8400
 PG_URL=postgres://postgres@127.0.0.1:5432/test
 REDIS_URL=redis://127.0.0.1:6379
 CLUSTER_RUN=1
@@ -44,11 +46,12 @@ while [ $# -gt 0 ]; do
         --baseline-port) BASE_PORT=$2; shift ;;
         --bare-port) BARE_PORT=$2; shift ;;
         --node-port) NODE_PORT=$2; shift ;;
+        --jwks-port) JWKS_PORT=$2; shift ;;
         --postgres-url) PG_URL=$2; shift ;;
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -57,10 +60,10 @@ done
 # Durations in seconds. Full: ~6 minutes of load on 2 cores; quick: well under 3 minutes.
 if [ "$QUICK" = 1 ]; then
     MODE=quick; : "${ROUNDS:=1}"
-    ECHO_S=2; HS_S=2; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
+    ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
 else
     MODE=full; : "${ROUNDS:=2}"
-    ECHO_S=10; HS_S=10; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
+    ECHO_S=10; HS_S=10; ISS_S=5; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
 fi
 FAN_MEMBERS=1000
 FAN_RATE=50
@@ -152,7 +155,20 @@ DATA="$WORK/wsguard-data"
 log "starting wsguard on 127.0.0.1:$WS_PORT (data in a temp dir)"
 (cd "$WORK" && "$ROOT/target/release/wsguard" demo --data-dir "$DATA" >"$WORK/demo.log" 2>&1) ||
     { log "wsguard demo failed:"; cat "$WORK/demo.log" >&2; exit 1; }
-serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" || exit 1
+# Two trusted issuers for the issuer-handshake workload: one HS256 (its secret here), one RS256 by
+# JWKS, which the generator serves on JWKS_PORT (until then the server finds it down, and says so).
+ISSUER_SECRET="$WORK/issuer.secret"
+(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$ISSUER_SECRET")
+cat >"$WORK/issuers.toml" <<EOF
+[[trusted_issuers]]
+issuer = "https://bench-hs256.example/"
+secret_file = "$ISSUER_SECRET"
+
+[[trusted_issuers]]
+issuer = "https://bench-rs256.example/"
+jwks_url = "http://127.0.0.1:$JWKS_PORT/jwks.json"
+EOF
+serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" --config "$WORK/issuers.toml" || exit 1
 WS_PID=$SERVE_PID
 WS_ADDR=$SERVE_ADDR
 
@@ -251,6 +267,13 @@ for workload in echo handshake users-me login-storm; do
             esac
         done
     done
+done
+
+# wsguard only: its own token, a trusted issuer's HS256 token and a JWKS issuer's RS256 token, in
+# turns within each run.
+for round in $(seq 1 "$ROUNDS"); do
+    run wsguard "$round" issuer-handshake --workers 20 --duration "$ISS_S" --rounds 2 \
+        --hs256-secret-file "$ISSUER_SECRET" --jwks-addr "127.0.0.1:$JWKS_PORT"
 done
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -384,6 +407,13 @@ mkdir -p "$(dirname "$OUT")"
     echo "  ${ECHO_S} s. Latency per round trip."
     echo "- **Handshakes**: 20 workers, each connect + upgrade with the bearer header + read the welcome"
     echo "  frame + close handshake, ${HS_S} s. Latency: connect to welcome."
+    echo "- **Handshakes with trusted issuers' tokens** (wsguard only): the same cycle on \`/secured-ws\`"
+    echo "  with wsguard's own token, an HS256 token of a trusted issuer (\`secret_file\`) and an RS256"
+    echo "  token of a JWKS issuer (keys served by the generator, cached by wsguard after the first"
+    echo "  fetch), in turns of ${ISS_S} s, twice each, each round starting with the next token, in one"
+    echo "  run; the target is ≥ 0.9 × the own token's rate. The turns reuse one token each (wsguard checks an"
+    echo "  RS256 signature once per token); last, 2,000 RS256 tokens each presented once measure the first"
+    echo "  presentation, signature check included."
     echo "- **GET /users/me**: 50 keep-alive HTTP/1.1 connections, one request at a time each, ${ME_S} s."
     echo "- **Login storm**: 12 workers posting \`POST /token\` (johndoe) for ${STORM_S} s, while 10 sockets"
     echo "  echo one frame each every 20 ms; the same sockets' p99 is first measured ${STORM_IDLE_S} s without"

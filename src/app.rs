@@ -2,6 +2,7 @@
 //! server's life (listening, following the revocation log, shutting down) is `server.rs`.
 
 use crate::auth::api_keys::{ApiKeys, Budgets};
+use crate::auth::issuers::TrustedIssuers;
 use crate::auth::keyring::{self, KeyRing};
 use crate::auth::password::Hasher;
 use crate::auth::secret::HmacSecret;
@@ -78,6 +79,7 @@ impl AppState {
             settings.access_ttl,
             settings.refresh_ttl,
         );
+        let issuers = TrustedIssuers::load(&config.sections.trusted_issuers)?;
         let shutdown = CancellationToken::new();
         let hub = Arc::new(Hub::default());
         let broker: DynBroker = match &config.broker_url {
@@ -94,7 +96,7 @@ impl AppState {
         Ok(AppState(Arc::new(Inner {
             hub,
             broker,
-            auth: Authenticator::new(tokens, store.clone(), config.tokens.refresh_grace),
+            auth: Authenticator::new(tokens, issuers, store.clone(), config.tokens.refresh_grace),
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
             metrics: Arc::default(),

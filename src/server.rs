@@ -1,5 +1,6 @@
-//! The server's life: listen (plain or TLS), follow the revocation log, the keys folder and the TLS
-//! certificate (its files, and SIGHUP), and shut down within a bound on SIGTERM or SIGINT.
+//! The server's life: listen (plain or TLS), follow the revocation log, the keys folder, trusted
+//! issuers' published keys and the TLS certificate (its files, and SIGHUP), and shut down within a
+//! bound on SIGTERM or SIGINT.
 
 use crate::app::AppState;
 use crate::auth::keyring;
@@ -103,6 +104,15 @@ fn follow_keys(state: AppState) {
     });
 }
 
+/// Fetches each trusted issuer's published keys, in the background (a down endpoint neither holds
+/// up nor stops the start), then refreshes them until shutdown.
+fn follow_issuers(state: &AppState) {
+    for (issuer, jwks) in state.auth.issuers.published() {
+        tracing::info!(issuer = issuer.label(), url = %jwks.url, "following a trusted issuer's keys");
+        jwks.clone().follow(state.shutdown.clone());
+    }
+}
+
 /// Rereads the TLS certificate and key on SIGHUP, and when their files change (checked every
 /// `--tls-reload-interval`), so a renewed certificate is presented without a restart. Without TLS,
 /// SIGHUP is only logged: it must not end the process, its default action.
@@ -163,6 +173,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     follow_revocations(state.clone()).await?;
     state.api_keys.clone().follow(state.store.clone(), state.shutdown.clone()).await?;
     follow_keys(state.clone());
+    follow_issuers(&state);
     follow_certificate(&state, certificates, hangup);
     // Caps and timeouts per connection, from accept (before any TLS handshake) to close.
     let caps = Connections::new(state.config.connections, state.metrics.clone());

@@ -63,6 +63,7 @@ store_tests!(
     revoke_user,
     revocation_log,
     revocation_log_follower_misses_nothing,
+    user_revocations,
     prune,
     publications,
     publication_retention,
@@ -532,6 +533,41 @@ async fn revocation_log(store: DynStore) {
     assert_eq!(newest, id5);
     assert_eq!(live, [family]);
     assert_eq!(store.live_revocations(NOW + 1000).await.unwrap(), (id5, vec![]));
+}
+
+/// A user revocation and a disconnection go through the log like the others, the revocation with
+/// its time; a starting node loads the revocation while it is in force, never the disconnection;
+/// both are pruned once expired. Neither needs the user to have a row, nor touches their logins
+/// (ending those is the caller's: `Store::revoke_user`).
+async fn user_revocations(store: DynStore) {
+    store.create_user(&user("alice")).await.unwrap();
+    store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
+    let alice = Revocation::user("alice", NOW + 1, NOW + 500);
+    let bob = Revocation::user("bob", NOW - 5, NOW + 50);
+    let closed = Revocation::disconnect("alice", NOW + 60);
+    assert_eq!(alice.kind, RevocationKind::User { issued_before: NOW + 1 });
+    let id1 = store.revoke(&alice, NOW).await.unwrap();
+    let id2 = store.revoke(&bob, NOW).await.unwrap();
+    let id3 = store.revoke(&closed, NOW).await.unwrap();
+    assert!(!family_revoked(&store, "alice", "fam").await);
+    assert_eq!(
+        store.revocations_since(0, 10).await.unwrap(),
+        [(id1, alice.clone()), (id2, bob.clone()), (id3, closed.clone())],
+        "the log carries each with its kind and time"
+    );
+    let (newest, live) = store.live_revocations(NOW).await.unwrap();
+    assert_eq!(newest, id3);
+    assert_eq!(
+        live.into_iter().collect::<HashSet<_>>(),
+        HashSet::from([alice.clone(), bob]),
+        "a disconnection is never in force"
+    );
+    assert_eq!(store.live_revocations(NOW + 100).await.unwrap().1, std::slice::from_ref(&alice));
+    assert_eq!(
+        store.prune(NOW + 100).await.unwrap(),
+        store::Pruned { logins: 1, revocations: 2, publications: 0 }
+    );
+    assert_eq!(log(&store).await, [alice]);
 }
 
 /// Many concurrent log writers and a follower reading `after last seen` the whole time, as every

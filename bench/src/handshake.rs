@@ -7,6 +7,7 @@ use anyhow::bail;
 use clap::Args;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Barrier;
@@ -27,28 +28,77 @@ pub struct HandshakeArgs {
     pub duration: f64,
 }
 
+/// What some seconds of handshake cycles gave.
 #[derive(Default)]
-struct Stats {
-    handshakes: u64,
-    errors: u64,
-    latency: Latency,
+pub struct Cycles {
+    pub handshakes: u64,
+    pub errors: u64,
+    pub latency: Latency,
+    pub seconds: f64,
 }
 
-pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
-    let token = args.target.token().await?;
-    let gate = Arc::new(Barrier::new(args.workers + 1));
-    let mut tasks = Vec::with_capacity(args.workers);
-    for _ in 0..args.workers {
-        let (target, path, token, gate) =
-            (args.target.clone(), args.path.clone(), token.clone(), gate.clone());
-        let duration = secs(args.duration);
+impl Cycles {
+    pub fn add(&mut self, other: &Cycles) {
+        self.handshakes += other.handshakes;
+        self.errors += other.errors;
+        self.latency.merge(&other.latency);
+        self.seconds += other.seconds;
+    }
+
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.handshakes as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// The bearer token of each cycle.
+pub enum Tokens {
+    /// No `Authorization` header (the bare server).
+    None,
+    /// The same token every time.
+    Same(String),
+    /// Each token once, in order; the run ends when they are used up.
+    EachOnce(Vec<String>),
+}
+
+impl Tokens {
+    /// The token of cycle `n`: `None` once `EachOnce` is used up.
+    fn nth(&self, n: usize) -> Option<Option<&str>> {
+        match self {
+            Tokens::None => Some(None),
+            Tokens::Same(token) => Some(Some(token)),
+            Tokens::EachOnce(tokens) => tokens.get(n).map(|t| Some(t.as_str())),
+        }
+    }
+}
+
+/// `workers` loops opening `path` with a token of `tokens` (bearer header), reading the welcome
+/// and closing, for `duration` seconds (or until `EachOnce` tokens are used up).
+pub async fn cycles(
+    target: &Target,
+    path: &str,
+    tokens: Arc<Tokens>,
+    workers: usize,
+    duration: f64,
+) -> anyhow::Result<Cycles> {
+    let gate = Arc::new(Barrier::new(workers + 1));
+    let taken = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (target, path, tokens, taken, gate) =
+            (target.clone(), path.to_owned(), tokens.clone(), taken.clone(), gate.clone());
+        let duration = secs(duration);
         tasks.push(tokio::spawn(async move {
             gate.wait().await;
             let deadline = Instant::now() + duration;
-            let mut stats = Stats::default();
+            let mut stats = Cycles::default();
             while Instant::now() < deadline {
+                let Some(token) = tokens.nth(taken.fetch_add(1, Ordering::Relaxed)) else { break };
                 let started = Instant::now();
-                match target.ws_welcomed(&path, token.as_deref()).await {
+                match target.ws_welcomed(&path, token).await {
                     Ok(mut ws) => {
                         stats.latency.record(started.elapsed());
                         stats.handshakes += 1;
@@ -70,22 +120,28 @@ pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
     }
     gate.wait().await;
     let started = Instant::now();
-    let mut total = Stats::default();
+    let mut total = Cycles::default();
     for task in tasks {
-        let stats = task.await?;
-        total.handshakes += stats.handshakes;
-        total.errors += stats.errors;
-        total.latency.merge(&stats.latency);
+        total.add(&task.await?);
     }
-    let elapsed = started.elapsed().as_secs_f64();
+    total.seconds = started.elapsed().as_secs_f64();
+    Ok(total)
+}
+
+pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
+    let tokens = match args.target.token().await? {
+        Some(token) => Tokens::Same(token),
+        None => Tokens::None,
+    };
+    let total = cycles(&args.target, &args.path, Arc::new(tokens), args.workers, args.duration).await?;
     if total.handshakes == 0 {
         bail!("no handshake succeeded ({} errors)", total.errors);
     }
     Ok(json!({
         "workers": args.workers,
-        "duration_s": round1(elapsed),
+        "duration_s": round1(total.seconds),
         "handshakes": total.handshakes,
-        "handshakes_per_s": round1(total.handshakes as f64 / elapsed),
+        "handshakes_per_s": round1(total.per_second()),
         "p50_ms": total.latency.p50_ms(),
         "p99_ms": total.latency.p99_ms(),
         "max_ms": total.latency.max_ms(),

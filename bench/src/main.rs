@@ -8,6 +8,7 @@ mod fanout;
 mod handshake;
 mod http;
 mod idle;
+mod issuers;
 mod login_storm;
 mod report;
 mod soak;
@@ -38,6 +39,9 @@ enum Command {
     Echo(echo::EchoArgs),
     /// Authenticated WebSocket handshakes per second
     Handshake(handshake::HandshakeArgs),
+    /// Handshakes per second with wsguard's own token, a trusted issuer's HS256 token and a JWKS
+    /// issuer's RS256 token, in turns of one run
+    IssuerHandshake(issuers::IssuersArgs),
     /// GET /users/me requests per second over keep-alive connections
     UsersMe(users_me::UsersMeArgs),
     /// POST /token logins per second, and what they do to other sockets' echo latency
@@ -63,6 +67,7 @@ impl Command {
         match self {
             Command::Echo(_) => "echo",
             Command::Handshake(_) => "handshake",
+            Command::IssuerHandshake(_) => "issuer-handshake",
             Command::UsersMe(_) => "users-me",
             Command::LoginStorm(_) => "login-storm",
             Command::Idle(_) => "idle",
@@ -78,6 +83,7 @@ async fn run(command: Command) -> anyhow::Result<Value> {
     match command {
         Command::Echo(args) => echo::run(args).await,
         Command::Handshake(args) => handshake::run(args).await,
+        Command::IssuerHandshake(args) => issuers::run(args).await,
         Command::UsersMe(args) => users_me::run(args).await,
         Command::LoginStorm(args) => login_storm::run(args).await,
         Command::Idle(args) => idle::run(args).await,

@@ -33,6 +33,8 @@ enum Goal {
     AtMost(f64),
     /// At least the value of another field of wsguard's own line.
     AtLeastField(&'static str),
+    /// At least this value.
+    AtLeast(f64),
     None,
 }
 
@@ -66,6 +68,55 @@ const ROWS: &[Row] = &[
         label: "Handshake p99, ms",
         workload: "handshake",
         field: "p99_ms",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Handshakes/s, own token (issuer run, 20 workers)",
+        workload: "issuer-handshake",
+        field: "own_handshakes_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "Handshakes/s, trusted issuer's HS256 token",
+        workload: "issuer-handshake",
+        field: "hs256_handshakes_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "HS256 issuer ÷ own token",
+        workload: "issuer-handshake",
+        field: "hs256_over_own",
+        goal: Goal::AtLeast(0.9),
+        reference: "",
+    },
+    Row {
+        label: "Handshakes/s, JWKS issuer's RS256 token (keys cached, token presented again)",
+        workload: "issuer-handshake",
+        field: "rs256_handshakes_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "RS256 issuer ÷ own token",
+        workload: "issuer-handshake",
+        field: "rs256_over_own",
+        goal: Goal::AtLeast(0.9),
+        reference: "",
+    },
+    Row {
+        label: "Handshakes/s, RS256 tokens each presented once (signature checked every time)",
+        workload: "issuer-handshake",
+        field: "rs256_first_use_handshakes_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "RS256 first presentation ÷ own token",
+        workload: "issuer-handshake",
+        field: "rs256_first_use_over_own",
         goal: Goal::None,
         reference: "",
     },
@@ -174,6 +225,7 @@ fn headline(workload: &str) -> &'static str {
     match workload {
         "echo" => "msgs_per_s",
         "handshake" => "handshakes_per_s",
+        "issuer-handshake" => "own_handshakes_per_s",
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
         "idle" => "kib_per_socket",
@@ -292,6 +344,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                 ws.zip(base).map(|(w, b)| w >= times * b),
             ),
             Goal::AtMost(limit) => (format!("≤ {}", fmt(limit)), ws.map(|w| w <= limit)),
+            Goal::AtLeast(limit) => (format!("≥ {}", fmt(limit)), ws.map(|w| w >= limit)),
             Goal::AtLeastField(field) => {
                 let limit = value(row.workload, "wsguard", field);
                 (

@@ -21,7 +21,6 @@ pub(crate) trait NeedsScope {
 /// `publish`: publish and broadcast.
 pub(crate) struct NeedsPublish;
 /// `disconnect`: disconnect users, revoke their tokens.
-#[allow(dead_code)] // TEMPORARY: used by disconnect and revoke, which land next
 pub(crate) struct NeedsDisconnect;
 /// `read`: channels, presence, history.
 pub(crate) struct NeedsRead;

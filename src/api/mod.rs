@@ -20,6 +20,7 @@ mod error;
 mod history;
 mod params;
 mod publish;
+mod users;
 
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
@@ -36,7 +37,8 @@ pub(crate) const SCHEME: &str = "apiKey";
 /// The server API's part of the OpenAPI description, merged into the HTTP API's.
 #[derive(OpenApi)]
 #[openapi(
-    paths(publish::publish, publish::broadcast, channels::list, channels::presence, history::history),
+    paths(publish::publish, publish::broadcast, users::disconnect, users::revoke, channels::list, channels::presence,
+        history::history),
     modifiers(&ApiKeyScheme),
     tags((name = TAG, description = "For application backends. `Authorization: Bearer <API key>` \
         (`wsguard apikey add NAME --scopes …`); each operation needs one scope: `publish`, \
@@ -93,5 +95,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/channels/{channel}/history", get(history::history))
         .route("/api/publish", post(publish::publish))
         .route("/api/broadcast", post(publish::broadcast))
+        .route("/api/users/{username}/disconnect", post(users::disconnect))
+        .route("/api/users/{username}/revoke", post(users::revoke))
         .layer(axum::middleware::from_fn(calls::record))
 }

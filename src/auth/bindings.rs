@@ -1,6 +1,7 @@
 //! Which live sockets are bound to which token and login, by user: enforces the per-user cap and
 //! lets a revocation reach the sockets bound to what it revokes.
 
+use super::tokens::Claims;
 use crate::store::{Revocation, RevocationKind};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,7 +32,10 @@ impl SocketSignal {
 struct Entry {
     id: u64,
     jti: String,
+    /// Empty for a trusted issuer's token: it belongs to no login.
     family: String,
+    /// The token's `iat` (0 without one), for user revocations.
+    issued_at: i64,
     signal: Arc<SocketSignal>,
 }
 
@@ -54,24 +58,24 @@ pub(crate) struct Binding {
 }
 
 impl SocketBindings {
-    /// Adds a socket of `user` bound to the token `jti` of login `family`, unless the user already
+    /// Adds a socket bound to the token of `claims` (its user is `sub`), unless the user already
     /// holds `max` sockets.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        user: &str,
-        jti: &str,
-        family: &str,
-        max: usize,
-    ) -> Result<Binding, TooMany> {
+    pub(crate) fn register(self: &Arc<Self>, claims: &Claims, max: usize) -> Result<Binding, TooMany> {
         let mut by_user = self.by_user.lock().expect("socket bindings lock poisoned");
-        let entries = by_user.entry(user.to_owned()).or_default();
+        let entries = by_user.entry(claims.sub.clone()).or_default();
         if entries.len() >= max {
             return Err(TooMany);
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let signal = Arc::new(SocketSignal::default());
-        entries.push(Entry { id, jti: jti.to_owned(), family: family.to_owned(), signal: signal.clone() });
-        Ok(Binding { bindings: self.clone(), user: user.to_owned(), id, signal })
+        entries.push(Entry {
+            id,
+            jti: claims.jti.clone(),
+            family: claims.fam.clone(),
+            issued_at: claims.iat,
+            signal: signal.clone(),
+        });
+        Ok(Binding { bindings: self.clone(), user: claims.sub.clone(), id, signal })
     }
 
     /// Signals every socket bound to what `revocation` revokes.
@@ -84,7 +88,9 @@ impl SocketBindings {
         for entry in entries {
             let bound = match revocation.kind {
                 RevocationKind::Token => entry.jti == revocation.subject,
-                RevocationKind::Family => entry.family == revocation.subject,
+                RevocationKind::Family => !entry.family.is_empty() && entry.family == revocation.subject,
+                RevocationKind::User { issued_before } => entry.issued_at < issued_before,
+                RevocationKind::Disconnect => true,
             };
             if bound {
                 entry.signal.revoke();
@@ -96,14 +102,15 @@ impl SocketBindings {
 }
 
 impl Binding {
-    /// Binds the socket to a new token (after an in-band refresh).
-    pub(crate) fn rebind(&self, jti: &str, family: &str) {
+    /// Binds the socket to a new token of the same user (after an in-band refresh).
+    pub(crate) fn rebind(&self, claims: &Claims) {
         let mut by_user = self.bindings.by_user.lock().expect("socket bindings lock poisoned");
         if let Some(entry) =
             by_user.get_mut(&self.user).and_then(|entries| entries.iter_mut().find(|e| e.id == self.id))
         {
-            entry.jti = jti.to_owned();
-            entry.family = family.to_owned();
+            entry.jti.clone_from(&claims.jti);
+            entry.family.clone_from(&claims.fam);
+            entry.issued_at = claims.iat;
         }
     }
 }

@@ -1,11 +1,12 @@
-//! Authentication: passwords, tokens and keys, where a token comes from, the four check modes,
-//! logins and revocation. [`Authenticator::authenticate`] is the one path from a presented token
-//! to an identity, used by every HTTP extractor and every WebSocket endpoint;
+//! Authentication: passwords, tokens and keys, trusted issuers, where a token comes from, the four
+//! check modes, logins and revocation. [`Authenticator::authenticate`] is the one path from a
+//! presented token to an identity, used by every HTTP extractor and every WebSocket endpoint;
 //! [`Authenticator::apply`] the one way a revocation takes effect on this node.
 
 pub(crate) mod api_keys;
 pub(crate) mod bindings;
 pub(crate) mod credentials;
+pub(crate) mod issuers;
 pub(crate) mod keyring;
 pub(crate) mod logins;
 pub(crate) mod password;
@@ -17,6 +18,7 @@ pub mod transport;
 
 use crate::store::{DynStore, Revocation, StoreError, UserRecord};
 use bindings::SocketBindings;
+use issuers::{TrustedIssuer, TrustedIssuers};
 use revocation::Revocations;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,6 +26,15 @@ use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokens::{Claims, TokenError, TokenKind, Tokens};
 use transport::{Csrf, Presented, Transport};
+
+/// The double-submit check of a token from a cookie: the sent value must equal the `csrf` claim.
+fn check_csrf(csrf: &Csrf, claims: &Claims) -> Result<(), AuthError> {
+    match csrf {
+        Csrf::NotNeeded => Ok(()),
+        Csrf::Sent(sent) if bool::from(sent.as_bytes().ct_eq(claims.csrf.as_bytes())) => Ok(()),
+        Csrf::Sent(_) | Csrf::Missing => Err(AuthError::Csrf),
+    }
+}
 
 /// The check modes of fastapi-jwt-auth, selectable per endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +65,7 @@ impl AuthError {
             AuthError::Token(TokenError::NotFresh) => "not_fresh",
             AuthError::Token(TokenError::Revoked) => "revoked",
             AuthError::Csrf => "csrf",
+            AuthError::NeedsLogin => "needs_login",
             AuthError::UnknownUser => "unknown_user",
             AuthError::Inactive => "inactive",
             AuthError::Store(_) => "store_unavailable",
@@ -87,10 +99,22 @@ impl Mode {
 /// Who is on the other end, and the token that proves it.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
-    /// Shared with the principal cache: authenticating copies no strings.
+    /// Shared with the principal cache: authenticating copies no strings. For a trusted issuer's
+    /// token, made up from the token: the username only, never disabled.
     pub(crate) user: Arc<UserRecord>,
+    /// A trusted issuer's token is read as an access token of no login (`fam` empty).
     pub(crate) claims: Claims,
     pub(crate) transport: Transport,
+    pub(crate) issuer: Issuer,
+}
+
+/// Who issued the token an identity rests on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Issuer {
+    /// wsguard, at a login: the user has a row, the token a login (refresh family).
+    Own,
+    /// A trusted issuer, by its `iss` (empty for the one whose tokens have none).
+    Trusted(Arc<str>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +127,9 @@ pub enum AuthError {
     Token(#[from] TokenError),
     #[error("CSRF token missing or incorrect")]
     Csrf,
+    /// A trusted issuer's token where a wsguard login is needed (refresh, logout, password).
+    #[error("a wsguard login is required")]
+    NeedsLogin,
     #[error("Could not validate credentials")]
     UnknownUser,
     #[error("Inactive user")]
@@ -114,6 +141,7 @@ pub enum AuthError {
 
 pub(crate) struct Authenticator {
     pub(crate) tokens: Tokens,
+    pub(crate) issuers: TrustedIssuers,
     pub(crate) revocations: Revocations,
     /// The live sockets of this node, bound to their tokens: where revocations close sockets.
     pub(crate) bindings: Arc<SocketBindings>,
@@ -141,10 +169,16 @@ struct PrincipalCache {
 }
 
 impl Authenticator {
-    pub(crate) fn new(tokens: Tokens, store: DynStore, refresh_grace: Duration) -> Authenticator {
+    pub(crate) fn new(
+        tokens: Tokens,
+        issuers: TrustedIssuers,
+        store: DynStore,
+        refresh_grace: Duration,
+    ) -> Authenticator {
         Authenticator {
             refresh_grace,
             tokens,
+            issuers,
             revocations: Revocations::default(),
             bindings: Arc::default(),
             store,
@@ -221,12 +255,11 @@ impl Authenticator {
                 _ => Err(AuthError::Missing),
             };
         };
-        let claims = self.tokens.verify(&presented.token, mode.token_kind())?;
-        match &presented.csrf {
-            Csrf::NotNeeded => {}
-            Csrf::Sent(sent) if bool::from(sent.as_bytes().ct_eq(claims.csrf.as_bytes())) => {}
-            Csrf::Sent(_) | Csrf::Missing => return Err(AuthError::Csrf),
+        if let Some(issuer) = self.issuers.select(&presented.token, self.tokens.issuer()) {
+            return self.check_trusted(issuer, presented, mode).await.map(Some);
         }
+        let claims = self.tokens.verify(&presented.token, mode.token_kind())?;
+        check_csrf(&presented.csrf, &claims)?;
         if mode == Mode::Fresh && !claims.fresh {
             return Err(TokenError::NotFresh.into());
         }
@@ -237,13 +270,45 @@ impl Authenticator {
         if user.disabled {
             return Err(AuthError::Inactive);
         }
-        if family_revoked || self.revocations.is_revoked(&claims.jti, &claims.fam) {
+        if family_revoked || self.revocations.is_revoked(&claims) {
             return Err(TokenError::Revoked.into());
         }
         if claims.kind == TokenKind::Refresh {
             self.check_current_refresh(&claims).await?;
         }
-        Ok(Some(Identity { user, claims, transport: presented.transport }))
+        Ok(Some(Identity { user, claims, transport: presented.transport, issuer: Issuer::Own }))
+    }
+
+    /// A trusted issuer's token: verified with that issuer's keys, checked against the revocations,
+    /// and never looked up in the store (its user needs no row).
+    async fn check_trusted(
+        &self,
+        issuer: &TrustedIssuer,
+        presented: &Presented,
+        mode: Mode,
+    ) -> Result<Identity, AuthError> {
+        let claims = issuer.verify(&presented.token).await?;
+        if matches!(mode, Mode::Refresh | Mode::Fresh) {
+            return Err(AuthError::NeedsLogin);
+        }
+        // From a cookie, a token must carry the double-submit value itself: without a `csrf`
+        // claim there is nothing to match the sent value with.
+        if presented.transport == Transport::Cookie && claims.csrf.is_empty() {
+            return Err(AuthError::Csrf);
+        }
+        check_csrf(&presented.csrf, &claims)?;
+        if self.revocations.is_revoked(&claims) {
+            return Err(TokenError::Revoked.into());
+        }
+        let user = Arc::new(UserRecord {
+            username: claims.sub.clone(),
+            email: None,
+            full_name: None,
+            password_hash: String::new(),
+            disabled: false,
+        });
+        let issuer = Issuer::Trusted(issuer.name.clone());
+        Ok(Identity { user, claims, transport: presented.transport, issuer })
     }
 
     /// The earliest rotation whose replaced token, presented at `now`, is still within the grace.

@@ -50,7 +50,7 @@ pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             config.sections = sections;
             crate::server::serve(*config).await
         }
-        Command::User(command) => command.run().await,
+        Command::User(command) => command.run(&sections).await,
         Command::Keys(command) => command.run(),
         Command::ApiKey(command) => command.run().await,
         Command::Demo(settings) => demo(settings).await,

@@ -3,7 +3,7 @@
 
 use crate::auth::credentials::{check_field, check_password, check_username};
 use crate::auth::{logins, password};
-use crate::config::StoreSettings;
+use crate::config::{Sections, StoreSettings, TokenSettings};
 use crate::store::{self, DynStore, StoreError, UserRecord};
 use anyhow::{bail, Context};
 use clap::Subcommand;
@@ -41,6 +41,17 @@ pub(super) enum UserCommand {
         username: String,
         #[command(flatten)]
         store: StoreSettings,
+    },
+    /// Revoke every token of a user issued before now, wsguard's and trusted issuers': refused
+    /// everywhere, their sockets closed (4003) on every node within a second, their logins ended.
+    /// Works for users without a row (a trusted issuer's). Reads the same --refresh-ttl and
+    /// [[trusted_issuers]] as `serve`: the revocation lasts as long as such a token may live
+    Revoke {
+        username: String,
+        #[command(flatten)]
+        store: StoreSettings,
+        #[command(flatten)]
+        tokens: TokenSettings,
     },
     /// Set a new password (prompt or stdin) and revoke the user's logins
     Passwd {
@@ -98,7 +109,9 @@ fn created(result: Result<(), StoreError>, username: &str) -> anyhow::Result<()>
 }
 
 impl UserCommand {
-    pub(super) async fn run(self) -> anyhow::Result<()> {
+    /// Runs the command; `sections` are the configuration file's (its trusted issuers).
+    // Long: one arm per command, each short.
+    pub(super) async fn run(self, sections: &Sections) -> anyhow::Result<()> {
         match self {
             UserCommand::Add { username, email, full_name, disabled, store } => {
                 check_username(&username).map_err(anyhow::Error::msg)?;
@@ -145,6 +158,20 @@ impl UserCommand {
                 }
                 println!("enabled {username}");
             }
+            UserCommand::Revoke { username, store, tokens } => {
+                check_username(&username).map_err(anyhow::Error::msg)?;
+                let store = open(&store).await?;
+                let longest = sections.trusted_issuers.iter().map(|i| i.max_token_lifetime).max();
+                let window = logins::user_revocation_window(tokens.refresh_ttl, longest.unwrap_or_default());
+                let revoked = logins::log_user_revocation(store.as_ref(), None, &username, window).await?;
+                println!(
+                    "revoked {username}: tokens issued before {} refused until {} ({} logins ended); \
+                     their sockets close within a second on every node",
+                    stamp(revoked.issued_before),
+                    stamp(revoked.until),
+                    revoked.logins
+                );
+            }
             UserCommand::Passwd { username, store } => {
                 let store = open(&store).await?;
                 if store.user(&username).await?.is_none() {
@@ -175,6 +202,14 @@ impl UserCommand {
         }
         Ok(())
     }
+}
+
+/// Unix seconds as RFC 3339, for what the commands print.
+fn stamp(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| at.to_string())
 }
 
 #[derive(Deserialize)]

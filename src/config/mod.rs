@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod sections;
-#[allow(unused_imports)] // TEMPORARY: IssuerSettings is read by the outside issuers, which land next
 pub(crate) use sections::{IssuerSettings, NamespaceSettings, PublishRule, Sections, SubscribeRule};
 
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
@@ -272,6 +271,7 @@ impl Config {
             tokens.refresh_ttl >= tokens.access_ttl,
             "refresh_ttl must not be shorter than access_ttl"
         );
+        self.sections.check_own_issuer(&tokens.issuer)?;
         let socket = &self.socket;
         anyhow::ensure!(socket.max_messages_per_sec > 0, "max_messages_per_sec must be positive");
         anyhow::ensure!(socket.max_message_bytes >= 128, "max_message_bytes must be at least 128");

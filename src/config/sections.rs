@@ -73,7 +73,6 @@ fn history_ttl() -> Duration {
 }
 
 /// One `[[trusted_issuers]]` table: an application whose tokens open sockets.
-#[allow(dead_code)] // TEMPORARY: read by the outside issuers, which land next
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct IssuerSettings {
@@ -87,10 +86,24 @@ pub(crate) struct IssuerSettings {
     pub(crate) audience: Option<String>,
     #[serde(default = "sub")]
     pub(crate) username_claim: String,
+    /// The longest a token of it may live, from its `iat` (or from now, without one); a token
+    /// that claims longer is refused. Bounds how long a user revocation must stay in force.
+    #[serde(default = "max_token_lifetime", with = "humantime_serde_compat")]
+    pub(crate) max_token_lifetime: Duration,
 }
 
 fn sub() -> String {
     "sub".to_owned()
+}
+fn max_token_lifetime() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+
+impl IssuerSettings {
+    /// How logs, `/readyz` and `/metrics` name it.
+    pub(crate) fn name(&self) -> &str {
+        self.issuer.as_deref().unwrap_or("(no iss)")
+    }
 }
 
 /// `"24h"`-style durations, as the flags take them.
@@ -131,13 +144,52 @@ impl Sections {
         }
         let without_iss = self.trusted_issuers.iter().filter(|i| i.issuer.is_none()).count();
         anyhow::ensure!(without_iss <= 1, "trusted_issuers: at most one may omit `issuer`");
+        let mut seen = std::collections::BTreeSet::new();
         for issuer in &self.trusted_issuers {
-            let name = issuer.issuer.as_deref().unwrap_or("(no iss)");
+            issuer.validate()?;
+            let name = issuer.name();
+            anyhow::ensure!(seen.insert(&issuer.issuer), "trusted_issuers: {name} appears twice");
+        }
+        Ok(())
+    }
+}
+
+impl Sections {
+    /// No trusted issuer may be wsguard itself: its tokens take wsguard's own path.
+    pub(super) fn check_own_issuer(&self, own: &str) -> anyhow::Result<()> {
+        match self.trusted_issuers.iter().find(|i| i.issuer.as_deref() == Some(own)) {
+            Some(issuer) => {
+                anyhow::bail!("trusted_issuers: {} is wsguard's own issuer (`issuer`)", issuer.name())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl IssuerSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        let name = self.name();
+        anyhow::ensure!(
+            self.jwks_url.is_some() != self.secret_file.is_some(),
+            "trusted_issuers: {name} needs exactly one of jwks_url and secret_file"
+        );
+        anyhow::ensure!(
+            self.issuer.as_deref() != Some(""),
+            "trusted_issuers: `issuer` must not be empty (omit it for tokens without `iss`)"
+        );
+        anyhow::ensure!(self.audience.as_deref() != Some(""), "trusted_issuers: {name}: empty audience");
+        anyhow::ensure!(!self.username_claim.is_empty(), "trusted_issuers: {name}: empty username_claim");
+        if let Some(url) = &self.jwks_url {
+            let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
             anyhow::ensure!(
-                issuer.jwks_url.is_some() != issuer.secret_file.is_some(),
-                "trusted_issuers: {name} needs exactly one of jwks_url and secret_file"
+                matches!(scheme.as_deref(), Some("http" | "https")) && reqwest::Url::parse(url).is_ok(),
+                "trusted_issuers: {name}: jwks_url must be an http:// or https:// URL"
             );
         }
+        anyhow::ensure!(
+            self.max_token_lifetime >= Duration::from_secs(1),
+            "trusted_issuers: {name}: max_token_lifetime must be at least 1s"
+        );
         Ok(())
     }
 }

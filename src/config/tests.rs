@@ -131,7 +131,18 @@ fn namespaces_and_issuers_come_from_the_file_with_least_privilege_defaults() {
         (private.subscribe, private.history_size, private.presence),
         (SubscribeRule::Claim, 100, false)
     );
-    assert_eq!(config.sections.trusted_issuers[0].username_claim, "sub");
+    let issuer = &config.sections.trusted_issuers[0];
+    assert_eq!(issuer.username_claim, "sub");
+    assert_eq!(issuer.max_token_lifetime, Duration::from_secs(24 * 3600));
+    let config = serve(
+        &[],
+        "[[trusted_issuers]]\nissuer = \"https://id.example/\"\njwks_url = \"https://id.example/jwks.json\"\n\
+         audience = \"wsguard\"\nusername_claim = \"preferred_username\"\nmax_token_lifetime = \"1h\"",
+    )
+    .unwrap();
+    let issuer = &config.sections.trusted_issuers[0];
+    assert_eq!((issuer.name(), issuer.audience.as_deref()), ("https://id.example/", Some("wsguard")));
+    assert_eq!(issuer.max_token_lifetime, Duration::from_secs(3600));
 }
 
 #[test]
@@ -144,6 +155,16 @@ fn bad_sections_are_refused_with_their_reason() {
         ("[[namespaces]]\nname = \"a\"\nhistory_tll = \"1h\"", "unknown field"),
         ("[[trusted_issuers]]\nsecret_file = \"a\"\n[[trusted_issuers]]\nsecret_file = \"b\"", "at most one"),
         ("[[trusted_issuers]]\nissuer = \"x\"", "exactly one of"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\njwks_url = \"u\"\nsecret_file = \"s\"", "exactly one of"),
+        ("[[trusted_issuers]]\nissuer = \"\"\nsecret_file = \"s\"", "must not be empty"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\njwks_url = \"ftp://h/k\"", "http:// or https://"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\njwks_url = \"https://\"", "http:// or https://"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"s\"\nmax_token_lifetime = \"0s\"", "at least 1s"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"s\"\nmax_token_lifetime = \"long\"", "expected number"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"s\"\nusername_claim = \"\"", "username_claim"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"s\"\nalgorithm = \"HS256\"", "unknown field"),
+        ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"a\"\n[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"b\"", "twice"),
+        ("[[trusted_issuers]]\nissuer = \"wsguard\"\nsecret_file = \"a\"", "own issuer"),
     ] {
         let err = format!("{:#}", serve(&[], file).unwrap_err());
         assert!(err.contains(expected), "{file}: {err}");

@@ -145,7 +145,9 @@ impl IntoResponse for ApiError {
                     AuthError::Missing | AuthError::NotBearer => (StatusCode::UNAUTHORIZED, None),
                     AuthError::Token(e) => (StatusCode::UNAUTHORIZED, Some(e.to_string())),
                     AuthError::UnknownUser => (StatusCode::UNAUTHORIZED, Some(err.to_string())),
-                    AuthError::Csrf => (StatusCode::UNAUTHORIZED, Some(err.to_string())),
+                    AuthError::Csrf | AuthError::NeedsLogin => {
+                        (StatusCode::UNAUTHORIZED, Some(err.to_string()))
+                    }
                     AuthError::Inactive => return detail(StatusCode::BAD_REQUEST, "Inactive user"),
                     AuthError::Store(e) => return store_failure(e),
                 };

@@ -4,7 +4,7 @@
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::auth::transport::{self, CookieKind, CookieRule, Sources};
-use crate::auth::{AuthError, Identity, Mode};
+use crate::auth::{AuthError, Identity, Issuer, Mode};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -123,6 +123,8 @@ fn required(identity: Option<Identity>) -> Result<Identity, ApiError> {
 
 /// A valid access token of an active user.
 pub(crate) struct CurrentUser(pub(crate) Identity);
+/// A valid access token of a wsguard login: a trusted issuer's token is refused (401).
+pub(crate) struct LoginUser(pub(crate) Identity);
 /// A valid refresh token.
 pub(crate) struct RefreshUser(pub(crate) Identity);
 /// A fresh access token: the user typed the password for it.
@@ -132,6 +134,17 @@ impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         required(authenticate(parts, state, Mode::Required).await?).map(CurrentUser)
+    }
+}
+
+impl FromRequestParts<AppState> for LoginUser {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let identity = required(authenticate(parts, state, Mode::Required).await?)?;
+        if identity.issuer != Issuer::Own {
+            return Err(ApiError::Auth(AuthError::NeedsLogin));
+        }
+        Ok(LoginUser(identity))
     }
 }
 

@@ -44,6 +44,9 @@ pub(crate) struct NewPassword {
 }
 
 /// The current user
+///
+/// For a trusted issuer's token, the username it names and nothing else (`email` and `full_name`
+/// null, `disabled` false): such a token never reads a database row.
 #[utoipa::path(get, path = "/users/me", tag = "users",
     responses(
         (status = 200, body = PublicUser),
@@ -75,7 +78,7 @@ pub(crate) async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>>
     responses(
         (status = 204, description = "Password changed; log in again"),
         (status = 400, body = ErrorBody, description = "Inactive user"),
-        (status = 401, body = ErrorBody, description = "Not authenticated, or the token is not fresh"),
+        (status = 401, body = ErrorBody, description = "Not authenticated, the token is not fresh, or a trusted issuer's token"),
         (status = 413, body = ErrorBody, description = "Body too large"),
         (status = 415, body = ErrorBody, description = "Not JSON"),
         (status = 422, body = ErrorBody, description = "Unacceptable password or malformed body"),

@@ -2,7 +2,7 @@
 
 use super::cookies::LoginCookies;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{ApiForm, ApiJson, CurrentUser, FormOrJson, RefreshUser};
+use super::extract::{ApiForm, ApiJson, FormOrJson, LoginUser, RefreshUser};
 use crate::app::AppState;
 use crate::auth::credentials::{check_password, check_username};
 use crate::auth::logins::{Logins, TokenPair};
@@ -335,7 +335,7 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
     responses(
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody, description = "Inactive user"),
-        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token"),
+        (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token, or a trusted issuer's token"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn refresh(
@@ -358,12 +358,12 @@ pub(crate) async fn refresh(
     responses(
         (status = 204, description = "Logged out"),
         (status = 400, body = ErrorBody, description = "Inactive user"),
-        (status = 401, body = ErrorBody, description = "Not authenticated"),
+        (status = 401, body = ErrorBody, description = "Not authenticated, or a trusted issuer's token (no wsguard login to end)"),
     ),
     security(("bearer" = [])))]
 pub(crate) async fn logout(
     State(state): State<AppState>,
-    CurrentUser(identity): CurrentUser,
+    LoginUser(identity): LoginUser,
 ) -> Result<Response, ApiError> {
     logins(&state).logout(&identity.claims).await?;
     let mut response = StatusCode::NO_CONTENT.into_response();

@@ -322,7 +322,7 @@ impl Store for PostgresStore {
                 .fetch_one(&self.pool)
                 .await?;
             let rows = sqlx::query_as::<_, RevocationRow>(
-                "SELECT * FROM revocations WHERE id <= $1 AND expires_at > $2",
+                "SELECT * FROM revocations WHERE id <= $1 AND expires_at > $2 AND kind <> 'disconnect'",
             )
             .bind(newest)
             .bind(now)

@@ -49,12 +49,14 @@ pub(super) struct RevocationRow {
     subject: String,
     username: String,
     expires_at: i64,
+    /// Set for user revocations only.
+    issued_before: Option<i64>,
 }
 
 impl RevocationRow {
     /// The log id and the revocation; `None` (the entry is skipped) for an unknown kind.
     pub(super) fn into_entry(self) -> Option<(i64, Revocation)> {
-        let kind = RevocationKind::parse(&self.kind)?;
+        let kind = RevocationKind::parse(&self.kind, self.issued_before)?;
         Some((
             self.id,
             Revocation { kind, subject: self.subject, username: self.username, expires_at: self.expires_at },

@@ -99,13 +99,15 @@ async fn log_revocation(
     now: i64,
 ) -> StoreResult<i64> {
     let done = sqlx::query(
-        "INSERT INTO revocations (kind, subject, username, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO revocations (kind, subject, username, expires_at, created_at, issued_before) \
+         VALUES (?, ?, ?, ?, ?, ?)",
     )
     .bind(revocation.kind.as_str())
     .bind(&revocation.subject)
     .bind(&revocation.username)
     .bind(revocation.expires_at)
     .bind(now)
+    .bind(revocation.kind.issued_before())
     .execute(tx)
     .await?;
     Ok(done.last_insert_rowid())
@@ -334,12 +336,13 @@ impl Store for SqliteStore {
     async fn live_revocations(&self, now: i64) -> StoreResult<(i64, Vec<Revocation>)> {
         let newest: i64 =
             sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM revocations").fetch_one(&self.pool).await?;
-        let rows =
-            sqlx::query_as::<_, RevocationRow>("SELECT * FROM revocations WHERE id <= ? AND expires_at > ?")
-                .bind(newest)
-                .bind(now)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query_as::<_, RevocationRow>(
+            "SELECT * FROM revocations WHERE id <= ? AND expires_at > ? AND kind <> 'disconnect'",
+        )
+        .bind(newest)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?;
         let live = rows.into_iter().filter_map(RevocationRow::into_entry).map(|(_, r)| r).collect();
         Ok((newest, live))
     }

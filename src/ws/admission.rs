@@ -186,11 +186,10 @@ async fn authenticate(state: &AppState, presented: &Presented, mode: Mode) -> Re
 
 /// Binds an authenticated socket to its token, under the per-user cap.
 fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
-    let claims = &identity.claims;
     let binding = state
         .auth
         .bindings
-        .register(&identity.user.username, &claims.jti, &claims.fam, state.config.max_sockets_per_user)
+        .register(&identity.claims, state.config.max_sockets_per_user)
         .map_err(|_| Close::new(close::RATE_LIMITED, "too many sockets for this user"))?;
     Ok(Bound { identity, binding })
 }

@@ -241,7 +241,8 @@ impl<E: Endpoint> Socket<E> {
         (!self.rate.take()).then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
     }
 
-    /// Rebinds the socket to a new token of the same user; answers `refreshed` or an error frame.
+    /// Rebinds the socket to a new token of the same user from the same issuer (wsguard, or one
+    /// trusted issuer); answers `refreshed` or an error frame.
     async fn rebind(&mut self, token: String) -> String {
         let Some(bound) = self.bound.as_mut() else {
             return error_frame("bad_request", "anonymous sockets have no token to refresh");
@@ -249,14 +250,20 @@ impl<E: Endpoint> Socket<E> {
         let presented = Presented::new(token, Transport::Frame);
         let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
         match self.state.auth.authenticate(Some(&presented), mode).await {
-            Ok(Some(identity)) if identity.user.username == bound.identity.user.username => {
-                bound.binding.rebind(&identity.claims.jti, &identity.claims.fam);
+            Ok(Some(identity)) if identity.user.username != bound.identity.user.username => {
+                error_frame("forbidden", "token belongs to another user")
+            }
+            Ok(Some(identity)) if identity.issuer != bound.identity.issuer => {
+                error_frame("forbidden", "token from another issuer")
+            }
+            Ok(Some(identity)) => {
+                bound.binding.rebind(&identity.claims);
                 let exp = identity.claims.exp;
                 bound.identity = identity;
                 self.warned = false;
                 json!({"type": "refreshed", "exp": exp}).to_string()
             }
-            Ok(_) => error_frame("forbidden", "token belongs to another user"),
+            Ok(None) => error_frame("forbidden", "token belongs to another user"),
             Err(err) => error_frame("forbidden", &err.to_string()),
         }
     }

@@ -171,3 +171,84 @@ async fn bad_publications_get_422_and_store_nothing() {
     }
     assert_eq!(count_rows(&server.data_dir(), "publications").await, 0);
 }
+
+/// Two nodes on one PostgreSQL schema and Redis, and a key with every scope.
+async fn cluster() -> (Server, Server, crate::helpers::Schema, String) {
+    let schema = crate::helpers::Schema::create().await;
+    let cluster = format!("--cluster=t{}", uuid::Uuid::new_v4().simple());
+    let database = format!("--database-url={}", schema.url());
+    let a = spawn(&[cluster.as_str(), "--broker-url=redis://127.0.0.1:6379", database.as_str()]).await;
+    let b = crate::helpers::another_node(&a).await;
+    let added = a.cli(&["apikey", "add", "ops", "--scopes", "disconnect,publish,read"], "").await;
+    let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while get(&a, "/api/channels", &key).await.status() != StatusCode::OK {
+        assert!(Instant::now() < deadline, "the new key never worked");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (a, b, schema, key)
+}
+
+#[tokio::test]
+async fn disconnect_and_revoke_through_one_node_close_sockets_on_the_other_within_a_second() {
+    use crate::helpers::{close_code, service, POSTGRES};
+    if !(service("Redis", "127.0.0.1:6379") && service("PostgreSQL", POSTGRES)) {
+        return;
+    }
+    let (a, b, schema, key) = cluster().await;
+    let pair = b.login("johndoe", "secret").await;
+    let mut john = b.ws(&format!("/connect?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut john).await["type"], "welcome");
+
+    // Disconnect: closed with 4003, and the same token opens a socket again.
+    let started = Instant::now();
+    assert_eq!(
+        post(&a, "/api/users/johndoe/disconnect", &key, json!({})).await.status(),
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(close_code(&mut john, Duration::from_secs(2)).await.0, 4003);
+    assert!(started.elapsed() < Duration::from_millis(1500), "closed in {:?}", started.elapsed());
+    let mut john = b.ws(&format!("/connect?token={}", pair.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut john).await["type"], "welcome", "a disconnect revokes nothing");
+
+    // Revoke: closed with 4003, the token refused on both nodes, the login ended; a new login works.
+    let mut jane =
+        a.ws(&format!("/connect?token={}", a.login("janedoe", "secret2").await.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut jane).await["type"], "welcome");
+    let started = Instant::now();
+    assert_eq!(post(&a, "/api/users/johndoe/revoke", &key, json!({})).await.status(), StatusCode::NO_CONTENT);
+    assert_eq!(close_code(&mut john, Duration::from_secs(2)).await.0, 4003);
+    assert!(started.elapsed() < Duration::from_millis(1500), "closed in {:?}", started.elapsed());
+    for node in [&a, &b] {
+        // Refused after the upgrade on this transport: closed with 1008, no welcome.
+        let mut ws = node.ws(&format!("/connect?token={}", pair.access), &[]).await.unwrap();
+        let (code, reason) = close_code(&mut ws, Duration::from_secs(2)).await;
+        assert_eq!((code, reason.as_str()), (1008, "token has been revoked"));
+        assert_eq!(node.refresh(&pair.refresh).await.status(), StatusCode::UNAUTHORIZED, "the login ended");
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await; // a token issued in a later second
+    let mut again =
+        b.ws(&format!("/connect?token={}", b.login("johndoe", "secret").await.access), &[]).await.unwrap();
+    assert_eq!(next_json(&mut again).await["type"], "welcome");
+    send(&mut jane, &json!({"type": "ping"}).to_string()).await;
+    assert_eq!(next_json(&mut jane).await["type"], "pong", "other users are untouched");
+
+    // Bad names and a key without the scope.
+    assert_eq!(
+        post(&a, "/api/users/no%20one/revoke", &key, json!({})).await.status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    let added = a.cli(&["apikey", "add", "reader", "--scopes", "read"], "").await;
+    let reader = String::from_utf8(added.stdout).unwrap().trim().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while post(&a, "/api/users/janedoe/disconnect", &reader, json!({})).await.status()
+        != StatusCode::FORBIDDEN
+    {
+        assert!(Instant::now() < deadline, "a read key was never refused");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send(&mut jane, &json!({"type": "ping"}).to_string()).await;
+    assert_eq!(next_json(&mut jane).await["type"], "pong", "a refused call closed nothing");
+    drop((a, b));
+    schema.drop().await;
+}

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod cors;
 mod helpers;
+mod issuers;
 mod keys;
 mod pages;
 mod refresh;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
-const LEEWAY_SECS: u64 = 5;
+pub(crate) const LEEWAY_SECS: u64 = 5;
 /// Tokens longer than this are refused before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
@@ -169,6 +169,11 @@ impl Tokens {
         Tokens { signer, alg, validation, issuer, audience, access_ttl, refresh_ttl }
     }
 
+    /// The `iss` of wsguard's own tokens.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
     /// The longest a refresh token, and so a login, lives.
     pub fn refresh_ttl(&self) -> Duration {
         self.refresh_ttl
@@ -273,22 +278,25 @@ impl Tokens {
                 &ring_key.decoding
             }
         };
-        let data = jsonwebtoken::decode::<Claims>(token, decoding, &self.validation).map_err(|e| match e
-            .kind()
-        {
-            ErrorKind::ExpiredSignature => TokenError::Expired,
-            ErrorKind::ImmatureSignature => TokenError::Immature,
-            ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
-            ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
-            ErrorKind::MissingRequiredClaim(claim) if claim == "aud" || claim == "iss" => {
-                TokenError::WrongAudience
-            }
-            _ => TokenError::Malformed,
-        })?;
+        let data = jsonwebtoken::decode::<Claims>(token, decoding, &self.validation).map_err(refusal)?;
         if data.claims.kind != kind {
             return Err(TokenError::WrongKind);
         }
         Ok(data.claims)
+    }
+}
+
+/// Why jsonwebtoken refused a token, as wsguard says it (for its own tokens and trusted issuers').
+pub(crate) fn refusal(err: jsonwebtoken::errors::Error) -> TokenError {
+    match err.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::Immature,
+        ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => TokenError::BadSignature,
+        ErrorKind::InvalidIssuer | ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" || claim == "iss" => {
+            TokenError::WrongAudience
+        }
+        _ => TokenError::Malformed,
     }
 }
 

@@ -22,14 +22,15 @@ pub(super) async fn log_revocation(
     now: i64,
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar(
-        "INSERT INTO revocations (kind, subject, username, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO revocations (kind, subject, username, expires_at, created_at, issued_before) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
     )
     .bind(revocation.kind.as_str())
     .bind(&revocation.subject)
     .bind(&revocation.username)
     .bind(revocation.expires_at)
     .bind(now)
+    .bind(revocation.kind.issued_before())
     .fetch_one(tx)
     .await
 }

@@ -13,6 +13,8 @@ name = "room"
 subscribe = "any"
 publish = "subscribers"
 presence = true
+# Room for every publication of the recovery test (300).
+history_size = 1000
 
 [[namespaces]]
 name = "news"
@@ -368,7 +370,7 @@ async fn recovery_while_publications_keep_coming_has_no_gap_and_no_repeat() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let mut john = connect(&server, "johndoe", "secret").await;
     let (mut offsets, answer) = resubscribe(&mut john, "room:busy", 1, &epoch).await;
-    assert_eq!(answer["recovered"], true);
+    assert_eq!(answer["recovered"], true, "{answer}");
     while offsets.last().copied().unwrap_or(1) < TOTAL {
         let frame = next_not_presence(&mut john).await;
         offsets.push(frame["offset"].as_i64().unwrap());

@@ -344,3 +344,34 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("username may contain only"));
     schema.drop().await;
 }
+
+#[tokio::test]
+async fn a_channels_claim_opens_claim_namespaces_to_what_it_lists() {
+    let config = ConfigFile::new(&format!(
+        "{HS256_ISSUERS}\n[[namespaces]]\nname = \"vip\"\n[[namespaces]]\nname = \"team\"\nsubscribe = \"claim\"\n"
+    ));
+    let server = spawn(&[&config.arg()]).await;
+    let token = hs256(&json!({"sub": "bob", "exp": now() + 600, "channels": ["vip:lounge", "team:*"]}));
+    let mut ws = server.ws(&format!("/connect?token={token}"), &[]).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["user"], "bob");
+    for (channel, expected) in [
+        ("vip:lounge", "subscribed"),
+        ("team:red", "subscribed"),
+        ("team:blue:eu", "subscribed"),
+        ("vip:other", "error"),
+    ] {
+        send(&mut ws, &json!({"type": "subscribe", "channel": channel}).to_string()).await;
+        let answer = next_json(&mut ws).await;
+        assert_eq!(answer["type"], expected, "{channel}: {answer}");
+        if expected == "error" {
+            assert_eq!(answer["code"], "forbidden");
+        }
+    }
+    // Anything but a short list of strings is a malformed token.
+    for channels in [json!("vip:lounge"), json!([1]), json!([""]), json!(vec!["x"; 65])] {
+        let token = hs256(&json!({"sub": "bob", "exp": now() + 600, "channels": channels}));
+        let mut ws = server.ws(&format!("/connect?token={token}"), &[]).await.unwrap();
+        let (code, _) = close_code(&mut ws, Duration::from_secs(2)).await;
+        assert_eq!(code, 1008, "{channels}");
+    }
+}

@@ -138,6 +138,7 @@ serve_wsguard() { # name port args...
     (cd "$WORK" && WSGUARD_LOG=warn exec "$ROOT/target/release/wsguard" serve --bind "127.0.0.1:$port" \
         --max-messages-per-sec 1000000 --max-sockets-per-user 100000 --max-message-bytes 65536 \
         --login-max-failures 1000000 --login-max-attempts-per-address 1000000 \
+        --max-connections-per-address 1000000 \
         "$@" >"$WORK/$name.out" 2>"$WORK/$name.log") &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")
@@ -434,9 +435,11 @@ mkdir -p "$(dirname "$OUT")"
     echo "  PostgreSQL and Redis run on this machine too, sharing its $(nproc) cores."
     echo
     echo "wsguard runs with \`--max-messages-per-sec 1000000 --max-sockets-per-user 100000"
-    echo "--max-message-bytes 65536 --login-max-failures 1000000 --login-max-attempts-per-address 1000000\`"
+    echo "--max-message-bytes 65536 --login-max-failures 1000000 --login-max-attempts-per-address 1000000"
+    echo "--max-connections-per-address 1000000\`"
     echo "(the storm's 12 workers log in as one user from one address: it measures hashing, not the"
-    echo "login throttle) and \`WSGUARD_LOG=warn\`; the baseline with \`--log-level warning\`."
+    echo "login throttle; the generator opens every connection from 127.0.0.1) and \`WSGUARD_LOG=warn\`;"
+    echo "the baseline with \`--log-level warning\`."
     echo "Token micro-benchmarks (HS256, ES256 issue/verify): \`cargo bench -p wsguard-bench\`."
     echo
     echo "## Raw results"

@@ -1,5 +1,6 @@
 use super::*;
 use clap::Parser;
+use std::ffi::OsString;
 
 #[derive(Parser)]
 struct Cli {

@@ -1,0 +1,91 @@
+//! The configuration file as a layer under flags and environment: [`parse`] reads `wsguard.toml`,
+//! takes out its [`Sections`], and hands every other key to clap as `--flag=value` wherever neither
+//! the flag nor its variable was given, so that one parser checks every layer the same way.
+
+use super::Sections;
+use anyhow::Context;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// The subcommand whose arguments define the file's keys.
+const FILE_KEYS_OF: &str = "serve";
+/// The global argument naming the file.
+const CONFIG_ARG: &str = "config";
+
+/// Parses `args` as the command line of `P`, with the configuration file (the global `--config`
+/// argument of `P`) under flags and environment, and the file's [`Sections`]. Help, version and
+/// usage errors exit as clap does.
+pub(crate) fn parse<P: CommandFactory + FromArgMatches>(
+    args: Vec<OsString>,
+) -> anyhow::Result<(P, Sections)> {
+    let mut command = P::command();
+    let matches = command.try_get_matches_from_mut(&args).unwrap_or_else(|err| err.exit());
+    let path: PathBuf = matches.get_one::<PathBuf>(CONFIG_ARG).cloned().unwrap_or_default();
+    let explicit = matches.value_source(CONFIG_ARG) != Some(ValueSource::DefaultValue);
+    let mut file = read_file(&path, explicit)?;
+    let sections = Sections::take(&mut file).with_context(|| path.display().to_string())?;
+    let extra = file_flags(&command, &matches, &file).with_context(|| path.display().to_string())?;
+    if extra.is_empty() {
+        return Ok((P::from_arg_matches(&matches)?, sections));
+    }
+    let with_file = P::command().try_get_matches_from(args.into_iter().chain(extra)).map_err(|err| {
+        let message = err.to_string();
+        anyhow::anyhow!("{}: {}", path.display(), message.trim().trim_start_matches("error: "))
+    })?;
+    Ok((P::from_arg_matches(&with_file)?, sections))
+}
+
+/// The file's keys, `toml` parsed. A missing file is fine only when it was not asked for.
+fn read_file(path: &Path, explicit: bool) -> anyhow::Result<toml::Table> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => toml::from_str(&text).with_context(|| path.display().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(toml::Table::new()),
+        Err(e) => Err(e).with_context(|| path.display().to_string()),
+    }
+}
+
+/// `--flag=value` for each key of `file` that the invoked command reads and that neither its flag
+/// nor its environment variable set. A key that `serve` does not know is an error for every
+/// command, so that a typo never passes silently.
+fn file_flags(
+    command: &clap::Command,
+    matches: &ArgMatches,
+    file: &toml::Table,
+) -> anyhow::Result<Vec<OsString>> {
+    let serve = command.find_subcommand(FILE_KEYS_OF).expect("the serve command");
+    let (mut leaf, mut leaf_matches) = (command, matches);
+    while let Some((name, sub)) = leaf_matches.subcommand() {
+        leaf = leaf.find_subcommand(name).expect("a parsed subcommand exists");
+        leaf_matches = sub;
+    }
+    let mut flags = Vec::new();
+    for (key, value) in file {
+        let known = |c: &clap::Command| {
+            c.get_arguments().find(|a| a.get_id() == key && a.get_long().is_some()).cloned()
+        };
+        anyhow::ensure!(key != CONFIG_ARG && known(serve).is_some(), "unknown key {key:?}");
+        let Some(arg) = known(leaf) else { continue };
+        if matches!(leaf_matches.value_source(key), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
+        {
+            continue;
+        }
+        let long = arg.get_long().expect("checked above");
+        flags.push(OsString::from(format!("--{long}={}", flag_value(key, value)?)));
+    }
+    Ok(flags)
+}
+
+fn flag_value(key: &str, value: &toml::Value) -> anyhow::Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(items) => {
+            items.iter().map(|item| flag_value(key, item)).collect::<anyhow::Result<Vec<_>>>()?.join(",")
+        }
+        _ => anyhow::bail!("{key}: expected a string, number or list"),
+    })
+}

@@ -84,8 +84,9 @@ export interface StateDetail {
 /**
  * Server codes: 'bad_request', 'forbidden', 'too_big', 'rate_limited', 'unavailable'. Client
  * codes: 'disconnected' (not connected, or the socket closed before the answer), 'closed' (the
- * client was closed), 'token' (getToken failed), 'connect' (the socket could not be created),
- * 'protocol' (an answer out of place), 'listener' (a listener threw).
+ * client was closed), 'token' (getToken failed), 'connect' (the url function threw, or the
+ * socket could not be created), 'protocol' (an answer out of place), 'listener' (a listener
+ * threw).
  */
 export class WsguardError extends Error {
   readonly code: string;
@@ -183,13 +184,13 @@ export interface RoomEvents {
   error: (error: WsguardError) => void;
 }
 
-declare class Emitter<Events extends { [name: string]: (...args: any[]) => void }> {
+declare class Emitter<Events> {
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof Events>(name: K, listener: Events[K]): () => void;
   off<K extends keyof Events>(name: K, listener: Events[K]): void;
 }
 
-declare class Stream<Events extends { [name: string]: (...args: any[]) => void }> extends Emitter<Events> {
+declare class Stream<Events> extends Emitter<Events> {
   /** 'pending' until the server answered, 'active', 'failed' (refused), 'ended' (left). */
   readonly state: 'pending' | 'active' | 'failed' | 'ended';
   /** Resolves at the first answer; rejects when refused or left before. */

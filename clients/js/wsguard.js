@@ -286,6 +286,8 @@ class Connection {
     this.welcomed = false;
     this.lastReceived = Date.now();
     this.timers = new Set();
+    this.refreshing = false; // an in-band renewal under way
+    this.flushTimer = null;
   }
 }
 
@@ -315,7 +317,6 @@ export class Client extends Emitter {
     this._authRetried = false;
     this._generation = 0; // bumped by close(): late callbacks of older attempts do nothing
     this._timers = new Set();
-    this._refreshing = false;
     this._refs = 0;
     this._refPrefix = Math.random().toString(36).slice(2, 8);
     this._bucket = { tokens: this.options.maxMessagesPerSecond, at: Date.now() };
@@ -394,13 +395,15 @@ export class Client extends Emitter {
     this._setState('connecting', { attempt: this._attempt });
     let url;
     let token;
+    let failed = 'connect';
     try {
       url = await this._nextUrl();
+      failed = 'token';
       token = await this.options.getToken?.({ reason: this._reason });
     } catch (err) {
       if (generation !== this._generation) return;
-      this._emit('error', new WsguardError('token', String(err?.message ?? err), err));
-      this._retry({ code: 0, reason: 'no token' });
+      this._emit('error', new WsguardError(failed, String(err?.message ?? err), err));
+      this._retry({ code: 0, reason: failed === 'token' ? 'no token' : 'no url' });
       return;
     }
     if (generation !== this._generation) return;
@@ -728,9 +731,10 @@ export class Client extends Emitter {
 
   // ------------------------------------------------------------------ in-band refresh
 
+  /** Renews the token in band, once per warning and socket. */
   _scheduleRefresh(conn, inSeconds) {
-    if (this._refreshing) return;
-    this._refreshing = true;
+    if (conn.refreshing) return;
+    conn.refreshing = true;
     this._later(conn.timers, refreshDelay(inSeconds), async () => {
       let token;
       try {
@@ -738,13 +742,11 @@ export class Client extends Emitter {
       } catch (err) {
         this._emit('error', new WsguardError('token', String(err?.message ?? err), err));
       }
-      this._refreshing = false;
+      conn.refreshing = false;
       if (typeof token === 'string' && this._conn === conn) {
         this._send(conn, { type: 'refresh', token }, { expect: 'refreshed' });
       }
     });
-    // A timer cleared with its socket must not leave the flag set.
-    conn.timers.add({ clear: () => (this._refreshing = false) });
   }
 
   // ------------------------------------------------------------------ plumbing

@@ -75,7 +75,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(pages::root))
         .route("/chat", get(pages::chat))
         .route("/token-demo", get(pages::token_demo))
-        .route("/static/{name}", get(pages::asset));
+        .route("/static/{name}", get(pages::asset))
+        .route("/client.js", get(pages::client_js))
+        .route("/client.d.ts", get(pages::client_dts));
     Router::new().merge(api).merge(pages)
 }
 

@@ -11,6 +11,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::OnceLock;
 
 /// Swagger UI sets inline styles; its scripts stay `'self'` only.
 pub(super) const DOCS_CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
@@ -32,6 +34,10 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("refresh.js", "text/javascript; charset=utf-8", include_str!("../../web/refresh.js")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
 ];
+
+/// The JavaScript client (`clients/js`), served so that a page can import it from wsguard itself.
+const CLIENT_JS: &str = include_str!("../../clients/js/wsguard.js");
+const CLIENT_DTS: &str = include_str!("../../clients/js/wsguard.d.ts");
 
 fn page(html: String) -> Response {
     (
@@ -125,6 +131,55 @@ pub(super) async fn asset(Path(name): Path<String>) -> Response {
         None => {
             (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"detail": "Not Found"}))).into_response()
         }
+    }
+}
+
+/// `GET /client.js`: the client as an ES module. Revalidated on every use (its URL carries no
+/// version, and an old client must not outlive an upgrade), cheaply: a 304 for a matching ETag.
+/// Public and credential-free, so any origin may load it (module scripts are fetched with CORS);
+/// `X-TypeScript-Types` points Deno at the declarations.
+pub(super) async fn client_js(parts: Parts) -> Response {
+    static ETAG: OnceLock<HeaderValue> = OnceLock::new();
+    let mut response = client_file(&parts, &ETAG, "text/javascript; charset=utf-8", CLIENT_JS);
+    response.headers_mut().insert("x-typescript-types", HeaderValue::from_static("/client.d.ts"));
+    response
+}
+
+/// `GET /client.d.ts`: the client's type declarations.
+pub(super) async fn client_dts(parts: Parts) -> Response {
+    static ETAG: OnceLock<HeaderValue> = OnceLock::new();
+    client_file(&parts, &ETAG, "application/typescript; charset=utf-8", CLIENT_DTS)
+}
+
+fn client_file(
+    parts: &Parts,
+    etag: &OnceLock<HeaderValue>,
+    content_type: &'static str,
+    body: &'static str,
+) -> Response {
+    let etag = etag.get_or_init(|| {
+        let digest = hex::encode(&Sha256::digest(body.as_bytes())[..12]);
+        HeaderValue::from_str(&format!("\"{digest}\"")).expect("hex is a valid header value")
+    });
+    let fresh = parts
+        .headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|tag| {
+            tag.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default() || tag.trim() == "*"
+        });
+    let headers = [
+        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        (header::ETAG, etag.clone()),
+        (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+    ];
+    if fresh {
+        (StatusCode::NOT_MODIFIED, headers).into_response()
+    } else {
+        (headers, body).into_response()
     }
 }
 

@@ -101,3 +101,60 @@ async fn assets_and_the_token_demo_are_served() {
     assert_eq!(demo.status(), StatusCode::OK);
     assert!(demo.text().await.unwrap().contains("/static/token-demo.js"));
 }
+
+#[tokio::test]
+async fn the_javascript_client_is_served_with_its_types() {
+    use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
+    let server = spawn(&["--cors-origins=https://app.example"]).await;
+    let cases = [
+        ("/client.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/wsguard.js")),
+        (
+            "/client.d.ts",
+            "application/typescript; charset=utf-8",
+            include_str!("../../clients/js/wsguard.d.ts"),
+        ),
+    ];
+    for (path, content_type, source) in cases {
+        let response = server.http.get(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert_eq!(headers[CONTENT_TYPE], content_type, "{path}");
+        assert_eq!(headers[CACHE_CONTROL], "no-cache", "{path}: revalidated, never stale after an upgrade");
+        assert_eq!(headers["access-control-allow-origin"], "*", "{path}: importable from any origin");
+        assert!(!headers.contains_key("access-control-allow-credentials"), "{path}");
+        for (name, value) in [
+            ("x-content-type-options", "nosniff"),
+            ("referrer-policy", "no-referrer"),
+            ("x-frame-options", "DENY"),
+        ] {
+            assert_eq!(headers[name], value, "{path}: {name}");
+        }
+        assert_eq!(response.text().await.unwrap(), source, "{path}: the file as built in");
+
+        // Revalidation: the ETag (strong, or weak as a proxy may make it, or among others) is a 304.
+        let etag = headers[ETAG].to_str().unwrap().to_owned();
+        assert!(etag.starts_with('"') && etag.len() == 26, "{etag}");
+        for tag in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".to_owned()] {
+            let again = server.http.get(server.url(path)).header(IF_NONE_MATCH, &tag).send().await.unwrap();
+            assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path} {tag}");
+            assert_eq!(again.headers()[ETAG], etag.as_str());
+            assert!(again.text().await.unwrap().is_empty());
+        }
+        let changed =
+            server.http.get(server.url(path)).header(IF_NONE_MATCH, "\"0000\"").send().await.unwrap();
+        assert_eq!(changed.status(), StatusCode::OK, "{path}");
+
+        // From a configured CORS origin, that origin (with credentials) rather than `*`.
+        let cors =
+            server.http.get(server.url(path)).header("origin", "https://app.example").send().await.unwrap();
+        assert_eq!(cors.headers()["access-control-allow-origin"], "https://app.example", "{path}");
+        assert_eq!(cors.headers().get_all("access-control-allow-origin").iter().count(), 1, "{path}");
+        let other =
+            server.http.get(server.url(path)).header("origin", "https://other.example").send().await.unwrap();
+        assert_eq!(other.headers()["access-control-allow-origin"], "*", "{path}");
+    }
+    let js = server.http.get(server.url("/client.js")).send().await.unwrap();
+    assert_eq!(js.headers()["x-typescript-types"], "/client.d.ts");
+    let post = server.http.post(server.url("/client.js")).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -83,9 +83,14 @@ export class Cursor {
     return previous;
   }
 
-  /** `since` for a resubscription, or undefined before the first position. */
+  /**
+   * `since` for a resubscription, or undefined before the first position. A channel that had no
+   * publication when followed has no epoch yet, and its publications do not carry one: such a
+   * position asks for everything kept (offset 0), and what was delivered already is dropped.
+   */
   since() {
-    return this.offset === null ? undefined : { offset: this.offset, epoch: this.epoch };
+    if (this.offset === null) return undefined;
+    return this.epoch === '' ? { offset: 0, epoch: '' } : { offset: this.offset, epoch: this.epoch };
   }
 }
 
@@ -149,6 +154,7 @@ class Stream extends Emitter {
     if (done) {
       this.state = 'active';
       this._resyncing = false;
+      this._answering = false;
       this._ready.resolve(this);
       this._announce(done);
       return 'done';
@@ -162,10 +168,14 @@ class Stream extends Emitter {
     this._emit('error', err);
   }
 
-  /** A numbered frame: false when it is one already delivered. Behind the cursor: resync. */
+  /**
+   * A numbered frame: false when it is one already delivered. Behind the cursor on a live stream
+   * (not while a join or subscribe with `since` is answered, which may resend what was
+   * delivered): the numbering started over, follow again to find out what was missed.
+   */
   _admit(offset) {
     const verdict = this.cursor.accept(offset);
-    if (verdict === 'behind') this._client._resync(this);
+    if (verdict === 'behind' && !this._answering) this._client._resync(this);
     return verdict === 'new';
   }
 }
@@ -484,7 +494,7 @@ export class Client extends Emitter {
     this._emit('welcome', frame.user, frame.exp);
     for (const stream of this._streams.values()) {
       stream._resyncing = false;
-      if (stream.state !== 'failed') this._send(conn, stream._command(), { expect: 'follow', stream });
+      if (stream.state !== 'failed') this._followOn(conn, stream);
     }
   }
 
@@ -657,7 +667,7 @@ export class Client extends Emitter {
     const stream = new Kind(this, name);
     stream.ready.catch(() => {}); // a refusal is also an 'error' event
     this._streams.set(name, stream);
-    if (this._conn?.welcomed) this._send(this._conn, stream._command(), { expect: 'follow', stream });
+    if (this._conn?.welcomed) this._followOn(this._conn, stream);
     return stream;
   }
 
@@ -676,6 +686,12 @@ export class Client extends Emitter {
     if (!conn?.welcomed || stream._resyncing) return;
     stream._resyncing = true; // until the answer to the new join or subscribe
     this._send(conn, stream._leaveCommand(), { expect: 'nothing' });
+    this._followOn(conn, stream);
+  }
+
+  /** Sends the stream's join or subscribe (with `since` when it has a position). */
+  _followOn(conn, stream) {
+    stream._answering = true;
     this._send(conn, stream._command(), { expect: 'follow', stream });
   }
 

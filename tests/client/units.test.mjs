@@ -38,6 +38,13 @@ test('refresh: half the life left for short tokens, 10-20 s before the end for l
 test('cursor: new, duplicate and behind; positions from the server', () => {
   const cursor = new Cursor();
   assert.equal(cursor.since(), undefined, 'nothing to recover from before a position');
+  assert.equal(cursor.accept(5), 'new', 'nothing to compare with');
+  cursor.settle(0, '');
+  assert.deepEqual(cursor.since(), { offset: 0, epoch: '' }, 'a channel never published');
+  assert.equal(cursor.accept(1), 'new');
+  assert.equal(cursor.accept(2), 'new');
+  assert.deepEqual(cursor.since(), { offset: 0, epoch: '' }, 'no epoch known: everything kept, duplicates dropped');
+  assert.equal(cursor.accept(2), 'duplicate');
   cursor.settle(17, 'e1');
   assert.deepEqual(cursor.since(), { offset: 17, epoch: 'e1' });
   assert.equal(cursor.accept(18), 'new');

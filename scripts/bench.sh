@@ -61,9 +61,11 @@ done
 if [ "$QUICK" = 1 ]; then
     MODE=quick; : "${ROUNDS:=1}"
     ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
+    RECOVERY_REPEATS=2; PUBLISH_S=1
 else
     MODE=full; : "${ROUNDS:=2}"
     ECHO_S=10; HS_S=10; ISS_S=5; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
+    RECOVERY_REPEATS=5; PUBLISH_S=3
 fi
 FAN_MEMBERS=1000
 FAN_RATE=50
@@ -160,7 +162,23 @@ log "starting wsguard on 127.0.0.1:$WS_PORT (data in a temp dir)"
 # JWKS, which the generator serves on JWKS_PORT (until then the server finds it down, and says so).
 ISSUER_SECRET="$WORK/issuer.secret"
 (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$ISSUER_SECRET")
-cat >"$WORK/issuers.toml" <<EOF
+# The namespaces of the recovery and publish-rate workloads, on every wsguard of the run.
+cat >"$WORK/namespaces.toml" <<EOF
+[[namespaces]]
+name = "bench"
+subscribe = "any"
+publish = "subscribers"
+history_size = 2000
+
+[[namespaces]]
+name = "bench-live"
+subscribe = "any"
+publish = "subscribers"
+history_size = 0
+EOF
+cp "$WORK/namespaces.toml" "$WORK/issuers.toml"
+cat >>"$WORK/issuers.toml" <<EOF
+
 [[trusted_issuers]]
 issuer = "https://bench-hs256.example/"
 secret_file = "$ISSUER_SECRET"
@@ -281,6 +299,13 @@ for round in $(seq 1 "$ROUNDS"); do
     run wsguard "$round" fanout --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
 done
 
+# Numbered channels: recovery after an absence, and what numbering and storing cost one sender.
+for round in $(seq 1 "$ROUNDS"); do
+    run wsguard "$round" recovery --missed 1000 --repeats "$RECOVERY_REPEATS"
+    run wsguard "$round" publish-rate --numbered bench:rate --unnumbered bench-live:rate --room rate \
+        --duration "$PUBLISH_S" --turns 2
+done
+
 # The CPU of others so far. PostgreSQL and Redis work for the two-node run: counted apart below.
 SINGLE_ELAPSED=$(( $(date +%s) - STARTED ))
 OTHER=$(pct_of_machine $(( $(cpu_all) - ALL0 - ($(cpu_ours) - OURS0) )) "$SINGLE_ELAPSED")
@@ -326,7 +351,7 @@ cluster_fanout() {
     node_db="$PG_URL${sep}options=-c%20search_path%3D$SCHEMA"
     node_data="$WORK/cluster-data"
     local node_args=(--data-dir "$node_data" --database-url "$node_db" --broker-url "$REDIS_URL"
-        --cluster "$CLUSTER")
+        --cluster "$CLUSTER" --config "$WORK/namespaces.toml")
     log "two nodes on 127.0.0.1:$NODE_PORT and :$((NODE_PORT + 1)): schema $SCHEMA, cluster $CLUSTER"
     if ! PGCONNECT_TIMEOUT=5 psql "$PG_URL" -qAt -v ON_ERROR_STOP=1 -c "CREATE SCHEMA $SCHEMA" \
         >"$WORK/schema.log" 2>&1; then
@@ -349,6 +374,11 @@ cluster_fanout() {
     for round in $(seq 1 "$ROUNDS"); do
         TARGET="--addr $node_a --node $SERVE_ADDR" NODES=2 run wsguard "$round" fanout \
             --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
+    done
+    # Recovery with PostgreSQL as the store (the missed publications are read from it).
+    for round in $(seq 1 "$ROUNDS"); do
+        TARGET="--addr $node_a" run wsguard "$round" recovery --missed 1000 \
+            --repeats "$RECOVERY_REPEATS" --store postgres
     done
 }
 
@@ -433,6 +463,14 @@ mkdir -p "$(dirname "$OUT")"
     echo "  reaches node B's members through Redis pub/sub. Deliveries/s counts the members of both"
     echo "  nodes, latency is to the last member of either; per-node figures are in the raw line."
     echo "  PostgreSQL and Redis run on this machine too, sharing its $(nproc) cores."
+    echo "- **Recovery** (wsguard only): a subscriber on \`/connect\` follows a fresh channel of namespace"
+    echo "  \`bench\` (history 2,000), closes, 1,000 publications are made and acked, and it reconnects"
+    echo "  and subscribes with \`since\`: time from starting the reconnect (TCP, handshake, subscribe) to"
+    echo "  the last missed publication, each checked once and in order; median of ${RECOVERY_REPEATS}. On the"
+    echo "  one node (SQLite) and on node A of the two-node run (PostgreSQL)."
+    echo "- **One sender's publish rate** (wsguard only): one socket publishes and awaits each ack before"
+    echo "  the next, in turns of ${PUBLISH_S} s (two each): to a channel with history (numbered and stored),"
+    echo "  to one without (\`history_size = 0\`: neither), and \`send\` to a chat room (numbered and stored)."
     echo
     echo "wsguard runs with \`--max-messages-per-sec 1000000 --max-sockets-per-user 100000"
     echo "--max-message-bytes 65536 --login-max-failures 1000000 --login-max-attempts-per-address 1000000"

@@ -528,7 +528,7 @@ proptest! {
         before in prop::option::of(any::<i64>()), limit in prop::option::of(any::<i64>()), which in 0..5u8,
     ) {
         let (frame, expected) = match which {
-            0 => (json!({"type": "join", "room": room}), Command::Join { room: room.clone() }),
+            0 => (json!({"type": "join", "room": room}), Command::Join { room: room.clone(), since: None }),
             1 => (json!({"type": "leave", "room": room}), Command::Leave { room: room.clone() }),
             2 => (
                 json!({"type": "send", "room": room, "text": text, "ref": reference}),

@@ -10,6 +10,7 @@ mod http;
 mod idle;
 mod issuers;
 mod login_storm;
+mod recovery;
 mod report;
 mod soak;
 mod users_me;
@@ -50,6 +51,11 @@ enum Command {
     Idle(idle::IdleArgs),
     /// Chat room fan-out: deliveries/s and latency to the last member
     Fanout(fanout::FanoutArgs),
+    /// Recovery: a subscriber away while publications are made comes back with `since`: time to
+    /// the last missed one
+    Recovery(recovery::RecoveryArgs),
+    /// One sender's acknowledged publications per second: numbered, unnumbered, chat room
+    PublishRate(recovery::PublishRateArgs),
     /// Soak: thousands of churning chat sockets, expiring and refreshed tokens, publications and
     /// wrong logins for a long run; then every acked publication delivered, memory settled
     Soak(soak::SoakArgs),
@@ -72,6 +78,8 @@ impl Command {
             Command::LoginStorm(_) => "login-storm",
             Command::Idle(_) => "idle",
             Command::Fanout(_) => "fanout",
+            Command::Recovery(_) => "recovery",
+            Command::PublishRate(_) => "publish-rate",
             Command::Soak(_) => "soak",
             Command::HashTime { .. } => "hash-time",
             Command::Report(_) => "report",
@@ -88,6 +96,8 @@ async fn run(command: Command) -> anyhow::Result<Value> {
         Command::LoginStorm(args) => login_storm::run(args).await,
         Command::Idle(args) => idle::run(args).await,
         Command::Fanout(args) => fanout::run(args).await,
+        Command::Recovery(args) => recovery::run(args).await,
+        Command::PublishRate(args) => recovery::publish_rate(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::HashTime { samples } => {
             let (median, fastest) = login_storm::argon2_hash_time(samples);

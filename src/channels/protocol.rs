@@ -24,6 +24,8 @@ pub(crate) const MAX_HISTORY: i64 = 100;
 pub enum Command {
     Join {
         room: String,
+        /// Recover the messages sent after this position.
+        since: Option<Since>,
     },
     Leave {
         room: String,
@@ -195,7 +197,7 @@ pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) 
 
 /// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
 /// written by wsguard) are left out rather than failing the page.
-pub(crate) fn history(room: &str, publications: &[Publication]) -> String {
+fn history_value(room: &str, publications: &[Publication]) -> Value {
     let messages: Vec<Value> = publications
         .iter()
         .filter_map(|p| {
@@ -206,7 +208,30 @@ pub(crate) fn history(room: &str, publications: &[Publication]) -> String {
             })
         })
         .collect();
-    json!({"type": "history", "room": room, "messages": messages}).to_string()
+    json!({"type": "history", "room": room, "messages": messages})
+}
+
+/// A page of a room's history (the `history` command).
+pub(crate) fn history(room: &str, publications: &[Publication]) -> String {
+    history_value(room, publications).to_string()
+}
+
+/// The history that answers `join`: also where the room stands (what the client passes as
+/// `since` when it joins again), and with `since`, whether every message after it was delivered.
+pub(crate) fn joined_history(
+    room: &str,
+    publications: &[Publication],
+    position: Option<&Position>,
+    recovered: Option<bool>,
+) -> String {
+    let mut frame = history_value(room, publications);
+    let (offset, epoch) = position.map_or((0, ""), |p| (p.offset, p.epoch.as_str()));
+    frame["offset"] = offset.into();
+    frame["epoch"] = epoch.into();
+    if let Some(recovered) = recovered {
+        frame["recovered"] = recovered.into();
+    }
+    frame.to_string()
 }
 
 /// The answer to `subscribe`: where the channel stands (offset 0 in no epoch before its first
@@ -271,7 +296,11 @@ mod tests {
     fn commands_parse_and_garbage_is_refused() {
         assert_eq!(
             parse(r#"{"type":"join","room":"general"}"#),
-            Ok(Command::Join { room: "general".into() })
+            Ok(Command::Join { room: "general".into(), since: None })
+        );
+        assert_eq!(
+            parse(r#"{"type":"join","room":"general","since":{"offset":4,"epoch":"e"}}"#),
+            Ok(Command::Join { room: "general".into(), since: Some(Since { offset: 4, epoch: "e".into() }) })
         );
         assert_eq!(
             parse(r#"{"type":"send","room":"a","text":"hi","ref":"c1"}"#),

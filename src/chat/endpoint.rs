@@ -63,7 +63,7 @@ impl ChannelSocket {
 
     async fn apply(&mut self, command: Command, identity: Option<&Identity>) -> Result<Vec<String>, Refusal> {
         match command {
-            Command::Join { room } => self.join(room).await,
+            Command::Join { room, since } => self.join(room, since).await,
             Command::Leave { room } => self.leave(room).await,
             Command::Send { room, text, reference } => self.send(room, text, reference).await,
             Command::History { room, before, limit } => self.history(room, before, limit).await,
@@ -136,7 +136,7 @@ impl ChannelSocket {
             return Ok(vec![protocol::subscribed(&name, None, since.map(|_| false))]);
         }
         let answer = match since {
-            Some(since) => recovery::recover(&state, &name, &since).await,
+            Some(since) => recovery::recover(&state, &name, &since, View::Channel).await,
             None => recovery::position(&state, &name).await.map(|position| recovery::Recovery {
                 frames: Vec::new(),
                 position,

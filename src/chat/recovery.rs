@@ -5,6 +5,7 @@
 
 use super::endpoint::unavailable;
 use crate::app::AppState;
+use crate::broker::View;
 use crate::channels::protocol::{self, ErrorCode, Refusal, Since};
 use crate::channels::{self};
 use crate::store::{Position, Range};
@@ -27,7 +28,13 @@ pub(super) async fn position(state: &AppState, channel: &str) -> Result<Option<P
     Ok(read.map_err(unavailable)?.1)
 }
 
-pub(super) async fn recover(state: &AppState, channel: &str, since: &Since) -> Result<Recovery, Refusal> {
+/// The publications of `channel` after `since`, in `view`'s frames.
+pub(super) async fn recover(
+    state: &AppState,
+    channel: &str,
+    since: &Since,
+    view: View,
+) -> Result<Recovery, Refusal> {
     if since.offset < 0 {
         return Err(Refusal::new(ErrorCode::BadRequest, "since.offset must not be negative"));
     }
@@ -55,7 +62,7 @@ pub(super) async fn recover(state: &AppState, channel: &str, since: &Since) -> R
         .iter()
         .filter_map(|p| {
             let data = serde_json::from_str(&p.data).ok()?;
-            protocol::publication(p, &data, epoch).channel.map(|frame| frame.to_string())
+            protocol::publication(p, &data, epoch).for_view(view).map(|frame| frame.to_string())
         })
         .collect();
     Ok(Recovery { frames, position, recovered: Some(true) })

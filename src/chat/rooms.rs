@@ -1,11 +1,13 @@
-//! The chat's commands, the default namespace seen as rooms: join (members and recent history),
+//! The chat's commands, the default namespace seen as rooms: join (members and recent history, or
+//! with `since` the messages missed),
 //! leave, send (a publication whose data is `{"text": …}`), history (paging back by id, which is
 //! the publication's offset).
 
 use super::delivery::Cursor;
 use super::endpoint::{unavailable, ChannelSocket, Following};
+use super::recovery;
 use crate::broker::View;
-use crate::channels::protocol::{self, ErrorCode, Refusal, DEFAULT_HISTORY, MAX_HISTORY};
+use crate::channels::protocol::{self, ErrorCode, Refusal, Since, DEFAULT_HISTORY, MAX_HISTORY};
 use crate::channels::{self, namespaces::Channel};
 use crate::store::Range;
 use serde_json::json;
@@ -16,28 +18,25 @@ impl ChannelSocket {
         self.state.namespaces.resolve(room)
     }
 
-    pub(super) async fn join(&mut self, room: String) -> Result<Vec<String>, Refusal> {
+    /// Joins `room`: its members, then its newest messages, or with `since` the messages missed
+    /// after it (as `message` frames, then an empty history saying `"recovered": true`).
+    pub(super) async fn join(&mut self, room: String, since: Option<Since>) -> Result<Vec<String>, Refusal> {
         let state = self.state.clone();
         protocol::check_room(&room)?;
         let channel = state.namespaces.resolve(&room)?;
         let newly = !self.following.contains_key(&room);
         // Following first: what is published meanwhile is held back, then delivered after the
-        // history if it is newer.
+        // history (or the recovered messages) if it is newer.
         self.follow(&channel, View::Room).await?;
-        let read =
-            state.store.publications(&room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms());
-        let (history, position) = match read.await {
-            Ok(read) => read,
-            Err(err) => {
+        let mut frames = match self.joined(&room, newly, since).await {
+            Ok(frames) => frames,
+            Err(refusal) => {
                 if newly {
                     self.unfollow(&room).await;
                 }
-                return Err(unavailable(err));
+                return Err(refusal);
             }
         };
-        if newly {
-            self.start_at(&room, Cursor::from(position));
-        }
         let members = match state.broker.members(&room).await {
             Ok(members) => members,
             Err(err) => {
@@ -45,7 +44,36 @@ impl ChannelSocket {
                 state.hub.members(&room)
             }
         };
-        Ok(vec![protocol::members(&room, &members), protocol::history(&room, &history)])
+        frames.insert(0, protocol::members(&room, &members));
+        Ok(frames)
+    }
+
+    /// What a join answers after `members`; for a socket newly in the room, where its live
+    /// messages start. A socket already in the room cannot recover: it has what it has.
+    async fn joined(
+        &mut self,
+        room: &str,
+        newly: bool,
+        since: Option<Since>,
+    ) -> Result<Vec<String>, Refusal> {
+        let asked = since.is_some();
+        if let Some(since) = since.filter(|_| newly) {
+            let recovery = recovery::recover(&self.state, room, &since, View::Room).await?;
+            if recovery.recovered == Some(true) {
+                self.start_at(room, Cursor::from(recovery.position.clone()));
+                let mut frames = recovery.frames;
+                frames.push(protocol::joined_history(room, &[], recovery.position.as_ref(), Some(true)));
+                return Ok(frames);
+            }
+        }
+        let read =
+            self.state.store.publications(room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms());
+        let (history, position) = read.await.map_err(unavailable)?;
+        let frame = protocol::joined_history(room, &history, position.as_ref(), asked.then_some(false));
+        if newly {
+            self.start_at(room, Cursor::from(position));
+        }
+        Ok(vec![frame])
     }
 
     pub(super) async fn leave(&mut self, room: String) -> Result<Vec<String>, Refusal> {

@@ -81,6 +81,11 @@ impl Accept for Plain {
             match self.tcp.accept().await {
                 Ok((stream, peer)) => {
                     if let Some(admitted) = self.connections.admit(peer) {
+                        // Frames are small and often several per event: without this, a second
+                        // write waits for the peer's delayed ACK of the first (Nagle, ~40 ms).
+                        if let Err(err) = stream.set_nodelay(true) {
+                            tracing::debug!(error = %err, "cannot set TCP_NODELAY");
+                        }
                         return (stream, peer, admitted);
                     }
                 }
@@ -189,4 +194,21 @@ async fn connection<Io, S>(
     }
     // Upgraded, the stream lives on in its WebSocket, which times itself.
     activity.detached.store(true, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+
+    #[tokio::test]
+    async fn accepted_streams_send_small_writes_at_once() {
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = tcp.local_addr().unwrap();
+        let connections = Connections::new(test_limits(10, 10), Arc::new(Metrics::default()));
+        let mut plain = Plain::new(tcp, connections);
+        let _client = TcpStream::connect(address).await.unwrap();
+        let (stream, _, _admitted) = plain.accept().await;
+        assert!(stream.nodelay().unwrap(), "TCP_NODELAY on every accepted stream");
+    }
 }

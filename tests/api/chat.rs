@@ -297,3 +297,62 @@ async fn a_users_daily_chat_quota_stores_nothing_beyond_it() {
     command(&mut john, json!({"type": "ping"})).await;
     assert_eq!(next_of(&mut john, "pong").await["type"], "pong", "the socket stays open");
 }
+
+/// Joins `room` with `since` and returns the ids of the messages recovered and the history frame.
+async fn rejoin(ws: &mut Ws, room: &str, offset: i64, epoch: &str) -> (Vec<i64>, Value) {
+    command(ws, json!({"type": "join", "room": room, "since": {"offset": offset, "epoch": epoch}})).await;
+    assert_eq!(next_of(ws, "members").await["room"], room);
+    let mut ids = Vec::new();
+    loop {
+        let frame = next_json(ws).await;
+        match frame["type"].as_str() {
+            Some("message") => ids.push(frame["id"].as_i64().unwrap()),
+            Some("history") => return (ids, frame),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_member_who_comes_back_gets_what_was_said_meanwhile_once() {
+    let server = spawn(&[]).await;
+    let mut john = chat(&server, "johndoe", "secret").await;
+    command(&mut john, json!({"type": "join", "room": "back"})).await;
+    let first = next_of(&mut john, "history").await;
+    assert_eq!((first["offset"].as_i64(), first["epoch"].as_str()), (Some(0), Some("")));
+    say(&mut john, "back", "one", "c1").await;
+    let (_, history) = join(&mut john, "back").await;
+    assert_eq!(history.len(), 1);
+    drop(john);
+
+    let mut jane = chat(&server, "janedoe", "secret2").await;
+    join(&mut jane, "back").await;
+    command(&mut jane, json!({"type": "join", "room": "back"})).await;
+    let now = next_of(&mut jane, "history").await;
+    let epoch = now["epoch"].as_str().unwrap().to_owned();
+    assert_eq!(now["offset"], 1);
+    assert!(!epoch.is_empty());
+    for (i, text) in ["two", "three", "four"].into_iter().enumerate() {
+        assert_eq!(say(&mut jane, "back", text, &format!("j{i}")).await, i as i64 + 2);
+    }
+
+    let mut john = chat(&server, "johndoe", "secret").await;
+    let (ids, answer) = rejoin(&mut john, "back", 1, &epoch).await;
+    assert_eq!(ids, [2, 3, 4], "the missed messages, in order, once");
+    assert_eq!(answer["messages"], json!([]));
+    assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(true), Some(4)));
+    assert_eq!(answer["epoch"], epoch.as_str());
+    say(&mut jane, "back", "five", "j5").await;
+    assert_eq!(next_of(&mut john, "message").await["id"], 5, "then the live ones");
+
+    // Another epoch: the newest messages instead, and not recovered.
+    let mut other = chat(&server, "johndoe", "secret").await;
+    let (ids, answer) = rejoin(&mut other, "back", 1, "0000000000000000").await;
+    assert!(ids.is_empty());
+    assert_eq!(answer["recovered"], false);
+    assert_eq!(answer["messages"].as_array().unwrap().len(), 5);
+    // Already in the room: nothing recovered, the same answer as a plain join.
+    let (ids, answer) = rejoin(&mut other, "back", 1, &epoch).await;
+    assert!(ids.is_empty());
+    assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(false), Some(5)));
+}

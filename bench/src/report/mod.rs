@@ -5,8 +5,8 @@
 //! headline figure (throughput; memory per socket for `idle`), and the whole row comes from that
 //! round, so figures in one column were measured together.
 //!
-//! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, a row of its
-//! own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
+//! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, and a
+//! recovery line with `"store": "postgres"` as `recovery-postgres`, rows of their own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
 
@@ -23,202 +23,27 @@ pub struct ReportArgs {
     pub input: PathBuf,
 }
 
-/// How wsguard's figure is judged.
-enum Goal {
-    /// At least this share of the bare echo server's figure.
-    ShareOfBare(f64),
-    /// At least this multiple of the baseline's figure.
-    TimesBaseline(f64),
-    /// At most this value.
-    AtMost(f64),
-    /// At least the value of another field of wsguard's own line.
-    AtLeastField(&'static str),
-    /// At least this value.
-    AtLeast(f64),
-    None,
-}
+mod rows;
 
-struct Row {
-    label: &'static str,
-    workload: &'static str,
-    field: &'static str,
-    goal: Goal,
-    /// The figures for the baseline and the bare server.
-    reference: &'static str,
-}
-
-const ROWS: &[Row] = &[
-    Row {
-        label: "Echo, messages/s (50 sockets)",
-        workload: "echo",
-        field: "msgs_per_s",
-        goal: Goal::ShareOfBare(0.9),
-        reference: "baseline ~30k, bare ~125k",
-    },
-    Row { label: "Echo p50, ms", workload: "echo", field: "p50_ms", goal: Goal::None, reference: "" },
-    Row { label: "Echo p99, ms", workload: "echo", field: "p99_ms", goal: Goal::None, reference: "" },
-    Row {
-        label: "Authenticated handshakes/s (20 workers)",
-        workload: "handshake",
-        field: "handshakes_per_s",
-        goal: Goal::ShareOfBare(0.8),
-        reference: "baseline ~1.2k, bare ~12k",
-    },
-    Row {
-        label: "Handshake p99, ms",
-        workload: "handshake",
-        field: "p99_ms",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Handshakes/s, own token (issuer run, 20 workers)",
-        workload: "issuer-handshake",
-        field: "own_handshakes_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Handshakes/s, trusted issuer's HS256 token",
-        workload: "issuer-handshake",
-        field: "hs256_handshakes_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "HS256 issuer ÷ own token",
-        workload: "issuer-handshake",
-        field: "hs256_over_own",
-        goal: Goal::AtLeast(0.9),
-        reference: "",
-    },
-    Row {
-        label: "Handshakes/s, JWKS issuer's RS256 token (keys cached, token presented again)",
-        workload: "issuer-handshake",
-        field: "rs256_handshakes_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "RS256 issuer ÷ own token",
-        workload: "issuer-handshake",
-        field: "rs256_over_own",
-        goal: Goal::AtLeast(0.9),
-        reference: "",
-    },
-    Row {
-        label: "Handshakes/s, RS256 tokens each presented once (signature checked every time)",
-        workload: "issuer-handshake",
-        field: "rs256_first_use_handshakes_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "RS256 first presentation ÷ own token",
-        workload: "issuer-handshake",
-        field: "rs256_first_use_over_own",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "GET /users/me, requests/s (50 conns)",
-        workload: "users-me",
-        field: "requests_per_s",
-        goal: Goal::TimesBaseline(10.0),
-        reference: "baseline ~2.9k",
-    },
-    Row {
-        label: "GET /users/me p99, ms",
-        workload: "users-me",
-        field: "p99_ms",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Logins/s (POST /token storm)",
-        workload: "login-storm",
-        field: "logins_per_s",
-        goal: Goal::AtLeastField("target_logins_per_s"),
-        reference: "baseline ~3.7",
-    },
-    Row {
-        label: "Logins answered 503 (queue full)",
-        workload: "login-storm",
-        field: "status_503",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Echo p99 without storm, ms (10 sockets)",
-        workload: "login-storm",
-        field: "echo_idle_p99_ms",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Echo p99 during storm, ms",
-        workload: "login-storm",
-        field: "echo_storm_p99_ms",
-        goal: Goal::None,
-        reference: "baseline ~1000",
-    },
-    Row {
-        label: "Echo p99 storm ÷ without storm",
-        workload: "login-storm",
-        field: "echo_p99_storm_over_idle",
-        goal: Goal::AtMost(2.0),
-        reference: "",
-    },
-    Row {
-        label: "Server memory per idle socket, KiB",
-        workload: "idle",
-        field: "kib_per_socket",
-        goal: Goal::AtMost(16.0),
-        reference: "baseline ~32, bare ~11",
-    },
-    Row {
-        label: "Chat fan-out, 1 node (SQLite), deliveries/s",
-        workload: "fanout",
-        field: "deliveries_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Chat fan-out, 1 node (SQLite), p99 to last member, ms",
-        workload: "fanout",
-        field: "p99_ms",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Chat fan-out, 2 nodes (PostgreSQL + Redis), deliveries/s",
-        workload: "fanout-2-nodes",
-        field: "deliveries_per_s",
-        goal: Goal::None,
-        reference: "",
-    },
-    Row {
-        label: "Chat fan-out, 2 nodes (PostgreSQL + Redis), p99 to last member, ms",
-        workload: "fanout-2-nodes",
-        field: "p99_ms",
-        goal: Goal::None,
-        reference: "",
-    },
-];
+use rows::{Goal, ROWS};
 
 /// The workload a line counts as: its `workload`, or `fanout-N-nodes` for a fan-out over N > 1
 /// nodes.
 fn workload_of(line: &Value) -> Option<String> {
     let workload = line["workload"].as_str()?;
     match line["nodes"].as_u64() {
-        Some(nodes) if workload == "fanout" && nodes > 1 => Some(format!("fanout-{nodes}-nodes")),
+        Some(nodes) if workload == "fanout" && nodes > 1 => return Some(format!("fanout-{nodes}-nodes")),
+        _ => {}
+    }
+    match line["store"].as_str() {
+        Some(store) if workload == "recovery" && store != "sqlite" => Some(format!("recovery-{store}")),
         _ => Some(workload.to_owned()),
     }
 }
 
 /// Lower is better for these; higher for the others.
 fn lower_is_better(workload: &str) -> bool {
-    workload == "idle"
+    workload == "idle" || workload.starts_with("recovery")
 }
 
 fn headline(workload: &str) -> &'static str {
@@ -230,6 +55,8 @@ fn headline(workload: &str) -> &'static str {
         "login-storm" => "logins_per_s",
         "idle" => "kib_per_socket",
         w if w.starts_with("fanout") => "deliveries_per_s",
+        w if w.starts_with("recovery") => "median_ms",
+        "publish-rate" => "numbered_per_s",
         _ => "",
     }
 }

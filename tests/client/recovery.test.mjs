@@ -294,7 +294,14 @@ test('rooms: messages sent during a cut arrive once after the reconnect', async 
   const { node, relay, client } = await setUp(t);
   const john = new Session(node.base, 'johndoe', 'secret');
   const jane = new Session(node.base, 'janedoe', 'secret2');
-  const johnClient = client({ url: relay.wsUrl, getToken: () => john.token() });
+  const sent = []; // what john's client sends, on a real socket
+  class Recording extends WebSocket {
+    send(data) {
+      sent.push(JSON.parse(data));
+      super.send(data);
+    }
+  }
+  const johnClient = client({ url: relay.wsUrl, getToken: () => john.token(), WebSocket: Recording });
   const janeClient = client({ url: node.wsUrl, getToken: () => jane.token() });
   const log = journal(johnClient);
   const room = johnClient.join('general');
@@ -335,7 +342,25 @@ test('rooms: messages sent during a cut arrive once after the reconnect', async 
   const page = await room.history({ before: 4, limit: 2 });
   assert.deepEqual(page.map((m) => m.id), [2, 3]);
   await assert.rejects(room.send(''), (err) => err.code === 'bad_request' && /empty/.test(err.detail));
-  assert.deepEqual((await room.send('still here')).id, 5);
+
+  // The room's epoch is known now: the next re-join resumes from the last id in it.
+  assert.match(room.epoch, /^[0-9a-f]{16}$/);
+  await relay.cut();
+  for (const text of ['four', 'five']) await janeRoom.send(text);
+  relay.restore();
+  await until(() => histories.length === 3, () => `the second re-join\n${log.join('\n')}`);
+  await until(() => messages.length === 6, 'the two missed');
+  assert.deepEqual(messages.slice(4).map((m) => [m.id, m.text]), [[5, 'four'], [6, 'five']]);
+  assert.equal(histories[2].recovered, true);
+  const joins = sent.filter((f) => f.type === 'join');
+  assert.deepEqual(joins.map((f) => f.since), [
+    undefined, // the first
+    { offset: 0, epoch: '' }, // the room had no epoch when joined: everything kept, duplicates dropped
+    { offset: 4, epoch: histories[1].epoch },
+  ]);
+  assert.equal((await room.send('still here')).id, 7);
+  await until(() => messages.length === 7, 'the echo');
+  assert.deepEqual(messages.map((m) => m.id), [1, 2, 3, 4, 5, 6, 7]);
 });
 
 test('a revoked user: closed with 4003, no reconnect; a refused token: one retry, then closed', async (t) => {

@@ -38,7 +38,8 @@ export interface WebSocketLike {
 }
 
 export interface ClientOptions {
-  /** `ws://host/connect`; several (one after another on each reconnect); or a function giving one. */
+  /** `ws://host/connect`; several (one after another on each reconnect); or a function giving one,
+   *  called before each connect after getToken (it sees the cookies a renewal just set). */
   url: string | string[] | (() => string | Promise<string>);
   /** Asked for a token before every connect and reconnect, and when the server warns of expiry. */
   getToken?: GetToken;

@@ -405,11 +405,12 @@ export class Client extends Emitter {
     this._setState('connecting', { attempt: this._attempt });
     let url;
     let token;
-    let failed = 'connect';
+    let failed = 'token';
     try {
-      url = await this._nextUrl();
-      failed = 'token';
+      // The token first: getting one may change what the URL carries (a renewed CSRF cookie).
       token = await this.options.getToken?.({ reason: this._reason });
+      failed = 'connect';
+      url = await this._nextUrl();
     } catch (err) {
       if (generation !== this._generation) return;
       this._emit('error', new WsguardError(failed, String(err?.message ?? err), err));

@@ -64,7 +64,7 @@ export interface ClientOptions {
   pingInterval?: number;
   /** Nothing received within this many ms of a ping: the connection is dead (10000). */
   pongTimeout?: number;
-  /** Frames sent per second at most (40): the server closes a socket over its rate (4029). */
+  /** Frames sent per second at most (40; Infinity: no limit): the server closes a socket over its rate (4029). */
   maxMessagesPerSecond?: number;
 }
 
@@ -228,7 +228,7 @@ export class Client extends Emitter<ClientEvents> {
   connect(): void;
   /** Stops: closes the socket, no reconnect; pending requests reject with code 'closed'. */
   close(): void;
-  /** Resolves once connected; rejects if the client closes first. */
+  /** Resolves once connected; rejects if the client is or becomes closed first. */
   ready(): Promise<void>;
   subscribe(channel: string): Subscription;
   join(room: string): Room;

@@ -311,6 +311,7 @@ export class Client extends Emitter {
       throw new TypeError(`tokenTransport must be 'frame', 'query' or 'subprotocol', not ${tokenTransport}`);
     }
     if (!['full', 'equal'].includes(jitter)) throw new TypeError(`jitter must be 'full' or 'equal'`);
+    checkNumbers(this.options);
     this._WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
     if (typeof this._WebSocket !== 'function') {
       throw new TypeError('no WebSocket here: pass one as the WebSocket option (in Node: the ws package)');
@@ -356,9 +357,10 @@ export class Client extends Emitter {
     this._setState('closed', { code: 1000, reason: 'closed by the client' });
   }
 
-  /** Resolves once connected (at once if connected); rejects if the client closes first. */
+  /** Resolves once connected (at once if connected); rejects if the client is or becomes closed. */
   ready() {
     if (this.state === 'connected') return Promise.resolve();
+    if (this.state === 'closed') return Promise.reject(new WsguardError('closed', 'the client is closed'));
     return new Promise((resolve, reject) => {
       const off = this.on('state', (state, detail) => {
         if (state === 'connected') {
@@ -801,6 +803,24 @@ export class Client extends Emitter {
       return;
     }
     this._emit('error', new WsguardError('listener', `a ${event} listener threw: ${err?.message ?? err}`, err));
+  }
+}
+
+/** Numeric options: finite where a timer takes them, positive where zero would spin. */
+function checkNumbers(options) {
+  const rules = {
+    minReconnectDelay: (v) => v >= 0,
+    maxReconnectDelay: (v) => v >= options.minReconnectDelay,
+    stableAfter: (v) => v >= 0,
+    connectTimeout: (v) => v > 0,
+    pingInterval: (v) => v >= 0,
+    pongTimeout: (v) => v > 0,
+    maxMessagesPerSecond: (v) => v > 0,
+  };
+  for (const [name, valid] of Object.entries(rules)) {
+    const value = options[name];
+    const finite = typeof value === 'number' && (Number.isFinite(value) || name === 'maxMessagesPerSecond');
+    if (!finite || !valid(value)) throw new RangeError(`${name} is out of range: ${value}`);
   }
 }
 

@@ -1,6 +1,7 @@
 // The JavaScript client (clients/js) against real wsguard processes, through real faults: a
 // network cut, a node restarted, a node killed in a cluster, a history window passed while away,
-// tokens expiring while away and renewed in band, a dead connection, a revoked user.
+// tokens expiring while away and renewed in band, a dead connection, a reader too slow for the
+// server, rooms across cuts, a revoked user.
 //
 //   cargo build --bin wsguard && npm ci && node --test tests/client/
 //
@@ -288,6 +289,36 @@ test('a dead connection (no FIN, nothing forwarded) is found by ping and replace
   assert.ok(Date.now() - frozenAt < 2500, `found dead after ${Date.now() - frozenAt} ms`);
   await until(() => got.length === 5, `the 5 publications after the reconnect\n${log.join('\n')}`);
   assert.deepEqual(got.map((p) => p.offset), [1, 2, 3, 4, 5]);
+});
+
+test('a reader too slow for the server (1013): it reconnects and recovers every publication', async (t) => {
+  const { node, key, relay, client } = await setUp(t, ['--api-requests-per-sec=5000', '--api-burst=5000']);
+  const session = new Session(node.base, 'johndoe', 'secret');
+  const alice = client({ url: relay.wsUrl, getToken: () => session.token(), pingInterval: 0 });
+  const log = journal(alice);
+  const sub = alice.subscribe('feed:slow');
+  const got = record(sub);
+  alice.connect();
+  await sub.ready;
+  // The client stops reading; publications of 60 KB fill the TCP buffers, then the socket's
+  // queue of 256 frames, and the server drops the socket from the channel (/api/channels says so).
+  relay.pause();
+  const subscribed = async () => {
+    const res = await fetch(`${node.base}/api/channels`, { headers: { authorization: `Bearer ${key}` } });
+    return (await res.json()).channels.some((c) => c.channel === 'feed:slow');
+  };
+  const big = 'x'.repeat(60_000);
+  let published = 0;
+  while ((await subscribed()) && published < 2000) {
+    await Promise.all(Array.from({ length: 8 }, () => publish(node.base, key, 'feed:slow', { n: ++published, big })));
+  }
+  assert.ok(!(await subscribed()), `the server kept a socket ${published} publications behind`);
+  relay.resume();
+  await until(() => got.length >= published, () => `${published} publications (have ${got.length})\n${log.join('\n')}`, 20_000);
+  await sleep(200);
+  assert.deepEqual(got.map((p) => p.offset), Array.from({ length: published }, (_, i) => i + 1));
+  assert.ok(log.some((l) => l.includes('"code":1013')), log.join('\n'));
+  assert.equal(alice.state, 'connected');
 });
 
 test('rooms: messages sent during a cut arrive once after the reconnect', async (t) => {

@@ -250,6 +250,18 @@ export class Relay {
     this.open = true;
   }
 
+  /**
+   * The client stops reading: nothing from the server reaches it until resume(), and the server's
+   * writes back up (a slow reader).
+   */
+  pause() {
+    for (const pair of this.connections) pair.outbound.pause();
+  }
+
+  resume() {
+    for (const pair of this.connections) pair.outbound.resume();
+  }
+
   /** The connections open now stop carrying anything, without closing; new ones work. */
   freeze() {
     for (const pair of this.connections) pair.frozen = true;

@@ -809,7 +809,7 @@ export class Client extends Emitter {
 /** Numeric options: finite where a timer takes them, positive where zero would spin. */
 function checkNumbers(options) {
   const rules = {
-    minReconnectDelay: (v) => v >= 0,
+    minReconnectDelay: (v) => v > 0, // 0 would retry a refusing server in a loop
     maxReconnectDelay: (v) => v >= options.minReconnectDelay,
     stableAfter: (v) => v >= 0,
     connectTimeout: (v) => v > 0,

@@ -70,7 +70,7 @@ test('options: a url is needed, and a WebSocket; bad choices are refused', () =>
   assert.throws(() => new Client({}), /needs a url/);
   assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, tokenTransport: 'cookie' }), /tokenTransport/);
   assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, jitter: 'some' }), /jitter/);
-  for (const bad of [{ maxMessagesPerSecond: 0 }, { pongTimeout: Infinity }, { minReconnectDelay: -1 },
+  for (const bad of [{ maxMessagesPerSecond: 0 }, { pongTimeout: Infinity }, { minReconnectDelay: 0 },
     { minReconnectDelay: 1000, maxReconnectDelay: 10 }, { connectTimeout: '5s' }, { pingInterval: NaN }]) {
     assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, ...bad }), RangeError, JSON.stringify(bad));
   }

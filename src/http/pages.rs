@@ -29,6 +29,7 @@ const REFRESH_HTML: &str = include_str!("../../web/refresh.html");
 /// `/static/<name>`: the pages' scripts and styles.
 const ASSETS: &[(&str, &str, &str)] = &[
     ("chat.js", "text/javascript; charset=utf-8", include_str!("../../web/chat.js")),
+    ("chat-view.js", "text/javascript; charset=utf-8", include_str!("../../web/chat-view.js")),
     ("login.js", "text/javascript; charset=utf-8", include_str!("../../web/login.js")),
     ("token-demo.js", "text/javascript; charset=utf-8", include_str!("../../web/token-demo.js")),
     ("refresh.js", "text/javascript; charset=utf-8", include_str!("../../web/refresh.js")),

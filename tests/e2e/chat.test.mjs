@@ -291,6 +291,33 @@ test('after a server restart the chat reconnects, re-joins and shows nothing twi
   await page.waitForFunction(() => !document.querySelector('#messages li.pending'));
 });
 
+test('offline and back, the chat shows the messages sent meanwhile, once each', async () => {
+  const away = await login('johndoe', 'secret');
+  await waitForMember(away.page, 'janedoe');
+  await waitForMember(jane.page, 'johndoe');
+  const before = await away.page.$$eval('#messages li[data-id]', (ns) => ns.length);
+  await away.context.setOffline(true);
+  const started = Date.now();
+  await away.page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 45_000 });
+  const noticed = Date.now() - started;
+  const texts = [1, 2, 3].map((i) => `said while johndoe was offline ${i} ${runId}`);
+  for (const text of texts) {
+    await sendMessage(jane.page, text);
+    await waitForText(jane.page, 'janedoe', text);
+  }
+  await away.context.setOffline(false);
+  await away.page.waitForSelector('#conn[data-state="open"]', { timeout: 45_000 });
+  for (const text of texts) await waitForText(away.page, 'janedoe', text);
+  const shown = await textsFrom(away.page, 'janedoe');
+  for (const text of texts) assert.equal(shown.filter((t) => t === text).length, 1, `${text} once`);
+  const ids = await away.page.$$eval('#messages li[data-id]', (ns) => ns.map((n) => n.dataset.id));
+  assert.equal(new Set(ids).size, ids.length, 'no message twice');
+  assert.equal(ids.length, before + texts.length, 'nothing else lost or added');
+  // The browser's offline event, not the pings (20 s + 10 s), told the client.
+  assert.ok(noticed < 5000, `offline noticed after ${noticed} ms`);
+  await away.context.close();
+});
+
 test('the token demo connects to /chat/ws with the bearer subprotocol', async () => {
   const { page } = await newUserPage();
   await page.goto(base + '/token-demo');

@@ -66,6 +66,11 @@ export interface ClientOptions {
   pongTimeout?: number;
   /** Frames sent per second at most (40; Infinity: no limit): the server closes a socket over its rate (4029). */
   maxMessagesPerSecond?: number;
+  /**
+   * In a browser, follow the window's 'offline' and 'online' events: drop the socket at once when
+   * the browser goes offline, reconnect at once when it is back (true).
+   */
+  watchNetwork?: boolean;
 }
 
 /** What came with a state change. */
@@ -119,6 +124,8 @@ export interface Publication {
   from: string | null;
   /** RFC 3339, UTC. */
   ts: string;
+  /** The channel's epoch, for a numbered publication. */
+  epoch?: string;
 }
 
 export interface PresenceEvent {
@@ -153,6 +160,8 @@ export interface Message {
   from: string;
   text: string;
   ts: string;
+  /** The room's epoch (absent on pages of older history). */
+  epoch?: string;
 }
 
 /** A room's history holds messages, and publications whose data is not `{"text": …}`. */
@@ -252,7 +261,7 @@ export function refreshDelay(inSeconds: number, random?: () => number): number;
 export class Cursor {
   offset: number | null;
   epoch: string;
-  accept(offset: number | null | undefined): 'new' | 'duplicate' | 'behind';
+  accept(offset: number | null | undefined, epoch?: string): 'new' | 'duplicate' | 'behind';
   settle(offset: number, epoch: string, recovered?: boolean): { offset: number | null; epoch: string };
   since(): Position | undefined;
 }

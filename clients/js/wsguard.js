@@ -63,9 +63,17 @@ export class Cursor {
     this.epoch = '';
   }
 
-  /** 'new', 'duplicate' (at the last one delivered) or 'behind' (below it: an epoch change?). */
-  accept(offset) {
+  /**
+   * 'new', 'duplicate' (at the last one delivered) or 'behind' (below it, or of another epoch:
+   * the numbering started over). A stream followed before its first publication has no epoch
+   * yet: it takes the first one a frame names.
+   */
+  accept(offset, epoch) {
     if (typeof offset !== 'number' || this.offset === null) return 'new';
+    if (typeof epoch === 'string' && epoch !== '' && epoch !== this.epoch) {
+      if (this.epoch !== '') return 'behind';
+      this.epoch = epoch;
+    }
     if (offset > this.offset) {
       this.offset = offset;
       return 'new';
@@ -84,9 +92,9 @@ export class Cursor {
   }
 
   /**
-   * `since` for a resubscription, or undefined before the first position. A channel that had no
-   * publication when followed has no epoch yet, and its publications do not carry one: such a
-   * position asks for everything kept (offset 0), and what was delivered already is dropped.
+   * `since` for a resubscription, or undefined before the first position. Without an epoch (no
+   * publication yet, or a server whose frames do not name it) it asks for everything kept
+   * (offset 0), and what was delivered already is dropped.
    */
   since() {
     if (this.offset === null) return undefined;
@@ -173,8 +181,8 @@ class Stream extends Emitter {
    * (not while a join or subscribe with `since` is answered, which may resend what was
    * delivered): the numbering started over, follow again to find out what was missed.
    */
-  _admit(offset) {
-    const verdict = this.cursor.accept(offset);
+  _admit(offset, epoch) {
+    const verdict = this.cursor.accept(offset, epoch);
     if (verdict === 'behind' && !this._answering) this._client._resync(this);
     return verdict === 'new';
   }
@@ -212,9 +220,9 @@ export class Subscription extends Stream {
 
   _frame(frame) {
     if (frame.type === 'publication') {
-      if (!this._admit(frame.offset)) return;
-      const { channel, offset, data, from, ts } = frame;
-      this._emit('publication', { channel, offset, data, from, ts });
+      if (!this._admit(frame.offset, frame.epoch)) return;
+      const { channel, offset, data, from, ts, epoch } = frame;
+      this._emit('publication', { channel, offset, data, from, ts, epoch });
     } else if (frame.type === 'presence') {
       this._emit('presence', { user: frame.user, event: frame.event });
     }
@@ -276,9 +284,9 @@ export class Room extends Stream {
 
   _frame(frame) {
     if (frame.type === 'message') {
-      if (this._admit(frame.id)) this._emit('message', frame);
+      if (this._admit(frame.id, frame.epoch)) this._emit('message', frame);
     } else if (frame.type === 'publication') {
-      if (this._admit(frame.offset)) this._emit('publication', frame);
+      if (this._admit(frame.offset, frame.epoch)) this._emit('publication', frame);
     } else if (frame.type === 'presence') {
       const others = this.members.filter((user) => user !== frame.user);
       this.members = frame.event === 'join' ? [...others, frame.user].sort() : others;
@@ -341,16 +349,20 @@ export class Client extends Emitter {
    */
   connect() {
     if (this.state === 'connecting' || this.state === 'connected') return;
+    this._watchNetwork();
     this._generation++;
     this._clearTimers(this._timers);
     this._attempt = 0;
     this._authRetried = false;
-    this._reason = 'connect';
+    // Waiting after a 4001, the token still needs renewing.
+    if (this.state !== 'disconnected') this._reason = 'connect';
     this._open();
   }
 
   /** Stops for good: closes the socket, cancels reconnecting, rejects what awaits an answer. */
   close() {
+    this._unwatchNetwork?.();
+    this._unwatchNetwork = null;
     this._generation++;
     this._clearTimers(this._timers);
     this._teardown(new WsguardError('closed', 'the client was closed'), 1000);
@@ -401,6 +413,28 @@ export class Client extends Emitter {
   }
 
   // ------------------------------------------------------------------ connecting
+
+  /**
+   * In a browser: 'offline' drops the socket at once (an offline browser keeps a WebSocket that
+   * can no longer carry anything, which only pings would find out), 'online' reconnects at once.
+   */
+  _watchNetwork() {
+    const target = globalThis;
+    if (this._unwatchNetwork || this.options.watchNetwork === false) return;
+    if (typeof target.addEventListener !== 'function' || typeof target.navigator?.onLine !== 'boolean') return;
+    const offline = () => {
+      if (this._conn) this._dead(this._conn, 'the browser went offline');
+    };
+    const online = () => {
+      if (this.state === 'disconnected') this.connect();
+    };
+    target.addEventListener('offline', offline);
+    target.addEventListener('online', online);
+    this._unwatchNetwork = () => {
+      target.removeEventListener('offline', offline);
+      target.removeEventListener('online', online);
+    };
+  }
 
   async _open() {
     const generation = this._generation;

@@ -185,13 +185,21 @@ fn chat_text(data: &Value) -> Option<&str> {
 /// A publication for both views, rendered once: rooms see a chat message when the data is one
 /// (`{"text": …}`), the publication itself otherwise. `epoch` is its channel's, for a numbered one.
 pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) -> Frames {
-    let channel: Arc<str> = publication_value(publication, data).to_string().into();
-    let room = match chat_text(data) {
-        Some(text) => message_value(publication, text).to_string().into(),
-        None => channel.clone(),
-    };
     let numbered =
         (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
+    // A numbered frame names its epoch: a client that followed the channel before its first
+    // publication learns it here, and sees when the numbering starts over.
+    let with_epoch = |mut value: Value| {
+        if numbered.is_some() {
+            value["epoch"] = epoch.into();
+        }
+        value
+    };
+    let channel: Arc<str> = with_epoch(publication_value(publication, data)).to_string().into();
+    let room = match chat_text(data) {
+        Some(text) => with_epoch(message_value(publication, text)).to_string().into(),
+        None => channel.clone(),
+    };
     Frames { room: Some(room), channel: Some(channel), numbered }
 }
 

@@ -343,7 +343,9 @@ async fn a_member_who_comes_back_gets_what_was_said_meanwhile_once() {
     assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(true), Some(4)));
     assert_eq!(answer["epoch"], epoch.as_str());
     say(&mut jane, "back", "five", "j5").await;
-    assert_eq!(next_of(&mut john, "message").await["id"], 5, "then the live ones");
+    let live = next_of(&mut john, "message").await;
+    assert_eq!(live["id"], 5, "then the live ones");
+    assert_eq!(live["epoch"], epoch.as_str(), "a numbered frame names its epoch");
 
     // Another epoch: the newest messages instead, and not recovered.
     let mut other = chat(&server, "johndoe", "secret").await;

@@ -54,6 +54,15 @@ test('cursor: new, duplicate and behind; positions from the server', () => {
   assert.equal(cursor.accept(null), 'new', 'unnumbered publications pass');
   assert.equal(cursor.offset, 20);
 
+  // Frames that name their epoch: the first one teaches a cursor without one; another is behind.
+  const fresh = new Cursor();
+  fresh.settle(0, '');
+  assert.equal(fresh.accept(1, 'e7'), 'new');
+  assert.deepEqual(fresh.since(), { offset: 1, epoch: 'e7' }, 'the epoch learnt from the frame');
+  assert.equal(fresh.accept(2, 'e7'), 'new');
+  assert.equal(fresh.accept(3, 'e8'), 'behind', 'the numbering started over');
+  assert.deepEqual(fresh.since(), { offset: 2, epoch: 'e7' }, 'unchanged by a frame of another epoch');
+
   // Recovered in the same epoch: never backwards. Another epoch, or unrecovered: the server's.
   assert.deepEqual(cursor.settle(19, 'e1', true), { offset: 20, epoch: 'e1' });
   assert.equal(cursor.offset, 20);

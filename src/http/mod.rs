@@ -77,6 +77,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/token-demo", get(pages::token_demo))
         .route("/static/{name}", get(pages::asset))
         .route("/client.js", get(pages::client_js))
+        .route("/client/{name}", get(pages::client_module))
         .route("/client.d.ts", get(pages::client_dts));
     Router::new().merge(api).merge(pages)
 }

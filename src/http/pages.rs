@@ -36,9 +36,36 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
 ];
 
-/// The JavaScript client (`clients/js`), served so that a page can import it from wsguard itself.
-const CLIENT_JS: &str = include_str!("../../clients/js/wsguard.js");
-const CLIENT_DTS: &str = include_str!("../../clients/js/wsguard.d.ts");
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// A file of the JavaScript client (`clients/js`), served so that a page can import the client
+/// from wsguard itself. Its ETag is computed once, at the first request.
+struct ClientFile {
+    content_type: &'static str,
+    body: &'static str,
+    etag: OnceLock<HeaderValue>,
+}
+
+impl ClientFile {
+    const fn new(content_type: &'static str, body: &'static str) -> Self {
+        Self { content_type, body, etag: OnceLock::new() }
+    }
+}
+
+/// The entry, `/client.js`.
+static CLIENT_JS: ClientFile = ClientFile::new(JS, include_str!("../../clients/js/wsguard.js"));
+static CLIENT_DTS: ClientFile =
+    ClientFile::new("application/typescript; charset=utf-8", include_str!("../../clients/js/wsguard.d.ts"));
+/// `/client/<name>`: the modules the entry imports (`./client/<name>`, which a browser resolves
+/// against `/client.js`) and that import one another. Only these names; anything else is a 404.
+static CLIENT_MODULES: [(&str, ClientFile); 6] = [
+    ("client.js", ClientFile::new(JS, include_str!("../../clients/js/client/client.js"))),
+    ("socket.js", ClientFile::new(JS, include_str!("../../clients/js/client/socket.js"))),
+    ("streams.js", ClientFile::new(JS, include_str!("../../clients/js/client/streams.js"))),
+    ("position.js", ClientFile::new(JS, include_str!("../../clients/js/client/position.js"))),
+    ("options.js", ClientFile::new(JS, include_str!("../../clients/js/client/options.js"))),
+    ("errors.js", ClientFile::new(JS, include_str!("../../clients/js/client/errors.js"))),
+];
 
 fn page(html: String) -> Response {
     (
@@ -129,9 +156,7 @@ pub(super) async fn asset(Path(name): Path<String>) -> Response {
             *body,
         )
             .into_response(),
-        None => {
-            (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"detail": "Not Found"}))).into_response()
-        }
+        None => not_found(),
     }
 }
 
@@ -140,26 +165,31 @@ pub(super) async fn asset(Path(name): Path<String>) -> Response {
 /// Public and credential-free, so any origin may load it (module scripts are fetched with CORS);
 /// `X-TypeScript-Types` points Deno at the declarations.
 pub(super) async fn client_js(parts: Parts) -> Response {
-    static ETAG: OnceLock<HeaderValue> = OnceLock::new();
-    let mut response = client_file(&parts, &ETAG, "text/javascript; charset=utf-8", CLIENT_JS);
+    let mut response = client_file(&parts, &CLIENT_JS);
     response.headers_mut().insert("x-typescript-types", HeaderValue::from_static("/client.d.ts"));
     response
 }
 
 /// `GET /client.d.ts`: the client's type declarations.
 pub(super) async fn client_dts(parts: Parts) -> Response {
-    static ETAG: OnceLock<HeaderValue> = OnceLock::new();
-    client_file(&parts, &ETAG, "application/typescript; charset=utf-8", CLIENT_DTS)
+    client_file(&parts, &CLIENT_DTS)
 }
 
-fn client_file(
-    parts: &Parts,
-    etag: &OnceLock<HeaderValue>,
-    content_type: &'static str,
-    body: &'static str,
-) -> Response {
-    let etag = etag.get_or_init(|| {
-        let digest = hex::encode(&Sha256::digest(body.as_bytes())[..12]);
+/// `GET /client/<name>`: a module of the client, served as the entry is.
+pub(super) async fn client_module(Path(name): Path<String>, parts: Parts) -> Response {
+    match CLIENT_MODULES.iter().find(|(module, _)| *module == name) {
+        Some((_, file)) => client_file(&parts, file),
+        None => not_found(),
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, axum::Json(serde_json::json!({"detail": "Not Found"}))).into_response()
+}
+
+fn client_file(parts: &Parts, file: &ClientFile) -> Response {
+    let etag = file.etag.get_or_init(|| {
+        let digest = hex::encode(&Sha256::digest(file.body.as_bytes())[..12]);
         HeaderValue::from_str(&format!("\"{digest}\"")).expect("hex is a valid header value")
     });
     let fresh = parts
@@ -172,7 +202,7 @@ fn client_file(
             tag.trim().trim_start_matches("W/") == etag.to_str().unwrap_or_default() || tag.trim() == "*"
         });
     let headers = [
-        (header::CONTENT_TYPE, HeaderValue::from_static(content_type)),
+        (header::CONTENT_TYPE, HeaderValue::from_static(file.content_type)),
         (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
         (header::ETAG, etag.clone()),
         (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
@@ -180,7 +210,7 @@ fn client_file(
     if fresh {
         (StatusCode::NOT_MODIFIED, headers).into_response()
     } else {
-        (headers, body).into_response()
+        (headers, file.body).into_response()
     }
 }
 

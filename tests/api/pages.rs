@@ -106,8 +106,15 @@ async fn assets_and_the_token_demo_are_served() {
 async fn the_javascript_client_is_served_with_its_types() {
     use reqwest::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH};
     let server = spawn(&["--cors-origins=https://app.example"]).await;
+    const JS: &str = "text/javascript; charset=utf-8";
     let cases = [
-        ("/client.js", "text/javascript; charset=utf-8", include_str!("../../clients/js/wsguard.js")),
+        ("/client.js", JS, include_str!("../../clients/js/wsguard.js")),
+        ("/client/client.js", JS, include_str!("../../clients/js/client/client.js")),
+        ("/client/socket.js", JS, include_str!("../../clients/js/client/socket.js")),
+        ("/client/streams.js", JS, include_str!("../../clients/js/client/streams.js")),
+        ("/client/position.js", JS, include_str!("../../clients/js/client/position.js")),
+        ("/client/options.js", JS, include_str!("../../clients/js/client/options.js")),
+        ("/client/errors.js", JS, include_str!("../../clients/js/client/errors.js")),
         (
             "/client.d.ts",
             "application/typescript; charset=utf-8",
@@ -157,4 +164,56 @@ async fn the_javascript_client_is_served_with_its_types() {
     assert_eq!(js.headers()["x-typescript-types"], "/client.d.ts");
     let post = server.http.post(server.url("/client.js")).send().await.unwrap();
     assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The modules `/client.js` imports, resolved as a browser does (relative to the importing
+/// module's URL), and theirs in turn: every one is served, and nothing else under `/client/`.
+#[tokio::test]
+async fn the_client_modules_resolve_from_the_served_entry() {
+    let server = spawn(&[]).await;
+    let entry = reqwest::Url::parse(&server.url("/client.js")).unwrap();
+    let mut pending = vec![entry.clone()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(url) = pending.pop() {
+        if !seen.insert(url.path().to_owned()) {
+            continue;
+        }
+        let response = server.http.get(url.clone()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_eq!(response.headers()[CONTENT_TYPE], "text/javascript; charset=utf-8", "{url}");
+        let source = response.text().await.unwrap();
+        for specifier in static_imports(&source) {
+            assert!(specifier.starts_with("./"), "{url}: {specifier} is relative, no bare names");
+            pending.push(url.join(&specifier).unwrap());
+        }
+    }
+    let modules =
+        ["client", "socket", "streams", "position", "options", "errors"].map(|m| format!("/client/{m}.js"));
+    let mut expected: std::collections::BTreeSet<String> = modules.into_iter().collect();
+    expected.insert("/client.js".to_owned());
+    assert_eq!(seen, expected, "every module served is imported, every import is served");
+
+    for unknown in [
+        "/client/nope.js",
+        "/client/wsguard.js",
+        "/client/wsguard.d.ts",
+        "/client/..%2FCargo.toml",
+        "/client/",
+    ] {
+        let response = server.http.get(server.url(unknown)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{unknown}");
+        assert!(!response.headers().contains_key("access-control-allow-origin"), "{unknown}");
+    }
+    let post = server.http.post(server.url("/client/client.js")).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The specifiers of a module's static imports and re-exports (`... from '<specifier>'`).
+fn static_imports(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .filter(|line| line.starts_with("import ") || line.starts_with("export "))
+        .filter_map(|line| line.split_once(" from '"))
+        .map(|(_, rest)| rest.split('\'').next().unwrap().to_owned())
+        .collect()
 }

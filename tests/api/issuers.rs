@@ -103,7 +103,8 @@ async fn chat_welcome(ws: &mut Ws, user: &str) {
 pub async fn refused_on_ws(server: &Server, token: &str) -> String {
     let mut ws = server.ws(&format!("/ws?token={token}"), &[]).await.unwrap();
     let text = next_text(&mut ws).await;
-    assert_eq!(close_code(&mut ws, SECOND).await.0, 1008, "{text}");
+    // The close follows the text at once; the bound only keeps a loaded machine from failing it.
+    assert_eq!(close_code(&mut ws, 5 * SECOND).await.0, 1008, "{text}");
     text
 }
 

@@ -92,6 +92,23 @@ impl HttpConn {
         self.send(request).await
     }
 
+    /// `POST path` with a bearer token (an API key) and a JSON body.
+    pub async fn post_json(
+        &mut self,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(path)
+            .header(HOST, self.addr.to_string())
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.to_string())))?;
+        self.send(request).await
+    }
+
     /// `POST /token` with the OAuth2 password form.
     pub async fn login(
         &mut self,

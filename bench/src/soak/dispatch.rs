@@ -1,9 +1,9 @@
 //! What drives the load: publications and churn.
 
+use super::board::C;
 use super::*;
 use crate::common::secs;
 
-use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -42,12 +42,4 @@ pub(super) async fn churn(ctx: Arc<Ctx>, until: Instant) {
             let _ = ctx.slots[i].cmds.try_send(Cmd::Churn);
         }
     }
-}
-
-/// Where API publications (`POST /api/publish`, a later issue) will join the soak. Once the API
-/// exists, a task beside [`publish`] posts at its own rate to random rooms and pushes each
-/// answered id into that room's `acked` list: the observers' exactly-once check then covers API
-/// publications unchanged. Until then they are reported as not run; nothing is faked.
-pub(super) fn api_publications() -> Value {
-    json!({"status": "not run", "reason": "POST /api/publish does not exist yet (a later issue adds it)"})
 }

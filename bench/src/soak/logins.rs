@@ -1,5 +1,6 @@
 //! Logins: the pool of real logins kept fresh, and the wrong-password trickle.
 
+use super::board::C;
 use super::*;
 use crate::common::secs;
 use crate::http::HttpConn;
@@ -58,8 +59,7 @@ pub(super) async fn pool_upkeep(ctx: Arc<Ctx>, every: Duration, mut done: watch:
             match HttpConn::connect(ctx.args.addr).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    board.add(C::pool_connect_failures);
-                    board.error(format!("pool: {e:#}"));
+                    board.incident(C::pool_connect_failures, Some(0), format!("pool: {e:#}"));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -92,8 +92,7 @@ pub(super) async fn pool_upkeep(ctx: Arc<Ctx>, every: Duration, mut done: watch:
                         }
                     }
                     Err(e) => {
-                        board.add(C::pool_refreshes_failed);
-                        board.error(format!("pool refresh: {e:#}"));
+                        board.incident(C::pool_refreshes_failed, Some(0), format!("pool refresh: {e:#}"));
                         replace_login(&ctx, conn, user).await;
                     }
                 }
@@ -122,8 +121,7 @@ pub(super) async fn replace_login(ctx: &Ctx, conn: &mut HttpConn, user: usize) {
             }
         }
         Err(e) => {
-            ctx.board.add(C::logins_failed);
-            ctx.board.error(format!("login: {e:#}"));
+            ctx.board.incident(C::logins_failed, Some(0), format!("login: {e:#}"));
         }
     }
 }
@@ -146,8 +144,7 @@ pub(super) async fn wrong_logins(ctx: Arc<Ctx>, until: Instant) {
             match HttpConn::connect_from(ctx.args.addr, Some(ctx.args.wrong_login_from)).await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
-                    board.add(C::wrong_login_transport_errors);
-                    board.error(format!("wrong login: {e:#}"));
+                    board.incident(C::wrong_login_transport_errors, Some(0), format!("wrong login: {e:#}"));
                     continue;
                 }
             }
@@ -155,8 +152,13 @@ pub(super) async fn wrong_logins(ctx: Arc<Ctx>, until: Instant) {
         let Some(c) = conn.as_mut() else { continue };
         let name = &names[n as usize % names.len()];
         match c.login(name, &format!("wrong-{n}")).await {
-            Ok((status, _, _)) => {
+            Ok((status, _, body)) => {
                 board.add(C::wrong_logins);
+                if !matches!(status.as_u16(), 401 | 429) {
+                    let what =
+                        format!("wrong login answered {status}: {:.200}", String::from_utf8_lossy(&body));
+                    board.incident(C::wrong_login_unexpected_status, Some(0), what);
+                }
                 *board
                     .wrong_login_statuses
                     .lock()
@@ -165,8 +167,7 @@ pub(super) async fn wrong_logins(ctx: Arc<Ctx>, until: Instant) {
                     .or_default() += 1;
             }
             Err(e) => {
-                board.add(C::wrong_login_transport_errors);
-                board.error(format!("wrong login: {e:#}"));
+                board.incident(C::wrong_login_transport_errors, Some(0), format!("wrong login: {e:#}"));
                 conn = None;
             }
         }

@@ -1,5 +1,6 @@
 //! The server's memory over the run, and its own counts at the end.
 
+use super::board::C;
 use super::*;
 use crate::common::secs;
 use crate::http::HttpConn;
@@ -68,7 +69,9 @@ pub(super) async fn sample_rss(
                 kib,
                 open: ctx.board.open_members.load(Ordering::Relaxed),
             }),
-            Err(e) => ctx.board.error(format!("reading the server's memory: {e:#}")),
+            Err(e) => {
+                ctx.board.incident(C::rss_read_failures, None, format!("reading the server's memory: {e:#}"))
+            }
         }
     }
 }
@@ -103,4 +106,21 @@ pub(super) async fn server_metrics(addr: SocketAddr) -> Value {
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_settled_figure_is_the_median_of_its_window() {
+        let at = |t: f64, kib: u64| Sample { t, kib, open: 0 };
+        let samples = [at(1.0, 900), at(2.0, 100), at(3.0, 300), at(4.0, 200), at(5.0, 5000)];
+        assert_eq!(median_between(&samples, 2.0, 4.0), Some(200));
+        assert_eq!(median_between(&samples, 6.0, 9.0), None);
+        let line: Vec<Sample> = (0..10).map(|i| at(f64::from(i) * 6.0, 1000 + 50 * i as u64)).collect();
+        let slope = growth_kib_per_min(&line, 0.0).expect("ten readings");
+        assert!((slope - 500.0).abs() < 1e-6, "50 KiB every 6 s is 500 KiB a minute, not {slope}");
+        assert_eq!(growth_kib_per_min(&line[..1], 0.0), None);
+    }
 }

@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
 use crate::auth::transport::{Presented, Transport};
-use crate::auth::{Identity, Mode};
+use crate::auth::{AuthError, Identity, Mode};
 use axum::extract::ws::{Message, WebSocket};
 use serde::Deserialize;
 use serde_json::json;
@@ -264,6 +264,11 @@ impl<E: Endpoint> Socket<E> {
                 json!({"type": "refreshed", "exp": exp}).to_string()
             }
             Ok(None) => error_frame("forbidden", "token belongs to another user"),
+            // Not a verdict on the token: the client may try again, its socket stays on the old one.
+            Err(AuthError::Store(err)) => {
+                tracing::warn!(error = %err, "in-band refresh: the store is unavailable");
+                error_frame("unavailable", "storage unavailable, try again")
+            }
             Err(err) => error_frame("forbidden", &err.to_string()),
         }
     }

@@ -305,6 +305,8 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     let pair = server.login("johndoe", "secret").await;
     let mut ws = chat(&server, "janedoe", "secret2").await;
     join(&mut ws, "r").await;
+    // Another login of jane's: a token the socket has not seen, to refresh to.
+    let later = server.login("janedoe", "secret2").await;
 
     relay.cut();
     // Past the principal cache (1 s), requests that need the database answer 503.
@@ -320,6 +322,10 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     send(&mut ws, &json!({"type": "send", "room": "r", "text": "lost?", "ref": "1"}).to_string()).await;
     let error = next_of(&mut ws, "error", Duration::from_secs(10)).await;
     assert_eq!(error["code"], "unavailable", "not acked: not stored");
+    // An in-band refresh needs the login's state: not a verdict on the token, the client may retry.
+    send(&mut ws, &json!({"type": "refresh", "token": later.access}).to_string()).await;
+    let refused = next_of(&mut ws, "error", Duration::from_secs(10)).await;
+    assert_eq!(refused["code"], "unavailable", "{refused}");
     assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200, "alive");
 
     relay.restore();
@@ -331,6 +337,8 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
     send(&mut ws, &json!({"type": "send", "room": "r", "text": "back", "ref": "2"}).to_string()).await;
     assert_eq!(next_of(&mut ws, "ack", Duration::from_secs(5)).await["ref"], "2");
+    send(&mut ws, &json!({"type": "refresh", "token": later.access}).to_string()).await;
+    assert!(next_of(&mut ws, "refreshed", Duration::from_secs(5)).await["exp"].is_i64(), "the socket stayed");
     assert!(!server.log().contains("panicked"), "nothing panicked");
     schema.drop().await;
 }

@@ -2,7 +2,8 @@
 # The soak: one fresh wsguard (SQLite, in-process fan-out) under `wsguard-bench soak` for a long
 # run: thousands of chat sockets over 50 rooms with churn, 30 s access tokens (so `expiring`,
 # in-band refresh and 4001 happen all the time), chat publications checked at one observer per
-# room, password logins and refreshes for the token pool, wrong passwords from 127.0.0.2.
+# room, API publications (`POST /api/publish`, a key made for the run) checked the same way,
+# password logins and refreshes for the token pool, wrong passwords from 127.0.0.2.
 # Afterwards: no ERROR in the server's log, every acked publication delivered exactly once,
 # memory at the end within 10% of where it settled, and no error seen by the generator.
 #
@@ -10,7 +11,7 @@
 #   scripts/soak.sh --quick           1 minute, 500 sockets
 #
 # Options: --minutes N, --sockets N (with --quick too: they override its), --rate N (chat
-#          publications/s, 20), --churn N (client closes/s, 10),
+#          publications/s, 20), --api-rate N (API publications/s, 5), --churn N (client closes/s, 10),
 #          --port P (0: any free port), --out FILE (default bench/results/<date>-soak.md, or
 #          <date>-soak-quick.md with --quick), --no-build (use the release binaries already built),
 #          --note TEXT (repeatable: a line for the report's notes, e.g. what else the machine ran).
@@ -25,6 +26,7 @@ BUILD=1
 MINUTES=
 SOCKETS=
 RATE=20
+API_RATE=5
 CHURN=10
 PORT=0
 OUT=
@@ -40,11 +42,12 @@ while [ $# -gt 0 ]; do
         --minutes) MINUTES=$2; shift ;;
         --sockets) SOCKETS=$2; shift ;;
         --rate) RATE=$2; shift ;;
+        --api-rate) API_RATE=$2; shift ;;
         --churn) CHURN=$2; shift ;;
         --port) PORT=$2; shift ;;
         --out) OUT=$2; shift ;;
         --note) NOTES+=("$2"); shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "soak.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -103,6 +106,10 @@ GEN="$ROOT/target/release/wsguard-bench"
 DATA="$WORK/wsguard-data"
 (cd "$WORK" && "$WSGUARD" demo --data-dir "$DATA" >"$WORK/demo.log" 2>&1) ||
     { log "wsguard demo failed:"; cat "$WORK/demo.log" >&2; exit 1; }
+# The API key goes to the generator in a file of mode 0600, never on a command line.
+(umask 077 && cd "$WORK" && "$WSGUARD" apikey add soak --scopes publish --data-dir "$DATA" \
+    >"$WORK/api-key" 2>"$WORK/apikey.log") ||
+    { log "wsguard apikey add failed:"; cat "$WORK/apikey.log" >&2; exit 1; }
 SERVER_ARGS=(--bind "127.0.0.1:$PORT" --data-dir "$DATA"
     --access-ttl "$ACCESS_TTL" --expiry-warning "$EXPIRY_WARNING"
     --max-sockets-per-user $((SOCKETS * 2))
@@ -138,7 +145,7 @@ pct_of_machine() { # ticks seconds
 
 # --- the soak --------------------------------------------------------------------------------
 GEN_ARGS=(soak --addr "$ADDR" --pid "$SERVER_PID" --duration "$SECONDS_RUN" --sockets "$SOCKETS"
-    --rooms "$ROOMS" --rate "$RATE" --churn "$CHURN")
+    --rooms "$ROOMS" --rate "$RATE" --churn "$CHURN" --api-key-file "$WORK/api-key" --api-rate "$API_RATE")
 log "wsguard-bench ${GEN_ARGS[*]} (ramp-up, $SECONDS_RUN s of soak, drain, close)"
 STARTED=$(date +%s); ALL0=$(cpu_all); OURS0=$(cpu_ours)
 "$GEN" "${GEN_ARGS[@]}" >"$WORK/soak.json" 2>"$WORK/generator.log" &
@@ -214,7 +221,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`$(printf '%s ' "${SERVER_ARGS[@]}" | sed "s|$WORK|<tmp>|g; s/ $//")\`;"
     echo "  every other limit at its default (50 messages/s per socket, 60 s idle timeout, login"
     echo "  throttle 5 failures per user and address, 50 per address, 300 attempts per address)"
-    echo "- generator: \`wsguard-bench $(printf '%s ' "${GEN_ARGS[@]}" | sed 's/ $//')\`"
+    echo "- generator: \`wsguard-bench $(printf '%s ' "${GEN_ARGS[@]}" | sed "s|$WORK|<tmp>|g; s/ $//")\`"
     echo "- $(j '.settings.sockets') sockets on \`/chat/ws?token=\` over $(j '.settings.rooms') rooms, one observer per room"
     echo "  (never churned, refreshing in band); users $(j '.settings.users | join(" and ")') alternating"
     echo "- churn: $(j '.settings.churn_per_s') client closes a second, each slot reconnecting; $(j '.settings.no_refresh_share * 100 | round')% of"
@@ -226,8 +233,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "- history first: $(j '.settings.prefill_per_room') messages put in each room before the members connect, acked and"
     echo "  checked like the others (they are in the figures below), so that every join's \`history\` is"
     echo "  full-sized from the start"
-    echo "- publications: $(j '.settings.publications_per_s') chat \`send\`s a second from random members; API publications: not"
-    echo "  run (\`POST /api/publish\` does not exist yet; the soak has a place for them, \`api_publications\`)"
+    echo "- publications: $(j '.settings.publications_per_s') chat \`send\`s a second from random members, and"
+    echo "  $(j '.settings.api_publications_per_s') API publications a second (\`POST /api/publish\` with a \`publish\` key made for the"
+    echo "  run, \`{\"text\": …}\` to a random room): each 200's offset is the id the room's observer must receive"
     echo "- wrong passwords: $(j '.settings.wrong_logins_per_s') a second from $(j '.settings.wrong_login_from'), in turn for each user and an unknown name"
     echo "- memory: the server's VmRSS every $(j '.settings.rss_every_s') s; settled = median over the second fifth"
     echo "  of the run ($(j '.rss_kib.settled_window_s | map(tostring) | join("–")') s after the ramp-up)"
@@ -253,12 +261,13 @@ mkdir -p "$(dirname "$OUT")"
     echo "| Pool refreshes (\`POST /refresh\`) ok / failed | $(num "$(j '.counts.pool_refreshes_ok')") / $(j '.counts.pool_refreshes_failed') | |"
     echo "| Wrong-password logins, by status | $(j '.counts.wrong_logins') (${STATUSES:-none}) | |"
     echo "| Chat publications sent / acked | $(num "$(j '.publications.chat.sent')") / $(num "$(j '.publications.chat.acked')") | |"
-    echo "| Acked, delivered to the room's observer | $(num "$(j '.publications.chat.acked - .publications.chat.missing')") | |"
-    echo "| Acked, missing at the observer / delivered twice | $(j '.publications.chat.missing') / $(j '.publications.chat.duplicates') | $(mark "$DELIVERED") |"
-    echo "| Sent, not acked (sender closed first) / of those delivered | $(j '.publications.chat.unacked_at_close') / $(j '.publications.chat.delivered_unacked') | |"
+    echo "| API publications sent / acked (200 with an offset) | $(num "$(j '.publications.api.sent')") / $(num "$(j '.publications.api.acked')") | |"
+    echo "| API publications refused / failed in transport | $(j '.publications.api.refused') / $(j '.publications.api.transport_errors') | |"
+    echo "| Acked, delivered to the room's observer: chat / API | $(num "$(j '.publications.chat.acked - .publications.chat.missing')") / $(num "$(j '.publications.api.acked - .publications.api.missing')") | |"
+    echo "| Acked, missing at the observer: chat / API; delivered twice | $(j '.publications.chat.missing') / $(j '.publications.api.missing'); $(j '.publications.observers.duplicates') | $(mark "$DELIVERED") |"
+    echo "| Sent, not acked (sender closed first) / delivered without an ack | $(j '.publications.chat.unacked_at_close') / $(j '.publications.observers.delivered_unacked') | |"
     echo "| Send refused (error frame) | $(j '.counts.send_errors') | |"
     echo "| Deliveries to all sockets | $(num "$(j '.counts.deliveries')") | |"
-    echo "| API publications | not run: \`POST /api/publish\` does not exist yet | |"
     echo "| Server RSS at start, MiB | $(mib "$(j '.rss_kib.at_start')") | |"
     echo "| Server RSS settled (median, $(j '.rss_kib.settled_window_s | map(tostring) | join("–")') s), MiB | $(mib "$(j '.rss_kib.settled')") | |"
     echo "| Server RSS at the end, full load, MiB | $(mib "$(j '.rss_kib.end')") | |"
@@ -273,8 +282,9 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "Errors seen by the generator are unexpected closes (any server close but an expected"
     echo "4001, a close without a close frame, an observer closed), failed connects, refused or"
-    echo "skipped in-band refreshes, refused sends, failed logins or pool refreshes, wrong-login"
-    echo "answers other than 401 and 429, and frames the protocol does not allow."
+    echo "skipped in-band refreshes, refused sends, refused or failed API publications, failed logins"
+    echo "or pool refreshes, wrong-login answers other than 401 and 429, and frames the protocol does"
+    echo "not allow (by kind in the raw result's \`errors_by_kind\`)."
     echo
     echo "### Warnings the server logged"
     echo
@@ -317,9 +327,8 @@ mkdir -p "$(dirname "$OUT")"
     echo
     echo "## Not covered"
     echo
-    echo "- API publications (\`POST /api/publish\`, a later issue): not run, reported here once they exist."
-    echo "- One node only: the two-node faults (Redis restart, PostgreSQL restart, SIGKILL of a node)"
-    echo "  are a later step."
+    echo "- One node only, SQLite, in-process fan-out: two nodes on PostgreSQL and Redis, with Redis and"
+    echo "  PostgreSQL restarted and a node killed, are \`scripts/faults.sh\` (its own report)."
     echo
     echo "## Raw result"
     echo

@@ -47,6 +47,7 @@ counters!(
     refresh_sent,
     refreshed,
     refresh_failed,
+    refresh_unavailable,
     refresh_skipped_stale,
     // Chat publications.
     sends,
@@ -216,6 +217,10 @@ impl Room {
     pub(super) fn saw(&self, id: i64, node: usize, recovered: bool) {
         let mut seen = self.seen.lock().expect("seen lock");
         seen.entry(id).or_insert(Seen { times: 0, first_ms: unix_ms(), recovered, node }).times += 1;
+    }
+
+    pub(super) fn has_seen(&self, id: i64) -> bool {
+        self.seen.lock().expect("seen lock").contains_key(&id)
     }
 
     /// Whether every acked id reached the observer.

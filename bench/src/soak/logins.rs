@@ -7,10 +7,53 @@ use crate::http::HttpConn;
 use anyhow::{bail, Context};
 
 use serde_json::Value;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+
+/// One login of the pool.
+pub(super) struct Login {
+    pub(super) user: usize,
+    pub(super) access: String,
+    pub(super) refresh: String,
+    /// Unix seconds the access token expires at.
+    pub(super) exp: i64,
+    pub(super) born: Instant,
+}
+
+/// The token pool: logins by password, refreshed in turn; sockets take the freshest access token
+/// of their user.
+#[derive(Default)]
+pub(super) struct Pool {
+    pub(super) logins: Mutex<Vec<Login>>,
+}
+
+impl Pool {
+    pub(super) fn freshest(&self, user: usize) -> Option<(String, i64)> {
+        let logins = self.logins.lock().expect("pool lock");
+        logins.iter().filter(|l| l.user == user).max_by_key(|l| l.exp).map(|l| (l.access.clone(), l.exp))
+    }
+}
+
+/// The logins of the pool, by password, before any socket; the pool's refresh period.
+pub(super) async fn fill_pool(ctx: &Ctx) -> anyhow::Result<(i64, Duration)> {
+    let mut conn = HttpConn::connect(ctx.args.addr).await?;
+    for user in 0..ctx.users.len() {
+        for _ in 0..ctx.args.logins_per_user {
+            let login = log_in(ctx, &mut conn, user).await?;
+            ctx.board.add(C::logins_ok);
+            ctx.pool.logins.lock().expect("pool lock").push(login);
+        }
+    }
+    let access_ttl = {
+        let pool = ctx.pool.logins.lock().expect("pool lock");
+        (pool.iter().map(|l| l.exp).min().unwrap_or(0) - unix_now()).max(1)
+    };
+    let refresh_every =
+        ctx.args.pool_refresh_every.map_or(secs(access_ttl as f64 / 3.0), secs).max(Duration::from_secs(1));
+    Ok((access_ttl, refresh_every))
+}
 
 // --- logins -------------------------------------------------------------------------------------
 

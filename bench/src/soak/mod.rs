@@ -57,7 +57,6 @@ use slots::*;
 use summary::{summarize, Summary};
 
 use crate::common::{bounded, secs, Target};
-use crate::http::HttpConn;
 use crate::idle::rss_kib;
 use anyhow::Context;
 use serde::Deserialize;
@@ -71,30 +70,6 @@ use tokio::time::Instant;
 
 /// Texts of our publications: `soak <seq>`, `soak fill <n>`, `soak api <node>-<seq>`.
 const TEXT_PREFIX: &str = "soak ";
-
-/// One login of the pool.
-struct Login {
-    user: usize,
-    access: String,
-    refresh: String,
-    /// Unix seconds the access token expires at.
-    exp: i64,
-    born: Instant,
-}
-
-/// The token pool: logins by password, refreshed in turn; sockets take the freshest access token
-/// of their user.
-#[derive(Default)]
-struct Pool {
-    logins: Mutex<Vec<Login>>,
-}
-
-impl Pool {
-    fn freshest(&self, user: usize) -> Option<(String, i64)> {
-        let logins = self.logins.lock().expect("pool lock");
-        logins.iter().filter(|l| l.user == user).max_by_key(|l| l.exp).map(|l| (l.access.clone(), l.exp))
-    }
-}
 
 /// What a member slot is told.
 #[derive(Debug)]
@@ -185,6 +160,9 @@ struct Frame<'a> {
     exp: Option<i64>,
     #[serde(default, borrow)]
     detail: Option<Cow<'a, str>>,
+    /// An error frame's `code`.
+    #[serde(default, borrow)]
+    code: Option<Cow<'a, str>>,
     /// A join's `history`: where the room stands, and with `since`, whether it recovered.
     #[serde(default)]
     offset: Option<i64>,
@@ -205,32 +183,13 @@ struct MessageId {
 
 // --- the run ------------------------------------------------------------------------------------
 
-/// The logins of the pool, by password, before any socket; the pool's refresh period.
-async fn fill_pool(ctx: &Ctx) -> anyhow::Result<(i64, Duration)> {
-    let mut conn = HttpConn::connect(ctx.args.addr).await?;
-    for user in 0..ctx.users.len() {
-        for _ in 0..ctx.args.logins_per_user {
-            let login = log_in(ctx, &mut conn, user).await?;
-            ctx.board.add(C::logins_ok);
-            ctx.pool.logins.lock().expect("pool lock").push(login);
-        }
-    }
-    let access_ttl = {
-        let pool = ctx.pool.logins.lock().expect("pool lock");
-        (pool.iter().map(|l| l.exp).min().unwrap_or(0) - unix_now()).max(1)
-    };
-    let refresh_every =
-        ctx.args.pool_refresh_every.map_or(secs(access_ttl as f64 / 3.0), secs).max(Duration::from_secs(1));
-    Ok((access_ttl, refresh_every))
-}
-
-pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
-    let users = args::check_args(&args)?;
-    let api_key: Option<Arc<str>> =
-        args.api_key_file.as_deref().map(args::read_api_key).transpose()?.map(Arc::from);
-    let rss_at_start = rss_kib(args.pid)?;
+/// The context, and each member slot's command receiver.
+fn context(
+    args: SoakArgs,
+    users: Vec<(String, String)>,
+    stop: watch::Receiver<bool>,
+) -> (Arc<Ctx>, Vec<mpsc::Receiver<Cmd>>) {
     let members = args.sockets - args.rooms;
-    let (stop_tx, stop_rx) = watch::channel(false);
     let mut cmd_rxs = Vec::with_capacity(members);
     let slots = (0..members)
         .map(|_| {
@@ -244,7 +203,7 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
         .into_iter()
         .map(|addr| Target { addr, username: String::new(), password: String::new(), no_auth: true })
         .collect();
-    let ctx = Arc::new(Ctx {
+    let ctx = Ctx {
         rooms: (0..args.rooms).map(|r| format!("soak-{r:03}")).collect(),
         room_state: (0..args.rooms).map(|_| Room::default()).collect(),
         board: Board::new(targets.len()),
@@ -253,63 +212,101 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
         pool: Pool::default(),
         slots,
         permits: Semaphore::new(args.concurrency),
-        stop: stop_rx,
+        stop,
         args,
-    });
+    };
+    (Arc::new(ctx), cmd_rxs)
+}
+
+/// The sockets' tasks once ramped up, and how the ramp-up went.
+struct Ramp {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    prefill_s: f64,
+    ramp_up_s: f64,
+    ramped: usize,
+}
+
+/// The observers first, the rooms' history filled, then the members, until all are joined or
+/// the ramp-up's time is up.
+async fn ramp_up(ctx: &Arc<Ctx>, cmd_rxs: Vec<mpsc::Receiver<Cmd>>) -> anyhow::Result<Ramp> {
     let args = &ctx.args;
-
-    let (access_ttl, refresh_every) = fill_pool(&ctx).await?;
-    let (upkeep_done, upkeep_rx) = watch::channel(false);
-    let upkeep = tokio::spawn(pool_upkeep(ctx.clone(), refresh_every, upkeep_rx));
-
-    // Ramp-up: the observers, then the members.
-    let ramp_started = Instant::now();
-    let mut observers = Vec::with_capacity(args.rooms);
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(args.sockets);
     for room in 0..args.rooms {
-        let opened = open(&ctx, ctx.observer_node(room), room % ctx.users.len(), &ctx.rooms[room], None)
+        let opened = open(ctx, ctx.observer_node(room), room % ctx.users.len(), &ctx.rooms[room], None)
             .await
             .with_context(|| format!("the observer of {}", ctx.rooms[room]))?;
         ctx.board.add(C::connects);
-        observers.push(tokio::spawn(observer(ctx.clone(), room, opened)));
+        tasks.push(tokio::spawn(observer(ctx.clone(), room, opened)));
     }
     let fill_started = Instant::now();
-    let fills = bounded(args.rooms, args.concurrency, |room| prefill(&ctx, room)).await;
+    let fills = bounded(args.rooms, args.concurrency, |room| prefill(ctx, room)).await;
     fills.into_iter().collect::<anyhow::Result<Vec<()>>>().context("filling the rooms' history")?;
     let prefill_s = fill_started.elapsed().as_secs_f64();
-    let slot_tasks: Vec<_> = cmd_rxs
-        .into_iter()
-        .enumerate()
-        .map(|(i, rx)| tokio::spawn(member_slot(ctx.clone(), i, rx)))
-        .collect();
-    let ramp_limit = secs(args.ramp_timeout.unwrap_or(60.0 + args.sockets as f64 / 25.0));
-    while (ctx.board.open_members.load(Ordering::Relaxed) as usize) < members
-        && ramp_started.elapsed() < ramp_limit
-    {
+    let members = cmd_rxs.len();
+    for (i, rx) in cmd_rxs.into_iter().enumerate() {
+        tasks.push(tokio::spawn(member_slot(ctx.clone(), i, rx)));
+    }
+    let limit = secs(args.ramp_timeout.unwrap_or(60.0 + args.sockets as f64 / 25.0));
+    while (ctx.board.open_members.load(Ordering::Relaxed) as usize) < members && started.elapsed() < limit {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ramp_up_s = ramp_started.elapsed().as_secs_f64();
     let ramped = ctx.board.open_members.load(Ordering::Relaxed) as usize + args.rooms;
+    Ok(Ramp { tasks, prefill_s, ramp_up_s: started.elapsed().as_secs_f64(), ramped })
+}
 
-    // The run. A script making faults waits for this line.
-    let started = Instant::now();
-    ctx.board.run_started_ms.store(board::unix_ms(), Ordering::Relaxed);
-    eprintln!("soak: run started ({ramped} sockets open), {} s to go", args.duration);
-    let until = started + secs(args.duration);
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let (sampler_done, sampler_rx) = watch::channel(false);
-    let sampler = tokio::spawn(sample_rss(ctx.clone(), started, samples.clone(), sampler_rx));
+/// The load's tasks until `until`: publications, API publications, churn, wrong passwords.
+fn load(ctx: &Arc<Ctx>, api_key: Option<&Arc<str>>, until: Instant) -> Vec<tokio::task::JoinHandle<()>> {
     let mut load = vec![tokio::spawn(publish(ctx.clone(), until))];
-    if let Some(key) = &api_key {
+    if let Some(key) = api_key {
         for node in 0..ctx.targets.len() {
             load.push(tokio::spawn(api::api_publications(ctx.clone(), key.clone(), node, until)));
         }
     }
-    if args.churn > 0.0 {
+    if ctx.args.churn > 0.0 {
         load.push(tokio::spawn(churn(ctx.clone(), until)));
     }
-    if args.wrong_logins_per_sec > 0.0 {
+    if ctx.args.wrong_logins_per_sec > 0.0 {
         load.push(tokio::spawn(wrong_logins(ctx.clone(), until)));
     }
+    load
+}
+
+/// Waits until every send is answered and every acked id is at its observer, or `--drain` is up.
+async fn drain(ctx: &Ctx) -> f64 {
+    let started = Instant::now();
+    let until = started + secs(ctx.args.drain);
+    while Instant::now() < until
+        && (ctx.board.pending_sends.load(Ordering::Relaxed) > 0
+            || !ctx.room_state.iter().all(Room::all_delivered))
+    {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    started.elapsed().as_secs_f64()
+}
+
+pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
+    let users = args::check_args(&args)?;
+    let api_key: Option<Arc<str>> =
+        args.api_key_file.as_deref().map(args::read_api_key).transpose()?.map(Arc::from);
+    let rss_at_start = rss_kib(args.pid)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (ctx, cmd_rxs) = context(args, users, stop_rx);
+    let args = &ctx.args;
+    let (access_ttl, refresh_every) = fill_pool(&ctx).await?;
+    let (upkeep_done, upkeep_rx) = watch::channel(false);
+    let upkeep = tokio::spawn(pool_upkeep(ctx.clone(), refresh_every, upkeep_rx));
+    let ramp = ramp_up(&ctx, cmd_rxs).await?;
+
+    // The run. A script making faults waits for this line.
+    let started = Instant::now();
+    ctx.board.run_started_ms.store(board::unix_ms(), Ordering::Relaxed);
+    eprintln!("soak: run started ({} sockets open), {} s to go", ramp.ramped, args.duration);
+    let until = started + secs(args.duration);
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let (sampler_done, sampler_rx) = watch::channel(false);
+    let sampler = tokio::spawn(sample_rss(ctx.clone(), started, samples.clone(), sampler_rx));
+    let load = load(&ctx, api_key.as_ref(), until);
     tokio::time::sleep_until(until).await;
     let end_kib = rss_kib(args.pid).ok();
     let open_at_end = ctx.board.open_members.load(Ordering::Relaxed) as usize + args.rooms;
@@ -317,24 +314,14 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
         let _ = task.await;
     }
     eprintln!("soak: run over, draining");
-
-    // Drain: every send answered and every acked id at its observer, or the time is up.
-    let drain_until = Instant::now() + secs(args.drain);
-    let drain_started = Instant::now();
-    while Instant::now() < drain_until
-        && (ctx.board.pending_sends.load(Ordering::Relaxed) > 0
-            || !ctx.room_state.iter().all(Room::all_delivered))
-    {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let drained_s = drain_started.elapsed().as_secs_f64();
+    let drained_s = drain(&ctx).await;
 
     // Close everything, let the server settle, read its memory once more.
     let _ = sampler_done.send(true);
     let _ = sampler.await;
     let _ = stop_tx.send(true);
     let closing = async {
-        for task in observers.into_iter().chain(slot_tasks) {
+        for task in ramp.tasks {
             let _ = task.await;
         }
     };
@@ -347,25 +334,22 @@ pub async fn run(args: SoakArgs) -> anyhow::Result<Value> {
     let samples = std::mem::take(&mut *samples.lock().expect("samples lock"));
     let _ = upkeep_done.send(true);
     let _ = upkeep.await;
-
-    Ok(summarize(
-        &ctx,
-        Summary {
-            rss_at_start,
-            prefill_s,
-            ramp_up_s,
-            ramped,
-            open_at_end,
-            end_kib,
-            after_close_kib,
-            drained_s,
-            samples,
-            server,
-            refresh_every,
-            access_ttl,
-            api: api_key.is_some(),
-        },
-    ))
+    let summary = Summary {
+        rss_at_start,
+        prefill_s: ramp.prefill_s,
+        ramp_up_s: ramp.ramp_up_s,
+        ramped: ramp.ramped,
+        open_at_end,
+        end_kib,
+        after_close_kib,
+        drained_s,
+        samples,
+        server,
+        refresh_every,
+        access_ttl,
+        api: api_key.is_some(),
+    };
+    Ok(summarize(&ctx, summary))
 }
 
 #[cfg(test)]

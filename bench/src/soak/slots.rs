@@ -134,6 +134,7 @@ pub(super) async fn member_slot(ctx: Arc<Ctx>, slot: usize, mut cmds: mpsc::Rece
             exp: opened.exp,
             expect: VecDeque::new(),
             position: opened.position,
+            retry_refresh: None,
         };
         ctx.slots[slot].joined.store(true, Ordering::Relaxed);
         ctx.board.open_members.fetch_add(1, Ordering::Relaxed);
@@ -176,6 +177,10 @@ pub(super) async fn observer(ctx: Arc<Ctx>, room: usize, first: Opened) {
         };
         let rejoined = opened.recovered.is_some();
         for id in &opened.received {
+            // Not recovered, the client shows the newest page instead: what it had is not new.
+            if opened.recovered == Some(false) && ctx.room_state[room].has_seen(*id) {
+                continue;
+            }
             ctx.room_state[room].saw(*id, node, rejoined);
             ctx.board.add(if rejoined { C::recovered_deliveries } else { C::observer_deliveries });
         }
@@ -192,6 +197,7 @@ pub(super) async fn observer(ctx: Arc<Ctx>, room: usize, first: Opened) {
                 offset: opened.received.iter().copied().fold(opened.position.offset, i64::max),
                 epoch: opened.position.epoch,
             },
+            retry_refresh: None,
         };
         let end = conn.run(None, &mut stop).await;
         position = conn.position;

@@ -14,6 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
+/// How long a client waits before sending again an in-band refresh the server answered with
+/// `unavailable`.
+const REFRESH_RETRY: Duration = Duration::from_secs(2);
+
 /// What a socket is.
 #[derive(Clone, Copy)]
 pub(super) enum Role {
@@ -59,6 +63,8 @@ pub(super) struct Conn<'a> {
     pub(super) expect: VecDeque<Expect>,
     /// Where the room stands for this socket (kept up to date for observers).
     pub(super) position: Position,
+    /// When to send the in-band refresh again that the server could not carry out (`unavailable`).
+    pub(super) retry_refresh: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -75,8 +81,20 @@ impl Conn<'_> {
                     None => std::future::pending().await,
                 }
             };
+            let retry = async {
+                match self.retry_refresh {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = stopped(stop) => break self.close().await,
+                () = retry => {
+                    self.retry_refresh = None;
+                    if let Err(e) = self.refresh().await {
+                        break End::Abnormal(format!("refresh: {e}"));
+                    }
+                }
                 Some(cmd) = cmd => match cmd {
                     Cmd::Churn => {
                         self.ctx.board.add(C::churn_closes);
@@ -188,12 +206,15 @@ impl Conn<'_> {
             "error" => {
                 let detail = frame.detail.as_deref().unwrap_or("");
                 match self.expect.pop_front() {
+                    Some(Expect::Refresh) if frame.code.as_deref() == Some("unavailable") => {
+                        // The server could not reach its database: a client tries again shortly.
+                        let what = format!("in-band refresh unavailable: {detail}");
+                        board.incident(C::refresh_unavailable, Some(self.node), what);
+                        self.retry_refresh = Some(Instant::now() + REFRESH_RETRY);
+                    }
                     Some(Expect::Refresh) => {
-                        board.incident(
-                            C::refresh_failed,
-                            Some(self.node),
-                            format!("in-band refresh refused: {detail}"),
-                        );
+                        let what = format!("in-band refresh refused: {detail}");
+                        board.incident(C::refresh_failed, Some(self.node), what);
                     }
                     Some(Expect::Send(_)) => {
                         board.pending_sends.fetch_sub(1, Ordering::Relaxed);

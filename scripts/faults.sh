@@ -59,7 +59,8 @@ STEP=$((RUN_S / 4))
 [ "$STEP" -gt $((OUTAGE + GRACE / 2)) ] ||
     { echo "faults.sh: --minutes too short for --outage $OUTAGE (faults every $STEP s)" >&2; exit 2; }
 DATE=$(date +%F)
-[ -n "$OUT" ] || OUT="bench/results/$DATE-faults$([ "$QUICK" = 1 ] && echo -quick).md"
+SUFFIX=; [ "$QUICK" = 0 ] || SUFFIX=-quick
+[ -n "$OUT" ] || OUT="bench/results/$DATE-faults$SUFFIX.md"
 
 log() { printf '[faults %s] %s\n' "$(date +%T)" "$*" >&2; }
 ms() { date +%s%3N; }

@@ -100,7 +100,7 @@ mkdir -p "$(dirname "$OUT")"
     for i in $(seq 0 $(( $(j '.faults.faults | length') - 1 ))); do
         f=".faults.faults[$i]"
         key=$(awk -v n=$((i + 1)) '$2 ~ /-down$/ {c++; if (c == n) {k = $2; sub(/-down$/, "", k); if ($3 != "") k = k " " $3; print k}}' "$FAULTS")
-        echo "| $(j "$f.what") | $(j "$f.down_at_s") | $(j "$f.outage_s") | $(j "$f.acked_during_outage | \"\(.acked) / \(.missing) / \(.received_by_recovery)\"") | $(j "$f.acked_during_outage.delay_s | \"\(.p50) / \(.max)\"") | $(j "$f.acked_in_grace | \"\(.acked) / \(.missing) / \(.delay_s.max)\"") | $(by_node "$f.incidents") | $(log_lines_in "$key") |"
+        echo "| $(j "$f.what") | $(j "$f.down_at_s") | $(j "$f.outage_s") | $(j "$f.acked_during_outage | \"\(.acked) / \(.missing) / \(.received_by_recovery)\"") | $(j "$f.acked_during_outage.delay_s | \"\(.p50 // \"–\") / \(.max // \"–\")\"") | $(j "$f.acked_in_grace | \"\(.acked) / \(.missing) / \(.delay_s.max // \"–\")\"") | $(by_node "$f.incidents") | $(log_lines_in "$key") |"
     done
     echo
     if [ "$(j '[.faults.faults[] | select(.rejoin)] | length')" != 0 ]; then
@@ -112,7 +112,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "| figure | value |"
     echo "|---|---:|"
     echo "| Sockets after the ramp-up ($(j '.ramp_up_s') s) / at the end | $(j '.sockets_after_ramp_up') / $(j '.sockets_open_at_end') |"
-    echo "| Connects / connect failures | $(num "$(j '.counts.connects')") / $(j '.counts.connect_failures') |"
+    echo "| Connects / connect failures | $(num "$(j '.counts.connects')") / $(num "$(j '.counts.connect_failures')") |"
     echo "| Closes by node, other than ours | $(j '.closes.by_node | to_entries | map("node \(.key): " + (.value | to_entries | map("\(.key) \(.value)") | join(", ") | if . == "" then "none" else . end)) | join("; ")') |"
     echo "| Observers joined again: recovered / not recovered | $(j '.counts.observer_recovered') / $(j '.counts.observer_not_recovered') |"
     echo "| Chat publications sent / acked / missing | $(num "$(j '.publications.chat.sent')") / $(num "$(j '.publications.chat.acked')") / $(j '.publications.chat.missing') |"

@@ -161,6 +161,11 @@ impl Conn<'_> {
             (Some(id), Some(r)) if r == room => {
                 self.ctx.room_state[self.room].saw(id, self.node, false);
                 self.position.offset = self.position.offset.max(id);
+                // A message names its epoch: what an observer that joined the room before its
+                // first message (told epoch "") passes back with `since`.
+                if let Some(epoch) = frame.epoch.as_deref().filter(|e| *e != self.position.epoch) {
+                    self.position.epoch = epoch.to_owned();
+                }
             }
             _ => self.surprise(format!("observer of {room} got {text:.200}")),
         }

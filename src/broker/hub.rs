@@ -2,7 +2,7 @@
 //! them. Each socket has a bounded outbox; a socket that falls that far behind is dropped from the
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
-use super::{Delivery, Frames, View};
+use super::{Delivery, Event, Frames, View};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
@@ -136,23 +136,23 @@ impl Hub {
         state.members.get(&socket).is_some_and(|m| m.channels.contains(channel))
     }
 
-    /// Queues the frame of each local socket's view in `channel`. A socket whose outbox is full is
-    /// dropped.
-    pub(crate) fn deliver(&self, channel: &str, frames: &Frames) {
+    /// Queues the event for each local socket in `channel` whose view is told of it: one shared
+    /// event, no copy per socket. A socket whose outbox is full is dropped.
+    pub(crate) fn deliver(&self, channel: &str, frames: Frames) {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let Some((channel, sockets)) = state.channels.get_key_value(channel) else {
             return;
         };
+        let event = Arc::new(Event { channel: channel.clone(), frames });
         let mut too_slow = Vec::new();
         for (socket, view) in sockets {
-            let (Some(member), Some(frame)) = (state.members.get(socket), frames.for_view(*view)) else {
+            let Some(member) = state.members.get(socket) else {
                 continue;
             };
-            let delivery = Delivery {
-                channel: channel.clone(),
-                frame: frame.clone(),
-                numbered: frames.numbered.clone(),
-            };
+            if event.frames.for_view(*view).is_none() {
+                continue;
+            }
+            let delivery = Delivery { event: event.clone(), view: *view };
             if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(delivery) {
                 too_slow.push(*socket);
             }
@@ -242,8 +242,9 @@ mod tests {
         hub.join(1, "r", View::Room);
         hub.join(2, "r", View::Room);
         for i in 0..=OUTBOX_FRAMES {
-            hub.deliver("r", &Frames { room: Some(Arc::from(i.to_string())), ..Frames::default() });
-            assert_eq!(fast.recv().await.map(|d| d.frame).as_deref(), Some(i.to_string().as_str()));
+            hub.deliver("r", Frames { room: Some(i.to_string().into()), ..Frames::default() });
+            let delivered = fast.recv().await.and_then(|d| d.frame().cloned());
+            assert_eq!(delivered.as_deref(), Some(i.to_string().as_str()));
         }
         assert!(!hub.is_member(1, "r"));
         let mut drained = 0;

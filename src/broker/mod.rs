@@ -7,6 +7,7 @@ mod hub;
 mod redis;
 
 use async_trait::async_trait;
+pub(crate) use axum::extract::ws::Utf8Bytes;
 pub(crate) use hub::{Change, Hub};
 pub(crate) use redis::RedisBroker;
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,11 +62,11 @@ pub(crate) enum View {
 }
 
 /// One event of a channel, rendered once per node for each view; a view without a frame is not
-/// told of the event.
+/// told of the event. A frame is the WebSocket text itself: every recipient sends the same bytes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Frames {
-    pub(crate) room: Option<Arc<str>>,
-    pub(crate) channel: Option<Arc<str>>,
+    pub(crate) room: Option<Utf8Bytes>,
+    pub(crate) channel: Option<Utf8Bytes>,
     /// Where a numbered publication stands in its channel; `None` for presence and for
     /// namespaces without history.
     pub(crate) numbered: Option<Numbered>,
@@ -79,16 +80,37 @@ pub(crate) struct Numbered {
     pub(crate) epoch: Arc<str>,
 }
 
-/// What the hub hands a socket: a frame of its view, the channel, and the publication's number.
+/// A channel's event as this node's sockets receive it: made once, shared by all of them.
+#[derive(Debug)]
+pub(crate) struct Event {
+    pub(crate) channel: Arc<str>,
+    pub(crate) frames: Frames,
+}
+
+/// What the hub hands a socket: the shared event, and how the socket follows its channel.
 #[derive(Debug, Clone)]
 pub(crate) struct Delivery {
-    pub(crate) channel: Arc<str>,
-    pub(crate) frame: Arc<str>,
-    pub(crate) numbered: Option<Numbered>,
+    pub(crate) event: Arc<Event>,
+    pub(crate) view: View,
+}
+
+impl Delivery {
+    pub(crate) fn channel(&self) -> &str {
+        &self.event.channel
+    }
+
+    /// The frame this socket sends; `None` when its view is not told of the event.
+    pub(crate) fn frame(&self) -> Option<&Utf8Bytes> {
+        self.event.frames.for_view(self.view)
+    }
+
+    pub(crate) fn numbered(&self) -> Option<&Numbered> {
+        self.event.frames.numbered.as_ref()
+    }
 }
 
 impl Frames {
-    pub(crate) fn for_view(&self, view: View) -> Option<&Arc<str>> {
+    pub(crate) fn for_view(&self, view: View) -> Option<&Utf8Bytes> {
         match view {
             View::Room => self.room.as_ref(),
             View::Channel => self.channel.as_ref(),
@@ -99,7 +121,7 @@ impl Frames {
     /// or ->:<epoch>` and a newline, then the frames. Lengths are in bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let length =
-            |frame: &Option<Arc<str>>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
+            |frame: &Option<Utf8Bytes>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
         let (offset, epoch) = match &self.numbered {
             Some(n) => (n.offset.to_string(), n.epoch.as_ref()),
             None => ("-".to_owned(), ""),
@@ -125,14 +147,14 @@ impl Frames {
             }
             _ => return None,
         };
-        let mut take = |length: &str| -> Option<Option<Arc<str>>> {
+        let mut take = |length: &str| -> Option<Option<Utf8Bytes>> {
             if length == "-" {
                 return Some(None);
             }
             let length: usize = length.parse().ok()?;
             let frame = rest.get(..length)?;
             rest = &rest[length..];
-            Some(Some(Arc::from(frame)))
+            Some(Some(Utf8Bytes::from(frame)))
         };
         let frames = Frames { room: take(room)?, channel: take(channel)?, numbered };
         rest.is_empty().then_some(frames)
@@ -153,7 +175,7 @@ impl InProcess {
 #[async_trait]
 impl Broker for InProcess {
     async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError> {
-        self.hub.deliver(channel, &frames);
+        self.hub.deliver(channel, frames);
         Ok(())
     }
 
@@ -193,11 +215,8 @@ mod tests {
     #[test]
     fn frames_cross_nodes_intact_and_garbage_is_dropped() {
         let numbered = Some(Numbered { offset: 42, epoch: Arc::from("8c1f00aa") });
-        let both =
-            Frames {
-                room: Some(Arc::from("{\"a\":\"é\\n\"}")), channel: Some(Arc::from("x:y\n")), numbered
-            };
-        let one = Frames { room: None, channel: Some(Arc::from("c")), numbered: None };
+        let both = Frames { room: Some("{\"a\":\"é\\n\"}".into()), channel: Some("x:y\n".into()), numbered };
+        let one = Frames { room: None, channel: Some("c".into()), numbered: None };
         for frames in [both, one, Frames::default()] {
             assert_eq!(Frames::decode(&frames.encode()), Some(frames));
         }

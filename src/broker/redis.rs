@@ -129,7 +129,7 @@ impl RedisBroker {
                             continue;
                         };
                         if let Some(frames) = Frames::decode(message.get_payload_bytes()) {
-                            self.hub.deliver(channel, &frames);
+                            self.hub.deliver(channel, frames);
                         }
                     }
                     *self.sink.lock().await = None;

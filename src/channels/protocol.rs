@@ -2,7 +2,7 @@
 //! the server sends back. A channel's events have two views: a chat room's (`join`: `message`
 //! frames) and a channel's (`subscribe`: `publication` frames).
 
-use crate::broker::{Frames, Numbered, Presence};
+use crate::broker::{Frames, Numbered, Presence, Utf8Bytes};
 use crate::store::{Position, Publication};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -195,7 +195,7 @@ pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) 
         }
         value
     };
-    let channel: Arc<str> = with_epoch(publication_value(publication, data)).to_string().into();
+    let channel: Utf8Bytes = with_epoch(publication_value(publication, data)).to_string().into();
     let room = match chat_text(data) {
         Some(text) => with_epoch(message_value(publication, text)).to_string().into(),
         None => channel.clone(),

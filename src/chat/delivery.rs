@@ -3,12 +3,14 @@
 //! node's publication still on its way, or a fan-out that failed) makes the socket fetch the
 //! missing ones from the store first. Every stored publication is committed before it is fanned
 //! out, so what a later one's arrival says is missing is always there to fetch.
+//!
+//! The common case, the next publication in order, is decided without waiting and sends the
+//! event's shared frame as it is: nothing is allocated or copied per socket.
 
 use super::endpoint::{ChannelSocket, Following};
-use crate::broker::{Delivery, View};
+use crate::broker::{Delivery, Utf8Bytes, View};
 use crate::channels::{self, protocol};
 use crate::store::{Position, Range};
-use std::sync::Arc;
 
 /// The most missing publications a socket fetches at once; a larger gap closes the socket (1013)
 /// so that its client resubscribes with `since`.
@@ -28,18 +30,31 @@ impl From<Option<Position>> for Cursor {
     }
 }
 
+/// What to do with a delivery, decided without waiting.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Send this frame now.
+    Send(Utf8Bytes),
+    /// Nothing to send: delivered already, or a channel no longer followed.
+    Skip,
+    /// Publications before it are missing: fetch them first ([`ChannelSocket::fill_before`]).
+    Fill,
+}
+
 /// Why a delivery could not be put in order.
 pub(super) struct Gap;
 
 impl ChannelSocket {
-    /// The frames to send for `delivery`, in order: none for one already delivered or for a
-    /// channel no longer followed.
-    pub(super) async fn sequence(&mut self, delivery: Delivery) -> Result<Vec<Arc<str>>, Gap> {
-        let Some(Following { view, cursor, .. }) = self.following.get_mut(delivery.channel.as_ref()) else {
-            return Ok(Vec::new());
+    /// Puts `delivery` in order; moves the channel's cursor when it is sent now.
+    pub(super) fn sequence(&mut self, delivery: &Delivery) -> Next {
+        let Some(frame) = delivery.frame() else {
+            return Next::Skip;
         };
-        let (Some(numbered), Some(cursor)) = (&delivery.numbered, cursor.as_mut()) else {
-            return Ok(vec![delivery.frame]);
+        let Some(Following { cursor, .. }) = self.following.get_mut(delivery.channel()) else {
+            return Next::Skip;
+        };
+        let (Some(numbered), Some(cursor)) = (delivery.numbered(), cursor.as_mut()) else {
+            return Next::Send(frame.clone());
         };
         if cursor.epoch != numbered.epoch.as_ref() {
             // A new epoch (or the first publication seen): its numbering starts over.
@@ -49,20 +64,33 @@ impl ChannelSocket {
             cursor.epoch = numbered.epoch.to_string();
         }
         if numbered.offset <= cursor.offset {
-            return Ok(Vec::new());
+            return Next::Skip;
         }
+        if numbered.offset > cursor.offset + 1 {
+            return Next::Fill;
+        }
+        cursor.offset = numbered.offset;
+        Next::Send(frame.clone())
+    }
+
+    /// Queues the publications missing before `delivery`, then it, and moves the cursor past it.
+    /// Called after [`Self::sequence`] answered [`Next::Fill`] for it.
+    pub(super) async fn fill_before(&mut self, delivery: &Delivery) -> Result<(), Gap> {
+        let (Some(numbered), Some(frame)) = (delivery.numbered(), delivery.frame()) else {
+            return Ok(());
+        };
+        let channel = delivery.channel();
+        let Some(Following { view, cursor: Some(cursor), .. }) = self.following.get(channel) else {
+            return Ok(());
+        };
         let (view, after) = (*view, cursor.offset);
-        let mut frames = Vec::new();
-        if numbered.offset > after + 1 {
-            frames = self.fill(&delivery.channel, view, after, numbered.offset, &numbered.epoch).await?;
-        }
-        frames.push(delivery.frame);
-        if let Some(Following { cursor: Some(cursor), .. }) =
-            self.following.get_mut(delivery.channel.as_ref())
-        {
+        let frames = self.fill(channel, view, after, numbered.offset, &numbered.epoch).await?;
+        self.pending.extend(frames);
+        self.pending.push_back(frame.clone());
+        if let Some(Following { cursor: Some(cursor), .. }) = self.following.get_mut(channel) {
             cursor.offset = numbered.offset;
         }
-        Ok(frames)
+        Ok(())
     }
 
     /// The stored publications of `channel` after `after` and before `before`, in `view`'s frames.
@@ -73,7 +101,7 @@ impl ChannelSocket {
         after: i64,
         before: i64,
         epoch: &str,
-    ) -> Result<Vec<Arc<str>>, Gap> {
+    ) -> Result<Vec<Utf8Bytes>, Gap> {
         let missing = before - after - 1;
         if missing > MAX_FILL {
             return Err(Gap);

@@ -2,11 +2,11 @@
 //! dispatched (room commands in `rooms`, channel commands here), and what the hub delivers to it,
 //! forwarded.
 
-use super::delivery::{Cursor, Gap};
+use super::delivery::{Cursor, Next};
 use super::recovery;
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::{Change, Delivery, Presence, View};
+use crate::broker::{Change, Delivery, Presence, Utf8Bytes, View};
 use crate::channels::protocol::{self, Command, ErrorCode, Refusal, Since};
 use crate::channels::{self, namespaces::Channel};
 use crate::store::{Position, StoreError};
@@ -15,8 +15,8 @@ use crate::ws::socket::{Endpoint, Outgoing};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 /// Most channels (rooms included) one socket may follow at once.
 pub(super) const MAX_CHANNELS_PER_SOCKET: usize = 32;
@@ -38,10 +38,10 @@ pub(super) struct ChannelSocket {
     pub(super) username: String,
     pub(super) following: BTreeMap<String, Following>,
     inbox: mpsc::Receiver<Delivery>,
-    /// Frames put in order, waiting to be sent.
-    pending: VecDeque<Arc<str>>,
-    /// The delivery being put in order: kept here while missed publications are fetched, since
-    /// the socket loop may drop the `outgoing` future at any await and calls it again.
+    /// Frames put in order, waiting to be sent (missed publications fetched before a delivery).
+    pub(super) pending: VecDeque<Utf8Bytes>,
+    /// A delivery waiting for the publications missing before it: kept here while they are
+    /// fetched, since the socket loop may drop the `outgoing` future at any await and call it again.
     sequencing: Option<Delivery>,
 }
 
@@ -226,33 +226,77 @@ impl Endpoint for ChannelSocket {
 
     async fn outgoing(&mut self) -> Outgoing {
         loop {
-            if let Some(frame) = self.pending.pop_front() {
-                return Outgoing::Frame(frame);
+            if let Some(out) = self.ready() {
+                return out;
             }
-            let delivery = match self.sequencing.take() {
-                Some(delivery) => delivery,
-                None => match self.inbox.recv().await {
-                    Some(delivery) => delivery,
-                    None => {
-                        let reason = "too slow: reconnect and recover";
-                        return Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, reason));
+            if let Some(delivery) = self.sequencing.clone() {
+                // Sequenced again: a command may have moved the cursor since a cancelled fetch.
+                match self.sequence(&delivery) {
+                    Next::Send(frame) => {
+                        self.sequencing = None;
+                        return Outgoing::Frame(frame);
                     }
-                },
-            };
-            self.sequencing = Some(delivery.clone());
-            let sequenced = self.sequence(delivery).await;
-            self.sequencing = None;
-            match sequenced {
-                Ok(frames) => self.pending.extend(frames),
-                Err(Gap) => {
-                    return Outgoing::Close(Close::new(
-                        close::TRY_AGAIN_LATER,
-                        "missed publications: reconnect and recover",
-                    ))
+                    Next::Skip => {}
+                    Next::Fill => {
+                        if self.fill_before(&delivery).await.is_err() {
+                            let reason = "missed publications: reconnect and recover";
+                            return Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, reason));
+                        }
+                    }
                 }
+                self.sequencing = None;
+                continue;
+            }
+            match self.inbox.recv().await {
+                Some(delivery) => {
+                    if let Some(out) = self.take(delivery) {
+                        return out;
+                    }
+                }
+                None => return too_slow(),
             }
         }
     }
+
+    fn ready(&mut self) -> Option<Outgoing> {
+        loop {
+            if let Some(frame) = self.pending.pop_front() {
+                return Some(Outgoing::Frame(frame));
+            }
+            if self.sequencing.is_some() {
+                return None;
+            }
+            match self.inbox.try_recv() {
+                Ok(delivery) => {
+                    if let Some(out) = self.take(delivery) {
+                        return Some(out);
+                    }
+                }
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Disconnected) => return Some(too_slow()),
+            }
+        }
+    }
+}
+
+impl ChannelSocket {
+    /// A delivery taken from the inbox: its frame when it is next in order, else nothing now
+    /// (delivered already, or kept in `sequencing` until what is missing before it is fetched).
+    fn take(&mut self, delivery: Delivery) -> Option<Outgoing> {
+        match self.sequence(&delivery) {
+            Next::Send(frame) => Some(Outgoing::Frame(frame)),
+            Next::Skip => None,
+            Next::Fill => {
+                self.sequencing = Some(delivery);
+                None
+            }
+        }
+    }
+}
+
+/// The hub dropped the socket for falling too far behind.
+fn too_slow() -> Outgoing {
+    Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, "too slow: reconnect and recover"))
 }
 
 impl Drop for ChannelSocket {

@@ -22,14 +22,19 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ws/fresh", get(echo::query(Mode::Fresh)))
 }
 
+/// Bytes of frames a socket collects before writing them, when several are queued.
+const WRITE_BATCH_BYTES: usize = 4 * 1024;
+
 /// Applies the configured limits to an upgrade.
 pub(crate) fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let max = state.config.socket.max_message_bytes;
     // Small buffers: an idle socket should cost little; they grow while a large message is read.
+    // Frames fed while several are queued collect up to WRITE_BATCH_BYTES before a write, so a
+    // socket catching up writes many in one syscall (a lone frame is flushed at once).
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_write_buffer_size(max.max(64 * 1024) * 4)
 }

@@ -8,11 +8,11 @@ use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Identity, Mode};
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{sleep_until, Instant};
 
@@ -35,13 +35,22 @@ pub(crate) trait Endpoint: Send {
     fn outgoing(&mut self) -> impl Future<Output = Outgoing> + Send {
         std::future::pending()
     }
+
+    /// What [`Self::outgoing`] would yield at once, without waiting: lets the socket write every
+    /// frame already queued and flush once.
+    fn ready(&mut self) -> Option<Outgoing> {
+        None
+    }
 }
 
-/// What an endpoint pushes to its socket unprompted.
+/// What an endpoint pushes to its socket unprompted. A frame is shared by every socket it goes to.
 pub(crate) enum Outgoing {
-    Frame(Arc<str>),
+    Frame(Utf8Bytes),
     Close(Close),
 }
+
+/// The most pushed frames written before one flush.
+const PUSH_BATCH: usize = 64;
 
 /// A socket bound to a token: who it is, and its place among the bindings that revocations reach.
 pub(crate) struct Bound {
@@ -179,13 +188,27 @@ impl<E: Endpoint> Socket<E> {
         Step::Continue
     }
 
+    /// Writes `pushed` and every frame the endpoint has ready behind it (up to a batch), then
+    /// flushes once: a socket that fell behind catches up in few writes.
     async fn push(&mut self, pushed: Outgoing) -> Step {
-        match pushed {
-            Outgoing::Frame(frame) => match self.ws.send(Message::Text(frame.as_ref().into())).await {
-                Ok(()) => Step::Continue,
-                Err(_) => Step::Gone,
-            },
-            Outgoing::Close(close) => Step::Close(close),
+        let mut next = Some(pushed);
+        let mut written = 0;
+        while let Some(pushed) = next {
+            match pushed {
+                Outgoing::Frame(frame) => {
+                    if self.ws.feed(Message::Text(frame)).await.is_err() {
+                        return Step::Gone;
+                    }
+                }
+                // Closing writes out what was fed before it.
+                Outgoing::Close(close) => return Step::Close(close),
+            }
+            written += 1;
+            next = if written < PUSH_BATCH { self.endpoint.ready() } else { None };
+        }
+        match self.ws.flush().await {
+            Ok(()) => Step::Continue,
+            Err(_) => Step::Gone,
         }
     }
 

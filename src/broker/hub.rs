@@ -235,6 +235,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn every_socket_gets_the_same_bytes_not_a_copy() {
+        let hub = Hub::default();
+        let mut one = hub.connect(1, "john");
+        let mut two = hub.connect(2, "jane");
+        let mut other_view = hub.connect(3, "jim");
+        hub.join(1, "r", View::Room);
+        hub.join(2, "r", View::Room);
+        hub.join(3, "r", View::Channel);
+        hub.deliver(
+            "r",
+            Frames { room: Some("room frame".into()), channel: Some("channel frame".into()), numbered: None },
+        );
+        let (one, two, three) =
+            (one.recv().await.unwrap(), two.recv().await.unwrap(), other_view.recv().await.unwrap());
+        let (a, b) = (one.frame().unwrap(), two.frame().unwrap());
+        assert_eq!(a.as_str(), "room frame");
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one frame shared by both sockets");
+        assert_eq!(three.frame().map(|f| f.as_str()), Some("channel frame"));
+    }
+
+    #[tokio::test]
     async fn a_full_outbox_drops_the_socket_not_the_others() {
         let hub = Hub::default();
         let mut slow = hub.connect(1, "slow");

@@ -118,15 +118,17 @@ impl Frames {
     }
 
     /// Both frames in one message between nodes: `<room length or ->:<channel length or ->:<offset
-    /// or ->:<epoch>` and a newline, then the frames. Lengths are in bytes.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    /// or ->:<epoch>[:<origin>]` and a newline, then the frames. Lengths are in bytes. `origin`
+    /// names the node that delivered the event to its own sockets already.
+    pub(crate) fn encode(&self, origin: Option<&str>) -> Vec<u8> {
         let length =
             |frame: &Option<Utf8Bytes>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
         let (offset, epoch) = match &self.numbered {
             Some(n) => (n.offset.to_string(), n.epoch.as_ref()),
             None => ("-".to_owned(), ""),
         };
-        let header = format!("{}:{}:{offset}:{epoch}\n", length(&self.room), length(&self.channel));
+        let origin = origin.map_or(String::new(), |node| format!(":{node}"));
+        let header = format!("{}:{}:{offset}:{epoch}{origin}\n", length(&self.room), length(&self.channel));
         let mut bytes = header.into_bytes();
         for frame in [&self.room, &self.channel].into_iter().flatten() {
             bytes.extend_from_slice(frame.as_bytes());
@@ -134,15 +136,20 @@ impl Frames {
         bytes
     }
 
-    /// The frames of an [`encode`](Self::encode)d message; `None` for anything else.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Frames> {
+    /// The frames of an [`encode`](Self::encode)d message and its origin; `None` for anything
+    /// else.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<(Frames, Option<&str>)> {
         let text = std::str::from_utf8(bytes).ok()?;
         let (header, mut rest) = text.split_once('\n')?;
         let mut fields = header.split(':');
         let (room, channel) = (fields.next()?, fields.next()?);
-        let numbered = match (fields.next()?, fields.next()?, fields.next()) {
-            ("-", "", None) => None,
-            (offset, epoch, None) if epoch.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+        let (offset, epoch, origin) = (fields.next()?, fields.next()?, fields.next());
+        if fields.next().is_some() || origin.is_some_and(|o| o.is_empty()) {
+            return None;
+        }
+        let numbered = match (offset, epoch) {
+            ("-", "") => None,
+            (offset, epoch) if epoch.bytes().all(|b| b.is_ascii_alphanumeric()) => {
                 Some(Numbered { offset: offset.parse().ok().filter(|o| *o > 0)?, epoch: Arc::from(epoch) })
             }
             _ => return None,
@@ -157,7 +164,7 @@ impl Frames {
             Some(Some(Utf8Bytes::from(frame)))
         };
         let frames = Frames { room: take(room)?, channel: take(channel)?, numbered };
-        rest.is_empty().then_some(frames)
+        rest.is_empty().then_some((frames, origin))
     }
 }
 
@@ -218,7 +225,9 @@ mod tests {
         let both = Frames { room: Some("{\"a\":\"é\\n\"}".into()), channel: Some("x:y\n".into()), numbered };
         let one = Frames { room: None, channel: Some("c".into()), numbered: None };
         for frames in [both, one, Frames::default()] {
-            assert_eq!(Frames::decode(&frames.encode()), Some(frames));
+            assert_eq!(Frames::decode(&frames.encode(None)), Some((frames.clone(), None)));
+            let from_a = frames.encode(Some("a1"));
+            assert_eq!(Frames::decode(&from_a), Some((frames, Some("a1"))));
         }
         for garbage in [
             &b""[..],
@@ -228,7 +237,8 @@ mod tests {
             b"-:-",
             b"\xff:-:-:\n",
             b"-:-:0:e\n",
-            b"-:-:1:e:x\n",
+            b"-:-:1:e:\n",
+            b"-:-:1:e:x:y\n",
         ] {
             assert_eq!(Frames::decode(garbage), None, "{garbage:?}");
         }

@@ -118,18 +118,21 @@ impl RedisBroker {
             match stream {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(200);
+                    let prefix = self.redis_channel("");
                     loop {
                         let message = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             message = stream.next() => message,
                         };
                         let Some(message) = message else { break };
-                        let Some(channel) = message.get_channel_name().strip_prefix(&self.redis_channel(""))
-                        else {
+                        let Some(channel) = message.get_channel_name().strip_prefix(&prefix) else {
                             continue;
                         };
-                        if let Some(frames) = Frames::decode(message.get_payload_bytes()) {
-                            self.hub.deliver(channel, frames);
+                        match Frames::decode(message.get_payload_bytes()) {
+                            // Delivered here when it was published.
+                            Some((_, Some(origin))) if origin == self.node => {}
+                            Some((frames, _)) => self.hub.deliver(channel, frames),
+                            None => tracing::warn!(channel, "undecodable message between nodes dropped"),
                         }
                     }
                     *self.sink.lock().await = None;
@@ -219,7 +222,7 @@ impl RedisBroker {
                     let _: () = conn.hdel(self.members_key(&channel), member_field(&node, &user)).await?;
                     if !self.present_elsewhere(&channel, &user, &node).await? {
                         let frame = (self.leave_frame)(&channel, &user);
-                        let _: () = conn.publish(self.redis_channel(&channel), frame.encode()).await?;
+                        let _: () = conn.publish(self.redis_channel(&channel), frame.encode(None)).await?;
                     }
                 }
             }
@@ -283,9 +286,18 @@ impl RedisBroker {
 
 #[async_trait]
 impl Broker for RedisBroker {
+    /// One PUBLISH per event, whatever the number of nodes and sockets. A numbered publication
+    /// goes to this node's sockets at once, not through Redis: each socket puts a channel's
+    /// publications in offset order whatever the route. Other events (presence, channels without
+    /// history) have no offsets, so every node takes them in Redis's one order.
     async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError> {
+        let local = frames.numbered.is_some();
+        let message = frames.encode(local.then_some(self.node.as_str()));
+        if local {
+            self.hub.deliver(channel, frames);
+        }
         let mut conn = self.conn.clone();
-        conn.publish::<_, _, ()>(self.redis_channel(channel), frames.encode()).await.map_err(failed)
+        conn.publish::<_, _, ()>(self.redis_channel(channel), message).await.map_err(failed)
     }
 
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {

@@ -226,7 +226,8 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     join(&mut jane, "r").await;
 
     redis.stop().await;
-    // Redis is gone: sending still stores and acks; the sockets stay open.
+    // Redis is gone: sending still stores and acks, the sockets stay open, and the sender's node
+    // delivers to its own sockets, which never waited for Redis.
     let mut during = Vec::new();
     for i in 0..3 {
         send(
@@ -235,7 +236,17 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
                 .to_string(),
         )
         .await;
-        during.push(next_of(&mut john, "ack", Duration::from_secs(10)).await["id"].as_i64().unwrap());
+        let (mut acked, mut delivered) = (None, None);
+        while acked.is_none() || delivered.is_none() {
+            let frame = tokio::time::timeout(Duration::from_secs(10), next_json(&mut john)).await.unwrap();
+            match frame["type"].as_str() {
+                Some("ack") => acked = frame["id"].as_i64(),
+                Some("message") => delivered = frame["id"].as_i64(),
+                _ => {}
+            }
+        }
+        assert_eq!(acked, delivered, "delivered on the sender's node while Redis is down");
+        during.push(acked.unwrap());
     }
     let ready = a.http.get(a.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
@@ -386,6 +397,57 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order(
         assert!(acked.windows(2).all(|w| w[0] < w[1]), "one socket's publications in its order");
         assert_eq!(received, (1..=2 * EACH).collect::<Vec<_>>(), "every publication once, in offset order");
     }
+    drop((a, b));
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn unnumbered_publications_from_both_nodes_reach_everyone_in_one_order() {
+    if !services() {
+        return;
+    }
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("wsguard.toml");
+    std::fs::write(
+        &path,
+        "[[namespaces]]\nname = \"live\"\nsubscribe = \"any\"\npublish = \"subscribers\"\nhistory_size = 0\n",
+    )
+    .unwrap();
+    let config_arg = format!("--config={}", path.display());
+    let (a, b, schema) = two_nodes(REDIS, &[&config_arg, "--max-messages-per-sec=1000"]).await;
+    const EACH: usize = 40;
+    let mut sockets = Vec::new();
+    for (node, user, password) in [(&a, "johndoe", "secret"), (&b, "janedoe", "secret2")] {
+        let mut ws = chat(node, user, password).await;
+        send(&mut ws, &json!({"type": "subscribe", "channel": "live:x"}).to_string()).await;
+        next_of(&mut ws, "subscribed", Duration::from_secs(5)).await;
+        sockets.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Both nodes publish at once, interleaved.
+    for i in 0..EACH {
+        for (n, ws) in sockets.iter_mut().enumerate() {
+            let frame = json!({"type": "publish", "channel": "live:x", "data": format!("{n}-{i}")});
+            send(ws, &frame.to_string()).await;
+        }
+    }
+    let mut orders = Vec::new();
+    for ws in &mut sockets {
+        let mut received = Vec::new();
+        while received.len() < 2 * EACH {
+            let frame = next_json(ws).await;
+            if frame["type"] == "publication" {
+                assert!(frame["offset"].is_null() || frame.get("offset").is_none(), "{frame}");
+                received.push(frame["data"].as_str().unwrap().to_owned());
+            }
+        }
+        orders.push(received);
+    }
+    assert_eq!(orders[0], orders[1], "both nodes' sockets see one order");
+    let mut all = orders[0].clone();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 2 * EACH, "every publication once");
     drop((a, b));
     schema.drop().await;
 }

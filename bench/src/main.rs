@@ -49,7 +49,8 @@ enum Command {
     LoginStorm(login_storm::LoginStormArgs),
     /// Server memory per idle authenticated socket
     Idle(idle::IdleArgs),
-    /// Chat room fan-out: deliveries/s and latency to the last member
+    /// Fan-out to the members of channels (wsguard /connect, chat rooms, or bare-broadcast):
+    /// deliveries/s, latency to the first and last member and to the ack, server CPU per delivery
     Fanout(fanout::FanoutArgs),
     /// Recovery: a subscriber away while publications are made comes back with `since`: time to
     /// the last missed one

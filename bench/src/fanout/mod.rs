@@ -1,52 +1,71 @@
-//! Workload 6, chat fan-out (wsguard only): `--members` sockets on `/chat/ws?token=...` join one
-//! room; `--senders` of them send `{"type":"send"}` at `--rate` messages/s in total, and every
-//! member (senders included) receives every message. Measures deliveries/s and, per message, the
-//! latency from its send to the moment the LAST member received it.
+//! Workload `fanout`: `--members` sockets follow `--channels` channels (members split evenly), the
+//! first member of each channel publishes to it, and every member (the publisher included)
+//! receives every publication of its channel. Paced (`--rate`, publications/s over all channels) or
+//! at saturation (no `--rate`: at most `--window` publications outstanding, one being outstanding
+//! until its ack and every member's copy arrived). Measures deliveries/s, send-to-receipt
+//! latency to the first and to the last member and to the ack, what was lost, and, with `--pid`,
+//! the server's CPU time per delivery over the measured window (first send to the last delivery).
 //!
-//! With `--node` (repeatable), the members are spread over several nodes of one cluster: member
-//! `i` connects to node `i % nodes` (node 0 is `--addr`), and the senders are all on node 0, so
-//! every message reaches the other nodes through the broker. Latency is still to the last member
-//! of all nodes, and deliveries count every member; the line adds per-node figures.
+//! `--protocol` picks the server: wsguard's channels on `/connect` (the default), wsguard's chat
+//! rooms on `/chat/ws`, or the bare broadcast server (`--no-auth`; the URL path names the
+//! channel, and the sender's own copy of a publication is its ack), so that wsguard and the
+//! ceiling run the very same workload.
+//!
+//! With `--node` (repeatable), the members of each channel are spread over several nodes of one
+//! cluster, alternating from node 0 (`--addr`), where every publisher is: publications reach the
+//! other nodes through the broker. `--redis` counts the commands Redis processed meanwhile.
 
-use crate::common::{next_text, round1, secs, Latency, Target, Ws};
+mod board;
+mod drive;
+mod probes;
+mod protocol;
+mod summary;
+
+use crate::common::{round1, secs, Target};
 use anyhow::{anyhow, bail, Context};
+use board::Board;
 use clap::Args;
-use futures_util::stream::SplitSink;
-use futures_util::{SinkExt, StreamExt};
-use serde::Deserialize;
+use drive::{Plan, Sink};
+use futures_util::StreamExt;
+use protocol::Protocol;
 use serde_json::{json, Value};
-use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
-/// Texts we send are `bench <seq>`, so any member can tell which message it got.
-const TEXT_PREFIX: &str = "bench ";
+/// At most this many publications are tracked (a few tens of MB of board).
+const MAX_SLOTS: usize = 1 << 20;
 
 #[derive(Args, Debug, Clone)]
 pub struct FanoutArgs {
     #[command(flatten)]
     pub target: Target,
-    /// Another node of the same cluster (repeatable): members alternate between --addr and these
-    /// nodes, the senders stay on --addr. The token from --addr must be valid on every node
+    /// Another node of the same cluster (repeatable): each channel's members alternate between
+    /// --addr and these nodes, the publishers stay on --addr. The token from --addr must be valid
+    /// on every node
     #[arg(long = "node", value_name = "HOST:PORT")]
     pub nodes: Vec<SocketAddr>,
-    /// Room every member joins
-    #[arg(long, default_value = "bench")]
-    pub room: String,
-    /// Sockets in the room
+    /// channel: wsguard /connect; chat: wsguard /chat/ws rooms; bare: the bare broadcast server
+    #[arg(long, value_enum, default_value = "channel")]
+    pub protocol: Protocol,
+    /// Channel (a room with --protocol chat); with --channels N > 1, channels <name>-0 .. <name>-(N-1)
+    #[arg(long, alias = "room", default_value = "bench:fan")]
+    pub channel: String,
+    /// Sockets in all, split evenly over the channels
     #[arg(long, default_value_t = 1000)]
     pub members: usize,
-    /// Members that also send (all on --addr)
+    /// Channels; the first member of each publishes to it
     #[arg(long, default_value_t = 1)]
-    pub senders: usize,
-    /// Messages per second, all senders together
-    #[arg(long, default_value_t = 20.0)]
-    pub rate: f64,
+    pub channels: usize,
+    /// Publications per second, all channels together. Without it, publications go as fast as
+    /// --window allows
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// At saturation: publications outstanding at most (sent, and not yet acked and received by
+    /// every member)
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
     /// Seconds of sending
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
@@ -56,347 +75,210 @@ pub struct FanoutArgs {
     /// Sockets connecting and joining at a time
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
-    /// Seconds a join may take to be answered with `members` and `history`
-    #[arg(long, default_value_t = 5.0)]
+    /// Seconds a join may take to be answered
+    #[arg(long, default_value_t = 10.0)]
     pub join_timeout: f64,
+    /// A server process whose CPU time to measure (repeatable: one per node, in node order)
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    /// Redis (HOST:PORT) whose processed commands to count over the measured window
+    #[arg(long)]
+    pub redis: Option<SocketAddr>,
+    /// A name for this case, copied into the line (the report's rows)
+    #[arg(long)]
+    pub case: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct Frame<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(default, borrow)]
-    text: Option<Cow<'a, str>>,
-}
-
-/// What all members record into; times are nanoseconds since `epoch`. `last_ns` and `received`
-/// hold one slot per node and message, at `node * capacity + seq`.
-struct Board {
-    epoch: std::time::Instant,
-    capacity: usize,
-    sent_ns: Vec<AtomicU64>,
-    last_ns: Vec<AtomicU64>,
-    received: Vec<AtomicU32>,
-    next_seq: AtomicUsize,
-    deliveries: Vec<AtomicU64>,
-    acks: AtomicU64,
-    error_frames: AtomicU64,
-    closed_by_server: AtomicU64,
-}
-
-impl Board {
-    fn new(capacity: usize, nodes: usize) -> Board {
-        let zeros = |_| AtomicU64::new(0);
-        Board {
-            epoch: std::time::Instant::now(),
-            capacity,
-            sent_ns: (0..capacity).map(zeros).collect(),
-            last_ns: (0..capacity * nodes).map(zeros).collect(),
-            received: (0..capacity * nodes).map(|_| AtomicU32::new(0)).collect(),
-            next_seq: AtomicUsize::new(0),
-            deliveries: (0..nodes).map(zeros).collect(),
-            acks: AtomicU64::new(0),
-            error_frames: AtomicU64::new(0),
-            closed_by_server: AtomicU64::new(0),
-        }
-    }
-
-    fn now_ns(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    fn sent(&self) -> usize {
-        self.next_seq.load(Ordering::Relaxed).min(self.sent_ns.len())
-    }
-
-    /// Members of `node` that received message `seq`, and when the last of them did.
-    fn on_node(&self, node: usize, seq: usize) -> (u32, u64) {
-        let slot = node * self.capacity + seq;
-        (self.received[slot].load(Ordering::Relaxed), self.last_ns[slot].load(Ordering::Relaxed))
-    }
-
-    /// Members of all nodes that received message `seq`, and when the last of them did.
-    fn on_all(&self, seq: usize) -> (u32, u64) {
-        (0..self.deliveries.len())
-            .map(|node| self.on_node(node, seq))
-            .fold((0, 0), |(n, last), (m, at)| (n + m, last.max(at)))
-    }
-
-    /// One frame received by a member connected to `node`.
-    fn record(&self, node: usize, text: &str) {
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
-            return;
-        };
-        match frame.kind.as_ref() {
-            "message" => {
-                let seq = frame
-                    .text
-                    .as_deref()
-                    .and_then(|t| t.strip_prefix(TEXT_PREFIX))
-                    .and_then(|n| n.parse::<usize>().ok());
-                if let Some(seq) = seq.filter(|&s| s < self.capacity) {
-                    let slot = node * self.capacity + seq;
-                    self.last_ns[slot].fetch_max(self.now_ns(), Ordering::Relaxed);
-                    self.received[slot].fetch_add(1, Ordering::Relaxed);
-                    self.deliveries[node].fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            "ack" => {
-                self.acks.fetch_add(1, Ordering::Relaxed);
-            }
-            "error" => {
-                self.error_frames.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-    }
-}
-
-type Sink = SplitSink<Ws, Message>;
-
-/// Connects, checks the welcome, joins and waits for `members` and `history`.
-async fn join(target: &Target, token: &str, room: &str, timeout: Duration) -> anyhow::Result<Ws> {
-    let mut ws = target.ws(&format!("/chat/ws?token={token}"), None).await.context("opening /chat/ws")?;
-    let welcome = next_text(&mut ws, timeout).await?;
-    if !welcome.contains("\"welcome\"") {
-        bail!("first frame is not a welcome: {welcome}");
-    }
-    let join = json!({"type": "join", "room": room}).to_string();
-    ws.send(Message::text(join)).await?;
-    let (mut members, mut history) = (false, false);
-    let deadline = Instant::now() + timeout;
-    while !(members && history) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let text = next_text(&mut ws, left)
-            .await
-            .with_context(|| format!("join not answered with members and history within {timeout:?}"))?;
-        match serde_json::from_str::<Frame>(&text).map(|f| f.kind.into_owned()) {
-            Ok(kind) if kind == "members" => members = true,
-            Ok(kind) if kind == "history" => history = true,
-            Ok(kind) if kind == "presence" => {}
-            _ => bail!("unexpected answer to join: {text}"),
-        }
-    }
-    Ok(ws)
-}
-
-/// Where a member connects, and whether it sends.
+/// Where a member connects, and what it follows.
 struct Seat {
     /// Index of the node: 0 is `--addr`, then the `--node`s in order.
     node: usize,
-    target: Arc<Target>,
+    channel: usize,
     is_sender: bool,
 }
 
-/// One member: joins its seat's node, reports (handing over its sending half when it is a
-/// sender), then reads until told to stop.
-async fn member(
-    args: Arc<FanoutArgs>,
-    seat: Seat,
-    token: Arc<str>,
-    board: Arc<Board>,
-    permits: Arc<Semaphore>,
-    joined: mpsc::Sender<anyhow::Result<Option<Sink>>>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let permit = permits.acquire().await;
-    let ws = join(&seat.target, &token, &args.room, secs(args.join_timeout))
-        .await
-        .with_context(|| format!("member on node {} ({})", seat.node, seat.target.addr));
-    drop(permit);
-    let (sink, mut stream) = match ws {
-        Ok(ws) => ws.split(),
-        Err(e) => {
-            let _ = joined.send(Err(e)).await;
-            return;
+/// A joined member: its channel and, for a publisher, its sending half.
+type Joined = anyhow::Result<(usize, Option<Sink>)>;
+
+impl FanoutArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.channels == 0 || self.members < self.channels || !self.members.is_multiple_of(self.channels) {
+            bail!("--members must be a positive multiple of --channels");
         }
-    };
-    // Non-senders keep their half here so the socket stays whole until the end.
-    let _kept = if seat.is_sender {
-        let _ = joined.send(Ok(Some(sink))).await;
-        None
-    } else {
-        let _ = joined.send(Ok(None)).await;
-        Some(sink)
-    };
-    loop {
-        tokio::select! {
-            _ = stop.changed() => break,
-            frame = stream.next() => match frame {
-                Some(Ok(Message::Text(text))) => board.record(seat.node, text.as_str()),
-                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                    board.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Some(Ok(_)) => {}
-            },
+        if self.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || self.window == 0 {
+            bail!("--rate and --window must be positive");
         }
+        if (self.protocol == Protocol::Bare) != self.target.no_auth {
+            bail!("--protocol bare goes with --no-auth, and only it");
+        }
+        Ok(())
+    }
+
+    fn channel_name(&self, channel: usize) -> String {
+        if self.channels == 1 {
+            self.channel.clone()
+        } else {
+            format!("{}-{channel}", self.channel)
+        }
+    }
+
+    /// Publications the board tracks.
+    fn capacity(&self, members_per_channel: usize) -> usize {
+        let publications = match self.rate {
+            Some(rate) => rate * self.duration * 1.1,
+            // Beyond what this machine delivers: 4 million deliveries/s.
+            None => 4e6 * self.duration / members_per_channel as f64,
+        };
+        (publications as usize + self.window + 16).min(MAX_SLOTS)
     }
 }
 
-/// One sender: a message every `interval` until `until`.
-async fn send_loop(
-    mut sink: Sink,
-    board: Arc<Board>,
-    room: String,
-    interval: Duration,
-    until: Instant,
-) -> Sink {
-    let mut ticks = tokio::time::interval(interval);
-    loop {
-        ticks.tick().await;
-        if Instant::now() >= until {
-            break;
-        }
-        let seq = board.next_seq.fetch_add(1, Ordering::Relaxed);
-        if seq >= board.sent_ns.len() {
-            break;
-        }
-        let frame = json!({
-            "type": "send",
-            "room": room,
-            "text": format!("{TEXT_PREFIX}{seq}"),
-            "ref": format!("r{seq}"),
-        });
-        board.sent_ns[seq].store(board.now_ns().max(1), Ordering::Relaxed);
-        if sink.send(Message::text(frame.to_string())).await.is_err() {
-            break;
-        }
-    }
-    sink
-}
-
-pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
-    // Node 0 is --addr; member i connects to node i % nodes; the senders are the first members
-    // of node 0.
-    let targets: Vec<Arc<Target>> = std::iter::once(args.target.clone())
-        .chain(args.nodes.iter().map(|&addr| Target { addr, ..args.target.clone() }))
-        .map(Arc::new)
-        .collect();
+/// Connects and subscribes every member, `--concurrency` at a time; returns the member tasks
+/// (already reading) and each channel's publisher.
+async fn join_all(
+    args: &Arc<FanoutArgs>,
+    targets: &[Arc<Target>],
+    board: &Arc<Board>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Sink>)> {
+    let token: Option<Arc<str>> = match args.protocol {
+        Protocol::Bare => None,
+        _ => Some(args.target.token().await?.context("wsguard needs a token")?.into()),
+    };
+    let per_channel = args.members / args.channels;
     let nodes = targets.len();
-    let node_of = |i: usize| i % nodes;
-    let members_on: Vec<usize> =
-        (0..nodes).map(|n| (0..args.members).filter(|&i| node_of(i) == n).count()).collect();
-    if args.senders == 0 || args.senders > members_on[0] || args.rate <= 0.0 {
-        bail!("need 1 <= --senders <= the members on --addr ({}) and a positive --rate", members_on[0]);
-    }
-    let token: Arc<str> = args.target.token().await?.context("the chat needs a token")?.into();
-    let capacity = (args.rate * args.duration * 1.1) as usize + 16;
-    let board = Arc::new(Board::new(capacity, nodes));
-    let args = Arc::new(args);
     let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (joined_tx, mut joined_rx) = mpsc::channel(args.members);
-    let tasks: Vec<_> = (0..args.members)
-        .map(|i| {
-            let node = node_of(i);
-            let seat = Seat {
-                node,
-                target: targets[node].clone(),
-                is_sender: node == 0 && i / nodes < args.senders,
+    let (joined_tx, mut joined_rx) = mpsc::channel::<Joined>(args.members);
+    let mut tasks = Vec::with_capacity(args.members);
+    for i in 0..args.members {
+        let (channel, j) = (i / per_channel, i % per_channel);
+        let seat = Seat { node: j % nodes, channel, is_sender: j == 0 };
+        let (args, target, token, board, permits, joined) = (
+            args.clone(),
+            targets[seat.node].clone(),
+            token.clone(),
+            board.clone(),
+            permits.clone(),
+            joined_tx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let name = args.channel_name(seat.channel);
+            let permit = permits.acquire().await;
+            let ws = args
+                .protocol
+                .join(&target, token.as_deref(), &name, secs(args.join_timeout))
+                .await
+                .with_context(|| format!("member of {name} on node {} ({})", seat.node, target.addr));
+            drop(permit);
+            let (sink, stream) = match ws {
+                Ok(ws) => ws.split(),
+                Err(e) => return drop(joined.send(Err(e)).await),
             };
-            tokio::spawn(member(
-                args.clone(),
-                seat,
-                token.clone(),
-                board.clone(),
-                permits.clone(),
-                joined_tx.clone(),
-                stop_rx.clone(),
-            ))
-        })
-        .collect();
+            let kept = if seat.is_sender {
+                let _ = joined.send(Ok((seat.channel, Some(sink)))).await;
+                None
+            } else {
+                let _ = joined.send(Ok((seat.channel, None))).await;
+                Some(sink)
+            };
+            drive::member(args.protocol, seat.node, seat.is_sender, stream, kept, board).await;
+        }));
+    }
     drop(joined_tx);
-
-    let mut sinks = Vec::new();
+    let mut sinks: Vec<Option<Sink>> = (0..args.channels).map(|_| None).collect();
     for _ in 0..args.members {
         match joined_rx.recv().await {
-            Some(Ok(Some(sink))) => sinks.push(sink),
-            Some(Ok(None)) => {}
+            Some(Ok((channel, sink))) => {
+                if sink.is_some() {
+                    sinks[channel] = sink;
+                }
+            }
             Some(Err(e)) => {
-                let _ = stop_tx.send(true);
                 tasks.iter().for_each(|t| t.abort());
                 return Err(e);
             }
             None => return Err(anyhow!("member tasks ended early")),
         }
     }
+    let sinks =
+        sinks.into_iter().map(|s| s.context("a channel without its publisher")).collect::<Result<_, _>>()?;
+    Ok((tasks, sinks))
+}
 
-    let started = Instant::now();
-    let until = started + secs(args.duration);
-    let interval = secs(args.senders as f64 / args.rate);
-    let senders: Vec<_> = sinks
-        .into_iter()
-        .map(|sink| tokio::spawn(send_loop(sink, board.clone(), args.room.clone(), interval, until)))
+pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
+    args.check()?;
+    let targets: Vec<Arc<Target>> = std::iter::once(args.target.clone())
+        .chain(args.nodes.iter().map(|&addr| Target { addr, ..args.target.clone() }))
+        .map(Arc::new)
         .collect();
-    let mut kept_sinks = Vec::new();
-    for sender in senders {
-        kept_sinks.push(sender.await?);
-    }
-    let sent = board.sent();
-    let members = args.members as u32;
-    let drain_until = Instant::now() + secs(args.drain);
-    while Instant::now() < drain_until && (0..sent).any(|s| board.on_all(s).0 < members) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = stop_tx.send(true);
-    for task in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
-    }
-    drop(kept_sinks);
+    let nodes = targets.len();
+    let per_channel = args.members / args.channels;
+    let members_on: Vec<usize> =
+        (0..nodes).map(|n| (0..per_channel).filter(|j| j % nodes == n).count()).collect();
+    let board = Arc::new(Board::new(args.capacity(per_channel), nodes, args.window));
+    let args = Arc::new(args);
+    let (tasks, sinks) = join_all(&args, &targets, &board).await?;
 
-    // To the last member of all nodes, and to the last member of each node.
-    let mut latency = Latency::default();
-    let mut node_latency: Vec<Latency> = (0..nodes).map(|_| Latency::default()).collect();
-    let (mut complete, mut first_sent, mut last_received) = (0u64, u64::MAX, 0u64);
-    for s in 0..sent {
-        let sent_at = board.sent_ns[s].load(Ordering::Relaxed);
-        let (received, last) = board.on_all(s);
-        first_sent = first_sent.min(sent_at);
-        last_received = last_received.max(last);
-        if received >= members {
-            complete += 1;
-            latency.record(Duration::from_nanos(last.saturating_sub(sent_at)));
-        }
-        for (node, hist) in node_latency.iter_mut().enumerate() {
-            let (received, last) = board.on_node(node, s);
-            if received as usize >= members_on[node] {
-                hist.record(Duration::from_nanos(last.saturating_sub(sent_at)));
-            }
-        }
+    let redis_before = match args.redis {
+        Some(addr) => Some(probes::RedisCounts::read(addr).await?),
+        None => None,
+    };
+    let (cpu_before, generator_before) =
+        (probes::cpu_of(&args.pids)?, probes::cpu_seconds(std::process::id())?);
+    let started = Instant::now();
+    let plan = Plan {
+        protocol: args.protocol,
+        channels: (0..args.channels).map(|c| args.channel_name(c)).collect(),
+        interval: args.rate.map(|rate| secs(1.0 / rate)),
+        stall: secs(2.0),
+        events: per_channel as u32 + 1,
+        until: started + secs(args.duration),
+    };
+    let sent = drive::drive(sinks, board.clone(), plan).await;
+    drive::drain(&board, sent.count, Instant::now() + secs(args.drain)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_after = probes::cpu_of(&args.pids)?;
+    let generator_cpu = probes::cpu_seconds(std::process::id())? - generator_before;
+    let redis = match (args.redis, &redis_before) {
+        (Some(addr), Some(before)) => Some(probes::RedisCounts::read(addr).await?.since(before)),
+        _ => None,
+    };
+    tasks.iter().for_each(|t| t.abort());
+    drop(sent.sinks);
+
+    let measured = summary::Measured {
+        sent: sent.count,
+        stalls: sent.stalls,
+        members_on,
+        channels: args.channels,
+        server_cpu: cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).collect(),
+        generator_cpu,
+        wall,
+        redis,
+    };
+    let mut line = summary::line(&board, &measured);
+    if line["deliveries"].as_u64() == Some(0) {
+        bail!("{} publications sent, none delivered", sent.count);
     }
-    let per_node: Vec<u64> = board.deliveries.iter().map(|d| d.load(Ordering::Relaxed)).collect();
-    let deliveries: u64 = per_node.iter().sum();
-    let window = Duration::from_nanos(last_received.saturating_sub(first_sent)).as_secs_f64();
-    if deliveries == 0 {
-        bail!("{sent} messages sent, none delivered");
-    }
-    let mut line = json!({
+    let head = json!({
+        "protocol": args.protocol.name(),
+        "case": args.case,
         "members": args.members,
-        "senders": args.senders,
+        "channels": args.channels,
+        "members_per_channel": per_channel,
         "nodes": nodes,
+        "mode": if args.rate.is_some() { "paced" } else { "saturation" },
+        "window": args.rate.is_none().then_some(args.window),
         "rate_offered": args.rate,
         "duration_s": round1(args.duration),
-        "sent": sent,
-        "acks": board.acks.load(Ordering::Relaxed),
-        "delivered_to_all": complete,
-        "incomplete": sent as u64 - complete,
-        "deliveries": deliveries,
-        "deliveries_expected": sent as u64 * u64::from(members),
-        "deliveries_per_s": round1(deliveries as f64 / window.max(1e-9)),
-        "p50_ms": latency.p50_ms(),
-        "p99_ms": latency.p99_ms(),
-        "max_ms": latency.max_ms(),
-        "error_frames": board.error_frames.load(Ordering::Relaxed),
-        "closed_by_server": board.closed_by_server.load(Ordering::Relaxed),
+        "measured_s": round1(wall),
     });
     if nodes > 1 {
-        // Node 0 gets the messages from its own hub, the others through the broker.
         line["node_addrs"] = json!(targets.iter().map(|t| t.addr.to_string()).collect::<Vec<_>>());
-        line["members_per_node"] = json!(members_on);
-        line["deliveries_per_node"] = json!(per_node);
-        line["p50_ms_per_node"] = json!(node_latency.iter().map(Latency::p50_ms).collect::<Vec<_>>());
-        line["p99_ms_per_node"] = json!(node_latency.iter().map(Latency::p99_ms).collect::<Vec<_>>());
+    }
+    if let (Value::Object(out), Value::Object(head)) = (&mut line, head) {
+        for (k, v) in head {
+            out.insert(k, v);
+        }
     }
     Ok(line)
 }

@@ -86,6 +86,14 @@ impl Command {
             Command::Report(_) => "report",
         }
     }
+
+    /// What names the line's report row besides the workload, kept on a failed run's line too.
+    fn labels(&self) -> Value {
+        match self {
+            Command::Fanout(args) => json!({"case": args.case, "nodes": 1 + args.nodes.len()}),
+            _ => json!({}),
+        }
+    }
 }
 
 async fn run(command: Command) -> anyhow::Result<Value> {
@@ -135,6 +143,7 @@ fn main() -> std::process::ExitCode {
     // Thousands of sockets: lift the soft descriptor limit to the hard one.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let workload = cli.command.name();
+    let labels = cli.command.labels();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
     let (cpu_before, wall) = (cpu_seconds(), std::time::Instant::now());
@@ -152,9 +161,12 @@ fn main() -> std::process::ExitCode {
         "workload": workload,
         "generator_cpu_pct": (generator_cpu / wall * 100.0).round(),
     });
-    if let (Value::Object(out), Value::Object(head)) = (&mut line, head) {
+    if let (Value::Object(out), Value::Object(head), Value::Object(labels)) = (&mut line, head, labels) {
         for (k, v) in head {
             out.insert(k, v);
+        }
+        for (k, v) in labels {
+            out.entry(k).or_insert(v);
         }
     }
     println!("{line}");

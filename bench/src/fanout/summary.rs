@@ -85,6 +85,7 @@ pub(super) fn line(board: &Board, m: &Measured) -> Value {
         "incomplete": m.sent as u64 - complete,
         "deliveries": deliveries,
         "deliveries_expected": expected,
+        // Not received by the end of the drain.
         "lost": expected.saturating_sub(deliveries),
         "deliveries_per_s": round1(deliveries as f64 / span),
         "p50_ms": to_last.p50_ms(),

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # The benchmark: wsguard against the FastAPI baseline (bench/baseline: the FastAPI tutorials' app,
 # flaws kept, pinned in bench/baseline/requirements.txt) and a bare tokio-tungstenite echo server
-# (the ceiling), on this machine, with the same workloads.
+# (the ceiling), on this machine, with the same workloads; the fan-out workloads against wsguard's
+# channels and a bare tokio-tungstenite broadcast server (bare-broadcast, the fan-out ceiling).
 #
-# Last, the chat fan-out again across two wsguard nodes of one cluster (PostgreSQL + Redis).
+# Last, the channel fan-out at saturation across two wsguard nodes of one cluster (PostgreSQL +
+# Redis).
 #
 #   scripts/bench.sh            full run, about 5-10 minutes, 2 rounds per system
 #   scripts/bench.sh --quick    smoke run (CI), short durations, 1 round
 #
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
+#          --broadcast-port P (8250: bare-broadcast),
 #          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
 #          generator serves for the trusted-issuer handshakes),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
@@ -31,6 +34,7 @@ ROUNDS=
 WS_PORT=8000
 BASE_PORT=8100
 BARE_PORT=8200
+BCAST_PORT=8250
 NODE_PORT=8300
 JWKS_PORT=8400
 PG_URL=postgres://postgres@127.0.0.1:5432/test
@@ -45,13 +49,14 @@ while [ $# -gt 0 ]; do
         --wsguard-port) WS_PORT=$2; shift ;;
         --baseline-port) BASE_PORT=$2; shift ;;
         --bare-port) BARE_PORT=$2; shift ;;
+        --broadcast-port) BCAST_PORT=$2; shift ;;
         --node-port) NODE_PORT=$2; shift ;;
         --jwks-port) JWKS_PORT=$2; shift ;;
         --postgres-url) PG_URL=$2; shift ;;
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -69,12 +74,24 @@ else
 fi
 FAN_MEMBERS=1000
 FAN_RATE=50
+# The channel fan-out (wsguard beside bare-broadcast): seconds of sending per case, and the sizes.
+if [ "$QUICK" = 1 ]; then FANSAT_S=2; FANPACED_S=2; FANMANY_S=2; else FANSAT_S=5; FANPACED_S=5; FANMANY_S=5; fi
+FAN_WINDOW=16
+FAN_PACED_RATE=100
+FAN_MANY_SOCKETS=10000
+FAN_MANY_CHANNELS=1000
+FAN_MANY_RATE=2000
 DATE=$(date +%F)
 if [ -z "$OUT" ]; then
     if [ "$QUICK" = 1 ]; then OUT="bench/results/$DATE-quick.md"; else OUT="bench/results/$DATE.md"; fi
 fi
 
+# The many-channels fan-out holds 10,000 sockets in the generator and as many in the server.
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+FAN_MANY_SKIP=
+if [ "$(ulimit -n)" -lt $((FAN_MANY_SOCKETS + 1000)) ]; then
+    FAN_MANY_SKIP="the file limit ($(ulimit -n)) is below $((FAN_MANY_SOCKETS + 1000)): raise the hard limit"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/wsguard-bench.XXXXXX")
 PIDS=()
@@ -202,8 +219,14 @@ log "starting bare-echo on 127.0.0.1:$BARE_PORT"
 BARE_PID=$!
 PIDS+=("$BARE_PID")
 
+log "starting bare-broadcast on 127.0.0.1:$BCAST_PORT"
+"$ROOT/target/release/bare-broadcast" --bind "127.0.0.1:$BCAST_PORT" >"$WORK/bare-broadcast.log" 2>&1 &
+BCAST_PID=$!
+PIDS+=("$BCAST_PID")
+
 wait_port "$BASE_PORT" "$BASE_PID" baseline
 wait_port "$BARE_PORT" "$BARE_PID" bare
+wait_port "$BCAST_PORT" "$BCAST_PID" bare-broadcast
 
 # --- workloads -----------------------------------------------------------------------------
 RESULTS="$WORK/results.jsonl"
@@ -296,7 +319,43 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 for round in $(seq 1 "$ROUNDS"); do
-    run wsguard "$round" fanout --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
+    run wsguard "$round" fanout --protocol chat --room bench --members "$FAN_MEMBERS" --rate "$FAN_RATE" \
+        --duration "$FAN_S"
+done
+
+# The channel fan-out, wsguard (namespace `bench`, history kept) and bare-broadcast alternating
+# within each round; each run measures its server's CPU (--pid). bare-broadcast's lines are system
+# `bare`: the report puts them in the bare column of the fan-out rows.
+fanout_case() { # system round case args...
+    local system=$1 round=$2 case=$3
+    shift 3
+    if [ "$system" = bare ]; then
+        TARGET="--addr 127.0.0.1:$BCAST_PORT --no-auth" run bare "$round" fanout --protocol bare \
+            --pid "$BCAST_PID" --case "$case" "$@"
+    else
+        run wsguard "$round" fanout --protocol channel --pid "$WS_PID" --case "$case" "$@"
+    fi
+}
+for round in $(seq 1 "$ROUNDS"); do
+    for system in wsguard bare; do
+        fanout_case "$system" "$round" saturation --members "$FAN_MEMBERS" --window "$FAN_WINDOW" \
+            --duration "$FANSAT_S"
+    done
+    for system in wsguard bare; do
+        fanout_case "$system" "$round" paced --members "$FAN_MEMBERS" --rate "$FAN_PACED_RATE" \
+            --duration "$FANPACED_S"
+    done
+    for system in wsguard bare; do
+        if [ -n "$FAN_MANY_SKIP" ]; then
+            log "many-channels fan-out not run: $FAN_MANY_SKIP"
+            printf '{"system":"%s","round":%s,"workload":"fanout","case":"channels","skipped":"%s"}\n' \
+                "$system" "$round" "$FAN_MANY_SKIP" >>"$RESULTS"
+            continue
+        fi
+        fanout_case "$system" "$round" channels --members "$FAN_MANY_SOCKETS" \
+            --channels "$FAN_MANY_CHANNELS" --rate "$FAN_MANY_RATE" --duration "$FANMANY_S" --concurrency 100
+        sleep 2 # 10,000 sockets closing
+    done
 done
 
 # Numbered channels: recovery after an absence, and what numbering and storing cost one sender.
@@ -314,6 +373,12 @@ if [ "$OTHER" -gt 5 ]; then
 fi
 
 # --- two nodes: the fan-out across a PostgreSQL + Redis cluster -----------------------------
+# HOST:PORT of redis://[user:pass@]host:port[/db].
+redis_hostport() {
+    local hostport=${REDIS_URL#*://}
+    hostport=${hostport##*@}
+    echo "${hostport%%/*}"
+}
 # Why the two-node run cannot happen here, or nothing when it can.
 cluster_unavailable() {
     [ "$CLUSTER_RUN" = 1 ] || { echo "skipped (--no-cluster)"; return; }
@@ -323,9 +388,9 @@ cluster_unavailable() {
     local reply
     if command -v redis-cli >/dev/null; then
         reply=$(timeout 5 redis-cli -u "$REDIS_URL" ping 2>/dev/null || true)
-    else # RESP by hand: redis://[user:pass@]host:port[/db]
-        local hostport=${REDIS_URL#*://}
-        hostport=${hostport##*@}; hostport=${hostport%%/*}
+    else # RESP by hand
+        local hostport
+        hostport=$(redis_hostport)
         # shellcheck disable=SC2016 # $1 and $2 are the inner shell's
         reply=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 && head -c 5 <&3' \
             _ "${hostport%:*}" "${hostport##*:}" 2>/dev/null || true)
@@ -339,7 +404,7 @@ cluster_line() { # skipped|error reason
         >>"$RESULTS"
 }
 
-# The two-node fan-out, PostgreSQL and Redis being there: a schema, the demo users in it, two
+# The two-node fan-out (channels, at saturation), PostgreSQL and Redis being there: a schema, the demo users in it, two
 # nodes one after the other (the first start writes the signing key the second one reads).
 cluster_fanout() {
     local suffix sep node_db node_data node_a round
@@ -369,11 +434,18 @@ cluster_fanout() {
     serve_wsguard node-a "$NODE_PORT" "${node_args[@]}" ||
         { cluster_line error "node A did not start: $(tail -n 1 "$WORK/node-a.log")"; return; }
     node_a=$SERVE_ADDR
+    node_a_pid=$SERVE_PID
     serve_wsguard node-b "$((NODE_PORT + 1))" "${node_args[@]}" ||
         { cluster_line error "node B did not start: $(tail -n 1 "$WORK/node-b.log")"; return; }
+    # Redis's commands per publication, when its address is an IP the generator can dial.
+    local redis_arg=() redis_addr
+    redis_addr=$(redis_hostport)
+    redis_addr=${redis_addr/#localhost:/127.0.0.1:}
+    [[ $redis_addr =~ ^[0-9.]+:[0-9]+$ ]] && redis_arg=(--redis "$redis_addr")
     for round in $(seq 1 "$ROUNDS"); do
         TARGET="--addr $node_a --node $SERVE_ADDR" NODES=2 run wsguard "$round" fanout \
-            --members "$FAN_MEMBERS" --rate "$FAN_RATE" --duration "$FAN_S"
+            --protocol channel --case 2-nodes --members "$FAN_MEMBERS" --window "$FAN_WINDOW" \
+            --duration "$FANSAT_S" --pid "$node_a_pid" --pid "$SERVE_PID" "${redis_arg[@]}"
     done
     # Recovery with PostgreSQL as the store (the missed publications are read from it).
     for round in $(seq 1 "$ROUNDS"); do
@@ -456,12 +528,28 @@ mkdir -p "$(dirname "$OUT")"
     echo "- **Chat fan-out, 1 node** (wsguard only, SQLite, in-process fan-out): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
     echo "  one of them sends ${FAN_RATE} messages/s for ${FAN_S} s; deliveries/s across all members and the"
     echo "  latency from send to the last member's receipt."
-    echo "- **Chat fan-out, 2 nodes** (wsguard only): the same, ${FAN_MEMBERS} members, ${FAN_RATE} messages/s,"
-    echo "  ${FAN_S} s, across two fresh wsguard nodes sharing a data folder (the signing key), a new"
+    echo "- **Channel fan-out** (wsguard beside bare-broadcast, alternating within each round): on wsguard,"
+    echo "  sockets on \`/connect?token=\` subscribe to channels of namespace \`bench\` (history kept, so"
+    echo "  every publication is stored and numbered); on bare-broadcast (tokio-tungstenite with bare-echo's"
+    echo "  settings, no auth, no store: every text frame goes to every socket of the channel its URL path"
+    echo "  names, through a \`tokio::sync::broadcast\` of the shared bytes) the same sockets and frames. The"
+    echo "  first member of each channel publishes \`{\"seq\":N}\`; every member, the publisher included,"
+    echo "  receives it; the ack is wsguard's \`ack\`, and on bare the publisher's own copy. Latencies run from"
+    echo "  the send (paced: from when it was due) to the first and to the last member's receipt and to"
+    echo "  the ack; server CPU per delivery is the server's utime + stime (/proc) from the first send to the"
+    echo "  last delivery, ÷ deliveries. Cases: **saturation**, ${FAN_MEMBERS} members of one channel, the"
+    echo "  publisher keeping ${FAN_WINDOW} publications outstanding (until acked and received by every member),"
+    echo "  ${FANSAT_S} s; **100 publications/s**, the same channel at ${FAN_PACED_RATE} publications/s (100k"
+    echo "  deliveries/s), ${FANPACED_S} s; **many channels**, ${FAN_MANY_SOCKETS} sockets in ${FAN_MANY_CHANNELS} channels of"
+    echo "  $((FAN_MANY_SOCKETS / FAN_MANY_CHANNELS)), ${FAN_MANY_RATE} publications/s over all, ${FANMANY_S} s."
+    echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
+    echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"
-    echo "  between the nodes and the sender is on node A: every message is stored in PostgreSQL and"
+    echo "  between the nodes and the publisher is on node A: every publication is stored in PostgreSQL and"
     echo "  reaches node B's members through Redis pub/sub. Deliveries/s counts the members of both"
-    echo "  nodes, latency is to the last member of either; per-node figures are in the raw line."
+    echo "  nodes and of each, latency is to the last member of either; CPU is both nodes'. Redis commands"
+    echo "  per publication: the change of Redis's \`total_commands_processed\` (INFO stats, all its clients)"
+    echo "  over the run ÷ publications; each command's calls are in the raw line."
     echo "  PostgreSQL and Redis run on this machine too, sharing its $(nproc) cores."
     echo "- **Recovery** (wsguard only): a subscriber on \`/connect\` follows a fresh channel of namespace"
     echo "  \`bench\` (history 2,000), closes, 1,000 publications are made and acked, and it reconnects"

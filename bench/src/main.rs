@@ -49,7 +49,8 @@ enum Command {
     LoginStorm(login_storm::LoginStormArgs),
     /// Server memory per idle authenticated socket
     Idle(idle::IdleArgs),
-    /// Chat room fan-out: deliveries/s and latency to the last member
+    /// Fan-out to the members of channels (wsguard /connect, chat rooms, or bare-broadcast):
+    /// deliveries/s, latency to the first and last member and to the ack, server CPU per delivery
     Fanout(fanout::FanoutArgs),
     /// Recovery: a subscriber away while publications are made comes back with `since`: time to
     /// the last missed one
@@ -83,6 +84,14 @@ impl Command {
             Command::Soak(_) => "soak",
             Command::HashTime { .. } => "hash-time",
             Command::Report(_) => "report",
+        }
+    }
+
+    /// What names the line's report row besides the workload, kept on a failed run's line too.
+    fn labels(&self) -> Value {
+        match self {
+            Command::Fanout(args) => json!({"case": args.case, "nodes": 1 + args.nodes.len()}),
+            _ => json!({}),
         }
     }
 }
@@ -134,6 +143,7 @@ fn main() -> std::process::ExitCode {
     // Thousands of sockets: lift the soft descriptor limit to the hard one.
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     let workload = cli.command.name();
+    let labels = cli.command.labels();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("building the tokio runtime");
     let (cpu_before, wall) = (cpu_seconds(), std::time::Instant::now());
@@ -151,9 +161,12 @@ fn main() -> std::process::ExitCode {
         "workload": workload,
         "generator_cpu_pct": (generator_cpu / wall * 100.0).round(),
     });
-    if let (Value::Object(out), Value::Object(head)) = (&mut line, head) {
+    if let (Value::Object(out), Value::Object(head), Value::Object(labels)) = (&mut line, head, labels) {
         for (k, v) in head {
             out.insert(k, v);
+        }
+        for (k, v) in labels {
+            out.entry(k).or_insert(v);
         }
     }
     println!("{line}");

@@ -5,7 +5,8 @@
 //! headline figure (throughput; memory per socket for `idle`), and the whole row comes from that
 //! round, so figures in one column were measured together.
 //!
-//! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, and a
+//! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, one with
+//! `"case": "<case>"` as `fanout-<case>` (bare-broadcast's lines are system `bare`), and a
 //! recovery line with `"store": "postgres"` as `recovery-postgres`, rows of their own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
@@ -23,16 +24,21 @@ pub struct ReportArgs {
     pub input: PathBuf,
 }
 
+mod fanout_rows;
 mod rows;
 
+use fanout_rows::FANOUT_ROWS;
 use rows::{Goal, ROWS};
 
 /// The workload a line counts as: its `workload`, or `fanout-N-nodes` for a fan-out over N > 1
 /// nodes.
 fn workload_of(line: &Value) -> Option<String> {
     let workload = line["workload"].as_str()?;
-    match line["nodes"].as_u64() {
-        Some(nodes) if workload == "fanout" && nodes > 1 => return Some(format!("fanout-{nodes}-nodes")),
+    match (line["nodes"].as_u64(), line["case"].as_str()) {
+        (Some(nodes), _) if workload == "fanout" && nodes > 1 => {
+            return Some(format!("fanout-{nodes}-nodes"))
+        }
+        (_, Some(case)) if workload == "fanout" => return Some(format!("fanout-{case}")),
         _ => {}
     }
     match line["store"].as_str() {
@@ -43,7 +49,12 @@ fn workload_of(line: &Value) -> Option<String> {
 
 /// Lower is better for these; higher for the others.
 fn lower_is_better(workload: &str) -> bool {
-    workload == "idle" || workload.starts_with("recovery")
+    workload == "idle" || workload.starts_with("recovery") || is_paced_fanout(workload)
+}
+
+/// Fan-outs at an offered rate: judged by their latency, not their (offered) deliveries/s.
+fn is_paced_fanout(workload: &str) -> bool {
+    workload == "fanout-paced" || workload == "fanout-channels"
 }
 
 fn headline(workload: &str) -> &'static str {
@@ -54,6 +65,7 @@ fn headline(workload: &str) -> &'static str {
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
         "idle" => "kib_per_socket",
+        w if is_paced_fanout(w) => "p99_ms",
         w if w.starts_with("fanout") => "deliveries_per_s",
         w if w.starts_with("recovery") => "median_ms",
         "publish-rate" => "numbered_per_s",
@@ -139,9 +151,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
     let value =
         |workload: &str, system: &str, field: &str| best(workload, system).and_then(|v| v[field].as_f64());
 
-    println!("| figure | wsguard | FastAPI baseline | bare echo | wsguard ÷ baseline | wsguard ÷ bare | target | met | issue's reference |");
+    println!("| figure | wsguard | FastAPI baseline | bare (echo; broadcast for fan-out) | wsguard ÷ baseline | wsguard ÷ bare | target | met | issue's reference |");
     println!("|---|---:|---:|---:|---:|---:|---|:---:|---|");
-    for row in ROWS {
+    for row in ROWS.iter().chain(FANOUT_ROWS) {
         let cell = |system: &str| match value(row.workload, system, row.field) {
             Some(x) => fmt(x),
             None => match runs.get(&(row.workload.to_owned(), system.to_owned())) {
@@ -169,6 +181,14 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
                     base.map(|b| format!(" (≥ {})", fmt(b * times))).unwrap_or_default()
                 ),
                 ws.zip(base).map(|(w, b)| w >= times * b),
+            ),
+            Goal::AtMostTimesBare(times) => (
+                format!(
+                    "≤ {}× bare{}",
+                    fmt(times),
+                    bare.map(|b| format!(" (≤ {})", fmt(b * times))).unwrap_or_default()
+                ),
+                ws.zip(bare).map(|(w, b)| w <= times * b),
             ),
             Goal::AtMost(limit) => (format!("≤ {}", fmt(limit)), ws.map(|w| w <= limit)),
             Goal::AtLeast(limit) => (format!("≥ {}", fmt(limit)), ws.map(|w| w >= limit)),

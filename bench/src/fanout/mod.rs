@@ -1,0 +1,284 @@
+//! Workload `fanout`: `--members` sockets follow `--channels` channels (members split evenly), the
+//! first member of each channel publishes to it, and every member (the publisher included)
+//! receives every publication of its channel. Paced (`--rate`, publications/s over all channels) or
+//! at saturation (no `--rate`: at most `--window` publications outstanding, one being outstanding
+//! until its ack and every member's copy arrived). Measures deliveries/s, send-to-receipt
+//! latency to the first and to the last member and to the ack, what was lost, and, with `--pid`,
+//! the server's CPU time per delivery over the measured window (first send to the last delivery).
+//!
+//! `--protocol` picks the server: wsguard's channels on `/connect` (the default), wsguard's chat
+//! rooms on `/chat/ws`, or the bare broadcast server (`--no-auth`; the URL path names the
+//! channel, and the sender's own copy of a publication is its ack), so that wsguard and the
+//! ceiling run the very same workload.
+//!
+//! With `--node` (repeatable), the members of each channel are spread over several nodes of one
+//! cluster, alternating from node 0 (`--addr`), where every publisher is: publications reach the
+//! other nodes through the broker. `--redis` counts the commands Redis processed meanwhile.
+
+mod board;
+mod drive;
+mod probes;
+mod protocol;
+mod summary;
+
+use crate::common::{round1, secs, Target};
+use anyhow::{anyhow, bail, Context};
+use board::Board;
+use clap::Args;
+use drive::{Plan, Sink};
+use futures_util::StreamExt;
+use protocol::Protocol;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{mpsc, Semaphore};
+use tokio::time::Instant;
+
+/// At most this many publications are tracked (a few tens of MB of board).
+const MAX_SLOTS: usize = 1 << 20;
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Another node of the same cluster (repeatable): each channel's members alternate between
+    /// --addr and these nodes, the publishers stay on --addr. The token from --addr must be valid
+    /// on every node
+    #[arg(long = "node", value_name = "HOST:PORT")]
+    pub nodes: Vec<SocketAddr>,
+    /// channel: wsguard /connect; chat: wsguard /chat/ws rooms; bare: the bare broadcast server
+    #[arg(long, value_enum, default_value = "channel")]
+    pub protocol: Protocol,
+    /// Channel (a room with --protocol chat); with --channels N > 1, channels <name>-0 .. <name>-(N-1)
+    #[arg(long, alias = "room", default_value = "bench:fan")]
+    pub channel: String,
+    /// Sockets in all, split evenly over the channels
+    #[arg(long, default_value_t = 1000)]
+    pub members: usize,
+    /// Channels; the first member of each publishes to it
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Publications per second, all channels together. Without it, publications go as fast as
+    /// --window allows
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// At saturation: publications outstanding at most (sent, and not yet acked and received by
+    /// every member)
+    #[arg(long, default_value_t = 16)]
+    pub window: usize,
+    /// Seconds of sending
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Seconds to wait, after the last send, for deliveries still under way
+    #[arg(long, default_value_t = 5.0)]
+    pub drain: f64,
+    /// Sockets connecting and joining at a time
+    #[arg(long, default_value_t = 50)]
+    pub concurrency: usize,
+    /// Seconds a join may take to be answered
+    #[arg(long, default_value_t = 10.0)]
+    pub join_timeout: f64,
+    /// A server process whose CPU time to measure (repeatable: one per node, in node order)
+    #[arg(long = "pid")]
+    pub pids: Vec<u32>,
+    /// Redis (HOST:PORT) whose processed commands to count over the measured window
+    #[arg(long)]
+    pub redis: Option<SocketAddr>,
+    /// A name for this case, copied into the line (the report's rows)
+    #[arg(long)]
+    pub case: Option<String>,
+}
+
+/// Where a member connects, and what it follows.
+struct Seat {
+    /// Index of the node: 0 is `--addr`, then the `--node`s in order.
+    node: usize,
+    channel: usize,
+    is_sender: bool,
+}
+
+/// A joined member: its channel and, for a publisher, its sending half.
+type Joined = anyhow::Result<(usize, Option<Sink>)>;
+
+impl FanoutArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.channels == 0 || self.members < self.channels || !self.members.is_multiple_of(self.channels) {
+            bail!("--members must be a positive multiple of --channels");
+        }
+        if self.rate.is_some_and(|r| r.is_nan() || r <= 0.0) || self.window == 0 {
+            bail!("--rate and --window must be positive");
+        }
+        if (self.protocol == Protocol::Bare) != self.target.no_auth {
+            bail!("--protocol bare goes with --no-auth, and only it");
+        }
+        Ok(())
+    }
+
+    fn channel_name(&self, channel: usize) -> String {
+        if self.channels == 1 {
+            self.channel.clone()
+        } else {
+            format!("{}-{channel}", self.channel)
+        }
+    }
+
+    /// Publications the board tracks.
+    fn capacity(&self, members_per_channel: usize) -> usize {
+        let publications = match self.rate {
+            Some(rate) => rate * self.duration * 1.1,
+            // Beyond what this machine delivers: 4 million deliveries/s.
+            None => 4e6 * self.duration / members_per_channel as f64,
+        };
+        (publications as usize + self.window + 16).min(MAX_SLOTS)
+    }
+}
+
+/// Connects and subscribes every member, `--concurrency` at a time; returns the member tasks
+/// (already reading) and each channel's publisher.
+async fn join_all(
+    args: &Arc<FanoutArgs>,
+    targets: &[Arc<Target>],
+    board: &Arc<Board>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Sink>)> {
+    let token: Option<Arc<str>> = match args.protocol {
+        Protocol::Bare => None,
+        _ => Some(args.target.token().await?.context("wsguard needs a token")?.into()),
+    };
+    let per_channel = args.members / args.channels;
+    let nodes = targets.len();
+    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
+    let (joined_tx, mut joined_rx) = mpsc::channel::<Joined>(args.members);
+    let mut tasks = Vec::with_capacity(args.members);
+    for i in 0..args.members {
+        let (channel, j) = (i / per_channel, i % per_channel);
+        let seat = Seat { node: j % nodes, channel, is_sender: j == 0 };
+        let (args, target, token, board, permits, joined) = (
+            args.clone(),
+            targets[seat.node].clone(),
+            token.clone(),
+            board.clone(),
+            permits.clone(),
+            joined_tx.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let name = args.channel_name(seat.channel);
+            let permit = permits.acquire().await;
+            let ws = args
+                .protocol
+                .join(&target, token.as_deref(), &name, secs(args.join_timeout))
+                .await
+                .with_context(|| format!("member of {name} on node {} ({})", seat.node, target.addr));
+            drop(permit);
+            let (sink, stream) = match ws {
+                Ok(ws) => ws.split(),
+                Err(e) => return drop(joined.send(Err(e)).await),
+            };
+            let kept = if seat.is_sender {
+                let _ = joined.send(Ok((seat.channel, Some(sink)))).await;
+                None
+            } else {
+                let _ = joined.send(Ok((seat.channel, None))).await;
+                Some(sink)
+            };
+            drive::member(args.protocol, seat.node, seat.is_sender, stream, kept, board).await;
+        }));
+    }
+    drop(joined_tx);
+    let mut sinks: Vec<Option<Sink>> = (0..args.channels).map(|_| None).collect();
+    for _ in 0..args.members {
+        match joined_rx.recv().await {
+            Some(Ok((channel, sink))) => {
+                if sink.is_some() {
+                    sinks[channel] = sink;
+                }
+            }
+            Some(Err(e)) => {
+                tasks.iter().for_each(|t| t.abort());
+                return Err(e);
+            }
+            None => return Err(anyhow!("member tasks ended early")),
+        }
+    }
+    let sinks =
+        sinks.into_iter().map(|s| s.context("a channel without its publisher")).collect::<Result<_, _>>()?;
+    Ok((tasks, sinks))
+}
+
+pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
+    args.check()?;
+    let targets: Vec<Arc<Target>> = std::iter::once(args.target.clone())
+        .chain(args.nodes.iter().map(|&addr| Target { addr, ..args.target.clone() }))
+        .map(Arc::new)
+        .collect();
+    let nodes = targets.len();
+    let per_channel = args.members / args.channels;
+    let members_on: Vec<usize> =
+        (0..nodes).map(|n| (0..per_channel).filter(|j| j % nodes == n).count()).collect();
+    let board = Arc::new(Board::new(args.capacity(per_channel), nodes, args.window));
+    let args = Arc::new(args);
+    let (tasks, sinks) = join_all(&args, &targets, &board).await?;
+
+    let redis_before = match args.redis {
+        Some(addr) => Some(probes::RedisCounts::read(addr).await?),
+        None => None,
+    };
+    let (cpu_before, generator_before) =
+        (probes::cpu_of(&args.pids)?, probes::cpu_seconds(std::process::id())?);
+    let started = Instant::now();
+    let plan = Plan {
+        protocol: args.protocol,
+        channels: (0..args.channels).map(|c| args.channel_name(c)).collect(),
+        interval: args.rate.map(|rate| secs(1.0 / rate)),
+        stall: secs(2.0),
+        events: per_channel as u32 + 1,
+        until: started + secs(args.duration),
+    };
+    let sent = drive::drive(sinks, board.clone(), plan).await;
+    drive::drain(&board, sent.count, Instant::now() + secs(args.drain)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let cpu_after = probes::cpu_of(&args.pids)?;
+    let generator_cpu = probes::cpu_seconds(std::process::id())? - generator_before;
+    let redis = match (args.redis, &redis_before) {
+        (Some(addr), Some(before)) => Some(probes::RedisCounts::read(addr).await?.since(before)),
+        _ => None,
+    };
+    tasks.iter().for_each(|t| t.abort());
+    drop(sent.sinks);
+
+    let measured = summary::Measured {
+        sent: sent.count,
+        stalls: sent.stalls,
+        members_on,
+        channels: args.channels,
+        server_cpu: cpu_after.iter().zip(&cpu_before).map(|(a, b)| a - b).collect(),
+        generator_cpu,
+        wall,
+        redis,
+    };
+    let mut line = summary::line(&board, &measured);
+    if line["deliveries"].as_u64() == Some(0) {
+        bail!("{} publications sent, none delivered", sent.count);
+    }
+    let head = json!({
+        "protocol": args.protocol.name(),
+        "case": args.case,
+        "members": args.members,
+        "channels": args.channels,
+        "members_per_channel": per_channel,
+        "nodes": nodes,
+        "mode": if args.rate.is_some() { "paced" } else { "saturation" },
+        "window": args.rate.is_none().then_some(args.window),
+        "rate_offered": args.rate,
+        "duration_s": round1(args.duration),
+        "measured_s": round1(wall),
+    });
+    if nodes > 1 {
+        line["node_addrs"] = json!(targets.iter().map(|t| t.addr.to_string()).collect::<Vec<_>>());
+    }
+    if let (Value::Object(out), Value::Object(head)) = (&mut line, head) {
+        for (k, v) in head {
+            out.insert(k, v);
+        }
+    }
+    Ok(line)
+}

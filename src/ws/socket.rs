@@ -139,6 +139,14 @@ impl<E: Endpoint> Socket<E> {
                     at.checked_sub(self.state.config.socket.expiry_warning).unwrap_or_else(Instant::now),
                 );
             }
+            // Frames already queued go out without polling anything else for them; the select
+            // below still checks shutdown, revocation and expiry after every batch.
+            if let Some(pushed) = self.endpoint.ready() {
+                let step = self.push(pushed).await;
+                if !matches!(step, Step::Continue) {
+                    return step;
+                }
+            }
             let step = tokio::select! {
                 biased;
                 _ = &mut shutdown => Step::Close(Close::new(close::GOING_AWAY, "server shutting down")),

@@ -363,6 +363,8 @@ for round in $(seq 1 "$ROUNDS"); do
     run wsguard "$round" recovery --missed 1000 --repeats "$RECOVERY_REPEATS"
     run wsguard "$round" publish-rate --numbered bench:rate --unnumbered bench-live:rate --room rate \
         --duration "$PUBLISH_S" --turns 2
+    # Group commit: 100 senders on channels of their own against one alone.
+    run wsguard "$round" publish-rate --numbered bench:senders --senders 100 --duration "$PUBLISH_S" --turns 2
 done
 
 # The CPU of others so far. PostgreSQL and Redis work for the two-node run: counted apart below.
@@ -451,6 +453,11 @@ cluster_fanout() {
     for round in $(seq 1 "$ROUNDS"); do
         TARGET="--addr $node_a" run wsguard "$round" recovery --missed 1000 \
             --repeats "$RECOVERY_REPEATS" --store postgres
+    done
+    # Group commit on PostgreSQL: 100 senders on channels of their own against one alone, node A.
+    for round in $(seq 1 "$ROUNDS"); do
+        TARGET="--addr $node_a" run wsguard "$round" publish-rate --numbered bench:senders \
+            --senders 100 --store postgres --duration "$PUBLISH_S" --turns 2
     done
 }
 
@@ -559,6 +566,10 @@ mkdir -p "$(dirname "$OUT")"
     echo "- **One sender's publish rate** (wsguard only): one socket publishes and awaits each ack before"
     echo "  the next, in turns of ${PUBLISH_S} s (two each): to a channel with history (numbered and stored),"
     echo "  to one without (\`history_size = 0\`: neither), and \`send\` to a chat room (numbered and stored)."
+    echo "- **100 senders** (wsguard only, group commit): 100 sockets, each publishing to a channel of"
+    echo "  its own in \`bench\` and awaiting each ack, in turns of ${PUBLISH_S} s with one of them alone (two"
+    echo "  each); acked publications/s in total and ÷ the lone sender's. SQLite on the one node, PostgreSQL"
+    echo "  on node A of the two-node run."
     echo
     echo "wsguard runs with \`--max-messages-per-sec 1000000 --max-sockets-per-user 100000"
     echo "--max-message-bytes 65536 --login-max-failures 1000000 --login-max-attempts-per-address 1000000"

@@ -68,8 +68,19 @@ store_tests!(
     publications,
     publication_retention,
     concurrent_publications_have_no_gaps,
+    batched_offsets_follow_queue_order,
+    concurrent_channels_number_without_gaps,
+    batch_retention,
+    dropped_publishers,
     api_keys,
 );
+
+#[path = "store/group_commit.rs"]
+mod group_commit;
+use group_commit::{
+    batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
+    dropped_publishers,
+};
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
 async fn with_sqlite<F, Fut>(test: F)

@@ -12,6 +12,7 @@ mod issuers;
 mod login_storm;
 mod recovery;
 mod report;
+mod senders;
 mod soak;
 mod users_me;
 
@@ -55,7 +56,8 @@ enum Command {
     /// Recovery: a subscriber away while publications are made comes back with `since`: time to
     /// the last missed one
     Recovery(recovery::RecoveryArgs),
-    /// One sender's acknowledged publications per second: numbered, unnumbered, chat room
+    /// One sender's acknowledged publications per second: numbered, unnumbered, chat room; or
+    /// with --senders N, N senders on channels of their own against one alone
     PublishRate(recovery::PublishRateArgs),
     /// Soak: thousands of churning chat sockets, expiring and refreshed tokens, publications and
     /// wrong logins for a long run; then every acked publication delivered, memory settled

@@ -6,7 +6,8 @@
 //! - `publish-rate`: one sender, each publication awaited (ack after store) before the next, in
 //!   turns: a numbered channel (a namespace with history), one without history, and a chat room
 //!   (`send`, which builds of wsguard from before channels also speak), so that the cost of
-//!   numbering and storing shows as a ratio within one run.
+//!   numbering and storing shows as a ratio within one run. With `--senders N`, N senders on
+//!   numbered channels of their own against one alone instead (`senders.rs`).
 
 use crate::common::{next_text, round1, secs, Latency, Target, Ws};
 use anyhow::{bail, Context};
@@ -57,14 +58,21 @@ pub struct PublishRateArgs {
     /// Turns per channel
     #[arg(long, default_value_t = 2)]
     pub turns: u32,
+    /// Above 1: this many concurrent senders, each on its own channel `<numbered>-<i>` awaiting
+    /// its acks, in turns with one sender alone (only --numbered is used)
+    #[arg(long, default_value_t = 1)]
+    pub senders: usize,
+    /// The store behind the server, copied into the line (`sqlite`, `postgres`)
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
 }
 
-async fn send(ws: &mut Ws, frame: Value) -> anyhow::Result<()> {
+pub(crate) async fn send(ws: &mut Ws, frame: Value) -> anyhow::Result<()> {
     ws.send(Message::text(frame.to_string())).await.context("sending a frame")
 }
 
 /// The next frame whose `type` is `kind`; an error frame fails.
-async fn next_of(ws: &mut Ws, kind: &str) -> anyhow::Result<Value> {
+pub(crate) async fn next_of(ws: &mut Ws, kind: &str) -> anyhow::Result<Value> {
     loop {
         let frame: Value = serde_json::from_str(&next_text(ws, WAIT).await?)?;
         match frame["type"].as_str() {
@@ -161,7 +169,7 @@ fn rand_suffix() -> u32 {
 }
 
 /// Publishes to `channel` (or sends to a room) back to back for `duration`: acks and latencies.
-async fn turn(
+pub(crate) async fn turn(
     ws: &mut Ws,
     channel: &str,
     room: bool,
@@ -187,6 +195,9 @@ async fn turn(
 }
 
 pub async fn publish_rate(args: PublishRateArgs) -> anyhow::Result<Value> {
+    if args.senders > 1 {
+        return crate::senders::run(&args).await;
+    }
     let token = args.target.token().await?;
     let mut ws = args.target.ws("/chat/ws", token.as_deref()).await?;
     next_of(&mut ws, "welcome").await?;

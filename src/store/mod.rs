@@ -2,6 +2,8 @@
 //! without touching the callers.
 
 mod api_keys;
+mod batch;
+mod group_commit;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -130,14 +132,15 @@ impl Revocation {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Cheap to clone: every publication of a failed batch gets the batch's error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("already exists")]
     Conflict,
     #[error("database unavailable: {0}")]
-    Unavailable(#[source] sqlx::Error),
+    Unavailable(#[source] Arc<sqlx::Error>),
     #[error("database error: {0}")]
-    Other(#[source] sqlx::Error),
+    Other(#[source] Arc<sqlx::Error>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -147,8 +150,8 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Io(_)
             | sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
-            | sqlx::Error::Tls(_) => StoreError::Unavailable(err),
-            _ => StoreError::Other(err),
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(Arc::new(err)),
+            _ => StoreError::Other(Arc::new(err)),
         }
     }
 }

@@ -21,6 +21,8 @@ mod errors;
 mod publications;
 mod revocation_log;
 
+use super::batch::Request;
+use super::group_commit::PublicationWriter;
 use super::rows::{PrincipalRow, RevocationRow, UserRow};
 use super::{
     Position, Pruned, Publication, Range, Retention, Revocation, RevocationKind, Rotation, Store,
@@ -34,6 +36,7 @@ use sqlx::PgPool;
 /// Opened by [`PostgresStore::connect`] and its variants (in `postgres/connect.rs`).
 pub struct PostgresStore {
     pool: PgPool,
+    publications: PublicationWriter,
 }
 
 #[async_trait]
@@ -361,7 +364,7 @@ impl Store for PostgresStore {
         created_ms: i64,
         retention: Retention,
     ) -> StoreResult<(Publication, Position)> {
-        run(publications::publish(&self.pool, channel, sender, data, created_ms, retention)).await
+        self.publications.publish(Request::new(channel, sender, data, created_ms, retention)).await
     }
 
     async fn publications(

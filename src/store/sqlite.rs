@@ -5,6 +5,8 @@
 mod api_keys;
 mod publications;
 
+use super::batch::Request;
+use super::group_commit::PublicationWriter;
 use super::rows::{PrincipalRow, RevocationRow, UserRow};
 use super::{
     Position, Pruned, Publication, Range, Retention, Revocation, RevocationKind, Rotation, Store,
@@ -21,6 +23,7 @@ use std::time::Duration;
 
 pub struct SqliteStore {
     pool: SqlitePool,
+    publications: PublicationWriter,
 }
 
 impl SqliteStore {
@@ -50,7 +53,7 @@ impl SqliteStore {
                 tighten_logged(Path::new(&companion));
             }
         }
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore { publications: PublicationWriter::start(pool.clone()), pool })
     }
 }
 
@@ -370,7 +373,7 @@ impl Store for SqliteStore {
         created_ms: i64,
         retention: Retention,
     ) -> StoreResult<(Publication, Position)> {
-        publications::publish(&self.pool, channel, sender, data, created_ms, retention).await
+        self.publications.publish(Request::new(channel, sender, data, created_ms, retention)).await
     }
 
     async fn publications(

@@ -6,8 +6,10 @@
 //! round, so figures in one column were measured together.
 //!
 //! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, one with
-//! `"case": "<case>"` as `fanout-<case>` (bare-broadcast's lines are system `bare`), and a
-//! recovery line with `"store": "postgres"` as `recovery-postgres`, rows of their own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
+//! `"case": "<case>"` as `fanout-<case>` (bare-broadcast's lines are system `bare`), a recovery
+//! line with `"store": "postgres"` as `recovery-postgres`, and a publish-rate line with
+//! `"senders": N` above 1 as `publish-senders` (`publish-senders-postgres`), rows of their own.
+//! A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
 
@@ -41,8 +43,12 @@ fn workload_of(line: &Value) -> Option<String> {
         (_, Some(case)) if workload == "fanout" => return Some(format!("fanout-{case}")),
         _ => {}
     }
-    match line["store"].as_str() {
-        Some(store) if workload == "recovery" && store != "sqlite" => Some(format!("recovery-{store}")),
+    let store = line["store"].as_str().filter(|store| *store != "sqlite");
+    if workload == "publish-rate" && line["senders"].as_u64().is_some_and(|n| n > 1) {
+        return Some(store.map_or("publish-senders".to_owned(), |store| format!("publish-senders-{store}")));
+    }
+    match store {
+        Some(store) if workload == "recovery" => Some(format!("recovery-{store}")),
         _ => Some(workload.to_owned()),
     }
 }
@@ -69,6 +75,7 @@ fn headline(workload: &str) -> &'static str {
         w if w.starts_with("fanout") => "deliveries_per_s",
         w if w.starts_with("recovery") => "median_ms",
         "publish-rate" => "numbered_per_s",
+        w if w.starts_with("publish-senders") => "senders_per_s",
         _ => "",
     }
 }

@@ -211,4 +211,32 @@ pub(super) const ROWS: &[Row] = &[
         goal: Goal::None,
         reference: "",
     },
+    Row {
+        label: "100 senders on channels of their own (SQLite), acked publications/s in total",
+        workload: "publish-senders",
+        field: "senders_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "100 senders ÷ one sender in the same run (SQLite): group commit",
+        workload: "publish-senders",
+        field: "senders_over_one",
+        goal: Goal::AtLeast(5.0),
+        reference: "",
+    },
+    Row {
+        label: "100 senders on channels of their own (PostgreSQL node), acked publications/s in total",
+        workload: "publish-senders-postgres",
+        field: "senders_per_s",
+        goal: Goal::None,
+        reference: "",
+    },
+    Row {
+        label: "100 senders ÷ one sender in the same run (PostgreSQL node): group commit",
+        workload: "publish-senders-postgres",
+        field: "senders_over_one",
+        goal: Goal::AtLeast(5.0),
+        reference: "",
+    },
 ];

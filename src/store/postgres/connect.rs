@@ -1,6 +1,7 @@
 //! Opening a [`PostgresStore`]: the pool, the optional schema, the migrations.
 
 use super::PostgresStore;
+use crate::store::group_commit::PublicationWriter;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
@@ -66,7 +67,7 @@ impl PostgresStore {
             .run(&pool)
             .await
             .context("cannot migrate the PostgreSQL schema")?;
-        Ok(PostgresStore { pool })
+        Ok(PostgresStore { publications: PublicationWriter::start(pool.clone()), pool })
     }
 }
 

@@ -11,7 +11,7 @@ pub(super) fn pg_error(err: sqlx::Error) -> StoreError {
     if let sqlx::Error::Database(db) = &err {
         if let Some(code) = db.code() {
             if code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300") {
-                return StoreError::Unavailable(err);
+                return StoreError::Unavailable(err.into());
             }
         }
     }

@@ -1,60 +1,75 @@
-//! Channels' publications in PostgreSQL: one transaction per publication numbers it and trims the
-//! history. The channel's row is the counter and its lock is held to commit, so a channel's
-//! publications commit in offset order and a reader never sees a later offset before an earlier.
+//! Channels' publications in PostgreSQL: one transaction per batch (see `group_commit`) numbers
+//! them and trims the histories. A channel's row is its counter and its lock is held to commit, so
+//! a channel's publications commit in offset order, also across nodes, and a reader never sees a
+//! later offset before an earlier.
 
-use super::super::rows::{new_epoch, trim_below, PublicationRow};
-use super::super::{Position, Publication, Range, Retention};
-use sqlx::PgPool;
+use super::super::batch::{bumps, number, Request};
+use super::super::group_commit::BatchWrite;
+use super::super::rows::PublicationRow;
+use super::super::{Position, Publication, Range, StoreResult};
+use super::errors::run;
+use async_trait::async_trait;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
 
-pub(super) async fn publish(
-    pool: &PgPool,
-    channel: &str,
-    sender: Option<&str>,
-    data: &str,
-    created_ms: i64,
-    retention: Retention,
-) -> sqlx::Result<(Publication, Position)> {
-    let expires_ms = retention.expires_ms(created_ms);
-    let mut tx = pool.begin().await?;
-    let (offset, epoch): (i64, String) = sqlx::query_as(
-        "INSERT INTO channels (name, epoch, top_offset, expires_ms) VALUES ($1, $2, 1, $3) \
-         ON CONFLICT (name) DO UPDATE SET top_offset = channels.top_offset + 1, \
-         expires_ms = GREATEST(channels.expires_ms, EXCLUDED.expires_ms) \
-         RETURNING top_offset, epoch",
-    )
-    .bind(channel)
-    .bind(new_epoch())
-    .bind(expires_ms)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO publications (channel, seq, sender, data, created_ms, expires_ms) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(channel)
-    .bind(offset)
-    .bind(sender)
-    .bind(data)
-    .bind(created_ms)
-    .bind(expires_ms)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(below) = trim_below(offset, &retention) {
-        sqlx::query("DELETE FROM publications WHERE channel = $1 AND seq <= $2")
-            .bind(channel)
-            .bind(below)
+#[async_trait]
+impl BatchWrite for PgPool {
+    /// Four round trips per batch, whatever its size: begin, bump the channels' rows, insert and
+    /// trim in one statement, commit.
+    async fn write(&self, requests: &[Request]) -> StoreResult<Vec<Position>> {
+        run(async {
+            let mut tx = self.begin().await?;
+            let tops = bump(&mut tx, requests).await?;
+            let numbered = number(requests, &tops)?;
+            let kept = || numbered.kept.iter().map(|&i| &requests[i]);
+            let offsets: Vec<i64> = numbered.kept.iter().map(|&i| numbered.positions[i].offset).collect();
+            // A statement's snapshot is taken after the bump locked the rows: the delete sees every
+            // publication committed before, also by other nodes.
+            sqlx::query(
+                "WITH trimmed AS ( \
+                   DELETE FROM publications p USING unnest($7::text[], $8::bigint[]) AS t(channel, below) \
+                   WHERE p.channel = t.channel AND p.seq <= t.below) \
+                 INSERT INTO publications (channel, seq, sender, data, created_ms, expires_ms) \
+                 SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::bigint[])",
+            )
+            .bind(kept().map(|r| r.channel.as_str()).collect::<Vec<_>>())
+            .bind(offsets)
+            .bind(kept().map(|r| r.sender.as_deref()).collect::<Vec<_>>())
+            .bind(kept().map(|r| r.data.as_str()).collect::<Vec<_>>())
+            .bind(kept().map(|r| r.created_ms).collect::<Vec<_>>())
+            .bind(kept().map(Request::expires_ms).collect::<Vec<_>>())
+            .bind(numbered.trims.iter().map(|(channel, _)| *channel).collect::<Vec<_>>())
+            .bind(numbered.trims.iter().map(|(_, below)| *below).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
+            Ok(numbered.positions)
+        })
+        .await
     }
-    tx.commit().await?;
-    let publication = Publication {
-        channel: channel.to_owned(),
-        offset,
-        sender: sender.map(str::to_owned),
-        data: data.to_owned(),
-        created_ms,
-    };
-    Ok((publication, Position { offset, epoch }))
+}
+
+/// Counts the batch's publications on their channels' rows (made if missing), locking the rows
+/// to commit in the order of [`bumps`]: each channel's new top offset and its epoch.
+async fn bump(tx: &mut PgConnection, requests: &[Request]) -> sqlx::Result<HashMap<String, (i64, String)>> {
+    let bumps = bumps(requests);
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        "INSERT INTO channels (name, epoch, top_offset, expires_ms) \
+         SELECT name, epoch, count, expires_ms \
+         FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) \
+              WITH ORDINALITY AS b(name, epoch, count, expires_ms, n) \
+         ORDER BY n \
+         ON CONFLICT (name) DO UPDATE SET top_offset = channels.top_offset + EXCLUDED.top_offset, \
+         expires_ms = GREATEST(channels.expires_ms, EXCLUDED.expires_ms) \
+         RETURNING name, top_offset, epoch",
+    )
+    .bind(bumps.iter().map(|b| b.channel).collect::<Vec<_>>())
+    .bind(bumps.iter().map(|b| b.epoch.as_str()).collect::<Vec<_>>())
+    .bind(bumps.iter().map(|b| b.count).collect::<Vec<_>>())
+    .bind(bumps.iter().map(|b| b.expires_ms).collect::<Vec<_>>())
+    .fetch_all(tx)
+    .await?;
+    Ok(rows.into_iter().map(|(name, top, epoch)| (name, (top, epoch))).collect())
 }
 
 pub(super) async fn publications(

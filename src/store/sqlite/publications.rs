@@ -1,60 +1,69 @@
-//! Channels' publications in SQLite: one write transaction per publication numbers it (the
-//! channel's row is the counter) and trims the history.
+//! Channels' publications in SQLite: one write transaction per batch (see `group_commit`) numbers
+//! them (each channel's row is its counter) and trims the histories.
 
-use super::super::rows::{new_epoch, trim_below, PublicationRow};
-use super::super::{Position, Publication, Range, Retention, StoreResult};
-use sqlx::SqlitePool;
+use super::super::batch::{bumps, number, Request};
+use super::super::group_commit::BatchWrite;
+use super::super::rows::PublicationRow;
+use super::super::{Position, Publication, Range, StoreResult};
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use std::collections::HashMap;
 
-pub(super) async fn publish(
-    pool: &SqlitePool,
-    channel: &str,
-    sender: Option<&str>,
-    data: &str,
-    created_ms: i64,
-    retention: Retention,
-) -> StoreResult<(Publication, Position)> {
-    let expires_ms = retention.expires_ms(created_ms);
-    // The upsert writes first, so the transaction holds the write lock from its first statement.
-    let mut tx = pool.begin().await?;
-    let (offset, epoch): (i64, String) = sqlx::query_as(
-        "INSERT INTO channels (name, epoch, top_offset, expires_ms) VALUES (?, ?, 1, ?) \
-         ON CONFLICT (name) DO UPDATE SET top_offset = top_offset + 1, \
-         expires_ms = max(expires_ms, excluded.expires_ms) \
-         RETURNING top_offset, epoch",
-    )
-    .bind(channel)
-    .bind(new_epoch())
-    .bind(expires_ms)
-    .fetch_one(&mut *tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO publications (channel, seq, sender, data, created_ms, expires_ms) \
-         VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(channel)
-    .bind(offset)
-    .bind(sender)
-    .bind(data)
-    .bind(created_ms)
-    .bind(expires_ms)
-    .execute(&mut *tx)
-    .await?;
-    if let Some(below) = trim_below(offset, &retention) {
-        sqlx::query("DELETE FROM publications WHERE channel = ? AND seq <= ?")
-            .bind(channel)
-            .bind(below)
-            .execute(&mut *tx)
-            .await?;
+#[async_trait]
+impl BatchWrite for SqlitePool {
+    async fn write(&self, requests: &[Request]) -> StoreResult<Vec<Position>> {
+        // The upsert writes first, so the transaction holds the write lock from its first statement.
+        let mut tx = self.begin().await?;
+        let tops = bump(&mut tx, requests).await?;
+        let numbered = number(requests, &tops)?;
+        let kept: Vec<(&Request, i64)> =
+            numbered.kept.iter().map(|&i| (&requests[i], numbered.positions[i].offset)).collect();
+        if !kept.is_empty() {
+            let mut insert = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO publications (channel, seq, sender, data, created_ms, expires_ms) ",
+            );
+            insert.push_values(kept, |mut row, (request, offset)| {
+                row.push_bind(&request.channel)
+                    .push_bind(offset)
+                    .push_bind(&request.sender)
+                    .push_bind(&request.data)
+                    .push_bind(request.created_ms)
+                    .push_bind(request.expires_ms());
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        if !numbered.trims.is_empty() {
+            // One lookup of the primary key per channel.
+            let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM publications WHERE ");
+            for (i, (channel, below)) in numbered.trims.iter().enumerate() {
+                delete.push(if i == 0 { "(channel = " } else { " OR (channel = " });
+                delete.push_bind(*channel).push(" AND seq <= ").push_bind(*below).push(")");
+            }
+            delete.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(numbered.positions)
     }
-    tx.commit().await?;
-    let publication = Publication {
-        channel: channel.to_owned(),
-        offset,
-        sender: sender.map(str::to_owned),
-        data: data.to_owned(),
-        created_ms,
-    };
-    Ok((publication, Position { offset, epoch }))
+}
+
+/// Counts the batch's publications on their channels' rows (made if missing): each channel's new
+/// top offset and its epoch.
+async fn bump(
+    tx: &mut SqliteConnection,
+    requests: &[Request],
+) -> StoreResult<HashMap<String, (i64, String)>> {
+    let mut upsert =
+        QueryBuilder::<Sqlite>::new("INSERT INTO channels (name, epoch, top_offset, expires_ms) ");
+    upsert.push_values(bumps(requests), |mut row, bump| {
+        row.push_bind(bump.channel).push_bind(bump.epoch).push_bind(bump.count).push_bind(bump.expires_ms);
+    });
+    upsert.push(
+        " ON CONFLICT (name) DO UPDATE SET top_offset = top_offset + excluded.top_offset, \
+         expires_ms = max(expires_ms, excluded.expires_ms) \
+         RETURNING name, top_offset, epoch",
+    );
+    let rows: Vec<(String, i64, String)> = upsert.build_query_as().fetch_all(tx).await?;
+    Ok(rows.into_iter().map(|(name, top, epoch)| (name, (top, epoch))).collect())
 }
 
 pub(super) async fn publications(

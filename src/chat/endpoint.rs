@@ -6,7 +6,7 @@ use super::delivery::{Cursor, Gap};
 use super::recovery;
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::{Change, Delivery, Presence, View};
+use crate::broker::{outbox, Change, Delivery, Presence, View};
 use crate::channels::protocol::{self, Command, ErrorCode, Refusal, Since};
 use crate::channels::{self, namespaces::Channel};
 use crate::store::{Position, StoreError};
@@ -16,7 +16,6 @@ use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::sync::mpsc;
 
 /// Most channels (rooms included) one socket may follow at once.
 pub(super) const MAX_CHANNELS_PER_SOCKET: usize = 32;
@@ -32,12 +31,12 @@ pub(super) struct Following {
     pub(super) cursor: Option<Cursor>,
 }
 
-pub(super) struct ChannelSocket {
+pub(crate) struct ChannelSocket {
     pub(super) state: AppState,
     pub(super) socket: u64,
     pub(super) username: String,
     pub(super) following: BTreeMap<String, Following>,
-    inbox: mpsc::Receiver<Delivery>,
+    inbox: outbox::Receiver,
     /// Frames put in order, waiting to be sent.
     pending: VecDeque<Arc<str>>,
     /// The delivery being put in order: kept here while missed publications are fetched, since

@@ -213,7 +213,8 @@ pub(super) fn unavailable(err: StoreError) -> Refusal {
 impl Endpoint for ChannelSocket {
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
         let result = match protocol::parse(text) {
-            Ok(command) => self.apply(command, identity).await,
+            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+            Ok(command) => Box::pin(self.apply(command, identity)).await,
             Err(refusal) => Err(refusal),
         };
         Ok(result.unwrap_or_else(|refusal| vec![refusal.frame()]))

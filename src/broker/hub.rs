@@ -2,17 +2,17 @@
 //! them. Each socket has a bounded outbox; a socket that falls that far behind is dropped from the
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
+use super::outbox::{self, TrySendError};
 use super::{Delivery, Event, Frames, View};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use tokio::sync::mpsc;
 
 /// Frames a socket may have queued before it counts as too slow.
 pub(crate) const OUTBOX_FRAMES: usize = 256;
 
 struct Member {
     username: String,
-    outbox: mpsc::Sender<Delivery>,
+    outbox: outbox::Sender,
     channels: HashSet<String>,
 }
 
@@ -41,8 +41,8 @@ pub(crate) struct Change {
 impl Hub {
     /// Registers a socket; its frames arrive on the returned receiver, which ends when the socket
     /// is dropped for being too slow.
-    pub(crate) fn connect(&self, socket: u64, username: &str) -> mpsc::Receiver<Delivery> {
-        let (outbox, inbox) = mpsc::channel(OUTBOX_FRAMES);
+    pub(crate) fn connect(&self, socket: u64, username: &str) -> outbox::Receiver {
+        let (outbox, inbox) = outbox::channel(OUTBOX_FRAMES);
         let mut state = self.state.lock().expect("hub lock poisoned");
         state
             .members
@@ -153,7 +153,7 @@ impl Hub {
                 continue;
             }
             let delivery = Delivery { event: event.clone(), view: *view };
-            if let Err(mpsc::error::TrySendError::Full(_)) = member.outbox.try_send(delivery) {
+            if let Err(TrySendError::Full) = member.outbox.try_send(delivery) {
                 too_slow.push(*socket);
             }
         }

@@ -4,6 +4,7 @@
 //! networked one implements the same trait.
 
 mod hub;
+pub(crate) mod outbox;
 mod redis;
 
 use async_trait::async_trait;

@@ -6,7 +6,7 @@ use super::delivery::{Cursor, Next};
 use super::recovery;
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::{Change, Delivery, Presence, Utf8Bytes, View};
+use crate::broker::{outbox, Change, Delivery, Presence, Utf8Bytes, View};
 use crate::channels::protocol::{self, Command, ErrorCode, Refusal, Since};
 use crate::channels::{self, namespaces::Channel};
 use crate::store::{Position, StoreError};
@@ -15,8 +15,6 @@ use crate::ws::socket::{Endpoint, Outgoing};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TryRecvError;
 
 /// Most channels (rooms included) one socket may follow at once.
 pub(super) const MAX_CHANNELS_PER_SOCKET: usize = 32;
@@ -32,12 +30,12 @@ pub(super) struct Following {
     pub(super) cursor: Option<Cursor>,
 }
 
-pub(super) struct ChannelSocket {
+pub(crate) struct ChannelSocket {
     pub(super) state: AppState,
     pub(super) socket: u64,
     pub(super) username: String,
     pub(super) following: BTreeMap<String, Following>,
-    inbox: mpsc::Receiver<Delivery>,
+    inbox: outbox::Receiver,
     /// Frames put in order, waiting to be sent (missed publications fetched before a delivery).
     pub(super) pending: VecDeque<Utf8Bytes>,
     /// A delivery waiting for the publications missing before it: kept here while they are
@@ -214,7 +212,8 @@ pub(super) fn unavailable(err: StoreError) -> Refusal {
 impl Endpoint for ChannelSocket {
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
         let result = match protocol::parse(text) {
-            Ok(command) => self.apply(command, identity).await,
+            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+            Ok(command) => Box::pin(self.apply(command, identity)).await,
             Err(refusal) => Err(refusal),
         };
         Ok(result.unwrap_or_else(|refusal| vec![refusal.frame()]))
@@ -266,14 +265,10 @@ impl Endpoint for ChannelSocket {
             if self.sequencing.is_some() {
                 return None;
             }
-            match self.inbox.try_recv() {
-                Ok(delivery) => {
-                    if let Some(out) = self.take(delivery) {
-                        return Some(out);
-                    }
-                }
-                Err(TryRecvError::Empty) => return None,
-                Err(TryRecvError::Disconnected) => return Some(too_slow()),
+            // An outbox the hub dropped is noticed by `outgoing`, once drained.
+            let delivery = self.inbox.try_recv()?;
+            if let Some(out) = self.take(delivery) {
+                return Some(out);
             }
         }
     }

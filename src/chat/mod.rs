@@ -5,7 +5,7 @@
 //! `channels::protocol`; the socket's life is the WebSocket layer's.
 
 mod delivery;
-mod endpoint;
+pub(crate) mod endpoint;
 mod recovery;
 mod rooms;
 mod route;

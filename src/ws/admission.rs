@@ -144,7 +144,13 @@ impl Admission {
 
     /// After the upgrade: authenticates what was presented (or the first frame), and binds the
     /// socket under the user's cap. On refusal the socket is closed here and `None` returned.
-    pub(crate) async fn settle(self, mut socket: WebSocket) -> Option<(WebSocket, Admitted)> {
+    pub(crate) async fn settle(self, socket: WebSocket) -> Option<(WebSocket, Admitted)> {
+        // Boxed, and gone once settled: the socket's task stays the size its loop needs, not
+        // the size of authenticating (a token check, a store lookup, a first frame).
+        Box::pin(self.settle_unboxed(socket)).await
+    }
+
+    async fn settle_unboxed(self, mut socket: WebSocket) -> Option<(WebSocket, Admitted)> {
         let Admission { state, policy, pending } = self;
         let identity = match pending {
             Pending::Bound(bound) => return Some((socket, Admitted::Bound(*bound))),

@@ -12,7 +12,7 @@ use axum::response::Response;
 use futures_util::future::BoxFuture;
 
 /// Answers every text frame with `You wrote: {text}`.
-struct Echo;
+pub(super) struct Echo;
 
 impl Endpoint for Echo {
     async fn on_text(&mut self, text: &str, _: Option<&Identity>) -> Result<Vec<String>, Close> {

@@ -5,6 +5,8 @@
 pub(crate) mod admission;
 pub(crate) mod close;
 mod echo;
+#[cfg(test)]
+mod footprint;
 pub(crate) mod socket;
 
 use crate::app::AppState;
@@ -22,6 +24,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ws/fresh", get(echo::query(Mode::Fresh)))
 }
 
+/// What a socket's read buffer starts at. tungstenite allocates (and zeroes) it up front, so every
+/// idle socket holds it; a frame's header reserves room for the whole frame, so a larger one only
+/// takes more reads of this size. Clients send commands of a few hundred bytes.
+pub(crate) const READ_BUFFER_BYTES: usize = 512;
+
 /// Bytes of frames a socket collects before writing them, when several are queued.
 const WRITE_BATCH_BYTES: usize = 4 * 1024;
 
@@ -34,7 +41,7 @@ pub(crate) fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocke
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BATCH_BYTES)
         .max_write_buffer_size(max.max(64 * 1024) * 4)
 }

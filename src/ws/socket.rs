@@ -280,7 +280,8 @@ impl<E: Endpoint> Socket<E> {
         };
         let presented = Presented::new(token, Transport::Frame);
         let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
-        match self.state.auth.authenticate(Some(&presented), mode).await {
+        // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
+        match Box::pin(self.state.auth.authenticate(Some(&presented), mode)).await {
             Ok(Some(identity)) if identity.user.username != bound.identity.user.username => {
                 error_frame("forbidden", "token belongs to another user")
             }

@@ -6,9 +6,10 @@
 //! round, so figures in one column were measured together.
 //!
 //! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, and a
-//! recovery line with `"store": "postgres"` as `recovery-postgres`, rows of their own. A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
-//! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
-//! table.
+//! recovery line with `"store": "postgres"` as `recovery-postgres`, and an idle line with
+//! `"scale": true` as `idle-scale` (`idle-scale-chat` off `/secured-ws`), rows of their own. A
+//! line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could not run,
+//! e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the table.
 
 use anyhow::Context;
 use clap::Args;
@@ -35,6 +36,10 @@ fn workload_of(line: &Value) -> Option<String> {
         Some(nodes) if workload == "fanout" && nodes > 1 => return Some(format!("fanout-{nodes}-nodes")),
         _ => {}
     }
+    if workload == "idle" && line["scale"].as_bool() == Some(true) {
+        let chat = line["path"].as_str().is_some_and(|path| path != "/secured-ws");
+        return Some(if chat { "idle-scale-chat" } else { "idle-scale" }.to_owned());
+    }
     match line["store"].as_str() {
         Some(store) if workload == "recovery" && store != "sqlite" => Some(format!("recovery-{store}")),
         _ => Some(workload.to_owned()),
@@ -43,7 +48,7 @@ fn workload_of(line: &Value) -> Option<String> {
 
 /// Lower is better for these; higher for the others.
 fn lower_is_better(workload: &str) -> bool {
-    workload == "idle" || workload.starts_with("recovery")
+    workload.starts_with("idle") || workload.starts_with("recovery")
 }
 
 fn headline(workload: &str) -> &'static str {
@@ -53,7 +58,7 @@ fn headline(workload: &str) -> &'static str {
         "issuer-handshake" => "own_handshakes_per_s",
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
-        "idle" => "kib_per_socket",
+        w if w.starts_with("idle") => "kib_per_socket",
         w if w.starts_with("fanout") => "deliveries_per_s",
         w if w.starts_with("recovery") => "median_ms",
         "publish-rate" => "numbered_per_s",

@@ -13,7 +13,8 @@
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
 #          --broadcast-port P (8250: bare-broadcast),
 #          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
-#          generator serves for the trusted-issuer handshakes),
+#          generator serves for the trusted-issuer handshakes), --idle-port P (8500: the wsguard of
+#          the idle sockets at scale),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
 #          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
 #          --no-cluster (skip the two-node fan-out: its rows say "not run"),
@@ -37,6 +38,7 @@ BARE_PORT=8200
 BCAST_PORT=8250
 NODE_PORT=8300
 JWKS_PORT=8400
+IDLE_PORT=8500
 PG_URL=postgres://postgres@127.0.0.1:5432/test
 REDIS_URL=redis://127.0.0.1:6379
 CLUSTER_RUN=1
@@ -52,6 +54,7 @@ while [ $# -gt 0 ]; do
         --broadcast-port) BCAST_PORT=$2; shift ;;
         --node-port) NODE_PORT=$2; shift ;;
         --jwks-port) JWKS_PORT=$2; shift ;;
+        --idle-port) IDLE_PORT=$2; shift ;;
         --postgres-url) PG_URL=$2; shift ;;
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
@@ -67,10 +70,12 @@ if [ "$QUICK" = 1 ]; then
     MODE=quick; : "${ROUNDS:=1}"
     ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
     RECOVERY_REPEATS=2; PUBLISH_S=1
+    SCALE_N=5000; SCALE_PING_S=2; SCALE_WINDOW_S=5
 else
     MODE=full; : "${ROUNDS:=2}"
     ECHO_S=10; HS_S=10; ISS_S=5; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
     RECOVERY_REPEATS=5; PUBLISH_S=3
+    SCALE_N=100000; SCALE_PING_S=5; SCALE_WINDOW_S=15
 fi
 FAN_MEMBERS=1000
 FAN_RATE=50
@@ -86,8 +91,12 @@ if [ -z "$OUT" ]; then
     if [ "$QUICK" = 1 ]; then OUT="bench/results/$DATE-quick.md"; else OUT="bench/results/$DATE.md"; fi
 fi
 
+# As many descriptors as the hard limit allows: the idle sockets at scale take one each in the
+# server and one in the generator.
+HARD_NOFILE=$(ulimit -Hn)
+[ "$HARD_NOFILE" != unlimited ] || HARD_NOFILE=$(cat /proc/sys/fs/nr_open)
+ulimit -n "$HARD_NOFILE" 2>/dev/null || true
 # The many-channels fan-out holds 10,000 sockets in the generator and as many in the server.
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 FAN_MANY_SKIP=
 if [ "$(ulimit -n)" -lt $((FAN_MANY_SOCKETS + 1000)) ]; then
     FAN_MANY_SKIP="the file limit ($(ulimit -n)) is below $((FAN_MANY_SOCKETS + 1000)): raise the hard limit"
@@ -291,6 +300,30 @@ run() { # system round workload args...
 for system in wsguard baseline bare; do
     run "$system" 1 idle --pid "$(pid_of "$system")" --sockets "$IDLE_N"
 done
+
+# Idle sockets at scale, on a wsguard of their own (fresh, pinging every SCALE_PING_S seconds):
+# memory per socket, the server's CPU while they idle (over a window of some ping intervals),
+# handshakes/s while they are held. Each is a descriptor in the server and in the generator.
+scale_idle() {
+    local want=$SCALE_N nofile path
+    nofile=$(ulimit -n)
+    if [ "$nofile" -lt $((want + 1000)) ]; then
+        SCALE_N=$((nofile - 1000))
+        log "WARNING: the open-file limit is $nofile (hard limit $(ulimit -Hn)): $want idle sockets need" \
+            "about $((want + 1000)) descriptors in the server and in the generator; running with $SCALE_N"
+    fi
+    [ "$SCALE_N" -gt 0 ] || return 0
+    for path in /secured-ws /chat/ws; do
+        serve_wsguard idle-scale "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
+            --ping-interval "${SCALE_PING_S}s" --max-connections $((SCALE_N + 500)) \
+            --max-sockets-per-user $((SCALE_N + 500)) || return 0
+        TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --path "$path" \
+            --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S"
+        kill "$SERVE_PID" 2>/dev/null || true
+        wait "$SERVE_PID" 2>/dev/null || true
+    done
+}
+scale_idle
 
 # Each workload: rounds back to back, systems alternating within a round.
 for workload in echo handshake users-me login-storm; do
@@ -532,6 +565,12 @@ mkdir -p "$(dirname "$OUT")"
     echo "  is 0.9 × cores ÷ the time of one argon2id hash (m=19456 KiB, t=2, p=1) measured here."
     echo "- **Idle sockets**: ${IDLE_N} authenticated sockets opened (50 at a time), each having received"
     echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets."
+    echo "- **Idle sockets at scale** (wsguard only): ${SCALE_N} authenticated sockets on \`/secured-ws\`, then"
+    echo "  on \`/chat/ws\`, each on a fresh wsguard pinging every ${SCALE_PING_S} s, opened 100 at a time from"
+    echo "  127.0.0.2 onward (25,000 per address) and held, each answering pings. Memory per socket as"
+    echo "  above; the server's CPU (utime + stime) over ${SCALE_WINDOW_S} s of idling, pings included;"
+    echo "  then handshakes/s, 20 workers for ${HS_S} s, from 127.0.0.1 while the sockets are held."
+    echo "  The open-file limit (hard: $(ulimit -Hn)) caps the count; the log says when it did."
     echo "- **Chat fan-out, 1 node** (wsguard only, SQLite, in-process fan-out): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
     echo "  one of them sends ${FAN_RATE} messages/s for ${FAN_S} s; deliveries/s across all members and the"
     echo "  latency from send to the last member's receipt."

@@ -7,9 +7,9 @@ use clap::Args;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -53,6 +53,17 @@ impl Target {
 
     /// Opens `path` on the target, with `Authorization: Bearer <token>` when a token is given.
     pub async fn ws(&self, path: &str, token: Option<&str>) -> anyhow::Result<Ws> {
+        self.ws_from(path, token, None).await
+    }
+
+    /// [`Self::ws`] from the local address `source` (the kernel's choice when `None`): each
+    /// loopback address has its own range of ephemeral ports.
+    pub async fn ws_from(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        source: Option<IpAddr>,
+    ) -> anyhow::Result<Ws> {
         let mut request = format!("ws://{}{}", self.addr, path).into_client_request()?;
         if let Some(token) = token {
             request.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
@@ -60,8 +71,19 @@ impl Target {
         // Small buffers: the generator holds thousands of sockets and opens thousands per second
         // (tungstenite's default read buffer is 128 KiB, zeroed on every connect).
         let config = WebSocketConfig::default().read_buffer_size(4 * 1024).write_buffer_size(0);
-        // Nagle off: one small frame per request, latency is what we measure.
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+        let Some(source) = source else {
+            // Nagle off: one small frame per request, latency is what we measure.
+            let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
+            return Ok(ws);
+        };
+        let socket = if self.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        // Ports of earlier runs' closed sockets linger in TIME_WAIT: reusable for a new bind.
+        socket.set_reuseaddr(true)?;
+        socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("binding to {source}"))?;
+        let stream = socket.connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        let stream = MaybeTlsStream::Plain(stream);
+        let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
         Ok(ws)
     }
 

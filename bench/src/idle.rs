@@ -1,11 +1,23 @@
 //! Workload 5, idle authenticated sockets: the server's resident memory (VmRSS of `--pid`)
 //! before and after opening `--sockets` sockets that each received their welcome frame.
+//!
+//! With `--scale`, the sockets are held open (each answering the server's pings) from loopback
+//! source addresses 127.0.0.2 onward, one per `--per-source` sockets, since one address has only
+//! about 28,000 ephemeral ports; then, at that size, the server's CPU while idle over
+//! `--window-s` seconds (pings included: make the window longer than the server's ping interval)
+//! and handshakes/s, the handshake workload's loop run from 127.0.0.1 while the sockets are held.
 
-use crate::common::{bounded, round1, Target};
+use crate::common::{bounded, round1, Target, Ws};
+use crate::handshake::{self, Tokens};
 use anyhow::{bail, Context};
 use clap::Args;
+use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
 
 #[derive(Args, Debug)]
 pub struct IdleArgs {
@@ -26,6 +38,21 @@ pub struct IdleArgs {
     /// Milliseconds to let the server settle before each reading
     #[arg(long, default_value_t = 2000)]
     pub settle_ms: u64,
+    /// The scale run: hold the sockets, then measure idle CPU and handshakes/s at that size
+    #[arg(long)]
+    pub scale: bool,
+    /// Scale run: held sockets per loopback source address (127.0.0.2, 127.0.0.3, ...)
+    #[arg(long, default_value_t = 25_000)]
+    pub per_source: usize,
+    /// Scale run: seconds of the idle CPU window (longer than the server's ping interval)
+    #[arg(long, default_value_t = 15.0)]
+    pub window_s: f64,
+    /// Scale run: seconds of handshakes at size
+    #[arg(long, default_value_t = 10.0)]
+    pub handshake_s: f64,
+    /// Scale run: concurrent handshake loops
+    #[arg(long, default_value_t = 20)]
+    pub handshake_workers: usize,
 }
 
 /// VmRSS of `pid`, in KiB.
@@ -36,28 +63,140 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     line.split_whitespace().nth(1).context("empty VmRSS line")?.parse().context("VmRSS is not a number")
 }
 
+/// CPU seconds (user + system) `pid` used so far, from /proc/PID/stat.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // After the parenthesised command name, utime and stime are the 12th and 13th fields.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
+    // USER_HZ is 100 on Linux.
+    Ok(ticks as f64 / 100.0)
+}
+
+/// The source address of held socket `i`: 127.0.0.2 for the first `per_source`, and so on.
+fn source_of(i: usize, per_source: usize) -> IpAddr {
+    let n = u32::try_from(2 + i / per_source.max(1)).unwrap_or(u32::MAX).min(0x00ff_fffe);
+    IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
+}
+
 pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     let token = args.target.token().await?;
     let settle = Duration::from_millis(args.settle_ms);
     tokio::time::sleep(settle).await;
     let before = rss_kib(args.pid)?;
-    let results =
-        bounded(args.sockets, args.concurrency, |_| args.target.ws_welcomed(&args.path, token.as_deref()))
-            .await;
+    let started = std::time::Instant::now();
+    let results = bounded(args.sockets, args.concurrency, |i| {
+        let source = args.scale.then(|| source_of(i, args.per_source));
+        let (target, path, token) = (&args.target, &args.path, token.as_deref());
+        async move {
+            let mut ws = target.ws_from(path, token, source).await?;
+            crate::common::next_text(&mut ws, Duration::from_secs(10)).await?;
+            anyhow::Ok(ws)
+        }
+    })
+    .await;
+    let open_s = started.elapsed().as_secs_f64();
     let failed = results.iter().filter(|r| r.is_err()).count();
+    let first_error = results.iter().find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
     let sockets: Vec<_> = results.into_iter().filter_map(Result::ok).collect();
     if sockets.is_empty() {
-        bail!("no socket opened");
+        bail!("no socket opened: {}", first_error.unwrap_or_default());
     }
-    tokio::time::sleep(settle).await;
-    let after = rss_kib(args.pid)?;
     let opened = sockets.len();
-    drop(sockets);
-    Ok(json!({
+    let mut line = json!({
+        "path": args.path,
         "sockets": opened,
         "failed": failed,
-        "rss_before_kib": before,
-        "rss_after_kib": after,
-        "kib_per_socket": round1(after.saturating_sub(before) as f64 / opened as f64),
-    }))
+        "first_error": first_error,
+        "open_s": round1(open_s),
+        "scale": args.scale,
+    });
+    if args.scale {
+        let held = Held::spawn(sockets);
+        tokio::time::sleep(settle).await;
+        memory(&mut line, before, rss_kib(args.pid)?, opened);
+        at_size(&args, token, &held, &mut line).await?;
+    } else {
+        tokio::time::sleep(settle).await;
+        memory(&mut line, before, rss_kib(args.pid)?, opened);
+        drop(sockets);
+    }
+    Ok(line)
+}
+
+fn memory(line: &mut Value, before: u64, after: u64, sockets: usize) {
+    line["rss_before_kib"] = json!(before);
+    line["rss_after_kib"] = json!(after);
+    line["kib_per_socket"] = json!(round1(after.saturating_sub(before) as f64 / sockets as f64));
+}
+
+/// Sockets held open, each read by a task of its own so that the server's pings are answered.
+struct Held {
+    pings: Arc<AtomicU64>,
+    ended: Arc<AtomicU64>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Held {
+    fn spawn(sockets: Vec<Ws>) -> Held {
+        let (pings, ended) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let tasks = sockets
+            .into_iter()
+            .map(|mut ws| {
+                let (pings, ended) = (pings.clone(), ended.clone());
+                tokio::spawn(async move {
+                    // tungstenite queues the pong on reading a ping and sends it on the next read.
+                    while let Some(Ok(message)) = ws.next().await {
+                        if matches!(message, Message::Ping(_)) {
+                            pings.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    ended.fetch_add(1, Ordering::Relaxed);
+                })
+            })
+            .collect();
+        Held { pings, ended, tasks }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// The server's CPU over the idle window, then handshakes/s, with the sockets held.
+async fn at_size(
+    args: &IdleArgs,
+    token: Option<String>,
+    held: &Held,
+    line: &mut Value,
+) -> anyhow::Result<()> {
+    let (pings0, cpu0) = (held.pings.load(Ordering::Relaxed), cpu_seconds(args.pid)?);
+    let window = std::time::Instant::now();
+    tokio::time::sleep(crate::common::secs(args.window_s)).await;
+    let (seconds, cpu) = (window.elapsed().as_secs_f64(), cpu_seconds(args.pid)? - cpu0);
+    line["idle_window_s"] = json!(round1(seconds));
+    line["idle_cpu_pct"] = json!(round1(cpu / seconds * 100.0));
+    line["pings_in_window"] = json!(held.pings.load(Ordering::Relaxed) - pings0);
+
+    let tokens = Arc::new(match token {
+        Some(token) => Tokens::Same(token),
+        None => Tokens::None,
+    });
+    let cycles =
+        handshake::cycles(&args.target, &args.path, tokens, args.handshake_workers, args.handshake_s).await?;
+    line["handshake_workers"] = json!(args.handshake_workers);
+    line["handshakes_per_s"] = json!(round1(cycles.per_second()));
+    line["handshake_p50_ms"] = cycles.latency.p50_ms();
+    line["handshake_p99_ms"] = cycles.latency.p99_ms();
+    line["handshake_errors"] = json!(cycles.errors);
+    line["rss_end_kib"] = json!(rss_kib(args.pid)?);
+    line["held_ended_early"] = json!(held.ended.load(Ordering::Relaxed));
+    line["sources"] = json!(args.sockets.div_ceil(args.per_source.max(1)));
+    line["nofile_limit"] = json!(rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).ok());
+    Ok(())
 }

@@ -7,8 +7,9 @@
 //!
 //! A fan-out line with `"nodes": N` above 1 counts as the workload `fanout-N-nodes`, one with
 //! `"case": "<case>"` as `fanout-<case>` (bare-broadcast's lines are system `bare`), a recovery
-//! line with `"store": "postgres"` as `recovery-postgres`, and a publish-rate line with
-//! `"senders": N` above 1 as `publish-senders` (`publish-senders-postgres`), rows of their own.
+//! line with `"store": "postgres"` as `recovery-postgres`, a publish-rate line with `"senders": N`
+//! above 1 as `publish-senders` (`publish-senders-postgres`), and an idle line with
+//! `"scale": true` as `idle-scale` (`idle-scale-chat` off `/secured-ws`), rows of their own.
 //! A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
@@ -43,6 +44,10 @@ fn workload_of(line: &Value) -> Option<String> {
         (_, Some(case)) if workload == "fanout" => return Some(format!("fanout-{case}")),
         _ => {}
     }
+    if workload == "idle" && line["scale"].as_bool() == Some(true) {
+        let chat = line["path"].as_str().is_some_and(|path| path != "/secured-ws");
+        return Some(if chat { "idle-scale-chat" } else { "idle-scale" }.to_owned());
+    }
     let store = line["store"].as_str().filter(|store| *store != "sqlite");
     if workload == "publish-rate" && line["senders"].as_u64().is_some_and(|n| n > 1) {
         return Some(store.map_or("publish-senders".to_owned(), |store| format!("publish-senders-{store}")));
@@ -55,7 +60,7 @@ fn workload_of(line: &Value) -> Option<String> {
 
 /// Lower is better for these; higher for the others.
 fn lower_is_better(workload: &str) -> bool {
-    workload == "idle" || workload.starts_with("recovery") || is_paced_fanout(workload)
+    workload.starts_with("idle") || workload.starts_with("recovery") || is_paced_fanout(workload)
 }
 
 /// Fan-outs at an offered rate: judged by their latency, not their (offered) deliveries/s.
@@ -70,7 +75,7 @@ fn headline(workload: &str) -> &'static str {
         "issuer-handshake" => "own_handshakes_per_s",
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
-        "idle" => "kib_per_socket",
+        w if w.starts_with("idle") => "kib_per_socket",
         w if is_paced_fanout(w) => "p99_ms",
         w if w.starts_with("fanout") => "deliveries_per_s",
         w if w.starts_with("recovery") => "median_ms",

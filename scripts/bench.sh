@@ -164,7 +164,7 @@ serve_wsguard() { # name port args...
     shift 2
     # Logging at warn, like the baseline's --log-level warning.
     (cd "$WORK" && WSGUARD_LOG=warn exec "$ROOT/target/release/wsguard" serve --bind "127.0.0.1:$port" \
-        --max-messages-per-sec 1000000 --max-sockets-per-user 100000 --max-message-bytes 65536 \
+        --max-messages-per-sec 1000000 --max-sockets-per-user 1000000 --max-message-bytes 65536 \
         --login-max-failures 1000000 --login-max-attempts-per-address 1000000 \
         --max-connections-per-address 1000000 \
         "$@" >"$WORK/$name.out" 2>"$WORK/$name.log") &
@@ -315,8 +315,7 @@ scale_idle() {
     [ "$SCALE_N" -gt 0 ] || return 0
     for path in /secured-ws /chat/ws; do
         serve_wsguard idle-scale "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
-            --ping-interval "${SCALE_PING_S}s" --max-connections $((SCALE_N + 500)) \
-            --max-sockets-per-user $((SCALE_N + 500)) || return 0
+            --ping-interval "${SCALE_PING_S}s" --max-connections $((SCALE_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --path "$path" \
             --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S"
         kill "$SERVE_PID" 2>/dev/null || true

@@ -24,6 +24,30 @@ async fn two_nodes(redis: &str, extra: &[&str]) -> (Server, Server, Schema) {
 }
 
 /// Redis and PostgreSQL answer (or, outside CI, the test is skipped).
+/// Two nodes whose config holds one namespace (`fields`: its name and more), anyone subscribing
+/// and subscribers publishing; the config's folder lives as long as the returned guard.
+async fn two_nodes_with_namespace(fields: &str) -> (Server, Server, Schema, tempfile::TempDir) {
+    let config = tempfile::tempdir().unwrap();
+    let path = config.path().join("wsguard.toml");
+    let namespace = format!("[[namespaces]]\n{fields}\nsubscribe = \"any\"\npublish = \"subscribers\"\n");
+    std::fs::write(&path, namespace).unwrap();
+    let config_arg = format!("--config={}", path.display());
+    let (a, b, schema) = two_nodes(REDIS, &[&config_arg, "--max-messages-per-sec=1000"]).await;
+    (a, b, schema, config)
+}
+
+/// John on node `a` and Jane on node `b`, each subscribed to `channel`.
+async fn subscribed_on_both(a: &Server, b: &Server, channel: &str) -> Vec<Ws> {
+    let mut sockets = Vec::new();
+    for (node, user, password) in [(a, "johndoe", "secret"), (b, "janedoe", "secret2")] {
+        let mut ws = chat(node, user, password).await;
+        send(&mut ws, &json!({"type": "subscribe", "channel": channel}).to_string()).await;
+        next_of(&mut ws, "subscribed", Duration::from_secs(5)).await;
+        sockets.push(ws);
+    }
+    sockets
+}
+
 fn services() -> bool {
     service("Redis", REDIS) && service("PostgreSQL", POSTGRES)
 }
@@ -359,23 +383,9 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order(
     if !services() {
         return;
     }
-    let config = tempfile::tempdir().unwrap();
-    let path = config.path().join("wsguard.toml");
-    std::fs::write(
-        &path,
-        "[[namespaces]]\nname = \"room\"\nsubscribe = \"any\"\npublish = \"subscribers\"\n",
-    )
-    .unwrap();
-    let config_arg = format!("--config={}", path.display());
-    let (a, b, schema) = two_nodes(REDIS, &[&config_arg, "--max-messages-per-sec=1000"]).await;
+    let (a, b, schema, _config) = two_nodes_with_namespace("name = \"room\"").await;
     const EACH: i64 = 40;
-    let mut sockets = Vec::new();
-    for (node, user, password) in [(&a, "johndoe", "secret"), (&b, "janedoe", "secret2")] {
-        let mut ws = chat(node, user, password).await;
-        send(&mut ws, &json!({"type": "subscribe", "channel": "room:x"}).to_string()).await;
-        next_of(&mut ws, "subscribed", Duration::from_secs(5)).await;
-        sockets.push(ws);
-    }
+    let mut sockets = subscribed_on_both(&a, &b, "room:x").await;
     // Both subscribed on both nodes before anyone publishes.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for ws in &mut sockets {
@@ -406,23 +416,9 @@ async fn unnumbered_publications_from_both_nodes_reach_everyone_in_one_order() {
     if !services() {
         return;
     }
-    let config = tempfile::tempdir().unwrap();
-    let path = config.path().join("wsguard.toml");
-    std::fs::write(
-        &path,
-        "[[namespaces]]\nname = \"live\"\nsubscribe = \"any\"\npublish = \"subscribers\"\nhistory_size = 0\n",
-    )
-    .unwrap();
-    let config_arg = format!("--config={}", path.display());
-    let (a, b, schema) = two_nodes(REDIS, &[&config_arg, "--max-messages-per-sec=1000"]).await;
+    let (a, b, schema, _config) = two_nodes_with_namespace("name = \"live\"\nhistory_size = 0").await;
     const EACH: usize = 40;
-    let mut sockets = Vec::new();
-    for (node, user, password) in [(&a, "johndoe", "secret"), (&b, "janedoe", "secret2")] {
-        let mut ws = chat(node, user, password).await;
-        send(&mut ws, &json!({"type": "subscribe", "channel": "live:x"}).to_string()).await;
-        next_of(&mut ws, "subscribed", Duration::from_secs(5)).await;
-        sockets.push(ws);
-    }
+    let mut sockets = subscribed_on_both(&a, &b, "live:x").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Both nodes publish at once, interleaved.
     for i in 0..EACH {

@@ -1,5 +1,5 @@
 //! bare-broadcast: the fan-out ceiling. A WebSocket server on tokio-tungstenite with the very
-//! settings of bare-echo (and of wsguard's sockets), no authentication, no store, no limits: the
+//! settings of bare-echo (`ceiling::config`), no authentication, no store, no limits: the
 //! URL path names a channel, and every text frame a socket sends goes to every socket on that
 //! channel, the sender included. Once a socket follows its channel it is sent
 //! `{"type":"subscribed","channel":"<path>"}`, so a client knows when broadcasts reach it.
@@ -7,31 +7,19 @@
 //! A frame is shared, not copied: the received text (reference-counted bytes) goes through a
 //! `tokio::sync::broadcast` channel to each socket's task, which writes it to its socket.
 
+mod ceiling;
+
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-/// The largest message, as wsguard's `--max-message-bytes 65536` in the benchmark.
-const MAX_MESSAGE: usize = 64 * 1024;
 /// Frames a socket may fall behind its channel before it misses some (it is then told nothing:
 /// the generator counts what is lost).
 const BACKLOG: usize = 1024;
-
-/// The socket settings of bare-echo and of wsguard (src/ws/mod.rs `configure`).
-fn config() -> WebSocketConfig {
-    WebSocketConfig::default()
-        .max_message_size(Some(MAX_MESSAGE))
-        .max_frame_size(Some(MAX_MESSAGE))
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(MAX_MESSAGE * 4)
-}
 
 /// Each channel's sender, by name; a channel goes when its last socket does.
 #[derive(Default)]
@@ -65,7 +53,8 @@ async fn serve(
         path = request.uri().path().trim_start_matches('/').to_owned();
         Ok(response)
     };
-    let mut ws = tokio_tungstenite::accept_hdr_async_with_config(stream, read_path, Some(config())).await?;
+    let mut ws =
+        tokio_tungstenite::accept_hdr_async_with_config(stream, read_path, Some(ceiling::config())).await?;
     let (sender, mut receiver) = channels.join(&path);
     let result = async {
         ws.send(Message::text(format!(r#"{{"type":"subscribed","channel":"{path}"}}"#))).await?;
@@ -97,14 +86,7 @@ async fn serve(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _ = rlimit::increase_nofile_limit(u64::MAX);
-    let bind: SocketAddr = match std::env::args().skip_while(|a| a != "--bind").nth(1) {
-        Some(addr) => addr.parse()?,
-        None => "127.0.0.1:8250".parse()?,
-    };
-    let listener = TcpListener::bind(bind).await?;
-    // Like wsguard: the first stdout line is the address.
-    println!("bare-broadcast listening on http://{}", listener.local_addr()?);
+    let listener = ceiling::listen("bare-broadcast", "127.0.0.1:8250").await?;
     let channels = Arc::new(Channels::default());
     loop {
         let (stream, _) = listener.accept().await?;

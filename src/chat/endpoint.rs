@@ -35,7 +35,11 @@ pub(crate) struct ChannelSocket {
     pub(super) socket: u64,
     pub(super) username: String,
     pub(super) following: BTreeMap<String, Following>,
-    inbox: outbox::Receiver,
+    /// What the hub delivers; `None` until the socket first follows a channel, so that a socket
+    /// that follows none costs the hub nothing.
+    inbox: Option<outbox::Receiver>,
+    /// Deliveries taken from the inbox, not yet put in order.
+    arrived: VecDeque<Delivery>,
     /// Frames put in order, waiting to be sent (missed publications fetched before a delivery).
     pub(super) pending: VecDeque<Utf8Bytes>,
     /// A delivery waiting for the publications missing before it: kept here while they are
@@ -46,14 +50,14 @@ pub(crate) struct ChannelSocket {
 impl ChannelSocket {
     pub(super) fn new(state: AppState, username: &str) -> ChannelSocket {
         let socket = NEXT_SOCKET.fetch_add(1, Ordering::Relaxed);
-        let inbox = state.hub.connect(socket, username);
         let following = BTreeMap::new();
         ChannelSocket {
             state,
             socket,
             username: username.to_owned(),
             following,
-            inbox,
+            inbox: None,
+            arrived: VecDeque::new(),
             pending: VecDeque::new(),
             sequencing: None,
         }
@@ -100,6 +104,9 @@ impl ChannelSocket {
         // Held back: nothing is numbered beyond i64::MAX.
         let cursor = channel.namespace.history.map(|_| Cursor { offset: i64::MAX, epoch: String::new() });
         let presence = channel.namespace.presence;
+        if self.inbox.is_none() {
+            self.inbox = Some(self.state.hub.connect(self.socket, &self.username));
+        }
         self.following.insert(channel.name.to_owned(), Following { view, presence, cursor });
         if !channels::follow(&self.state, self.socket, &self.username, channel, view).await {
             self.following.remove(channel.name);
@@ -246,13 +253,11 @@ impl Endpoint for ChannelSocket {
                 self.sequencing = None;
                 continue;
             }
-            match self.inbox.recv().await {
-                Some(delivery) => {
-                    if let Some(out) = self.take(delivery) {
-                        return out;
-                    }
-                }
-                None => return too_slow(),
+            let Some(inbox) = self.inbox.as_mut() else {
+                return std::future::pending().await;
+            };
+            if !inbox.wait_into(&mut self.arrived).await {
+                return too_slow();
             }
         }
     }
@@ -265,8 +270,18 @@ impl Endpoint for ChannelSocket {
             if self.sequencing.is_some() {
                 return None;
             }
-            // An outbox the hub dropped is noticed by `outgoing`, once drained.
-            let delivery = self.inbox.try_recv()?;
+            let Some(delivery) = self.arrived.pop_front() else {
+                // What a burst grew this to is given back once it is sent.
+                if self.arrived.capacity() > outbox::KEPT_CAPACITY {
+                    self.arrived.shrink_to(outbox::KEPT_CAPACITY);
+                }
+                // An outbox the hub dropped is noticed by `outgoing`, once drained.
+                let inbox = self.inbox.as_mut()?;
+                if inbox.drain_into(&mut self.arrived) == 0 {
+                    return None;
+                }
+                continue;
+            };
             if let Some(out) = self.take(delivery) {
                 return Some(out);
             }
@@ -297,6 +312,9 @@ fn too_slow() -> Outgoing {
 impl Drop for ChannelSocket {
     /// Leaves every channel; presence is announced where the user is no longer in one.
     fn drop(&mut self) {
+        if self.inbox.is_none() {
+            return;
+        }
         let hub = &self.state.hub;
         hub.disconnect(self.socket);
         let following = std::mem::take(&mut self.following);

@@ -14,12 +14,12 @@ use crate::channels::namespaces::Namespaces;
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
 use crate::quota::Quota;
+use crate::shutdown::Shutdown;
 use crate::store::{self, DynStore};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 pub(crate) struct Inner {
     pub(crate) config: Config,
@@ -35,7 +35,7 @@ pub(crate) struct Inner {
     /// Shared with the connection caps (`connections`), which count before any request exists.
     pub(crate) metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
-    pub(crate) shutdown: CancellationToken,
+    pub(crate) shutdown: Shutdown,
     /// Chat text each user may still store today.
     pub(crate) chat_quota: Quota,
     /// Places for sockets without a token (`--max-anonymous-sockets`).
@@ -80,11 +80,11 @@ impl AppState {
             settings.refresh_ttl,
         );
         let issuers = TrustedIssuers::load(&config.sections.trusted_issuers)?;
-        let shutdown = CancellationToken::new();
+        let shutdown = Shutdown::default();
         let hub = Arc::new(Hub::default());
         let broker: DynBroker = match &config.broker_url {
             Some(url) => {
-                RedisBroker::start(url, &config.cluster, hub.clone(), leave_frame, shutdown.clone()).await?
+                RedisBroker::start(url, &config.cluster, hub.clone(), leave_frame, shutdown.token()).await?
             }
             None => Arc::new(InProcess::new(hub.clone())),
         };

@@ -21,6 +21,7 @@ mod metrics;
 mod private_files;
 mod quota;
 mod server;
+mod shutdown;
 pub mod store;
 mod tls;
 mod ws;

@@ -109,7 +109,7 @@ fn follow_keys(state: AppState) {
 fn follow_issuers(state: &AppState) {
     for (issuer, jwks) in state.auth.issuers.published() {
         tracing::info!(issuer = issuer.label(), url = %jwks.url, "following a trusted issuer's keys");
-        jwks.clone().follow(state.shutdown.clone());
+        jwks.clone().follow(state.shutdown.token());
     }
 }
 
@@ -117,7 +117,7 @@ fn follow_issuers(state: &AppState) {
 /// `--tls-reload-interval`), so a renewed certificate is presented without a restart. Without TLS,
 /// SIGHUP is only logged: it must not end the process, its default action.
 fn follow_certificate(state: &AppState, certificates: Option<Arc<Certificates>>, mut hangup: Hangup) {
-    let shutdown = state.shutdown.clone();
+    let shutdown = state.shutdown.token();
     let every = state.config.tls_reload_interval;
     let mut poll = (certificates.is_some() && !every.is_zero()).then(|| {
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -171,7 +171,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = AppState::new(config, crate::channels::protocol::left).await?;
     follow_revocations(state.clone()).await?;
-    state.api_keys.clone().follow(state.store.clone(), state.shutdown.clone()).await?;
+    state.api_keys.clone().follow(state.store.clone(), state.shutdown.token()).await?;
     follow_keys(state.clone());
     follow_issuers(&state);
     follow_certificate(&state, certificates, hangup);
@@ -187,10 +187,10 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(async move {
         shutdown_signals.recv().await;
         tracing::info!("shutting down");
-        shutdown.cancel();
+        shutdown.begin();
     });
     let app = crate::http::service(state.clone(), routes());
-    let stop = state.shutdown.clone();
+    let stop = state.shutdown.token();
     let server = async {
         match tls {
             None => connections::serve(Plain::new(listener, caps), app, stop).await,
@@ -201,7 +201,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         }
     };
     // A client that never finishes its request must not keep the process alive.
-    let stopped = state.shutdown.clone();
+    let stopped = state.shutdown.token();
     let grace_over = async move {
         stopped.cancelled().await;
         tokio::time::sleep(REQUEST_GRACE).await;

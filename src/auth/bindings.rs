@@ -21,6 +21,10 @@ impl SocketSignal {
         self.notify.notify_one();
     }
 
+    pub(crate) fn is_revoked(&self) -> bool {
+        self.revoked.load(Ordering::Acquire)
+    }
+
     /// Waits until the socket's token or login is revoked.
     pub(crate) async fn revoked(&self) {
         while !self.revoked.load(Ordering::Acquire) {

@@ -7,6 +7,7 @@ pub(crate) mod close;
 mod echo;
 #[cfg(test)]
 mod footprint;
+mod gate;
 pub(crate) mod socket;
 
 use crate::app::AppState;

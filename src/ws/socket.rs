@@ -3,6 +3,7 @@
 //! it expires, close 4001 when it does, close 4003 when it is revoked, in-band refresh.
 
 use super::close::{self, Close};
+use super::gate::Gated;
 use crate::app::AppState;
 use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
@@ -67,6 +68,40 @@ enum Step {
     Gone,
 }
 
+/// What woke the loop.
+enum Woken {
+    Shutdown,
+    Revoked,
+    Timer,
+    Pushed(Outgoing),
+    Received(Option<Result<Message, axum::Error>>),
+}
+
+/// The socket's deadlines, all on one timer: the next ping tick, and the token's expiry (with
+/// its warning before).
+struct Deadlines {
+    ping_every: Duration,
+    next_ping: Instant,
+    /// The `exp` that `expiry` was computed for.
+    armed_for: Option<i64>,
+    expiry: Option<Instant>,
+}
+
+impl Deadlines {
+    fn new(ping_every: Duration) -> Deadlines {
+        Deadlines { ping_every, next_ping: Instant::now() + ping_every, armed_for: None, expiry: None }
+    }
+
+    /// When the timer must fire next: the ping tick, or the warning or expiry if sooner.
+    fn earliest(&self, warned: bool, warning: Duration) -> Instant {
+        let Some(expiry) = self.expiry else {
+            return self.next_ping;
+        };
+        let warn_at = if warned { expiry } else { expiry.checked_sub(warning).unwrap_or(expiry) };
+        self.next_ping.min(warn_at)
+    }
+}
+
 /// A live socket and everything its loop keeps between frames.
 pub(crate) struct Socket<E> {
     ws: WebSocket,
@@ -107,62 +142,95 @@ impl<E: Endpoint> Socket<E> {
         }
     }
 
-    /// The loop: whichever comes first of shutdown, revocation, expiry, its warning, the ping
-    /// tick, a pushed frame and a received one. The timers live across iterations (re-armed only
-    /// when the token changes), so a message costs no timer registration.
+    /// The loop: whichever comes first of shutdown, revocation, the timer (the ping tick, the
+    /// expiry warning, the expiry), a pushed frame and a received one. One timer serves all three
+    /// deadlines and is re-armed only when the earliest moves, so a message costs no timer
+    /// registration; shutdown and revocation are looked at through their flags (`Gated`), so a
+    /// wake-up costs no lock.
     async fn serve(&mut self) -> Step {
-        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let (expiry, warning) = (sleep_until(far), sleep_until(far));
-        tokio::pin!(expiry, warning);
-        let mut armed_for: Option<i64> = None;
-        let mut ping = tokio::time::interval_at(
-            Instant::now() + self.state.config.socket.ping_interval,
-            self.state.config.socket.ping_interval,
-        );
-        let shutdown = self.state.shutdown.clone();
-        let shutdown = shutdown.cancelled();
+        let state = self.state.clone();
+        let cancelled = state.shutdown.cancelled();
+        tokio::pin!(cancelled);
+        let mut shutdown = Gated::new(cancelled, || state.shutdown.has_begun());
         let signal = self.bound.as_ref().map(|b| b.binding.signal.clone());
-        let revoked = async move {
-            match signal {
+        let revocation = async {
+            match &signal {
                 Some(signal) => signal.revoked().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::pin!(shutdown, revoked);
+        tokio::pin!(revocation);
+        let mut revoked = Gated::new(revocation, || signal.as_ref().is_some_and(|s| s.is_revoked()));
+        let mut deadlines = Deadlines::new(self.state.config.socket.ping_interval);
+        let timer = sleep_until(deadlines.next_ping);
+        tokio::pin!(timer);
+        let mut fired = false;
         loop {
             let exp = self.bound.as_ref().map(|b| b.identity.claims.exp);
-            if exp != armed_for {
-                armed_for = exp;
-                let at = self.bound.as_ref().map_or(far, |b| deadline(&b.identity.claims));
-                expiry.as_mut().reset(at);
-                warning.as_mut().reset(
-                    at.checked_sub(self.state.config.socket.expiry_warning).unwrap_or_else(Instant::now),
-                );
+            if exp != deadlines.armed_for {
+                deadlines.armed_for = exp;
+                deadlines.expiry = self.bound.as_ref().map(|b| deadline(&b.identity.claims));
+            }
+            let at = deadlines.earliest(self.warned, self.state.config.socket.expiry_warning);
+            if fired || at != timer.deadline() {
+                timer.as_mut().reset(at);
+                fired = false;
             }
             // Frames already queued go out without polling anything else for them; the select
-            // below still checks shutdown, revocation and expiry after every batch.
+            // below still checks shutdown, revocation and the timer after every batch.
             if let Some(pushed) = self.endpoint.ready() {
                 let step = self.push(pushed).await;
                 if !matches!(step, Step::Continue) {
                     return step;
                 }
             }
-            let step = tokio::select! {
+            let woken = tokio::select! {
                 biased;
-                _ = &mut shutdown => Step::Close(Close::new(close::GOING_AWAY, "server shutting down")),
-                _ = &mut revoked => self.revoked(),
-                _ = &mut expiry, if armed_for.is_some() => self.expired(),
-                _ = &mut warning, if armed_for.is_some() && !self.warned => {
-                    self.warn(expiry.deadline()).await
+                _ = &mut shutdown => Woken::Shutdown,
+                _ = &mut revoked => Woken::Revoked,
+                _ = &mut timer => Woken::Timer,
+                pushed = self.endpoint.outgoing() => Woken::Pushed(pushed),
+                received = self.ws.recv() => Woken::Received(received),
+            };
+            // Handled after the select, whose futures are gone by then: the socket's task is
+            // sized by the largest of these, not by the select's futures and these together.
+            let step = match woken {
+                Woken::Shutdown => Step::Close(Close::new(close::GOING_AWAY, "server shutting down")),
+                Woken::Revoked => self.revoked(),
+                Woken::Timer => {
+                    fired = true;
+                    self.on_timer(&mut deadlines).await
                 }
-                _ = ping.tick() => self.tick().await,
-                pushed = self.endpoint.outgoing() => self.push(pushed).await,
-                received = self.ws.recv() => self.receive(received).await,
+                Woken::Pushed(pushed) => self.push(pushed).await,
+                Woken::Received(received) => self.receive(received).await,
             };
             if !matches!(step, Step::Continue) {
                 return step;
             }
         }
+    }
+
+    /// The timer fired: whichever of expiry, its warning and the ping tick is due.
+    async fn on_timer(&mut self, deadlines: &mut Deadlines) -> Step {
+        let now = Instant::now();
+        if let Some(expiry) = deadlines.expiry {
+            if now >= expiry {
+                return self.expired();
+            }
+            let warning = self.state.config.socket.expiry_warning;
+            if !self.warned && now >= expiry.checked_sub(warning).unwrap_or(now) {
+                let step = self.warn(expiry).await;
+                if !matches!(step, Step::Continue) {
+                    return step;
+                }
+            }
+        }
+        if now >= deadlines.next_ping {
+            // Like an interval that skips what it missed: at most one tick per period.
+            deadlines.next_ping = (deadlines.next_ping + deadlines.ping_every).max(now);
+            return self.tick().await;
+        }
+        Step::Continue
     }
 
     fn revoked(&self) -> Step {

@@ -157,19 +157,49 @@ impl Hub {
                 too_slow.push(*socket);
             }
         }
-        for socket in too_slow {
-            tracing::warn!(socket, "outbox full: dropping a slow socket");
-            let channels: Vec<String> =
-                state.members.get(&socket).map(|m| m.channels.iter().cloned().collect()).unwrap_or_default();
-            for channel in channels {
-                state.leave(socket, &channel);
+        state.drop_too_slow(too_slow);
+    }
+
+    /// Several events of one channel, in order, queued together: each socket takes them in one
+    /// wake-up and writes them in one go, which is most of what a delivery costs.
+    pub(crate) fn deliver_all(&self, channel: &str, batch: Vec<Frames>) {
+        let mut state = self.state.lock().expect("hub lock poisoned");
+        let Some((channel, sockets)) = state.channels.get_key_value(channel) else {
+            return;
+        };
+        let events: Vec<Arc<Event>> =
+            batch.into_iter().map(|frames| Arc::new(Event { channel: channel.clone(), frames })).collect();
+        let mut too_slow = Vec::new();
+        for (socket, view) in sockets {
+            let Some(member) = state.members.get(socket) else {
+                continue;
+            };
+            let told = |event: &&Arc<Event>| event.frames.for_view(*view).is_some();
+            let count = events.iter().filter(told).count();
+            let deliveries =
+                events.iter().filter(told).map(|event| Delivery { event: event.clone(), view: *view });
+            if let Err(TrySendError::Full) = member.outbox.try_send_all(count, deliveries) {
+                too_slow.push(*socket);
             }
-            state.members.remove(&socket);
         }
+        state.drop_too_slow(too_slow);
     }
 }
 
 impl State {
+    /// Drops each socket whose outbox was full from the hub: its outbox closes once drained.
+    fn drop_too_slow(&mut self, too_slow: Vec<u64>) {
+        for socket in too_slow {
+            tracing::warn!(socket, "outbox full: dropping a slow socket");
+            let channels: Vec<String> =
+                self.members.get(&socket).map(|m| m.channels.iter().cloned().collect()).unwrap_or_default();
+            for channel in channels {
+                self.leave(socket, &channel);
+            }
+            self.members.remove(&socket);
+        }
+    }
+
     fn user_in_channel(&self, username: &str, channel: &str) -> bool {
         self.channels
             .get(channel)
@@ -253,6 +283,45 @@ mod tests {
         assert_eq!(a.as_str(), "room frame");
         assert_eq!(a.as_ptr(), b.as_ptr(), "one frame shared by both sockets");
         assert_eq!(three.frame().map(|f| f.as_str()), Some("channel frame"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_reaches_each_socket_in_order_in_one_take() {
+        let hub = Hub::default();
+        let mut room = hub.connect(1, "john");
+        let mut channel_only = hub.connect(2, "jane");
+        hub.join(1, "r", View::Room);
+        hub.join(2, "r", View::Channel);
+        let frames = |n: usize| Frames { room: Some(format!("room {n}").into()), ..Frames::default() };
+        let mut batch: Vec<Frames> = (0..3).map(frames).collect();
+        batch[1].channel = Some("channel 1".into());
+        hub.deliver_all("r", batch);
+        let mut taken = std::collections::VecDeque::new();
+        assert_eq!(room.drain_into(&mut taken), 3);
+        let texts: Vec<_> = taken.iter().map(|d| d.frame().unwrap().to_string()).collect();
+        assert_eq!(texts, ["room 0", "room 1", "room 2"]);
+        taken.clear();
+        assert_eq!(channel_only.drain_into(&mut taken), 1, "only what its view is told of");
+        assert_eq!(taken[0].frame().map(|f| f.as_str()), Some("channel 1"));
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_does_not_fit_drops_the_socket() {
+        let hub = Hub::default();
+        let _slow = hub.connect(1, "slow");
+        hub.join(1, "r", View::Room);
+        hub.deliver_all(
+            "r",
+            (0..OUTBOX_FRAMES - 1)
+                .map(|i| Frames { room: Some(i.to_string().into()), ..Frames::default() })
+                .collect(),
+        );
+        assert!(hub.is_member(1, "r"));
+        hub.deliver_all(
+            "r",
+            (0..2).map(|i| Frames { room: Some(i.to_string().into()), ..Frames::default() }).collect(),
+        );
+        assert!(!hub.is_member(1, "r"), "dropped rather than given part of the batch");
     }
 
     #[tokio::test]

@@ -22,6 +22,14 @@ pub(crate) struct BrokerError(String);
 pub(crate) trait Broker: Send + Sync + 'static {
     /// Sends a channel event, rendered for each view, to the channel's members on every node.
     async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError>;
+    /// Sends several events of one channel, in order, as [`Self::publish`] does each: a broker
+    /// that can hands them to each socket together.
+    async fn publish_all(&self, channel: &str, batch: Vec<Frames>) -> Result<(), BrokerError> {
+        for frames in batch {
+            self.publish(channel, frames).await?;
+        }
+        Ok(())
+    }
     /// This node has local members in `channel` now: start receiving its events.
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError>;
     /// This node has no local members in `channel` any more.
@@ -184,6 +192,11 @@ impl InProcess {
 impl Broker for InProcess {
     async fn publish(&self, channel: &str, frames: Frames) -> Result<(), BrokerError> {
         self.hub.deliver(channel, frames);
+        Ok(())
+    }
+
+    async fn publish_all(&self, channel: &str, batch: Vec<Frames>) -> Result<(), BrokerError> {
+        self.hub.deliver_all(channel, batch);
         Ok(())
     }
 

@@ -80,6 +80,35 @@ impl Sender {
     }
 }
 
+impl Sender {
+    /// Queues the `count` `deliveries`, or none when they do not all fit (or the socket is
+    /// gone): one lock and at most one wake-up for a batch.
+    pub(crate) fn try_send_all(
+        &self,
+        count: usize,
+        deliveries: impl Iterator<Item = Delivery>,
+    ) -> Result<(), TrySendError> {
+        if count == 0 {
+            return Ok(());
+        }
+        if Arc::strong_count(&self.0) == 1 {
+            return Err(TrySendError::Closed);
+        }
+        let mut queue = self.0.queue.lock().expect("outbox lock poisoned");
+        if queue.len() + count > self.0.bound {
+            return Err(TrySendError::Full);
+        }
+        let was_empty = queue.is_empty();
+        queue.extend(deliveries);
+        self.0.queued.store(queue.len(), Ordering::Release);
+        drop(queue);
+        if was_empty {
+            self.0.waker.wake();
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Sender {
     fn drop(&mut self) {
         self.0.closed.store(true, Ordering::Release);

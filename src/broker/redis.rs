@@ -300,6 +300,24 @@ impl Broker for RedisBroker {
         conn.publish::<_, _, ()>(self.redis_channel(channel), message).await.map_err(failed)
     }
 
+    /// Numbered publications go to this node's sockets together, then to Redis in one pipeline;
+    /// a batch with unnumbered events goes through Redis one by one, as [`Self::publish`] does.
+    async fn publish_all(&self, channel: &str, batch: Vec<Frames>) -> Result<(), BrokerError> {
+        if !batch.iter().all(|frames| frames.numbered.is_some()) {
+            for frames in batch {
+                self.publish(channel, frames).await?;
+            }
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for frames in &batch {
+            pipe.publish(self.redis_channel(channel), frames.encode(Some(self.node.as_str()))).ignore();
+        }
+        self.hub.deliver_all(channel, batch);
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(failed)
+    }
+
     async fn subscribe(&self, channel: &str) -> Result<(), BrokerError> {
         self.wanted.lock().expect("wanted lock").insert(channel.to_owned());
         let mut sink = self.sink.lock().await;

@@ -7,7 +7,7 @@ pub(crate) mod namespaces;
 pub mod protocol;
 
 use crate::app::AppState;
-use crate::broker::{Change, Presence, View};
+use crate::broker::{Change, Frames, Presence, View};
 use crate::store::{Publication, StoreError};
 use namespaces::Channel;
 use serde_json::Value;
@@ -23,13 +23,78 @@ pub(crate) async fn publish(
     sender: Option<&str>,
     data: &Value,
 ) -> Result<Option<i64>, StoreError> {
+    let (publication, epoch) = store(state, channel, sender, data).await?;
+    let frames = protocol::publication(&publication, data, &epoch);
+    if let Err(err) = state.broker.publish(channel.name, frames).await {
+        tracing::warn!(error = %err, channel = channel.name, "fan-out failed");
+    }
+    state.metrics.publications.inc();
+    Ok((publication.offset > 0).then_some(publication.offset))
+}
+
+/// Publishes each of `batch` from `sender`, as [`publish`] does, and answers each in order. They
+/// are stored together (one group commit) and each channel's run of them is fanned out together,
+/// so a subscriber takes them in one wake-up and one write: what a client's publications that
+/// arrived together cost is shared.
+pub(crate) async fn publish_all(
+    state: &AppState,
+    batch: &[(Channel<'_>, Value)],
+    sender: Option<&str>,
+) -> Vec<Result<Option<i64>, StoreError>> {
+    // Each is queued for the store's writer when first polled, in order: the offsets follow it.
+    let stored = futures_util::future::join_all(
+        batch.iter().map(|(channel, data)| store(state, channel, sender, data)),
+    )
+    .await;
+    let mut answers = Vec::with_capacity(batch.len());
+    let mut run: Vec<Frames> = Vec::new();
+    let mut run_channel = "";
+    for ((channel, data), stored) in batch.iter().zip(stored) {
+        let (publication, epoch) = match stored {
+            Ok(stored) => stored,
+            Err(err) => {
+                answers.push(Err(err));
+                continue;
+            }
+        };
+        if channel.name != run_channel {
+            fan_out_all(state, run_channel, std::mem::take(&mut run)).await;
+            run_channel = channel.name;
+        }
+        run.push(protocol::publication(&publication, data, &epoch));
+        answers.push(Ok((publication.offset > 0).then_some(publication.offset)));
+    }
+    fan_out_all(state, run_channel, run).await;
+    answers
+}
+
+/// Hands a run of one channel's publications to the broker.
+async fn fan_out_all(state: &AppState, channel: &str, run: Vec<Frames>) {
+    if run.is_empty() {
+        return;
+    }
+    let published = run.len() as u64;
+    if let Err(err) = state.broker.publish_all(channel, run).await {
+        tracing::warn!(error = %err, channel, "fan-out failed");
+    }
+    state.metrics.publications.inc_by(published);
+}
+
+/// Stores `data` as `channel`'s next publication where its namespace keeps history (else only
+/// stamps it): the publication and the channel's epoch (`""` without history).
+async fn store(
+    state: &AppState,
+    channel: &Channel<'_>,
+    sender: Option<&str>,
+    data: &Value,
+) -> Result<(Publication, String), StoreError> {
     let text = data.to_string();
     let created_ms = now_ms();
-    let (publication, epoch) = match channel.namespace.history {
+    match channel.namespace.history {
         Some(retention) => {
             let (publication, position) =
                 state.store.publish(channel.name, sender, &text, created_ms, retention).await?;
-            (publication, position.epoch)
+            Ok((publication, position.epoch))
         }
         None => {
             let publication = Publication {
@@ -39,15 +104,9 @@ pub(crate) async fn publish(
                 data: text,
                 created_ms,
             };
-            (publication, String::new())
+            Ok((publication, String::new()))
         }
-    };
-    let frames = protocol::publication(&publication, data, &epoch);
-    if let Err(err) = state.broker.publish(channel.name, frames).await {
-        tracing::warn!(error = %err, channel = channel.name, "fan-out failed");
     }
-    state.metrics.publications.inc();
-    Ok((publication.offset > 0).then_some(publication.offset))
 }
 
 /// Adds a socket of `username` to `channel` on this node, seeing it in `view`; announces the user

@@ -63,7 +63,11 @@ impl ChannelSocket {
         }
     }
 
-    async fn apply(&mut self, command: Command, identity: Option<&Identity>) -> Result<Vec<String>, Refusal> {
+    pub(super) async fn apply(
+        &mut self,
+        command: Command,
+        identity: Option<&Identity>,
+    ) -> Result<Vec<String>, Refusal> {
         match command {
             Command::Join { room, since } => self.join(room, since).await,
             Command::Leave { room } => self.leave(room).await,
@@ -185,10 +189,7 @@ impl ChannelSocket {
         data: Value,
         reference: Option<String>,
     ) -> Result<Vec<String>, Refusal> {
-        protocol::check_ref(reference.as_deref())?;
-        let channel = self.state.namespaces.resolve(&name)?;
-        channel.may_publish(self.following.contains_key(channel.name))?;
-        let size = data.to_string().len() as u64;
+        let (channel, size) = self.check_publish(&name, &data, reference.as_deref())?;
         let offset = self.publish_from_user(&channel, &data, size).await?;
         Ok(vec![protocol::published(reference.as_deref(), offset)])
     }
@@ -202,7 +203,7 @@ impl ChannelSocket {
         size: u64,
     ) -> Result<Option<i64>, Refusal> {
         if self.state.chat_quota.take(&self.username, size).is_err() {
-            return Err(Refusal::new(ErrorCode::RateLimited, "daily quota reached; nothing was stored"));
+            return Err(super::batch::quota_reached());
         }
         channels::publish(&self.state, channel, Some(&self.username), data).await.map_err(|err| {
             self.state.chat_quota.give_back(&self.username, size);
@@ -217,6 +218,16 @@ pub(super) fn unavailable(err: StoreError) -> Refusal {
 }
 
 impl Endpoint for ChannelSocket {
+    const TAKES_BATCHES: bool = true;
+
+    async fn on_texts(
+        &mut self,
+        texts: Vec<Utf8Bytes>,
+        identity: Option<&Identity>,
+    ) -> (Vec<String>, Option<Close>) {
+        (self.answer_all(texts, identity).await, None)
+    }
+
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
         let result = match protocol::parse(text) {
             // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.

@@ -1,9 +1,10 @@
 //! The JSON sockets, `/chat/ws` and `/connect` (one handler): rooms with presence and history,
 //! and channels to subscribe and publish to. `endpoint` is one socket's state and its channel
-//! commands, `rooms` the chat's commands, `delivery` what reaches the socket put in order,
-//! `recovery` subscribing with `since`, `route` the endpoint. The wire format is
+//! commands, `rooms` the chat's commands, `batch` commands that arrived together, `delivery` what
+//! reaches the socket put in order, `recovery` subscribing with `since`, `route` the endpoint. The wire format is
 //! `channels::protocol`; the socket's life is the WebSocket layer's.
 
+mod batch;
 mod delivery;
 pub(crate) mod endpoint;
 mod recovery;

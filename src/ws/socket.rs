@@ -27,6 +27,29 @@ pub(crate) trait Endpoint: Send {
         identity: Option<&Identity>,
     ) -> impl Future<Output = Result<Vec<String>, Close>> + Send;
 
+    /// Whether text frames already waiting behind one are handed over together
+    /// ([`Self::on_texts`]). Off by default: looking costs a read per frame.
+    const TAKES_BATCHES: bool = false;
+
+    /// Text frames that arrived together, answered in order; by default one by one. What it
+    /// answered before a close is sent before closing.
+    fn on_texts(
+        &mut self,
+        texts: Vec<Utf8Bytes>,
+        identity: Option<&Identity>,
+    ) -> impl Future<Output = (Vec<String>, Option<Close>)> + Send {
+        async move {
+            let mut replies = Vec::new();
+            for text in texts {
+                match self.on_text(text.as_str(), identity).await {
+                    Ok(more) => replies.extend(more),
+                    Err(close) => return (replies, Some(close)),
+                }
+            }
+            (replies, None)
+        }
+    }
+
     /// A binary frame. Text protocols close with 1003.
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
         Err(Close::new(close::UNSUPPORTED_DATA, "binary frames are not accepted"))
@@ -52,6 +75,9 @@ pub(crate) enum Outgoing {
 
 /// The most pushed frames written before one flush.
 const PUSH_BATCH: usize = 64;
+
+/// The most text frames handed to an endpoint together.
+const TEXT_BATCH: usize = 64;
 
 /// A socket bound to a token: who it is, and its place among the bindings that revocations reach.
 pub(crate) struct Bound {
@@ -303,6 +329,7 @@ impl<E: Endpoint> Socket<E> {
                 }
                 match refresh_request(text.as_str()) {
                     Some(token) => Ok(vec![self.rebind(token).await]),
+                    None if E::TAKES_BATCHES => return Box::pin(self.receive_batch(text)).await,
                     None => {
                         self.endpoint.on_text(text.as_str(), self.bound.as_ref().map(|b| &b.identity)).await
                     }
@@ -331,6 +358,50 @@ impl<E: Endpoint> Socket<E> {
                 Step::Continue
             }
             Err(close) => Step::Close(close),
+        }
+    }
+
+    /// `first` and the text frames already waiting behind it (not a refresh: that is the
+    /// socket's), handed to the endpoint together; then whatever frame ended the batch.
+    async fn receive_batch(&mut self, first: Utf8Bytes) -> Step {
+        let mut texts = vec![first];
+        let mut after = None;
+        let mut limited = None;
+        while texts.len() < TEXT_BATCH {
+            // Polled without waiting; the loop's next poll registers the task's waker again.
+            let Some(received) = futures_util::FutureExt::now_or_never(self.ws.recv()) else {
+                break;
+            };
+            match received {
+                Some(Ok(Message::Text(text))) if refresh_request(text.as_str()).is_none() => {
+                    if let Some(step) = self.count_message() {
+                        limited = Some(step);
+                        break;
+                    }
+                    texts.push(text);
+                }
+                other => {
+                    after = Some(other);
+                    break;
+                }
+            }
+        }
+        let identity = self.bound.as_ref().map(|b| &b.identity);
+        let (replies, close) = self.endpoint.on_texts(texts, identity).await;
+        for reply in replies {
+            if !self.send(reply).await {
+                return Step::Gone;
+            }
+        }
+        if let Some(close) = close {
+            return Step::Close(close);
+        }
+        if let Some(step) = limited {
+            return step;
+        }
+        match after {
+            Some(received) => Box::pin(self.receive(received)).await,
+            None => Step::Continue,
         }
     }
 

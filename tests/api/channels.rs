@@ -3,9 +3,11 @@
 
 use crate::helpers::{next_json, send, spawn, Server, Ws};
 use crate::tokens::count_rows;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tempfile::TempDir;
+use tokio_tungstenite::tungstenite::Message;
 
 const NAMESPACES: &str = r#"
 [[namespaces]]
@@ -177,6 +179,59 @@ async fn rules_refuse_what_they_do_not_allow_and_store_nothing() {
     }
     assert_eq!(count_rows(&server.data_dir(), "publications").await, 0, "nothing stored");
     assert_eq!(command(&mut john, json!({"type": "ping"})).await["type"], "pong", "the socket stays open");
+}
+
+#[tokio::test]
+async fn commands_that_arrive_together_are_answered_and_published_in_order() {
+    let (server, _config) = server().await;
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let mut jane = connect(&server, "janedoe", "secret2").await;
+    subscribe(&mut john, "room:7").await;
+    subscribe(&mut jane, "room:7").await;
+    let publish =
+        |i: usize| json!({"type": "publish", "channel": "room:7", "data": i, "ref": format!("p{i}")});
+    // One write: runs of publications, broken by refused ones, a frame that is not JSON, a ping.
+    let mut frames: Vec<String> = (0..10).map(|i| publish(i).to_string()).collect();
+    frames
+        .push(json!({"type": "publish", "channel": "news:today", "data": 0, "ref": "api only"}).to_string());
+    frames
+        .push(json!({"type": "publish", "channel": "room:7", "data": 0, "ref": "r".repeat(65)}).to_string());
+    frames.push("not json".to_owned());
+    frames.extend((10..15).map(|i| publish(i).to_string()));
+    frames.push(json!({"type": "ping"}).to_string());
+    frames.extend((15..20).map(|i| publish(i).to_string()));
+    for frame in &frames {
+        jane.feed(Message::Text(frame.as_str().into())).await.unwrap();
+    }
+    jane.flush().await.unwrap();
+
+    let mut answers = Vec::new();
+    while answers.len() < frames.len() {
+        let frame = next_not_presence(&mut jane).await;
+        if frame["type"] != "publication" {
+            answers.push(frame);
+        }
+    }
+    let ack = |i: usize| json!({"type": "ack", "ref": format!("p{i}"), "offset": i + 1});
+    let mut expected: Vec<Value> = (0..10).map(ack).collect();
+    let error = |code: &str| (Some("error".to_owned()), Some(code.to_owned()));
+    let kinds: Vec<_> = answers[10..13]
+        .iter()
+        .map(|a| (a["type"].as_str().map(str::to_owned), a["code"].as_str().map(str::to_owned)))
+        .collect();
+    assert_eq!(kinds, [error("forbidden"), error("bad_request"), error("bad_request")], "{answers:?}");
+    expected.extend(answers[10..13].iter().cloned());
+    expected.extend((10..15).map(ack));
+    expected.push(json!({"type": "pong"}));
+    expected.extend((15..20).map(ack));
+    assert_eq!(answers, expected);
+
+    for i in 0..20 {
+        let publication = next_not_presence(&mut john).await;
+        assert_eq!((publication["offset"].as_u64(), publication["data"].as_u64()), (Some(i + 1), Some(i)));
+    }
+    quiet(&mut john, Duration::from_millis(200)).await;
+    assert_eq!(count_rows(&server.data_dir(), "publications").await, 20);
 }
 
 #[tokio::test]

@@ -388,11 +388,15 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order(
     let mut sockets = subscribed_on_both(&a, &b, "room:x").await;
     // Both subscribed on both nodes before anyone publishes.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Each socket's publications in one write: each node takes them as one batch (one commit,
+    // one fan-out, one pipeline to Redis).
     for ws in &mut sockets {
+        use futures_util::SinkExt;
         for i in 0..EACH {
             let frame = json!({"type": "publish", "channel": "room:x", "data": i, "ref": i.to_string()});
-            send(ws, &frame.to_string()).await;
+            ws.feed(tokio_tungstenite::tungstenite::Message::Text(frame.to_string().into())).await.unwrap();
         }
+        ws.flush().await.unwrap();
     }
     for ws in &mut sockets {
         let (mut acked, mut received) = (Vec::new(), Vec::new());

@@ -313,11 +313,15 @@ scale_idle() {
             "about $((want + 1000)) descriptors in the server and in the generator; running with $SCALE_N"
     fi
     [ "$SCALE_N" -gt 0 ] || return 0
+    # Each run from addresses of its own: the ports of the run before linger in TIME_WAIT.
+    local first_source=2
     for path in /secured-ws /chat/ws; do
         serve_wsguard idle-scale "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
             --ping-interval "${SCALE_PING_S}s" --max-connections $((SCALE_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --path "$path" \
-            --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S"
+            --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S" \
+            --first-source "$first_source"
+        first_source=$((first_source + (SCALE_N + 24999) / 25000))
         kill "$SERVE_PID" 2>/dev/null || true
         wait "$SERVE_PID" 2>/dev/null || true
     done
@@ -566,7 +570,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets."
     echo "- **Idle sockets at scale** (wsguard only): ${SCALE_N} authenticated sockets on \`/secured-ws\`, then"
     echo "  on \`/chat/ws\`, each on a fresh wsguard pinging every ${SCALE_PING_S} s, opened 100 at a time from"
-    echo "  127.0.0.2 onward (25,000 per address) and held, each answering pings. Memory per socket as"
+    echo "  127.0.0.2 onward (25,000 per address; the \`/chat/ws\` run from the next unused address) and"
+    echo "  held, each answering pings. Memory per socket as"
     echo "  above; the server's CPU (utime + stime) over ${SCALE_WINDOW_S} s of idling, pings included;"
     echo "  then handshakes/s, 20 workers for ${HS_S} s, from 127.0.0.1 while the sockets are held."
     echo "  The open-file limit (hard: $(ulimit -Hn)) caps the count; the log says when it did."
@@ -587,6 +592,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "  ${FANSAT_S} s; **100 publications/s**, the same channel at ${FAN_PACED_RATE} publications/s (100k"
     echo "  deliveries/s), ${FANPACED_S} s; **many channels**, ${FAN_MANY_SOCKETS} sockets in ${FAN_MANY_CHANNELS} channels of"
     echo "  $((FAN_MANY_SOCKETS / FAN_MANY_CHANNELS)), ${FAN_MANY_RATE} publications/s over all, ${FANMANY_S} s."
+    echo "  Publish commands that wait on the publisher's socket while wsguard is busy are taken together:"
+    echo "  stored in one commit and written to each member in one go. bare-broadcast forwards each frame"
+    echo "  as it reads it."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"

@@ -44,6 +44,10 @@ pub struct IdleArgs {
     /// Scale run: held sockets per loopback source address (127.0.0.2, 127.0.0.3, ...)
     #[arg(long, default_value_t = 25_000)]
     pub per_source: usize,
+    /// Scale run: the first source address is 127.0.0.N. A run right after another from the same
+    /// addresses finds their ports still in TIME_WAIT: it starts past them.
+    #[arg(long, default_value_t = 2)]
+    pub first_source: u32,
     /// Scale run: seconds of the idle CPU window (longer than the server's ping interval)
     #[arg(long, default_value_t = 15.0)]
     pub window_s: f64,
@@ -74,9 +78,9 @@ fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     Ok(ticks as f64 / 100.0)
 }
 
-/// The source address of held socket `i`: 127.0.0.2 for the first `per_source`, and so on.
-fn source_of(i: usize, per_source: usize) -> IpAddr {
-    let n = u32::try_from(2 + i / per_source.max(1)).unwrap_or(u32::MAX).min(0x00ff_fffe);
+/// The source address of held socket `i`: 127.0.0.`first` for the first `per_source`, and so on.
+fn source_of(i: usize, per_source: usize, first: u32) -> IpAddr {
+    let n = u32::try_from(i / per_source.max(1)).unwrap_or(u32::MAX).saturating_add(first).min(0x00ff_fffe);
     IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
 }
 
@@ -87,7 +91,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     let before = rss_kib(args.pid)?;
     let started = std::time::Instant::now();
     let results = bounded(args.sockets, args.concurrency, |i| {
-        let source = args.scale.then(|| source_of(i, args.per_source));
+        let source = args.scale.then(|| source_of(i, args.per_source, args.first_source));
         let (target, path, token) = (&args.target, &args.path, token.as_deref());
         async move {
             let mut ws = target.ws_from(path, token, source).await?;

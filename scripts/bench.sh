@@ -166,7 +166,7 @@ serve_wsguard() { # name port args...
     (cd "$WORK" && WSGUARD_LOG=warn exec "$ROOT/target/release/wsguard" serve --bind "127.0.0.1:$port" \
         --max-messages-per-sec 1000000 --max-sockets-per-user 1000000 --max-message-bytes 65536 \
         --login-max-failures 1000000 --login-max-attempts-per-address 1000000 \
-        --max-connections-per-address 1000000 \
+        --max-connections-per-address 1000000 --chat-bytes-per-user-per-day 1000000000000 \
         "$@" >"$WORK/$name.out" 2>"$WORK/$name.log") &
     SERVE_PID=$!
     PIDS+=("$SERVE_PID")

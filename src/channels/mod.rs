@@ -11,6 +11,9 @@ use crate::broker::{Change, Frames, Presence, View};
 use crate::store::{Publication, StoreError};
 use namespaces::Channel;
 use serde_json::Value;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Poll;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Publishes `data` to `channel` from `sender` (`None`: the server API). In a namespace with
@@ -41,11 +44,7 @@ pub(crate) async fn publish_all(
     batch: &[(Channel<'_>, Value)],
     sender: Option<&str>,
 ) -> Vec<Result<Option<i64>, StoreError>> {
-    // Each is queued for the store's writer when first polled, in order: the offsets follow it.
-    let stored = futures_util::future::join_all(
-        batch.iter().map(|(channel, data)| store(state, channel, sender, data)),
-    )
-    .await;
+    let stored = join_in_order(batch.iter().map(|(channel, data)| store(state, channel, sender, data))).await;
     let mut answers = Vec::with_capacity(batch.len());
     let mut run: Vec<Frames> = Vec::new();
     let mut run_channel = "";
@@ -66,6 +65,32 @@ pub(crate) async fn publish_all(
     }
     fan_out_all(state, run_channel, run).await;
     answers
+}
+
+/// Runs `futures` together and returns their outputs in order, polling them in order on every
+/// wake-up. A store call queues its publication for the store's writer on its first poll, so the
+/// offsets follow the order of the batch (`join_all` does not promise that first poll order).
+async fn join_in_order<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
 }
 
 /// Hands a run of one channel's publications to the broker.

@@ -60,27 +60,9 @@ pub(crate) fn channel(bound: usize) -> (Sender, Receiver) {
 impl Sender {
     /// Queues `delivery` unless the outbox is full or its socket gone.
     pub(crate) fn try_send(&self, delivery: Delivery) -> Result<(), TrySendError> {
-        if Arc::strong_count(&self.0) == 1 {
-            return Err(TrySendError::Closed);
-        }
-        let mut queue = self.0.queue.lock().expect("outbox lock poisoned");
-        if queue.len() >= self.0.bound {
-            return Err(TrySendError::Full);
-        }
-        let was_empty = queue.is_empty();
-        queue.push_back(delivery);
-        self.0.queued.store(queue.len(), Ordering::Release);
-        drop(queue);
-        // The receiver waits only after finding the queue empty under the lock, so a delivery
-        // behind another finds it awake, or about to take both.
-        if was_empty {
-            self.0.waker.wake();
-        }
-        Ok(())
+        self.try_send_all(1, std::iter::once(delivery))
     }
-}
 
-impl Sender {
     /// Queues the `count` `deliveries`, or none when they do not all fit (or the socket is
     /// gone): one lock and at most one wake-up for a batch.
     pub(crate) fn try_send_all(
@@ -102,6 +84,8 @@ impl Sender {
         queue.extend(deliveries);
         self.0.queued.store(queue.len(), Ordering::Release);
         drop(queue);
+        // The receiver waits only after finding the queue empty, so what is queued behind
+        // something finds it awake, or about to take both.
         if was_empty {
             self.0.waker.wake();
         }

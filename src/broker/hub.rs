@@ -139,25 +139,7 @@ impl Hub {
     /// Queues the event for each local socket in `channel` whose view is told of it: one shared
     /// event, no copy per socket. A socket whose outbox is full is dropped.
     pub(crate) fn deliver(&self, channel: &str, frames: Frames) {
-        let mut state = self.state.lock().expect("hub lock poisoned");
-        let Some((channel, sockets)) = state.channels.get_key_value(channel) else {
-            return;
-        };
-        let event = Arc::new(Event { channel: channel.clone(), frames });
-        let mut too_slow = Vec::new();
-        for (socket, view) in sockets {
-            let Some(member) = state.members.get(socket) else {
-                continue;
-            };
-            if event.frames.for_view(*view).is_none() {
-                continue;
-            }
-            let delivery = Delivery { event: event.clone(), view: *view };
-            if let Err(TrySendError::Full) = member.outbox.try_send(delivery) {
-                too_slow.push(*socket);
-            }
-        }
-        state.drop_too_slow(too_slow);
+        self.deliver_all(channel, vec![frames]);
     }
 
     /// Several events of one channel, in order, queued together: each socket takes them in one

@@ -59,6 +59,7 @@ pub(crate) fn channel(bound: usize) -> (Sender, Receiver) {
 
 impl Sender {
     /// Queues `delivery` unless the outbox is full or its socket gone.
+    #[cfg(test)]
     pub(crate) fn try_send(&self, delivery: Delivery) -> Result<(), TrySendError> {
         self.try_send_all(1, std::iter::once(delivery))
     }

@@ -51,12 +51,9 @@ impl ChannelSocket {
             let answer = self.apply(Command::Publish { channel, data, reference }, identity).await;
             return answer.unwrap_or_else(|refusal| vec![refusal.frame()]);
         }
-        let (mut names, mut datas, mut references) = (Vec::new(), Vec::new(), Vec::new());
-        for (name, data, reference) in run {
-            names.push(name);
-            datas.push(data);
-            references.push(reference);
-        }
+        // Apart: the channels borrow the names while each data is moved into the batch.
+        let (names, rest): (Vec<String>, Vec<_>) = run.into_iter().map(|(n, d, r)| (n, (d, r))).unzip();
+        let (mut datas, references): (Vec<Value>, Vec<Option<String>>) = rest.into_iter().unzip();
         let mut answers: Vec<Option<String>> = vec![None; names.len()];
         // Checked one by one, as `publish` does: a refused one takes nothing of the quota.
         let mut accepted = Vec::new();

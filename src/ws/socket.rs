@@ -1,21 +1,23 @@
-//! One socket's life, shared by every endpoint: the greeting, the read loop with its limits
-//! (message size, rate, idle timeout with pings), and the binding to a token: a warning before
-//! it expires, close 4001 when it does, close 4003 when it is revoked, in-band refresh.
+//! One socket's life, shared by every endpoint: the greeting, the loop (idle timeout with pings,
+//! pushed frames written in batches), and the binding to a token: a warning before it expires,
+//! close 4001 when it does, close 4003 when it is revoked. What the client sends (limits,
+//! in-band refresh, the endpoint's frames) is `incoming`.
 
 use super::close::{self, Close};
 use super::gate::Gated;
 use crate::app::AppState;
 use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
-use crate::auth::transport::{Presented, Transport};
-use crate::auth::{AuthError, Identity, Mode};
+use crate::auth::{Identity, Mode};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
-use serde::Deserialize;
 use serde_json::json;
 use std::future::Future;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::{sleep_until, Instant};
+
+mod incoming;
+use incoming::RateLimit;
 
 /// What an endpoint does with the frames its socket hands it.
 pub(crate) trait Endpoint: Send {
@@ -75,9 +77,6 @@ pub(crate) enum Outgoing {
 
 /// The most pushed frames written before one flush.
 const PUSH_BATCH: usize = 64;
-
-/// The most text frames handed to an endpoint together.
-const TEXT_BATCH: usize = 64;
 
 /// A socket bound to a token: who it is, and its place among the bindings that revocations reach.
 pub(crate) struct Bound {
@@ -314,136 +313,6 @@ impl<E: Endpoint> Socket<E> {
         }
     }
 
-    /// A frame from the client: limits first, then in-band refresh or the endpoint.
-    async fn receive(&mut self, received: Option<Result<Message, axum::Error>>) -> Step {
-        let message = match received {
-            None => return Step::Gone,
-            Some(Err(err)) => return read_failure(err).map_or(Step::Gone, Step::Close),
-            Some(Ok(message)) => message,
-        };
-        self.last_seen = Instant::now();
-        let replies = match message {
-            Message::Text(text) => {
-                if let Some(limited) = self.count_message() {
-                    return limited;
-                }
-                match refresh_request(text.as_str()) {
-                    Some(token) => Ok(vec![self.rebind(token).await]),
-                    None if E::TAKES_BATCHES => return Box::pin(self.receive_batch(text)).await,
-                    None => {
-                        self.endpoint.on_text(text.as_str(), self.bound.as_ref().map(|b| &b.identity)).await
-                    }
-                }
-            }
-            Message::Binary(_) => {
-                if let Some(limited) = self.count_message() {
-                    return limited;
-                }
-                self.endpoint.on_binary()
-            }
-            Message::Ping(_) | Message::Pong(_) => Ok(Vec::new()),
-            Message::Close(_) => {
-                // tungstenite queued the close reply; write it out before dropping.
-                let _ = futures_util::SinkExt::flush(&mut self.ws).await;
-                return Step::Gone;
-            }
-        };
-        match replies {
-            Ok(replies) => {
-                for reply in replies {
-                    if !self.send(reply).await {
-                        return Step::Gone;
-                    }
-                }
-                Step::Continue
-            }
-            Err(close) => Step::Close(close),
-        }
-    }
-
-    /// `first` and the text frames already waiting behind it (not a refresh: that is the
-    /// socket's), handed to the endpoint together; then whatever frame ended the batch.
-    async fn receive_batch(&mut self, first: Utf8Bytes) -> Step {
-        let mut texts = vec![first];
-        let mut after = None;
-        let mut limited = None;
-        while texts.len() < TEXT_BATCH {
-            // Polled without waiting; the loop's next poll registers the task's waker again.
-            let Some(received) = futures_util::FutureExt::now_or_never(self.ws.recv()) else {
-                break;
-            };
-            match received {
-                Some(Ok(Message::Text(text))) if refresh_request(text.as_str()).is_none() => {
-                    if let Some(step) = self.count_message() {
-                        limited = Some(step);
-                        break;
-                    }
-                    texts.push(text);
-                }
-                other => {
-                    after = Some(other);
-                    break;
-                }
-            }
-        }
-        let identity = self.bound.as_ref().map(|b| &b.identity);
-        let (replies, close) = self.endpoint.on_texts(texts, identity).await;
-        for reply in replies {
-            if !self.send(reply).await {
-                return Step::Gone;
-            }
-        }
-        if let Some(close) = close {
-            return Step::Close(close);
-        }
-        if let Some(step) = limited {
-            return step;
-        }
-        match after {
-            Some(received) => Box::pin(self.receive(received)).await,
-            None => Step::Continue,
-        }
-    }
-
-    /// Counts a data message against the rate limit: `Some` closes the socket.
-    fn count_message(&mut self) -> Option<Step> {
-        self.state.metrics.messages_in.inc();
-        (!self.rate.take()).then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
-    }
-
-    /// Rebinds the socket to a new token of the same user from the same issuer (wsguard, or one
-    /// trusted issuer); answers `refreshed` or an error frame.
-    async fn rebind(&mut self, token: String) -> String {
-        let Some(bound) = self.bound.as_mut() else {
-            return error_frame("bad_request", "anonymous sockets have no token to refresh");
-        };
-        let presented = Presented::new(token, Transport::Frame);
-        let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
-        // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
-        match Box::pin(self.state.auth.authenticate(Some(&presented), mode)).await {
-            Ok(Some(identity)) if identity.user.username != bound.identity.user.username => {
-                error_frame("forbidden", "token belongs to another user")
-            }
-            Ok(Some(identity)) if identity.issuer != bound.identity.issuer => {
-                error_frame("forbidden", "token from another issuer")
-            }
-            Ok(Some(identity)) => {
-                bound.binding.rebind(&identity.claims);
-                let exp = identity.claims.exp;
-                bound.identity = identity;
-                self.warned = false;
-                json!({"type": "refreshed", "exp": exp}).to_string()
-            }
-            Ok(None) => error_frame("forbidden", "token belongs to another user"),
-            // Not a verdict on the token: the client may try again, its socket stays on the old one.
-            Err(AuthError::Store(err)) => {
-                tracing::warn!(error = %err, "in-band refresh: the store is unavailable");
-                error_frame("unavailable", "storage unavailable, try again")
-            }
-            Err(err) => error_frame("forbidden", &err.to_string()),
-        }
-    }
-
     async fn send(&mut self, text: String) -> bool {
         self.ws.send(Message::Text(text.into())).await.is_ok()
     }
@@ -457,50 +326,8 @@ impl<E: Endpoint> Socket<E> {
     }
 }
 
-/// Frames a client may send on any endpoint, handled by the socket itself.
-#[derive(Deserialize)]
-struct ControlFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    token: Option<String>,
-}
-
-/// The token of a `{"type":"refresh","token":...}` frame. Cheap to reject: most frames are not.
-fn refresh_request(text: &str) -> Option<String> {
-    if !text.starts_with('{') || !text.contains("\"refresh\"") {
-        return None;
-    }
-    let frame: ControlFrame = serde_json::from_str(text).ok()?;
-    (frame.kind == "refresh").then(|| frame.token.unwrap_or_default())
-}
-
 pub(crate) fn error_frame(code: &str, detail: &str) -> String {
     json!({"type": "error", "code": code, "detail": detail}).to_string()
-}
-
-/// Refill-per-second token bucket: `rate` messages a second, bursts up to `rate`.
-struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    fn new(rate: u32) -> RateLimit {
-        RateLimit { rate: rate as f64, tokens: rate as f64, last: Instant::now() }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// The instant a token's `exp` falls, on the monotonic clock.
@@ -508,18 +335,6 @@ fn deadline(claims: &Claims) -> Instant {
     let exp = UNIX_EPOCH + Duration::from_secs(claims.exp.max(0) as u64);
     let left = exp.duration_since(SystemTime::now()).unwrap_or_default();
     Instant::now() + left
-}
-
-/// A read error as a close: too big (1009), bad UTF-8 (1007), a protocol error (1002), or the
-/// peer is gone (`None`).
-fn read_failure(err: axum::Error) -> Option<Close> {
-    let inner = err.into_inner();
-    match inner.downcast_ref::<tungstenite::Error>() {
-        Some(tungstenite::Error::Capacity(_)) => Some(Close::new(close::TOO_BIG, "message too big")),
-        Some(tungstenite::Error::Utf8(_)) => Some(Close::new(close::INVALID_PAYLOAD, "invalid UTF-8")),
-        Some(tungstenite::Error::Protocol(_)) => Some(Close::new(close::PROTOCOL_ERROR, "protocol error")),
-        _ => None,
-    }
 }
 
 /// Runs `f` when dropped: keeps the open-sockets gauge right on every exit path.

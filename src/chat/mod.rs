@@ -9,7 +9,7 @@ mod delivery;
 pub(crate) mod endpoint;
 mod recovery;
 mod rooms;
-mod route;
+pub(crate) mod route;
 
 use crate::app::AppState;
 use axum::routing::get;

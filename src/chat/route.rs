@@ -4,12 +4,14 @@
 use super::endpoint::ChannelSocket;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
-use crate::auth::Mode;
-use crate::ws::admission::{Admission, Admitted, Policy, UpgradeRequest};
+use crate::auth::{Identity, Mode};
+use crate::ws::admission::{admitted, Admission, Admitted, Policy, UpgradeRequest};
 use crate::ws::socket::Socket;
+use axum::extract::ws::WebSocket;
 use axum::extract::State;
 use axum::response::Response;
 use serde_json::json;
+use std::future::Future;
 
 const CHAT: Policy = Policy {
     sources: Sources { header: true, subprotocol: true, query: true, cookie: CookieRule::CsrfQuery },
@@ -27,11 +29,23 @@ pub(super) async fn connect(
         Err(refusal) => return refusal,
     };
     let upgrade = admission.negotiate(crate::ws::configure(upgrade, &state));
-    upgrade.on_upgrade(move |socket| async move {
-        let Some((socket, Admitted::Bound(bound))) = admission.settle(socket).await else { return };
-        let identity = &bound.identity;
-        let welcome = json!({"type": "welcome", "user": identity.user.username, "exp": identity.claims.exp});
-        let chat = ChannelSocket::new(state.clone(), &identity.user.username);
-        Socket::new(socket, state, Some(bound), Mode::Required, chat).run(vec![welcome.to_string()]).await;
+    upgrade.on_upgrade(move |socket| socket_task(admission, state, socket))
+}
+
+/// One chat socket's task, from the upgrade to the close.
+pub(crate) fn socket_task(
+    admission: Admission,
+    state: AppState,
+    socket: WebSocket,
+) -> impl Future<Output = ()> {
+    admitted(admission, socket, move |socket, who| {
+        let Admitted::Bound(bound) = who else { return None };
+        let welcome = welcome(&bound.identity);
+        let chat = ChannelSocket::new(state.clone(), &bound.identity.user.username);
+        Some(Socket::new(socket, state, Some(bound), Mode::Required, chat).run(vec![welcome]))
     })
+}
+
+fn welcome(identity: &Identity) -> String {
+    json!({"type": "welcome", "user": identity.user.username, "exp": identity.claims.exp}).to_string()
 }

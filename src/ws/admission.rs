@@ -19,8 +19,10 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::future::{FutureExt, OptionFuture};
 use serde::Deserialize;
 use serde_json::json;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -85,6 +87,22 @@ enum Pending {
     Refused(AuthError),
     /// No token on the handshake; it holds an anonymous place until it has one.
     Nothing(AnonymousPlace),
+}
+
+/// A socket's whole task: settles `admission` on `socket`, then runs the future `start` makes of
+/// the admitted socket (`None`: nothing to run). Two futures chained, not one `async` block:
+/// the task holds one at a time, so the loop that lives as long as the socket does not also
+/// carry the upgrade's state (an `async` block keeps its captures beside every later await).
+pub(crate) fn admitted<F>(
+    admission: Admission,
+    socket: WebSocket,
+    start: impl FnOnce(WebSocket, Admitted) -> Option<F>,
+) -> impl Future<Output = ()>
+where
+    F: Future<Output = ()>,
+{
+    let settled = admission.settle(socket);
+    settled.then(|settled| OptionFuture::from(settled.and_then(|(socket, who)| start(socket, who)))).map(drop)
 }
 
 impl Admission {

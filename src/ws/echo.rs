@@ -1,15 +1,17 @@
 //! The source documents' endpoints: `/secured-ws` (bearer header, refused before the upgrade)
 //! and `/ws` (query or cookie, checked after accept), in each check mode.
 
-use super::admission::{Admission, Admitted, Policy, UpgradeRequest};
+use super::admission::{admitted, Admission, Admitted, Policy, UpgradeRequest};
 use super::close::Close;
 use super::socket::{Endpoint, Socket};
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{Identity, Mode};
+use axum::extract::ws::WebSocket;
 use axum::extract::State;
 use axum::response::Response;
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
+use std::future::Future;
 
 /// Answers every text frame with `You wrote: {text}`.
 pub(super) struct Echo;
@@ -48,10 +50,19 @@ pub(crate) async fn secured(
         Ok(admission) => admission,
         Err(refusal) => return refusal,
     };
-    super::configure(upgrade, &state).on_upgrade(move |socket| async move {
-        let Some((socket, Admitted::Bound(bound))) = admission.settle(socket).await else { return };
+    super::configure(upgrade, &state).on_upgrade(move |socket| secured_task(admission, state, socket))
+}
+
+/// One `/secured-ws` socket's task, from the upgrade to the close.
+pub(super) fn secured_task(
+    admission: Admission,
+    state: AppState,
+    socket: WebSocket,
+) -> impl Future<Output = ()> {
+    admitted(admission, socket, move |socket, who| {
+        let Admitted::Bound(bound) = who else { return None };
         let welcome = format!("Welcome {}!", bound.identity.user.username);
-        Socket::new(socket, state, Some(bound), Mode::Required, Echo).run(vec![welcome]).await;
+        Some(Socket::new(socket, state, Some(bound), Mode::Required, Echo).run(vec![welcome]))
     })
 }
 
@@ -73,11 +84,20 @@ async fn query_socket(
         Ok(admission) => admission,
         Err(refusal) => return refusal,
     };
-    super::configure(upgrade, &state).on_upgrade(move |socket| async move {
-        let (socket, bound, _place) = match admission.settle(socket).await {
-            None => return,
-            Some((socket, Admitted::Anonymous(place))) => (socket, None, Some(place)),
-            Some((socket, Admitted::Bound(bound))) => (socket, Some(bound), None),
+    super::configure(upgrade, &state).on_upgrade(move |socket| query_task(admission, state, mode, socket))
+}
+
+/// One `/ws` socket's task. An anonymous socket keeps its place until its loop ends.
+pub(super) fn query_task(
+    admission: Admission,
+    state: AppState,
+    mode: Mode,
+    socket: WebSocket,
+) -> impl Future<Output = ()> {
+    admitted(admission, socket, move |socket, who| {
+        let (bound, place) = match who {
+            Admitted::Anonymous(place) => (None, Some(place)),
+            Admitted::Bound(bound) => (Some(bound), None),
         };
         let greeting = match &bound {
             Some(bound) => {
@@ -88,6 +108,6 @@ async fn query_socket(
             }
             None => vec!["Anonymous connection".to_owned(), "null".to_owned()],
         };
-        Socket::new(socket, state, bound, mode, Echo).run(greeting).await;
+        Some(Socket::new(socket, state, bound, mode, Echo).run(greeting).map(move |()| drop(place)))
     })
 }

@@ -74,6 +74,9 @@ pub(crate) struct Metrics {
     pub(crate) messages_in: Counter,
     /// Publications to channels (chat messages included), from clients and the server API.
     pub(crate) publications: Counter,
+    /// Fetches of publications a socket missed before one it was handed (another node's still
+    /// on its way, or a fan-out lost while the broker was down).
+    pub(crate) gap_fills: Counter,
     pub(crate) socket_rejections: Counter,
     pub(crate) socket_closed_expired: Counter,
     pub(crate) socket_closed_revoked: Counter,
@@ -130,6 +133,12 @@ impl Metrics {
             "counter",
             "Publications to channels, chat messages included.",
             &one(self.publications.get().to_string()),
+        );
+        family(
+            "wsguard_gap_fills_total",
+            "counter",
+            "Fetches from the store of publications a socket missed before one it was handed.",
+            &one(self.gap_fills.get().to_string()),
         );
         family(
             "wsguard_socket_rejections_total",

@@ -8,9 +8,11 @@
 //! event's shared frame as it is: nothing is allocated or copied per socket.
 
 use super::endpoint::{ChannelSocket, Following};
+use crate::app::AppState;
 use crate::broker::{Delivery, Utf8Bytes, View};
 use crate::channels::{self, protocol};
 use crate::store::{Position, Range};
+use tokio_util::task::AbortOnDropHandle;
 
 /// The most missing publications a socket fetches at once; a larger gap closes the socket (1013)
 /// so that its client resubscribes with `since`.
@@ -37,11 +39,12 @@ pub(super) enum Next {
     Send(Utf8Bytes),
     /// Nothing to send: delivered already, or a channel no longer followed.
     Skip,
-    /// Publications before it are missing: fetch them first ([`ChannelSocket::fill_before`]).
+    /// Publications before it are missing: fetch them first ([`ChannelSocket::fill_waiting`]).
     Fill,
 }
 
 /// Why a delivery could not be put in order.
+#[derive(Debug)]
 pub(super) struct Gap;
 
 impl ChannelSocket {
@@ -73,18 +76,58 @@ impl ChannelSocket {
         Next::Send(frame.clone())
     }
 
-    /// Queues the publications missing before `delivery`, then it, and moves the cursor past it.
-    /// Called after [`Self::sequence`] answered [`Next::Fill`] for it.
-    pub(super) async fn fill_before(&mut self, delivery: &Delivery) -> Result<(), Gap> {
-        let (Some(numbered), Some(frame)) = (delivery.numbered(), delivery.frame()) else {
+    /// Works on the delivery kept waiting (`sequencing`): puts it in order again, since a command
+    /// may have moved the cursor meanwhile, and if publications are still missing before it,
+    /// awaits their fetch, then queues them and it in `pending`. Cancel-safe: the fetch runs as a
+    /// task of its own, so a call dropped at its await (the socket loop drops `outgoing` whenever
+    /// a frame comes in first) leaves the fetch going, and the next call awaits the same one.
+    /// Started over on every frame, a fetch could never finish under a steady stream of commands.
+    pub(super) async fn fill_waiting(&mut self) -> Result<(), Gap> {
+        let Some(delivery) = self.sequencing.as_ref().map(|waiting| waiting.delivery.clone()) else {
             return Ok(());
         };
+        match self.sequence(&delivery) {
+            Next::Send(frame) => {
+                self.sequencing = None;
+                self.pending.push_back(frame);
+                return Ok(());
+            }
+            Next::Skip => {
+                self.sequencing = None;
+                return Ok(());
+            }
+            Next::Fill => {}
+        }
         let channel = delivery.channel();
-        let Some(Following { view, cursor: Some(cursor), .. }) = self.following.get(channel) else {
+        let (Some(numbered), Some(frame), Some(Following { view, cursor: Some(cursor), .. })) =
+            (delivery.numbered(), delivery.frame(), self.following.get(channel))
+        else {
+            // Not numbered or no longer followed: `sequence` would not have answered `Fill`.
+            self.sequencing = None;
             return Ok(());
         };
         let (view, after) = (*view, cursor.offset);
-        let frames = self.fill(channel, view, after, numbered.offset, &numbered.epoch).await?;
+        let started = self.sequencing.as_ref().and_then(|waiting| waiting.fetch.as_ref());
+        if started.is_none_or(|fetch| fetch.after != after) {
+            self.state.metrics.gap_fills.inc();
+            let fill = fill(
+                self.state.clone(),
+                channel.to_owned(),
+                view,
+                after,
+                numbered.offset,
+                numbered.epoch.to_string(),
+            );
+            let fetch = Fetch { after, task: AbortOnDropHandle::new(tokio::spawn(fill)) };
+            if let Some(waiting) = self.sequencing.as_mut() {
+                waiting.fetch = Some(fetch);
+            }
+        }
+        let Some(Sequencing { fetch: Some(fetch), .. }) = self.sequencing.as_deref_mut() else {
+            return Ok(());
+        };
+        let frames = (&mut fetch.task).await.map_err(|_| Gap)??;
+        self.sequencing = None;
         self.pending.extend(frames);
         self.pending.push_back(frame.clone());
         if let Some(Following { cursor: Some(cursor), .. }) = self.following.get_mut(channel) {
@@ -92,39 +135,58 @@ impl ChannelSocket {
         }
         Ok(())
     }
+}
 
-    /// The stored publications of `channel` after `after` and before `before`, in `view`'s frames.
-    async fn fill(
-        &self,
-        channel: &str,
-        view: View,
-        after: i64,
-        before: i64,
-        epoch: &str,
-    ) -> Result<Vec<Utf8Bytes>, Gap> {
-        let missing = before - after - 1;
-        if missing > MAX_FILL {
-            return Err(Gap);
-        }
-        let now = channels::now_ms();
-        let read = self.state.store.publications(channel, Range::After(after), missing, now).await;
-        let (publications, _) = read.map_err(|err| {
-            tracing::warn!(error = %err, channel, "cannot fetch missed publications");
-            Gap
-        })?;
-        // A publication that expired in between cannot be delivered: the client must recover.
-        if publications.len() as i64 != missing || publications.first().is_some_and(|p| p.offset != after + 1)
-        {
-            return Err(Gap);
-        }
-        Ok(publications
-            .iter()
-            .filter_map(|p| {
-                let data = serde_json::from_str(&p.data).ok()?;
-                protocol::publication(p, &data, epoch).for_view(view).cloned()
-            })
-            .collect())
+/// A delivery that arrived ahead of publications still missing before it, kept while they are
+/// fetched.
+pub(super) struct Sequencing {
+    pub(super) delivery: Delivery,
+    fetch: Option<Fetch>,
+}
+
+impl Sequencing {
+    pub(super) fn new(delivery: Delivery) -> Box<Sequencing> {
+        Box::new(Sequencing { delivery, fetch: None })
     }
+}
+
+/// A fetch of missing publications, in a task of its own (aborted when dropped).
+struct Fetch {
+    /// The cursor it fetches after: a fetch for another cursor is not used.
+    after: i64,
+    task: AbortOnDropHandle<Result<Vec<Utf8Bytes>, Gap>>,
+}
+
+/// The stored publications of `channel` after `after` and before `before`, in `view`'s frames.
+async fn fill(
+    state: AppState,
+    channel: String,
+    view: View,
+    after: i64,
+    before: i64,
+    epoch: String,
+) -> Result<Vec<Utf8Bytes>, Gap> {
+    let missing = before - after - 1;
+    if missing > MAX_FILL {
+        return Err(Gap);
+    }
+    let now = channels::now_ms();
+    let read = state.store.publications(&channel, Range::After(after), missing, now).await;
+    let (publications, _) = read.map_err(|err| {
+        tracing::warn!(error = %err, channel, "cannot fetch missed publications");
+        Gap
+    })?;
+    // A publication that expired in between cannot be delivered: the client must recover.
+    if publications.len() as i64 != missing || publications.first().is_some_and(|p| p.offset != after + 1) {
+        return Err(Gap);
+    }
+    Ok(publications
+        .iter()
+        .filter_map(|p| {
+            let data = serde_json::from_str(&p.data).ok()?;
+            protocol::publication(p, &data, &epoch).for_view(view).cloned()
+        })
+        .collect())
 }
 
 #[cfg(test)]

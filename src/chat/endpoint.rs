@@ -2,7 +2,7 @@
 //! dispatched (room commands in `rooms`, channel commands here), and what the hub delivers to it,
 //! forwarded.
 
-use super::delivery::{Cursor, Next};
+use super::delivery::{Cursor, Next, Sequencing};
 use super::recovery;
 use crate::app::AppState;
 use crate::auth::Identity;
@@ -42,9 +42,9 @@ pub(crate) struct ChannelSocket {
     arrived: VecDeque<Delivery>,
     /// Frames put in order, waiting to be sent (missed publications fetched before a delivery).
     pub(super) pending: VecDeque<Utf8Bytes>,
-    /// A delivery waiting for the publications missing before it: kept here while they are
-    /// fetched, since the socket loop may drop the `outgoing` future at any await and call it again.
-    sequencing: Option<Delivery>,
+    /// A delivery waiting for the publications missing before it, and their fetch: kept here,
+    /// since the socket loop may drop the `outgoing` future at any await and call it again.
+    pub(super) sequencing: Option<Box<Sequencing>>,
 }
 
 impl ChannelSocket {
@@ -246,22 +246,11 @@ impl Endpoint for ChannelSocket {
             if let Some(out) = self.ready() {
                 return out;
             }
-            if let Some(delivery) = self.sequencing.clone() {
-                // Sequenced again: a command may have moved the cursor since a cancelled fetch.
-                match self.sequence(&delivery) {
-                    Next::Send(frame) => {
-                        self.sequencing = None;
-                        return Outgoing::Frame(frame);
-                    }
-                    Next::Skip => {}
-                    Next::Fill => {
-                        if self.fill_before(&delivery).await.is_err() {
-                            let reason = "missed publications: reconnect and recover";
-                            return Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, reason));
-                        }
-                    }
+            if self.sequencing.is_some() {
+                if self.fill_waiting().await.is_err() {
+                    let reason = "missed publications: reconnect and recover";
+                    return Outgoing::Close(Close::new(close::TRY_AGAIN_LATER, reason));
                 }
-                self.sequencing = None;
                 continue;
             }
             let Some(inbox) = self.inbox.as_mut() else {
@@ -308,7 +297,7 @@ impl ChannelSocket {
             Next::Send(frame) => Some(Outgoing::Frame(frame)),
             Next::Skip => None,
             Next::Fill => {
-                self.sequencing = Some(delivery);
+                self.sequencing = Some(Sequencing::new(delivery));
                 None
             }
         }

@@ -392,3 +392,9 @@ pub async fn assert_echo(ws: &mut Ws) {
     send(ws, "hello").await;
     assert_eq!(next_text(ws).await, "You wrote: hello");
 }
+
+/// The value of one sample in a `/metrics` text.
+pub fn sample(metrics: &str, name: &str) -> f64 {
+    let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
+    line.unwrap_or_else(|| panic!("missing {name} in\n{metrics}"))[name.len()..].trim().parse().unwrap()
+}

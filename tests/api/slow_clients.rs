@@ -6,7 +6,7 @@
 //! Every client address is a loopback one: Linux routes all of 127.0.0.0/8 to `lo`, so a client
 //! socket bound to 127.0.0.2 reaches the server on 127.0.0.1 as another address.
 
-use crate::helpers::{assert_echo, next_text, spawn, Server};
+use crate::helpers::{assert_echo, next_text, sample, spawn, Server};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,12 +65,6 @@ async fn get<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S, path: &str) -> (
         }
     };
     tokio::time::timeout(Duration::from_secs(5), read).await.expect("a response within 5 s")
-}
-
-/// The value of one sample in a `/metrics` text.
-fn sample(metrics: &str, name: &str) -> f64 {
-    let line = metrics.lines().find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '));
-    line.unwrap_or_else(|| panic!("missing {name} in\n{metrics}"))[name.len()..].trim().parse().unwrap()
 }
 
 #[tokio::test]

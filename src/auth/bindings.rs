@@ -34,7 +34,6 @@ impl SocketSignal {
 }
 
 struct Entry {
-    id: u64,
     jti: String,
     /// Empty for a trusted issuer's token: it belongs to no login.
     family: String,
@@ -45,7 +44,9 @@ struct Entry {
 
 #[derive(Default)]
 pub(crate) struct SocketBindings {
-    by_user: Mutex<HashMap<String, Vec<Entry>>>,
+    /// By user, each socket under its id: a socket leaves in constant time, however many its
+    /// user holds.
+    by_user: Mutex<HashMap<String, HashMap<u64, Entry>>>,
     next_id: AtomicU64,
 }
 
@@ -72,13 +73,15 @@ impl SocketBindings {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let signal = Arc::new(SocketSignal::default());
-        entries.push(Entry {
+        entries.insert(
             id,
-            jti: claims.jti.clone(),
-            family: claims.fam.clone(),
-            issued_at: claims.iat,
-            signal: signal.clone(),
-        });
+            Entry {
+                jti: claims.jti.clone(),
+                family: claims.fam.clone(),
+                issued_at: claims.iat,
+                signal: signal.clone(),
+            },
+        );
         Ok(Binding { bindings: self.clone(), user: claims.sub.clone(), id, signal })
     }
 
@@ -89,7 +92,7 @@ impl SocketBindings {
             return 0;
         };
         let mut hit = 0;
-        for entry in entries {
+        for entry in entries.values() {
             let bound = match revocation.kind {
                 RevocationKind::Token => entry.jti == revocation.subject,
                 RevocationKind::Family => !entry.family.is_empty() && entry.family == revocation.subject,
@@ -109,9 +112,7 @@ impl Binding {
     /// Binds the socket to a new token of the same user (after an in-band refresh).
     pub(crate) fn rebind(&self, claims: &Claims) {
         let mut by_user = self.bindings.by_user.lock().expect("socket bindings lock poisoned");
-        if let Some(entry) =
-            by_user.get_mut(&self.user).and_then(|entries| entries.iter_mut().find(|e| e.id == self.id))
-        {
+        if let Some(entry) = by_user.get_mut(&self.user).and_then(|entries| entries.get_mut(&self.id)) {
             entry.jti.clone_from(&claims.jti);
             entry.family.clone_from(&claims.fam);
             entry.issued_at = claims.iat;
@@ -123,7 +124,7 @@ impl Drop for Binding {
     fn drop(&mut self) {
         let mut by_user = self.bindings.by_user.lock().expect("socket bindings lock poisoned");
         if let Some(entries) = by_user.get_mut(&self.user) {
-            entries.retain(|e| e.id != self.id);
+            entries.remove(&self.id);
             if entries.is_empty() {
                 by_user.remove(&self.user);
             }

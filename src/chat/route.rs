@@ -5,8 +5,7 @@ use super::endpoint::ChannelSocket;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{Identity, Mode};
-use crate::ws::admission::{admitted, Admission, Admitted, Policy, UpgradeRequest};
-use crate::ws::socket::Socket;
+use crate::ws::admission::{bound_task, Admission, Policy, UpgradeRequest};
 use axum::extract::ws::WebSocket;
 use axum::extract::State;
 use axum::response::Response;
@@ -38,11 +37,9 @@ pub(crate) fn socket_task(
     state: AppState,
     socket: WebSocket,
 ) -> impl Future<Output = ()> {
-    admitted(admission, socket, move |socket, who| {
-        let Admitted::Bound(bound) = who else { return None };
-        let welcome = welcome(&bound.identity);
-        let chat = ChannelSocket::new(state.clone(), &bound.identity.user.username);
-        Some(Socket::new(socket, state, Some(bound), Mode::Required, chat).run(vec![welcome]))
+    bound_task(admission, state, socket, |state, bound| {
+        let username = &bound.identity.user.username;
+        (welcome(&bound.identity), ChannelSocket::new(state.clone(), username))
     })
 }
 

@@ -7,7 +7,7 @@
 //! the close reason: refused sockets close with 1008 (4029 over the cap).
 
 use super::close::{self, Close};
-use super::socket::Bound;
+use super::socket::{Bound, Endpoint, Socket};
 use crate::app::AppState;
 use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
@@ -103,6 +103,20 @@ where
 {
     let settled = admission.settle(socket);
     settled.then(|settled| OptionFuture::from(settled.and_then(|(socket, who)| start(socket, who)))).map(drop)
+}
+
+/// The task of a socket that must be bound to a token: `start` makes its greeting and endpoint.
+pub(crate) fn bound_task<E: Endpoint + 'static>(
+    admission: Admission,
+    state: AppState,
+    socket: WebSocket,
+    start: impl FnOnce(&AppState, &Bound) -> (String, E),
+) -> impl Future<Output = ()> {
+    admitted(admission, socket, move |socket, who| {
+        let Admitted::Bound(bound) = who else { return None };
+        let (greeting, endpoint) = start(&state, &bound);
+        Some(Socket::new(socket, state, Some(bound), Mode::Required, endpoint).run(vec![greeting]))
+    })
 }
 
 impl Admission {

@@ -1,7 +1,7 @@
 //! The source documents' endpoints: `/secured-ws` (bearer header, refused before the upgrade)
 //! and `/ws` (query or cookie, checked after accept), in each check mode.
 
-use super::admission::{admitted, Admission, Admitted, Policy, UpgradeRequest};
+use super::admission::{admitted, bound_task, Admission, Admitted, Policy, UpgradeRequest};
 use super::close::Close;
 use super::socket::{Endpoint, Socket};
 use crate::app::AppState;
@@ -59,10 +59,8 @@ pub(super) fn secured_task(
     state: AppState,
     socket: WebSocket,
 ) -> impl Future<Output = ()> {
-    admitted(admission, socket, move |socket, who| {
-        let Admitted::Bound(bound) = who else { return None };
-        let welcome = format!("Welcome {}!", bound.identity.user.username);
-        Some(Socket::new(socket, state, Some(bound), Mode::Required, Echo).run(vec![welcome]))
+    bound_task(admission, state, socket, |_, bound| {
+        (format!("Welcome {}!", bound.identity.user.username), Echo)
     })
 }
 

@@ -209,6 +209,11 @@ impl State {
 mod tests {
     use super::*;
 
+    /// An event's frames for rooms only.
+    fn room_only(text: &str) -> Frames {
+        Frames { room: Some(text.into()), ..Frames::default() }
+    }
+
     #[test]
     fn presence_edges_count_users_not_sockets() {
         let hub = Hub::default();
@@ -274,8 +279,7 @@ mod tests {
         let mut channel_only = hub.connect(2, "jane");
         hub.join(1, "r", View::Room);
         hub.join(2, "r", View::Channel);
-        let frames = |n: usize| Frames { room: Some(format!("room {n}").into()), ..Frames::default() };
-        let mut batch: Vec<Frames> = (0..3).map(frames).collect();
+        let mut batch: Vec<Frames> = (0..3).map(|n| room_only(&format!("room {n}"))).collect();
         batch[1].channel = Some("channel 1".into());
         hub.deliver_all("r", batch);
         let mut taken = std::collections::VecDeque::new();
@@ -292,17 +296,9 @@ mod tests {
         let hub = Hub::default();
         let _slow = hub.connect(1, "slow");
         hub.join(1, "r", View::Room);
-        hub.deliver_all(
-            "r",
-            (0..OUTBOX_FRAMES - 1)
-                .map(|i| Frames { room: Some(i.to_string().into()), ..Frames::default() })
-                .collect(),
-        );
+        hub.deliver_all("r", (0..OUTBOX_FRAMES - 1).map(|i| room_only(&i.to_string())).collect());
         assert!(hub.is_member(1, "r"));
-        hub.deliver_all(
-            "r",
-            (0..2).map(|i| Frames { room: Some(i.to_string().into()), ..Frames::default() }).collect(),
-        );
+        hub.deliver_all("r", (0..2).map(|i| room_only(&i.to_string())).collect());
         assert!(!hub.is_member(1, "r"), "dropped rather than given part of the batch");
     }
 
@@ -314,7 +310,7 @@ mod tests {
         hub.join(1, "r", View::Room);
         hub.join(2, "r", View::Room);
         for i in 0..=OUTBOX_FRAMES {
-            hub.deliver("r", Frames { room: Some(i.to_string().into()), ..Frames::default() });
+            hub.deliver("r", room_only(&i.to_string()));
             let delivered = fast.recv().await.and_then(|d| d.frame().cloned());
             assert_eq!(delivered.as_deref(), Some(i.to_string().as_str()));
         }

@@ -39,8 +39,9 @@ pub(super) enum Next {
     Send(Utf8Bytes),
     /// Nothing to send: delivered already, or a channel no longer followed.
     Skip,
-    /// Publications before it are missing: fetch them first ([`ChannelSocket::fill_waiting`]).
-    Fill,
+    /// Publications before it are missing, those after `after` in `view`: fetch them first
+    /// ([`ChannelSocket::fill_waiting`]).
+    Fill { view: View, after: i64 },
 }
 
 /// Why a delivery could not be put in order.
@@ -53,7 +54,7 @@ impl ChannelSocket {
         let Some(frame) = delivery.frame() else {
             return Next::Skip;
         };
-        let Some(Following { cursor, .. }) = self.following.get_mut(delivery.channel()) else {
+        let Some(Following { cursor, view, .. }) = self.following.get_mut(delivery.channel()) else {
             return Next::Skip;
         };
         let (Some(numbered), Some(cursor)) = (delivery.numbered(), cursor.as_mut()) else {
@@ -70,7 +71,7 @@ impl ChannelSocket {
             return Next::Skip;
         }
         if numbered.offset > cursor.offset + 1 {
-            return Next::Fill;
+            return Next::Fill { view: *view, after: cursor.offset };
         }
         cursor.offset = numbered.offset;
         Next::Send(frame.clone())
@@ -86,7 +87,7 @@ impl ChannelSocket {
         let Some(delivery) = self.sequencing.as_ref().map(|waiting| waiting.delivery.clone()) else {
             return Ok(());
         };
-        match self.sequence(&delivery) {
+        let (view, after) = match self.sequence(&delivery) {
             Next::Send(frame) => {
                 self.sequencing = None;
                 self.pending.push_back(frame);
@@ -96,17 +97,14 @@ impl ChannelSocket {
                 self.sequencing = None;
                 return Ok(());
             }
-            Next::Fill => {}
-        }
+            Next::Fill { view, after } => (view, after),
+        };
         let channel = delivery.channel();
-        let (Some(numbered), Some(frame), Some(Following { view, cursor: Some(cursor), .. })) =
-            (delivery.numbered(), delivery.frame(), self.following.get(channel))
-        else {
-            // Not numbered or no longer followed: `sequence` would not have answered `Fill`.
+        let (Some(numbered), Some(frame)) = (delivery.numbered(), delivery.frame()) else {
+            // `sequence` answers `Fill` only for a numbered publication with a frame.
             self.sequencing = None;
             return Ok(());
         };
-        let (view, after) = (*view, cursor.offset);
         let started = self.sequencing.as_ref().and_then(|waiting| waiting.fetch.as_ref());
         if started.is_none_or(|fetch| fetch.after != after) {
             self.state.metrics.gap_fills.inc();

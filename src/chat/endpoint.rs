@@ -296,7 +296,7 @@ impl ChannelSocket {
         match self.sequence(&delivery) {
             Next::Send(frame) => Some(Outgoing::Frame(frame)),
             Next::Skip => None,
-            Next::Fill => {
+            Next::Fill { .. } => {
                 self.sequencing = Some(Sequencing::new(delivery));
                 None
             }

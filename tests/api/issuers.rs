@@ -307,6 +307,10 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     let without_iat = tutorial("bob", 600);
     let mut bob = b.ws(&format!("/chat/ws?token={old}"), &[]).await.unwrap();
     chat_welcome(&mut bob, "bob").await;
+    // On the node that runs the CLI too: its close says that node has the revocation as well
+    // (each node follows the log on its own), before the refusals below are asked of both.
+    let mut bob_on_a = a.ws(&format!("/chat/ws?token={old}"), &[]).await.unwrap();
+    chat_welcome(&mut bob_on_a, "bob").await;
     let own = b.login("johndoe", "secret").await;
     let mut john = b.ws(&format!("/chat/ws?token={}", own.access), &[]).await.unwrap();
     chat_welcome(&mut john, "johndoe").await;
@@ -317,6 +321,7 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     assert!(String::from_utf8_lossy(&revoked.stdout).contains("revoked bob"));
     assert_eq!(close_code(&mut bob, SECOND).await, (4003, "token revoked".into()));
     assert!(started.elapsed() < Duration::from_secs(2), "CLI start included: {:?}", started.elapsed());
+    assert_eq!(close_code(&mut bob_on_a, SECOND).await, (4003, "token revoked".into()));
     // Another user's socket is untouched.
     send(&mut john, &json!({"type": "ping"}).to_string()).await;
     assert_eq!(next_json(&mut john).await["type"], "pong");

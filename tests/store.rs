@@ -77,6 +77,8 @@ store_tests!(
 
 #[path = "store/group_commit.rs"]
 mod group_commit;
+#[path = "store/sqlite_writer.rs"]
+mod sqlite_writer;
 use group_commit::{
     batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
     dropped_publishers,

@@ -11,7 +11,7 @@ use super::{Position, Publication, Retention};
 use std::collections::{BTreeMap, HashMap};
 
 /// One publication waiting to be stored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct Request {
     pub channel: String,
     pub sender: Option<String>,

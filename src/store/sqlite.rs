@@ -4,6 +4,7 @@
 
 mod api_keys;
 mod publications;
+mod writer;
 
 use super::batch::Request;
 use super::group_commit::PublicationWriter;
@@ -41,7 +42,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&pool).await?;
         if let Some(file) = &file {
@@ -53,7 +54,13 @@ impl SqliteStore {
                 tighten_logged(Path::new(&companion));
             }
         }
-        Ok(SqliteStore { publications: PublicationWriter::start(pool.clone()), pool })
+        let target = writer::Target {
+            filename: options.get_filename(),
+            in_memory: file.is_none(),
+            read_only: url.contains("mode=ro"),
+        };
+        let writer = writer::Writer::open(&target).context("opening the publication writer")?;
+        Ok(SqliteStore { publications: PublicationWriter::start(writer), pool })
     }
 }
 

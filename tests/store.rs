@@ -4,22 +4,22 @@
 //!
 //! Without a reachable PostgreSQL the `postgres::` tests are skipped (with a message), unless `CI`
 //! or `WSGUARD_REQUIRE_SERVICES=1` is set: then they fail.
+//!
+//! Here: the backends, the users', logins' and revocations' part of the contract, and API keys.
+//! In `store/`: publications, group commit, SQLite's publication writer, and connecting.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::io::Write;
-use std::str::FromStr;
-use std::sync::{Arc, Mutex, Once};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Once};
+use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::Connection;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::OnceCell;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::task::JoinHandle;
 use wsguard::store::{
-    self, ApiKeyRecord, DynStore, Position, PostgresStore, Publication, Range, Retention, Revocation,
-    RevocationKind, Rotation, StoreError, UserRecord,
+    self, ApiKeyRecord, DynStore, PostgresStore, Revocation, RevocationKind, Rotation, StoreError, UserRecord,
 };
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -75,14 +75,19 @@ store_tests!(
     api_keys,
 );
 
+#[path = "store/connecting.rs"]
+mod connecting;
 #[path = "store/group_commit.rs"]
 mod group_commit;
+#[path = "store/publications.rs"]
+mod publications;
 #[path = "store/sqlite_writer.rs"]
 mod sqlite_writer;
 use group_commit::{
     batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
     dropped_publishers,
 };
+use publications::{concurrent_publications_have_no_gaps, publication_retention, publications};
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
 async fn with_sqlite<F, Fut>(test: F)
@@ -631,107 +636,6 @@ async fn revocation_log_follower_misses_nothing(store: DynStore) {
     assert_eq!(seen.into_iter().collect::<HashSet<_>>(), written);
 }
 
-async fn publications(store: DynStore) {
-    let (page, position) = store.publications("lobby", Range::Before(i64::MAX), 50, 0).await.unwrap();
-    assert!(page.is_empty() && position.is_none(), "a channel that never published has no position");
-
-    let mut lobby: Vec<Publication> = Vec::new();
-    let mut epoch = String::new();
-    for i in 1..=5 {
-        let data = format!(r#"{{"text":"hello {i} ✓"}}"#);
-        let (publication, at) =
-            store.publish("lobby", Some("alice"), &data, 1000 + i, Retention::ALL).await.unwrap();
-        assert_eq!(publication.offset, i, "numbered from 1 without gaps");
-        assert_eq!(
-            (publication.sender.as_deref(), publication.data.as_str()),
-            (Some("alice"), data.as_str())
-        );
-        assert_eq!(at.offset, i);
-        if i > 1 {
-            assert_eq!(at.epoch, epoch, "one epoch while the history lives");
-        }
-        epoch = at.epoch;
-        lobby.push(publication);
-        // Another channel's publications interleave and are numbered on their own.
-        let (other, _) = store.publish("other", None, "{}", 2000 + i, Retention::ALL).await.unwrap();
-        assert_eq!(other.offset, i);
-    }
-    let page = |range, limit| {
-        let store = store.clone();
-        async move { store.publications("lobby", range, limit, 0).await.unwrap() }
-    };
-    let (all, position) = page(Range::Before(i64::MAX), 50).await;
-    assert_eq!(all, lobby, "oldest first, exactly what publish returned");
-    assert_eq!(position, Some(Position { offset: 5, epoch: epoch.clone() }));
-    assert_eq!(page(Range::Before(i64::MAX), 2).await.0, lobby[3..], "the newest, oldest first");
-    assert_eq!(page(Range::Before(4), 2).await.0, lobby[1..3], "paging back");
-    assert!(page(Range::Before(1), 10).await.0.is_empty());
-    assert_eq!(page(Range::After(2), 2).await.0, lobby[2..4], "catching up");
-    assert!(page(Range::After(5), 10).await.0.is_empty());
-    assert_eq!(page(Range::After(i64::MAX), 0).await.1.unwrap().offset, 5, "the position alone");
-}
-
-async fn publication_retention(store: DynStore) {
-    // Three kept: the oldest go as new ones arrive, the numbering goes on.
-    let three = Retention { size: Some(3), ttl_ms: None };
-    for i in 1..=5 {
-        store.publish("kept", None, &i.to_string(), 1000, three).await.unwrap();
-    }
-    let (kept, position) = store.publications("kept", Range::After(0), 10, 0).await.unwrap();
-    assert_eq!(kept.iter().map(|p| p.offset).collect::<Vec<_>>(), [3, 4, 5]);
-    assert_eq!(position.unwrap().offset, 5);
-
-    // A TTL hides what expired at once and prune deletes it; a channel left without any
-    // publication goes too, and starts again from 1 in a new epoch.
-    let minute = Retention { size: None, ttl_ms: Some(60_000) };
-    let (_, first) = store.publish("brief", None, "1", 1_000, minute).await.unwrap();
-    store.publish("brief", None, "2", 30_000, minute).await.unwrap();
-    let (visible, _) = store.publications("brief", Range::After(0), 10, 61_000).await.unwrap();
-    assert_eq!(visible.iter().map(|p| p.offset).collect::<Vec<_>>(), [2]);
-    let pruned = store.prune(61).await.unwrap();
-    assert_eq!(pruned.publications, 1);
-    assert_eq!(store.publications("brief", Range::After(0), 10, 0).await.unwrap().0.len(), 1);
-    let pruned = store.prune(91).await.unwrap();
-    assert_eq!(pruned.publications, 1);
-    assert!(store.publications("brief", Range::After(0), 10, 0).await.unwrap().1.is_none());
-    let (again, at) = store.publish("brief", None, "3", 100_000, minute).await.unwrap();
-    assert_eq!(again.offset, 1);
-    assert_ne!(at.epoch, first.epoch, "history lost: a new epoch");
-    // Channels kept forever are never pruned.
-    assert_eq!(store.publications("kept", Range::After(0), 10, 0).await.unwrap().0.len(), 3);
-}
-
-async fn concurrent_publications_have_no_gaps(store: DynStore) {
-    const WRITERS: i64 = 8;
-    const EACH: i64 = 25;
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut offsets = Vec::new();
-                for i in 0..EACH {
-                    let (p, _) = store
-                        .publish("busy", Some("w"), &format!("{w}-{i}"), 1, Retention::ALL)
-                        .await
-                        .unwrap();
-                    offsets.push(p.offset);
-                }
-                offsets
-            })
-        })
-        .collect();
-    let mut offsets = Vec::new();
-    for task in tasks {
-        let mine = task.await.unwrap();
-        assert!(mine.windows(2).all(|w| w[0] < w[1]), "one writer's publications in order");
-        offsets.extend(mine);
-    }
-    offsets.sort_unstable();
-    assert_eq!(offsets, (1..=WRITERS * EACH).collect::<Vec<_>>(), "every offset once, no gap");
-    let (stored, _) = store.publications("busy", Range::After(0), 1000, 0).await.unwrap();
-    assert_eq!(stored.len() as i64, WRITERS * EACH);
-}
-
 fn api_key(name: &str, scopes: &[&str]) -> ApiKeyRecord {
     ApiKeyRecord {
         name: name.to_owned(),
@@ -770,164 +674,4 @@ async fn api_keys(store: DynStore) {
     assert_eq!(store.api_keys().await.unwrap(), vec![ops]);
     // The name is free again.
     store.create_api_key(&again).await.unwrap();
-}
-
-// ---------------------------------------------------------------------------------------------
-// Connecting
-
-#[tokio::test]
-async fn connect_rejects_unknown_schemes_without_echoing_the_url() {
-    for url in ["mysql://root:s3cret@db/wsguard", "/var/lib/wsguard.db"] {
-        let err = match store::connect(url).await {
-            Ok(_) => panic!("{url} accepted"),
-            Err(err) => format!("{err:#}"),
-        };
-        assert!(err.contains("unsupported database URL"), "{err}");
-        assert!(!err.contains("s3cret"), "{err}");
-    }
-}
-
-/// A database that is down at start: `connect` fails within a few seconds, with a clear message
-/// and without the password.
-#[tokio::test]
-async fn connect_fails_fast_when_postgres_is_down() {
-    // A port nobody listens on: bind one, then free it.
-    let port = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().port();
-    let started = Instant::now();
-    let url = format!("postgres://wsguard:s3cret@127.0.0.1:{port}/wsguard");
-    let err = match store::connect(&url).await {
-        Ok(_) => panic!("connected to nothing"),
-        Err(err) => format!("{err:#}"),
-    };
-    assert!(started.elapsed() < Duration::from_secs(15), "took too long");
-    assert!(err.contains("cannot connect to PostgreSQL"), "{err}");
-    assert!(err.contains(&format!("127.0.0.1:{port}")), "{err}");
-    assert!(!err.contains("s3cret"), "{err}");
-}
-
-/// `store::connect` picks PostgreSQL for `postgres://` and `postgresql://`, and honours a
-/// search path given in the URL.
-#[tokio::test]
-async fn connect_selects_postgres_by_scheme() {
-    let Some(url) = postgres_url().await else {
-        return;
-    };
-    let schema = fresh_schema();
-    let mut admin = admin_connection(&url).await;
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut admin).await.unwrap();
-    let outcome = tokio::spawn({
-        let (url, schema) = (url.clone(), schema.clone());
-        async move {
-            let separator = if url.contains('?') { '&' } else { '?' };
-            for scheme_url in [url.clone(), url.replacen("postgres://", "postgresql://", 1)] {
-                let with_path = format!("{scheme_url}{separator}options=-c%20search_path%3D{schema}");
-                let store = store::connect(&with_path).await.expect("connect");
-                store.ping().await.unwrap();
-                if store.user("alice").await.unwrap().is_none() {
-                    store.create_user(&user("alice")).await.unwrap();
-                }
-            }
-        }
-    })
-    .await;
-    let tables: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM information_schema.tables \
-         WHERE table_schema = $1 AND table_name IN ('users', 'refresh_families', 'revocations', 'channels', 'publications')",
-    )
-    .bind(&schema)
-    .fetch_one(&mut admin)
-    .await
-    .unwrap();
-    let _ = admin.close().await;
-    drop_schema(&url, &schema).await;
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
-    assert_eq!(tables, 5, "the migrations ran in the URL's schema");
-}
-
-/// A TCP relay in front of PostgreSQL that can be cut, to take the database away from a running
-/// store.
-struct Relay {
-    accept: JoinHandle<()>,
-    connections: Arc<Mutex<Vec<AbortHandle>>>,
-}
-
-impl Relay {
-    async fn start(listen: &str, upstream: (String, u16)) -> (Relay, u16) {
-        let listener = TcpListener::bind(listen).await.expect("relay listens");
-        let port = listener.local_addr().unwrap().port();
-        let connections = Arc::new(Mutex::new(Vec::new()));
-        let accept = tokio::spawn({
-            let connections = connections.clone();
-            async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
-                    let upstream = upstream.clone();
-                    let relay = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    });
-                    connections.lock().unwrap().push(relay.abort_handle());
-                }
-            }
-        });
-        (Relay { accept, connections }, port)
-    }
-
-    /// Stops listening and drops every relayed connection.
-    async fn cut(self) {
-        self.accept.abort();
-        let _ = self.accept.await;
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
-    }
-}
-
-/// An outage of a running store answers `Unavailable` (HTTP 503) within a few seconds rather than
-/// hanging or failing as an internal error, and the store recovers once the database is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_outage_is_unavailable_then_recovers() {
-    let Some(url) = postgres_url().await else {
-        return;
-    };
-    let schema = fresh_schema();
-    let mut admin = admin_connection(&url).await;
-    sqlx::query(&format!("CREATE SCHEMA \"{schema}\"")).execute(&mut admin).await.unwrap();
-    let _ = admin.close().await;
-
-    let outcome = tokio::spawn({
-        let (url, schema) = (url.clone(), schema.clone());
-        async move {
-            let target = PgConnectOptions::from_str(&url).unwrap();
-            let upstream = (target.get_host().to_owned(), target.get_port());
-            let (relay, port) = Relay::start("127.0.0.1:0", upstream.clone()).await;
-            let options =
-                target.clone().host("127.0.0.1").port(port).options([("search_path", schema.as_str())]);
-            let store: DynStore = Arc::new(PostgresStore::connect_with(options).await.unwrap());
-            store.create_user(&user("alice")).await.unwrap();
-
-            relay.cut().await;
-            for _ in 0..2 {
-                let started = Instant::now();
-                let outcome = store.user("alice").await;
-                assert!(matches!(outcome, Err(StoreError::Unavailable(_))), "{outcome:?}");
-                assert!(started.elapsed() < Duration::from_secs(10), "took too long");
-            }
-            let ping = store.ping().await;
-            assert!(matches!(ping, Err(StoreError::Unavailable(_))), "{ping:?}");
-
-            // The database comes back on the same address.
-            let (relay, _) = Relay::start(&format!("127.0.0.1:{port}"), upstream).await;
-            store.ping().await.expect("recovered");
-            assert!(store.user("alice").await.unwrap().is_some());
-            relay.cut().await;
-        }
-    })
-    .await;
-    drop_schema(&url, &schema).await;
-    if let Err(err) = outcome {
-        std::panic::resume_unwind(err.into_panic());
-    }
 }

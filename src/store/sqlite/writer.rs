@@ -8,9 +8,10 @@
 //! appends to the log and does not sync. So it runs inline. The two things that could block are
 //! kept off the task: the write lock held by another connection (the server's pool, the CLI,
 //! another node's writer) sends the batch to a blocking thread that waits for it, and the log's
-//! checkpoints, which sync, run on a blocking thread after a batch is answered. The next batch waits
-//! for the checkpoint (queued publications join it meanwhile): a checkpoint racing the writer
-//! could never catch up with it, and the log would grow without end.
+//! checkpoints, which sync, run on a blocking thread through a second connection while the writer
+//! goes on. A checkpoint racing the writer copies most of the log but never all of it, and only a
+//! log copied to its end starts over: when the log has grown past a bound anyway, the next batch
+//! waits for one more checkpoint, short since the earlier ones did the copying.
 
 use super::super::batch::{bumps, number, Request};
 use super::super::group_commit::BatchWrite;
@@ -19,6 +20,7 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -30,8 +32,11 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 const CHECKPOINT_COMMITS: u32 = 256;
 /// Bytes of publications between checkpoints, at most.
 const CHECKPOINT_BYTES: usize = 4 << 20;
+/// Pages in the log past which the writer pauses for a checkpoint, so that the log starts over
+/// (16 MiB of 4 KiB pages).
+const RESTART_PAGES: i64 = 4096;
 
-/// Where the writer's connection opens: the database file, or the pool's shared in-memory database.
+/// Where the writer's connections open: the database file, or the pool's shared in-memory database.
 pub(in crate::store) struct Target<'a> {
     pub(in crate::store) filename: &'a Path,
     pub(in crate::store) in_memory: bool,
@@ -39,8 +44,8 @@ pub(in crate::store) struct Target<'a> {
 }
 
 impl Target<'_> {
-    /// Opens the connection, set up as the pool's are but for checkpoints; it never waits for a
-    /// lock unless told to.
+    /// Opens a connection set up as the pool's are but for checkpoints; it never waits for a lock
+    /// unless told to.
     fn open(&self) -> rusqlite::Result<Connection> {
         let mut flags = OpenFlags::SQLITE_OPEN_URI | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         flags |= if self.read_only {
@@ -63,36 +68,39 @@ impl Target<'_> {
 }
 
 pub(in crate::store) struct Writer {
-    /// Used by one batch or checkpoint at a time: the group-commit task writes one batch after
-    /// another, and waits for a checkpoint before the next. So it is never waited for on the task.
+    /// Used by one batch at a time (the group-commit task writes one after another), so never
+    /// waited for on the task.
     connection: Arc<Mutex<Connection>>,
     checkpoints: Mutex<Checkpoints>,
 }
 
 impl Writer {
     pub(in crate::store) fn open(target: &Target<'_>) -> rusqlite::Result<Writer> {
-        let connection = Arc::new(Mutex::new(target.open()?));
-        Ok(Writer { connection, checkpoints: Mutex::new(Checkpoints::default()) })
+        let checkpoints = Checkpoints {
+            connection: Arc::new(Mutex::new(target.open()?)),
+            commits: 0,
+            bytes: 0,
+            running: None,
+            restart: Arc::new(AtomicBool::new(false)),
+        };
+        Ok(Writer { connection: Arc::new(Mutex::new(target.open()?)), checkpoints: Mutex::new(checkpoints) })
     }
 }
 
 #[async_trait]
 impl BatchWrite for Writer {
     async fn write(&self, requests: &[Request]) -> StoreResult<Vec<Position>> {
-        let running = self.checkpoints().running.take();
-        if let Some(checkpoint) = running {
+        let restart = self.checkpoints().restart_due();
+        if let Some(restart) = restart {
             // Its failure is logged; the batch goes on.
-            let _ = checkpoint.await;
+            let _ = restart.await;
         }
         let inline = write_batch(&mut self.connection.lock().expect("writer lock poisoned"), requests);
         let positions = match inline {
             Err(err) if is_locked(&err) => self.write_waiting(requests.to_vec()).await?,
             written => written.map_err(store_error)?,
         };
-        if self.checkpoints().committed(requests.iter().map(Request::bytes).sum()) {
-            let connection = self.connection.clone();
-            self.checkpoints().running = Some(tokio::task::spawn_blocking(move || checkpoint(&connection)));
-        }
+        self.checkpoints().committed(requests.iter().map(Request::bytes).sum());
         Ok(positions)
     }
 }
@@ -223,32 +231,64 @@ fn bind(
     statement.raw_bind_parameter(*at, value)
 }
 
-/// What was committed since the last checkpoint, and the checkpoint under way.
-#[derive(Default)]
+/// The log's checkpoints: what was committed since the last began, the one under way, and whether
+/// the log has grown past [`RESTART_PAGES`] all the same.
 struct Checkpoints {
+    connection: Arc<Mutex<Connection>>,
     commits: u32,
     bytes: usize,
     running: Option<JoinHandle<()>>,
+    restart: Arc<AtomicBool>,
 }
 
 impl Checkpoints {
-    /// Counts a commit; whether it is time for a checkpoint.
-    fn committed(&mut self, bytes: usize) -> bool {
+    /// Counts a commit, and starts a checkpoint if one is due and none is under way.
+    fn committed(&mut self, bytes: usize) {
         self.commits += 1;
         self.bytes += bytes;
-        if self.commits < CHECKPOINT_COMMITS && self.bytes < CHECKPOINT_BYTES {
-            return false;
+        let due = self.commits >= CHECKPOINT_COMMITS || self.bytes >= CHECKPOINT_BYTES;
+        if due && self.running.as_ref().is_none_or(JoinHandle::is_finished) {
+            (self.commits, self.bytes) = (0, 0);
+            self.running = Some(self.start());
         }
-        (self.commits, self.bytes) = (0, 0);
-        true
+    }
+
+    /// When the log must start over: a checkpoint to wait for before the next batch (after the
+    /// one under way, if any).
+    fn restart_due(&mut self) -> Option<impl std::future::Future<Output = ()> + use<>> {
+        if !self.restart.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let running = self.running.take();
+        let connection = self.connection.clone();
+        Some(async move {
+            if let Some(running) = running {
+                let _ = running.await;
+            }
+            // With the writer waiting, the log is copied to its end, and the next commit starts
+            // it over.
+            let _ = tokio::task::spawn_blocking(move || checkpoint(&connection, None)).await;
+        })
+    }
+
+    fn start(&self) -> JoinHandle<()> {
+        let (connection, restart) = (self.connection.clone(), self.restart.clone());
+        tokio::task::spawn_blocking(move || checkpoint(&connection, Some(&restart)))
     }
 }
 
-/// Copies the log into the database, passively: readers of older snapshots keep what they read,
-/// and what they hold is copied by a later checkpoint.
-fn checkpoint(connection: &Mutex<Connection>) {
-    let connection = connection.lock().expect("writer lock poisoned");
-    if let Err(err) = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-        tracing::warn!(error = %err, "checkpointing the database's log failed");
+/// Copies the log into the database, passively: neither waiting for the writer or readers nor
+/// making them wait. With `restart`, raises it if the log is past [`RESTART_PAGES`].
+fn checkpoint(connection: &Mutex<Connection>, restart: Option<&AtomicBool>) {
+    let connection = connection.lock().expect("checkpoint lock poisoned");
+    // (busy, pages in the log, pages copied); -1s when the database is not in WAL mode.
+    match connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get::<_, i64>(1)) {
+        Ok(pages) if pages > RESTART_PAGES => {
+            if let Some(restart) = restart {
+                restart.store(true, Ordering::Release);
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "checkpointing the database's log failed"),
     }
 }

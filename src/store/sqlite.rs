@@ -36,8 +36,9 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let file = database_file(url, &options);
+        let read_only = url.contains("mode=ro");
         if let Some(file) = &file {
-            make_private(file, !url.contains("mode=ro"))?;
+            make_private(file, !read_only)?;
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
@@ -54,11 +55,8 @@ impl SqliteStore {
                 tighten_logged(Path::new(&companion));
             }
         }
-        let target = writer::Target {
-            filename: options.get_filename(),
-            in_memory: file.is_none(),
-            read_only: url.contains("mode=ro"),
-        };
+        let target =
+            writer::Target { filename: options.get_filename(), in_memory: file.is_none(), read_only };
         let writer = writer::Writer::open(&target).context("opening the publication writer")?;
         Ok(SqliteStore { publications: PublicationWriter::start(writer), pool })
     }

@@ -137,12 +137,14 @@ async fn subscribers_publish_and_receive_in_offset_order() {
     assert_eq!(position["offset"], 3, "where the channel stands");
     assert_eq!(position["epoch"].as_str().unwrap().len(), 16);
 
-    // Unsubscribed: nothing more arrives, and publishing needs a subscription again.
+    // Unsubscribed: publishing needs a subscription again, and nothing more arrives. `unsubscribe`
+    // has no answer: the refusal, answered after it, is what shows it was applied before Jane
+    // publishes.
     send(&mut john, &json!({"type": "unsubscribe", "channel": "room:42"}).to_string()).await;
+    refused(&mut john, json!({"type": "publish", "channel": "room:42", "data": 1}), "forbidden").await;
     let frame = json!({"type": "publish", "channel": "room:42", "data": 1, "ref": "d"});
     assert_eq!(next_not_presence_after(&mut jane, frame).await["offset"], 4);
     quiet(&mut john, Duration::from_millis(300)).await;
-    refused(&mut john, json!({"type": "publish", "channel": "room:42", "data": 1}), "forbidden").await;
     assert_eq!(count_rows(&server.data_dir(), "publications").await, 4);
 }
 

@@ -17,6 +17,7 @@ pub mod cli;
 mod config;
 mod connections;
 mod http;
+pub mod logs;
 mod metrics;
 mod private_files;
 mod quota;

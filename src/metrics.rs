@@ -191,6 +191,12 @@ impl Metrics {
             "Time spent hashing passwords.",
             &one(format!("{:.6}", hashes.1 as f64 / 1e6)),
         );
+        family(
+            "wsguard_log_lines_dropped_total",
+            "counter",
+            "Log lines (and stdout lines) dropped because the stream refused them.",
+            &one(crate::logs::dropped().to_string()),
+        );
         let api_calls = self.api_calls.samples();
         let api_calls: Vec<(&str, String)> = api_calls.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
         family(

@@ -181,13 +181,14 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stdout is the address; tests and scripts read the port from it.
-    println!("wsguard listening on {scheme}://{addr}");
+    crate::logs::print(&format!("wsguard listening on {scheme}://{addr}"));
     tracing::info!(%addr, database = %redact(&state.config.store.database_url()), "listening");
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         shutdown_signals.recv().await;
-        tracing::info!("shutting down");
+        // First: nothing that could fail (such as logging) stands before it.
         shutdown.begin();
+        tracing::info!("shutting down");
     });
     let app = crate::http::service(state.clone(), routes());
     let stop = state.shutdown.token();

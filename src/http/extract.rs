@@ -15,13 +15,15 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted by the API, in bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 
-pub(crate) fn content_type(req: &Request) -> &str {
+/// The request's media type, lowercased: media types are case-insensitive (RFC 9110 §8.3.1), so
+/// `Application/JSON` is JSON. Parameters (`; charset=…`) are dropped.
+pub(crate) fn content_type(req: &Request) -> String {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(str::trim)
-        .unwrap_or("")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 async fn body(req: Request) -> Result<Bytes, ApiError> {
@@ -89,7 +91,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        match content_type(&req) {
+        match content_type(&req).as_str() {
             "application/x-www-form-urlencoded" => Ok(FormOrJson(parse_form(&body(req).await?)?)),
             "application/json" => Ok(FormOrJson(parse_json(&body(req).await?)?)),
             _ => Err(unsupported("application/json or application/x-www-form-urlencoded")),

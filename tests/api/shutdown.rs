@@ -68,3 +68,48 @@ async fn a_stalled_request_does_not_keep_the_process_alive() {
     let status = server.exit_status(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 }
+
+/// A server whose stdout and stderr are pipes closed by their reader (a log collector that died,
+/// `wsguard serve 2>&1 | head -2`): its log lines are dropped and counted, and `signal` still
+/// shuts it down.
+async fn shuts_down_with_closed_pipes(signal: i32) {
+    use crate::helpers::{sample, BIN};
+    use std::process::Stdio;
+    use tokio::io::AsyncBufReadExt;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["serve", "--bind=127.0.0.1:0"])
+        .arg(format!("--data-dir={}", data.path().display()))
+        .env("WSGUARD_LOG", "debug")
+        .env_remove("WSGUARD_CONFIG")
+        .current_dir(data.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), stdout.next_line()).await.unwrap().unwrap();
+    let base = line.unwrap().strip_prefix("wsguard listening on ").unwrap().to_owned();
+    drop(stdout);
+    drop(child.stderr.take());
+    let http = reqwest::Client::new();
+    // Every request logs at debug level; each line now meets a closed pipe.
+    for _ in 0..3 {
+        assert_eq!(http.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    }
+    let metrics = http.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(sample(&metrics, "wsguard_log_lines_dropped_total") >= 3.0, "{metrics}");
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.id().unwrap() as i32, signal) }, 0);
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("the server ignored the signal")
+        .unwrap();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn closed_log_pipes_neither_stop_the_server_nor_its_shutdown() {
+    tokio::join!(shuts_down_with_closed_pipes(libc::SIGTERM), shuts_down_with_closed_pipes(libc::SIGINT));
+}

@@ -169,6 +169,15 @@ async fn json_login_returns_a_fresh_pair_and_rejects_bad_bodies() {
     let body: Value = ok.json().await.unwrap();
     assert_eq!(claims(body["access_token"].as_str().unwrap())["fresh"], true);
     assert!(body["refresh_token"].is_string());
+    // Media types are case-insensitive: the JSON login and the password form, however spelled.
+    let login = |path: &str, content_type: &'static str, body: &'static str| {
+        server.http.post(server.url(path)).header(CONTENT_TYPE, content_type).body(body).send()
+    };
+    let json_body = r#"{"username": "janedoe", "password": "secret2"}"#;
+    assert_eq!(login("/login", "Application/JSON", json_body).await.unwrap().status(), StatusCode::OK);
+    let form = "username=janedoe&password=secret2";
+    let form_type = "Application/X-WWW-Form-URLEncoded; Charset=UTF-8";
+    assert_eq!(login("/token", form_type, form).await.unwrap().status(), StatusCode::OK);
 
     for (body, content_type, status) in [
         ("{\"username\": \"janedoe\"", "application/json", StatusCode::UNPROCESSABLE_ENTITY),

@@ -37,7 +37,8 @@ struct Entry {
     jti: String,
     /// Empty for a trusted issuer's token: it belongs to no login.
     family: String,
-    /// The token's `iat` (0 without one), for user revocations.
+    /// The earliest the token can have been issued ([`Claims::earliest_issue`]), for user
+    /// revocations.
     issued_at: i64,
     signal: Arc<SocketSignal>,
 }
@@ -78,7 +79,7 @@ impl SocketBindings {
             Entry {
                 jti: claims.jti.clone(),
                 family: claims.fam.clone(),
-                issued_at: claims.iat,
+                issued_at: claims.earliest_issue(),
                 signal: signal.clone(),
             },
         );
@@ -115,7 +116,7 @@ impl Binding {
         if let Some(entry) = by_user.get_mut(&self.user).and_then(|entries| entries.get_mut(&self.id)) {
             entry.jti.clone_from(&claims.jti);
             entry.family.clone_from(&claims.fam);
-            entry.issued_at = claims.iat;
+            entry.issued_at = claims.earliest_issue();
         }
     }
 }

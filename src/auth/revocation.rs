@@ -42,13 +42,14 @@ impl Revocations {
         }
     }
 
-    /// True when the token itself, its whole login, or every token of its user issued before it
-    /// was revoked. Tokens without a login (a trusted issuer's) have an empty family.
+    /// True when the token itself, its whole login, or every token of its user that could have
+    /// been issued before it ([`Claims::earliest_issue`]) was revoked. Tokens without a login (a
+    /// trusted issuer's) have an empty family.
     pub(crate) fn is_revoked(&self, claims: &Claims) -> bool {
         let in_force = self.in_force.read().expect("revocations lock poisoned");
         in_force.ids.contains_key(&claims.jti)
             || (!claims.fam.is_empty() && in_force.ids.contains_key(&claims.fam))
-            || in_force.users.get(&claims.sub).is_some_and(|(before, _)| claims.iat < *before)
+            || in_force.users.get(&claims.sub).is_some_and(|(before, _)| claims.earliest_issue() < *before)
     }
 
     /// Forgets entries whose tokens have all expired anyway.
@@ -97,6 +98,19 @@ mod tests {
         assert!(revocations.is_revoked(&claims("bob", "a", "f", 1999)), "in force until 5000");
         revocations.prune(5000);
         assert!(!revocations.is_revoked(&claims("bob", "a", "f", 1999)));
+    }
+
+    #[test]
+    fn a_user_revocation_allows_for_a_trusted_issuers_clock_running_ahead() {
+        use crate::auth::tokens::LEEWAY_SECS;
+        let leeway = LEEWAY_SECS as i64;
+        let revocations = Revocations::default();
+        revocations.apply(&Revocation::user("bob", 1000, 5000));
+        // Without a login (a trusted issuer's): an `iat` up to the leeway ahead may predate it.
+        assert!(revocations.is_revoked(&claims("bob", "a", "", 1000 + leeway - 1)));
+        assert!(!revocations.is_revoked(&claims("bob", "a", "", 1000 + leeway)));
+        // wsguard's own tokens carry this server's clock.
+        assert!(!revocations.is_revoked(&claims("bob", "a", "f", 1000)));
     }
 
     #[test]

@@ -305,8 +305,12 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
 
     let old = hs256(&json!({"sub": "bob", "iat": now() - 5, "exp": now() + 600}));
     let without_iat = tutorial("bob", 600);
+    // From an issuer whose clock runs 4 s ahead: admitted, within the leeway.
+    let ahead = hs256(&json!({"sub": "bob", "iat": now() + 4, "exp": now() + 600}));
     let mut bob = b.ws(&format!("/chat/ws?token={old}"), &[]).await.unwrap();
     chat_welcome(&mut bob, "bob").await;
+    let mut bob_ahead = b.ws(&format!("/chat/ws?token={ahead}"), &[]).await.unwrap();
+    chat_welcome(&mut bob_ahead, "bob").await;
     // On the node that runs the CLI too: its close says that node has the revocation as well
     // (each node follows the log on its own), before the refusals below are asked of both.
     let mut bob_on_a = a.ws(&format!("/chat/ws?token={old}"), &[]).await.unwrap();
@@ -322,6 +326,7 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     assert_eq!(close_code(&mut bob, SECOND).await, (4003, "token revoked".into()));
     assert!(started.elapsed() < Duration::from_secs(2), "CLI start included: {:?}", started.elapsed());
     assert_eq!(close_code(&mut bob_on_a, SECOND).await, (4003, "token revoked".into()));
+    assert_eq!(close_code(&mut bob_ahead, SECOND).await, (4003, "token revoked".into()), "iat ahead");
     // Another user's socket is untouched.
     send(&mut john, &json!({"type": "ping"}).to_string()).await;
     assert_eq!(next_json(&mut john).await["type"], "pong");
@@ -329,9 +334,14 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     for node in [&a, &b] {
         assert_eq!(refused_on_ws(node, &old).await, "token has been revoked");
         assert_eq!(refused_on_ws(node, &without_iat).await, "token has been revoked", "no iat: refused");
+        assert_eq!(refused_on_ws(node, &ahead).await, "token has been revoked", "iat ahead");
     }
-    // `iat` has whole seconds: a token of the revocation's second counts as before it.
+    // A trusted issuer's `iat` may run the leeway (5 s) ahead, and has whole seconds: a token
+    // whose `iat` is within 5 s after the revocation's second may predate it, and is refused.
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let soon_after = hs256(&json!({"sub": "bob", "iat": now(), "exp": now() + 600}));
+    assert_eq!(refused_on_ws(&a, &soon_after).await, "token has been revoked");
+    tokio::time::sleep(Duration::from_secs(5)).await;
     let after = hs256(&json!({"sub": "bob", "iat": now(), "exp": now() + 600}));
     assert_eq!(admitted_on_ws(&a, &after).await["sub"], "bob");
     assert_eq!(admitted_on_ws(&b, &after).await["sub"], "bob");

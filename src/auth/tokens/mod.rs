@@ -53,6 +53,20 @@ pub struct Claims {
     pub channels: Vec<String>,
 }
 
+impl Claims {
+    /// The earliest this token can have been issued, on this server's clock: what a user
+    /// revocation compares with its cutoff. wsguard's own tokens (those of a login) carry its
+    /// clock; a trusted issuer's `iat` is admitted up to the leeway ahead of it, so such a token
+    /// may have been issued that much before its `iat` says.
+    pub(crate) fn earliest_issue(&self) -> i64 {
+        if self.fam.is_empty() {
+            self.iat.saturating_sub(LEEWAY_SECS as i64)
+        } else {
+            self.iat
+        }
+    }
+}
+
 /// Why a token was refused. The text is safe to show a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

@@ -224,7 +224,7 @@ mod tests {
     use crate::auth::bindings::Binding;
     use crate::auth::issuers::TrustedIssuers;
     use crate::auth::secret::HmacSecret;
-    use crate::auth::tokens::{TokenKind, Tokens};
+    use crate::auth::tokens::Tokens;
     use crate::store::{DynStore, RevocationKind};
 
     const DAY: Duration = Duration::from_secs(24 * 3600);
@@ -240,20 +240,7 @@ mod tests {
     }
 
     fn claims(user: &str, iat: i64) -> Claims {
-        Claims {
-            sub: user.into(),
-            exp: iat + 600,
-            iat,
-            nbf: iat,
-            jti: random_id(),
-            kind: TokenKind::Access,
-            fresh: false,
-            iss: String::new(),
-            aud: None,
-            fam: String::new(),
-            csrf: String::new(),
-            channels: Vec::new(),
-        }
+        Claims::test(user, iat)
     }
 
     async fn closed(binding: &Binding) -> bool {

@@ -69,6 +69,7 @@ impl AuthError {
             AuthError::UnknownUser => "unknown_user",
             AuthError::Inactive => "inactive",
             AuthError::Store(_) => "store_unavailable",
+            AuthError::KeysUnavailable { .. } => "keys_unavailable",
         }
     }
 }
@@ -137,6 +138,18 @@ pub enum AuthError {
     /// The cause is logged where it is handled; clients see only this text.
     #[error("Service unavailable")]
     Store(#[from] StoreError),
+    /// A trusted issuer's keys cannot tell yet whether the token's key exists (its JWKS endpoint
+    /// is down, or a fetch for a new `kid` must wait): neither admitted nor refused for good.
+    #[error("keys of issuer {issuer} unavailable, try again shortly")]
+    KeysUnavailable { issuer: String, retry_after_secs: u64 },
+}
+
+impl AuthError {
+    /// Whether the refusal says nothing of the credential: the client may present it again
+    /// shortly (HTTP 503, close 1013).
+    pub(crate) fn is_temporary(&self) -> bool {
+        matches!(self, AuthError::Store(_) | AuthError::KeysUnavailable { .. })
+    }
 }
 
 pub(crate) struct Authenticator {

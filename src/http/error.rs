@@ -150,6 +150,12 @@ impl IntoResponse for ApiError {
                     }
                     AuthError::Inactive => return detail(StatusCode::BAD_REQUEST, "Inactive user"),
                     AuthError::Store(e) => return store_failure(e),
+                    AuthError::KeysUnavailable { retry_after_secs, .. } => {
+                        let mut response = detail(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+                        let retry_after = HeaderValue::from(*retry_after_secs.max(&1));
+                        response.headers_mut().insert(header::RETRY_AFTER, retry_after);
+                        return response;
+                    }
                 };
                 let mut response = detail(status, &err.to_string());
                 response

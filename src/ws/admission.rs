@@ -204,7 +204,9 @@ impl Admission {
             },
             Err(err) => {
                 state.metrics.socket_rejections.inc();
-                Close::new(close::POLICY, err.to_string())
+                // A refusal that says nothing of the token is one the client should retry.
+                let code = if err.is_temporary() { close::TRY_AGAIN_LATER } else { close::POLICY };
+                Close::new(code, err.to_string())
             }
         };
         if policy.explain_refusal && socket.send(Message::Text(refusal.reason.clone().into())).await.is_err()

@@ -17,8 +17,9 @@ pub(crate) const INVALID_PAYLOAD: u16 = 1007;
 pub(crate) const POLICY: u16 = 1008;
 /// A message over `--max-message-bytes`.
 pub(crate) const TOO_BIG: u16 = 1009;
-/// Too slow to keep up with its channels (RFC 6455's "try again later"): reconnect and fetch
-/// what was missed.
+/// RFC 6455's "try again later": too slow to keep up with its channels (reconnect and fetch
+/// what was missed), or a refusal that says nothing of the token (the database, or a trusted
+/// issuer's keys, unavailable).
 pub(crate) const TRY_AGAIN_LATER: u16 = 1013;
 /// The token expired.
 pub(crate) const EXPIRED: u16 = 4001;
@@ -34,9 +35,21 @@ pub(crate) struct Close {
     pub(crate) reason: String,
 }
 
+/// The longest reason a close frame carries (RFC 6455 §5.5: 125 bytes of payload, 2 of them the
+/// code); a longer one is cut at a character boundary.
+const MAX_REASON_BYTES: usize = 123;
+
 impl Close {
     pub(crate) fn new(code: u16, reason: impl Into<String>) -> Close {
-        Close { code, reason: reason.into() }
+        let mut reason = reason.into();
+        if reason.len() > MAX_REASON_BYTES {
+            let mut end = MAX_REASON_BYTES;
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            reason.truncate(end);
+        }
+        Close { code, reason }
     }
 }
 
@@ -59,4 +72,16 @@ pub(crate) async fn close(mut socket: WebSocket, close: Close) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_fit_a_close_frame() {
+        assert_eq!(Close::new(NORMAL, "idle timeout").reason, "idle timeout");
+        let long = Close::new(TRY_AGAIN_LATER, "é".repeat(100));
+        assert_eq!(long.reason, "é".repeat(61), "122 bytes: a whole character fits, not half of one");
+    }
 }

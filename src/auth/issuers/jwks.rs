@@ -1,9 +1,13 @@
 //! A trusted issuer's published keys, fetched and kept. Fetched at start without holding the start
 //! up, refreshed periodically (`Cache-Control: max-age` within bounds), and at once when a token
 //! names an unknown `kid`, at most once per [`MISS_REFETCH_INTERVAL`] and one fetch at a time: a
-//! handshake waits for it at most [`MISS_WAIT`], then its token is refused as a bad signature.
-//! While the endpoint is down, the keys of the last good fetch stay in use and the issuer is
-//! reported stale (`/readyz`, `/metrics`).
+//! handshake waits for it at most [`MISS_WAIT`]. A `kid` is known to be absent once a fetch made
+//! while its token waited succeeded without it, or when an earlier fetch held it and a later one
+//! no longer does (withdrawn); until then (the endpoint down, a fetch spaced out, none succeeded
+//! yet) the keys are unavailable, which the client is told to retry, not that its token is
+//! forged. While the endpoint is down, the keys of the last good fetch stay
+//! in use, the issuer is reported stale (`/readyz`, `/metrics`), and fetches are retried with
+//! backoff from a second up to [`RETRY_MAX`].
 
 use super::keyset::{KeySet, SetKey};
 use super::verified::VerifiedTokens;
@@ -29,8 +33,19 @@ const MISS_WAIT: Duration = Duration::from_secs(2);
 const REFRESH_DEFAULT: Duration = Duration::from_secs(300);
 const REFRESH_MIN: Duration = Duration::from_secs(60);
 const REFRESH_MAX: Duration = Duration::from_secs(3600);
-/// After a failed fetch, the next periodic one comes this soon.
-const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
+/// After a failed fetch, the next periodic one comes after a second, doubling up to this.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Why a token's key was not found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Miss {
+    /// The issuer's keys, fetched while the token waited, do not have it.
+    Unknown,
+    /// Not known yet: no fetch could tell (the endpoint is down, or a fetch was too recent to
+    /// start another). The client may try again in this many seconds.
+    Unavailable { retry_after_secs: u64 },
+}
 
 /// The keys published at one URL.
 pub(crate) struct JwksKeys {
@@ -42,7 +57,8 @@ pub(crate) struct JwksKeys {
     finished: watch::Sender<u64>,
     /// The last fetch failed, or none has succeeded yet.
     stale: AtomicBool,
-    /// Tokens verified with these keys; emptied with every new set.
+    /// Tokens verified with these keys; those of a key no longer published are forgotten with
+    /// every new set.
     pub(crate) verified: VerifiedTokens,
     pub(crate) fetched: Counter,
     pub(crate) failed: Counter,
@@ -86,17 +102,37 @@ impl JwksKeys {
     }
 
     /// The key for a token's `kid`. An unknown one refetches the set (see the module
-    /// documentation) and waits a little for it; `None` when no key is found.
-    pub(crate) async fn find(self: &Arc<Self>, kid: Option<&str>) -> Option<Arc<SetKey>> {
+    /// documentation) and waits a little for it.
+    pub(crate) async fn find(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<SetKey>, Miss> {
         if let Some(key) = self.keys().get(kid) {
-            return Some(key);
+            return Ok(key);
+        }
+        if self.keys().withdrew(kid) {
+            return Err(Miss::Unknown);
         }
         let mut finished = self.finished.subscribe();
+        let mut fetched = false;
         if self.start_fetch(Some(MISS_REFETCH_INTERVAL)) || self.fetching().in_flight {
-            let _ = tokio::time::timeout(MISS_WAIT, finished.changed()).await;
+            fetched = matches!(tokio::time::timeout(MISS_WAIT, finished.changed()).await, Ok(Ok(())));
         }
         // A fetch may also have finished just before: look again either way.
-        self.keys().get(kid)
+        if let Some(key) = self.keys().get(kid) {
+            return Ok(key);
+        }
+        if fetched && !self.is_stale() {
+            return Err(Miss::Unknown);
+        }
+        Err(Miss::Unavailable { retry_after_secs: self.retry_after_secs() })
+    }
+
+    /// Seconds until a token naming an unknown `kid` may start the next fetch (at least 1).
+    fn retry_after_secs(&self) -> u64 {
+        let fetching = self.fetching();
+        let wait = match fetching.last_started {
+            Some(last) if !fetching.in_flight => MISS_REFETCH_INTERVAL.saturating_sub(last.elapsed()),
+            _ => Duration::ZERO,
+        };
+        wait.as_secs_f64().ceil().max(1.0) as u64
     }
 
     fn fetching(&self) -> std::sync::MutexGuard<'_, Fetching> {
@@ -129,8 +165,11 @@ impl JwksKeys {
         let result = match outcome {
             Ok((set, max_age)) => {
                 tracing::debug!(url = %self.url, keys = set.len(), "fetched a trusted issuer's keys");
-                *self.keys.write().expect("jwks lock") = Arc::new(set);
-                self.verified.clear();
+                // Tokens of the keys still published stay verified: a fetch for a made-up `kid`
+                // costs them nothing.
+                self.verified.retain_keys(&set);
+                let mut keys = self.keys.write().expect("jwks lock");
+                *keys = Arc::new(set.after(&keys));
                 self.stale.store(false, Ordering::Relaxed);
                 self.fetched.inc();
                 Some(max_age)
@@ -167,14 +206,23 @@ impl JwksKeys {
         Ok((KeySet::parse(&body)?, max_age))
     }
 
-    /// Fetches now, then again every `max-age` (within bounds) until shutdown; sooner after a
-    /// failure. A fetch already running (for an unknown `kid`) is waited for instead.
+    /// Fetches now, then again every `max-age` (within bounds) until shutdown; after a failure,
+    /// again within seconds, backing off. A fetch already running (for an unknown `kid`) is
+    /// waited for instead.
     pub(crate) fn follow(self: Arc<Self>, shutdown: CancellationToken) {
         tokio::spawn(async move {
+            let mut retry = RETRY_FIRST;
             loop {
                 let next = match self.fetch_now().await {
-                    Some(max_age) => max_age.unwrap_or(REFRESH_DEFAULT).clamp(REFRESH_MIN, REFRESH_MAX),
-                    None => RETRY_AFTER_FAILURE,
+                    Some(max_age) => {
+                        retry = RETRY_FIRST;
+                        max_age.unwrap_or(REFRESH_DEFAULT).clamp(REFRESH_MIN, REFRESH_MAX)
+                    }
+                    None => {
+                        let next = retry;
+                        retry = (retry * 2).min(RETRY_MAX);
+                        next
+                    }
                 };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -322,7 +370,7 @@ mod tests {
         let url = answering(ok("", &jwks_body(0))).await;
         let keys = Arc::new(JwksKeys::new(&url).unwrap());
         assert!(keys.is_stale(), "nothing fetched yet");
-        assert!(keys.find(Some("k1")).await.is_some(), "an unknown kid fetches");
+        assert!(keys.find(Some("k1")).await.is_ok(), "an unknown kid fetches");
         assert!(!keys.is_stale());
         // The same keys, now from an endpoint that fails.
         let broken = JwksKeys { url: answering(ok("", b"{}")).await, ..JwksKeys::new(&url).unwrap() };
@@ -330,8 +378,42 @@ mod tests {
         *broken.keys.write().unwrap() = keys.keys();
         assert_eq!(broken.fetch_now().await, None);
         assert!(broken.is_stale());
-        assert!(broken.find(Some("k1")).await.is_some(), "kept in use");
+        assert!(broken.find(Some("k1")).await.is_ok(), "kept in use");
         assert_eq!((broken.fetched.get(), broken.failed.get()), (0, 1));
+    }
+
+    #[tokio::test]
+    async fn a_fetch_for_a_made_up_kid_keeps_the_tokens_verified_with_unchanged_keys() {
+        let keys = Arc::new(JwksKeys::new(&answering(ok("", &jwks_body(0))).await).unwrap());
+        let key = keys.find(Some("k1")).await.ok().unwrap();
+        let claims = crate::auth::tokens::Claims::test("bob", 0);
+        keys.verified.insert("a.b.c", &claims, key.fingerprint);
+        keys.verified.insert("d.e.f", &claims, [0; 32]);
+        keys.fetching().last_started = None; // as if the interval had passed
+        assert_eq!(keys.find(Some("made-up")).await.err(), Some(Miss::Unknown));
+        assert_eq!(keys.fetched.get(), 2, "the made-up kid fetched the set again");
+        assert!(keys.verified.get("a.b.c", 0).is_some(), "verified with a key still published");
+        assert!(keys.verified.get("d.e.f", 0).is_none(), "verified with a key no longer published");
+    }
+
+    #[tokio::test]
+    async fn a_kid_is_unknown_only_once_a_fetch_made_for_it_succeeded_without_it() {
+        let keys = Arc::new(JwksKeys::new(&answering(ok("", &jwks_body(0))).await).unwrap());
+        assert_eq!(keys.find(Some("made-up")).await.err(), Some(Miss::Unknown), "fetched: not there");
+        // Within the interval no fetch can tell: unavailable, retry when one may run.
+        match keys.find(Some("made-up-2")).await {
+            Err(Miss::Unavailable { retry_after_secs }) => {
+                assert!((1..=MISS_REFETCH_INTERVAL.as_secs()).contains(&retry_after_secs))
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        // An endpoint that fails: unavailable, never a forged-looking refusal.
+        let down = Arc::new(JwksKeys::new(&answering(ok("", b"{}")).await).unwrap());
+        assert!(matches!(down.find(Some("k1")).await, Err(Miss::Unavailable { .. })));
+        let silent = Arc::new(JwksKeys::new(&answering(None).await).unwrap());
+        let asked = std::time::Instant::now();
+        assert!(matches!(silent.find(Some("k1")).await, Err(Miss::Unavailable { retry_after_secs: 1 })));
+        assert!(asked.elapsed() < MISS_WAIT + Duration::from_millis(500), "waited {:?}", asked.elapsed());
     }
 
     #[test]

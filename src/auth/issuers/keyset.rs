@@ -7,7 +7,8 @@ use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
-use std::collections::HashMap;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// RSA moduli below this are refused: 1024-bit keys are within reach of factoring.
@@ -17,14 +18,25 @@ const MIN_RSA_BITS: usize = 2048;
 pub(crate) struct SetKey {
     pub(crate) alg: Algorithm,
     pub(crate) decoding: DecodingKey,
+    /// What tells this key from any other: the same in the next fetch only if unchanged.
+    pub(crate) fingerprint: Fingerprint,
 }
+
+/// The SHA-256 of a key's JWK as published (its members in sorted order).
+pub(crate) type Fingerprint = [u8; 32];
 
 /// The usable keys of one fetch of the set.
 #[derive(Default)]
 pub(crate) struct KeySet {
     by_kid: HashMap<String, Arc<SetKey>>,
     all: Vec<Arc<SetKey>>,
+    /// `kid`s that earlier fetches held and this one does not: withdrawn, so a token naming one
+    /// is refused without asking the issuer again.
+    withdrawn: HashSet<String>,
 }
+
+/// Withdrawn `kid`s remembered at most.
+const MAX_WITHDRAWN: usize = 64;
 
 impl KeySet {
     /// The key a token names by `kid`; a token without `kid` gets the set's only key, if it has
@@ -39,6 +51,25 @@ impl KeySet {
 
     pub(crate) fn len(&self) -> usize {
         self.all.len()
+    }
+
+    /// Whether `kid` named a key of an earlier fetch that this one no longer holds.
+    pub(crate) fn withdrew(&self, kid: Option<&str>) -> bool {
+        kid.is_some_and(|kid| self.withdrawn.contains(kid))
+    }
+
+    /// This set, fetched after `previous`: remembers what `previous` held (or knew withdrawn)
+    /// that this one does not.
+    pub(crate) fn after(mut self, previous: &KeySet) -> KeySet {
+        let gone = previous.by_kid.keys().chain(&previous.withdrawn);
+        let gone = gone.filter(|kid| !self.by_kid.contains_key(*kid)).take(MAX_WITHDRAWN);
+        self.withdrawn = gone.cloned().collect();
+        self
+    }
+
+    /// Whether the set still holds the key `fingerprint` names, unchanged.
+    pub(crate) fn holds(&self, fingerprint: &Fingerprint) -> bool {
+        self.all.iter().any(|key| key.fingerprint == *fingerprint)
     }
 
     /// Reads a JWK Set document; keys wsguard cannot use are skipped (and logged), a document
@@ -70,6 +101,8 @@ impl KeySet {
 
 /// A key of the set, with its `kid`, or why it cannot verify tokens here.
 fn usable(value: serde_json::Value) -> Result<(Option<String>, SetKey), &'static str> {
+    // serde_json's maps are sorted: the same JWK always serializes the same.
+    let fingerprint = Sha256::digest(value.to_string().as_bytes()).into();
     let jwk: Jwk = serde_json::from_value(value).map_err(|_| "not a JWK of a known type")?;
     if jwk.common.public_key_use.as_ref().is_some_and(|u| *u != PublicKeyUse::Signature) {
         return Err("not a signing key");
@@ -96,7 +129,7 @@ fn usable(value: serde_json::Value) -> Result<(Option<String>, SetKey), &'static
         _ => return Err("not an RS256, ES256 or EdDSA public key"),
     };
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| "unreadable key parameters")?;
-    Ok((jwk.common.key_id, SetKey { alg, decoding }))
+    Ok((jwk.common.key_id, SetKey { alg, decoding, fingerprint }))
 }
 
 /// The size of an RSA modulus given as base64url (`n`), leading zero bytes not counted.
@@ -156,6 +189,36 @@ mod tests {
         for skipped in ["secret", "short", "enc", "ps", "p384", "mislabelled", "unknown"] {
             assert!(set.get(Some(skipped)).is_none(), "{skipped}");
         }
+    }
+
+    #[test]
+    fn a_key_is_held_by_the_next_set_only_if_unchanged() {
+        let first = KeySet::parse(json!({"keys": [rsa("a", 256), rsa("b", 256)]}).to_string().as_bytes());
+        let first = first.unwrap();
+        let a = first.get(Some("a")).unwrap().fingerprint;
+        let b = first.get(Some("b")).unwrap().fingerprint;
+        assert_ne!(a, b);
+        let mut changed = rsa("b", 256);
+        changed["n"] = json!(b64(&[0xc7; 256]));
+        let next = KeySet::parse(json!({"keys": [rsa("a", 256), changed]}).to_string().as_bytes()).unwrap();
+        assert!(next.holds(&a), "the same JWK, fetched again");
+        assert!(!next.holds(&b), "another key under the same kid");
+    }
+
+    #[test]
+    fn a_later_set_knows_which_kids_were_withdrawn() {
+        let parse = |keys: Vec<serde_json::Value>| {
+            KeySet::parse(json!({ "keys": keys }).to_string().as_bytes()).unwrap()
+        };
+        let first = parse(vec![rsa("a", 256), rsa("b", 256)]);
+        let second = parse(vec![rsa("b", 256), rsa("c", 256)]).after(&first);
+        assert!(second.withdrew(Some("a")));
+        assert!(!second.withdrew(Some("b")) && !second.withdrew(Some("c")), "still held");
+        assert!(!second.withdrew(Some("new")) && !second.withdrew(None), "never seen: not known");
+        let third = parse(vec![rsa("c", 256)]).after(&second);
+        assert!(third.withdrew(Some("a")) && third.withdrew(Some("b")), "remembered across fetches");
+        let fourth = parse(vec![rsa("a", 256)]).after(&third);
+        assert!(!fourth.withdrew(Some("a")), "published again");
     }
 
     #[test]

@@ -15,10 +15,13 @@ pub(crate) use jwks::JwksKeys;
 use super::credentials::check_username;
 use super::secret::HmacSecret;
 use super::tokens::{self, Claims, TokenError, TokenKind, LEEWAY_SECS, MAX_TOKEN_BYTES};
+use super::AuthError;
 use crate::config::IssuerSettings;
 use anyhow::Context;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jwks::Miss;
+use keyset::Fingerprint;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -139,43 +142,55 @@ impl TrustedIssuer {
     /// Returns its claims as wsguard reads them: an access token of no login (`fam` empty), `iat`
     /// 0 when absent, `jti` derived from the token when absent. A published-key issuer's token
     /// verified before is not checked again but for its `exp` (see `verified.rs`).
-    pub(crate) async fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+    /// While the issuer's keys cannot tell whether its `kid` exists (see `jwks.rs`), the token is
+    /// neither admitted nor called forged: [`AuthError::KeysUnavailable`].
+    pub(crate) async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let now = tokens::now();
         let Keys::Published(jwks) = &self.keys else {
-            return self.check(token, now).await;
+            return Ok(self.check(token, now).await?.0);
         };
         if let Some(claims) = jwks.verified.get(token, now) {
             return Ok(claims);
         }
-        let claims = self.check(token, now).await?;
-        jwks.verified.insert(token, &claims);
+        let (claims, key) = self.check(token, now).await?;
+        if let Some(key) = key {
+            jwks.verified.insert(token, &claims, key);
+        }
         Ok(claims)
     }
 
-    async fn check(&self, token: &str, now: i64) -> Result<Claims, TokenError> {
+    /// The claims, and which published key verified them.
+    async fn check(&self, token: &str, now: i64) -> Result<(Claims, Option<Fingerprint>), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let published;
+        let mut key = None;
         let (alg, decoding): (Algorithm, &DecodingKey) = match &self.keys {
             Keys::Secret(secret) => (Algorithm::HS256, &secret.decoding),
             // Not one of the published algorithms: no key could verify it, no need to refetch.
             Keys::Published(_) if !PUBLISHED_ALGS.contains(&header.alg) => {
-                return Err(TokenError::BadSignature)
+                return Err(TokenError::BadSignature.into())
             }
             Keys::Published(jwks) => {
-                published = jwks.find(header.kid.as_deref()).await.ok_or(TokenError::BadSignature)?;
+                published = jwks.find(header.kid.as_deref()).await.map_err(|miss| match miss {
+                    Miss::Unknown => AuthError::Token(TokenError::BadSignature),
+                    Miss::Unavailable { retry_after_secs } => {
+                        AuthError::KeysUnavailable { issuer: self.label().to_owned(), retry_after_secs }
+                    }
+                })?;
+                key = Some(published.fingerprint);
                 (published.alg, &published.decoding)
             }
         };
         // The key decides: a header naming another algorithm (HS256 keyed with a public key, the
         // classic confusion) is refused before anything is checked.
         if header.alg != alg {
-            return Err(TokenError::BadSignature);
+            return Err(TokenError::BadSignature.into());
         }
         let validation = self.validations.iter().find(|(a, _)| *a == alg).map(|(_, v)| v);
         let validation = validation.ok_or(TokenError::BadSignature)?;
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, decoding, validation)
             .map_err(tokens::refusal)?;
-        self.claims(token, &data.claims, now)
+        Ok((self.claims(token, &data.claims, now)?, key))
     }
 
     /// The claims wsguard relies on, from a verified payload.

@@ -67,6 +67,28 @@ impl Claims {
     }
 }
 
+#[cfg(test)]
+impl Claims {
+    /// An access token of `sub` issued at `iat`, living ten minutes, of no login (as a trusted
+    /// issuer's reads).
+    pub(crate) fn test(sub: &str, iat: i64) -> Claims {
+        Claims {
+            sub: sub.into(),
+            exp: iat + 600,
+            iat,
+            nbf: iat,
+            jti: random_id(),
+            kind: TokenKind::Access,
+            fresh: false,
+            iss: String::new(),
+            aud: None,
+            fam: String::new(),
+            csrf: String::new(),
+            channels: Vec::new(),
+        }
+    }
+}
+
 /// Why a token was refused. The text is safe to show a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

@@ -140,6 +140,7 @@ impl<E: Endpoint> Socket<E> {
                 tracing::warn!(error = %err, "in-band refresh: the store is unavailable");
                 error_frame("unavailable", "storage unavailable, try again")
             }
+            Err(err @ AuthError::KeysUnavailable { .. }) => error_frame("unavailable", &err.to_string()),
             Err(err) => error_frame("forbidden", &err.to_string()),
         }
     }

@@ -4,7 +4,7 @@
 //! leaving the keys in use and the issuer shown stale.
 
 use super::{admitted_on_ws, now, refused_on_ws, ConfigFile};
-use crate::helpers::{next_text, spawn, Server};
+use crate::helpers::{close_code, next_text, spawn, Server};
 use axum::routing::get;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
@@ -103,18 +103,15 @@ impl JwksServer {
         let url = format!("http://{}/.well-known/jwks.json", listener.local_addr().unwrap());
         let keys = Arc::new(Mutex::new(keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (published, counted) = (keys.clone(), fetches.clone());
-        let app = axum::Router::new().route(
-            "/.well-known/jwks.json",
-            get(move || async move {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let body = json!({"keys": published.lock().unwrap().clone()});
-                // No keep-alive: once the server stops, nothing is served any more.
-                ([("connection", "close"), ("cache-control", "public, max-age=600")], axum::Json(body))
-            }),
-        );
-        let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let task = serve(listener, keys.clone(), fetches.clone());
         JwksServer { url, keys, fetches, task }
+    }
+
+    /// Serves again, at the same address, after [`Self::stop`].
+    async fn restart(&self) -> tokio::task::JoinHandle<()> {
+        let addr = self.url.split('/').nth(2).unwrap();
+        let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+        serve(listener, self.keys.clone(), self.fetches.clone())
     }
 
     fn publish(&self, key: &IssuerKey) {
@@ -132,6 +129,35 @@ impl JwksServer {
     fn stop(&self) {
         self.task.abort();
     }
+}
+
+/// Serves `published` at `/.well-known/jwks.json`, counting the fetches.
+fn serve(
+    listener: tokio::net::TcpListener,
+    published: Arc<Mutex<Vec<Value>>>,
+    counted: Arc<AtomicUsize>,
+) -> tokio::task::JoinHandle<()> {
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || async move {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let body = json!({"keys": published.lock().unwrap().clone()});
+            // No keep-alive: once the server stops, nothing is served any more.
+            ([("connection", "close"), ("cache-control", "public, max-age=600")], axum::Json(body))
+        }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() })
+}
+
+/// What a token whose key the issuer's keys cannot vouch for yet is answered.
+const KEYS_UNAVAILABLE: &str = "keys of issuer https://id.example/ unavailable, try again shortly";
+
+/// `/ws?token=` when the issuer's keys are unavailable: the refusal's text, then 1013 (try again).
+async fn unavailable_on_ws(server: &Server, token: &str) -> String {
+    let mut ws = server.ws(&format!("/ws?token={token}"), &[]).await.unwrap();
+    let text = next_text(&mut ws).await;
+    assert_eq!(close_code(&mut ws, Duration::from_secs(5)).await, (1013, text.clone()));
+    text
 }
 
 async fn server_for(jwks: &JwksServer) -> (Server, ConfigFile) {
@@ -216,12 +242,14 @@ async fn keys_rotate_unknown_kids_cost_one_fetch_per_interval_and_a_down_endpoin
     assert_eq!(jwks.fetches(), 2, "one fetch for the new kid");
 
     // Made-up kids: refused at once, no fetch within the interval, at most one per interval.
+    // Until a fetch made for it says a kid is not there, it may be a rotation not fetched yet:
+    // unavailable (1013, retry), not a forged signature.
     let spam_started = Instant::now();
     for i in 0..30 {
         let asked = Instant::now();
         assert_eq!(
-            refused_on_ws(&server, &first.token("bob", &format!("made-up-{i}"))).await,
-            "invalid signature"
+            unavailable_on_ws(&server, &first.token("bob", &format!("made-up-{i}"))).await,
+            KEYS_UNAVAILABLE
         );
         assert!(asked.elapsed() < Duration::from_secs(1), "a refused kid waited {:?}", asked.elapsed());
     }
@@ -231,18 +259,22 @@ async fn keys_rotate_unknown_kids_cost_one_fetch_per_interval_and_a_down_endpoin
     // even those verified before.
     jwks.withdraw("key-1");
     past_interval(rotated_at).await;
-    for i in 0..10 {
-        refused_on_ws(&server, &first.token("bob", &format!("later-{i}"))).await;
+    let fetched_for = first.token("bob", "later-0");
+    assert_eq!(refused_on_ws(&server, &fetched_for).await, "invalid signature", "fetched: no such key");
+    for i in 1..10 {
+        unavailable_on_ws(&server, &first.token("bob", &format!("later-{i}"))).await;
     }
     assert_eq!(jwks.fetches(), 3, "one fetch for the next interval's made-up kids");
+    // The fetch showed the key withdrawn: refused at once, no further fetch needed.
     assert_eq!(refused_on_ws(&server, &old).await, "invalid signature", "a withdrawn key");
     let after_spam = Instant::now();
 
-    // The endpoint goes down: the next fetch fails, the keys fetched before stay in use.
+    // The endpoint goes down: the next fetch fails, the keys fetched before stay in use, and a
+    // new kid is unavailable, not forged.
     jwks.stop();
     past_interval(after_spam).await;
     let asked = Instant::now();
-    assert_eq!(refused_on_ws(&server, &first.token("bob", "key-3")).await, "invalid signature");
+    assert_eq!(unavailable_on_ws(&server, &first.token("bob", "key-3")).await, KEYS_UNAVAILABLE);
     assert!(asked.elapsed() < Duration::from_secs(4), "waited {:?}", asked.elapsed());
     admitted_on_ws(&server, &second.signed("bob")).await;
     let (status, ready) = get_json(&server, "/readyz").await;
@@ -263,7 +295,7 @@ async fn keys_rotate_unknown_kids_cost_one_fetch_per_interval_and_a_down_endpoin
 }
 
 #[tokio::test]
-async fn a_down_endpoint_at_start_neither_stops_nor_holds_up_the_server() {
+async fn a_down_endpoint_at_start_neither_stops_nor_holds_up_the_server_and_is_retried_within_seconds() {
     let key = IssuerKey::es256("key-1");
     let jwks = JwksServer::start(&[&key]).await;
     jwks.stop();
@@ -271,10 +303,36 @@ async fn a_down_endpoint_at_start_neither_stops_nor_holds_up_the_server() {
     let started = Instant::now();
     let (server, _config) = server_for(&jwks).await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(refused_on_ws(&server, &key.signed("bob")).await, "invalid signature");
+    // The keys are not known yet: a valid token is neither admitted nor called forged.
+    let token = key.signed("bob");
+    assert_eq!(unavailable_on_ws(&server, &token).await, KEYS_UNAVAILABLE);
+    let response = server.me(&token).await;
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=5).contains(&retry_after), "{retry_after}");
+    assert_eq!(response.json::<Value>().await.unwrap()["detail"], KEYS_UNAVAILABLE);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(server.ws_refused("/secured-ws", &[("authorization", &bearer)]).await, 503);
+    let text = metrics(&server).await;
+    assert!(text.contains("wsguard_token_rejections_total{reason=\"keys_unavailable\"} 3"), "{text}");
+    assert!(!text.contains("reason=\"bad_signature\""), "not counted as forged: {text}");
     let (status, ready) = get_json(&server, "/readyz").await;
     assert_eq!((status, &ready["issuers"]), (200, &json!({ jwks.url.clone(): "stale" })));
     // Own tokens are not affected.
     let own = server.login("johndoe", "secret").await;
     assert_eq!(admitted_on_ws(&server, &own.access).await["sub"], "johndoe");
+
+    // The endpoint comes back: fetched again within seconds (backing off from one), with no
+    // token asking for it.
+    let _back = jwks.restart().await;
+    let came_back = Instant::now();
+    loop {
+        let (_, ready) = get_json(&server, "/readyz").await;
+        if ready["issuers"][&jwks.url] == "ok" {
+            break;
+        }
+        assert!(came_back.elapsed() < Duration::from_secs(20), "not fetched again: {ready}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(admitted_on_ws(&server, &token).await["sub"], "bob");
 }

@@ -7,6 +7,7 @@ use super::error::CallError;
 use super::{body::ApiBody, KeyRefusals};
 use crate::app::AppState;
 use crate::channels;
+use crate::channels::namespaces::Channel;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
 use axum::Json;
@@ -57,7 +58,7 @@ pub(crate) struct Broadcast {
 #[utoipa::path(post, path = "/api/publish", tag = super::TAG, request_body = PublishRequest,
     responses(
         (status = 200, body = Published, description = "Stored (when the namespace keeps history) and sent"),
-        (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace",
+        (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace, or a room's chat message with an empty text or one over 4096 characters",
             example = json!({"detail": "unknown namespace \"nope\""})),
         KeyRefusals,
     ),
@@ -68,6 +69,7 @@ pub(super) async fn publish(
     ApiBody(request): ApiBody<PublishRequest>,
 ) -> Result<Json<Published>, CallError> {
     let channel = resolve(&state, &request.channel)?;
+    check_data(&channel, &request.data)?;
     let offset = channels::publish(&state, &channel, None, &request.data).await?;
     tracing::debug!(key = %caller.name, channel = channel.name, ?offset, "published");
     Ok(Json(Published { offset }))
@@ -100,6 +102,9 @@ pub(super) async fn broadcast(
     }
     let resolved =
         request.channels.iter().map(|name| resolve(&state, name)).collect::<Result<Vec<_>, _>>()?;
+    for channel in &resolved {
+        check_data(channel, &request.data)?;
+    }
     let mut offsets = BTreeMap::new();
     for channel in &resolved {
         let offset = channels::publish(&state, channel, None, &request.data).await?;
@@ -107,4 +112,9 @@ pub(super) async fn broadcast(
     }
     tracing::debug!(key = %caller.name, channels = count, "broadcast");
     Ok(Json(Broadcast { offsets }))
+}
+
+/// What a channel may hold (a room's chat messages have the chat's text rules), or 422.
+fn check_data(channel: &Channel<'_>, data: &Value) -> Result<(), CallError> {
+    channel.check_data(data).map_err(|refusal| CallError::invalid(refusal.detail))
 }

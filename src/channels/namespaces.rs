@@ -2,10 +2,11 @@
 //! namespace (the chat's rooms). `user:<username>` is built in: only that user subscribes, only
 //! the server API publishes.
 
-use super::protocol::{check_room, ErrorCode, Refusal, MAX_CHANNEL_CHARS};
+use super::protocol::{chat_text, check_room, check_text, ErrorCode, Refusal, MAX_CHANNEL_CHARS};
 use crate::auth::Identity;
 use crate::config::{NamespaceSettings, PublishRule, SubscribeRule};
 use crate::store::Retention;
+use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -124,6 +125,16 @@ impl Channel<'_> {
         }
     }
 
+    /// Whether `data` may be published here, by anyone: in a room (the default namespace), a
+    /// chat message (`{"text": …}`) must have a text the chat accepts, whichever frame or call
+    /// carries it.
+    pub(crate) fn check_data(&self, data: &Value) -> Result<(), Refusal> {
+        match chat_text(data) {
+            Some(text) if self.namespace.name.is_empty() => check_text(text),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a client subscribed to the channel (`subscribed`) may publish to it.
     pub(crate) fn may_publish(&self, subscribed: bool) -> Result<(), Refusal> {
         match self.namespace.publish {
@@ -182,6 +193,28 @@ mod tests {
         let too_long = format!("news:{}", "a".repeat(MAX_CHANNEL_CHARS));
         for bad in ["", "news:", "news:a b", "nope:x", "has space", ":x", too_long.as_str()] {
             assert_eq!(namespaces.resolve(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_rooms_chat_messages_follow_the_chats_text_rules() {
+        use super::super::protocol::MAX_TEXT_CHARS;
+        use serde_json::json;
+        let namespaces = namespaces();
+        let room = namespaces.resolve("general").unwrap();
+        let news = namespaces.resolve("news:eu").unwrap();
+        let long = "x".repeat(MAX_TEXT_CHARS + 1);
+        for (data, in_room) in [
+            (json!({"text": "hi"}), Ok(())),
+            (json!({"text": ""}), Err(ErrorCode::BadRequest)),
+            (json!({"text": long}), Err(ErrorCode::TooBig)),
+            // Not a chat message: a publication, as anywhere.
+            (json!({"text": long, "more": 1}), Ok(())),
+            (json!({"n": 1}), Ok(())),
+            (json!("text"), Ok(())),
+        ] {
+            assert_eq!(room.check_data(&data).map_err(|r| r.code), in_room, "{data}");
+            assert!(news.check_data(&data).is_ok(), "only rooms hold chat messages: {data}");
         }
     }
 

@@ -177,8 +177,8 @@ pub(crate) fn publication_value(publication: &Publication, data: &Value) -> Valu
     })
 }
 
-/// The `text` of a chat message's data.
-fn chat_text(data: &Value) -> Option<&str> {
+/// The `text` of a chat message's data: an object whose one member is a string `text`.
+pub(crate) fn chat_text(data: &Value) -> Option<&str> {
     data.as_object().filter(|object| object.len() == 1)?.get("text")?.as_str()
 }
 

@@ -86,7 +86,8 @@ impl ChannelSocket {
         answers.into_iter().flatten().collect()
     }
 
-    /// What a `publish` command must pass: its ref, its channel and the namespace's publish rule.
+    /// What a `publish` command must pass: its ref, its channel, the namespace's publish rule and
+    /// what the channel holds.
     /// The channel and `data`'s size (for the daily quota).
     pub(super) fn check_publish<'a>(
         &'a self,
@@ -97,6 +98,7 @@ impl ChannelSocket {
         protocol::check_ref(reference)?;
         let channel = self.state.namespaces.resolve(name)?;
         channel.may_publish(self.following.contains_key(channel.name))?;
+        channel.check_data(data)?;
         Ok((channel, data.to_string().len() as u64))
     }
 }

@@ -93,13 +93,14 @@ impl ChannelSocket {
     ) -> Result<Vec<String>, Refusal> {
         let channel = self.room(&room)?;
         protocol::check_ref(reference.as_deref())?;
-        protocol::check_text(&text)?;
+        let data = json!({ "text": text });
+        channel.check_data(&data)?;
         if !self.following.contains_key(&room) {
             return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
         }
         // The quota counts the text, as the chat always has.
         let size = text.len() as u64;
-        let offset = self.publish_from_user(&channel, &json!({ "text": text }), size).await?;
+        let offset = self.publish_from_user(&channel, &data, size).await?;
         // The default namespace keeps history: every message has its offset.
         Ok(vec![protocol::ack(reference.as_deref(), offset.unwrap_or_default())])
     }

@@ -140,8 +140,13 @@ async fn bad_publications_get_422_and_store_nothing() {
         (json!({"channel": "nope:x", "data": 1}), "unknown namespace"),
         (json!({"channel": "news:a b", "data": 1}), "bad name"),
         (json!({"channel": "", "data": 1}), "empty name"),
+        // A room's chat message has the chat's text rules.
+        (json!({"channel": "general", "data": {"text": ""}}), "empty text"),
+        (json!({"channel": "general", "data": {"text": "x".repeat(4097)}}), "text too long"),
+        (json!({"channels": ["news:x", "general"], "data": {"text": ""}}), "broadcast, one room"),
     ] {
-        let answer = post(&server, "/api/publish", &key, body).await;
+        let path = if body.get("channels").is_some() { "/api/broadcast" } else { "/api/publish" };
+        let answer = post(&server, path, &key, body).await;
         assert_eq!(answer.status(), StatusCode::UNPROCESSABLE_ENTITY, "{why}");
         assert!(!answer.json::<Value>().await.unwrap()["detail"].as_str().unwrap().is_empty(), "{why}");
     }

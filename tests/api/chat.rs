@@ -201,6 +201,9 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
             "bad_request",
         ),
         (json!({"type": "leave", "room": "elsewhere"}).to_string(), "bad_request"),
+        // A room's message follows the chat's rules whichever frame carries it.
+        (json!({"type": "publish", "channel": "general", "data": {"text": ""}}).to_string(), "bad_request"),
+        (json!({"type": "publish", "channel": "general", "data": {"text": too_long}}).to_string(), "too_big"),
     ];
     for (frame, code) in cases {
         send(&mut john, &frame).await;
@@ -208,6 +211,13 @@ async fn bad_commands_get_error_frames_store_nothing_and_keep_the_socket() {
         assert_eq!(error["code"], code, "{frame}");
         assert!(error["detail"].as_str().is_some_and(|d| !d.is_empty()));
     }
+    // Sent together, publications are checked one by one all the same.
+    let batch = [json!({"text": too_long}), json!({"text": ""})].map(|data| {
+        Ok(Message::text(json!({"type": "publish", "channel": "general", "data": data}).to_string()))
+    });
+    john.send_all(&mut futures_util::stream::iter(batch)).await.unwrap();
+    assert_eq!(next_of(&mut john, "error").await["code"], "too_big");
+    assert_eq!(next_of(&mut john, "error").await["code"], "bad_request");
     john.send(Message::Binary(vec![1, 2].into())).await.unwrap();
     assert_eq!(next_of(&mut john, "error").await["code"], "bad_request");
 

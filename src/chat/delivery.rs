@@ -8,14 +8,16 @@
 //! event's shared frame as it is: nothing is allocated or copied per socket.
 
 use super::endpoint::{ChannelSocket, Following};
+use super::recovery::{self, Read};
 use crate::app::AppState;
 use crate::broker::{Delivery, Utf8Bytes, View};
-use crate::channels::{self, protocol};
-use crate::store::{Position, Range};
+use crate::channels::protocol;
+use crate::store::Position;
 use tokio_util::task::AbortOnDropHandle;
 
-/// The most missing publications a socket fetches at once; a larger gap closes the socket (1013)
-/// so that its client resubscribes with `since`.
+/// The most missing publications a socket fetches at once (and at most
+/// [`recovery::MAX_RECOVERED_BYTES`] of them); a larger gap closes the socket (1013) so that its
+/// client resubscribes with `since`.
 const MAX_FILL: i64 = 1000;
 
 /// How far a socket has delivered a numbered channel: the last offset, in which epoch (`""`:
@@ -168,14 +170,17 @@ async fn fill(
     if missing > MAX_FILL {
         return Err(Gap);
     }
-    let now = channels::now_ms();
-    let read = state.store.publications(&channel, Range::After(after), missing, now).await;
-    let (publications, _) = read.map_err(|err| {
+    let read = recovery::read_after(&state, &channel, after, Some(before - 1), MAX_FILL).await;
+    let Read { publications, whole, .. } = read.map_err(|err| {
         tracing::warn!(error = %err, channel, "cannot fetch missed publications");
         Gap
     })?;
-    // A publication that expired in between cannot be delivered: the client must recover.
-    if publications.len() as i64 != missing || publications.first().is_some_and(|p| p.offset != after + 1) {
+    // Too much to send at once, or a publication that expired in between: the client must
+    // recover.
+    if !whole
+        || publications.len() as i64 != missing
+        || publications.first().is_some_and(|p| p.offset != after + 1)
+    {
         return Err(Gap);
     }
     Ok(publications

@@ -1,17 +1,23 @@
 //! Subscribing with `since`: every publication after the client's position, exactly once and in
 //! order, or `"recovered": false` when that is no longer possible (the history window passed, the
-//! epoch changed). The socket follows the channel before the store is read, so what is published
-//! meanwhile is held back and delivered after the recovered ones, without a gap or a repeat.
+//! epoch changed, or more is missing than one recovery sends). The socket follows the channel
+//! before the store is read, so what is published meanwhile is held back and delivered after the
+//! recovered ones, without a gap or a repeat.
 
 use super::endpoint::unavailable;
 use crate::app::AppState;
 use crate::broker::View;
 use crate::channels::protocol::{self, ErrorCode, Refusal, Since};
 use crate::channels::{self};
-use crate::store::{Position, Range};
+use crate::store::{Position, Publication, Range, StoreError};
 
 /// The most publications one `subscribe` recovers; beyond, `"recovered": false`.
 pub(super) const MAX_RECOVERED: i64 = 5000;
+/// The most bytes of publication data one recovery (or gap fill) reads and sends: 5,000
+/// publications of about 400 bytes, or 32 of the largest. Beyond, `"recovered": false`.
+pub(super) const MAX_RECOVERED_BYTES: usize = 2 * 1024 * 1024;
+/// Publications read per query: what is held beyond the byte bound is at most one page.
+const PAGE: i64 = 100;
 
 /// What a subscribe answers: recovered publications' frames, then where the channel stands.
 pub(super) struct Recovery {
@@ -38,9 +44,8 @@ pub(super) async fn recover(
     if since.offset < 0 {
         return Err(Refusal::new(ErrorCode::BadRequest, "since.offset must not be negative"));
     }
-    let now = channels::now_ms();
-    let read = state.store.publications(channel, Range::After(since.offset), MAX_RECOVERED + 1, now).await;
-    let (publications, position) = read.map_err(unavailable)?;
+    let read = read_after(state, channel, since.offset, None, MAX_RECOVERED).await.map_err(unavailable)?;
+    let Read { publications, position, whole } = read;
     let recovered = match &position {
         // Never published (or forgotten): only a client that has seen nothing is up to date.
         None => since.offset == 0,
@@ -51,7 +56,7 @@ pub(super) async fn recover(
                 Some(first) => first.offset == since.offset + 1,
                 None => position.offset == since.offset,
             };
-            same_epoch && contiguous && publications.len() as i64 <= MAX_RECOVERED
+            same_epoch && contiguous && whole
         }
     };
     if !recovered {
@@ -66,4 +71,56 @@ pub(super) async fn recover(
         })
         .collect();
     Ok(Recovery { frames, position, recovered: Some(true) })
+}
+
+/// What [`read_after`] read.
+pub(super) struct Read {
+    pub(super) publications: Vec<Publication>,
+    /// Where the channel stood at the last page read.
+    pub(super) position: Option<Position>,
+    /// Every publication asked for was read: none over the bounds, no gap between pages, one
+    /// epoch throughout.
+    pub(super) whole: bool,
+}
+
+/// `channel`'s publications after `after` (up to `upto` included, or to the channel's end), page
+/// by page, stopping short (`whole: false`) past `max` of them or [`MAX_RECOVERED_BYTES`] of
+/// data.
+pub(super) async fn read_after(
+    state: &AppState,
+    channel: &str,
+    after: i64,
+    upto: Option<i64>,
+    max: i64,
+) -> Result<Read, StoreError> {
+    let now = channels::now_ms();
+    let mut read = Read { publications: Vec::new(), position: None, whole: true };
+    let (mut cursor, mut bytes) = (after, 0);
+    loop {
+        let want = upto.map_or(PAGE, |upto| (upto - cursor).min(PAGE));
+        if want <= 0 {
+            return Ok(read);
+        }
+        let (page, position) = state.store.publications(channel, Range::After(cursor), want, now).await?;
+        let epoch_changed = matches!((&read.position, &position), (Some(a), Some(b)) if a.epoch != b.epoch);
+        let gap = cursor != after && page.first().is_some_and(|first| first.offset != cursor + 1);
+        read.position = position;
+        if epoch_changed || gap {
+            read.whole = false;
+            return Ok(read);
+        }
+        let ended = (page.len() as i64) < want;
+        for publication in page {
+            bytes += publication.data.len();
+            cursor = publication.offset;
+            read.publications.push(publication);
+            if read.publications.len() as i64 > max || bytes > MAX_RECOVERED_BYTES {
+                read.whole = false;
+                return Ok(read);
+            }
+        }
+        if ended {
+            return Ok(read);
+        }
+    }
 }

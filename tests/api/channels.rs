@@ -377,6 +377,30 @@ async fn a_client_that_comes_back_recovers_what_it_missed_or_is_told_it_cannot()
 }
 
 #[tokio::test]
+async fn a_recovery_is_bounded_in_bytes_as_well_as_in_count() {
+    let (server, _config) = server().await;
+    let mut publisher = connect(&server, "janedoe", "secret2").await;
+    subscribe(&mut publisher, "room:big").await;
+    // 40 publications of 60,000 bytes: 2.4 MB, over the 2 MiB one recovery sends.
+    for i in 1..=40 {
+        let data = json!({"n": i, "blob": "x".repeat(60_000)});
+        let frame = json!({"type": "publish", "channel": "room:big", "data": data});
+        let ack = next_not_presence_after(&mut publisher, frame).await;
+        assert_eq!(ack["offset"], i, "{ack}");
+        assert_eq!(next_not_presence(&mut publisher).await["offset"], i);
+    }
+    let epoch = subscribe(&mut publisher, "room:big").await["epoch"].as_str().unwrap().to_owned();
+    let mut john = connect(&server, "johndoe", "secret").await;
+    let (recovered, answer) = resubscribe(&mut john, "room:big", 0, "").await;
+    assert!(recovered.is_empty(), "nothing, rather than more than a recovery sends");
+    assert_eq!((answer["recovered"].as_bool(), answer["offset"].as_i64()), (Some(false), Some(40)));
+    // The last 30 (1.8 MB) fit.
+    let mut jane = connect(&server, "janedoe", "secret2").await;
+    let (recovered, answer) = resubscribe(&mut jane, "room:big", 10, &epoch).await;
+    assert_eq!((recovered, answer["recovered"].as_bool()), ((11..=40).collect(), Some(true)));
+}
+
+#[tokio::test]
 async fn past_the_history_window_recovery_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wsguard.toml");

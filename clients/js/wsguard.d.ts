@@ -151,6 +151,8 @@ export interface SubscriptionEvents {
   presence: (event: PresenceEvent) => void;
   /** The subscription was refused (it then ends), or an unsubscribe was. */
   error: (error: WsguardError) => void;
+  /** The server ended it (`forbidden`: the renewed token no longer allows the channel). */
+  unsubscribed: (error: WsguardError) => void;
 }
 
 export interface Message {
@@ -192,6 +194,8 @@ export interface RoomEvents {
   /** Messages were missed and cannot be sent: the 'history' that follows has the newest. */
   unrecovered: (event: UnrecoveredEvent) => void;
   error: (error: WsguardError) => void;
+  /** The server ended the membership (`forbidden`: the renewed token no longer allows it). */
+  unsubscribed: (error: WsguardError) => void;
 }
 
 declare class Emitter<Events> {
@@ -201,7 +205,7 @@ declare class Emitter<Events> {
 }
 
 declare class Stream<Events> extends Emitter<Events> {
-  /** 'pending' until the server answered, 'active', 'failed' (refused), 'ended' (left). */
+  /** 'pending' until the server answered, 'active', 'failed' (refused), 'ended' (left, or ended by the server). */
   readonly state: 'pending' | 'active' | 'failed' | 'ended';
   /** Resolves at the first answer; rejects when refused or left before. */
   readonly ready: Promise<this>;

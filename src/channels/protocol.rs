@@ -2,7 +2,7 @@
 //! the server sends back. A channel's events have two views: a chat room's (`join`: `message`
 //! frames) and a channel's (`subscribe`: `publication` frames).
 
-use crate::broker::{Frames, Numbered, Presence, Utf8Bytes};
+use crate::broker::{Frames, Numbered, Presence, Utf8Bytes, View};
 use crate::store::{Position, Publication};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -252,6 +252,18 @@ pub(crate) fn subscribed(channel: &str, position: Option<&Position>, recovered: 
         frame["recovered"] = recovered.into();
     }
     frame.to_string()
+}
+
+/// The server ended a subscription (or a room's membership) for `refusal`'s reason: the token
+/// the socket was rebound to no longer allows it. Keyed `room` or `channel` as the socket follows
+/// it.
+pub(crate) fn unsubscribed(name: &str, view: View, refusal: &Refusal) -> String {
+    let key = match view {
+        View::Room => "room",
+        View::Channel => "channel",
+    };
+    json!({"type": "unsubscribed", key: name, "code": refusal.code.as_str(), "detail": refusal.detail})
+        .to_string()
 }
 
 /// A publish acknowledged: its offset, or `null` in a channel without history.

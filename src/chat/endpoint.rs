@@ -237,6 +237,26 @@ impl Endpoint for ChannelSocket {
         Ok(result.unwrap_or_else(|refusal| vec![refusal.frame()]))
     }
 
+    /// Ends each channel and room the new identity may no longer subscribe to (a trusted
+    /// issuer's token whose `channels` claim dropped one, say), saying so with `unsubscribed`.
+    async fn rebound(&mut self, identity: &Identity) -> Vec<String> {
+        let state = self.state.clone();
+        let refused: Vec<(String, View, Refusal)> = self
+            .following
+            .iter()
+            .filter_map(|(name, following)| {
+                let refusal = state.namespaces.resolve(name).and_then(|c| c.may_subscribe(identity)).err()?;
+                Some((name.clone(), following.view, refusal))
+            })
+            .collect();
+        let mut frames = Vec::with_capacity(refused.len());
+        for (name, view, refusal) in refused {
+            self.unfollow(&name).await;
+            frames.push(protocol::unsubscribed(&name, view, &refusal));
+        }
+        frames
+    }
+
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
         Ok(vec![Refusal::new(ErrorCode::BadRequest, "binary frames are not accepted").frame()])
     }

@@ -52,6 +52,13 @@ pub(crate) trait Endpoint: Send {
         }
     }
 
+    /// The socket was bound to a new token (an in-band refresh): what it follows that
+    /// `identity` no longer allows ends here. Returns the frames that say so.
+    fn rebound(&mut self, identity: &Identity) -> impl Future<Output = Vec<String>> + Send {
+        let _ = identity;
+        std::future::ready(Vec::new())
+    }
+
     /// A binary frame. Text protocols close with 1003.
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
         Err(Close::new(close::UNSUPPORTED_DATA, "binary frames are not accepted"))

@@ -364,7 +364,7 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
 #[tokio::test]
 async fn a_channels_claim_opens_claim_namespaces_to_what_it_lists() {
     let config = ConfigFile::new(&format!(
-        "{HS256_ISSUERS}\n[[namespaces]]\nname = \"vip\"\n[[namespaces]]\nname = \"team\"\nsubscribe = \"claim\"\n"
+        "{HS256_ISSUERS}\n[[namespaces]]\nname = \"vip\"\npublish = \"subscribers\"\n[[namespaces]]\nname = \"team\"\nsubscribe = \"claim\"\npublish = \"subscribers\"\n"
     ));
     let server = spawn(&[&config.arg()]).await;
     let token = hs256(&json!({"sub": "bob", "exp": now() + 600, "channels": ["vip:lounge", "team:*"]}));
@@ -383,6 +383,42 @@ async fn a_channels_claim_opens_claim_namespaces_to_what_it_lists() {
             assert_eq!(answer["code"], "forbidden");
         }
     }
+    // Refreshed in band with a token that no longer lists a channel: it ends, and says so.
+    let narrower = hs256(&json!({"sub": "bob", "exp": now() + 600, "channels": ["team:red"]}));
+    send(&mut ws, &json!({"type": "refresh", "token": narrower}).to_string()).await;
+    assert_eq!(next_json(&mut ws).await["type"], "refreshed");
+    let mut ended = Vec::new();
+    for _ in 0..2 {
+        let frame = next_json(&mut ws).await;
+        assert_eq!(
+            (frame["type"].as_str(), frame["code"].as_str()),
+            (Some("unsubscribed"), Some("forbidden"))
+        );
+        ended.push(frame["channel"].as_str().unwrap().to_owned());
+    }
+    ended.sort();
+    assert_eq!(ended, ["team:blue:eu", "vip:lounge"]);
+    send(&mut ws, &json!({"type": "unsubscribe", "channel": "vip:lounge"}).to_string()).await;
+    assert_eq!(next_json(&mut ws).await["detail"], "not subscribed to this channel");
+    // A publication to it no longer reaches bob; the channel still listed does.
+    let mut alice = server.ws(&format!("/connect?token={token}"), &[]).await.unwrap();
+    next_json(&mut alice).await;
+    // Commands are answered in order: each publish follows its subscribe.
+    for channel in ["vip:lounge", "team:red"] {
+        send(&mut alice, &json!({"type": "subscribe", "channel": channel}).to_string()).await;
+        send(&mut alice, &json!({"type": "publish", "channel": channel, "data": channel}).to_string()).await;
+    }
+    let delivered = next_json(&mut ws).await;
+    assert_eq!(
+        (delivered["type"].as_str(), delivered["channel"].as_str()),
+        (Some("publication"), Some("team:red"))
+    );
+    // Nor may bob publish to it, or subscribe again.
+    send(&mut ws, &json!({"type": "publish", "channel": "vip:lounge", "data": 1}).to_string()).await;
+    assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+    send(&mut ws, &json!({"type": "subscribe", "channel": "vip:lounge"}).to_string()).await;
+    assert_eq!(next_json(&mut ws).await["code"], "forbidden");
+
     // Anything but a short list of strings is a malformed token.
     for channels in [json!("vip:lounge"), json!([1]), json!([""]), json!(vec!["x"; 65])] {
         let token = hs256(&json!({"sub": "bob", "exp": now() + 600, "channels": channels}));

@@ -136,6 +136,8 @@ export class Client extends ReconnectingSocket {
     } else if (frame.type === 'expiring') {
       this._emit('expiring', frame.in_s);
       this._scheduleRefresh(conn, frame.in_s);
+    } else if (frame.type === 'unsubscribed') {
+      this._endedByServer(frame);
     } else {
       const stream = this._streams.get(frame.room ?? frame.channel);
       if (stream && stream.state === 'active') stream._frame(frame);
@@ -218,6 +220,19 @@ export class Client extends ReconnectingSocket {
     stream.state = 'ended';
     stream._ready.reject(new WsguardError('closed', 'left before it was ready'));
     if (wasFollowed && this._conn?.welcomed) this._send(this._conn, stream._leaveCommand(), { expect: 'nothing' });
+  }
+
+  /**
+   * The server ended a stream: the renewed token no longer allows it. It ends here too (never
+   * followed again on a reconnect), with an 'unsubscribed' event saying why.
+   */
+  _endedByServer(frame) {
+    const name = frame.room ?? frame.channel;
+    const stream = this._streams.get(name);
+    if (!stream) return;
+    this._streams.delete(name);
+    stream.state = 'ended';
+    stream._emit('unsubscribed', new WsguardError(frame.code, frame.detail));
   }
 
   /** A frame behind the cursor (the epoch changed under a live socket): follow again from it. */

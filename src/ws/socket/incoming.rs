@@ -28,7 +28,7 @@ impl<E: Endpoint> Socket<E> {
                     return limited;
                 }
                 match refresh_request(text.as_str()) {
-                    Some(token) => Ok(vec![self.rebind(token).await]),
+                    Some(token) => Ok(self.rebind(token).await),
                     None if E::TAKES_BATCHES => return Box::pin(self.receive_batch(text)).await,
                     None => {
                         self.endpoint.on_text(text.as_str(), self.bound.as_ref().map(|b| &b.identity)).await
@@ -112,15 +112,29 @@ impl<E: Endpoint> Socket<E> {
     }
 
     /// Rebinds the socket to a new token of the same user from the same issuer (wsguard, or one
-    /// trusted issuer); answers `refreshed` or an error frame.
-    async fn rebind(&mut self, token: String) -> String {
+    /// trusted issuer); answers `refreshed`, then what the endpoint ended that the new token no
+    /// longer allows; or an error frame, the socket staying on its old token.
+    async fn rebind(&mut self, token: String) -> Vec<String> {
+        // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
+        let refused = Box::pin(self.rebind_to(token)).await;
+        let Some(bound) = self.bound.as_ref().filter(|_| refused.is_none()) else {
+            return refused.into_iter().collect();
+        };
+        let exp = bound.identity.claims.exp;
+        let mut frames = vec![json!({"type": "refreshed", "exp": exp}).to_string()];
+        // Boxed, as above: rare, and would otherwise enlarge every socket's task.
+        frames.extend(Box::pin(self.endpoint.rebound(&bound.identity)).await);
+        frames
+    }
+
+    /// Binds the socket to `token`'s identity, or answers why not.
+    async fn rebind_to(&mut self, token: String) -> Option<String> {
         let Some(bound) = self.bound.as_mut() else {
-            return error_frame("bad_request", "anonymous sockets have no token to refresh");
+            return Some(error_frame("bad_request", "anonymous sockets have no token to refresh"));
         };
         let presented = Presented::new(token, Transport::Frame);
         let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
-        // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
-        match Box::pin(self.state.auth.authenticate(Some(&presented), mode)).await {
+        let refusal = match self.state.auth.authenticate(Some(&presented), mode).await {
             Ok(Some(identity)) if identity.user.username != bound.identity.user.username => {
                 error_frame("forbidden", "token belongs to another user")
             }
@@ -129,10 +143,9 @@ impl<E: Endpoint> Socket<E> {
             }
             Ok(Some(identity)) => {
                 bound.binding.rebind(&identity.claims);
-                let exp = identity.claims.exp;
                 bound.identity = identity;
                 self.warned = false;
-                json!({"type": "refreshed", "exp": exp}).to_string()
+                return None;
             }
             Ok(None) => error_frame("forbidden", "token belongs to another user"),
             // Not a verdict on the token: the client may try again, its socket stays on the old one.
@@ -142,7 +155,8 @@ impl<E: Endpoint> Socket<E> {
             }
             Err(err @ AuthError::KeysUnavailable { .. }) => error_frame("unavailable", &err.to_string()),
             Err(err) => error_frame("forbidden", &err.to_string()),
-        }
+        };
+        Some(refusal)
     }
 }
 

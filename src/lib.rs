@@ -14,6 +14,7 @@ mod broker;
 pub mod channels;
 mod chat;
 pub mod cli;
+pub mod clock;
 mod config;
 mod connections;
 mod http;

@@ -4,7 +4,7 @@
 
 use crate::app::AppState;
 use crate::auth::keyring;
-use crate::auth::tokens::now;
+use crate::clock::now_secs as now;
 use crate::config::Config;
 use crate::connections::{self, Connections, Plain};
 use crate::store::StoreResult;

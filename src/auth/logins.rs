@@ -11,7 +11,8 @@
 //! ([`revoke_user`]: every token issued until now refused, sockets closed, logins ended) or
 //! disconnected ([`disconnect_user`]: sockets closed, tokens left valid).
 
-use super::tokens::{now, random_id, Claims, Issued, Proof, TokenError, LEEWAY_SECS};
+use super::tokens::{random_id, Claims, Issued, Proof, TokenError, LEEWAY_SECS};
+use crate::clock::now_secs as now;
 use super::{AuthError, Authenticator, Identity};
 use crate::store::{Revocation, Rotation, Store, StoreResult};
 use std::time::Duration;

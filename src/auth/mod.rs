@@ -336,7 +336,7 @@ impl Authenticator {
     /// replaced within the grace window. An older one of a live login was stolen or replayed: the
     /// login ends, wherever the token was presented.
     async fn check_current_refresh(&self, claims: &Claims) -> Result<(), AuthError> {
-        let now = tokens::now();
+        let now = crate::clock::now_secs();
         let current = self.store.current_refresh(&claims.fam, &claims.sub, now).await?;
         match current {
             Some(current) if current == claims.jti => Ok(()),

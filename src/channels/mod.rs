@@ -14,7 +14,6 @@ use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Publishes `data` to `channel` from `sender` (`None`: the server API). In a namespace with
 /// history the publication is stored and numbered first, and its offset returned: once this
@@ -114,7 +113,7 @@ async fn store(
     data: &Value,
 ) -> Result<(Publication, String), StoreError> {
     let text = data.to_string();
-    let created_ms = now_ms();
+    let created_ms = crate::clock::now_ms();
     match channel.namespace.history {
         Some(retention) => {
             let (publication, position) =
@@ -202,8 +201,4 @@ pub(crate) async fn announce(
             tracing::warn!(error = %err, channel, "presence fan-out failed");
         }
     }
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }

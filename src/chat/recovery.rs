@@ -8,7 +8,6 @@ use super::endpoint::unavailable;
 use crate::app::AppState;
 use crate::broker::View;
 use crate::channels::protocol::{self, ErrorCode, Refusal, Since};
-use crate::channels::{self};
 use crate::store::{Position, Publication, Range, StoreError};
 
 /// The most publications one `subscribe` recovers; beyond, `"recovered": false`.
@@ -29,7 +28,7 @@ pub(super) struct Recovery {
 
 /// Where `channel` stands now.
 pub(super) async fn position(state: &AppState, channel: &str) -> Result<Option<Position>, Refusal> {
-    let now = channels::now_ms();
+    let now = crate::clock::now_ms();
     let read = state.store.publications(channel, Range::After(i64::MAX), 0, now).await;
     Ok(read.map_err(unavailable)?.1)
 }
@@ -93,7 +92,7 @@ pub(super) async fn read_after(
     upto: Option<i64>,
     max: i64,
 ) -> Result<Read, StoreError> {
-    let now = channels::now_ms();
+    let now = crate::clock::now_ms();
     let mut read = Read { publications: Vec::new(), position: None, whole: true };
     let (mut cursor, mut bytes) = (after, 0);
     loop {

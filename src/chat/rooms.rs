@@ -8,7 +8,7 @@ use super::endpoint::{unavailable, ChannelSocket, Following};
 use super::recovery;
 use crate::broker::View;
 use crate::channels::protocol::{self, ErrorCode, Refusal, Since, DEFAULT_HISTORY, MAX_HISTORY};
-use crate::channels::{self, namespaces::Channel};
+use crate::channels::namespaces::Channel;
 use crate::store::Range;
 use serde_json::json;
 
@@ -67,7 +67,7 @@ impl ChannelSocket {
             }
         }
         let read =
-            self.state.store.publications(room, Range::Before(i64::MAX), DEFAULT_HISTORY, channels::now_ms());
+            self.state.store.publications(room, Range::Before(i64::MAX), DEFAULT_HISTORY, crate::clock::now_ms());
         let (history, position) = read.await.map_err(unavailable)?;
         let frame = protocol::joined_history(room, &history, position.as_ref(), asked.then_some(false));
         if newly {
@@ -126,7 +126,7 @@ impl ChannelSocket {
         let (messages, _) = self
             .state
             .store
-            .publications(&room, range, limit, channels::now_ms())
+            .publications(&room, range, limit, crate::clock::now_ms())
             .await
             .map_err(unavailable)?;
         Ok(vec![protocol::history(&room, &messages)])

@@ -4,7 +4,7 @@
 
 use super::users::open;
 use crate::auth::api_keys::{check_name, digest_hex, generate, Scope, Scopes};
-use crate::auth::tokens::now;
+use crate::clock::now_secs as now;
 use crate::config::StoreSettings;
 use crate::store::{ApiKeyRecord, StoreError};
 use anyhow::{bail, Context};

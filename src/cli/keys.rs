@@ -1,7 +1,7 @@
 //! `wsguard keys`: the RS256/ES256/EdDSA signing keys in the keys folder.
 
 use crate::auth::keyring::{self, KeyState};
-use crate::auth::tokens::now;
+use crate::clock::now_secs as now;
 use crate::config::{SigningSettings, StoreSettings, TokenSettings};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};

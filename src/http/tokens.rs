@@ -7,7 +7,7 @@ use crate::app::AppState;
 use crate::auth::credentials::{check_password, check_username};
 use crate::auth::logins::{Logins, TokenPair};
 use crate::auth::password::Verdict;
-use crate::auth::tokens::now;
+use crate::clock::now_secs as now;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::store::UserRecord;

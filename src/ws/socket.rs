@@ -13,7 +13,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use serde_json::json;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 mod incoming;
@@ -339,9 +339,7 @@ pub(crate) fn error_frame(code: &str, detail: &str) -> String {
 
 /// The instant a token's `exp` falls, on the monotonic clock.
 fn deadline(claims: &Claims) -> Instant {
-    let exp = UNIX_EPOCH + Duration::from_secs(claims.exp.max(0) as u64);
-    let left = exp.duration_since(SystemTime::now()).unwrap_or_default();
-    Instant::now() + left
+    Instant::now() + crate::clock::until(claims.exp)
 }
 
 /// Runs `f` when dropped: keeps the open-sockets gauge right on every exit path.

@@ -9,7 +9,7 @@
 //! every node; the copy costs one query a second per node, and a call a hash and a scan in memory.
 
 use super::{digest, Scopes};
-use crate::auth::tokens::now;
+use crate::clock::now_secs as now;
 use crate::store::{ApiKeyRecord, DynStore, Store, StoreResult};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};

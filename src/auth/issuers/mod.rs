@@ -145,7 +145,7 @@ impl TrustedIssuer {
     /// While the issuer's keys cannot tell whether its `kid` exists (see `jwks.rs`), the token is
     /// neither admitted nor called forged: [`AuthError::KeysUnavailable`].
     pub(crate) async fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let now = tokens::now();
+        let now = crate::clock::now_secs();
         let Keys::Published(jwks) = &self.keys else {
             return Ok(self.check(token, now).await?.0);
         };

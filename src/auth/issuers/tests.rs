@@ -53,7 +53,7 @@ fn tokens_are_routed_by_their_unverified_iss() {
     let file = secret_file(&dir);
     let issuers =
         TrustedIssuers::load(&[settings(Some("https://id.example/"), &file), settings(None, &file)]).unwrap();
-    let exp = tokens::now() + 60;
+    let exp = crate::clock::now_secs() + 60;
     let route = |claims: serde_json::Value| issuers.select(&sign(&claims), "wsguard").map(|i| i.label());
     assert_eq!(route(json!({"iss": "https://id.example/", "exp": exp})), Some("https://id.example/"));
     assert_eq!(route(json!({"sub": "bob", "exp": exp})), Some("(no iss)"));
@@ -71,7 +71,7 @@ fn tokens_are_routed_by_their_unverified_iss() {
 async fn a_fastapi_tutorial_token_is_read_as_an_access_token_of_no_login() {
     let dir = tempfile::tempdir().unwrap();
     let issuer = issuer(&settings(None, &secret_file(&dir)));
-    let exp = tokens::now() + 600;
+    let exp = crate::clock::now_secs() + 600;
     let token = sign(&json!({"sub": "bob", "exp": exp}));
     let claims = issuer.verify(&token).await.unwrap();
     assert_eq!((claims.sub.as_str(), claims.exp, claims.iat), ("bob", exp, 0));
@@ -90,7 +90,7 @@ async fn bad_tokens_are_refused_like_wsguards_own() {
     let mut config = settings(Some("https://id.example/"), &secret_file(&dir));
     config.audience = Some("wsguard".into());
     let issuer = issuer(&config);
-    let now = tokens::now();
+    let now = crate::clock::now_secs();
     let good = json!({"iss": "https://id.example/", "aud": "wsguard", "sub": "bob", "exp": now + 60});
     assert!(verify(&issuer, good.clone()).await.is_ok());
     let with = |key: &str, value: serde_json::Value| {
@@ -147,7 +147,7 @@ async fn the_username_comes_from_the_configured_claim() {
     let mut config = settings(None, &secret_file(&dir));
     config.username_claim = "preferred_username".into();
     let issuer = issuer(&config);
-    let exp = tokens::now() + 60;
+    let exp = crate::clock::now_secs() + 60;
     let claims = verify(&issuer, json!({"sub": "0e4c-uuid", "preferred_username": "bob", "exp": exp})).await;
     assert_eq!(claims.unwrap().sub, "bob");
     let missing = verify(&issuer, json!({"sub": "bob", "exp": exp})).await;

@@ -117,7 +117,7 @@ pub(crate) fn generate(dir: &Path, alg: Algorithm) -> anyhow::Result<KeyFile> {
     let tag = alg_tag(alg).context("only RS256, ES256 and EdDSA keys are generated")?;
     ensure_private_dir(dir)?;
     let newest = scan(dir)?.last().map_or(0, |k| k.created);
-    let created = crate::auth::tokens::now().max(newest + 1);
+    let created = crate::clock::now_secs().max(newest + 1);
     let kid = format!("{tag}-{created}-{}", hex::encode(rand::random::<[u8; 4]>()));
     let mut rng = rand::rngs::OsRng;
     let pem = match alg {

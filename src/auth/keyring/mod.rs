@@ -130,7 +130,7 @@ fn read(
     let mut verifying = HashMap::new();
     let mut current = None;
     let mut jwks = Vec::new();
-    for (file, state) in states(&scan(dir)?, alg, refresh_ttl, super::tokens::now()) {
+    for (file, state) in states(&scan(dir)?, alg, refresh_ttl, crate::clock::now_secs()) {
         if state == KeyState::Expired {
             continue;
         }

@@ -9,7 +9,8 @@ use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use crate::clock::now_secs as now;
+use std::time::Duration;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.
 pub(crate) const LEEWAY_SECS: u64 = 5;
@@ -164,10 +165,6 @@ impl Seed {
         };
         Seed { iat, jti: derive("jti"), csrf: derive("csrf") }
     }
-}
-
-pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 pub fn random_id() -> String {

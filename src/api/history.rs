@@ -73,7 +73,8 @@ pub(super) async fn history(
     if channel.namespace.history.is_none() {
         return Ok(Json(History { publications: Vec::new(), epoch: String::new() }));
     }
-    let (stored, position) = state.store.publications(channel.name, range, limit, crate::clock::now_ms()).await?;
+    let (stored, position) =
+        state.store.publications(channel.name, range, limit, crate::clock::now_ms()).await?;
     let publications = stored
         .iter()
         .filter_map(|p| Some(protocol::publication_value(p, &serde_json::from_str(&p.data).ok()?)))

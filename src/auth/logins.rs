@@ -12,8 +12,8 @@
 //! disconnected ([`disconnect_user`]: sockets closed, tokens left valid).
 
 use super::tokens::{random_id, Claims, Issued, Proof, TokenError, LEEWAY_SECS};
-use crate::clock::now_secs as now;
 use super::{AuthError, Authenticator, Identity};
+use crate::clock::now_secs as now;
 use crate::store::{Revocation, Rotation, Store, StoreResult};
 use std::time::Duration;
 

@@ -7,8 +7,8 @@ use super::delivery::Cursor;
 use super::endpoint::{unavailable, ChannelSocket, Following};
 use super::recovery;
 use crate::broker::View;
-use crate::channels::protocol::{self, ErrorCode, Refusal, Since, DEFAULT_HISTORY, MAX_HISTORY};
 use crate::channels::namespaces::Channel;
+use crate::channels::protocol::{self, ErrorCode, Refusal, Since, DEFAULT_HISTORY, MAX_HISTORY};
 use crate::store::Range;
 use serde_json::json;
 
@@ -66,8 +66,12 @@ impl ChannelSocket {
                 return Ok(frames);
             }
         }
-        let read =
-            self.state.store.publications(room, Range::Before(i64::MAX), DEFAULT_HISTORY, crate::clock::now_ms());
+        let read = self.state.store.publications(
+            room,
+            Range::Before(i64::MAX),
+            DEFAULT_HISTORY,
+            crate::clock::now_ms(),
+        );
         let (history, position) = read.await.map_err(unavailable)?;
         let frame = protocol::joined_history(room, &history, position.as_ref(), asked.then_some(false));
         if newly {

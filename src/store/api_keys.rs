@@ -1,6 +1,4 @@
 //! Server-API keys as stored: a name, the SHA-256 of the key (never the key), scopes and dates.
-//! A trait of its own, which [`Store`](super::Store) requires: each backend keeps these queries in
-//! a file of their own (`sqlite/api_keys.rs`, `postgres/api_keys.rs`).
 
 use super::StoreResult;
 use async_trait::async_trait;
@@ -31,31 +29,4 @@ pub trait ApiKeyStore: Send + Sync {
     /// Records that the key was used at `at` (unix seconds); an earlier time than the one stored
     /// changes nothing.
     async fn touch_api_key(&self, name: &str, at: i64) -> StoreResult<()>;
-}
-
-/// An `api_keys` row; scopes are one comma-separated column.
-#[derive(sqlx::FromRow)]
-pub(super) struct ApiKeyRow {
-    name: String,
-    key_hash: String,
-    scopes: String,
-    created_at: i64,
-    last_used_at: Option<i64>,
-}
-
-impl From<ApiKeyRow> for ApiKeyRecord {
-    fn from(row: ApiKeyRow) -> Self {
-        ApiKeyRecord {
-            name: row.name,
-            key_hash: row.key_hash,
-            scopes: row.scopes.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-            created_at: row.created_at,
-            last_used_at: row.last_used_at,
-        }
-    }
-}
-
-/// The `scopes` column of `key`.
-pub(super) fn scopes_column(key: &ApiKeyRecord) -> String {
-    key.scopes.join(",")
 }

@@ -7,7 +7,7 @@
 //! error, and its transaction leaves nothing behind. A publisher that stops waiting (its socket
 //! closed) before its batch is taken is left out of it; later, it changes nothing for the others.
 
-use super::batch::Request;
+use super::numbering::Request;
 use super::{Position, Publication, StoreError, StoreResult};
 use async_trait::async_trait;
 use futures_util::FutureExt;

@@ -4,12 +4,12 @@
 
 use super::keyring::KeyRing;
 use super::secret::HmacSecret;
+use crate::clock::now_secs as now;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
-use crate::clock::now_secs as now;
 use std::time::Duration;
 
 /// Seconds of clock skew tolerated on `exp` and `nbf`.

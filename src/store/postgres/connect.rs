@@ -1,7 +1,7 @@
 //! Opening a [`PostgresStore`]: the pool, the optional schema, the migrations.
 
-use super::PostgresStore;
 use crate::store::group_commit::PublicationWriter;
+use crate::store::PostgresStore;
 use anyhow::Context;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;

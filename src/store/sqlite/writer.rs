@@ -13,8 +13,8 @@
 //! log copied to its end starts over: when the log has grown past a bound anyway, the next batch
 //! waits for one more checkpoint, short since the earlier ones did the copying.
 
-use super::super::batch::{bumps, number, Request};
 use super::super::group_commit::BatchWrite;
+use super::super::numbering::{bumps, number, Request};
 use super::super::{Position, StoreError, StoreResult};
 use async_trait::async_trait;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};

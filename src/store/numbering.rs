@@ -6,7 +6,6 @@
 //! channel's retention would trim at once is not inserted, and older rows are deleted up to the
 //! highest offset any publication of the batch trims below, as one publication after another would.
 
-use super::rows::{new_epoch, trim_below};
 use super::{Position, Publication, Retention};
 use std::collections::{BTreeMap, HashMap};
 
@@ -83,6 +82,12 @@ pub(super) fn bumps(requests: &[Request]) -> Vec<Bump<'_>> {
         .collect()
 }
 
+/// A new channel epoch: random, so that a channel made again never repeats an old one.
+fn new_epoch() -> String {
+    let bytes: [u8; 8] = rand::random();
+    hex::encode(bytes)
+}
+
 /// A batch numbered from its channels' rows after the bump.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Numbered<'a> {
@@ -113,7 +118,7 @@ pub(super) fn number<'a>(
             .ok_or_else(|| sqlx::Error::Protocol("a channel's row was not returned".into()))?;
         let (offset, trim) =
             next.entry(&request.channel).or_insert((top - counts[&*request.channel] + 1, None));
-        if let Some(below) = trim_below(*offset, &request.retention) {
+        if let Some(below) = request.retention.trim_below(*offset) {
             *trim = Some(trim.map_or(below, |t: i64| t.max(below)));
         }
         positions.push(Position { offset: *offset, epoch: epoch.clone() });

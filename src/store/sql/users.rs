@@ -1,0 +1,103 @@
+//! [`UserStore`] in SQL.
+
+use super::for_every_backend;
+use crate::store::{StoreResult, UserRecord, UserStore};
+
+/// A `users` row. `disabled` is INTEGER 0/1 in SQLite and BOOLEAN in PostgreSQL, yet decodes alike:
+/// sqlx reads an SQLite integer into `bool` as `!= 0`. `created_at` is not read, so `SELECT *` fits.
+#[derive(sqlx::FromRow)]
+struct UserRow {
+    username: String,
+    email: Option<String>,
+    full_name: Option<String>,
+    password_hash: String,
+    disabled: bool,
+}
+
+impl From<UserRow> for UserRecord {
+    fn from(row: UserRow) -> Self {
+        UserRecord {
+            username: row.username,
+            email: row.email,
+            full_name: row.full_name,
+            password_hash: row.password_hash,
+            disabled: row.disabled,
+        }
+    }
+}
+
+/// A `users` row and whether the login family is revoked (or unknown): what `principal` reads.
+#[derive(sqlx::FromRow)]
+struct PrincipalRow {
+    #[sqlx(flatten)]
+    user: UserRow,
+    family_revoked: bool,
+}
+
+for_every_backend! {
+    impl UserStore {
+        async fn user(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+            let row: Option<UserRow> = sqlx::query_as("SELECT * FROM users WHERE username = $1")
+                .bind(username)
+                .fetch_optional(&self.pool)
+                .await?;
+            Ok(row.map(UserRecord::from))
+        }
+
+        async fn principal(&self, username: &str, family: &str) -> StoreResult<Option<(UserRecord, bool)>> {
+            let row: Option<PrincipalRow> = sqlx::query_as(
+                "SELECT users.*, \
+                 COALESCE((SELECT revoked FROM refresh_families WHERE id = $1 AND username = users.username), TRUE) \
+                 AS family_revoked \
+                 FROM users WHERE username = $2",
+            )
+            .bind(family)
+            .bind(username)
+            .fetch_optional(&self.pool)
+            .await?;
+            Ok(row.map(|row| (row.user.into(), row.family_revoked)))
+        }
+
+        async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+            sqlx::query(
+                "INSERT INTO users (username, email, full_name, password_hash, disabled, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&user.username)
+            .bind(&user.email)
+            .bind(&user.full_name)
+            .bind(&user.password_hash)
+            .bind(user.disabled)
+            .bind(crate::clock::now_secs())
+            .execute(&self.pool)
+            .await?;
+            Ok(())
+        }
+
+        async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+            let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users").fetch_all(&self.pool).await?;
+            let mut users: Vec<UserRecord> = rows.into_iter().map(UserRecord::from).collect();
+            // Byte order, whatever the database's collation.
+            users.sort_unstable_by(|a, b| a.username.cmp(&b.username));
+            Ok(users)
+        }
+
+        async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
+            let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
+                .bind(disabled)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(DB::rows_affected(&done) == 1)
+        }
+
+        async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool> {
+            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
+                .bind(hash)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(DB::rows_affected(&done) == 1)
+        }
+    }
+}

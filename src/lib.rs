@@ -26,4 +26,5 @@ mod server;
 mod shutdown;
 pub mod store;
 mod tls;
+mod token_bucket;
 mod ws;

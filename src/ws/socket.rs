@@ -9,6 +9,7 @@ use crate::app::AppState;
 use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
 use crate::auth::{Identity, Mode};
+use crate::token_bucket::TokenBucket;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use serde_json::json;
@@ -17,7 +18,6 @@ use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 mod incoming;
-use incoming::RateLimit;
 
 /// What an endpoint does with the frames its socket hands it.
 pub(crate) trait Endpoint: Send {
@@ -142,7 +142,8 @@ pub(crate) struct Socket<E> {
     bound: Option<Bound>,
     mode: Mode,
     endpoint: E,
-    rate: RateLimit,
+    /// `--max-messages-per-sec`, bursts up to as many.
+    rate: TokenBucket,
     last_seen: Instant,
     /// The `expiring` warning went out for the current token.
     warned: bool,
@@ -150,7 +151,8 @@ pub(crate) struct Socket<E> {
 
 impl<E: Endpoint> Socket<E> {
     pub(crate) fn new(ws: WebSocket, state: AppState, bound: Option<Bound>, mode: Mode, endpoint: E) -> Self {
-        let rate = RateLimit::new(state.config.socket.max_messages_per_sec);
+        let per_sec = state.config.socket.max_messages_per_sec;
+        let rate = TokenBucket::new(per_sec, per_sec, Instant::now());
         Socket { ws, state, bound, mode, endpoint, rate, last_seen: Instant::now(), warned: false }
     }
 

@@ -108,7 +108,8 @@ impl<E: Endpoint> Socket<E> {
     /// Counts a data message against the rate limit: `Some` closes the socket.
     fn count_message(&mut self) -> Option<Step> {
         self.state.metrics.messages_in.inc();
-        (!self.rate.take()).then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
+        let limited = self.rate.take(Instant::now()).is_err();
+        limited.then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
     }
 
     /// Rebinds the socket to a new token of the same user from the same issuer (wsguard, or one
@@ -175,31 +176,6 @@ fn refresh_request(text: &str) -> Option<String> {
     }
     let frame: ControlFrame = serde_json::from_str(text).ok()?;
     (frame.kind == "refresh").then(|| frame.token.unwrap_or_default())
-}
-
-/// Refill-per-second token bucket: `rate` messages a second, bursts up to `rate`.
-pub(super) struct RateLimit {
-    rate: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl RateLimit {
-    pub(super) fn new(rate: u32) -> RateLimit {
-        RateLimit { rate: rate as f64, tokens: rate as f64, last: Instant::now() }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.rate);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
 /// A read error as a close: too big (1009), bad UTF-8 (1007), a protocol error (1002), or the

@@ -1,5 +1,5 @@
 //! How many connections are open, in all and per client address, and the caps on them: a
-//! connection is counted by its [`Admitted`] ticket from accept to close.
+//! connection is counted by its [`ConnectionTicket`] from accept to close.
 
 use crate::auth::throttle::client_key;
 use crate::config::ConnectionLimits;
@@ -53,12 +53,12 @@ impl Connections {
 
     /// Counts a connection just accepted from `peer`; `None` when a cap is reached, and then the
     /// caller drops the stream at once.
-    pub(crate) fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<Admitted> {
+    pub(crate) fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<ConnectionTicket> {
         let address = client_key(peer.ip());
         match self.count(address) {
             Ok(()) => {
                 self.metrics.connections_open.inc();
-                Some(Admitted { connections: self.clone(), address, at: Instant::now() })
+                Some(ConnectionTicket { connections: self.clone(), address, at: Instant::now() })
             }
             Err(refusal) => {
                 match refusal {
@@ -98,14 +98,14 @@ impl Connections {
 }
 
 /// One admitted connection, counted until this is dropped with its stream.
-pub(crate) struct Admitted {
+pub(crate) struct ConnectionTicket {
     pub(super) connections: Arc<Connections>,
     address: IpAddr,
     /// When the connection was accepted: the first request's header-read deadline runs from here.
     pub(crate) at: Instant,
 }
 
-impl Drop for Admitted {
+impl Drop for ConnectionTicket {
     fn drop(&mut self) {
         self.connections.release(self.address);
         self.connections.metrics.connections_open.dec();

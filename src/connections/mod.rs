@@ -3,7 +3,7 @@
 //! Plain TCP and TLS alike: the TLS listener admits a connection as soon as it is accepted, so its
 //! handshake counts against the caps and against its header-read deadline.
 //!
-//! A connection is counted by an [`Admitted`] ticket that travels with its stream: into the TLS
+//! A connection is counted by a [`ConnectionTicket`] that travels with its stream: into the TLS
 //! handshake, into hyper, and into the WebSocket an upgrade makes of it. It is released when the
 //! stream is dropped, which is when the socket closes.
 //!
@@ -18,7 +18,7 @@
 mod caps;
 mod watchdog;
 
-pub(crate) use caps::{Admitted, Connections};
+pub(crate) use caps::{ConnectionTicket, Connections};
 use watchdog::{Activity, Slow, Watched};
 
 /// Limits for the unit tests: the default timeouts and the caps given.
@@ -58,7 +58,7 @@ use tower::{Service, ServiceExt};
 pub(crate) trait Accept: Send + 'static {
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
-    fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr, Admitted)> + Send;
+    fn accept(&mut self) -> impl Future<Output = (Self::Io, SocketAddr, ConnectionTicket)> + Send;
 }
 
 /// Plain TCP: admitted (or closed) as accepted.
@@ -76,17 +76,17 @@ impl Plain {
 impl Accept for Plain {
     type Io = TcpStream;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr, Admitted) {
+    async fn accept(&mut self) -> (TcpStream, SocketAddr, ConnectionTicket) {
         loop {
             match self.tcp.accept().await {
                 Ok((stream, peer)) => {
-                    if let Some(admitted) = self.connections.admit(peer) {
+                    if let Some(ticket) = self.connections.admit(peer) {
                         // Frames are small and often several per event: without this, a second
                         // write waits for the peer's delayed ACK of the first (Nagle, ~40 ms).
                         if let Err(err) = stream.set_nodelay(true) {
                             tracing::debug!(error = %err, "cannot set TCP_NODELAY");
                         }
-                        return (stream, peer, admitted);
+                        return (stream, peer, ticket);
                     }
                 }
                 Err(err) => accept_failed(err).await,
@@ -122,11 +122,11 @@ where
     let http = Arc::new(http);
     let tasks = TaskTracker::new();
     loop {
-        let (io, peer, admitted) = tokio::select! {
+        let (io, peer, ticket) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
-        tasks.spawn(connection(http.clone(), io, peer, admitted, service.clone(), stop.clone()));
+        tasks.spawn(connection(http.clone(), io, peer, ticket, service.clone(), stop.clone()));
     }
     drop(listener);
     tasks.close();
@@ -137,7 +137,7 @@ async fn connection<Io, S>(
     http: Arc<http1::Builder>,
     io: Io,
     peer: SocketAddr,
-    admitted: Admitted,
+    ticket: ConnectionTicket,
     service: S,
     stop: CancellationToken,
 ) where
@@ -145,9 +145,9 @@ async fn connection<Io, S>(
     S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send,
 {
-    let connections = admitted.connections.clone();
-    let activity = Arc::new(Activity::new(admitted.at, &connections.limits));
-    let io = Watched { io, activity: activity.clone(), _admitted: admitted };
+    let connections = ticket.connections.clone();
+    let activity = Arc::new(Activity::new(ticket.at, &connections.limits));
+    let io = Watched { io, activity: activity.clone(), _ticket: ticket };
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let busy = requests.begin();
@@ -208,7 +208,7 @@ mod tests {
         let connections = Connections::new(test_limits(10, 10), Arc::new(Metrics::default()));
         let mut plain = Plain::new(tcp, connections);
         let _client = TcpStream::connect(address).await.unwrap();
-        let (stream, _, _admitted) = plain.accept().await;
+        let (stream, _, _ticket) = plain.accept().await;
         assert!(stream.nodelay().unwrap(), "TCP_NODELAY on every accepted stream");
     }
 }

@@ -1,7 +1,7 @@
 //! The watchdog of one connection: the header-read and keep-alive deadlines (see the module
 //! documentation of `connections`).
 
-use super::Admitted;
+use super::ConnectionTicket;
 use crate::config::ConnectionLimits;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -128,7 +128,7 @@ impl Drop for Busy {
 pub(super) struct Watched<Io> {
     pub(super) io: Io,
     pub(super) activity: Arc<Activity>,
-    pub(super) _admitted: Admitted,
+    pub(super) _ticket: ConnectionTicket,
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for Watched<Io> {

@@ -8,7 +8,7 @@ mod summary;
 
 pub(crate) use certificate::{Certificates, Trigger};
 
-use crate::connections::{self, Accept, Admitted, Connections};
+use crate::connections::{self, Accept, ConnectionTicket, Connections};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub(crate) fn acceptor(cert: &Path, key: &Path) -> anyhow::Result<(TlsAcceptor, 
     Ok((TlsAcceptor::from(Arc::new(config)), certificates))
 }
 
-type Handshaken = (TlsStream<TcpStream>, SocketAddr, Admitted);
+type Handshaken = (TlsStream<TcpStream>, SocketAddr, ConnectionTicket);
 
 /// Accepts TCP connections, admits them against `connections`' caps (closing the others at once),
 /// and runs their handshakes concurrently, each within the header-read timeout from accept;
@@ -71,8 +71,8 @@ impl TlsListener {
                     },
                 };
                 // Beyond a cap, the stream is dropped here: closed before any handshake.
-                let Some(admitted) = connections.admit(peer) else { continue };
-                let deadline = admitted.at + connections.handshake_timeout();
+                let Some(ticket) = connections.admit(peer) else { continue };
+                let deadline = ticket.at + connections.handshake_timeout();
                 let (acceptor, tx, connections) = (acceptor.clone(), tx.clone(), connections.clone());
                 tokio::spawn(async move {
                     let _ = stream.set_nodelay(true);
@@ -80,7 +80,7 @@ impl TlsListener {
                         Ok(Ok(tls)) => {
                             // The permit bounds handshakes; the ticket, the connection's life.
                             drop(permit);
-                            let _ = tx.send((tls, peer, admitted)).await;
+                            let _ = tx.send((tls, peer, ticket)).await;
                         }
                         Ok(Err(err)) => tracing::debug!(error = %err, "TLS handshake failed"),
                         Err(_) => {

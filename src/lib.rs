@@ -17,6 +17,8 @@ pub mod cli;
 pub mod clock;
 mod config;
 mod connections;
+#[cfg(test)]
+mod footprint;
 mod http;
 pub mod logs;
 mod metrics;

@@ -28,6 +28,11 @@ fn routes() -> Router<AppState> {
     crate::http::routes().merge(crate::ws::routes()).merge(crate::chat::routes()).merge(crate::api::routes())
 }
 
+/// The OpenAPI description of the HTTP API and the server API.
+fn openapi() -> utoipa::openapi::OpenApi {
+    crate::http::openapi().merge_from(<crate::api::ServerApiDoc as utoipa::OpenApi>::openapi())
+}
+
 /// Loads the revocations in force, then follows the log until shutdown.
 async fn follow_revocations(state: AppState) -> StoreResult<()> {
     let (mut last_id, live) = state.store.live_revocations(now()).await?;
@@ -190,7 +195,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown.begin();
         tracing::info!("shutting down");
     });
-    let app = crate::http::service(state.clone(), routes());
+    let app = crate::http::service(state.clone(), routes(), openapi());
     let stop = state.shutdown.token();
     let server = async {
         match tls {

@@ -82,12 +82,13 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().merge(api).merge(pages)
 }
 
-/// `routes` (every route of the server), the API documentation and the fallbacks, inside the
+/// `routes` (every route of the server), their description `openapi` and the fallbacks, inside the
 /// layers every request goes through. The layers wrap the router once rather than each route
 /// (`Router::layer`), so a new connection clones one service, not one per route.
 pub(crate) fn service(
     state: AppState,
     routes: Router<AppState>,
+    openapi: utoipa::openapi::OpenApi,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
     ServiceBuilder::new()
         .map_response(IntoResponse::into_response)
@@ -116,18 +117,22 @@ pub(crate) fn service(
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
         .service(
             routes
-                .merge(docs())
+                .merge(docs(openapi))
                 .fallback(not_found)
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(state),
         )
 }
 
-/// Swagger UI and the OpenAPI document, under the pages' Content-Security-Policy: the UI is
-/// served from this origin, so a script injected into it would run with the user's cookies.
-fn docs() -> Router<AppState> {
-    let doc = ApiDoc::openapi().merge_from(crate::api::ServerApiDoc::openapi());
-    Router::from(SwaggerUi::new("/docs").url("/openapi.json", doc)).layer(
+/// The OpenAPI description of these routes.
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Swagger UI and `openapi`, under the pages' Content-Security-Policy: the UI is served from this
+/// origin, so a script injected into it would run with the user's cookies.
+fn docs(openapi: utoipa::openapi::OpenApi) -> Router<AppState> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", openapi)).layer(
         SetResponseHeaderLayer::if_not_present(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static(pages::DOCS_CSP),

@@ -14,7 +14,7 @@ use futures_util::future::{BoxFuture, FutureExt};
 use std::future::Future;
 
 /// Answers every text frame with `You wrote: {text}`.
-pub(super) struct Echo;
+pub(crate) struct Echo;
 
 impl Endpoint for Echo {
     async fn on_text(&mut self, text: &str, _: Option<&Identity>) -> Result<Vec<String>, Close> {
@@ -54,7 +54,7 @@ pub(crate) async fn secured(
 }
 
 /// One `/secured-ws` socket's task, from the upgrade to the close.
-pub(super) fn secured_task(
+pub(crate) fn secured_task(
     admission: Admission,
     state: AppState,
     socket: WebSocket,
@@ -86,7 +86,7 @@ async fn query_socket(
 }
 
 /// One `/ws` socket's task. An anonymous socket keeps its place until its loop ends.
-pub(super) fn query_task(
+pub(crate) fn query_task(
     admission: Admission,
     state: AppState,
     mode: Mode,

@@ -4,9 +4,7 @@
 
 pub(crate) mod admission;
 pub(crate) mod close;
-mod echo;
-#[cfg(test)]
-mod footprint;
+pub(crate) mod echo;
 mod gate;
 pub(crate) mod socket;
 

@@ -3,11 +3,11 @@
 //! be in, so a rarely taken path that awaits something big (authenticating, a store call) makes
 //! every socket pay for it unless boxed. Sizes are those of the test build.
 
-use super::admission::Admission;
-use super::echo::{self, Echo};
-use super::socket::Socket;
 use crate::app::AppState;
 use crate::chat::endpoint::ChannelSocket;
+use crate::ws::admission::Admission;
+use crate::ws::echo::{self, Echo};
+use crate::ws::socket::Socket;
 use axum::extract::ws::WebSocket;
 use std::mem::size_of;
 
@@ -16,11 +16,8 @@ fn output_size<A, R>(_: &impl Fn(A) -> R) -> usize {
     size_of::<R>()
 }
 
-/// Most bytes a socket's task may take: 2,536 (echo) and 2,840 (chat) now, each 8 bytes over
-/// its loop's future. Before the upgrade and the loop were chained (`admission::admitted`), the
-/// task carried the upgrade's captures beside the loop: 3,264 and 3,576. The loops alone took
-/// 3,840 and 4,160 before the rarely taken paths were boxed, 2,584 and 2,952 before one timer
-/// took the place of three.
+/// Most bytes a socket's task may take: a little over its loop's future, which is what it is
+/// once admitted (the upgrade and the loop are two futures chained, `admission::admitted`).
 const MAX_SOCKET_TASK: usize = 2900;
 
 #[test]

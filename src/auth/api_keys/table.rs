@@ -4,9 +4,9 @@
 //! database is unreachable), keys are refused rather than trusted: a revocation made meanwhile
 //! would go unseen.
 //!
-//! Why a copy rather than a query per call: a lookup by hash on PostgreSQL costs about 0.13 ms on
-//! loopback (pgbench, one client) and would put a query on the shared database for every call of
-//! every node; the copy costs one query a second per node, and a call a hash and a scan in memory.
+//! Why a copy rather than a query per call: a lookup would put a round trip to the shared database
+//! in every call of every node; the copy costs one query a second per node, and a call a hash and
+//! a scan in memory.
 
 use super::{digest, Scopes};
 use crate::clock::now_secs as now;

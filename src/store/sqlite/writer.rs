@@ -1,17 +1,16 @@
 //! SQLite's publication writer: each batch's transaction (see `group_commit`) runs synchronously
-//! on a connection of its own, right where the group-commit task is.
+//! on a connection of its own (rusqlite), right where the group-commit task is. sqlx's SQLite
+//! driver would hand every statement of the batch to a worker thread and back, each hand-off
+//! waiting for a core on a busy machine, where the statements themselves take microseconds: in
+//! WAL mode with `synchronous = NORMAL` a commit appends to the log and does not sync.
 //!
-//! sqlx's SQLite driver hands every statement to its connection's worker thread and back: a batch
-//! (begin, bump, insert, trim, commit) was five round trips between threads, and on a loaded
-//! machine each waited for a core. A lone publication's commit took 2–13 ms that way, of which the
-//! statements themselves are tens of microseconds: in WAL mode with `synchronous = NORMAL` a commit
-//! appends to the log and does not sync. So it runs inline. The two things that could block are
-//! kept off the task: the write lock held by another connection (the server's pool, the CLI,
-//! another node's writer) sends the batch to a blocking thread that waits for it, and the log's
-//! checkpoints, which sync, run on a blocking thread through a second connection while the writer
-//! goes on. A checkpoint racing the writer copies most of the log but never all of it, and only a
-//! log copied to its end starts over: when the log has grown past a bound anyway, the next batch
-//! waits for one more checkpoint, short since the earlier ones did the copying.
+//! The two things that could block are kept off the task. The write lock held by another
+//! connection (the server's pool, the CLI, another process) sends the batch to a blocking thread
+//! that waits for it. The log's checkpoints, which sync, run on a blocking thread through a second
+//! connection while the writer goes on. A checkpoint racing the writer copies most of the log but
+//! never all of it, and only a log copied to its end starts over: when the log has grown past a
+//! bound anyway, the next batch waits for one more checkpoint, short since the earlier ones did the
+//! copying.
 
 use super::super::group_commit::BatchWrite;
 use super::super::numbering::{bumps, number, Request};

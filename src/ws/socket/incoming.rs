@@ -117,9 +117,11 @@ impl<E: Endpoint> Socket<E> {
     /// longer allows; or an error frame, the socket staying on its old token.
     async fn rebind(&mut self, token: String) -> Vec<String> {
         // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
-        let refused = Box::pin(self.rebind_to(token)).await;
-        let Some(bound) = self.bound.as_ref().filter(|_| refused.is_none()) else {
-            return refused.into_iter().collect();
+        if let Err(refusal) = Box::pin(self.rebind_to(token)).await {
+            return vec![refusal];
+        }
+        let Some(bound) = self.bound.as_ref() else {
+            return Vec::new();
         };
         let exp = bound.identity.claims.exp;
         let mut frames = vec![json!({"type": "refreshed", "exp": exp}).to_string()];
@@ -128,10 +130,10 @@ impl<E: Endpoint> Socket<E> {
         frames
     }
 
-    /// Binds the socket to `token`'s identity, or answers why not.
-    async fn rebind_to(&mut self, token: String) -> Option<String> {
+    /// Binds the socket to `token`'s identity, or the error frame that says why not.
+    async fn rebind_to(&mut self, token: String) -> Result<(), String> {
         let Some(bound) = self.bound.as_mut() else {
-            return Some(error_frame("bad_request", "anonymous sockets have no token to refresh"));
+            return Err(error_frame("bad_request", "anonymous sockets have no token to refresh"));
         };
         let presented = Presented::new(token, Transport::Frame);
         let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
@@ -146,7 +148,7 @@ impl<E: Endpoint> Socket<E> {
                 bound.binding.rebind(&identity.claims);
                 bound.identity = identity;
                 self.warned = false;
-                return None;
+                return Ok(());
             }
             Ok(None) => error_frame("forbidden", "token belongs to another user"),
             // Not a verdict on the token: the client may try again, its socket stays on the old one.
@@ -157,7 +159,7 @@ impl<E: Endpoint> Socket<E> {
             Err(err @ AuthError::KeysUnavailable { .. }) => error_frame("unavailable", &err.to_string()),
             Err(err) => error_frame("forbidden", &err.to_string()),
         };
-        Some(refusal)
+        Err(refusal)
     }
 }
 

@@ -9,16 +9,13 @@ use crate::auth::secret::HmacSecret;
 use crate::auth::throttle::{Shared, Throttle};
 use crate::auth::tokens::{Signer, Tokens};
 use crate::auth::Authenticator;
-use crate::broker::{DynBroker, Hub, InProcess, LeaveFrame, RedisBroker};
-use crate::channels::namespaces::Namespaces;
+use crate::channels::{self, Engine};
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
-use crate::quota::Quota;
 use crate::shutdown::Shutdown;
 use crate::store::{self, DynStore};
 use std::ops::Deref;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 pub(crate) struct Inner {
@@ -26,18 +23,12 @@ pub(crate) struct Inner {
     pub(crate) store: DynStore,
     pub(crate) auth: Authenticator,
     pub(crate) hasher: Hasher,
-    /// This node's channel subscribers.
-    pub(crate) hub: Arc<Hub>,
-    /// The channels' namespaces, from the configuration.
-    pub(crate) namespaces: Namespaces,
-    /// Channel fan-out across nodes (in-process on a single node).
-    pub(crate) broker: DynBroker,
+    /// Every channel operation: namespaces, subscribers, publications, fan-out across nodes.
+    pub(crate) engine: Arc<Engine>,
     /// Shared with the connection caps (`connections`), which count before any request exists.
     pub(crate) metrics: Arc<Metrics>,
     /// Cancelled on SIGTERM/SIGINT: sockets close with 1001.
     pub(crate) shutdown: Shutdown,
-    /// Chat text each user may still store today.
-    pub(crate) chat_quota: Quota,
     /// Places for sockets without a token (`--max-anonymous-sockets`).
     pub(crate) anonymous_sockets: Arc<Semaphore>,
     /// Failed-login counters, checked before any hashing: in Redis with a broker, else in memory.
@@ -59,9 +50,8 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// Opens the store and the signing keys and connects the broker. `leave_frame` is how channels
-    /// announce users who left with a dead node (the broker carries frames, it does not write them).
-    pub(crate) async fn new(config: Config, leave_frame: LeaveFrame) -> anyhow::Result<AppState> {
+    /// Opens the store and the signing keys and starts the channel engine (connecting its broker).
+    pub(crate) async fn new(config: Config) -> anyhow::Result<AppState> {
         let data_dir = &config.store.data_dir;
         config::ensure_data_dir(data_dir)?;
         let store = store::connect(&config.store.database_url()).await?;
@@ -81,32 +71,30 @@ impl AppState {
         );
         let issuers = TrustedIssuers::load(&config.sections.trusted_issuers)?;
         let shutdown = Shutdown::default();
-        let hub = Arc::new(Hub::default());
-        let broker: DynBroker = match &config.broker_url {
-            Some(url) => {
-                RedisBroker::start(url, &config.cluster, hub.clone(), leave_frame, shutdown.token()).await?
-            }
-            None => Arc::new(InProcess::new(hub.clone())),
+        let metrics = Arc::<Metrics>::default();
+        let settings = channels::Settings {
+            namespaces: &config.sections.namespaces,
+            broker_url: config.broker_url.as_deref(),
+            cluster: &config.cluster,
+            bytes_per_user_per_day: config.chat_bytes_per_user_per_day,
         };
+        let engine = Engine::start(settings, store.clone(), metrics.clone(), shutdown.token()).await?;
         // With Redis, the login throttle's counters are the cluster's, not this node's.
         let throttle = match &config.broker_url {
             Some(url) => Throttle::shared(config.login_limits, Shared::connect(url, &config.cluster).await?),
             None => Throttle::new(config.login_limits),
         };
         Ok(AppState(Arc::new(Inner {
-            hub,
-            broker,
+            engine,
             auth: Authenticator::new(tokens, issuers, store.clone(), config.tokens.refresh_grace),
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
-            metrics: Arc::default(),
+            metrics,
             shutdown,
             throttle,
             api_keys: Arc::default(),
             api_budgets: Budgets::new(config.api.api_requests_per_sec, config.api.api_burst),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
-            namespaces: Namespaces::new(&config.sections.namespaces),
-            chat_quota: Quota::new(config.chat_bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
             config,
         })))
     }

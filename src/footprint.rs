@@ -4,7 +4,7 @@
 //! every socket pay for it unless boxed. Sizes are those of the test build.
 
 use crate::app::AppState;
-use crate::chat::endpoint::ChannelSocket;
+use crate::session::socket::Session;
 use crate::ws::admission::Admission;
 use crate::ws::echo::{self, Echo};
 use crate::ws::socket::Socket;
@@ -26,15 +26,16 @@ fn an_idle_sockets_task_stays_small() {
     let query = output_size(&|(a, s, w): (Admission, AppState, WebSocket)| {
         echo::query_task(a, s, crate::auth::Mode::Required, w)
     });
-    let chat =
-        output_size(&|(a, s, w): (Admission, AppState, WebSocket)| crate::chat::route::socket_task(a, s, w));
+    let chat = output_size(&|(a, s, w): (Admission, AppState, WebSocket)| {
+        crate::session::route::socket_task(a, s, w)
+    });
     assert!(
         secured.max(query).max(chat) <= MAX_SOCKET_TASK,
         "the socket tasks are {secured} bytes (/secured-ws), {query} (/ws) and {chat} (chat)"
     );
     // The loop is all there is to a socket's task once admitted.
     let echo_loop = output_size(&|socket: Socket<Echo>| socket.run(Vec::new()));
-    let chat_loop = output_size(&|socket: Socket<ChannelSocket>| socket.run(Vec::new()));
+    let chat_loop = output_size(&|socket: Socket<Session>| socket.run(Vec::new()));
     assert!(
         secured <= echo_loop + 16 && chat <= chat_loop + 16,
         "{secured} over {echo_loop}, {chat} over {chat_loop}"

@@ -2,7 +2,8 @@
 //! WebSocket endpoints that accept a connection only for a valid token and stay bound to it.
 //!
 //! Layers point one way: `config`, `metrics`, `store`, `broker` and `auth` know nothing of the
-//! web; `app` holds their state; `http`, `ws`, `chat` and `api` (the server API) serve it;
+//! web; `channels`, the channel engine, stands on the store and the broker; `app` holds their
+//! state; `http`, `ws`, `session` (the JSON sockets) and `api` (the server API) serve it;
 //! `server` (with `connections` and `tls`) and `cli` run it.
 
 #![warn(unreachable_pub)]
@@ -12,7 +13,6 @@ mod app;
 pub mod auth;
 mod broker;
 pub mod channels;
-mod chat;
 pub mod cli;
 pub mod clock;
 mod config;
@@ -25,6 +25,7 @@ mod metrics;
 mod private_files;
 mod quota;
 mod server;
+mod session;
 mod shutdown;
 pub mod store;
 mod tls;

@@ -25,7 +25,10 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// Every route: the HTTP API and pages, the WebSocket endpoints, the chat, the server API.
 fn routes() -> Router<AppState> {
-    crate::http::routes().merge(crate::ws::routes()).merge(crate::chat::routes()).merge(crate::api::routes())
+    crate::http::routes()
+        .merge(crate::ws::routes())
+        .merge(crate::session::routes())
+        .merge(crate::api::routes())
 }
 
 /// The OpenAPI description of the HTTP API and the server API.
@@ -174,7 +177,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         }
         _ => (None, None),
     };
-    let state = AppState::new(config, crate::channels::protocol::left).await?;
+    let state = AppState::new(config).await?;
     follow_revocations(state.clone()).await?;
     state.api_keys.clone().follow(state.store.clone(), state.shutdown.token()).await?;
     follow_keys(state.clone());

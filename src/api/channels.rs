@@ -6,7 +6,6 @@ use super::error::CallError;
 use super::params::ApiPath;
 use super::KeyRefusals;
 use crate::app::AppState;
-use crate::channels::namespaces::Channel;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
 use axum::Json;
@@ -45,7 +44,7 @@ pub(super) async fn list(
     _: ApiCaller<NeedsRead>,
     State(state): State<AppState>,
 ) -> Result<Json<ChannelList>, CallError> {
-    let counts = state.broker.subscribers().await?;
+    let counts = state.engine.channels().await?;
     let channels = counts
         .into_iter()
         .map(|(channel, subscribers)| ChannelSubscribers { channel, subscribers })
@@ -70,15 +69,6 @@ pub(super) async fn presence(
     State(state): State<AppState>,
     ApiPath(channel): ApiPath<String>,
 ) -> Result<Json<ChannelPresence>, CallError> {
-    let channel = resolve(&state, &channel)?;
-    if !channel.namespace.presence {
-        return Err(CallError::invalid(format!("presence is off in namespace {:?}", channel.namespace.name)));
-    }
-    let users = state.broker.members(channel.name).await?.into_iter().collect();
+    let users = state.engine.presence(&channel).await?.into_iter().collect();
     Ok(Json(ChannelPresence { users }))
-}
-
-/// The channel `name` names, or 422 saying why not.
-pub(crate) fn resolve<'a>(state: &'a AppState, name: &'a str) -> Result<Channel<'a>, CallError> {
-    state.namespaces.resolve(name).map_err(|refusal| CallError::invalid(refusal.detail))
 }

@@ -4,6 +4,7 @@
 
 use crate::auth::api_keys::Scope;
 use crate::broker::BrokerError;
+use crate::channels::protocol::{ErrorCode, Refusal};
 use crate::http::error::ApiError;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -27,6 +28,8 @@ pub(crate) enum CallError {
     KeysUnavailable,
     /// The broker (Redis) did not answer: 503.
     Broker(BrokerError),
+    /// The channel engine refused the call: 422 for a bad request, 403, 429, or 503.
+    Refused(Refusal),
     /// Whatever the HTTP API answers: 413, 415, 422, database errors.
     Http(ApiError),
 }
@@ -57,6 +60,12 @@ impl From<ApiError> for CallError {
 impl From<StoreError> for CallError {
     fn from(err: StoreError) -> Self {
         CallError::Http(ApiError::Store(err))
+    }
+}
+
+impl From<Refusal> for CallError {
+    fn from(refusal: Refusal) -> Self {
+        CallError::Refused(refusal)
     }
 }
 
@@ -110,6 +119,12 @@ impl IntoResponse for CallError {
                 tracing::warn!(error = %err, "server API: broker unavailable");
                 retry_later(StatusCode::SERVICE_UNAVAILABLE, "Broker unavailable, try again shortly", 1)
             }
+            CallError::Refused(Refusal { code, detail: text }) => match code {
+                ErrorCode::BadRequest | ErrorCode::TooBig => detail(StatusCode::UNPROCESSABLE_ENTITY, &text),
+                ErrorCode::Forbidden => detail(StatusCode::FORBIDDEN, &text),
+                ErrorCode::RateLimited => retry_later(StatusCode::TOO_MANY_REQUESTS, &text, 1),
+                ErrorCode::Unavailable => retry_later(StatusCode::SERVICE_UNAVAILABLE, &text, 1),
+            },
             CallError::Http(err) => err.into_response(),
         }
     }

@@ -2,7 +2,6 @@
 //! offset (what a backend, or a client it serves, missed). Scope `read`.
 
 use super::caller::{ApiCaller, NeedsRead};
-use super::channels::resolve;
 use super::error::CallError;
 use super::params::{ApiPath, ApiQuery};
 use super::KeyRefusals;
@@ -60,7 +59,7 @@ pub(super) async fn history(
     ApiPath(channel): ApiPath<String>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, CallError> {
-    let channel = resolve(&state, &channel)?;
+    state.engine.resolve(&channel)?;
     let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(CallError::invalid(format!("limit must be 1-{MAX_LIMIT}")));
@@ -70,11 +69,7 @@ pub(super) async fn history(
         Some(since) => Range::After(since),
         None => Range::Before(i64::MAX),
     };
-    if channel.namespace.history.is_none() {
-        return Ok(Json(History { publications: Vec::new(), epoch: String::new() }));
-    }
-    let (stored, position) =
-        state.store.publications(channel.name, range, limit, crate::clock::now_ms()).await?;
+    let (stored, position) = state.engine.history(&channel, range, limit).await?;
     let publications = stored
         .iter()
         .filter_map(|p| Some(protocol::publication_value(p, &serde_json::from_str(&p.data).ok()?)))

@@ -2,12 +2,10 @@
 //! A publication is acknowledged once stored (in namespaces with history), as a client's is.
 
 use super::caller::{ApiCaller, NeedsPublish};
-use super::channels::resolve;
 use super::error::CallError;
 use super::{body::ApiBody, KeyRefusals};
 use crate::app::AppState;
-use crate::channels;
-use crate::channels::namespaces::Channel;
+use crate::channels::Publisher;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
 use axum::Json;
@@ -68,18 +66,16 @@ pub(super) async fn publish(
     State(state): State<AppState>,
     ApiBody(request): ApiBody<PublishRequest>,
 ) -> Result<Json<Published>, CallError> {
-    let channel = resolve(&state, &request.channel)?;
-    check_data(&channel, &request.data)?;
-    let offset = channels::publish(&state, &channel, None, &request.data).await?;
-    tracing::debug!(key = %caller.name, channel = channel.name, ?offset, "published");
+    let offset = state.engine.publish(Publisher::Api, &request.channel, &request.data).await?;
+    tracing::debug!(key = %caller.name, channel = request.channel, ?offset, "published");
     Ok(Json(Published { offset }))
 }
 
 /// Publish to several channels
 ///
-/// The same data to each channel, in the order given. Every name is checked before anything is
-/// published: one bad name publishes nothing. Should the database fail part way, the answer is 503
-/// and the channels before the failure have the publication (each is stored on its own).
+/// The same data to each channel, in the order given, stored together. Every name is checked
+/// before anything is published: one bad name publishes nothing. Should the database fail, the
+/// answer is 503; a channel whose publication was stored keeps it.
 #[utoipa::path(post, path = "/api/broadcast", tag = super::TAG, request_body = BroadcastRequest,
     responses(
         (status = 200, body = Broadcast, description = "Each channel's offset (`null` without history)"),
@@ -100,21 +96,16 @@ pub(super) async fn broadcast(
             "channels must hold 1-{MAX_BROADCAST_CHANNELS} distinct names"
         )));
     }
-    let resolved =
-        request.channels.iter().map(|name| resolve(&state, name)).collect::<Result<Vec<_>, _>>()?;
-    for channel in &resolved {
-        check_data(channel, &request.data)?;
+    for name in &request.channels {
+        state.engine.check_publish(Publisher::Api, name, &request.data)?;
     }
+    let batch: Vec<(&str, &Value)> =
+        request.channels.iter().map(|name| (name.as_str(), &request.data)).collect();
+    let published = state.engine.publish_all(Publisher::Api, &batch).await;
     let mut offsets = BTreeMap::new();
-    for channel in &resolved {
-        let offset = channels::publish(&state, channel, None, &request.data).await?;
-        offsets.insert(channel.name.to_owned(), offset);
+    for (name, offset) in request.channels.iter().zip(published) {
+        offsets.insert(name.clone(), offset?);
     }
     tracing::debug!(key = %caller.name, channels = count, "broadcast");
     Ok(Json(Broadcast { offsets }))
-}
-
-/// What a channel may hold (a room's chat messages have the chat's text rules), or 422.
-fn check_data(channel: &Channel<'_>, data: &Value) -> Result<(), CallError> {
-    channel.check_data(data).map_err(|refusal| CallError::invalid(refusal.detail))
 }

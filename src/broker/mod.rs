@@ -58,9 +58,13 @@ pub(crate) enum Presence {
     Left,
 }
 
-/// The frames that tell a channel's subscribers `user` left it with a node that died: written by
-/// the channel protocol, published by the broker that noticed.
-pub(crate) type LeaveFrame = fn(channel: &str, user: &str) -> Frames;
+/// A user who left a channel with a node that died: noticed by the broker, announced by the
+/// channel engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Departure {
+    pub(crate) channel: String,
+    pub(crate) user: String,
+}
 
 /// How a socket follows a channel: as a chat room (`join`) or as a channel (`subscribe`). Each
 /// sees a channel's events in its own frames.

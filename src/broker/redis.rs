@@ -6,7 +6,7 @@
 
 mod subscribers;
 
-use super::{Broker, BrokerError, Frames, Hub, LeaveFrame, Presence};
+use super::{Broker, BrokerError, Departure, Frames, Hub, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -14,6 +14,7 @@ use redis::AsyncCommands;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A node's liveness key lives this long; it is renewed every [`HEARTBEAT`].
@@ -38,7 +39,8 @@ pub(crate) struct RedisBroker {
     client: redis::Client,
     conn: ConnectionManager,
     hub: Arc<Hub>,
-    leave_frame: LeaveFrame,
+    /// Users who left a channel with a dead node, for the engine to announce.
+    departures: mpsc::UnboundedSender<Departure>,
     /// Channels with local members: subscribed now, and again after every reconnect.
     wanted: Mutex<HashSet<String>>,
     /// The live subscription connection's sending half; `None` while reconnecting.
@@ -47,14 +49,14 @@ pub(crate) struct RedisBroker {
 
 impl RedisBroker {
     /// Connects (failing at once if Redis is unreachable) and starts the subscriber and the
-    /// heartbeat, which run until `shutdown`.
+    /// heartbeat, which run until `shutdown`. The receiver yields the users who left a channel
+    /// with a node that died.
     pub(crate) async fn start(
         url: &str,
         cluster: &str,
         hub: Arc<Hub>,
-        leave_frame: LeaveFrame,
         shutdown: CancellationToken,
-    ) -> anyhow::Result<Arc<RedisBroker>> {
+    ) -> anyhow::Result<(Arc<RedisBroker>, mpsc::UnboundedReceiver<Departure>)> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Duration::from_secs(2))
@@ -62,20 +64,21 @@ impl RedisBroker {
             .set_number_of_retries(2)
             .set_max_delay(1000);
         let conn = client.get_connection_manager_with_config(config).await?;
+        let (departures, departed) = mpsc::unbounded_channel();
         let broker = Arc::new(RedisBroker {
             prefix: format!("wsguard:{cluster}:"),
             node: uuid::Uuid::new_v4().simple().to_string(),
             client,
             conn,
             hub,
-            leave_frame,
+            departures,
             wanted: Mutex::default(),
             sink: tokio::sync::Mutex::new(None),
         });
         broker.heartbeat().await.map_err(|e| anyhow::anyhow!("redis: {e}"))?;
         tokio::spawn(broker.clone().subscriber(shutdown.clone()));
         tokio::spawn(broker.clone().heartbeats(shutdown));
-        Ok(broker)
+        Ok((broker, departed))
     }
 
     fn redis_channel(&self, channel: &str) -> String {
@@ -221,8 +224,8 @@ impl RedisBroker {
                 for user in gone {
                     let _: () = conn.hdel(self.members_key(&channel), member_field(&node, &user)).await?;
                     if !self.present_elsewhere(&channel, &user, &node).await? {
-                        let frame = (self.leave_frame)(&channel, &user);
-                        let _: () = conn.publish(self.redis_channel(&channel), frame.encode(None)).await?;
+                        // Nobody listening means the node is shutting down: no one to tell.
+                        let _ = self.departures.send(Departure { channel: channel.clone(), user });
                     }
                 }
             }

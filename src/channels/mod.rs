@@ -1,204 +1,113 @@
-//! Channels: one model for the chat's rooms (the default namespace), the configured namespaces and
-//! the personal `user:<name>` channels. A publication is stored first when its namespace keeps
-//! history (numbered by the store), then fanned out through the broker, rendered once for both
-//! views (`protocol`). Sockets follow channels through the hub; the server API publishes here too.
+//! The channel engine: every channel operation, for every caller. The JSON sockets' sessions
+//! (`session`: the chat's rooms and the `/connect` frames) and the server API (`api`) call its
+//! methods and render what they answer; none of them checks a namespace rule or a quota itself, so
+//! a new protocol or transport cannot forget one.
+//!
+//! It owns this node's [`Hub`] of subscribers, the broker that fans out across nodes, the
+//! publications' storage (numbered by the store), the namespaces and the daily quota.
+//!
+//! - `namespaces`: channel names and what their namespace allows and keeps.
+//! - `publish`: a publication checked, counted against its publisher's quota, stored and
+//!   numbered where its namespace keeps history, then fanned out.
+//! - `subscriber`: one socket's subscriptions: following a channel (its rules checked), leaving it,
+//!   a new token checked against them.
+//! - `delivery`: what the hub hands a subscriber, put in order, missing publications fetched.
+//! - `recovery`: a channel's stored publications: recovering after `since`, history, position.
+//! - `presence`: who is in a channel, joins and leaves announced, users gone with a dead node.
+//! - `protocol`: the JSON frames every view of a channel's events is rendered in.
 
+mod delivery;
 pub(crate) mod namespaces;
+mod presence;
 pub mod protocol;
+mod publish;
+mod recovery;
+mod subscriber;
 
-use crate::app::AppState;
-use crate::broker::{Change, Frames, Presence, View};
-use crate::store::{Publication, StoreError};
-use namespaces::Channel;
-use serde_json::Value;
-use std::future::Future;
-use std::pin::Pin;
-use std::task::Poll;
+pub(crate) use delivery::{Cursor, Ended};
+pub(crate) use publish::Publisher;
+pub(crate) use subscriber::Subscriber;
 
-/// Publishes `data` to `channel` from `sender` (`None`: the server API). In a namespace with
-/// history the publication is stored and numbered first, and its offset returned: once this
-/// returns it is durable. A fan-out failure is logged, not returned: the publication is in
-/// history either way.
-pub(crate) async fn publish(
-    state: &AppState,
-    channel: &Channel<'_>,
-    sender: Option<&str>,
-    data: &Value,
-) -> Result<Option<i64>, StoreError> {
-    let (publication, epoch) = store(state, channel, sender, data).await?;
-    let frames = protocol::publication(&publication, data, &epoch);
-    if let Err(err) = state.broker.publish(channel.name, frames).await {
-        tracing::warn!(error = %err, channel = channel.name, "fan-out failed");
-    }
-    state.metrics.publications.inc();
-    Ok((publication.offset > 0).then_some(publication.offset))
+use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker};
+use crate::metrics::Metrics;
+use crate::quota::Quota;
+use crate::store::DynStore;
+use namespaces::{Channel, Namespaces};
+use protocol::Refusal;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// What the engine is built from.
+pub(crate) struct Settings<'a> {
+    pub(crate) namespaces: &'a [crate::config::NamespaceSettings],
+    /// Redis, to fan out across the nodes of `cluster`; `None`: this node alone.
+    pub(crate) broker_url: Option<&'a str>,
+    pub(crate) cluster: &'a str,
+    /// Bytes of publications each user may store per day.
+    pub(crate) bytes_per_user_per_day: u64,
 }
 
-/// Publishes each of `batch` from `sender`, as [`publish`] does, and answers each in order. They
-/// are stored together (one group commit) and each channel's run of them is fanned out together,
-/// so a subscriber takes them in one wake-up and one write: what a client's publications that
-/// arrived together cost is shared.
-pub(crate) async fn publish_all(
-    state: &AppState,
-    batch: &[(Channel<'_>, Value)],
-    sender: Option<&str>,
-) -> Vec<Result<Option<i64>, StoreError>> {
-    let stored = join_in_order(batch.iter().map(|(channel, data)| store(state, channel, sender, data))).await;
-    let mut answers = Vec::with_capacity(batch.len());
-    let mut run: Vec<Frames> = Vec::new();
-    let mut run_channel = "";
-    for ((channel, data), stored) in batch.iter().zip(stored) {
-        let (publication, epoch) = match stored {
-            Ok(stored) => stored,
-            Err(err) => {
-                answers.push(Err(err));
-                continue;
+pub(crate) struct Engine {
+    namespaces: Namespaces,
+    /// This node's subscribers.
+    hub: Arc<Hub>,
+    /// Fan-out across nodes (in-process on a single node).
+    broker: DynBroker,
+    store: DynStore,
+    /// Publication bytes each user may still store today.
+    quota: Quota,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine {
+    /// Connects the broker; announces the users who leave with a dead node until `shutdown`.
+    pub(crate) async fn start(
+        settings: Settings<'_>,
+        store: DynStore,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Arc<Engine>> {
+        let hub = Arc::new(Hub::default());
+        let (broker, departures): (DynBroker, _) = match settings.broker_url {
+            Some(url) => {
+                let (broker, departures) =
+                    RedisBroker::start(url, settings.cluster, hub.clone(), shutdown).await?;
+                (broker, Some(departures))
             }
+            None => (Arc::new(InProcess::new(hub.clone())), None),
         };
-        if channel.name != run_channel {
-            fan_out_all(state, run_channel, std::mem::take(&mut run)).await;
-            run_channel = channel.name;
+        let engine = Arc::new(Engine {
+            namespaces: Namespaces::new(settings.namespaces),
+            hub,
+            broker,
+            store,
+            quota: Quota::new(settings.bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
+            metrics,
+        });
+        if let Some(departures) = departures {
+            tokio::spawn(presence::announce_departures(engine.broker.clone(), departures));
         }
-        run.push(protocol::publication(&publication, data, &epoch));
-        answers.push(Ok((publication.offset > 0).then_some(publication.offset)));
+        Ok(engine)
     }
-    fan_out_all(state, run_channel, run).await;
-    answers
-}
 
-/// Runs `futures` together and returns their outputs in order, polling them in order on every
-/// wake-up. A store call queues its publication for the store's writer on its first poll, so the
-/// offsets follow the order of the batch (`join_all` does not promise that first poll order).
-async fn join_in_order<F: Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
-/// Hands a run of one channel's publications to the broker.
-async fn fan_out_all(state: &AppState, channel: &str, run: Vec<Frames>) {
-    if run.is_empty() {
-        return;
+    /// The channel `name` names: `bad_request` for a malformed name or an unknown namespace.
+    pub(crate) fn resolve<'a>(&'a self, name: &'a str) -> Result<Channel<'a>, Refusal> {
+        self.namespaces.resolve(name)
     }
-    let published = run.len() as u64;
-    if let Err(err) = state.broker.publish_all(channel, run).await {
-        tracing::warn!(error = %err, channel, "fan-out failed");
-    }
-    state.metrics.publications.inc_by(published);
-}
 
-/// Stores `data` as `channel`'s next publication where its namespace keeps history (else only
-/// stamps it): the publication and the channel's epoch (`""` without history).
-async fn store(
-    state: &AppState,
-    channel: &Channel<'_>,
-    sender: Option<&str>,
-    data: &Value,
-) -> Result<(Publication, String), StoreError> {
-    let text = data.to_string();
-    let created_ms = crate::clock::now_ms();
-    match channel.namespace.history {
-        Some(retention) => {
-            let (publication, position) =
-                state.store.publish(channel.name, sender, &text, created_ms, retention).await?;
-            Ok((publication, position.epoch))
-        }
-        None => {
-            let publication = Publication {
-                channel: channel.name.to_owned(),
-                offset: 0,
-                sender: sender.map(str::to_owned),
-                data: text,
-                created_ms,
-            };
-            Ok((publication, String::new()))
-        }
+    /// Whether the broker answers, for `/readyz`.
+    pub(crate) async fn ping(&self) -> Result<(), BrokerError> {
+        self.broker.ping().await
     }
 }
 
-/// Adds a socket of `username` to `channel` on this node, seeing it in `view`; announces the user
-/// where the namespace has presence. False when the socket already follows the channel.
-pub(crate) async fn follow(
-    state: &AppState,
-    socket: u64,
-    username: &str,
-    channel: &Channel<'_>,
-    view: View,
-) -> bool {
-    let Some(change) = state.hub.join(socket, channel.name, view) else {
-        return false;
-    };
-    announce(state, channel.name, username, Presence::Joined, change, channel.namespace.presence).await;
-    true
+/// A store call that failed: the client may try again.
+fn unavailable(err: crate::store::StoreError) -> Refusal {
+    tracing::warn!(error = %err, "channel store call failed");
+    storage_unavailable()
 }
 
-/// Removes a socket from `channel` on this node. False when it did not follow the channel.
-pub(crate) async fn unfollow(
-    state: &AppState,
-    socket: u64,
-    username: &str,
-    channel: &str,
-    presence: bool,
-) -> bool {
-    let Some(change) = state.hub.leave(socket, channel) else {
-        return false;
-    };
-    announce(state, channel, username, Presence::Left, change, presence).await;
-    true
-}
-
-/// Keeps the broker subscribed to channels with local sockets only, and publishes a presence
-/// change (`presence`: the namespace tracks it) when the user's first or last socket moved.
-pub(crate) async fn announce(
-    state: &AppState,
-    channel: &str,
-    username: &str,
-    presence: Presence,
-    change: Change,
-    tracked: bool,
-) {
-    let broker = &state.broker;
-    // A socket joined or left: this node's count of the channel changed (the server API lists them).
-    if let Err(err) = broker.share_subscribers(channel).await {
-        tracing::warn!(error = %err, channel, "sharing the channel's socket count failed");
-    }
-    if change.channel_edge {
-        let result = match presence {
-            Presence::Joined => broker.subscribe(channel).await,
-            Presence::Left => broker.unsubscribe(channel).await,
-        };
-        if let Err(err) = result {
-            tracing::warn!(error = %err, channel, "broker subscription change failed");
-        }
-    }
-    if !change.user_edge || !tracked {
-        return;
-    }
-    // The user's first (or last) socket here; other nodes may still have them in the channel.
-    let announce = broker.presence(channel, username, presence).await.unwrap_or_else(|err| {
-        tracing::warn!(error = %err, channel, "shared presence unavailable");
-        true
-    });
-    if announce {
-        if let Err(err) = broker.publish(channel, protocol::presence(channel, username, presence)).await {
-            tracing::warn!(error = %err, channel, "presence fan-out failed");
-        }
-    }
+fn storage_unavailable() -> Refusal {
+    Refusal::new(protocol::ErrorCode::Unavailable, "storage unavailable, try again")
 }

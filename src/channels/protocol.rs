@@ -294,12 +294,6 @@ pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> Frames {
     }
 }
 
-/// The presence frames of a user who left `channel` with a node that died (see
-/// `broker::LeaveFrame`).
-pub(crate) fn left(channel: &str, user: &str) -> Frames {
-    presence(channel, user, Presence::Left)
-}
-
 pub(crate) fn ack(reference: Option<&str>, id: i64) -> String {
     json!({"type": "ack", "ref": reference, "id": id}).to_string()
 }

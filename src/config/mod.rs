@@ -212,8 +212,8 @@ pub(crate) struct Config {
     pub(crate) max_anonymous_sockets: usize,
     #[command(flatten)]
     pub(crate) socket: SocketLimits,
-    /// Bytes of chat text one user may store per day (on each node); beyond, `send` is refused
-    /// with `rate_limited` and nothing is stored
+    /// Bytes one user may publish per day (on each node): a room's chat text, else the data's
+    /// JSON; beyond, `send` and `publish` are refused with `rate_limited` and nothing is stored
     #[arg(long, env = "WSGUARD_CHAT_BYTES_PER_USER_PER_DAY", value_name = "BYTES", default_value_t = 8 * 1024 * 1024)]
     pub(crate) chat_bytes_per_user_per_day: u64,
     /// Threads hashing passwords, at low priority [default: number of CPUs]

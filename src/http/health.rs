@@ -21,7 +21,7 @@ pub(super) async fn healthz() -> Json<serde_json::Value> {
     responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
 pub(super) async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let store = state.store.ping().await;
-    let broker = state.broker.ping().await;
+    let broker = state.engine.ping().await;
     if let Err(err) = &store {
         tracing::warn!(error = %err, "readiness: store down");
     }

@@ -1,7 +1,7 @@
 //! `/chat/ws` and `/connect`: every transport (header, subprotocol, query, cookie with CSRF, or a first
 //! `{"type":"auth"}` frame within 5 seconds), then the chat protocol.
 
-use super::endpoint::ChannelSocket;
+use super::socket::Session;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{Identity, Mode};
@@ -39,7 +39,7 @@ pub(crate) fn socket_task(
 ) -> impl Future<Output = ()> {
     bound_task(admission, state, socket, |state, bound| {
         let username = &bound.identity.user.username;
-        (welcome(&bound.identity), ChannelSocket::new(state.clone(), username))
+        (welcome(&bound.identity), Session::new(state.engine.subscriber(username)))
     })
 }
 

@@ -1,0 +1,53 @@
+//! `publish`: data to a channel, acknowledged with its offset once stored. A run of them that
+//! arrived together is published together.
+
+use crate::channels::protocol::{self, Refusal};
+use crate::channels::{Publisher, Subscriber};
+use serde_json::Value;
+
+/// A `publish` command.
+pub(super) struct Publish {
+    pub(super) channel: String,
+    pub(super) data: Value,
+    pub(super) reference: Option<String>,
+}
+
+pub(super) async fn publish(subscriber: &mut Subscriber, command: Publish) -> Result<Vec<String>, Refusal> {
+    let Publish { channel, data, reference } = command;
+    protocol::check_ref(reference.as_deref())?;
+    let engine = subscriber.engine().clone();
+    let offset = engine.publish(Publisher::Subscriber(subscriber), &channel, &data).await?;
+    Ok(vec![protocol::published(reference.as_deref(), offset)])
+}
+
+/// Answers each of a run of `publish` commands, in order, publishing them together; one alone
+/// goes the usual way.
+pub(super) async fn publish_run(subscriber: &mut Subscriber, mut run: Vec<Publish>) -> Vec<String> {
+    if run.len() <= 1 {
+        let Some(command) = run.pop() else {
+            return Vec::new();
+        };
+        return publish(subscriber, command).await.unwrap_or_else(|refusal| vec![refusal.frame()]);
+    }
+    let mut answers: Vec<Option<String>> = vec![None; run.len()];
+    let mut batch = Vec::with_capacity(run.len());
+    let mut batched = Vec::with_capacity(run.len());
+    for (at, command) in run.iter().enumerate() {
+        match protocol::check_ref(command.reference.as_deref()) {
+            Ok(()) => {
+                batch.push((command.channel.as_str(), &command.data));
+                batched.push(at);
+            }
+            Err(refusal) => answers[at] = Some(refusal.frame()),
+        }
+    }
+    let engine = subscriber.engine().clone();
+    let published = engine.publish_all(Publisher::Subscriber(subscriber), &batch).await;
+    for (at, published) in batched.into_iter().zip(published) {
+        answers[at] = Some(match published {
+            Ok(offset) => protocol::published(run[at].reference.as_deref(), offset),
+            Err(refusal) => refusal.frame(),
+        });
+    }
+    answers.into_iter().flatten().collect()
+}

@@ -1,0 +1,72 @@
+//! One JSON socket's session: its subscriber (what it follows, what reaches it), its commands
+//! answered (`commands`), and what the socket layer asks of it.
+
+use super::commands;
+use crate::auth::Identity;
+use crate::broker::Utf8Bytes;
+use crate::channels::protocol::{self, ErrorCode, Refusal};
+use crate::channels::{Ended, Subscriber};
+use crate::ws::close::{self, Close};
+use crate::ws::socket::{Endpoint, Outgoing};
+
+pub(crate) struct Session {
+    subscriber: Subscriber,
+}
+
+impl Session {
+    pub(super) fn new(subscriber: Subscriber) -> Session {
+        Session { subscriber }
+    }
+}
+
+impl Endpoint for Session {
+    const TAKES_BATCHES: bool = true;
+
+    async fn on_texts(
+        &mut self,
+        texts: Vec<Utf8Bytes>,
+        identity: Option<&Identity>,
+    ) -> (Vec<String>, Option<Close>) {
+        (commands::answer_all(&mut self.subscriber, texts, identity).await, None)
+    }
+
+    async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
+        let result = match protocol::parse(text) {
+            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+            Ok(command) => Box::pin(commands::apply(&mut self.subscriber, command, identity)).await,
+            Err(refusal) => Err(refusal),
+        };
+        Ok(result.unwrap_or_else(|refusal| vec![refusal.frame()]))
+    }
+
+    /// Ends each channel and room the new identity may no longer subscribe to (a trusted
+    /// issuer's token whose `channels` claim dropped one, say), saying so with `unsubscribed`.
+    async fn rebound(&mut self, identity: &Identity) -> Vec<String> {
+        let ended = self.subscriber.recheck(identity).await;
+        ended.iter().map(|(name, view, refusal)| protocol::unsubscribed(name, *view, refusal)).collect()
+    }
+
+    fn on_binary(&mut self) -> Result<Vec<String>, Close> {
+        Ok(vec![Refusal::new(ErrorCode::BadRequest, "binary frames are not accepted").frame()])
+    }
+
+    async fn outgoing(&mut self) -> Outgoing {
+        match self.subscriber.next().await {
+            Ok(frame) => Outgoing::Frame(frame),
+            Err(ended) => Outgoing::Close(closed(ended)),
+        }
+    }
+
+    fn ready(&mut self) -> Option<Outgoing> {
+        self.subscriber.ready().map(Outgoing::Frame)
+    }
+}
+
+/// Why deliveries ended, as a close: the client reconnects and recovers.
+fn closed(ended: Ended) -> Close {
+    let reason = match ended {
+        Ended::TooSlow => "too slow: reconnect and recover",
+        Ended::Missed => "missed publications: reconnect and recover",
+    };
+    Close::new(close::TRY_AGAIN_LATER, reason)
+}

@@ -3,8 +3,7 @@
 
 use super::caller::{ApiCaller, NeedsRead};
 use super::error::CallError;
-use super::params::ApiPath;
-use super::KeyRefusals;
+use super::params::{ApiPath, ChannelPath};
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
@@ -38,8 +37,7 @@ pub(crate) struct ChannelPresence {
 /// Every channel with a subscribed socket on any node of the cluster, and the number of such
 /// sockets (a user with two tabs counts twice).
 #[utoipa::path(get, path = "/api/channels", tag = super::TAG,
-    responses((status = 200, body = ChannelList, description = "Channels by name"), KeyRefusals),
-    security(("apiKey" = [])))]
+    responses((status = 200, body = ChannelList, description = "Channels by name")))]
 pub(super) async fn list(
     _: ApiCaller<NeedsRead>,
     State(state): State<AppState>,
@@ -56,18 +54,16 @@ pub(super) async fn list(
 ///
 /// The users with at least one socket subscribed to the channel, on any node.
 #[utoipa::path(get, path = "/api/channels/{channel}/presence", tag = super::TAG,
-    params(("channel" = String, Path, description = "`namespace:name`, or a room of the default namespace", pattern = "^[A-Za-z0-9_.@:-]{1,128}$", example = "room:42")),
+    params(ChannelPath),
     responses(
         (status = 200, body = ChannelPresence, description = "Users by name"),
         (status = 422, body = ErrorBody, description = "Not a channel name, an unknown namespace, or a namespace without presence",
             example = json!({"detail": "presence is off in namespace \"news\""})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn presence(
     _: ApiCaller<NeedsRead>,
     State(state): State<AppState>,
-    ApiPath(channel): ApiPath<String>,
+    ApiPath(ChannelPath { channel }): ApiPath<ChannelPath>,
 ) -> Result<Json<ChannelPresence>, CallError> {
     let users = state.engine.presence(&channel).await?.into_iter().collect();
     Ok(Json(ChannelPresence { users }))

@@ -3,8 +3,7 @@
 
 use super::caller::{ApiCaller, NeedsRead};
 use super::error::CallError;
-use super::params::{ApiPath, ApiQuery};
-use super::KeyRefusals;
+use super::params::{ApiPath, ApiQuery, ChannelPath};
 use crate::app::AppState;
 use crate::channels::protocol;
 use crate::http::error::ErrorBody;
@@ -44,19 +43,16 @@ pub(crate) struct History {
 /// offset. Both oldest first. A channel that never published, or a namespace without history,
 /// has none.
 #[utoipa::path(get, path = "/api/channels/{channel}/history", tag = super::TAG,
-    params(("channel" = String, Path, description = "`namespace:name`, or a room of the default namespace", pattern = "^[A-Za-z0-9_.@:-]{1,128}$", example = "user:johndoe"),
-        HistoryQuery),
+    params(ChannelPath, HistoryQuery),
     responses(
         (status = 200, body = History, description = "Publications, oldest first"),
         (status = 422, body = ErrorBody, description = "Not a channel name, an unknown namespace, or a bad limit or since",
             example = json!({"detail": "limit must be 1-1000"})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn history(
     _: ApiCaller<NeedsRead>,
     State(state): State<AppState>,
-    ApiPath(channel): ApiPath<String>,
+    ApiPath(ChannelPath { channel }): ApiPath<ChannelPath>,
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, CallError> {
     state.engine.resolve(&channel)?;

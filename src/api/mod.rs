@@ -9,8 +9,8 @@
 //!   JSON body is [`ApiBody<T>`](ApiBody), last (413, 415, 422). A handler returns
 //!   `Result<_, CallError>` (`?` works on store and broker errors).
 //! - Its route goes in [`routes`], inside the layer that logs and counts every call.
-//! - Its `#[utoipa::path]` has `tag = TAG`, `security(("apiKey" = []))` and the responses
-//!   [`KeyRefusals`] (401, 403, 429, 503), and is listed in [`ServerApiDoc`]'s `paths`.
+//! - Its `#[utoipa::path]` has `tag = TAG` and is listed in [`ServerApiDoc`]'s `paths`; the doc
+//!   adds the key requirement and the [`KeyRefusals`] (401, 403, 413, 429, 503) to every operation.
 
 mod body;
 mod caller;
@@ -26,8 +26,8 @@ use crate::app::AppState;
 use crate::http::error::ErrorBody;
 use axum::routing::{get, post};
 use axum::Router;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// The OpenAPI tag of every server-API operation.
 pub(crate) const TAG: &str = "server API";
@@ -46,7 +46,8 @@ pub(crate) const SCHEME: &str = "apiKey";
 )]
 pub(crate) struct ServerApiDoc;
 
-/// The `apiKey` scheme: a bearer API key, not a user's token.
+/// The `apiKey` scheme, a bearer API key and not a user's token, required by every operation,
+/// each of which may answer the [`KeyRefusals`].
 struct ApiKeyScheme;
 
 impl Modify for ApiKeyScheme {
@@ -58,10 +59,20 @@ impl Modify for ApiKeyScheme {
             .description(Some("An API key from `wsguard apikey add`"))
             .build();
         components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+        let refusals = <KeyRefusals as IntoResponses>::responses();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+                operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(SCHEME, [])]);
+                for (status, response) in &refusals {
+                    operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
+                }
+            }
+        }
     }
 }
 
-/// The refusals every server-API operation may answer, for the OpenAPI description. Never built.
+/// The refusals every server-API operation may answer, for the OpenAPI description (added to each
+/// by [`ApiKeyScheme`]). Never built.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(crate) enum KeyRefusals {

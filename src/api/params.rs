@@ -5,6 +5,26 @@ use super::error::CallError;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// A channel named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ChannelPath {
+    /// `namespace:name`, or a room of the default namespace
+    #[param(pattern = "^[A-Za-z0-9_.@:-]{1,128}$", example = "user:johndoe")]
+    pub(crate) channel: String,
+}
+
+/// A user named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct UserPath {
+    /// The user: 1-64 of A-Z a-z 0-9 _ . - @
+    #[param(pattern = "^[A-Za-z0-9_.@-]{1,64}$", example = "johndoe")]
+    pub(crate) username: String,
+}
 
 /// Path parameters, as `axum::extract::Path` reads them.
 pub(crate) struct ApiPath<T>(pub(crate) T);
@@ -39,7 +59,6 @@ mod tests {
     use super::*;
     use axum::http::{Request, StatusCode};
     use axum::response::IntoResponse;
-    use serde::Deserialize;
 
     #[derive(Deserialize, Debug, PartialEq)]
     struct History {

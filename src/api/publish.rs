@@ -1,9 +1,9 @@
 //! The server API's publications: to one channel, or the same data to several. Scope `publish`.
 //! A publication is acknowledged once stored (in namespaces with history), as a client's is.
 
+use super::body::ApiBody;
 use super::caller::{ApiCaller, NeedsPublish};
 use super::error::CallError;
-use super::{body::ApiBody, KeyRefusals};
 use crate::app::AppState;
 use crate::channels::Publisher;
 use crate::http::error::ErrorBody;
@@ -58,9 +58,7 @@ pub(crate) struct Broadcast {
         (status = 200, body = Published, description = "Stored (when the namespace keeps history) and sent"),
         (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace, or a room's chat message with an empty text or one over 4096 characters",
             example = json!({"detail": "unknown namespace \"nope\""})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn publish(
     caller: ApiCaller<NeedsPublish>,
     State(state): State<AppState>,
@@ -81,9 +79,7 @@ pub(super) async fn publish(
         (status = 200, body = Broadcast, description = "Each channel's offset (`null` without history)"),
         (status = 422, body = ErrorBody, description = "A malformed body, a bad or repeated channel, none or over 100",
             example = json!({"detail": "channels must hold 1-100 distinct names"})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn broadcast(
     caller: ApiCaller<NeedsPublish>,
     State(state): State<AppState>,

@@ -3,8 +3,7 @@
 
 use super::caller::{ApiCaller, NeedsDisconnect};
 use super::error::CallError;
-use super::params::ApiPath;
-use super::KeyRefusals;
+use super::params::{ApiPath, UserPath};
 use crate::app::AppState;
 use crate::auth::{credentials, logins};
 use crate::http::error::ErrorBody;
@@ -22,19 +21,16 @@ fn username(name: &str) -> Result<&str, CallError> {
 /// Closes every socket of the user on every node with 4003, within a second. Nothing is revoked:
 /// the client may reconnect with its token.
 #[utoipa::path(post, path = "/api/users/{username}/disconnect", tag = super::TAG,
-    params(("username" = String, Path, description = "The user: 1-64 of A-Z a-z 0-9 _ . - @",
-        pattern = "^[A-Za-z0-9_.@-]{1,64}$", example = "johndoe")),
+    params(UserPath),
     responses(
         (status = 204, description = "The user's sockets are closing on every node"),
         (status = 422, body = ErrorBody, description = "Not a username",
             example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn disconnect(
     caller: ApiCaller<NeedsDisconnect>,
     State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
     let name = username(&name)?;
     logins::disconnect_user(state.store.as_ref(), &state.auth, name).await?;
@@ -48,19 +44,16 @@ pub(super) async fn disconnect(
 /// without `iat` until the revocation expires), ends the user's wsguard logins, and closes their
 /// sockets on every node with 4003, within a second. Tokens issued afterwards are admitted.
 #[utoipa::path(post, path = "/api/users/{username}/revoke", tag = super::TAG,
-    params(("username" = String, Path, description = "The user: 1-64 of A-Z a-z 0-9 _ . - @",
-        pattern = "^[A-Za-z0-9_.@-]{1,64}$", example = "johndoe")),
+    params(UserPath),
     responses(
         (status = 204, description = "Revoked; the user's sockets are closing on every node"),
         (status = 422, body = ErrorBody, description = "Not a username",
             example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
-        KeyRefusals,
-    ),
-    security(("apiKey" = [])))]
+    ))]
 pub(super) async fn revoke(
     caller: ApiCaller<NeedsDisconnect>,
     State(state): State<AppState>,
-    ApiPath(name): ApiPath<String>,
+    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
     let name = username(&name)?;
     let revoked = logins::revoke_user(state.store.as_ref(), &state.auth, name).await?;

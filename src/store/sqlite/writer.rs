@@ -9,8 +9,8 @@
 //! that waits for it. The log's checkpoints, which sync, run on a blocking thread through a second
 //! connection while the writer goes on. A checkpoint racing the writer copies most of the log but
 //! never all of it, and only a log copied to its end starts over: when the log has grown past a
-//! bound anyway, the next batch waits for one more checkpoint, short since the earlier ones did the
-//! copying.
+//! bound anyway, or a checkpoint falls far behind the commits (a machine too busy to run it), the
+//! next batch waits for one more checkpoint, short since the earlier ones did the copying.
 
 use super::super::group_commit::BatchWrite;
 use super::super::numbering::{bumps, number, Request};
@@ -34,6 +34,9 @@ const CHECKPOINT_BYTES: usize = 4 << 20;
 /// Pages in the log past which the writer pauses for a checkpoint, so that the log starts over
 /// (16 MiB of 4 KiB pages).
 const RESTART_PAGES: i64 = 4096;
+/// Commits made while one checkpoint is still under way past which the writer waits for it: on a
+/// machine too busy to run checkpoints as fast as commits come, the log stays bounded all the same.
+const COMMITS_AHEAD: u32 = 4 * CHECKPOINT_COMMITS;
 
 /// Where the writer's connections open: the database file, or the pool's shared in-memory database.
 pub(in crate::store) struct Target<'a> {
@@ -80,6 +83,7 @@ impl Writer {
             commits: 0,
             bytes: 0,
             running: None,
+            ahead: 0,
             restart: Arc::new(AtomicBool::new(false)),
         };
         Ok(Writer { connection: Arc::new(Mutex::new(target.open()?)), checkpoints: Mutex::new(checkpoints) })
@@ -237,6 +241,8 @@ struct Checkpoints {
     commits: u32,
     bytes: usize,
     running: Option<JoinHandle<()>>,
+    /// Commits since the one under way began.
+    ahead: u32,
     restart: Arc<AtomicBool>,
 }
 
@@ -245,10 +251,15 @@ impl Checkpoints {
     fn committed(&mut self, bytes: usize) {
         self.commits += 1;
         self.bytes += bytes;
+        self.ahead += 1;
         let due = self.commits >= CHECKPOINT_COMMITS || self.bytes >= CHECKPOINT_BYTES;
-        if due && self.running.as_ref().is_none_or(JoinHandle::is_finished) {
-            (self.commits, self.bytes) = (0, 0);
+        let idle = self.running.as_ref().is_none_or(JoinHandle::is_finished);
+        if due && idle {
+            (self.commits, self.bytes, self.ahead) = (0, 0, 0);
             self.running = Some(self.start());
+        } else if !idle && self.ahead >= COMMITS_AHEAD {
+            self.ahead = 0;
+            self.restart.store(true, Ordering::Release);
         }
     }
 

@@ -2,7 +2,8 @@
 //! presence, revocation, a node's death, and a Redis restart.
 
 use crate::helpers::{
-    another_node, close_code, next_json, sample, send, service, spawn, Relay, Schema, Server, Ws, POSTGRES,
+    another_node, close_code, eventually, next_json, sample, send, service, spawn, Relay, Schema, Server, Ws,
+    POSTGRES,
 };
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -238,11 +239,10 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("redis-server to listen", Duration::from_secs(5), async || {
+            std::net::TcpStream::connect(self.addr())
+        })
+        .await;
     }
 
     async fn stop(&mut self) {
@@ -335,15 +335,15 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     }
     // Presence is rebuilt from the nodes' own state.
     let mut late = chat(&b, "janedoe", "secret2").await;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually("presence rebuilt with johndoe", Duration::from_secs(8), async || {
         let members = join(&mut late, "r").await;
         if members.contains(&"johndoe".to_owned()) {
-            break;
+            Ok(())
+        } else {
+            Err(members)
         }
-        assert!(Instant::now() < deadline, "presence was not rebuilt: {members:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
     schema.drop().await;
 }
 
@@ -383,11 +383,13 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200, "alive");
 
     relay.restore();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.me(&pair.access).await.status() != 200 {
-        assert!(Instant::now() < deadline, "service did not resume");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("service to resume", Duration::from_secs(15), async || {
+        match server.me(&pair.access).await.status() {
+            reqwest::StatusCode::OK => Ok(()),
+            status => Err(status),
+        }
+    })
+    .await;
     assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
     send(&mut ws, &json!({"type": "send", "room": "r", "text": "back", "ref": "2"}).to_string()).await;
     assert_eq!(next_of(&mut ws, "ack", Duration::from_secs(5)).await["ref"], "2");

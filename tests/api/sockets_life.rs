@@ -1,6 +1,6 @@
 //! A socket's life: bound to its token (expiry, in-band refresh, revocation), and its limits.
 
-use crate::helpers::{assert_echo, close_code, next_json, next_text, send, spawn, Ws};
+use crate::helpers::{assert_echo, close_code, eventually, next_json, next_text, send, spawn, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -264,13 +264,10 @@ async fn sockets_without_a_token_are_capped() {
     assert_eq!(next_text(&mut second).await, "Anonymous connection");
     first.close(None).await.unwrap();
     drop(first);
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut third = loop {
-        match server.ws("/ws/optional", &[]).await {
-            Ok(ws) => break ws,
-            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-            Err(err) => panic!("the closed socket's place never came back: {err}"),
-        }
-    };
+    let mut third =
+        eventually("the closed socket's place to come back", Duration::from_secs(2), async || {
+            server.ws("/ws/optional", &[]).await
+        })
+        .await;
     assert_eq!(next_text(&mut third).await, "Anonymous connection");
 }

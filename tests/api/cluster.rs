@@ -49,6 +49,25 @@ async fn subscribed_on_both(a: &Server, b: &Server, channel: &str) -> Vec<Ws> {
     sockets
 }
 
+/// Waits until both nodes of `node`'s cluster subscribe to `channel` in Redis: a publication on
+/// one reaches the other's sockets only then.
+async fn until_subscribed_in_redis(node: &Server, channel: &str) {
+    let cluster = node.arg("--cluster").expect("a node of a cluster");
+    let name = format!("wsguard:{cluster}:room:{channel}");
+    let client = redis::Client::open(format!("redis://{REDIS}")).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(&format!("both nodes subscribed to {name}"), Duration::from_secs(5), async || {
+        let (_, subscribers): (String, u64) =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(&name).query_async(&mut redis).await.unwrap();
+        if subscribers == 2 {
+            Ok(())
+        } else {
+            Err(subscribers)
+        }
+    })
+    .await;
+}
+
 fn services() -> bool {
     service("Redis", REDIS) && service("PostgreSQL", POSTGRES)
 }
@@ -408,7 +427,7 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order(
     const EACH: i64 = 40;
     let mut sockets = subscribed_on_both(&a, &b, "room:x").await;
     // Both subscribed on both nodes before anyone publishes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_subscribed_in_redis(&a, "room:x").await;
     // Each socket's publications in one write: each node takes them as one batch (one commit,
     // one fan-out, one pipeline to Redis).
     for ws in &mut sockets {
@@ -444,7 +463,7 @@ async fn unnumbered_publications_from_both_nodes_reach_everyone_in_one_order() {
     let (a, b, schema, _config) = two_nodes_with_namespace("name = \"live\"\nhistory_size = 0").await;
     const EACH: usize = 40;
     let mut sockets = subscribed_on_both(&a, &b, "live:x").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_subscribed_in_redis(&a, "live:x").await;
     // Both nodes publish at once, interleaved.
     for i in 0..EACH {
         for (n, ws) in sockets.iter_mut().enumerate() {

@@ -270,6 +270,11 @@ impl Server {
         start(data, args).await
     }
 
+    /// The value of `--name=value` among the arguments the server was started with.
+    pub fn arg(&self, name: &str) -> Option<&str> {
+        self.args.iter().find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+    }
+
     /// The server's process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("server still running")

@@ -299,7 +299,14 @@ async fn a_down_endpoint_at_start_neither_stops_nor_holds_up_the_server_and_is_r
     let key = IssuerKey::es256("key-1");
     let jwks = JwksServer::start(&[&key]).await;
     jwks.stop();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let addr = jwks.url.split('/').nth(2).unwrap();
+    eventually("the JWKS endpoint down", Duration::from_secs(5), async || {
+        match tokio::net::TcpStream::connect(addr).await {
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            other => Err(other.map(|_| "still accepting")),
+        }
+    })
+    .await;
     let started = Instant::now();
     let (server, _config) = server_for(&jwks).await;
     assert!(started.elapsed() < Duration::from_secs(10));

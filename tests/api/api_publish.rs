@@ -232,7 +232,9 @@ async fn disconnect_and_revoke_through_one_node_close_sockets_on_the_other_withi
         assert_eq!((code, reason.as_str()), (1008, "token has been revoked"));
         assert_eq!(node.refresh(&pair.refresh).await.status(), StatusCode::UNAUTHORIZED, "the login ended");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await; // a token issued in a later second
+    // Time must pass: the revocation covers tokens issued up to its second, so a new login's
+    // `iat` (whole seconds) has to fall in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut again =
         b.ws(&format!("/connect?token={}", b.login("johndoe", "secret").await.access), &[]).await.unwrap();
     assert_eq!(next_json(&mut again).await["type"], "welcome");

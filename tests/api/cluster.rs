@@ -320,6 +320,8 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     let resumed = loop {
         assert!(Instant::now() < deadline, "fan-out did not resume");
         send(&mut john, &json!({"type": "send", "room": "r", "text": "after", "ref": "x"}).to_string()).await;
+        // A window per attempt: until fan-out resumes, what john sends now never reaches jane
+        // live, so no condition can end it early.
         let wait = tokio::time::Instant::now() + Duration::from_millis(700);
         let mut tick = tokio::time::interval(Duration::from_millis(2));
         loop {
@@ -382,7 +384,8 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     let later = server.login("janedoe", "secret2").await;
 
     relay.cut();
-    // Past the principal cache (1 s), requests that need the database answer 503.
+    // Past the principal cache (1 s), requests that need the database answer 503. Time must
+    // pass: until the cache expires, answering from it is right.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let me = server.me(&pair.access).await;
     assert_eq!(me.status(), 503);

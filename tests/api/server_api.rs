@@ -224,6 +224,7 @@ async fn a_key_over_its_rate_gets_429_then_recovers_and_other_keys_are_untouched
     assert!(detail(limited).await.contains("Too many requests"));
     assert_eq!(get(&server, "/api/channels", &calm).await.status(), StatusCode::OK, "budgets are per key");
 
+    // Time must pass: what is tested is that waiting Retry-After is enough.
     tokio::time::sleep(Duration::from_secs(retry)).await;
     assert_eq!(get(&server, "/api/channels", &busy).await.status(), StatusCode::OK, "recovered");
 }

@@ -149,6 +149,7 @@ async fn floods_close_with_4029() {
     // Within the rate, a socket lives on.
     for _ in 0..3 {
         assert_echo(&mut bystander).await;
+        // Paced below the rate on purpose: the time between messages is what is tested.
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -272,6 +272,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_open_sockets_kee
     let mut ws = open_wss(&server, &first).await;
 
     files.write(&second.cert, &second.key);
+    // A check that nothing happens: no event to wait for, only time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(presented(&server, &both).await, first.der, "no polling: nothing changes without the signal");
     hangup(&server);
@@ -329,6 +330,7 @@ async fn a_broken_replacement_keeps_the_old_certificate_and_the_server() {
     hangup(&server);
     until_logged(&server, "do not go together").await;
 
+    // A check that nothing happens after the refusal: no event to wait for, only time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(presented(&server, &both).await, first.der, "the old certificate is still presented");
     assert_echo(&mut ws).await;

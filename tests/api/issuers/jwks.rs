@@ -177,7 +177,8 @@ async fn metrics(server: &Server) -> String {
     server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap()
 }
 
-/// Waits until `REFETCH_INTERVAL` has passed since `since`.
+/// Waits until `REFETCH_INTERVAL` has passed since `since`. Time must pass: the interval is what
+/// holds fetches back, nothing shows it ending.
 async fn past_interval(since: Instant) {
     let wait =
         (since + REFETCH_INTERVAL + Duration::from_millis(200)).saturating_duration_since(Instant::now());

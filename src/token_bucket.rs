@@ -55,6 +55,59 @@ mod tests {
         assert!(bucket.take(later).is_err());
     }
 
+    /// On a paused clock: a full bucket spends its burst at once, then each refusal's wait is what
+    /// it takes for the next token (to the nanosecond: the wait is rounded from a fraction of a
+    /// second), refused until then; idle time refills up to the capacity only.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_a_refusal_answers_is_when_the_next_token_is_there() {
+        let nanos = Duration::from_nanos;
+        for (rate, capacity) in [(1, 1), (2, 3), (3, 3), (5, 1), (7, 20), (1000, 10)] {
+            let case = format!("{rate}/s, capacity {capacity}");
+            let mut bucket = TokenBucket::new(rate, capacity, Instant::now());
+            for _ in 0..capacity {
+                assert!(bucket.take(Instant::now()).is_ok(), "{case}: the burst");
+            }
+            for round in 0..3 {
+                let wait = bucket.take(Instant::now()).unwrap_err();
+                // 1/rate, less the few nanoseconds' worth left over from the rounds before.
+                let expected = Duration::from_secs(1) / rate;
+                assert!(wait.abs_diff(expected) <= nanos(1000), "{case}, round {round}: {wait:?}");
+                tokio::time::advance(wait - nanos(1000)).await;
+                let left = bucket.take(Instant::now()).unwrap_err();
+                assert!(left <= nanos(1001), "{case}, round {round}: refused early, {left:?} left");
+                tokio::time::advance(nanos(1001)).await;
+                assert!(bucket.take(Instant::now()).is_ok(), "{case}, round {round}: the token is back");
+            }
+            tokio::time::advance(Duration::from_secs(3600)).await;
+            for _ in 0..capacity {
+                assert!(bucket.take(Instant::now()).is_ok(), "{case}: refilled");
+            }
+            assert!(bucket.take(Instant::now()).is_err(), "{case}: not beyond the capacity");
+        }
+    }
+
+    /// A refused take keeps the time it refilled: two half-waits make one token.
+    #[tokio::test(start_paused = true)]
+    async fn refusals_keep_what_has_refilled() {
+        let mut bucket = TokenBucket::new(1, 1, Instant::now());
+        assert!(bucket.take(Instant::now()).is_ok());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert_eq!(bucket.take(Instant::now()), Err(Duration::from_millis(400)));
+        tokio::time::advance(Duration::from_millis(400)).await;
+        assert!(bucket.take(Instant::now()).is_ok());
+    }
+
+    /// An instant older than the last take (callers may read the clock before taking a lock)
+    /// refills nothing.
+    #[test]
+    fn an_earlier_instant_refills_nothing() {
+        let start = Instant::now();
+        let mut bucket = TokenBucket::new(10, 1, start);
+        let later = start + Duration::from_secs(5);
+        assert!(bucket.take(later).is_ok());
+        assert_eq!(bucket.take(start), Err(Duration::from_millis(100)));
+    }
+
     #[test]
     fn zero_counts_as_one() {
         let start = Instant::now();

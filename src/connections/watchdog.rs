@@ -182,53 +182,196 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Watched<Io> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::test_limits as limits;
+    use super::super::{connection, test_limits as limits, Connections};
     use super::*;
+    use crate::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
 
-    /// Whether `at` is `timeout` after some moment between `before` and now (times are kept in
-    /// whole milliseconds).
-    fn within(at: Instant, before: Instant, timeout: Duration) -> bool {
-        at + Duration::from_millis(1) >= before + timeout && at <= Instant::now() + timeout
+    const HEADER: Duration = Duration::from_secs(10);
+    const KEEP_ALIVE: Duration = Duration::from_secs(60);
+
+    /// A deadline as an offset from accept, and its reason.
+    type Deadline = Option<(Duration, &'static str)>;
+
+    /// The deadline as an offset from `opened`, to compare with whole durations.
+    fn deadline(activity: &Activity, opened: Instant) -> Deadline {
+        activity.deadline().map(|(at, slow)| {
+            let why = match slow {
+                Slow::HeaderRead => "header",
+                Slow::KeepAlive => "keep-alive",
+            };
+            (at - opened, why)
+        })
     }
 
-    #[tokio::test]
+    /// On a paused clock the deadlines are exact: each step advances time by its duration, does
+    /// what it names, then the deadline is (the moment, the reason) after accept, or none.
+    #[tokio::test(start_paused = true)]
     async fn deadlines_time_headers_from_accept_and_after_idle_and_nothing_in_flight() {
-        let (header, keep_alive) = (Duration::from_secs(10), Duration::from_secs(60));
         let opened = Instant::now();
         let activity = Arc::new(Activity::new(opened, &limits(10, 10)));
-        let pause = || tokio::time::sleep(Duration::from_millis(20));
-        assert_eq!(activity.deadline().map(|(at, _)| at), Some(opened + header), "from accept");
-        pause().await;
-        activity.read();
-        assert_eq!(activity.deadline().map(|(at, _)| at), Some(opened + header), "bytes do not extend it");
+        let s = Duration::from_secs;
+        let mut busy = Vec::new();
+        let steps: &[(u64, &str, Deadline)] = &[
+            (0, "nothing", Some((HEADER, "header"))),
+            (3, "read", Some((HEADER, "header"))), // bytes of the first request do not extend it
+            (2, "begin", None),                    // nothing is timed while a request is handled
+            (1, "read", None),                     // not even its body...
+            (1, "wrote", None),                    // ...nor the response being written
+            (5, "done", Some((s(12) + KEEP_ALIVE, "keep-alive"))),
+            (4, "wrote", Some((s(16) + KEEP_ALIVE, "keep-alive"))), // a body written is activity
+            (30, "read", Some((s(46) + HEADER, "header"))),         // the next request's first byte
+            (7, "read", Some((s(46) + HEADER, "header"))),          // a trickle does not extend it
+            (1, "wrote", Some((s(46) + HEADER, "header"))),         // nor does writing
+            (1, "begin", None),
+            (0, "begin", None), // a second request in flight (pipelined)
+            (2, "done", None),  // one of two done: still nothing timed
+            (3, "done", Some((s(60) + KEEP_ALIVE, "keep-alive"))),
+        ];
+        for (i, (after, action, expected)) in steps.iter().enumerate() {
+            tokio::time::advance(s(*after)).await;
+            match *action {
+                "nothing" => {}
+                "read" => activity.read(),
+                "wrote" => activity.wrote(),
+                "begin" => busy.push(activity.begin()),
+                "done" => drop(busy.remove(0)),
+                other => unreachable!("{other}"),
+            }
+            assert_eq!(deadline(&activity, opened), *expected, "step {i}: {action} after {after} s");
+        }
+    }
 
+    #[tokio::test(start_paused = true)]
+    async fn once_detached_bytes_move_nothing() {
+        let opened = Instant::now();
+        let activity = Arc::new(Activity::new(opened, &limits(10, 10)));
+        drop(activity.begin());
+        activity.detached.store(true, Ordering::Relaxed);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity.read();
+        activity.wrote();
+        assert_eq!(deadline(&activity, opened), Some((KEEP_ALIVE, "keep-alive")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_watchdog_is_woken_when_a_deadline_appears_or_moves_earlier() {
+        let activity = Arc::new(Activity::new(Instant::now(), &limits(10, 10)));
+        let woken = || tokio::time::timeout(Duration::from_secs(1), activity.changed.notified());
+        assert!(woken().await.is_err(), "nothing happened");
+        activity.read();
+        assert!(woken().await.is_err(), "the first request's bytes change nothing");
         let busy = activity.begin();
-        assert!(activity.deadline().is_none(), "nothing is timed while a request is handled");
-        pause().await;
-        activity.read();
-        activity.wrote();
-        assert!(activity.deadline().is_none(), "not even its body, nor the response being written");
-        let before = Instant::now();
         drop(busy);
-        let (at, slow) = activity.deadline().unwrap();
-        assert!(matches!(slow, Slow::KeepAlive) && within(at, before, keep_alive), "{slow:?}");
+        assert!(woken().await.is_ok(), "a response produced: the keep-alive deadline appears");
+        activity.read();
+        assert!(woken().await.is_ok(), "the next request began: its header deadline is earlier");
+        activity.read();
+        assert!(woken().await.is_err(), "a trickle moves nothing");
+    }
 
-        pause().await;
-        let before = Instant::now();
-        activity.wrote();
-        let (at, _) = activity.deadline().unwrap();
-        assert!(within(at, before, keep_alive), "a response body written is activity");
-        pause().await;
-        let before = Instant::now();
-        activity.read();
-        let (at, slow) = activity.deadline().unwrap();
-        assert!(
-            matches!(slow, Slow::HeaderRead) && within(at, before, header),
-            "the next request's first byte"
+    /// One connection served by [`connection`] over an in-memory pipe, answering `/` at once and
+    /// `/slow` after 100 s; the client's end, the serving task, and the metrics.
+    fn served() -> (DuplexStream, JoinHandle<()>, Arc<Metrics>) {
+        use axum::routing::get;
+        let metrics = Arc::new(Metrics::default());
+        let connections = Connections::new(limits(10, 10), metrics.clone());
+        let peer = "10.0.0.1:40000".parse().unwrap();
+        let ticket = connections.admit(peer).expect("under the caps");
+        let (client, server) = tokio::io::duplex(4096);
+        let app = axum::Router::new().route("/", get(|| async { "ok" })).route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(100)).await;
+                "ok"
+            }),
         );
-        pause().await;
-        activity.read();
-        activity.wrote();
-        assert_eq!(activity.deadline().unwrap().0, at, "a trickle does not extend it");
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.header_read_timeout(None).keep_alive(true);
+        let task =
+            tokio::spawn(connection(Arc::new(http), server, peer, ticket, app, CancellationToken::new()));
+        (client, task, metrics)
+    }
+
+    const HALF: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: slow";
+
+    /// Sends a GET of `path` and reads its whole response (the body is "ok").
+    async fn get(client: &mut DuplexStream, path: &str) {
+        client.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        while !response.ends_with(b"\r\n\r\nok") {
+            let mut buf = [0u8; 1024];
+            let n = client.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the response: {}", String::from_utf8_lossy(&response));
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
+    }
+
+    /// Waits for the watchdog to close the connection; how long that took from `since`.
+    async fn closed(task: JoinHandle<()>, client: &mut DuplexStream, since: Instant) -> Duration {
+        task.await.unwrap();
+        let closed_after = since.elapsed();
+        assert_eq!(client.read(&mut [0u8; 64]).await.unwrap(), 0, "the client sees the end");
+        closed_after
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_or_trickling_connection_is_closed_at_the_header_read_timeout_from_accept() {
+        let accepted = Instant::now();
+        let (mut silent, task, metrics) = served();
+        assert_eq!(closed(task, &mut silent, accepted).await, HEADER);
+        assert_eq!(metrics.connections_closed_header_read.get(), 1);
+
+        let accepted = Instant::now();
+        let (mut trickle, task, metrics) = served();
+        for byte in HALF {
+            trickle.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if accepted.elapsed() >= Duration::from_secs(5) {
+                break;
+            }
+        }
+        assert_eq!(closed(task, &mut trickle, accepted).await, HEADER);
+        assert_eq!(metrics.connections_closed_header_read.get(), 1);
+        assert_eq!(metrics.connections_closed_keep_alive.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_connection_is_closed_at_the_keep_alive_timeout_from_its_last_response() {
+        let (mut client, task, metrics) = served();
+        // Idle past the header-read timeout between requests: still served.
+        get(&mut client, "/").await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        get(&mut client, "/").await;
+        let answered = Instant::now();
+        assert_eq!(closed(task, &mut client, answered).await, KEEP_ALIVE);
+        assert_eq!(metrics.connections_closed_keep_alive.get(), 1);
+        assert_eq!(metrics.connections_closed_header_read.get(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_next_request_has_the_header_read_timeout_from_its_first_byte() {
+        let (mut client, task, metrics) = served();
+        get(&mut client, "/").await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client.write_all(HALF).await.unwrap();
+        let begun = Instant::now();
+        assert_eq!(closed(task, &mut client, begun).await, HEADER);
+        assert_eq!(metrics.connections_closed_header_read.get(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_handler_is_not_timed_and_the_keep_alive_runs_from_its_response() {
+        let (mut client, task, metrics) = served();
+        let asked = Instant::now();
+        get(&mut client, "/slow").await;
+        assert_eq!(asked.elapsed(), Duration::from_secs(100), "answered, however long it took");
+        let answered = Instant::now();
+        assert_eq!(closed(task, &mut client, answered).await, KEEP_ALIVE);
+        assert_eq!(metrics.connections_closed_keep_alive.get(), 1);
+        assert_eq!(metrics.connections_closed_header_read.get(), 0);
     }
 }

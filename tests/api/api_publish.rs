@@ -1,7 +1,7 @@
 //! The server API's publications and history over a real server: publish, broadcast, history with
 //! and without `since`, what subscribers receive, and refusals that store nothing.
 
-use crate::helpers::{next_json, send, spawn, Server, Ws};
+use crate::helpers::{eventually, next_json, send, spawn, Server, Ws};
 use crate::tokens::count_rows;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -28,16 +28,24 @@ async fn server() -> (Server, TempDir, String) {
     assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
     let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
     // A key added by the CLI reaches the running server within a second or two.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(&server, "/api/channels", &key).await.status() != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the new key never worked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_status(&server, "/api/channels", &key, StatusCode::OK).await;
     (server, dir, key)
 }
 
 async fn get(server: &Server, path: &str, key: &str) -> reqwest::Response {
     server.http.get(server.url(path)).bearer_auth(key).send().await.unwrap()
+}
+
+/// Waits until GET `path` answers `status` to `key`: a key the CLI added reaches the node at its
+/// next reread of the table.
+async fn until_status(server: &Server, path: &str, key: &str, status: StatusCode) {
+    eventually(&format!("{path} answering {status}"), Duration::from_secs(5), async || {
+        match get(server, path, key).await.status() {
+            got if got == status => Ok(()),
+            got => Err(got),
+        }
+    })
+    .await
 }
 
 async fn post(server: &Server, path: &str, key: &str, body: Value) -> reqwest::Response {
@@ -164,16 +172,13 @@ async fn bad_publications_get_422_and_store_nothing() {
     // A read-only key may not publish.
     let added = server.cli(&["apikey", "add", "reader", "--scopes", "read"], "").await;
     let reader = String::from_utf8(added.stdout).unwrap().trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let status =
-            post(&server, "/api/publish", &reader, json!({"channel": "news:x", "data": 1})).await.status();
-        if status == StatusCode::FORBIDDEN {
-            break;
+    eventually("the read key refused with 403", Duration::from_secs(5), async || {
+        match post(&server, "/api/publish", &reader, json!({"channel": "news:x", "data": 1})).await.status() {
+            StatusCode::FORBIDDEN => Ok(()),
+            status => Err(status),
         }
-        assert!(Instant::now() < deadline, "the read key was never refused with 403: {status}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await;
     assert_eq!(count_rows(&server.data_dir(), "publications").await, 0);
 }
 
@@ -186,11 +191,7 @@ async fn cluster() -> (Server, Server, crate::helpers::Schema, String) {
     let b = crate::helpers::another_node(&a).await;
     let added = a.cli(&["apikey", "add", "ops", "--scopes", "disconnect,publish,read"], "").await;
     let key = String::from_utf8(added.stdout).unwrap().trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while get(&a, "/api/channels", &key).await.status() != StatusCode::OK {
-        assert!(Instant::now() < deadline, "the new key never worked");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_status(&a, "/api/channels", &key, StatusCode::OK).await;
     (a, b, schema, key)
 }
 
@@ -231,7 +232,9 @@ async fn disconnect_and_revoke_through_one_node_close_sockets_on_the_other_withi
         assert_eq!((code, reason.as_str()), (1008, "token has been revoked"));
         assert_eq!(node.refresh(&pair.refresh).await.status(), StatusCode::UNAUTHORIZED, "the login ended");
     }
-    tokio::time::sleep(Duration::from_millis(1100)).await; // a token issued in a later second
+    // Time must pass: the revocation covers tokens issued up to its second, so a new login's
+    // `iat` (whole seconds) has to fall in a later one.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut again =
         b.ws(&format!("/connect?token={}", b.login("johndoe", "secret").await.access), &[]).await.unwrap();
     assert_eq!(next_json(&mut again).await["type"], "welcome");
@@ -245,13 +248,13 @@ async fn disconnect_and_revoke_through_one_node_close_sockets_on_the_other_withi
     );
     let added = a.cli(&["apikey", "add", "reader", "--scopes", "read"], "").await;
     let reader = String::from_utf8(added.stdout).unwrap().trim().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while post(&a, "/api/users/janedoe/disconnect", &reader, json!({})).await.status()
-        != StatusCode::FORBIDDEN
-    {
-        assert!(Instant::now() < deadline, "a read key was never refused");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("a read key refused with 403", Duration::from_secs(5), async || {
+        match post(&a, "/api/users/janedoe/disconnect", &reader, json!({})).await.status() {
+            StatusCode::FORBIDDEN => Ok(()),
+            status => Err(status),
+        }
+    })
+    .await;
     send(&mut jane, &json!({"type": "ping"}).to_string()).await;
     assert_eq!(next_json(&mut jane).await["type"], "pong", "a refused call closed nothing");
     drop((a, b));

@@ -441,17 +441,24 @@ async fn recovery_while_publications_keep_coming_has_no_gap_and_no_repeat() {
     assert_eq!(seen["offset"], 1);
     drop(john);
     const TOTAL: i64 = 300;
+    let (started, feeding) = tokio::sync::oneshot::channel();
+    let mut started = Some(started);
     let feeder = tokio::spawn(async move {
         for i in 2..=TOTAL {
             send(&mut publisher, &json!({"type": "publish", "channel": "room:busy", "data": i}).to_string())
                 .await;
+            if let Some(started) = started.take_if(|_| i == 50) {
+                let _ = started.send(());
+            }
             if i % 50 == 0 {
+                // Paced on purpose: publications keep coming while john resubscribes.
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         publisher
     });
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // John comes back once the feed is under way.
+    tokio::time::timeout(Duration::from_secs(5), feeding).await.expect("the feed did not start").unwrap();
     let mut john = connect(&server, "johndoe", "secret").await;
     let (mut offsets, answer) = resubscribe(&mut john, "room:busy", 1, &epoch).await;
     assert_eq!(answer["recovered"], true, "{answer}");

@@ -245,6 +245,7 @@ async fn every_acknowledged_message_survives_a_crash() {
             if sink.send(Message::Text(frame.to_string().into())).await.is_err() {
                 break;
             }
+            // Paced on purpose: frames still come when the server is killed below.
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });

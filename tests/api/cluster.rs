@@ -2,7 +2,8 @@
 //! presence, revocation, a node's death, and a Redis restart.
 
 use crate::helpers::{
-    another_node, close_code, next_json, sample, send, service, spawn, Relay, Schema, Server, Ws, POSTGRES,
+    another_node, close_code, eventually, next_json, sample, send, service, spawn, Relay, Schema, Server, Ws,
+    POSTGRES,
 };
 use serde_json::{json, Value};
 use std::process::Stdio;
@@ -46,6 +47,25 @@ async fn subscribed_on_both(a: &Server, b: &Server, channel: &str) -> Vec<Ws> {
         sockets.push(ws);
     }
     sockets
+}
+
+/// Waits until both nodes of `node`'s cluster subscribe to `channel` in Redis: a publication on
+/// one reaches the other's sockets only then.
+async fn until_subscribed_in_redis(node: &Server, channel: &str) {
+    let cluster = node.arg("--cluster").expect("a node of a cluster");
+    let name = format!("wsguard:{cluster}:room:{channel}");
+    let client = redis::Client::open(format!("redis://{REDIS}")).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    eventually(&format!("both nodes subscribed to {name}"), Duration::from_secs(5), async || {
+        let (_, subscribers): (String, u64) =
+            redis::cmd("PUBSUB").arg("NUMSUB").arg(&name).query_async(&mut redis).await.unwrap();
+        if subscribers == 2 {
+            Ok(())
+        } else {
+            Err(subscribers)
+        }
+    })
+    .await;
 }
 
 fn services() -> bool {
@@ -238,11 +258,10 @@ impl OwnRedis {
             .spawn()
             .expect("redis-server (Debian package redis-server) must be installed");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(self.addr()).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually("redis-server to listen", Duration::from_secs(5), async || {
+            std::net::TcpStream::connect(self.addr())
+        })
+        .await;
     }
 
     async fn stop(&mut self) {
@@ -301,6 +320,8 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     let resumed = loop {
         assert!(Instant::now() < deadline, "fan-out did not resume");
         send(&mut john, &json!({"type": "send", "room": "r", "text": "after", "ref": "x"}).to_string()).await;
+        // A window per attempt: until fan-out resumes, what john sends now never reaches jane
+        // live, so no condition can end it early.
         let wait = tokio::time::Instant::now() + Duration::from_millis(700);
         let mut tick = tokio::time::interval(Duration::from_millis(2));
         loop {
@@ -335,15 +356,15 @@ async fn a_redis_restart_loses_no_acked_message_and_fan_out_resumes() {
     }
     // Presence is rebuilt from the nodes' own state.
     let mut late = chat(&b, "janedoe", "secret2").await;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
+    eventually("presence rebuilt with johndoe", Duration::from_secs(8), async || {
         let members = join(&mut late, "r").await;
         if members.contains(&"johndoe".to_owned()) {
-            break;
+            Ok(())
+        } else {
+            Err(members)
         }
-        assert!(Instant::now() < deadline, "presence was not rebuilt: {members:?}");
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
     schema.drop().await;
 }
 
@@ -363,7 +384,8 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     let later = server.login("janedoe", "secret2").await;
 
     relay.cut();
-    // Past the principal cache (1 s), requests that need the database answer 503.
+    // Past the principal cache (1 s), requests that need the database answer 503. Time must
+    // pass: until the cache expires, answering from it is right.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let me = server.me(&pair.access).await;
     assert_eq!(me.status(), 503);
@@ -383,11 +405,13 @@ async fn a_postgres_outage_answers_503_and_service_resumes() {
     assert_eq!(server.http.get(server.url("/healthz")).send().await.unwrap().status(), 200, "alive");
 
     relay.restore();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while server.me(&pair.access).await.status() != 200 {
-        assert!(Instant::now() < deadline, "service did not resume");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually("service to resume", Duration::from_secs(15), async || {
+        match server.me(&pair.access).await.status() {
+            reqwest::StatusCode::OK => Ok(()),
+            status => Err(status),
+        }
+    })
+    .await;
     assert_eq!(server.http.get(server.url("/readyz")).send().await.unwrap().status(), 200);
     send(&mut ws, &json!({"type": "send", "room": "r", "text": "back", "ref": "2"}).to_string()).await;
     assert_eq!(next_of(&mut ws, "ack", Duration::from_secs(5)).await["ref"], "2");
@@ -406,7 +430,7 @@ async fn publications_from_both_nodes_reach_subscribers_on_both_in_offset_order(
     const EACH: i64 = 40;
     let mut sockets = subscribed_on_both(&a, &b, "room:x").await;
     // Both subscribed on both nodes before anyone publishes.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_subscribed_in_redis(&a, "room:x").await;
     // Each socket's publications in one write: each node takes them as one batch (one commit,
     // one fan-out, one pipeline to Redis).
     for ws in &mut sockets {
@@ -442,7 +466,7 @@ async fn unnumbered_publications_from_both_nodes_reach_everyone_in_one_order() {
     let (a, b, schema, _config) = two_nodes_with_namespace("name = \"live\"\nhistory_size = 0").await;
     const EACH: usize = 40;
     let mut sockets = subscribed_on_both(&a, &b, "live:x").await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_subscribed_in_redis(&a, "live:x").await;
     // Both nodes publish at once, interleaved.
     for i in 0..EACH {
         for (n, ws) in sockets.iter_mut().enumerate() {

@@ -270,6 +270,11 @@ impl Server {
         start(data, args).await
     }
 
+    /// The value of `--name=value` among the arguments the server was started with.
+    pub fn arg(&self, name: &str) -> Option<&str> {
+        self.args.iter().find_map(|a| a.strip_prefix(name)?.strip_prefix('='))
+    }
+
     /// The server's process id (for signals).
     pub fn pid(&self) -> u32 {
         self.child.id().expect("server still running")
@@ -391,6 +396,27 @@ pub async fn send(ws: &mut Ws, text: &str) {
 pub async fn assert_echo(ws: &mut Ws) {
     send(ws, "hello").await;
     assert_eq!(next_text(ws).await, "You wrote: hello");
+}
+
+/// Polls `check` every 20 ms until it answers `Ok`, for at most `within`: waiting for something
+/// the server does in its own time (a key reread, a place freed, a reconnect) without guessing
+/// how long it takes. `Err` carries what was seen instead, and the timeout's panic names `what`
+/// and shows the last one.
+pub async fn eventually<T, E: std::fmt::Debug>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}; last seen: {seen:?}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 /// The value of one sample in a `/metrics` text.

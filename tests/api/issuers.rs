@@ -229,7 +229,7 @@ async fn outside_sockets_expire_and_refresh_with_the_same_issuer_and_user_only()
     let refreshed: Value = serde_json::from_str(&next_text(&mut ws).await).unwrap();
     assert_eq!(refreshed["type"], "refreshed");
     assert!(refreshed["exp"].as_i64().unwrap() >= later);
-    // Past the first token's `exp`, the socket lives on.
+    // Past the first token's `exp`, the socket lives on. Time must pass: that token has to expire.
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_echo(&mut ws).await;
 }
@@ -338,6 +338,7 @@ async fn revoking_a_user_from_the_cli_closes_their_sockets_on_another_node() {
     }
     // A trusted issuer's `iat` may run the leeway (5 s) ahead, and has whole seconds: a token
     // whose `iat` is within 5 s after the revocation's second may predate it, and is refused.
+    // Time must pass, here and below: the `iat`s must fall in later seconds.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let soon_after = hs256(&json!({"sub": "bob", "iat": now(), "exp": now() + 600}));
     assert_eq!(refused_on_ws(&a, &soon_after).await, "token has been revoked");

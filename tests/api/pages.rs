@@ -60,7 +60,7 @@ async fn logged_in_users_get_the_chat_and_expired_ones_refresh() {
     assert_eq!(root.headers()[LOCATION], "/chat");
 
     // The access cookie expires (1 s + 5 s leeway, in whole seconds); the refresh cookie still
-    // verifies.
+    // verifies. Time must pass: the expiry is what is tested.
     tokio::time::sleep(std::time::Duration::from_millis(7500)).await;
     let chat = server.http.get(server.url("/chat")).header("cookie", &cookies).send().await.unwrap();
     assert_eq!(chat.status(), StatusCode::OK);

@@ -345,7 +345,8 @@ async fn two_tabs_refreshing_at_once_get_the_same_pair_within_the_grace() {
     assert_eq!(again["refresh_token"], a["refresh_token"]);
     assert_eq!(server.me(a["access_token"].as_str().unwrap()).await.status(), StatusCode::OK);
 
-    // After the window the replaced token is a replay: the login ends.
+    // After the window the replaced token is a replay: the login ends. Time must pass: the
+    // window (2 s, in whole seconds) is what is tested.
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let replay = server.refresh(&first.refresh).await;
     assert_eq!(replay.status(), StatusCode::UNAUTHORIZED);

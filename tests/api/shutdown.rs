@@ -1,10 +1,21 @@
 //! Graceful shutdown: SIGTERM closes sockets with 1001, lets in-flight requests finish, stops
 //! accepting, and exits in bounded time.
 
-use crate::helpers::{close_code, next_text, spawn};
+use crate::helpers::{close_code, eventually, next_text, spawn};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// Waits for the server's `100 Continue` to a request sent with `Expect: 100-continue`: hyper sends
+/// it once the head is read and the handler reads the body, so the request is in flight.
+async fn until_in_flight(stream: &mut TcpStream) {
+    let mut answer = [0u8; 25];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer))
+        .await
+        .expect("no 100 Continue within 5 s")
+        .unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 100 Continue\r\n\r\n", "{}", String::from_utf8_lossy(&answer));
+}
 
 #[tokio::test]
 async fn sigterm_closes_sockets_with_1001_finishes_requests_and_exits() {
@@ -18,13 +29,13 @@ async fn sigterm_closes_sockets_with_1001_finishes_requests_and_exits() {
     let body = "username=johndoe&password=secret";
     let mut login = TcpStream::connect(server.addr()).await.unwrap();
     let head = format!(
-        "POST /token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+        "POST /token HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nExpect: 100-continue\r\n\r\n",
         server.addr(),
         body.len()
     );
     login.write_all(head.as_bytes()).await.unwrap();
     login.write_all(&body.as_bytes()[..10]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_in_flight(&mut login).await;
 
     let signalled = Instant::now();
     // SAFETY: kill(2) on our own child's pid.
@@ -55,16 +66,20 @@ async fn a_stalled_request_does_not_keep_the_process_alive() {
     let mut server = spawn(&[]).await;
     let mut stalled = TcpStream::connect(server.addr()).await.unwrap();
     stalled
-        .write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nuser")
+        .write_all(b"POST /token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\nuser")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_in_flight(&mut stalled).await;
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
     // New connections are refused as soon as the signal is handled.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let refused = TcpStream::connect(server.addr()).await.expect_err("still accepting after SIGTERM");
-    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+    eventually("connections refused after SIGTERM", Duration::from_millis(500), async || {
+        match TcpStream::connect(server.addr()).await {
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionRefused => Ok(()),
+            other => Err(other.map(|_| "still accepting")),
+        }
+    })
+    .await;
     let status = server.exit_status(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 }

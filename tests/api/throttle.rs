@@ -66,7 +66,7 @@ async fn failures_from_one_address_lock_that_address_out_for_one_window() {
     // The user, from elsewhere, is not locked out.
     assert_eq!(token(&server, &user, "johndoe", "secret").await.status(), StatusCode::OK);
 
-    // The lockout ends with its window.
+    // The lockout ends with its window. Time must pass: the window is what is tested.
     tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(300)).await;
     assert_eq!(token(&server, &attacker, "johndoe", "secret").await.status(), StatusCode::OK);
 }

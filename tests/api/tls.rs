@@ -2,7 +2,7 @@
 //! socket over TLS, and plain HTTP refused on the TLS port; the certificate reloaded on SIGHUP and
 //! when its files change, open sockets untouched, a broken replacement kept out.
 
-use crate::helpers::{assert_echo, next_text, spawn, Server, Ws};
+use crate::helpers::{assert_echo, eventually, next_text, spawn, Server, Ws};
 use reqwest::StatusCode;
 use rustls::pki_types::CertificateDer;
 use std::path::PathBuf;
@@ -203,24 +203,28 @@ async fn until_presented(
     within: Duration,
 ) -> Duration {
     let start = Instant::now();
-    while presented(server, trusted).await != *expected {
-        assert!(start.elapsed() < within, "the new certificate is not presented after {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually("the new certificate presented", within, async || {
+        if presented(server, trusted).await == *expected {
+            Ok(())
+        } else {
+            Err("the old one")
+        }
+    })
+    .await;
     start.elapsed()
 }
 
 /// Waits up to 5 s for the server's log to hold `needle`.
 async fn until_logged(server: &Server, needle: &str) -> String {
-    let start = Instant::now();
-    loop {
+    eventually(&format!("{needle:?} logged"), Duration::from_secs(5), async || {
         let log = server.log();
         if log.contains(needle) {
-            return log;
+            Ok(log)
+        } else {
+            Err(log)
         }
-        assert!(start.elapsed() < Duration::from_secs(5), "{needle:?} not logged:\n{log}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 /// A login and a WebSocket on `/secured-ws` over TLS, trusting `trusted` only.
@@ -268,6 +272,7 @@ async fn sighup_reloads_the_certificate_for_new_connections_and_open_sockets_kee
     let mut ws = open_wss(&server, &first).await;
 
     files.write(&second.cert, &second.key);
+    // A check that nothing happens: no event to wait for, only time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(presented(&server, &both).await, first.der, "no polling: nothing changes without the signal");
     hangup(&server);
@@ -325,6 +330,7 @@ async fn a_broken_replacement_keeps_the_old_certificate_and_the_server() {
     hangup(&server);
     until_logged(&server, "do not go together").await;
 
+    // A check that nothing happens after the refusal: no event to wait for, only time.
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(presented(&server, &both).await, first.der, "the old certificate is still presented");
     assert_echo(&mut ws).await;

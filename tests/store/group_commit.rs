@@ -121,14 +121,20 @@ pub(crate) async fn batch_retention(store: DynStore) {
 /// Publishers that stop waiting (their sockets closed) before or while their batch is written:
 /// the others are answered, nothing acked is missing, numbering has no gap, and the writer goes on.
 pub(crate) async fn dropped_publishers(store: DynStore) {
+    // How many publications the endless publishers have had acked.
+    let (progress, mut endless_acked) = tokio::sync::watch::channel(0usize);
+    let progress = Arc::new(progress);
     let publisher = |t: usize| {
-        let store = store.clone();
+        let (store, progress) = (store.clone(), progress.clone());
         tokio::spawn(async move {
             let mut acked = Vec::new();
             for i in 0..if t < 10 { 1 } else { usize::MAX } {
                 let data = format!("{t}-{i}");
                 let (p, _) = store.publish("quit", None, &data, 1, Retention::ALL).await.unwrap();
                 acked.push((p.offset, data));
+                if t >= 10 {
+                    progress.send_modify(|n| *n += 1);
+                }
             }
             acked
         })
@@ -146,7 +152,11 @@ pub(crate) async fn dropped_publishers(store: DynStore) {
             acked.extend(task.await.unwrap());
         }
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The endless ones are given up once they are well into their work (a few rounds each).
+    tokio::time::timeout(Duration::from_secs(10), endless_acked.wait_for(|n| *n >= 60))
+        .await
+        .expect("the endless publishers stored nothing")
+        .unwrap();
     for task in endless {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled(), "no publication failed");

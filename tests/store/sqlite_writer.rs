@@ -23,6 +23,8 @@ async fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
         async move { store.publish("held", None, "2", 1, Retention::ALL).await }
     });
     let started = Instant::now();
+    // A check that nothing happens (the publication waits) and that the runtime runs meanwhile:
+    // only time can show either.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(started.elapsed() < Duration::from_millis(1000), "the runtime was blocked");
     assert!(!publishing.is_finished(), "published through a held write lock");

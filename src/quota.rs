@@ -4,7 +4,8 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Keys tracked at most; beyond it expired ones go first, then the least used one.
 const MAX_KEYS: usize = 100_000;

@@ -23,7 +23,9 @@ impl TokenBucket {
     pub(crate) fn take(&mut self, now: Instant) -> Result<(), Duration> {
         let refill = now.saturating_duration_since(self.at).as_secs_f64() * self.rate;
         self.tokens = (self.tokens + refill).min(self.capacity);
-        self.at = now;
+        // An instant read before another take's (two requests racing to the lock) must not move
+        // the bucket back, or that span would refill twice.
+        self.at = self.at.max(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             return Ok(());
@@ -98,7 +100,8 @@ mod tests {
     }
 
     /// An instant older than the last take (callers may read the clock before taking a lock)
-    /// refills nothing.
+    /// refills nothing, and does not move the bucket back: the span after it is not refilled
+    /// twice.
     #[test]
     fn an_earlier_instant_refills_nothing() {
         let start = Instant::now();
@@ -106,6 +109,8 @@ mod tests {
         let later = start + Duration::from_secs(5);
         assert!(bucket.take(later).is_ok());
         assert_eq!(bucket.take(start), Err(Duration::from_millis(100)));
+        // 50 ms after `later`: half a token, not what 5 s after `start` would refill.
+        assert!(bucket.take(later + Duration::from_millis(50)).is_err());
     }
 
     #[test]

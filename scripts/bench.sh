@@ -87,6 +87,11 @@ FAN_PACED_RATE=100
 FAN_MANY_SOCKETS=10000
 FAN_MANY_CHANNELS=1000
 FAN_MANY_RATE=2000
+# The notification workload: FAN_MANY_SOCKETS sockets, each following a channel of its own,
+# NOTIFY_RATE publications/s over all made through the server API (bare: POST /publish/<channel>).
+NOTIFY_RATE=2000
+NOTIFY_CONNECTIONS=32
+if [ "$QUICK" = 1 ]; then NOTIFY_S=2; else NOTIFY_S=5; fi
 DATE=$(date +%F)
 if [ -z "$OUT" ]; then
     if [ "$QUICK" = 1 ]; then OUT="bench/results/$DATE-quick.md"; else OUT="bench/results/$DATE.md"; fi
@@ -97,7 +102,8 @@ fi
 HARD_NOFILE=$(ulimit -Hn)
 [ "$HARD_NOFILE" != unlimited ] || HARD_NOFILE=$(cat /proc/sys/fs/nr_open)
 ulimit -n "$HARD_NOFILE" 2>/dev/null || true
-# The many-channels fan-out holds 10,000 sockets in the generator and as many in the server.
+# The many-channels fan-out and the notification workload hold 10,000 sockets in the generator and
+# as many in the server.
 FAN_MANY_SKIP=
 if [ "$(ulimit -n)" -lt $((FAN_MANY_SOCKETS + 1000)) ]; then
     FAN_MANY_SKIP="the file limit ($(ulimit -n)) is below $((FAN_MANY_SOCKETS + 1000)): raise the hard limit"
@@ -202,6 +208,13 @@ name = "bench-live"
 subscribe = "any"
 publish = "subscribers"
 history_size = 0
+
+# The notification workload: one channel per socket, published to by the server API only;
+# history kept (the default), as for users' own channels (user:<name>).
+[[namespaces]]
+name = "notify"
+subscribe = "any"
+publish = "api"
 EOF
 cp "$WORK/namespaces.toml" "$WORK/issuers.toml"
 cat >>"$WORK/issuers.toml" <<EOF
@@ -214,7 +227,14 @@ secret_file = "$ISSUER_SECRET"
 issuer = "https://bench-rs256.example/"
 jwks_url = "http://127.0.0.1:$JWKS_PORT/jwks.json"
 EOF
-serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" --config "$WORK/issuers.toml" || exit 1
+# The notification workload's API key (publish scope), in a file of mode 0600: never on a command line.
+(umask 077 && cd "$WORK" && "$ROOT/target/release/wsguard" apikey add bench --scopes publish \
+    --data-dir "$DATA" >"$WORK/api-key" 2>"$WORK/apikey.log") ||
+    { log "wsguard apikey add failed:"; cat "$WORK/apikey.log" >&2; exit 1; }
+# Room for the notification workload's 10,000 sockets and its API connections, and its API calls
+# unthrottled (one key making 2,000 calls/s).
+serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" --config "$WORK/issuers.toml" \
+    --max-connections $((FAN_MANY_SOCKETS + 1000)) --api-requests-per-sec 1000000 --api-burst 1000000 || exit 1
 WS_PID=$SERVE_PID
 WS_ADDR=$SERVE_ADDR
 
@@ -391,6 +411,21 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
         fanout_case "$system" "$round" channels --members "$FAN_MANY_SOCKETS" \
             --channels "$FAN_MANY_CHANNELS" --rate "$FAN_MANY_RATE" --duration "$FANMANY_S" --concurrency 100
+        sleep 2 # 10,000 sockets closing
+    done
+    # Notifications: every socket on a channel of its own, publications through the server API.
+    for system in wsguard bare; do
+        if [ -n "$FAN_MANY_SKIP" ]; then
+            log "notification workload not run: $FAN_MANY_SKIP"
+            printf '{"system":"%s","round":%s,"workload":"fanout","case":"notify","skipped":"%s"}\n' \
+                "$system" "$round" "$FAN_MANY_SKIP" >>"$RESULTS"
+            continue
+        fi
+        api_key=()
+        [ "$system" = bare ] || api_key=(--api-key-file "$WORK/api-key")
+        fanout_case "$system" "$round" notify --members "$FAN_MANY_SOCKETS" --channels "$FAN_MANY_SOCKETS" \
+            --channel notify:u --rate "$NOTIFY_RATE" --duration "$NOTIFY_S" --concurrency 100 --http-publish \
+            --http-connections "$NOTIFY_CONNECTIONS" "${api_key[@]}"
         sleep 2 # 10,000 sockets closing
     done
 done
@@ -596,6 +631,13 @@ mkdir -p "$(dirname "$OUT")"
     echo "  Publish commands that wait on the publisher's socket while wsguard is busy are taken together:"
     echo "  stored in one commit and written to each member in one go; bare-broadcast writes what is queued"
     echo "  for a socket in one go too."
+    echo "- **Notifications** (wsguard beside bare-broadcast): ${FAN_MANY_SOCKETS} sockets, each following a channel of its"
+    echo "  own (wsguard: namespace \`notify\`, \`publish = \"api\"\`, history kept), ${NOTIFY_RATE} publications/s"
+    echo "  spread over the channels for ${NOTIFY_S} s, made over HTTP on ${NOTIFY_CONNECTIONS} keep-alive connections, one"
+    echo "  call at a time each: wsguard's \`POST /api/publish\` with an API key (publish scope), bare-broadcast's"
+    echo "  \`POST /publish/<channel>\` (hyper, the body as the shared frame). The 200 is the ack. API p99 is"
+    echo "  the call's own time (request sent to answer); p99 to delivery counts from when the publication was"
+    echo "  due. Server CPU per delivery as above (one delivery per publication)."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"

@@ -666,7 +666,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "(the storm's 12 workers log in as one user from one address: it measures hashing, not the"
     echo "login throttle; the generator opens every connection from 127.0.0.1) and \`WSGUARD_LOG=warn\`;"
     echo "the baseline with \`--log-level warning\`."
-    echo "Token micro-benchmarks (HS256, ES256 issue/verify): \`cargo bench -p wsguard-bench\`."
+    echo "Token micro-benchmarks (HS256, ES256 issue/verify; RS256 verify, RustCrypto and ring): \`cargo bench -p wsguard-bench\`."
     echo
     echo "## Raw results"
     echo

@@ -71,11 +71,16 @@ if [ "$QUICK" = 1 ]; then
     ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
     RECOVERY_REPEATS=2; PUBLISH_S=1
     SCALE_N=5000; SCALE_PING_S=2; SCALE_WINDOW_S=5
+    # RS256 tokens presented once each: 2,000 take ~0.2 s to present (and a few s to sign).
+    ISS_DISTINCT=2000
 else
     MODE=full; : "${ROUNDS:=2}"
     ECHO_S=10; HS_S=10; ISS_S=5; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
     RECOVERY_REPEATS=5; PUBLISH_S=3
     SCALE_N=100000; SCALE_PING_S=5; SCALE_WINDOW_S=15
+    # ~1 s of first presentations: a steadier rate than 2,000's 0.2 s (signing them beforehand,
+    # unmeasured, takes the generator ~15 s a round).
+    ISS_DISTINCT=10000
 fi
 FAN_MEMBERS=1000
 FAN_RATE=50
@@ -87,6 +92,11 @@ FAN_PACED_RATE=100
 FAN_MANY_SOCKETS=10000
 FAN_MANY_CHANNELS=1000
 FAN_MANY_RATE=2000
+# The notification workload: FAN_MANY_SOCKETS sockets, each following a channel of its own,
+# NOTIFY_RATE publications/s over all made through the server API (bare: POST /publish/<channel>).
+NOTIFY_RATE=2000
+NOTIFY_CONNECTIONS=32
+if [ "$QUICK" = 1 ]; then NOTIFY_S=2; else NOTIFY_S=5; fi
 DATE=$(date +%F)
 if [ -z "$OUT" ]; then
     if [ "$QUICK" = 1 ]; then OUT="bench/results/$DATE-quick.md"; else OUT="bench/results/$DATE.md"; fi
@@ -97,7 +107,8 @@ fi
 HARD_NOFILE=$(ulimit -Hn)
 [ "$HARD_NOFILE" != unlimited ] || HARD_NOFILE=$(cat /proc/sys/fs/nr_open)
 ulimit -n "$HARD_NOFILE" 2>/dev/null || true
-# The many-channels fan-out holds 10,000 sockets in the generator and as many in the server.
+# The many-channels fan-out and the notification workload hold 10,000 sockets in the generator and
+# as many in the server.
 FAN_MANY_SKIP=
 if [ "$(ulimit -n)" -lt $((FAN_MANY_SOCKETS + 1000)) ]; then
     FAN_MANY_SKIP="the file limit ($(ulimit -n)) is below $((FAN_MANY_SOCKETS + 1000)): raise the hard limit"
@@ -202,6 +213,13 @@ name = "bench-live"
 subscribe = "any"
 publish = "subscribers"
 history_size = 0
+
+# The notification workload: one channel per socket, published to by the server API only;
+# history kept (the default), as for users' own channels (user:<name>).
+[[namespaces]]
+name = "notify"
+subscribe = "any"
+publish = "api"
 EOF
 cp "$WORK/namespaces.toml" "$WORK/issuers.toml"
 cat >>"$WORK/issuers.toml" <<EOF
@@ -214,7 +232,14 @@ secret_file = "$ISSUER_SECRET"
 issuer = "https://bench-rs256.example/"
 jwks_url = "http://127.0.0.1:$JWKS_PORT/jwks.json"
 EOF
-serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" --config "$WORK/issuers.toml" || exit 1
+# The notification workload's API key (publish scope), in a file of mode 0600: never on a command line.
+(umask 077 && cd "$WORK" && "$ROOT/target/release/wsguard" apikey add bench --scopes publish \
+    --data-dir "$DATA" >"$WORK/api-key" 2>"$WORK/apikey.log") ||
+    { log "wsguard apikey add failed:"; cat "$WORK/apikey.log" >&2; exit 1; }
+# Room for the notification workload's 10,000 sockets and its API connections, and its API calls
+# unthrottled (one key making 2,000 calls/s).
+serve_wsguard wsguard "$WS_PORT" --data-dir "$DATA" --config "$WORK/issuers.toml" \
+    --max-connections $((FAN_MANY_SOCKETS + 1000)) --api-requests-per-sec 1000000 --api-burst 1000000 || exit 1
 WS_PID=$SERVE_PID
 WS_ADDR=$SERVE_ADDR
 
@@ -352,7 +377,7 @@ done
 # turns within each run.
 for round in $(seq 1 "$ROUNDS"); do
     run wsguard "$round" issuer-handshake --workers 20 --duration "$ISS_S" --rounds 2 \
-        --hs256-secret-file "$ISSUER_SECRET" --jwks-addr "127.0.0.1:$JWKS_PORT"
+        --hs256-secret-file "$ISSUER_SECRET" --jwks-addr "127.0.0.1:$JWKS_PORT" --distinct "$ISS_DISTINCT"
 done
 
 for round in $(seq 1 "$ROUNDS"); do
@@ -391,6 +416,21 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
         fanout_case "$system" "$round" channels --members "$FAN_MANY_SOCKETS" \
             --channels "$FAN_MANY_CHANNELS" --rate "$FAN_MANY_RATE" --duration "$FANMANY_S" --concurrency 100
+        sleep 2 # 10,000 sockets closing
+    done
+    # Notifications: every socket on a channel of its own, publications through the server API.
+    for system in wsguard bare; do
+        if [ -n "$FAN_MANY_SKIP" ]; then
+            log "notification workload not run: $FAN_MANY_SKIP"
+            printf '{"system":"%s","round":%s,"workload":"fanout","case":"notify","skipped":"%s"}\n' \
+                "$system" "$round" "$FAN_MANY_SKIP" >>"$RESULTS"
+            continue
+        fi
+        api_key=()
+        [ "$system" = bare ] || api_key=(--api-key-file "$WORK/api-key")
+        fanout_case "$system" "$round" notify --members "$FAN_MANY_SOCKETS" --channels "$FAN_MANY_SOCKETS" \
+            --channel notify:u --rate "$NOTIFY_RATE" --duration "$NOTIFY_S" --concurrency 100 --http-publish \
+            --http-connections "$NOTIFY_CONNECTIONS" "${api_key[@]}"
         sleep 2 # 10,000 sockets closing
     done
 done
@@ -559,8 +599,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "  token of a JWKS issuer (keys served by the generator, cached by wsguard after the first"
     echo "  fetch), in turns of ${ISS_S} s, twice each, each round starting with the next token, in one"
     echo "  run; the target is ≥ 0.9 × the own token's rate. The turns reuse one token each (wsguard checks an"
-    echo "  RS256 signature once per token); last, 2,000 RS256 tokens each presented once measure the first"
-    echo "  presentation, signature check included."
+    echo "  RS256 signature once per token); last, ${ISS_DISTINCT} RS256 tokens each presented once measure the first"
+    echo "  presentation, signature check included (target ≥ 0.8 × the own token's rate)."
     echo "- **GET /users/me**: 50 keep-alive HTTP/1.1 connections, one request at a time each, ${ME_S} s."
     echo "- **Login storm**: 12 workers posting \`POST /token\` (johndoe) for ${STORM_S} s, while 10 sockets"
     echo "  echo one frame each every 20 ms; the same sockets' p99 is first measured ${STORM_IDLE_S} s without"
@@ -581,9 +621,9 @@ mkdir -p "$(dirname "$OUT")"
     echo "  latency from send to the last member's receipt."
     echo "- **Channel fan-out** (wsguard beside bare-broadcast, alternating within each round): on wsguard,"
     echo "  sockets on \`/connect?token=\` subscribe to channels of namespace \`bench\` (history kept, so"
-    echo "  every publication is stored and numbered); on bare-broadcast (tokio-tungstenite with bare-echo's"
-    echo "  settings, no auth, no store: every text frame goes to every socket of the channel its URL path"
-    echo "  names, through a \`tokio::sync::broadcast\` of the shared bytes) the same sockets and frames. The"
+    echo "  every publication is stored and numbered); on bare-broadcast (tokio-tungstenite, no auth, no"
+    echo "  store: every text frame goes to every socket of the channel its URL path names, one shared frame"
+    echo "  queued per socket, each socket writing all it has queued and flushing once) the same sockets and frames. The"
     echo "  first member of each channel publishes \`{\"seq\":N}\`; every member, the publisher included,"
     echo "  receives it; the ack is wsguard's \`ack\`, and on bare the publisher's own copy. Latencies run from"
     echo "  the send (paced: from when it was due) to the first and to the last member's receipt and to"
@@ -594,8 +634,15 @@ mkdir -p "$(dirname "$OUT")"
     echo "  deliveries/s), ${FANPACED_S} s; **many channels**, ${FAN_MANY_SOCKETS} sockets in ${FAN_MANY_CHANNELS} channels of"
     echo "  $((FAN_MANY_SOCKETS / FAN_MANY_CHANNELS)), ${FAN_MANY_RATE} publications/s over all, ${FANMANY_S} s."
     echo "  Publish commands that wait on the publisher's socket while wsguard is busy are taken together:"
-    echo "  stored in one commit and written to each member in one go. bare-broadcast forwards each frame"
-    echo "  as it reads it."
+    echo "  stored in one commit and written to each member in one go; bare-broadcast writes what is queued"
+    echo "  for a socket in one go too."
+    echo "- **Notifications** (wsguard beside bare-broadcast): ${FAN_MANY_SOCKETS} sockets, each following a channel of its"
+    echo "  own (wsguard: namespace \`notify\`, \`publish = \"api\"\`, history kept), ${NOTIFY_RATE} publications/s"
+    echo "  spread over the channels for ${NOTIFY_S} s, made over HTTP on ${NOTIFY_CONNECTIONS} keep-alive connections, one"
+    echo "  call at a time each: wsguard's \`POST /api/publish\` with an API key (publish scope), bare-broadcast's"
+    echo "  \`POST /publish/<channel>\` (hyper, the body as the shared frame). The 200 is the ack. API p99 is"
+    echo "  the call's own time (request sent to answer); p99 to delivery counts from when the publication was"
+    echo "  due. Server CPU per delivery as above (one delivery per publication)."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"
@@ -624,7 +671,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "(the storm's 12 workers log in as one user from one address: it measures hashing, not the"
     echo "login throttle; the generator opens every connection from 127.0.0.1) and \`WSGUARD_LOG=warn\`;"
     echo "the baseline with \`--log-level warning\`."
-    echo "Token micro-benchmarks (HS256, ES256 issue/verify): \`cargo bench -p wsguard-bench\`."
+    echo "Token micro-benchmarks (HS256, ES256 issue/verify; RS256 verify, RustCrypto and ring): \`cargo bench -p wsguard-bench\`."
     echo
     echo "## Raw results"
     echo

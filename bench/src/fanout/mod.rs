@@ -11,10 +11,17 @@
 //! channel, and the sender's own copy of a publication is its ack), so that wsguard and the
 //! ceiling run the very same workload.
 //!
+//! With `--http-publish`, the publications are made over HTTP instead (`api.rs`): wsguard's server
+//! API (`POST /api/publish` with `--api-key-file`) or bare-broadcast's `POST /publish/<channel>`,
+//! on `--http-connections` keep-alive connections, paced; every member only receives. With
+//! `--channels` equal to `--members`, each socket follows a channel of its own: the notification
+//! workload. The line adds the calls' own latency and how many were answered 200.
+//!
 //! With `--node` (repeatable), the members of each channel are spread over several nodes of one
 //! cluster, alternating from node 0 (`--addr`), where every publisher is: publications reach the
 //! other nodes through the broker. `--redis` counts the commands Redis processed meanwhile.
 
+mod api;
 mod board;
 mod drive;
 mod probes;
@@ -87,6 +94,16 @@ pub struct FanoutArgs {
     /// A name for this case, copied into the line (the report's rows)
     #[arg(long)]
     pub case: Option<String>,
+    /// Publish over HTTP (wsguard: POST /api/publish; bare: POST /publish/<channel>), paced
+    /// (--rate); the members only receive
+    #[arg(long)]
+    pub http_publish: bool,
+    /// With --http-publish on wsguard: a file holding an API key with the publish scope
+    #[arg(long)]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// With --http-publish: keep-alive connections making the calls, one call at a time each
+    #[arg(long, default_value_t = 32)]
+    pub http_connections: usize,
 }
 
 /// Where a member connects, and what it follows.
@@ -110,6 +127,14 @@ impl FanoutArgs {
         }
         if (self.protocol == Protocol::Bare) != self.target.no_auth {
             bail!("--protocol bare goes with --no-auth, and only it");
+        }
+        if self.http_publish {
+            if self.rate.is_none() || !self.nodes.is_empty() || self.protocol == Protocol::Chat {
+                bail!("--http-publish needs --rate, one node, and --protocol channel or bare");
+            }
+            if (self.protocol == Protocol::Channel) != self.api_key_file.is_some() {
+                bail!("--http-publish on wsguard needs --api-key-file, and bare none");
+            }
         }
         Ok(())
     }
@@ -151,7 +176,8 @@ async fn join_all(
     let mut tasks = Vec::with_capacity(args.members);
     for i in 0..args.members {
         let (channel, j) = (i / per_channel, i % per_channel);
-        let seat = Seat { node: j % nodes, channel, is_sender: j == 0 };
+        // Publishing over HTTP, no member publishes.
+        let seat = Seat { node: j % nodes, channel, is_sender: j == 0 && !args.http_publish };
         let (args, target, token, board, permits, joined) = (
             args.clone(),
             targets[seat.node].clone(),
@@ -199,6 +225,9 @@ async fn join_all(
             None => return Err(anyhow!("member tasks ended early")),
         }
     }
+    if args.http_publish {
+        return Ok((tasks, Vec::new()));
+    }
     let sinks =
         sinks.into_iter().map(|s| s.context("a channel without its publisher")).collect::<Result<_, _>>()?;
     Ok((tasks, sinks))
@@ -212,6 +241,10 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         .collect();
     let nodes = targets.len();
     let per_channel = args.members / args.channels;
+    let api_key: Option<Arc<str>> = match &args.api_key_file {
+        Some(file) => Some(crate::soak::read_api_key(file)?.into()),
+        None => None,
+    };
     let members_on: Vec<usize> =
         (0..nodes).map(|n| (0..per_channel).filter(|j| j % nodes == n).count()).collect();
     let board = Arc::new(Board::new(args.capacity(per_channel), nodes, args.window));
@@ -225,15 +258,36 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     let (cpu_before, generator_before) =
         (probes::cpu_of(&args.pids)?, probes::cpu_seconds(std::process::id())?);
     let started = Instant::now();
-    let plan = Plan {
-        protocol: args.protocol,
-        channels: (0..args.channels).map(|c| args.channel_name(c)).collect(),
-        interval: args.rate.map(|rate| secs(1.0 / rate)),
-        stall: secs(2.0),
-        events: per_channel as u32 + 1,
-        until: started + secs(args.duration),
+    let channels: Vec<String> = (0..args.channels).map(|c| args.channel_name(c)).collect();
+    let (sent, http) = match args.rate.filter(|_| args.http_publish) {
+        Some(rate) => {
+            let plan = api::HttpPlan {
+                protocol: args.protocol,
+                addr: args.target.addr,
+                key: api_key,
+                channels: Arc::new(channels),
+                interval: secs(1.0 / rate),
+                events: per_channel as u32 + 1,
+                started,
+                until: started + secs(args.duration),
+                connections: args.http_connections,
+            };
+            let mut http = api::drive(board.clone(), plan).await;
+            http.seconds = started.elapsed().as_secs_f64().max(args.duration);
+            (drive::Sent { count: http.count, stalls: 0, sinks: Vec::new() }, Some(http))
+        }
+        None => {
+            let plan = Plan {
+                protocol: args.protocol,
+                channels,
+                interval: args.rate.map(|rate| secs(1.0 / rate)),
+                stall: secs(2.0),
+                events: per_channel as u32 + 1,
+                until: started + secs(args.duration),
+            };
+            (drive::drive(sinks, board.clone(), plan).await, None)
+        }
     };
-    let sent = drive::drive(sinks, board.clone(), plan).await;
     drive::drain(&board, sent.count, Instant::now() + secs(args.drain)).await;
     let wall = started.elapsed().as_secs_f64();
     let cpu_after = probes::cpu_of(&args.pids)?;
@@ -256,6 +310,17 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         redis,
     };
     let mut line = summary::line(&board, &measured);
+    if let Some(http) = &http {
+        line["publisher"] = json!("http");
+        line["http_connections"] = json!(args.http_connections);
+        line["api_ok"] = json!(http.ok);
+        line["api_refused"] = json!(http.refused);
+        line["api_failed"] = json!(http.failed);
+        line["api_error"] = json!(http.first_error);
+        line["api_ok_per_s"] = json!(round1(http.ok as f64 / http.seconds));
+        line["api_call_p50_ms"] = http.call.p50_ms();
+        line["api_call_p99_ms"] = http.call.p99_ms();
+    }
     if line["deliveries"].as_u64() == Some(0) {
         bail!("{} publications sent, none delivered", sent.count);
     }

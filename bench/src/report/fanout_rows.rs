@@ -65,6 +65,24 @@ pub(super) const FANOUT_ROWS: &[Row] = &[
         goal: Goal::AtMost(0.0),
         reference: "",
     },
+    Row {
+        label: "Notifications, 10,000 sockets on a channel each, 2,000 API publications/s: server CPU µs per delivery",
+        workload: "fanout-notify",
+        field: "server_cpu_us_per_delivery",
+        goal: Goal::AtMostTimesBare(1.5),
+        reference: "",
+    },
+    figure("Notifications: deliveries/s", "fanout-notify", "deliveries_per_s"),
+    figure("Notifications: API publications/s answered 200", "fanout-notify", "api_ok_per_s"),
+    figure("Notifications: p99 of the API call, ms", "fanout-notify", "api_call_p99_ms"),
+    figure("Notifications: p99 from the API call (when due) to delivery, ms", "fanout-notify", "p99_ms"),
+    Row {
+        label: "Notifications: deliveries lost",
+        workload: "fanout-notify",
+        field: "lost",
+        goal: Goal::AtMost(0.0),
+        reference: "",
+    },
     figure(
         "Channel fan-out, 2 nodes (PostgreSQL + Redis), saturation: deliveries/s, both nodes",
         "fanout-2-nodes",
@@ -109,5 +127,6 @@ mod tests {
         // Paced cases are judged by latency, saturation by throughput.
         assert!(lower_is_better("fanout-paced") && headline("fanout-paced") == "p99_ms");
         assert!(!lower_is_better("fanout-saturation") && headline("fanout-saturation") == "deliveries_per_s");
+        assert!(lower_is_better("fanout-notify") && headline("fanout-notify") == "p99_ms");
     }
 }

@@ -65,7 +65,7 @@ fn lower_is_better(workload: &str) -> bool {
 
 /// Fan-outs at an offered rate: judged by their latency, not their (offered) deliveries/s.
 fn is_paced_fanout(workload: &str) -> bool {
-    workload == "fanout-paced" || workload == "fanout-channels"
+    workload == "fanout-paced" || workload == "fanout-channels" || workload == "fanout-notify"
 }
 
 fn headline(workload: &str) -> &'static str {

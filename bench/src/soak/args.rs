@@ -161,7 +161,7 @@ pub(super) fn check_args(args: &SoakArgs) -> anyhow::Result<Vec<(String, String)
 }
 
 /// The API key from `file`: its only line. Kept off the command line, where `ps` shows it.
-pub(super) fn read_api_key(file: &std::path::Path) -> anyhow::Result<String> {
+pub(crate) fn read_api_key(file: &std::path::Path) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let key = text.trim();
     ensure!(

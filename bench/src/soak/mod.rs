@@ -48,6 +48,7 @@ mod slots;
 mod sockets;
 mod summary;
 
+pub(crate) use args::read_api_key;
 pub use args::SoakArgs;
 use board::{Board, Room, C};
 use dispatch::*;

@@ -93,6 +93,13 @@ impl JwksKeys {
         })
     }
 
+    /// Puts `set` in place as if a fetch had just brought it.
+    #[cfg(test)]
+    pub(crate) fn install(&self, set: KeySet) {
+        *self.keys.write().expect("jwks lock") = Arc::new(set);
+        self.stale.store(false, Ordering::Relaxed);
+    }
+
     pub(crate) fn is_stale(&self) -> bool {
         self.stale.load(Ordering::Relaxed)
     }

@@ -6,6 +6,7 @@
 use base64::Engine;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
+use ring::signature::RsaPublicKeyComponents;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,9 @@ const MIN_RSA_BITS: usize = 2048;
 pub(crate) struct SetKey {
     pub(crate) alg: Algorithm,
     pub(crate) decoding: DecodingKey,
+    /// An RSA key's modulus and exponent (big-endian bytes), which verify its RS256 signatures
+    /// with ring (see `TrustedIssuer::check`); `None` for the other kinds of key.
+    pub(crate) rsa: Option<RsaPublicKeyComponents<Vec<u8>>>,
     /// What tells this key from any other: the same in the next fetch only if unchanged.
     pub(crate) fingerprint: Fingerprint,
 }
@@ -108,11 +112,16 @@ fn usable(value: serde_json::Value) -> Result<(Option<String>, SetKey), &'static
         return Err("not a signing key");
     }
     let declared = jwk.common.key_algorithm;
+    let mut rsa_key = None;
     let alg = match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) if matches!(declared, None | Some(KeyAlgorithm::RS256)) => {
-            if modulus_bits(&rsa.n) < MIN_RSA_BITS {
+            let (Some(n), Some(e)) = (base64url(&rsa.n), base64url(&rsa.e)) else {
+                return Err("unreadable key parameters");
+            };
+            if significant_bytes(&n) * 8 < MIN_RSA_BITS {
                 return Err("an RSA key under 2048 bits");
             }
+            rsa_key = Some(RsaPublicKeyComponents { n, e });
             Algorithm::RS256
         }
         AlgorithmParameters::EllipticCurve(ec)
@@ -129,16 +138,17 @@ fn usable(value: serde_json::Value) -> Result<(Option<String>, SetKey), &'static
         _ => return Err("not an RS256, ES256 or EdDSA public key"),
     };
     let decoding = DecodingKey::from_jwk(&jwk).map_err(|_| "unreadable key parameters")?;
-    Ok((jwk.common.key_id, SetKey { alg, decoding, fingerprint }))
+    Ok((jwk.common.key_id, SetKey { alg, decoding, rsa: rsa_key, fingerprint }))
 }
 
-/// The size of an RSA modulus given as base64url (`n`), leading zero bytes not counted.
-fn modulus_bits(n: &str) -> usize {
-    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(n.trim_end_matches('=')) else {
-        return 0;
-    };
-    let significant = bytes.iter().skip_while(|b| **b == 0).count();
-    significant * 8
+/// A JWK parameter's bytes (base64url, padding tolerated).
+fn base64url(value: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(value.trim_end_matches('=')).ok()
+}
+
+/// The length of a big-endian number, leading zero bytes not counted.
+fn significant_bytes(bytes: &[u8]) -> usize {
+    bytes.iter().skip_while(|b| **b == 0).count()
 }
 
 #[cfg(test)]

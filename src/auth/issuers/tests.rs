@@ -169,3 +169,83 @@ fn secret_files_are_checked_like_wsguards_own() {
     let missing = TrustedIssuer::load(&settings(Some("x"), &dir.path().join("none"))).err().expect("refused");
     assert!(format!("{missing:#}").contains("no such file"), "{missing:#}");
 }
+
+/// A JWKS issuer holding one 2048-bit RSA key (kid `k1`), and the key that signs its tokens.
+fn rs256_issuer(audience: Option<&str>) -> (TrustedIssuer, EncodingKey) {
+    use base64::Engine;
+    use rsa::pkcs8::EncodePrivateKey;
+    use rsa::traits::PublicKeyParts;
+    let key = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pem = key.to_pkcs8_pem(Default::default()).unwrap();
+    let b64 = |bytes: Vec<u8>| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let jwk =
+        json!({"kty": "RSA", "kid": "k1", "n": b64(key.n().to_bytes_be()), "e": b64(key.e().to_bytes_be())});
+    let settings = IssuerSettings {
+        issuer: Some("https://id.example/".into()),
+        jwks_url: Some("http://127.0.0.1:9/jwks.json".into()),
+        secret_file: None,
+        audience: audience.map(str::to_owned),
+        username_claim: "sub".into(),
+        max_token_lifetime: Duration::from_secs(3600),
+    };
+    let issuer = issuer(&settings);
+    let Keys::Published(jwks) = &issuer.keys else { unreachable!("a JWKS issuer") };
+    jwks.install(keyset::KeySet::parse(json!({ "keys": [jwk] }).to_string().as_bytes()).unwrap());
+    (issuer, EncodingKey::from_rsa_pem(pem.as_bytes()).unwrap())
+}
+
+#[tokio::test]
+async fn rs256_tokens_of_published_keys_get_every_check() {
+    let (issuer, key) = rs256_issuer(Some("wsguard"));
+    let (_, other) = rs256_issuer(None);
+    let now = crate::clock::now_secs();
+    let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("k1".into());
+    let claims = |extra: serde_json::Value| {
+        let mut all = json!({"iss": "https://id.example/", "aud": "wsguard", "sub": "bob", "exp": now + 600});
+        all.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        all
+    };
+    let signed =
+        |claims: &serde_json::Value, key: &EncodingKey| jsonwebtoken::encode(&header, claims, key).unwrap();
+    let verdict = |token: String| {
+        let issuer = &issuer;
+        async move { issuer.check(&token, crate::clock::now_secs()).await.map(|(claims, _)| claims) }
+    };
+
+    let good = verdict(signed(&claims(json!({})), &key)).await.unwrap();
+    assert_eq!((good.sub.as_str(), good.exp), ("bob", now + 600));
+
+    let token = signed(&claims(json!({})), &key);
+    let (head, rest) = token.split_once('.').unwrap();
+    let (_, signature) = rest.split_once('.').unwrap();
+    let tampered = {
+        use base64::Engine;
+        let payload = claims(json!({"sub": "mallory"})).to_string();
+        format!("{head}.{}.{signature}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload))
+    };
+    let cases = [
+        (tampered, TokenError::BadSignature),
+        (signed(&claims(json!({})), &other), TokenError::BadSignature),
+        (format!("{head}.{}.{}", rest.split_once('.').unwrap().0, "not*base64"), TokenError::Malformed),
+        (format!("{head}.{}.", rest.split_once('.').unwrap().0), TokenError::BadSignature),
+        (signed(&claims(json!({"exp": now - 60})), &key), TokenError::Expired),
+        (signed(&claims(json!({"nbf": now + 60})), &key), TokenError::Immature),
+        (signed(&claims(json!({"aud": "another-service"})), &key), TokenError::WrongAudience),
+        (signed(&claims(json!({"iss": "https://other.example/"})), &key), TokenError::WrongAudience),
+        (
+            signed(&json!({"iss": "https://id.example/", "aud": "wsguard", "sub": "bob"}), &key),
+            TokenError::Malformed,
+        ),
+        (signed(&claims(json!({"exp": now + 7200})), &key), TokenError::Malformed),
+    ];
+    for (token, expected) in cases {
+        let refused = verdict(token.clone()).await.map_err(token_error);
+        assert_eq!(refused.err(), Some(expected), "{token}");
+    }
+    // The key decides the algorithm: the same token under an HS256 header is refused.
+    let mut hs = Header::new(jsonwebtoken::Algorithm::HS256);
+    hs.kid = Some("k1".into());
+    let confused = jsonwebtoken::encode(&hs, &claims(json!({})), &EncodingKey::from_secret(SECRET)).unwrap();
+    assert_eq!(verdict(confused).await.map_err(token_error).err(), Some(TokenError::BadSignature));
+}

@@ -1,3 +1,7 @@
+/// Allocation is a large part of a delivery's cost (frames, events, JSON): see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     wsguard::logs::init();

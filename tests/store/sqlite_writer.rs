@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
-use wsguard::store::{self, Retention};
+use wsguard::store::{self, Range, Retention};
 
 /// Another connection holds the write lock (the CLI, another node): a publication waits for it
 /// without stopping the runtime (this one has a single thread), then is stored.
@@ -63,4 +63,49 @@ async fn in_memory_the_writer_and_the_pool_share_the_database() {
     let (page, position) = store.publications("kept", store::Range::After(0), 10, 0).await.unwrap();
     assert_eq!(page.iter().map(|p| p.data.as_str()).collect::<Vec<_>>(), ["1", "2"]);
     assert_eq!(position.unwrap().offset, 2);
+}
+
+/// A database made before migration 0007 (rowid tables) keeps its channels and publications when
+/// they move to key-ordered tables: the numbering goes on in the same epoch, and the expiry sweep
+/// still finds what expires.
+#[tokio::test]
+async fn history_survives_the_move_to_key_ordered_tables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+    let mut before = sqlx::migrate!("./migrations/sqlite");
+    let upto6: Vec<_> = before.migrations.iter().filter(|m| m.version <= 6).cloned().collect();
+    assert_eq!(upto6.len(), 6, "the migrations before the move");
+    before.migrations = upto6.into();
+    let mut old = SqliteConnection::connect(&url).await.unwrap();
+    before.run(&mut old).await.unwrap();
+    sqlx::raw_sql(
+        "INSERT INTO channels VALUES ('kept', 'e1', 2, 9223372036854775807), ('brief', 'e2', 1, 5000);
+         INSERT INTO publications VALUES ('kept', 1, 'alice', '{\"n\":1}', 10, 9223372036854775807),
+             ('kept', 2, NULL, '{\"n\":2}', 20, 9223372036854775807), ('brief', 1, NULL, '{}', 30, 5000);",
+    )
+    .execute(&mut old)
+    .await
+    .unwrap();
+    old.close().await.unwrap();
+
+    let store = store::connect(&url).await.expect("open and migrate");
+    let (kept, position) = store.publications("kept", Range::After(0), 10, 0).await.unwrap();
+    assert_eq!(
+        kept.iter().map(|p| (p.offset, p.data.as_str())).collect::<Vec<_>>(),
+        [(1, r#"{"n":1}"#), (2, r#"{"n":2}"#)]
+    );
+    assert_eq!(kept[0].sender.as_deref(), Some("alice"));
+    assert_eq!(position.unwrap().epoch, "e1");
+    let (next, at) = store.publish("kept", None, "3", 40, Retention::ALL).await.unwrap();
+    assert_eq!((next.offset, at.epoch.as_str()), (3, "e1"), "numbering goes on in its epoch");
+    // Seconds: 5 s is past `brief`'s expiry (5,000 ms), and nothing of `kept` expires.
+    assert_eq!(store.prune(6).await.unwrap().publications, 1);
+    assert_eq!(store.publications("kept", Range::After(0), 10, 0).await.unwrap().0.len(), 3);
+    let mut check = SqliteConnection::connect(&url).await.unwrap();
+    let layouts: Vec<(String,)> =
+        sqlx::query_as("SELECT sql FROM sqlite_master WHERE name IN ('channels', 'publications')")
+            .fetch_all(&mut check)
+            .await
+            .unwrap();
+    assert!(layouts.len() == 2 && layouts.iter().all(|(sql,)| sql.ends_with("WITHOUT ROWID")), "{layouts:?}");
 }

@@ -87,8 +87,11 @@ for_every_backend! {
             // Deleting log rows needs no log lock: new rows' ids still become visible in order.
             let revocations = DB::rows_affected(&delete("DELETE FROM revocations WHERE expires_at <= $1", now).await?);
             let now_ms = now.saturating_mul(1000);
-            let publications =
-                DB::rows_affected(&delete("DELETE FROM publications WHERE expires_ms <= $1", now_ms).await?);
+            // The second condition is the expiry index's own (migration 0007), so the sweep uses it.
+            let publications = DB::rows_affected(
+                &delete("DELETE FROM publications WHERE expires_ms <= $1 AND expires_ms < 9223372036854775807", now_ms)
+                    .await?,
+            );
             // Then the channels none of whose publications are left: their numbering starts over.
             delete("DELETE FROM channels WHERE expires_ms <= $1", now_ms).await?;
             Ok(Pruned { logins, revocations, publications })

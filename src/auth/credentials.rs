@@ -1,4 +1,4 @@
-//! Rules for usernames and passwords, shared by the API and the CLI.
+//! Rules for usernames, passwords and other names, shared by the API and the CLI.
 
 use crate::auth::password::MAX_PASSWORD_BYTES;
 
@@ -17,6 +17,19 @@ pub(crate) fn check_username(username: &str) -> Result<(), String> {
         return Err("username may contain only letters, digits and _ . - @".into());
     }
     Ok(())
+}
+
+/// A name shown as it is, in logs, metric labels or channel names: 1-`max` of `A-Z a-z 0-9 _ . -`.
+/// Refused, it is "`what` are 1-`max` of A-Z a-z 0-9 _ . -".
+pub(crate) fn check_plain_name(name: &str, max: usize, what: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= max
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("{what} are 1-{max} of A-Z a-z 0-9 _ . -"))
+    }
 }
 
 /// Non-empty and at most [`MAX_PASSWORD_BYTES`], checked before any hashing.
@@ -54,6 +67,15 @@ mod tests {
         let only = Err("username may contain only letters, digits and _ . - @".to_owned());
         assert_eq!(check_username("john doe"), only);
         assert_eq!(check_username("jöhn"), only);
+    }
+
+    #[test]
+    fn plain_names() {
+        assert!(check_plain_name("billing-v2.prod_1", 64, "API key names").is_ok());
+        let refused = Err("room names are 1-64 of A-Z a-z 0-9 _ . -".to_owned());
+        for bad in ["", "a b", "a@b", "é", &"r".repeat(65)] {
+            assert_eq!(check_plain_name(bad, 64, "room names"), refused, "{bad:?}");
+        }
     }
 
     #[test]

@@ -214,6 +214,13 @@ mod tests {
         Frames { room: Some(text.into()), ..Frames::default() }
     }
 
+    /// Connects `socket` of `username` and joins it to `channel` in `view`; its outbox.
+    fn joined(hub: &Hub, socket: u64, username: &str, channel: &str, view: View) -> outbox::Receiver {
+        let outbox = hub.connect(socket, username);
+        hub.join(socket, channel, view);
+        outbox
+    }
+
     #[test]
     fn presence_edges_count_users_not_sockets() {
         let hub = Hub::default();
@@ -237,12 +244,9 @@ mod tests {
     #[test]
     fn subscribers_count_sockets_not_users() {
         let hub = Hub::default();
-        let _a = hub.connect(1, "john");
-        let _b = hub.connect(2, "john");
-        let _c = hub.connect(3, "jane");
-        hub.join(1, "r", View::Room);
-        hub.join(2, "r", View::Room);
-        hub.join(3, "s", View::Room);
+        let _a = joined(&hub, 1, "john", "r", View::Room);
+        let _b = joined(&hub, 2, "john", "r", View::Room);
+        let _c = joined(&hub, 3, "jane", "s", View::Room);
         assert_eq!(hub.subscribers("r"), 2);
         assert_eq!(hub.subscribers("none"), 0);
         assert_eq!(hub.subscriber_counts(), BTreeMap::from([("r".to_owned(), 2), ("s".to_owned(), 1)]));
@@ -254,12 +258,9 @@ mod tests {
     #[tokio::test]
     async fn every_socket_gets_the_same_bytes_not_a_copy() {
         let hub = Hub::default();
-        let mut one = hub.connect(1, "john");
-        let mut two = hub.connect(2, "jane");
-        let mut other_view = hub.connect(3, "jim");
-        hub.join(1, "r", View::Room);
-        hub.join(2, "r", View::Room);
-        hub.join(3, "r", View::Channel);
+        let mut one = joined(&hub, 1, "john", "r", View::Room);
+        let mut two = joined(&hub, 2, "jane", "r", View::Room);
+        let mut other_view = joined(&hub, 3, "jim", "r", View::Channel);
         hub.deliver(
             "r",
             Frames { room: Some("room frame".into()), channel: Some("channel frame".into()), numbered: None },
@@ -275,10 +276,8 @@ mod tests {
     #[tokio::test]
     async fn a_batch_reaches_each_socket_in_order_in_one_take() {
         let hub = Hub::default();
-        let mut room = hub.connect(1, "john");
-        let mut channel_only = hub.connect(2, "jane");
-        hub.join(1, "r", View::Room);
-        hub.join(2, "r", View::Channel);
+        let mut room = joined(&hub, 1, "john", "r", View::Room);
+        let mut channel_only = joined(&hub, 2, "jane", "r", View::Channel);
         let mut batch: Vec<Frames> = (0..3).map(|n| room_only(&format!("room {n}"))).collect();
         batch[1].channel = Some("channel 1".into());
         hub.deliver_all("r", batch);
@@ -294,8 +293,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_that_does_not_fit_drops_the_socket() {
         let hub = Hub::default();
-        let _slow = hub.connect(1, "slow");
-        hub.join(1, "r", View::Room);
+        let _slow = joined(&hub, 1, "slow", "r", View::Room);
         hub.deliver_all("r", (0..OUTBOX_FRAMES - 1).map(|i| room_only(&i.to_string())).collect());
         assert!(hub.is_member(1, "r"));
         hub.deliver_all("r", (0..2).map(|i| room_only(&i.to_string())).collect());
@@ -305,10 +303,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_outbox_drops_the_socket_not_the_others() {
         let hub = Hub::default();
-        let mut slow = hub.connect(1, "slow");
-        let mut fast = hub.connect(2, "fast");
-        hub.join(1, "r", View::Room);
-        hub.join(2, "r", View::Room);
+        let mut slow = joined(&hub, 1, "slow", "r", View::Room);
+        let mut fast = joined(&hub, 2, "fast", "r", View::Room);
         for i in 0..=OUTBOX_FRAMES {
             hub.deliver("r", room_only(&i.to_string()));
             let delivered = fast.recv().await.and_then(|d| d.frame().cloned());

@@ -2,6 +2,7 @@
 //! the server sends back. A channel's events have two views: a chat room's (`join`: `message`
 //! frames) and a channel's (`subscribe`: `publication` frames).
 
+use crate::auth::credentials::check_plain_name;
 use crate::broker::{Frames, Numbered, Presence, Utf8Bytes, View};
 use crate::store::{Position, Publication};
 use serde::Deserialize;
@@ -115,14 +116,7 @@ pub fn parse(text: &str) -> Result<Command, Refusal> {
 
 /// 1–64 of `[A-Za-z0-9_.-]`.
 pub fn check_room(room: &str) -> Result<(), Refusal> {
-    let valid = !room.is_empty()
-        && room.len() <= MAX_ROOM_CHARS
-        && room.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(Refusal::new(ErrorCode::BadRequest, "room names are 1-64 of A-Z a-z 0-9 _ . -"))
-    }
+    check_plain_name(room, MAX_ROOM_CHARS, "room names").map_err(|e| Refusal::new(ErrorCode::BadRequest, e))
 }
 
 /// 1–4096 characters.

@@ -310,20 +310,32 @@ mod tests {
         assert!(response.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&response));
     }
 
-    /// Waits for the watchdog to close the connection; how long that took from `since`.
-    async fn closed(task: JoinHandle<()>, client: &mut DuplexStream, since: Instant) -> Duration {
+    /// Waits for the watchdog to close the connection: how long that took from `since`, and the
+    /// timeout `metrics` counted the close under (once, and under that timeout only).
+    async fn closed(
+        task: JoinHandle<()>,
+        client: &mut DuplexStream,
+        since: Instant,
+        metrics: &Metrics,
+    ) -> (Duration, &'static str) {
         task.await.unwrap();
         let closed_after = since.elapsed();
         assert_eq!(client.read(&mut [0u8; 64]).await.unwrap(), 0, "the client sees the end");
-        closed_after
+        let counted =
+            (metrics.connections_closed_header_read.get(), metrics.connections_closed_keep_alive.get());
+        let why = match counted {
+            (1, 0) => "header",
+            (0, 1) => "keep-alive",
+            other => panic!("closes counted (header, keep-alive): {other:?}"),
+        };
+        (closed_after, why)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_silent_or_trickling_connection_is_closed_at_the_header_read_timeout_from_accept() {
         let accepted = Instant::now();
         let (mut silent, task, metrics) = served();
-        assert_eq!(closed(task, &mut silent, accepted).await, HEADER);
-        assert_eq!(metrics.connections_closed_header_read.get(), 1);
+        assert_eq!(closed(task, &mut silent, accepted, &metrics).await, (HEADER, "header"));
 
         let accepted = Instant::now();
         let (mut trickle, task, metrics) = served();
@@ -334,33 +346,32 @@ mod tests {
                 break;
             }
         }
-        assert_eq!(closed(task, &mut trickle, accepted).await, HEADER);
-        assert_eq!(metrics.connections_closed_header_read.get(), 1);
-        assert_eq!(metrics.connections_closed_keep_alive.get(), 0);
+        assert_eq!(closed(task, &mut trickle, accepted, &metrics).await, (HEADER, "header"));
+    }
+
+    /// A connection that was served `/`, then sat idle for 30 s: past the header-read timeout, which
+    /// does not run between requests.
+    async fn idle_after_a_request() -> (DuplexStream, JoinHandle<()>, Arc<Metrics>) {
+        let (mut client, task, metrics) = served();
+        get(&mut client, "/").await;
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        (client, task, metrics)
     }
 
     #[tokio::test(start_paused = true)]
     async fn an_idle_connection_is_closed_at_the_keep_alive_timeout_from_its_last_response() {
-        let (mut client, task, metrics) = served();
-        // Idle past the header-read timeout between requests: still served.
-        get(&mut client, "/").await;
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        let (mut client, task, metrics) = idle_after_a_request().await;
         get(&mut client, "/").await;
         let answered = Instant::now();
-        assert_eq!(closed(task, &mut client, answered).await, KEEP_ALIVE);
-        assert_eq!(metrics.connections_closed_keep_alive.get(), 1);
-        assert_eq!(metrics.connections_closed_header_read.get(), 0);
+        assert_eq!(closed(task, &mut client, answered, &metrics).await, (KEEP_ALIVE, "keep-alive"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_next_request_has_the_header_read_timeout_from_its_first_byte() {
-        let (mut client, task, metrics) = served();
-        get(&mut client, "/").await;
-        tokio::time::sleep(Duration::from_secs(30)).await;
+        let (mut client, task, metrics) = idle_after_a_request().await;
         client.write_all(HALF).await.unwrap();
         let begun = Instant::now();
-        assert_eq!(closed(task, &mut client, begun).await, HEADER);
-        assert_eq!(metrics.connections_closed_header_read.get(), 1);
+        assert_eq!(closed(task, &mut client, begun, &metrics).await, (HEADER, "header"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -370,8 +381,6 @@ mod tests {
         get(&mut client, "/slow").await;
         assert_eq!(asked.elapsed(), Duration::from_secs(100), "answered, however long it took");
         let answered = Instant::now();
-        assert_eq!(closed(task, &mut client, answered).await, KEEP_ALIVE);
-        assert_eq!(metrics.connections_closed_keep_alive.get(), 1);
-        assert_eq!(metrics.connections_closed_header_read.get(), 0);
+        assert_eq!(closed(task, &mut client, answered, &metrics).await, (KEEP_ALIVE, "keep-alive"));
     }
 }

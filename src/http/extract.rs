@@ -56,48 +56,57 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     })
 }
 
+/// A body format an extractor may accept.
+#[derive(Clone, Copy)]
+enum Format {
+    Form,
+    Json,
+}
+
+impl Format {
+    fn media_type(self) -> &'static str {
+        match self {
+            Format::Form => "application/x-www-form-urlencoded",
+            Format::Json => "application/json",
+        }
+    }
+}
+
+/// The body as `T`, in whichever of the `accepted` formats its `Content-Type` names; any other
+/// media type is refused (415, listing `accepted` in order) before the body is read.
+async fn parse_body<T: DeserializeOwned>(req: Request, accepted: &[Format]) -> Result<T, ApiError> {
+    let media_type = content_type(&req);
+    match accepted.iter().find(|format| format.media_type() == media_type) {
+        Some(Format::Form) => parse_form(&body(req).await?),
+        Some(Format::Json) => parse_json(&body(req).await?),
+        None => {
+            let expected: Vec<&str> = accepted.iter().map(|format| format.media_type()).collect();
+            Err(unsupported(&expected.join(" or ")))
+        }
+    }
+}
+
 /// An `application/x-www-form-urlencoded` body.
 pub(crate) struct ApiForm<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiForm<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        if content_type(&req) != "application/x-www-form-urlencoded" {
-            return Err(unsupported("application/x-www-form-urlencoded"));
-        }
-        Ok(ApiForm(parse_form(&body(req).await?)?))
-    }
-}
-
 /// An `application/json` body.
 pub(crate) struct ApiJson<T>(pub(crate) T);
-
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        if content_type(&req) != "application/json" {
-            return Err(unsupported("application/json"));
-        }
-        Ok(ApiJson(parse_json(&body(req).await?)?))
-    }
-}
-
 /// A form or a JSON body, whichever the `Content-Type` says.
 pub(crate) struct FormOrJson<T>(pub(crate) T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for FormOrJson<T> {
-    type Rejection = ApiError;
+/// Implements `FromRequest` for body extractors, each with the formats it accepts.
+macro_rules! parsed_body {
+    ($($name:ident: $($format:ident)|+),+) => {$(
+        impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for $name<T> {
+            type Rejection = ApiError;
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        match content_type(&req).as_str() {
-            "application/x-www-form-urlencoded" => Ok(FormOrJson(parse_form(&body(req).await?)?)),
-            "application/json" => Ok(FormOrJson(parse_json(&body(req).await?)?)),
-            _ => Err(unsupported("application/json or application/x-www-form-urlencoded")),
+            async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+                parse_body(req, &[$(Format::$format),+]).await.map($name)
+            }
         }
-    }
+    )+};
 }
+
+parsed_body!(ApiForm: Form, ApiJson: Json, FormOrJson: Json | Form);
 
 /// HTTP reads the bearer header or the cookie; a cookie on a state-changing request needs the
 /// `X-CSRF-Token` header too.
@@ -132,12 +141,19 @@ pub(crate) struct RefreshUser(pub(crate) Identity);
 /// A fresh access token: the user typed the password for it.
 pub(crate) struct FreshUser(pub(crate) Identity);
 
-impl FromRequestParts<AppState> for CurrentUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        required(authenticate(parts, state, Mode::Required).await?).map(CurrentUser)
-    }
+/// Implements `FromRequestParts` for extractors that need nothing but a valid token in one mode.
+macro_rules! authenticated {
+    ($($name:ident: $mode:ident),+) => {$(
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+            async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+                required(authenticate(parts, state, Mode::$mode).await?).map($name)
+            }
+        }
+    )+};
 }
+
+authenticated!(CurrentUser: Required, RefreshUser: Refresh, FreshUser: Fresh);
 
 impl FromRequestParts<AppState> for LoginUser {
     type Rejection = ApiError;
@@ -150,16 +166,56 @@ impl FromRequestParts<AppState> for LoginUser {
     }
 }
 
-impl FromRequestParts<AppState> for RefreshUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        required(authenticate(parts, state, Mode::Refresh).await?).map(RefreshUser)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use serde::Deserialize;
 
-impl FromRequestParts<AppState> for FreshUser {
-    type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        required(authenticate(parts, state, Mode::Fresh).await?).map(FreshUser)
+    const FORM: &str = "application/x-www-form-urlencoded";
+    const JSON: &str = "application/json";
+
+    #[derive(Deserialize)]
+    struct Login {
+        username: String,
+    }
+
+    fn request(content_type: &str, body: &'static str) -> Request {
+        Request::builder().method("POST").header("content-type", content_type).body(Body::from(body)).unwrap()
+    }
+
+    fn form() -> Request {
+        request(FORM, "username=john")
+    }
+
+    fn json() -> Request {
+        request("Application/JSON; charset=utf-8", r#"{"username":"john"}"#)
+    }
+
+    /// The username read, or the refusal's status and detail.
+    fn outcome(read: Result<Login, ApiError>) -> Result<String, (StatusCode, String)> {
+        match read {
+            Ok(login) => Ok(login.username),
+            Err(ApiError::BadRequest { status, detail }) => Err((status, detail)),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn each_body_extractor_takes_its_formats_and_names_them_when_refused() {
+        let john = Ok("john".to_owned());
+        let refused = |expected: &str| {
+            Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("Content-Type must be {expected}")))
+        };
+        let form_only = |req| async { outcome(ApiForm::from_request(req, &()).await.map(|ApiForm(l)| l)) };
+        let json_only = |req| async { outcome(ApiJson::from_request(req, &()).await.map(|ApiJson(l)| l)) };
+        let either = |req| async { outcome(FormOrJson::from_request(req, &()).await.map(|FormOrJson(l)| l)) };
+        assert_eq!(form_only(form()).await, john);
+        assert_eq!(form_only(json()).await, refused(FORM));
+        assert_eq!(json_only(json()).await, john);
+        assert_eq!(json_only(form()).await, refused(JSON));
+        assert_eq!(either(form()).await, john);
+        assert_eq!(either(json()).await, john);
+        assert_eq!(either(request("text/plain", "john")).await, refused(&format!("{JSON} or {FORM}")));
     }
 }

@@ -5,7 +5,7 @@ use super::socket::Session;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{Identity, Mode};
-use crate::ws::admission::{bound_task, Admission, Policy, UpgradeRequest};
+use crate::ws::admission::{bound_task, upgrade, Admission, Policy, UpgradeRequest};
 use axum::extract::ws::WebSocket;
 use axum::extract::State;
 use axum::response::Response;
@@ -19,16 +19,8 @@ const CHAT: Policy = Policy {
     explain_refusal: false,
 };
 
-pub(super) async fn connect(
-    State(state): State<AppState>,
-    UpgradeRequest(upgrade, parts): UpgradeRequest,
-) -> Response {
-    let admission = match Admission::check(&state, &parts, CHAT).await {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal,
-    };
-    let upgrade = admission.negotiate(crate::ws::configure(upgrade, &state));
-    upgrade.on_upgrade(move |socket| socket_task(admission, state, socket))
+pub(super) async fn connect(State(state): State<AppState>, request: UpgradeRequest) -> Response {
+    upgrade(state, request, CHAT, socket_task).await
 }
 
 /// One chat socket's task, from the upgrade to the close.

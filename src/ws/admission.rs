@@ -1,5 +1,6 @@
 //! Admission, one path for every WebSocket endpoint: the Origin check, where the token comes
-//! from, authentication in the endpoint's mode, the user's socket cap, and the refusal metric.
+//! from, authentication in the endpoint's mode, the user's socket cap, the refusal metric, and the
+//! upgrade under the configured limits.
 //!
 //! What can be settled on the handshake is: a foreign Origin (403), and a token read from the
 //! `Authorization` header (401/403, or 429 over the cap), since a client able to set that header
@@ -119,6 +120,48 @@ pub(crate) fn bound_task<E: Endpoint + 'static>(
     })
 }
 
+/// What a socket's read buffer starts at. tungstenite allocates (and zeroes) it up front, so every
+/// idle socket holds it; a frame's header reserves room for the whole frame, so a larger one only
+/// takes more reads of this size. Clients send commands of a few hundred bytes.
+const READ_BUFFER_BYTES: usize = 512;
+
+/// Bytes of frames a socket collects before writing them, when several are queued.
+const WRITE_BATCH_BYTES: usize = 4 * 1024;
+
+/// Applies the configured limits to an upgrade.
+fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+    let max = state.config.socket.max_message_bytes;
+    // Small buffers: an idle socket should cost little; they grow while a large message is read.
+    // Frames fed while several are queued collect up to WRITE_BATCH_BYTES before a write, so a
+    // socket catching up writes many in one syscall (a lone frame is flushed at once).
+    upgrade
+        .max_message_size(max)
+        .max_frame_size(max)
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BATCH_BYTES)
+        .max_write_buffer_size(max.max(64 * 1024) * 4)
+}
+
+/// A handshake's answer under `policy`: the refusal [`Admission::check`] makes, or the upgrade
+/// (configured, `bearer` negotiated where the token came as a subprotocol) to the socket that
+/// `task` runs.
+pub(crate) async fn upgrade<F>(
+    state: AppState,
+    UpgradeRequest(upgrade, parts): UpgradeRequest,
+    policy: Policy,
+    task: impl FnOnce(Admission, AppState, WebSocket) -> F + Send + 'static,
+) -> Response
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let admission = match Admission::check(&state, &parts, policy).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
+    };
+    let upgrade = admission.negotiate(configure(upgrade, &state));
+    upgrade.on_upgrade(move |socket| task(admission, state, socket))
+}
+
 impl Admission {
     /// Checks the Origin and finds the token. A header token is authenticated and bound here;
     /// its refusal, a foreign Origin, and a missing token on a header-only endpoint are answered
@@ -165,7 +208,7 @@ impl Admission {
     }
 
     /// Negotiates `bearer` when the token came as a subprotocol (browsers require the answer).
-    pub(crate) fn negotiate(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    fn negotiate(&self, upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
         match &self.pending {
             Pending::Presented(p) if p.transport == Transport::Subprotocol => {
                 upgrade.protocols([transport::BEARER_PROTOCOL])

@@ -1,7 +1,7 @@
 //! The source documents' endpoints: `/secured-ws` (bearer header, refused before the upgrade)
 //! and `/ws` (query or cookie, checked after accept), in each check mode.
 
-use super::admission::{admitted, bound_task, Admission, Admitted, Policy, UpgradeRequest};
+use super::admission::{admitted, bound_task, upgrade, Admission, Admitted, Policy, UpgradeRequest};
 use super::close::Close;
 use super::socket::{Endpoint, Socket};
 use crate::app::AppState;
@@ -42,15 +42,8 @@ const fn query_policy(mode: Mode) -> Policy {
     }
 }
 
-pub(crate) async fn secured(
-    State(state): State<AppState>,
-    UpgradeRequest(upgrade, parts): UpgradeRequest,
-) -> Response {
-    let admission = match Admission::check(&state, &parts, SECURED).await {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal,
-    };
-    super::configure(upgrade, &state).on_upgrade(move |socket| secured_task(admission, state, socket))
+pub(crate) async fn secured(State(state): State<AppState>, request: UpgradeRequest) -> Response {
+    upgrade(state, request, SECURED, secured_task).await
 }
 
 /// One `/secured-ws` socket's task, from the upgrade to the close.
@@ -68,24 +61,15 @@ pub(crate) fn secured_task(
 pub(crate) fn query(
     mode: Mode,
 ) -> impl Fn(State<AppState>, UpgradeRequest) -> BoxFuture<'static, Response> + Clone {
-    move |State(state), upgrade| Box::pin(query_socket(state, upgrade, mode))
+    move |State(state), request| {
+        Box::pin(upgrade(state, request, query_policy(mode), move |admission, state, socket| {
+            query_task(admission, state, mode, socket)
+        }))
+    }
 }
 
-/// Accepts, then sends `Successfully Login!` and the decoded claims (or `Anonymous connection`
-/// and `null`), then echoes.
-async fn query_socket(
-    state: AppState,
-    UpgradeRequest(upgrade, parts): UpgradeRequest,
-    mode: Mode,
-) -> Response {
-    let admission = match Admission::check(&state, &parts, query_policy(mode)).await {
-        Ok(admission) => admission,
-        Err(refusal) => return refusal,
-    };
-    super::configure(upgrade, &state).on_upgrade(move |socket| query_task(admission, state, mode, socket))
-}
-
-/// One `/ws` socket's task. An anonymous socket keeps its place until its loop ends.
+/// One `/ws` socket's task: sends `Successfully Login!` and the decoded claims (or `Anonymous
+/// connection` and `null`), then echoes. An anonymous socket keeps its place until its loop ends.
 pub(crate) fn query_task(
     admission: Admission,
     state: AppState,

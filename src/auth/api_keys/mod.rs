@@ -9,6 +9,7 @@
 mod budget;
 mod table;
 
+use crate::auth::credentials::check_plain_name;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 pub(crate) use budget::Budgets;
@@ -108,14 +109,7 @@ pub(crate) fn digest_hex(key: &str) -> String {
 
 /// 1-64 of `[A-Za-z0-9_.-]`: names appear in logs and metric labels as they are.
 pub(crate) fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= MAX_NAME_CHARS
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-    if valid {
-        Ok(())
-    } else {
-        Err(format!("API key names are 1-{MAX_NAME_CHARS} of A-Z a-z 0-9 _ . -"))
-    }
+    check_plain_name(name, MAX_NAME_CHARS, "API key names")
 }
 
 #[cfg(test)]

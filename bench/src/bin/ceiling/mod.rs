@@ -10,7 +10,7 @@ pub const MAX_MESSAGE: usize = 64 * 1024;
 
 /// The ceiling's socket settings, kept as they were measured from the start: a 4 KiB read buffer
 /// and every frame written at once. wsguard now reads into 512 bytes and collects queued frames
-/// up to 4 KiB per write (src/ws/mod.rs `configure`); the ceiling stays put so runs compare.
+/// up to 4 KiB per write (src/ws/admission.rs `configure`); the ceiling stays put so runs compare.
 pub fn config() -> WebSocketConfig {
     WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE))

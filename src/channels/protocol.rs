@@ -5,7 +5,7 @@
 use crate::auth::credentials::check_plain_name;
 use crate::broker::{Frames, Numbered, Presence, Utf8Bytes, View};
 use crate::store::{Position, Publication};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
@@ -146,29 +146,76 @@ fn timestamp(ms: i64) -> String {
         .unwrap_or_default()
 }
 
-/// A publication as a chat message: its data's `text`, its offset as the message's `id`.
-fn message_value(publication: &Publication, text: &str) -> Value {
-    json!({
-        "type": "message",
-        "room": publication.channel,
-        "id": publication.offset,
-        "from": publication.sender,
-        "text": text,
-        "ts": timestamp(publication.created_ms),
-    })
+/// A publication as a chat message (`message`): its data's `text`, its offset as the message's
+/// `id`. Serialized from borrowed parts, keys sorted as a `serde_json::Value`'s are.
+#[derive(Serialize)]
+struct MessageFrame<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
+    from: Option<&'a str>,
+    id: i64,
+    room: &'a str,
+    text: &'a str,
+    ts: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
-/// A publication as JSON: the `publication` frame, and an item of the server API's history.
+impl<'a> MessageFrame<'a> {
+    fn new(publication: &'a Publication, text: &'a str, epoch: Option<&'a str>) -> Self {
+        MessageFrame {
+            epoch,
+            from: publication.sender.as_deref(),
+            id: publication.offset,
+            room: &publication.channel,
+            text,
+            ts: timestamp(publication.created_ms),
+            kind: "message",
+        }
+    }
+}
+
+/// A publication as itself (`publication`): the frame, and an item of the server API's history.
+#[derive(Serialize)]
+struct PublicationFrame<'a> {
+    channel: &'a str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<&'a str>,
+    from: Option<&'a str>,
+    /// `null`: a namespace without history numbers nothing.
+    offset: Option<i64>,
+    ts: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl<'a> PublicationFrame<'a> {
+    fn new(publication: &'a Publication, data: &'a Value, epoch: Option<&'a str>) -> Self {
+        PublicationFrame {
+            channel: &publication.channel,
+            data,
+            epoch,
+            from: publication.sender.as_deref(),
+            offset: (publication.offset > 0).then_some(publication.offset),
+            ts: timestamp(publication.created_ms),
+            kind: "publication",
+        }
+    }
+}
+
+/// A publication as JSON: an item of the server API's history.
 pub(crate) fn publication_value(publication: &Publication, data: &Value) -> Value {
-    json!({
-        "type": "publication",
-        "channel": publication.channel,
-        // 0: a namespace without history numbers nothing.
-        "offset": (publication.offset > 0).then_some(publication.offset),
-        "data": data,
-        "from": publication.sender,
-        "ts": timestamp(publication.created_ms),
-    })
+    to_value(PublicationFrame::new(publication, data, None))
+}
+
+fn to_value(frame: impl Serialize) -> Value {
+    // Serializing borrowed strings and a `Value` cannot fail.
+    serde_json::to_value(frame).expect("a frame serializes")
+}
+
+fn to_text(frame: impl Serialize) -> Utf8Bytes {
+    serde_json::to_string(&frame).expect("a frame serializes").into()
 }
 
 /// The `text` of a chat message's data: an object whose one member is a string `text`.
@@ -183,15 +230,10 @@ pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) 
         (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
     // A numbered frame names its epoch: a client that followed the channel before its first
     // publication learns it here, and sees when the numbering starts over.
-    let with_epoch = |mut value: Value| {
-        if numbered.is_some() {
-            value["epoch"] = epoch.into();
-        }
-        value
-    };
-    let channel: Utf8Bytes = with_epoch(publication_value(publication, data)).to_string().into();
+    let epoch = numbered.is_some().then_some(epoch);
+    let channel = to_text(PublicationFrame::new(publication, data, epoch));
     let room = match chat_text(data) {
-        Some(text) => with_epoch(message_value(publication, text)).to_string().into(),
+        Some(text) => to_text(MessageFrame::new(publication, text, epoch)),
         None => channel.clone(),
     };
     Frames { room: Some(room), channel: Some(channel), numbered }
@@ -205,7 +247,7 @@ fn history_value(room: &str, publications: &[Publication]) -> Value {
         .filter_map(|p| {
             let data: Value = serde_json::from_str(&p.data).ok()?;
             Some(match chat_text(&data) {
-                Some(text) => message_value(p, text),
+                Some(text) => to_value(MessageFrame::new(p, text, None)),
                 None => publication_value(p, &data),
             })
         })

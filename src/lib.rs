@@ -12,6 +12,7 @@ mod api;
 mod app;
 pub mod auth;
 mod broker;
+pub(crate) mod centrifugo;
 pub mod channels;
 pub mod cli;
 pub mod clock;

@@ -29,6 +29,7 @@ fn routes() -> Router<AppState> {
         .merge(crate::ws::routes())
         .merge(crate::session::routes())
         .merge(crate::api::routes())
+        .merge(crate::centrifugo::routes())
 }
 
 /// The OpenAPI description of the HTTP API and the server API.

@@ -263,7 +263,11 @@ mod tests {
         let mut other_view = joined(&hub, 3, "jim", "r", View::Channel);
         hub.deliver(
             "r",
-            Frames { room: Some("room frame".into()), channel: Some("channel frame".into()), numbered: None },
+            Frames {
+                room: Some("room frame".into()),
+                channel: Some("channel frame".into()),
+                ..Frames::default()
+            },
         );
         let (one, two, three) =
             (one.recv().await.unwrap(), two.recv().await.unwrap(), other_view.recv().await.unwrap());

@@ -66,12 +66,13 @@ pub(crate) struct Departure {
     pub(crate) user: String,
 }
 
-/// How a socket follows a channel: as a chat room (`join`) or as a channel (`subscribe`). Each
-/// sees a channel's events in its own frames.
+/// How a socket follows a channel: as a chat room (`join`), as a channel (`subscribe`), or as a
+/// Centrifugo SDK's subscription. Each sees a channel's events in its own frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum View {
     Room,
     Channel,
+    Centrifugo,
 }
 
 /// One event of a channel, rendered once per node for each view; a view without a frame is not
@@ -80,6 +81,8 @@ pub(crate) enum View {
 pub(crate) struct Frames {
     pub(crate) room: Option<Utf8Bytes>,
     pub(crate) channel: Option<Utf8Bytes>,
+    /// A Centrifugo push (`{"push": …}`).
+    pub(crate) centrifugo: Option<Utf8Bytes>,
     /// Where a numbered publication stands in its channel; `None` for presence and for
     /// namespaces without history.
     pub(crate) numbered: Option<Numbered>,
@@ -127,11 +130,12 @@ impl Frames {
         match view {
             View::Room => self.room.as_ref(),
             View::Channel => self.channel.as_ref(),
+            View::Centrifugo => self.centrifugo.as_ref(),
         }
     }
 
-    /// Both frames in one message between nodes: `<room length or ->:<channel length or ->:<offset
-    /// or ->:<epoch>[:<origin>]` and a newline, then the frames. Lengths are in bytes. `origin`
+    /// Every view's frame in one message between nodes: `<room length or ->:<channel length or
+    /// ->:<centrifugo length or ->:<offset or ->:<epoch>[:<origin>]` and a newline, then the frames. Lengths are in bytes. `origin`
     /// names the node that delivered the event to its own sockets already.
     pub(crate) fn encode(&self, origin: Option<&str>) -> Vec<u8> {
         let length =
@@ -141,9 +145,14 @@ impl Frames {
             None => ("-".to_owned(), ""),
         };
         let origin = origin.map_or(String::new(), |node| format!(":{node}"));
-        let header = format!("{}:{}:{offset}:{epoch}{origin}\n", length(&self.room), length(&self.channel));
+        let header = format!(
+            "{}:{}:{}:{offset}:{epoch}{origin}\n",
+            length(&self.room),
+            length(&self.channel),
+            length(&self.centrifugo)
+        );
         let mut bytes = header.into_bytes();
-        for frame in [&self.room, &self.channel].into_iter().flatten() {
+        for frame in [&self.room, &self.channel, &self.centrifugo].into_iter().flatten() {
             bytes.extend_from_slice(frame.as_bytes());
         }
         bytes
@@ -155,7 +164,7 @@ impl Frames {
         let text = std::str::from_utf8(bytes).ok()?;
         let (header, mut rest) = text.split_once('\n')?;
         let mut fields = header.split(':');
-        let (room, channel) = (fields.next()?, fields.next()?);
+        let (room, channel, centrifugo) = (fields.next()?, fields.next()?, fields.next()?);
         let (offset, epoch, origin) = (fields.next()?, fields.next()?, fields.next());
         if fields.next().is_some() || origin.is_some_and(|o| o.is_empty()) {
             return None;
@@ -176,7 +185,8 @@ impl Frames {
             rest = &rest[length..];
             Some(Some(Utf8Bytes::from(frame)))
         };
-        let frames = Frames { room: take(room)?, channel: take(channel)?, numbered };
+        let frames =
+            Frames { room: take(room)?, channel: take(channel)?, centrifugo: take(centrifugo)?, numbered };
         rest.is_empty().then_some((frames, origin))
     }
 }
@@ -240,23 +250,29 @@ mod tests {
     #[test]
     fn frames_cross_nodes_intact_and_garbage_is_dropped() {
         let numbered = Some(Numbered { offset: 42, epoch: Arc::from("8c1f00aa") });
-        let both = Frames { room: Some("{\"a\":\"é\\n\"}".into()), channel: Some("x:y\n".into()), numbered };
-        let one = Frames { room: None, channel: Some("c".into()), numbered: None };
-        for frames in [both, one, Frames::default()] {
+        let all = Frames {
+            room: Some("{\"a\":\"é\\n\"}".into()),
+            channel: Some("x:y\n".into()),
+            centrifugo: Some("{\"push\":{}}".into()),
+            numbered,
+        };
+        let one = Frames { channel: Some("c".into()), ..Frames::default() };
+        for frames in [all, one, Frames::default()] {
             assert_eq!(Frames::decode(&frames.encode(None)), Some((frames.clone(), None)));
             let from_a = frames.encode(Some("a1"));
             assert_eq!(Frames::decode(&from_a), Some((frames, Some("a1"))));
         }
         for garbage in [
             &b""[..],
-            b"3:-:-:\nab",
-            b"1:1:-:\nabc",
-            b"x:-:-:\na",
-            b"-:-",
-            b"\xff:-:-:\n",
-            b"-:-:0:e\n",
-            b"-:-:1:e:\n",
-            b"-:-:1:e:x:y\n",
+            b"3:-:-:-:\nab",
+            b"1:1:-:-:\nabc",
+            b"x:-:-:-:\na",
+            b"-:-:-",
+            b"\xff:-:-:-:\n",
+            b"-:-:-:0:e\n",
+            b"-:-:-:1:e:\n",
+            b"-:-:-:1:e:x:y\n",
+            b"-:-:1:-:\n",
         ] {
             assert_eq!(Frames::decode(garbage), None, "{garbage:?}");
         }

@@ -166,7 +166,7 @@ mod tests {
     use super::*;
 
     fn delivery(frame: &str) -> Delivery {
-        let frames = Frames { room: Some(frame.into()), channel: None, numbered: None };
+        let frames = Frames { room: Some(frame.into()), ..Frames::default() };
         Delivery { event: Arc::new(Event { channel: Arc::from("c"), frames }), view: View::Room }
     }
 

@@ -1,6 +1,6 @@
 //! Centrifugo's error, unsubscribe and disconnect codes (its documentation's codes page), the
-//! ones wsguard sends. Disconnect codes 3000-3499 tell an SDK to reconnect, 3500-3999 not to;
-//! unsubscribe codes from 2500 tell it to subscribe again.
+//! ones wsguard sends. Disconnect codes 3000-3499 tell an SDK to reconnect, 3500-3999 not to.
+//! (The unsubscribe code is the engine's: `channels::push`.)
 
 use serde::Serialize;
 
@@ -51,20 +51,6 @@ pub(crate) const TOKEN_EXPIRED: ErrorCode = code(109, "token expired", false);
 pub(crate) const TOO_MANY_REQUESTS: ErrorCode = code(111, "too many requests", true);
 pub(crate) const UNRECOVERABLE_POSITION: ErrorCode = code(112, "unrecoverable position", false);
 
-/// The server ended one subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Unsubscribe {
-    pub(crate) code: u32,
-    pub(crate) reason: &'static str,
-}
-
-/// By the server API's `unsubscribe`, or a rule the connection's new token no longer passes: the
-/// SDK does not subscribe again.
-pub(crate) const UNSUBSCRIBE_SERVER: Unsubscribe = Unsubscribe { code: 2000, reason: "server unsubscribe" };
-/// Publications were missed: the SDK subscribes again and recovers.
-pub(crate) const UNSUBSCRIBE_INSUFFICIENT: Unsubscribe =
-    Unsubscribe { code: 2500, reason: "insufficient state" };
-
 /// Why the server closes a connection, as a WebSocket close code and reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Disconnect {
@@ -92,4 +78,7 @@ pub(crate) const BAD_REQUEST_CLOSE: Disconnect = Disconnect { code: 3501, reason
 /// Revoked (the token, its login, the user), or disconnected through the API: no reconnecting.
 pub(crate) const FORCE_NO_RECONNECT: Disconnect = Disconnect { code: 3503, reason: "force disconnect" };
 pub(crate) const CONNECTION_LIMIT: Disconnect = Disconnect { code: 3504, reason: "connection limit" };
+/// The protobuf codec: wsguard speaks JSON only.
+pub(crate) const INAPPROPRIATE_PROTOCOL: Disconnect =
+    Disconnect { code: 3506, reason: "inappropriate protocol" };
 pub(crate) const PERMISSION_DENIED_CLOSE: Disconnect = Disconnect { code: 3507, reason: "permission denied" };

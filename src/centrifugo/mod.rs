@@ -5,6 +5,7 @@
 //! limits are wsguard's. The codes both speak are in `codes`.
 
 // Until the client protocol and the server API, which land next, use every code.
+mod client;
 #[allow(dead_code)]
 pub(crate) mod codes;
 
@@ -12,5 +13,5 @@ use crate::app::AppState;
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().route("/connection/websocket", axum::routing::get(client::websocket))
 }

@@ -21,6 +21,7 @@ pub(crate) mod namespaces;
 mod presence;
 pub mod protocol;
 mod publish;
+pub(crate) mod push;
 mod recovery;
 mod subscriber;
 

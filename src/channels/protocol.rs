@@ -236,7 +236,8 @@ pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) 
         Some(text) => to_text(MessageFrame::new(publication, text, epoch)),
         None => channel.clone(),
     };
-    Frames { room: Some(room), channel: Some(channel), numbered }
+    let centrifugo = Some(super::push::publication(publication, data, epoch.unwrap_or_default()).into());
+    Frames { room: Some(room), channel: Some(channel), centrifugo, numbered }
 }
 
 /// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
@@ -297,6 +298,7 @@ pub(crate) fn unsubscribed(name: &str, view: View, refusal: &Refusal) -> String 
     let key = match view {
         View::Room => "room",
         View::Channel => "channel",
+        View::Centrifugo => return super::push::unsubscribed(name, &refusal.detail),
     };
     json!({"type": "unsubscribed", key: name, "code": refusal.code.as_str(), "detail": refusal.detail})
         .to_string()
@@ -319,14 +321,12 @@ pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> Frames {
         Presence::Joined => "join",
         Presence::Left => "leave",
     };
+    let frame = |key: &str| json!({"type": "presence", key: channel, "user": user, "event": event});
     Frames {
         numbered: None,
-        room: Some(
-            json!({"type": "presence", "room": channel, "user": user, "event": event}).to_string().into(),
-        ),
-        channel: Some(
-            json!({"type": "presence", "channel": channel, "user": user, "event": event}).to_string().into(),
-        ),
+        room: Some(frame("room").to_string().into()),
+        channel: Some(frame("channel").to_string().into()),
+        centrifugo: Some(super::push::presence(channel, user, change).into()),
     }
 }
 

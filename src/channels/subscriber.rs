@@ -119,15 +119,16 @@ impl Subscriber {
         Some(view)
     }
 
-    /// Follows `name` as a channel, with the publications after `since` when given: every one of
-    /// them, or `recovered: false`.
+    /// Follows `name` as a channel (in `view`: wsguard's frames or Centrifugo's), with the
+    /// publications after `since` when given: every one of them, or `recovered: false`.
     pub(crate) async fn subscribe(
         &mut self,
         identity: &Identity,
         name: &str,
         since: Option<&Since>,
+        view: View,
     ) -> Result<Subscribed, Refusal> {
-        let newly = self.follow(identity, name, View::Channel).await?;
+        let newly = self.follow(identity, name, view).await?;
         let asked = since.map(|_| false);
         let Some(Following { cursor, .. }) = self.following.get(name) else {
             return Err(Refusal::new(ErrorCode::Unavailable, "the socket is closing"));
@@ -143,7 +144,7 @@ impl Subscriber {
         }
         let engine = self.engine.clone();
         let answer = match since {
-            Some(since) => engine.recover(name, since, View::Channel).await,
+            Some(since) => engine.recover(name, since, view).await,
             None => engine.position(name).await.map(|position| Recovery {
                 frames: Vec::new(),
                 position,

@@ -129,7 +129,7 @@ const READ_BUFFER_BYTES: usize = 512;
 const WRITE_BATCH_BYTES: usize = 4 * 1024;
 
 /// Applies the configured limits to an upgrade.
-fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
+pub(crate) fn configure(upgrade: WebSocketUpgrade, state: &AppState) -> WebSocketUpgrade {
     let max = state.config.socket.max_message_bytes;
     // Small buffers: an idle socket should cost little; they grow while a large message is read.
     // Frames fed while several are queued collect up to WRITE_BATCH_BYTES before a write, so a
@@ -174,9 +174,8 @@ impl Admission {
         let cookie_kind = if policy.mode == Mode::Refresh { CookieKind::Refresh } else { CookieKind::Access };
         let found = transport::find(parts, policy.sources, cookie_kind);
         let transport = found.as_ref().ok().and_then(|p| p.as_ref()).map(|p| p.transport);
-        if !origin::allowed(&parts.headers, &state.config.allowed_origins, transport) {
-            state.metrics.socket_rejections.inc();
-            return Err(refuse(StatusCode::FORBIDDEN, "Origin not allowed"));
+        if let Some(refusal) = origin_refusal(state, parts, transport) {
+            return Err(refusal);
         }
         let header_only = !(policy.sources.query || policy.sources.subprotocol || policy.auth_frame);
         let pending = match found {
@@ -261,14 +260,32 @@ impl Admission {
     }
 }
 
+/// The handshake's Origin against `--allowed-origins` (`transport`: where its token came from, if
+/// it came on the handshake): a foreign one is refused with 403.
+pub(crate) fn origin_refusal(
+    state: &AppState,
+    parts: &Parts,
+    transport: Option<Transport>,
+) -> Option<Response> {
+    if origin::allowed(&parts.headers, &state.config.allowed_origins, transport) {
+        return None;
+    }
+    state.metrics.socket_rejections.inc();
+    Some(refuse(StatusCode::FORBIDDEN, "Origin not allowed"))
+}
+
 /// Authenticates a presented token under `mode`; a missing identity (optional mode) cannot
 /// happen for a presented token, but is refused like a missing token all the same.
-async fn authenticate(state: &AppState, presented: &Presented, mode: Mode) -> Result<Identity, AuthError> {
+pub(crate) async fn authenticate(
+    state: &AppState,
+    presented: &Presented,
+    mode: Mode,
+) -> Result<Identity, AuthError> {
     state.auth.authenticate(Some(presented), mode).await?.ok_or(AuthError::Missing)
 }
 
 /// Binds an authenticated socket to its token, under the per-user cap.
-fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
+pub(crate) fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
     let binding = state
         .auth
         .bindings

@@ -64,6 +64,43 @@ pub(crate) trait Endpoint: Send {
         Err(Close::new(close::UNSUPPORTED_DATA, "binary frames are not accepted"))
     }
 
+    /// How the socket says it ends for `ending`: wsguard's close codes by default.
+    fn close_for(&self, ending: Ending) -> Close {
+        match ending {
+            Ending::Shutdown => Close::new(close::GOING_AWAY, "server shutting down"),
+            Ending::Revoked => Close::new(close::REVOKED, "token revoked"),
+            Ending::Expired => Close::new(close::EXPIRED, "token expired"),
+            Ending::RateLimited => Close::new(close::RATE_LIMITED, "rate limited"),
+            Ending::Idle => Close::new(close::NORMAL, "idle timeout"),
+        }
+    }
+
+    /// The frame that warns the token expires in `in_s` seconds, once per token; `None` sends
+    /// nothing (a protocol whose clients refresh on their own schedule).
+    fn expiring(&self, in_s: u64) -> Option<String> {
+        Some(json!({"type": "expiring", "in_s": in_s}).to_string())
+    }
+
+    /// The ping sent every ping interval as a text frame, whether or not the client was silent;
+    /// `None`: a WebSocket ping, only to a client silent that long.
+    fn ping(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// An in-band refresh among the client's frames: wsguard's `{"type":"refresh","token":…}`.
+    fn refresh_request(&self, text: &str) -> Option<RefreshRequest> {
+        incoming::refresh_request(text).map(|token| RefreshRequest { token, id: 0 })
+    }
+
+    /// The answer to a refresh: the socket now bound to `identity`, or why it stays on its token.
+    fn refreshed(&self, request: &RefreshRequest, answer: Result<&Identity, RefreshRefusal>) -> String {
+        let _ = request;
+        match answer {
+            Ok(identity) => json!({"type": "refreshed", "exp": identity.claims.exp}).to_string(),
+            Err(refusal) => refusal.frame(),
+        }
+    }
+
     /// Frames from elsewhere (a channel's fan-out). The default never yields.
     fn outgoing(&mut self) -> impl Future<Output = Outgoing> + Send {
         std::future::pending()
@@ -73,6 +110,61 @@ pub(crate) trait Endpoint: Send {
     /// frame already queued and flush once.
     fn ready(&mut self) -> Option<Outgoing> {
         None
+    }
+}
+
+/// Why the socket layer ends a socket (its endpoint's protocol says how: [`Endpoint::close_for`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ending {
+    Shutdown,
+    Revoked,
+    Expired,
+    RateLimited,
+    /// Silent past the idle timeout.
+    Idle,
+}
+
+/// A client's in-band refresh: the new token, and the command's id where its protocol has one.
+pub(crate) struct RefreshRequest {
+    pub(crate) token: String,
+    pub(crate) id: u32,
+}
+
+/// Why a refresh left the socket on its old token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RefreshRefusal {
+    /// An anonymous socket has no token to refresh.
+    Anonymous,
+    OtherUser,
+    OtherIssuer,
+    /// Not a verdict on the token (the store or a trusted issuer's keys unavailable): try again.
+    Unavailable(String),
+    /// The token was refused: expired, or revoked or invalid.
+    Refused {
+        detail: String,
+        expired: bool,
+    },
+}
+
+impl RefreshRefusal {
+    /// What the client is told.
+    pub(crate) fn detail(&self) -> String {
+        match self {
+            RefreshRefusal::Anonymous => "anonymous sockets have no token to refresh".into(),
+            RefreshRefusal::OtherUser => "token belongs to another user".into(),
+            RefreshRefusal::OtherIssuer => "token from another issuer".into(),
+            RefreshRefusal::Unavailable(detail) | RefreshRefusal::Refused { detail, .. } => detail.clone(),
+        }
+    }
+
+    /// wsguard's error frame.
+    pub(crate) fn frame(&self) -> String {
+        let code = match self {
+            RefreshRefusal::Anonymous => "bad_request",
+            RefreshRefusal::Unavailable(_) => "unavailable",
+            _ => "forbidden",
+        };
+        error_frame(code, &self.detail())
     }
 }
 
@@ -229,7 +321,7 @@ impl<E: Endpoint> Socket<E> {
             // Handled after the select, whose futures are gone by then: the socket's task is
             // sized by the largest of these, not by the select's futures and these together.
             let step = match woken {
-                Woken::Shutdown => Step::Close(Close::new(close::GOING_AWAY, "server shutting down")),
+                Woken::Shutdown => Step::Close(self.endpoint.close_for(Ending::Shutdown)),
                 Woken::Revoked => self.revoked(),
                 Woken::Timer => {
                     fired = true;
@@ -269,30 +361,39 @@ impl<E: Endpoint> Socket<E> {
 
     fn revoked(&self) -> Step {
         self.state.metrics.socket_closed_revoked.inc();
-        Step::Close(Close::new(close::REVOKED, "token revoked"))
+        Step::Close(self.endpoint.close_for(Ending::Revoked))
     }
 
     fn expired(&self) -> Step {
         self.state.metrics.socket_closed_expired.inc();
-        Step::Close(Close::new(close::EXPIRED, "token expired"))
+        Step::Close(self.endpoint.close_for(Ending::Expired))
     }
 
-    /// `{"type":"expiring","in_s":N}`, once per token.
+    /// The endpoint's warning (`{"type":"expiring","in_s":N}`), once per token.
     async fn warn(&mut self, expiry: Instant) -> Step {
         self.warned = true;
         let left = expiry.saturating_duration_since(Instant::now()).as_secs();
-        self.sent(json!({"type": "expiring", "in_s": left}).to_string()).await
+        match self.endpoint.expiring(left) {
+            Some(frame) => self.sent(frame).await,
+            None => Step::Continue,
+        }
     }
 
-    /// The ping tick: close a socket silent too long, ping one silent a while.
+    /// The ping tick: close a socket silent too long, ping one silent a while (or every tick,
+    /// where the protocol pings with a frame of its own).
     async fn tick(&mut self) -> Step {
         let silent = self.last_seen.elapsed();
         if silent >= self.state.config.socket.idle_timeout {
-            return Step::Close(Close::new(close::NORMAL, "idle timeout"));
+            return Step::Close(self.endpoint.close_for(Ending::Idle));
         }
-        if silent >= self.state.config.socket.ping_interval
-            && self.ws.send(Message::Ping(Default::default())).await.is_err()
-        {
+        let sent = match self.endpoint.ping() {
+            Some(ping) => self.ws.send(Message::Text(ping.into())).await,
+            None if silent >= self.state.config.socket.ping_interval => {
+                self.ws.send(Message::Ping(Default::default())).await
+            }
+            None => Ok(()),
+        };
+        if sent.is_err() {
             return Step::Gone;
         }
         Step::Continue

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from '../../clients/js/wsguard.js';
-import { Node, WebSocket, apiKey, dataFolder, next, publish, sleep, until } from './support.mjs';
+import { Node, WebSocket, apiKey, dataFolder, hs256, next, publish, sleep, until } from './support.mjs';
 
 /** The application's HS256 secret (random, made for this test). */
 const SECRET = crypto.randomBytes(32).toString('hex');
@@ -18,10 +18,7 @@ const SECRET = crypto.randomBytes(32).toString('hex');
 /** An HS256 token of the application, for `sub` with `channels`, living `ttl` seconds. */
 function token(sub, channels, ttl) {
   const now = Math.floor(Date.now() / 1000);
-  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
-  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part({ sub, iat: now, exp: now + ttl, channels })}`;
-  const signature = crypto.createHmac('sha256', SECRET).update(unsigned).digest('base64url');
-  return `${unsigned}.${signature}`;
+  return hs256(SECRET, { sub, iat: now, exp: now + ttl, channels });
 }
 
 test('a renewed token that no longer lists a channel ends its subscription, for good', async (t) => {

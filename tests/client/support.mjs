@@ -3,6 +3,7 @@
 // relay between client and server that can be cut (every connection dropped, new ones refused)
 // or frozen (connections kept open, nothing forwarded: a dead network path).
 import { spawn, execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -146,6 +147,13 @@ export class Session {
     this.issued.push(this.pair.access_token);
     return this.pair.access_token;
   }
+}
+
+/** An HS256 JWT of `claims`, signed with `secret`: an application's token, as a trusted issuer makes it. */
+export function hs256(secret, claims) {
+  const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const unsigned = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${unsigned}.${crypto.createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
 /** The claims of a JWT (not verified: the server did). */

@@ -1,6 +1,7 @@
 //! `subscribe`: follow a channel, with the publications missed after `since` when given.
 
 use crate::auth::Identity;
+use crate::broker::View;
 use crate::channels::protocol::{self, Refusal, Since};
 use crate::channels::Subscriber;
 
@@ -10,7 +11,7 @@ pub(super) async fn subscribe(
     channel: String,
     since: Option<Since>,
 ) -> Result<Vec<String>, Refusal> {
-    let subscribed = subscriber.subscribe(identity, &channel, since.as_ref()).await?;
+    let subscribed = subscriber.subscribe(identity, &channel, since.as_ref(), View::Channel).await?;
     let mut frames = subscribed.frames;
     frames.push(protocol::subscribed(&channel, subscribed.position.as_ref(), subscribed.recovered));
     Ok(frames)

@@ -1,13 +1,13 @@
 //! What the client sends a socket: the limits (rate, size, UTF-8), in-band refresh (rebinding the
 //! socket to a new token), and the endpoint's frames, those already waiting handed over together.
 
-use super::{error_frame, Endpoint, Socket, Step};
+use super::{Ending, Endpoint, RefreshRefusal, RefreshRequest, Socket, Step};
+use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::ws::close::{self, Close};
 use axum::extract::ws::{Message, Utf8Bytes};
 use serde::Deserialize;
-use serde_json::json;
 use tokio::time::Instant;
 
 /// The most text frames handed to an endpoint together.
@@ -27,8 +27,8 @@ impl<E: Endpoint> Socket<E> {
                 if let Some(limited) = self.count_message() {
                     return limited;
                 }
-                match refresh_request(text.as_str()) {
-                    Some(token) => Ok(self.rebind(token).await),
+                match self.endpoint.refresh_request(text.as_str()) {
+                    Some(request) => Ok(self.rebind(request).await),
                     None if E::TAKES_BATCHES => return Box::pin(self.receive_batch(text)).await,
                     None => {
                         self.endpoint.on_text(text.as_str(), self.bound.as_ref().map(|b| &b.identity)).await
@@ -73,7 +73,7 @@ impl<E: Endpoint> Socket<E> {
                 break;
             };
             match received {
-                Some(Ok(Message::Text(text))) if refresh_request(text.as_str()).is_none() => {
+                Some(Ok(Message::Text(text))) if self.endpoint.refresh_request(text.as_str()).is_none() => {
                     if let Some(step) = self.count_message() {
                         limited = Some(step);
                         break;
@@ -109,57 +109,59 @@ impl<E: Endpoint> Socket<E> {
     fn count_message(&mut self) -> Option<Step> {
         self.state.metrics.messages_in.inc();
         let limited = self.rate.take(Instant::now()).is_err();
-        limited.then(|| Step::Close(Close::new(close::RATE_LIMITED, "rate limited")))
+        limited.then(|| Step::Close(self.endpoint.close_for(Ending::RateLimited)))
     }
 
     /// Rebinds the socket to a new token of the same user from the same issuer (wsguard, or one
-    /// trusted issuer); answers `refreshed`, then what the endpoint ended that the new token no
-    /// longer allows; or an error frame, the socket staying on its old token.
-    async fn rebind(&mut self, token: String) -> Vec<String> {
+    /// trusted issuer); answers as the endpoint says (`refreshed`), then with what the endpoint
+    /// ended that the new token no longer allows; or the refusal, the socket staying on its old
+    /// token.
+    async fn rebind(&mut self, request: RefreshRequest) -> Vec<String> {
         // Boxed: a rare path, whose future would otherwise enlarge every socket's task.
-        if let Err(refusal) = Box::pin(self.rebind_to(token)).await {
-            return vec![refusal];
-        }
-        let Some(bound) = self.bound.as_ref() else {
-            return Vec::new();
+        let rebound = Box::pin(self.rebind_to(request.token.clone())).await;
+        let bound = match (rebound, self.bound.as_ref()) {
+            (Ok(()), Some(bound)) => bound,
+            (Ok(()), None) => return vec![self.endpoint.refreshed(&request, Err(RefreshRefusal::Anonymous))],
+            (Err(refusal), _) => return vec![self.endpoint.refreshed(&request, Err(refusal))],
         };
-        let exp = bound.identity.claims.exp;
-        let mut frames = vec![json!({"type": "refreshed", "exp": exp}).to_string()];
+        let mut frames = vec![self.endpoint.refreshed(&request, Ok(&bound.identity))];
         // Boxed, as above: rare, and would otherwise enlarge every socket's task.
         frames.extend(Box::pin(self.endpoint.rebound(&bound.identity)).await);
         frames
     }
 
-    /// Binds the socket to `token`'s identity, or the error frame that says why not.
-    async fn rebind_to(&mut self, token: String) -> Result<(), String> {
+    /// Binds the socket to `token`'s identity, or says why not.
+    async fn rebind_to(&mut self, token: String) -> Result<(), RefreshRefusal> {
         let Some(bound) = self.bound.as_mut() else {
-            return Err(error_frame("bad_request", "anonymous sockets have no token to refresh"));
+            return Err(RefreshRefusal::Anonymous);
         };
         let presented = Presented::new(token, Transport::Frame);
         let mode = if self.mode == Mode::Optional { Mode::Required } else { self.mode };
-        let refusal = match self.state.auth.authenticate(Some(&presented), mode).await {
+        match self.state.auth.authenticate(Some(&presented), mode).await {
             Ok(Some(identity)) if identity.user.username != bound.identity.user.username => {
-                error_frame("forbidden", "token belongs to another user")
+                Err(RefreshRefusal::OtherUser)
             }
             Ok(Some(identity)) if identity.issuer != bound.identity.issuer => {
-                error_frame("forbidden", "token from another issuer")
+                Err(RefreshRefusal::OtherIssuer)
             }
             Ok(Some(identity)) => {
                 bound.binding.rebind(&identity.claims);
                 bound.identity = identity;
                 self.warned = false;
-                return Ok(());
+                Ok(())
             }
-            Ok(None) => error_frame("forbidden", "token belongs to another user"),
+            Ok(None) => Err(RefreshRefusal::OtherUser),
             // Not a verdict on the token: the client may try again, its socket stays on the old one.
             Err(AuthError::Store(err)) => {
                 tracing::warn!(error = %err, "in-band refresh: the store is unavailable");
-                error_frame("unavailable", "storage unavailable, try again")
+                Err(RefreshRefusal::Unavailable("storage unavailable, try again".into()))
             }
-            Err(err @ AuthError::KeysUnavailable { .. }) => error_frame("unavailable", &err.to_string()),
-            Err(err) => error_frame("forbidden", &err.to_string()),
-        };
-        Err(refusal)
+            Err(err @ AuthError::KeysUnavailable { .. }) => Err(RefreshRefusal::Unavailable(err.to_string())),
+            Err(err) => {
+                let expired = matches!(err, AuthError::Token(TokenError::Expired));
+                Err(RefreshRefusal::Refused { detail: err.to_string(), expired })
+            }
+        }
     }
 }
 
@@ -172,7 +174,7 @@ struct ControlFrame {
 }
 
 /// The token of a `{"type":"refresh","token":...}` frame. Cheap to reject: most frames are not.
-fn refresh_request(text: &str) -> Option<String> {
+pub(super) fn refresh_request(text: &str) -> Option<String> {
     if !text.starts_with('{') || !text.contains("\"refresh\"") {
         return None;
     }

@@ -1,0 +1,137 @@
+//! A connection's admission: the Origin on the handshake, then the `connect` command, whose token
+//! is any token wsguard admits. The reply tells the SDK when the token expires (`ttl`) and how
+//! often the server pings (`ping`, answered with a pong).
+//!
+//! Refusals as the SDKs expect them: an expired token gets error 109 (the SDK fetches a new one
+//! and connects again), a temporary failure error 100 (it retries), any other refusal the
+//! terminal close 3500 (invalid token), too many sockets for the user 3504.
+
+use super::commands;
+use super::session::Session;
+use super::wire::{self, Command};
+use crate::app::AppState;
+use crate::auth::tokens::TokenError;
+use crate::auth::transport::{Presented, Transport};
+use crate::auth::{AuthError, Mode};
+use crate::centrifugo::codes::{self, Disconnect};
+use crate::ws::admission::{self, UpgradeRequest};
+use crate::ws::close::{self, Close};
+use crate::ws::socket::{Bound, Socket};
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
+
+/// How long a new connection has to send `connect`.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a refused connection waits for the SDK to close it after the error reply.
+const CLOSE_AFTER_ERROR: Duration = Duration::from_secs(5);
+
+pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeRequest) -> Response {
+    let UpgradeRequest(upgrade, parts) = request;
+    if let Some(refusal) = admission::origin_refusal(&state, &parts, None) {
+        return refusal;
+    }
+    // Until its `connect`, a connection holds a place among the sockets without a token.
+    let Ok(place) = state.anonymous_sockets.clone().try_acquire_owned() else {
+        state.metrics.socket_rejections.inc();
+        let detail = json!({"detail": "Too many sockets without a token"});
+        return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
+    };
+    admission::configure(upgrade, &state).on_upgrade(move |socket| connection(state, socket, place))
+}
+
+/// One connection's task: admission by `connect`, then the session until it closes.
+async fn connection(state: AppState, socket: WebSocket, place: OwnedSemaphorePermit) {
+    // Boxed, and gone once admitted: the loop's task stays the size the loop needs.
+    let admitted = Box::pin(admit(&state, socket)).await;
+    drop(place);
+    let Some(Admitted { socket, bound, id, rest }) = admitted else { return };
+    let mut session = Session::new(&state, &bound.identity);
+    let mut greeting = vec![session.connected(id, &bound.identity)];
+    // What came with `connect` (the SDKs send their subscriptions in the same frame), answered
+    // after it.
+    for command in rest {
+        match Box::pin(commands::answer(&mut session, &bound.identity, command)).await {
+            Ok(reply) => greeting.extend(reply),
+            Err(close) => {
+                let mut socket = socket;
+                for text in greeting {
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                close::close(socket, close).await;
+                return;
+            }
+        }
+    }
+    Socket::new(socket, state, Some(bound), Mode::Required, session).run(greeting).await;
+}
+
+struct Admitted {
+    socket: WebSocket,
+    bound: Bound,
+    /// The `connect` command's id, for its reply.
+    id: u32,
+    /// The commands that came in the same frame, after `connect`.
+    rest: Vec<Command>,
+}
+
+/// Reads `connect` and admits its token; `None` once the connection is refused and closed.
+async fn admit(state: &AppState, mut socket: WebSocket) -> Option<Admitted> {
+    let (id, token, rest) = match connect_command(&mut socket).await {
+        Ok(connect) => connect,
+        Err(disconnect) => return refuse(state, socket, disconnect).await,
+    };
+    let presented = Presented::new(token, Transport::Frame);
+    let error = match admission::authenticate(state, &presented, Mode::Required).await {
+        Ok(identity) => match admission::bind(state, identity) {
+            Ok(bound) => return Some(Admitted { socket, bound, id, rest }),
+            Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
+        },
+        Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
+        Err(err) if err.is_temporary() => codes::INTERNAL.because(err.to_string()),
+        Err(_) => return refuse(state, socket, codes::INVALID_TOKEN).await,
+    };
+    state.metrics.socket_rejections.inc();
+    // The SDK reads the error and closes; a connection that does not is closed after a while.
+    if socket.send(Message::Text(wire::error(id, error).into())).await.is_ok() {
+        let _ = tokio::time::timeout(CLOSE_AFTER_ERROR, async {
+            while let Some(Ok(message)) = socket.recv().await {
+                if matches!(message, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+    None
+}
+
+/// The first frame's `connect`: its id and token, and the commands after it in the frame. A
+/// connection that sends anything else first, or nothing in time, is closed with 3501 (bad
+/// request).
+async fn connect_command(socket: &mut WebSocket) -> Result<(u32, String, Vec<Command>), Disconnect> {
+    let text = match tokio::time::timeout(CONNECT_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text,
+        _ => return Err(codes::BAD_REQUEST_CLOSE),
+    };
+    let mut commands = wire::commands(text.as_str()).map_err(|_| codes::BAD_REQUEST_CLOSE)?.into_iter();
+    match commands.next() {
+        Some(Command { id, connect: Some(connect), .. }) if id > 0 => {
+            Ok((id, connect.token, commands.collect()))
+        }
+        _ => Err(codes::BAD_REQUEST_CLOSE),
+    }
+}
+
+async fn refuse(state: &AppState, socket: WebSocket, disconnect: Disconnect) -> Option<Admitted> {
+    state.metrics.socket_rejections.inc();
+    close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
+    None
+}

@@ -1,0 +1,144 @@
+//! One Centrifugo connection's session: its subscriber, its client id, and how wsguard's socket
+//! loop speaks this protocol: the close codes, a `{}` ping every interval (the SDK answers with a
+//! pong), `refresh` commands as in-band refresh, no expiry warning (the SDK refreshes by `ttl`).
+
+use super::commands;
+use super::wire::{self, Command};
+use crate::app::AppState;
+use crate::auth::Identity;
+use crate::broker::View;
+use crate::centrifugo::codes::{self, Disconnect};
+use crate::channels::protocol;
+use crate::channels::{Ended, Subscriber};
+use crate::ws::close::Close;
+use crate::ws::socket::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
+use serde_json::json;
+
+/// What the server calls itself in `connect` and `refresh` results.
+const VERSION: &str = concat!("wsguard ", env!("CARGO_PKG_VERSION"));
+
+pub(super) struct Session {
+    pub(super) subscriber: Subscriber,
+    /// This connection's id (`client`), unique on every node.
+    pub(super) client: String,
+    ping_secs: u64,
+}
+
+impl Session {
+    pub(super) fn new(state: &AppState, identity: &Identity) -> Session {
+        Session {
+            subscriber: state.engine.subscriber(&identity.user.username),
+            client: uuid::Uuid::new_v4().to_string(),
+            ping_secs: state.config.socket.ping_interval.as_secs().max(1),
+        }
+    }
+
+    /// The reply to `connect`.
+    pub(super) fn connected(&self, id: u32, identity: &Identity) -> String {
+        let result = json!({
+            "client": self.client,
+            "version": VERSION,
+            "expires": true,
+            "ttl": ttl(identity),
+            "ping": self.ping_secs,
+            "pong": true,
+        });
+        wire::reply(id, "connect", result)
+    }
+}
+
+/// Seconds until the token expires, at least 1: the SDK refreshes when they run out.
+fn ttl(identity: &Identity) -> u64 {
+    crate::clock::until(identity.claims.exp).as_secs().max(1)
+}
+
+fn close(disconnect: Disconnect) -> Close {
+    Close::new(disconnect.code, disconnect.reason)
+}
+
+impl Endpoint for Session {
+    async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
+        let Some(identity) = identity else {
+            return Err(close(codes::PERMISSION_DENIED_CLOSE));
+        };
+        let commands = wire::commands(text).map_err(|_| close(codes::BAD_REQUEST_CLOSE))?;
+        let mut replies = Vec::new();
+        for command in commands {
+            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+            replies.extend(Box::pin(commands::answer(self, identity, command)).await?);
+        }
+        Ok(replies)
+    }
+
+    fn close_for(&self, ending: Ending) -> Close {
+        close(match ending {
+            Ending::Shutdown => codes::SHUTDOWN,
+            Ending::Revoked => codes::FORCE_NO_RECONNECT,
+            Ending::Expired => codes::EXPIRED,
+            Ending::RateLimited => codes::TOO_MANY,
+            Ending::Idle => codes::NO_PONG,
+        })
+    }
+
+    fn expiring(&self, _in_s: u64) -> Option<String> {
+        None
+    }
+
+    fn ping(&self) -> Option<&'static str> {
+        Some("{}")
+    }
+
+    fn refresh_request(&self, text: &str) -> Option<RefreshRequest> {
+        // Cheap to pass over: most frames are not a refresh.
+        if !text.contains("\"refresh\"") {
+            return None;
+        }
+        let mut commands = wire::commands(text).ok()?.into_iter();
+        match (commands.next(), commands.next()) {
+            (Some(Command { id, refresh: Some(refresh), .. }), None) => {
+                Some(RefreshRequest { token: refresh.token, id })
+            }
+            _ => None,
+        }
+    }
+
+    fn refreshed(&self, request: &RefreshRequest, answer: Result<&Identity, RefreshRefusal>) -> String {
+        let error = match answer {
+            Ok(identity) => {
+                let result =
+                    json!({"client": self.client, "version": VERSION, "expires": true, "ttl": ttl(identity)});
+                return wire::reply(request.id, "refresh", result);
+            }
+            Err(RefreshRefusal::Refused { expired: true, .. }) => codes::TOKEN_EXPIRED.error(),
+            Err(RefreshRefusal::Unavailable(detail)) => codes::INTERNAL.because(detail),
+            Err(RefreshRefusal::Refused { detail, .. }) => codes::UNAUTHORIZED.because(detail),
+            Err(other) => codes::PERMISSION_DENIED.because(other.detail()),
+        };
+        wire::error(request.id, error)
+    }
+
+    async fn rebound(&mut self, identity: &Identity) -> Vec<String> {
+        let ended = self.subscriber.recheck(identity).await;
+        ended.iter().map(|(name, view, refusal)| protocol::unsubscribed(name, *view, refusal)).collect()
+    }
+
+    fn on_binary(&mut self) -> Result<Vec<String>, Close> {
+        // The protobuf codec is not spoken: the SDK is told so, and does not retry.
+        Err(close(codes::INAPPROPRIATE_PROTOCOL))
+    }
+
+    async fn outgoing(&mut self) -> Outgoing {
+        match self.subscriber.next().await {
+            Ok(frame) => Outgoing::Frame(frame),
+            Err(Ended::TooSlow) => Outgoing::Close(close(codes::SLOW)),
+            Err(Ended::Missed) => Outgoing::Close(close(codes::INSUFFICIENT_STATE)),
+        }
+    }
+
+    fn ready(&mut self) -> Option<Outgoing> {
+        self.subscriber.ready().map(Outgoing::Frame)
+    }
+}
+
+/// The view this protocol's subscriptions take.
+pub(super) const VIEW: View = View::Centrifugo;

@@ -47,10 +47,17 @@ impl Session {
     }
 }
 
-/// Seconds until the token expires, at least 1: the SDK refreshes when they run out.
+/// When the SDK should refresh, in seconds: the time left on the token less a lead (a third of
+/// it, at most [`REFRESH_LEAD`]), at least 1. SDKs refresh when `ttl` runs out, and wsguard closes
+/// the connection when the token does, with no grace: the lead lets the refresh arrive first.
 fn ttl(identity: &Identity) -> u64 {
-    crate::clock::until(identity.claims.exp).as_secs().max(1)
+    let left = crate::clock::until(identity.claims.exp);
+    let lead = (left / 3).min(REFRESH_LEAD);
+    (left - lead).as_secs().max(1)
 }
+
+/// The most the SDK is told to refresh ahead of expiry.
+const REFRESH_LEAD: std::time::Duration = std::time::Duration::from_secs(5);
 
 fn close(disconnect: Disconnect) -> Close {
     Close::new(disconnect.code, disconnect.reason)

@@ -1,7 +1,7 @@
 // Centrifugo's JavaScript SDK in a real browser (Debian's Chromium through playwright-core): its
 // browser bundle (node_modules/centrifuge/dist, served as a script of the origin) on a page of
-// wsguard's origin, logged in by the login cookies; `getToken` takes access tokens from `POST /refresh` with the cookies, as a browser
-// app would, across several 3 s tokens.
+// wsguard's origin, logged in by the login cookies; `getToken` takes access tokens from
+// `POST /refresh` with the cookies, as a browser app would, across several 3 s tokens.
 //
 // Environment: WSGUARD_BIN (default target/debug/wsguard), CHROMIUM_PATH (default /usr/bin/chromium).
 import { test, before, after } from 'node:test';

@@ -90,6 +90,8 @@ async fn admit(state: &AppState, mut socket: WebSocket) -> Option<Admitted> {
     };
     let presented = Presented::new(token, Transport::Frame);
     let error = match admission::authenticate(state, &presented, Mode::Required).await {
+        // Within the clock leeway verification allows, but the connection would end at once.
+        Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
         Ok(identity) => match admission::bind(state, identity) {
             Ok(bound) => return Some(Admitted { socket, bound, id, rest }),
             Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,

@@ -4,7 +4,8 @@
 //! namespaces, history, offsets, epochs and presence are the engine's; tokens, revocation and
 //! limits are wsguard's. The codes both speak are in `codes`.
 
-// Until the client protocol and the server API, which land next, use every code.
+pub(crate) mod api;
+// Until the client protocol, which lands next, uses every code.
 #[allow(dead_code)]
 pub(crate) mod codes;
 
@@ -12,5 +13,5 @@ use crate::app::AppState;
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
+    Router::new().merge(api::routes())
 }

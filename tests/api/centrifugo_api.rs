@@ -352,6 +352,22 @@ async fn keys_are_checked_before_anything_and_scopes_per_method() {
     let unknown = call_raw(&server, "connections", &read, json!({})).await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
     assert_eq!(unknown.json::<Value>().await.unwrap()["error"]["code"], 104);
+
+    // Logged as /api/* calls are: under the key's name, never the key.
+    let log = server.log();
+    assert!(log.contains("/centrifugo/api/publish") && log.contains("dashboard"), "{log}");
+    assert!(!log.contains(&all) && !log.contains(&read), "a key in the log");
+    // Described in the OpenAPI, with its own key scheme.
+    let spec: Value =
+        server.http.get(server.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let operation = &spec["paths"]["/centrifugo/api/{method}"]["post"];
+    assert_eq!(operation["security"], json!([{"centrifugoApiKey": []}]));
+    let scheme = &spec["components"]["securitySchemes"]["centrifugoApiKey"];
+    assert_eq!((&scheme["in"], &scheme["name"]), (&json!("header"), &json!("X-API-Key")));
+    assert!(spec["components"]["schemas"]["CentrifugoMethod"]["enum"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("batch")));
 }
 
 #[tokio::test]

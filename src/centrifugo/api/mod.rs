@@ -15,10 +15,13 @@
 mod batch;
 mod channels;
 mod history;
+mod openapi;
 mod params;
 mod publish;
 mod reply;
 mod users;
+
+pub(crate) use openapi::CentrifugoApiDoc;
 
 use super::codes::{self, Error};
 use crate::api::{admit, check_declared_length, read_body, record, CallError};
@@ -122,6 +125,29 @@ pub(super) struct Call<'a> {
     scopes: Scopes,
 }
 
+/// Call a Centrifugo server API method
+///
+/// The body is the method's parameters, a JSON object (any Content-Type). Methods answer HTTP 200
+/// with `{"result": …}` or, refused, `{"error": {"code", "message"}}`; `batch` answers
+/// `{"replies": […]}`. `subscribe`, `unsubscribe` and `refresh`, and options wsguard cannot
+/// honour, answer error 108 (not available).
+#[utoipa::path(post, path = "/centrifugo/api/{method}", tag = openapi::TAG, operation_id = "centrifugo_api",
+    params(("method" = openapi::CentrifugoMethod, Path, description = "The method")),
+    request_body(content = Object, description = "The method's parameters",
+        example = json!({"channel": "news:eu", "data": {"headline": "…"}})),
+    security(("centrifugoApiKey" = [])),
+    responses(
+        (status = 200, body = openapi::CentrifugoAnswer, description = "The method's outcome",
+            example = json!({"result": {"offset": 7, "epoch": "8c1f00aa4b2e9d11"}})),
+        (status = 400, body = openapi::CentrifugoRefusal, description = "A body that is not a JSON object, or a batch whose commands cannot all be decoded: nothing ran"),
+        (status = 401, body = openapi::CentrifugoRefusal, description = "No key, or not a key of this server"),
+        (status = 404, body = openapi::CentrifugoRefusal, description = "No such method"),
+        (status = 413, body = openapi::CentrifugoRefusal, description = "A body over `--api-max-body-bytes`"),
+        (status = 429, body = openapi::CentrifugoRefusal, description = "The key's request budget is spent",
+            headers(("Retry-After" = u64, description = "Seconds until the key may call again"))),
+        (status = 503, body = openapi::CentrifugoRefusal, description = "The key table could not be reread lately",
+            headers(("Retry-After" = u64, description = "1"))),
+    ))]
 async fn call(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let presented = transport::api_key(&parts.headers)

@@ -34,7 +34,9 @@ fn routes() -> Router<AppState> {
 
 /// The OpenAPI description of the HTTP API and the server API.
 fn openapi() -> utoipa::openapi::OpenApi {
-    crate::http::openapi().merge_from(<crate::api::ServerApiDoc as utoipa::OpenApi>::openapi())
+    crate::http::openapi()
+        .merge_from(<crate::api::ServerApiDoc as utoipa::OpenApi>::openapi())
+        .merge_from(<crate::centrifugo::api::CentrifugoApiDoc as utoipa::OpenApi>::openapi())
 }
 
 /// Loads the revocations in force, then follows the log until shutdown.

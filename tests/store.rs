@@ -67,6 +67,7 @@ store_tests!(
     prune,
     publications,
     publication_retention,
+    history_removal,
     concurrent_publications_have_no_gaps,
     batched_offsets_follow_queue_order,
     concurrent_channels_number_without_gaps,
@@ -87,7 +88,9 @@ use group_commit::{
     batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
     dropped_publishers,
 };
-use publications::{concurrent_publications_have_no_gaps, publication_retention, publications};
+use publications::{
+    concurrent_publications_have_no_gaps, history_removal, publication_retention, publications,
+};
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
 async fn with_sqlite<F, Fut>(test: F)

@@ -25,6 +25,12 @@ async fn json_body<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
     if content_type(&req) != "application/json" {
         return Err(unsupported("application/json").into());
     }
+    Ok(parse_json(&read_body(req, limit).await?)?)
+}
+
+/// The request's body if it is at most `limit` bytes (413 otherwise, found while reading: a body
+/// sent without a length is cut off all the same).
+pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, CallError> {
     let mut body = Vec::new();
     let mut chunks = req.into_body().into_data_stream();
     while let Some(chunk) = chunks.next().await {
@@ -34,7 +40,7 @@ async fn json_body<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T,
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(parse_json(&body)?)
+    Ok(body)
 }
 
 #[cfg(test)]

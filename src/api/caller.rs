@@ -50,25 +50,43 @@ impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
     type Rejection = CallError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CallError> {
-        let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
-        slot.count_in(state.metrics.clone());
-        let caller = identify(parts, state)?;
-        // From here on the call is the key's: logged and counted under its name.
-        slot.name(&caller.name);
-        if let Err(wait) = state.api_budgets.take(&caller.name) {
-            return Err(CallError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
-        }
+        let presented =
+            transport::find(parts, HEADER_ONLY, CookieKind::Access).map_err(|_| CallError::NotBearer);
+        let caller = admit(parts, state, presented.map(|found| found.map(|p| p.token)))?;
         if !caller.scopes.contains(S::SCOPE) {
             return Err(CallError::Scope(S::SCOPE));
         }
-        // No endpoint takes a body over the limit: one declared as such is refused whatever the
-        // endpoint (`ApiBody` also stops reading one that turns out longer than declared).
-        let limit = state.config.api.api_max_body_bytes;
-        if declared_length(parts).is_some_and(|length| length > limit as u64) {
-            return Err(CallError::too_large(limit));
-        }
+        check_declared_length(parts, state)?;
         Ok(ApiCaller { name: caller.name, needs: PhantomData })
     }
+}
+
+/// The caller whose key was `presented` (`Ok(None)`: no key), with one request taken from the
+/// key's budget; every server API, wsguard's and Centrifugo's, admits its callers here. The call
+/// is logged and counted under the key's name from then on.
+pub(crate) fn admit(
+    parts: &Parts,
+    state: &AppState,
+    presented: Result<Option<String>, CallError>,
+) -> Result<Caller, CallError> {
+    let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
+    slot.count_in(state.metrics.clone());
+    let caller = identify(state, presented)?;
+    slot.name(&caller.name);
+    if let Err(wait) = state.api_budgets.take(&caller.name) {
+        return Err(CallError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
+    }
+    Ok(caller)
+}
+
+/// No endpoint takes a body over the limit: one declared as such is refused whatever the
+/// endpoint (the body readers also stop reading one that turns out longer than declared).
+pub(crate) fn check_declared_length(parts: &Parts, state: &AppState) -> Result<(), CallError> {
+    let limit = state.config.api.api_max_body_bytes;
+    if declared_length(parts).is_some_and(|length| length > limit as u64) {
+        return Err(CallError::too_large(limit));
+    }
+    Ok(())
 }
 
 fn declared_length(parts: &Parts) -> Option<u64> {
@@ -78,9 +96,7 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 /// The key's caller. Every presented key is hashed and compared with every stored one in constant
 /// time, and an unknown key gets the same answer whatever it resembles: a refusal tells neither
 /// whether a name exists nor how close a guess came.
-fn identify(parts: &Parts, state: &AppState) -> Result<Caller, CallError> {
-    let presented = transport::find(parts, HEADER_ONLY, CookieKind::Access)
-        .map_err(|_| CallError::NotBearer)?
-        .ok_or(CallError::NoKey)?;
-    state.api_keys.find(&presented.token).map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
+fn identify(state: &AppState, presented: Result<Option<String>, CallError>) -> Result<Caller, CallError> {
+    let presented = presented?.ok_or(CallError::NoKey)?;
+    state.api_keys.find(&presented).map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
 }

@@ -35,7 +35,7 @@ impl CallSlot {
 }
 
 /// Runs the call, then logs and counts it.
-pub(super) async fn record(mut request: Request, next: Next) -> Response {
+pub(crate) async fn record(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     // The path only: a query string is the caller's, and may hold anything.

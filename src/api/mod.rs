@@ -22,6 +22,12 @@ mod params;
 mod publish;
 mod users;
 
+// What Centrifugo's server API (`centrifugo::api`) shares with this one: keys, limits, logs.
+pub(crate) use body::read_body;
+pub(crate) use caller::{admit, check_declared_length};
+pub(crate) use calls::record;
+pub(crate) use error::CallError;
+
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
 use axum::routing::{get, post};

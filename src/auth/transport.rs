@@ -137,12 +137,38 @@ pub fn find(
 
 /// `Bearer <token>`, scheme case-insensitive. Anything else is not a bearer credential.
 fn bearer(value: &str) -> Result<&str, AuthError> {
+    credential(value, &["bearer"])
+}
+
+/// `<scheme> <credential>` for one of `schemes` (lowercase; matched case-insensitively).
+fn credential<'a>(value: &'a str, schemes: &[&str]) -> Result<&'a str, AuthError> {
     let (scheme, token) = value.trim().split_once(' ').ok_or(AuthError::NotBearer)?;
     let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+    if !schemes.iter().any(|s| scheme.eq_ignore_ascii_case(s)) || token.is_empty() {
         return Err(AuthError::NotBearer);
     }
     Ok(token)
+}
+
+/// The header Centrifugo's server API clients send their key in.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// A server-API key as Centrifugo's clients present it: `X-API-Key: <key>`, or `Authorization:
+/// apikey <key>` (`Bearer <key>` too, as wsguard's own server API takes it). Headers only: a
+/// key in a URL ends up in proxies' logs. `Ok(None)`: neither header; a header that holds no key
+/// is an error, not excused by the other.
+pub fn api_key(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    if let Some(value) = headers.get(API_KEY_HEADER) {
+        let key = value.to_str().map_err(|_| AuthError::NotBearer)?.trim();
+        return if key.is_empty() { Err(AuthError::NotBearer) } else { Ok(Some(key)) };
+    }
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) => {
+            let value = value.to_str().map_err(|_| AuthError::NotBearer)?;
+            credential(value, &["apikey", "bearer"]).map(Some)
+        }
+        None => Ok(None),
+    }
 }
 
 /// The token offered as `Sec-WebSocket-Protocol: bearer, <token>`.
@@ -198,6 +224,27 @@ mod tests {
         for bad in ["Basic abc", "abc", "Bearer", "Bearer   "] {
             let p = parts(Request::get("/x").header("authorization", bad));
             assert!(matches!(find(&p, ALL, CookieKind::Access), Err(AuthError::NotBearer)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn api_keys_come_from_x_api_key_or_an_apikey_or_bearer_authorization() {
+        let key = |headers: &[(&str, &str)]| {
+            let mut req = Request::post("/x?api_key=q");
+            for (name, value) in headers {
+                req = req.header(*name, *value);
+            }
+            api_key(&parts(req).headers).map(|k| k.map(str::to_owned))
+        };
+        assert_eq!(key(&[("x-api-key", " k1 ")]).unwrap().as_deref(), Some("k1"));
+        assert_eq!(key(&[("authorization", "apikey k2")]).unwrap().as_deref(), Some("k2"));
+        assert_eq!(key(&[("authorization", "ApiKey k3")]).unwrap().as_deref(), Some("k3"));
+        assert_eq!(key(&[("authorization", "Bearer k4")]).unwrap().as_deref(), Some("k4"));
+        let both = key(&[("authorization", "apikey a"), ("x-api-key", "x")]).unwrap();
+        assert_eq!(both.as_deref(), Some("x"), "X-API-Key first");
+        assert_eq!(key(&[]).unwrap(), None, "never from the query string");
+        for bad in [("x-api-key", ""), ("authorization", "Basic abc"), ("authorization", "apikey ")] {
+            assert!(matches!(key(&[bad]), Err(AuthError::NotBearer)), "{bad:?}");
         }
     }
 

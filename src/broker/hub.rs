@@ -24,6 +24,15 @@ struct State {
     channels: HashMap<Arc<str>, HashMap<u64, View>>,
 }
 
+/// This node's sockets, their users, the channels they are in, and their subscriptions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) sockets: u64,
+    pub(crate) users: u64,
+    pub(crate) channels: u64,
+    pub(crate) subscriptions: u64,
+}
+
 #[derive(Default)]
 pub(crate) struct Hub {
     state: Mutex<State>,
@@ -128,6 +137,18 @@ impl Hub {
     pub(crate) fn subscriber_counts(&self) -> BTreeMap<String, u64> {
         let state = self.state.lock().expect("hub lock poisoned");
         state.channels.iter().map(|(channel, sockets)| (channel.to_string(), sockets.len() as u64)).collect()
+    }
+
+    /// What this node's sockets add up to.
+    pub(crate) fn tally(&self) -> Tally {
+        let state = self.state.lock().expect("hub lock poisoned");
+        let users: HashSet<&str> = state.members.values().map(|member| member.username.as_str()).collect();
+        Tally {
+            sockets: state.members.len() as u64,
+            users: users.len() as u64,
+            channels: state.channels.len() as u64,
+            subscriptions: state.channels.values().map(|sockets| sockets.len() as u64).sum(),
+        }
     }
 
     #[cfg(test)]
@@ -250,9 +271,13 @@ mod tests {
         assert_eq!(hub.subscribers("r"), 2);
         assert_eq!(hub.subscribers("none"), 0);
         assert_eq!(hub.subscriber_counts(), BTreeMap::from([("r".to_owned(), 2), ("s".to_owned(), 1)]));
+        let _idle = hub.connect(4, "jane");
+        let tally = Tally { sockets: 4, users: 2, channels: 2, subscriptions: 3 };
+        assert_eq!(hub.tally(), tally);
         hub.disconnect(1);
         hub.leave(3, "s");
         assert_eq!(hub.subscriber_counts(), BTreeMap::from([("r".to_owned(), 1)]));
+        assert_eq!(hub.tally(), Tally { sockets: 3, users: 2, channels: 1, subscriptions: 1 });
     }
 
     #[tokio::test]

@@ -44,7 +44,6 @@ pub(crate) const UNKNOWN_CHANNEL: ErrorCode = code(102, "unknown channel", false
 pub(crate) const PERMISSION_DENIED: ErrorCode = code(103, "permission denied", false);
 pub(crate) const METHOD_NOT_FOUND: ErrorCode = code(104, "method not found", false);
 pub(crate) const ALREADY_SUBSCRIBED: ErrorCode = code(105, "already subscribed", false);
-pub(crate) const LIMIT_EXCEEDED: ErrorCode = code(106, "limit exceeded", false);
 pub(crate) const BAD_REQUEST: ErrorCode = code(107, "bad request", false);
 pub(crate) const NOT_AVAILABLE: ErrorCode = code(108, "not available", false);
 pub(crate) const TOKEN_EXPIRED: ErrorCode = code(109, "token expired", false);
@@ -58,15 +57,7 @@ pub(crate) struct Disconnect {
     pub(crate) reason: &'static str,
 }
 
-impl Disconnect {
-    /// Whether the SDK reconnects after it.
-    pub(crate) fn reconnect(self) -> bool {
-        self.code < 3500
-    }
-}
-
 pub(crate) const SHUTDOWN: Disconnect = Disconnect { code: 3001, reason: "shutdown" };
-pub(crate) const SERVER_ERROR: Disconnect = Disconnect { code: 3004, reason: "internal server error" };
 /// The token expired without a refresh: the SDK fetches a new one and reconnects.
 pub(crate) const EXPIRED: Disconnect = Disconnect { code: 3005, reason: "connection expired" };
 pub(crate) const SLOW: Disconnect = Disconnect { code: 3008, reason: "slow" };

@@ -4,14 +4,13 @@
 //! namespaces, history, offsets, epochs and presence are the engine's; tokens, revocation and
 //! limits are wsguard's. The codes both speak are in `codes`.
 
-// Until the client protocol and the server API, which land next, use every code.
+pub(crate) mod api;
 mod client;
-#[allow(dead_code)]
 pub(crate) mod codes;
 
 use crate::app::AppState;
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/connection/websocket", axum::routing::get(client::websocket))
+    Router::new().route("/connection/websocket", axum::routing::get(client::websocket)).merge(api::routes())
 }

@@ -29,14 +29,14 @@ pub(crate) use delivery::{Cursor, Ended};
 pub(crate) use publish::Publisher;
 pub(crate) use subscriber::Subscriber;
 
-use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker};
+use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker, Tally};
 use crate::metrics::Metrics;
 use crate::quota::Quota;
 use crate::store::DynStore;
 use namespaces::{Channel, Namespaces};
 use protocol::Refusal;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// What the engine is built from.
@@ -50,6 +50,8 @@ pub(crate) struct Settings<'a> {
 }
 
 pub(crate) struct Engine {
+    /// This node among the cluster's, for the server API's `info`.
+    node: Node,
     namespaces: Namespaces,
     /// This node's subscribers.
     hub: Arc<Hub>,
@@ -79,6 +81,7 @@ impl Engine {
             None => (Arc::new(InProcess::new(hub.clone())), None),
         };
         let engine = Arc::new(Engine {
+            node: Node { uid: uuid::Uuid::new_v4().to_string(), started: Instant::now() },
             namespaces: Namespaces::new(settings.namespaces),
             hub,
             broker,
@@ -97,10 +100,34 @@ impl Engine {
         self.namespaces.resolve(name)
     }
 
+    /// Whether `namespace` is one of the configured or built-in namespaces (`""`: the default one).
+    pub(crate) fn knows_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.knows(namespace)
+    }
+
+    /// This node: its id, how long it has run, and what its sockets add up to.
+    pub(crate) fn node(&self) -> NodeInfo<'_> {
+        NodeInfo { uid: &self.node.uid, uptime: self.node.started.elapsed(), tally: self.hub.tally() }
+    }
+
     /// Whether the broker answers, for `/readyz`.
     pub(crate) async fn ping(&self) -> Result<(), BrokerError> {
         self.broker.ping().await
     }
+}
+
+/// What tells this node apart, made when it starts.
+struct Node {
+    /// Random, new at every start.
+    uid: String,
+    started: Instant,
+}
+
+/// This node as the server API describes it.
+pub(crate) struct NodeInfo<'a> {
+    pub(crate) uid: &'a str,
+    pub(crate) uptime: Duration,
+    pub(crate) tally: Tally,
 }
 
 /// A store call that failed: the client may try again.

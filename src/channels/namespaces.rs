@@ -78,6 +78,11 @@ impl Namespaces {
         }
     }
 
+    /// Whether `namespace` is configured or built in (`""`, the default, and `user`).
+    pub(crate) fn knows(&self, namespace: &str) -> bool {
+        matches!(namespace, "" | "user") || self.configured.contains_key(namespace)
+    }
+
     /// The channel `name` names: `bad_request` for a malformed name or an unknown namespace.
     pub(crate) fn resolve<'a>(&'a self, name: &'a str) -> Result<Channel<'a>, Refusal> {
         let Some((namespace, rest)) = name.split_once(':') else {
@@ -148,7 +153,7 @@ impl Channel<'_> {
 }
 
 /// `*` matches any run of characters (`:` included); everything else matches itself.
-fn glob_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_matches(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = name.strip_prefix(first) else { return false };
@@ -193,6 +198,10 @@ mod tests {
         let too_long = format!("news:{}", "a".repeat(MAX_CHANNEL_CHARS));
         for bad in ["", "news:", "news:a b", "nope:x", "has space", ":x", too_long.as_str()] {
             assert_eq!(namespaces.resolve(bad).unwrap_err().code, ErrorCode::BadRequest, "{bad:?}");
+        }
+        for (namespace, known) in [("", true), ("user", true), ("news", true), ("off", true), ("nope", false)]
+        {
+            assert_eq!(namespaces.knows(namespace), known, "{namespace:?}");
         }
     }
 

@@ -8,6 +8,13 @@ use crate::broker::{BrokerError, Change, Departure, DynBroker, Presence};
 use std::collections::{BTreeMap, BTreeSet};
 use tokio::sync::mpsc;
 
+/// A channel's subscribers counted: sockets, and the users they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PresenceStats {
+    pub(crate) sockets: u64,
+    pub(crate) users: u64,
+}
+
 impl Engine {
     /// The users with a socket in `name` on any node; `bad_request` where its namespace does not
     /// track presence.
@@ -21,6 +28,15 @@ impl Engine {
             ));
         }
         self.broker.members(name).await.map_err(broker_unavailable)
+    }
+
+    /// How many sockets are subscribed to `name` on every node, and how many users they are;
+    /// refused as [`Self::presence`] is.
+    pub(crate) async fn presence_stats(&self, name: &str) -> Result<PresenceStats, Refusal> {
+        let users = self.presence(name).await?.len() as u64;
+        let sockets = self.channels().await?.get(name).copied().unwrap_or(0);
+        // Read apart from the users, the count may lag them: each user has a socket there.
+        Ok(PresenceStats { sockets: sockets.max(users), users })
     }
 
     /// The users in `name` on any node, or on this one while the shared presence is unavailable.

@@ -8,7 +8,7 @@ use super::protocol::{self, chat_text, ErrorCode, Refusal};
 use super::subscriber::Subscriber;
 use super::{storage_unavailable, unavailable, Engine};
 use crate::broker::Frames;
-use crate::store::{Publication, StoreError};
+use crate::store::{Position, Publication, StoreError};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -64,6 +64,16 @@ impl Engine {
         name: &str,
         data: &Value,
     ) -> Result<Option<i64>, Refusal> {
+        Ok(self.publish_at(from, name, data).await?.map(|position| position.offset))
+    }
+
+    /// [`Self::publish`], answering the publication's offset with its channel's epoch.
+    pub(crate) async fn publish_at(
+        &self,
+        from: Publisher<'_>,
+        name: &str,
+        data: &Value,
+    ) -> Result<Option<Position>, Refusal> {
         let checked = self.check_and_count(from, name, data)?;
         let (publication, epoch) =
             self.store(&checked.channel, from.username(), data).await.map_err(|err| {
@@ -75,7 +85,7 @@ impl Engine {
             tracing::warn!(error = %err, channel = name, "fan-out failed");
         }
         self.metrics.publications.inc();
-        Ok((publication.offset > 0).then_some(publication.offset))
+        Ok(numbered(&publication, epoch))
     }
 
     /// Publishes each of `batch` as [`Self::publish`] does, and answers each in order (a refused
@@ -87,6 +97,16 @@ impl Engine {
         from: Publisher<'_>,
         batch: &[(&str, &Value)],
     ) -> Vec<Result<Option<i64>, Refusal>> {
+        let published = self.publish_all_at(from, batch).await;
+        published.into_iter().map(|answer| answer.map(|at| at.map(|position| position.offset))).collect()
+    }
+
+    /// [`Self::publish_all`], answering each offset with its channel's epoch.
+    pub(crate) async fn publish_all_at(
+        &self,
+        from: Publisher<'_>,
+        batch: &[(&str, &Value)],
+    ) -> Vec<Result<Option<Position>, Refusal>> {
         let checked: Vec<Result<Checked<'_>, Refusal>> =
             batch.iter().map(|(name, data)| self.check_and_count(from, name, data)).collect();
         let stores = batch.iter().zip(&checked).filter_map(|((_, data), checked)| {
@@ -121,7 +141,7 @@ impl Engine {
                 run_channel = checked.channel.name;
             }
             run.push(protocol::publication(&publication, data, &epoch));
-            answers.push(Ok((publication.offset > 0).then_some(publication.offset)));
+            answers.push(Ok(numbered(&publication, epoch)));
         }
         self.fan_out_all(run_channel, run).await;
         answers
@@ -191,6 +211,11 @@ impl Engine {
             }
         }
     }
+}
+
+/// Where a stored publication stands; `None` in a namespace without history, which numbers nothing.
+fn numbered(publication: &Publication, epoch: String) -> Option<Position> {
+    (publication.offset > 0).then_some(Position { offset: publication.offset, epoch })
 }
 
 /// What a publication counts against the daily quota: a room's chat message its text, as the

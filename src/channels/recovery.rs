@@ -78,6 +78,16 @@ impl Engine {
         self.store.publications(channel.name, range, limit, now).await.map_err(unavailable)
     }
 
+    /// Deletes what `name` keeps of its history; where it stands stays, so its subscribers are
+    /// not told the numbering started over. How many publications went.
+    pub(crate) async fn remove_history(&self, name: &str) -> Result<u64, Refusal> {
+        let channel = self.resolve(name)?;
+        if channel.namespace.history.is_none() {
+            return Ok(0);
+        }
+        self.store.remove_history(channel.name).await.map_err(unavailable)
+    }
+
     /// `channel`'s publications after `after` (up to `upto` included, or to the channel's end), page
     /// by page, stopping short (`whole: false`) past `max` of them or [`MAX_RECOVERED_BYTES`] of
     /// data.

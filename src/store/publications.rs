@@ -79,4 +79,9 @@ pub trait PublicationStore: Send + Sync {
         limit: i64,
         now_ms: i64,
     ) -> StoreResult<(Vec<Publication>, Option<Position>)>;
+    /// Deletes every publication of `channel` stored so far; how many went. Where the channel
+    /// stands (its offset and epoch) is kept, so the next publication is numbered after the last
+    /// and a client that follows the channel is told it missed what went rather than that the
+    /// numbering started over.
+    async fn remove_history(&self, channel: &str) -> StoreResult<u64>;
 }

@@ -2,6 +2,7 @@
 //! data folder, and talks to it over real HTTP and WebSocket connections.
 
 mod api_publish;
+mod centrifugo_api;
 mod centrifugo_socket;
 mod channels;
 mod chat;

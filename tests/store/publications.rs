@@ -73,6 +73,32 @@ pub(crate) async fn publication_retention(store: DynStore) {
     assert_eq!(store.publications("kept", Range::After(0), 10, 0).await.unwrap().0.len(), 3);
 }
 
+pub(crate) async fn history_removal(store: DynStore) {
+    let kept = Retention::ALL;
+    for i in 1..=3 {
+        store.publish("wiped", None, &i.to_string(), 1000, kept).await.unwrap();
+        store.publish("spared", None, &i.to_string(), 1000, kept).await.unwrap();
+    }
+    let (_, before) = store.publications("wiped", Range::After(0), 0, 0).await.unwrap();
+    assert_eq!(store.remove_history("wiped").await.unwrap(), 3);
+    let (left, position) = store.publications("wiped", Range::After(0), 10, 0).await.unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(position, before, "where the channel stands is kept");
+    let (next, at) = store.publish("wiped", None, "4", 2000, kept).await.unwrap();
+    assert_eq!(
+        (next.offset, Some(at)),
+        (4, before.map(|p| Position { offset: 4, ..p })),
+        "numbering goes on"
+    );
+    assert_eq!(store.publications("wiped", Range::After(0), 10, 0).await.unwrap().0, [next]);
+    assert_eq!(
+        store.publications("spared", Range::After(0), 10, 0).await.unwrap().0.len(),
+        3,
+        "another channel"
+    );
+    assert_eq!(store.remove_history("never").await.unwrap(), 0, "a channel that never published");
+}
+
 pub(crate) async fn concurrent_publications_have_no_gaps(store: DynStore) {
     const WRITERS: i64 = 8;
     const EACH: i64 = 25;

@@ -75,5 +75,11 @@ for_every_backend! {
             let position = position.map(|(offset, epoch)| Position { offset, epoch });
             Ok((rows.into_iter().map(Publication::from).collect(), position))
         }
+
+        async fn remove_history(&self, channel: &str) -> StoreResult<u64> {
+            // The channel's row stays: it keeps the numbering and expires as its publications would have.
+            let done = sqlx::query("DELETE FROM publications WHERE channel = $1").bind(channel).execute(&self.pool).await?;
+            Ok(DB::rows_affected(&done))
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! One socket's life, shared by every endpoint: the greeting, the loop (idle timeout with pings,
 //! pushed frames written in batches), and the binding to a token: a warning before it expires,
-//! close 4001 when it does, close 4003 when it is revoked. What the client sends (limits,
-//! in-band refresh, the endpoint's frames) is `incoming`.
+//! a close when it does and when it is revoked (4001 and 4003 in wsguard's protocol). What the
+//! client sends (limits, in-band refresh, the endpoint's frames) is `incoming`; what an endpoint
+//! plugs in, and how its protocol speaks for the socket, is `endpoint`.
 
 use super::close::{self, Close};
 use super::gate::Gated;
@@ -10,169 +11,15 @@ use crate::auth::bindings::Binding;
 use crate::auth::tokens::Claims;
 use crate::auth::{Identity, Mode};
 use crate::token_bucket::TokenBucket;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
-use serde_json::json;
-use std::future::Future;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
+mod endpoint;
 mod incoming;
 
-/// What an endpoint does with the frames its socket hands it.
-pub(crate) trait Endpoint: Send {
-    /// A text frame (control frames such as in-band refresh are handled before this). Returns
-    /// the frames to send, or why to close.
-    fn on_text(
-        &mut self,
-        text: &str,
-        identity: Option<&Identity>,
-    ) -> impl Future<Output = Result<Vec<String>, Close>> + Send;
-
-    /// Whether text frames already waiting behind one are handed over together
-    /// ([`Self::on_texts`]). Off by default: looking costs a read per frame.
-    const TAKES_BATCHES: bool = false;
-
-    /// Text frames that arrived together, answered in order; by default one by one. What it
-    /// answered before a close is sent before closing.
-    fn on_texts(
-        &mut self,
-        texts: Vec<Utf8Bytes>,
-        identity: Option<&Identity>,
-    ) -> impl Future<Output = (Vec<String>, Option<Close>)> + Send {
-        async move {
-            let mut replies = Vec::new();
-            for text in texts {
-                match self.on_text(text.as_str(), identity).await {
-                    Ok(more) => replies.extend(more),
-                    Err(close) => return (replies, Some(close)),
-                }
-            }
-            (replies, None)
-        }
-    }
-
-    /// The socket was bound to a new token (an in-band refresh): what it follows that
-    /// `identity` no longer allows ends here. Returns the frames that say so.
-    fn rebound(&mut self, identity: &Identity) -> impl Future<Output = Vec<String>> + Send {
-        let _ = identity;
-        std::future::ready(Vec::new())
-    }
-
-    /// A binary frame. Text protocols close with 1003.
-    fn on_binary(&mut self) -> Result<Vec<String>, Close> {
-        Err(Close::new(close::UNSUPPORTED_DATA, "binary frames are not accepted"))
-    }
-
-    /// How the socket says it ends for `ending`: wsguard's close codes by default.
-    fn close_for(&self, ending: Ending) -> Close {
-        match ending {
-            Ending::Shutdown => Close::new(close::GOING_AWAY, "server shutting down"),
-            Ending::Revoked => Close::new(close::REVOKED, "token revoked"),
-            Ending::Expired => Close::new(close::EXPIRED, "token expired"),
-            Ending::RateLimited => Close::new(close::RATE_LIMITED, "rate limited"),
-            Ending::Idle => Close::new(close::NORMAL, "idle timeout"),
-        }
-    }
-
-    /// The frame that warns the token expires in `in_s` seconds, once per token; `None` sends
-    /// nothing (a protocol whose clients refresh on their own schedule).
-    fn expiring(&self, in_s: u64) -> Option<String> {
-        Some(json!({"type": "expiring", "in_s": in_s}).to_string())
-    }
-
-    /// The ping sent every ping interval as a text frame, whether or not the client was silent;
-    /// `None`: a WebSocket ping, only to a client silent that long.
-    fn ping(&self) -> Option<&'static str> {
-        None
-    }
-
-    /// An in-band refresh among the client's frames: wsguard's `{"type":"refresh","token":…}`.
-    fn refresh_request(&self, text: &str) -> Option<RefreshRequest> {
-        incoming::refresh_request(text).map(|token| RefreshRequest { token, id: 0 })
-    }
-
-    /// The answer to a refresh: the socket now bound to `identity`, or why it stays on its token.
-    fn refreshed(&self, request: &RefreshRequest, answer: Result<&Identity, RefreshRefusal>) -> String {
-        let _ = request;
-        match answer {
-            Ok(identity) => json!({"type": "refreshed", "exp": identity.claims.exp}).to_string(),
-            Err(refusal) => refusal.frame(),
-        }
-    }
-
-    /// Frames from elsewhere (a channel's fan-out). The default never yields.
-    fn outgoing(&mut self) -> impl Future<Output = Outgoing> + Send {
-        std::future::pending()
-    }
-
-    /// What [`Self::outgoing`] would yield at once, without waiting: lets the socket write every
-    /// frame already queued and flush once.
-    fn ready(&mut self) -> Option<Outgoing> {
-        None
-    }
-}
-
-/// Why the socket layer ends a socket (its endpoint's protocol says how: [`Endpoint::close_for`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    Shutdown,
-    Revoked,
-    Expired,
-    RateLimited,
-    /// Silent past the idle timeout.
-    Idle,
-}
-
-/// A client's in-band refresh: the new token, and the command's id where its protocol has one.
-pub(crate) struct RefreshRequest {
-    pub(crate) token: String,
-    pub(crate) id: u32,
-}
-
-/// Why a refresh left the socket on its old token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum RefreshRefusal {
-    /// An anonymous socket has no token to refresh.
-    Anonymous,
-    OtherUser,
-    OtherIssuer,
-    /// Not a verdict on the token (the store or a trusted issuer's keys unavailable): try again.
-    Unavailable(String),
-    /// The token was refused: expired, or revoked or invalid.
-    Refused {
-        detail: String,
-        expired: bool,
-    },
-}
-
-impl RefreshRefusal {
-    /// What the client is told.
-    pub(crate) fn detail(&self) -> String {
-        match self {
-            RefreshRefusal::Anonymous => "anonymous sockets have no token to refresh".into(),
-            RefreshRefusal::OtherUser => "token belongs to another user".into(),
-            RefreshRefusal::OtherIssuer => "token from another issuer".into(),
-            RefreshRefusal::Unavailable(detail) | RefreshRefusal::Refused { detail, .. } => detail.clone(),
-        }
-    }
-
-    /// wsguard's error frame.
-    pub(crate) fn frame(&self) -> String {
-        let code = match self {
-            RefreshRefusal::Anonymous => "bad_request",
-            RefreshRefusal::Unavailable(_) => "unavailable",
-            _ => "forbidden",
-        };
-        error_frame(code, &self.detail())
-    }
-}
-
-/// What an endpoint pushes to its socket unprompted. A frame is shared by every socket it goes to.
-pub(crate) enum Outgoing {
-    Frame(Utf8Bytes),
-    Close(Close),
-}
+pub(crate) use endpoint::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
 
 /// The most pushed frames written before one flush.
 const PUSH_BATCH: usize = 64;
@@ -434,10 +281,6 @@ impl<E: Endpoint> Socket<E> {
             Step::Gone
         }
     }
-}
-
-pub(crate) fn error_frame(code: &str, detail: &str) -> String {
-    json!({"type": "error", "code": code, "detail": detail}).to_string()
 }
 
 /// The instant a token's `exp` falls, on the monotonic clock.

@@ -7,7 +7,6 @@ use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::ws::close::{self, Close};
 use axum::extract::ws::{Message, Utf8Bytes};
-use serde::Deserialize;
 use tokio::time::Instant;
 
 /// The most text frames handed to an endpoint together.
@@ -163,23 +162,6 @@ impl<E: Endpoint> Socket<E> {
             }
         }
     }
-}
-
-/// Frames a client may send on any endpoint, handled by the socket itself.
-#[derive(Deserialize)]
-struct ControlFrame {
-    #[serde(rename = "type")]
-    kind: String,
-    token: Option<String>,
-}
-
-/// The token of a `{"type":"refresh","token":...}` frame. Cheap to reject: most frames are not.
-pub(super) fn refresh_request(text: &str) -> Option<String> {
-    if !text.starts_with('{') || !text.contains("\"refresh\"") {
-        return None;
-    }
-    let frame: ControlFrame = serde_json::from_str(text).ok()?;
-    (frame.kind == "refresh").then(|| frame.token.unwrap_or_default())
 }
 
 /// A read error as a close: too big (1009), bad UTF-8 (1007), a protocol error (1002), or the

@@ -40,7 +40,8 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The methods of Centrifugo's server API that wsguard answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(as = CentrifugoMethod, rename_all = "snake_case")]
 pub(super) enum Method {
     Publish,
     Broadcast,
@@ -132,7 +133,7 @@ pub(super) struct Call<'a> {
 /// `{"replies": […]}`. `subscribe`, `unsubscribe` and `refresh`, and options wsguard cannot
 /// honour, answer error 108 (not available).
 #[utoipa::path(post, path = "/centrifugo/api/{method}", tag = openapi::TAG, operation_id = "centrifugo_api",
-    params(("method" = openapi::CentrifugoMethod, Path, description = "The method")),
+    params(("method" = Method, Path, description = "The method")),
     request_body(content = Object, description = "The method's parameters",
         example = json!({"channel": "news:eu", "data": {"headline": "…"}})),
     security(("centrifugoApiKey" = [])),

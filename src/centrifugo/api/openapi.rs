@@ -15,7 +15,7 @@ pub(super) const SCHEME: &str = "centrifugoApiKey";
 #[derive(OpenApi)]
 #[openapi(
     paths(super::call),
-    components(schemas(CentrifugoMethod)),
+    components(schemas(super::Method)),
     modifiers(&KeyScheme),
     tags((name = TAG, description = "Centrifugo's server API, for Centrifugo's API clients (`cent`, \
         gocent, phpcent…) pointed at `<wsguard>/centrifugo/api`. A wsguard API key in `X-API-Key` \
@@ -32,26 +32,6 @@ impl Modify for KeyScheme {
         let key = ApiKeyValue::with_description("X-API-Key", "An API key from `wsguard apikey add`");
         components.add_security_scheme(SCHEME, SecurityScheme::ApiKey(ApiKey::Header(key)));
     }
-}
-
-/// The methods wsguard answers.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub(super) enum CentrifugoMethod {
-    Publish,
-    Broadcast,
-    Subscribe,
-    Unsubscribe,
-    Disconnect,
-    Refresh,
-    Presence,
-    PresenceStats,
-    History,
-    HistoryRemove,
-    Channels,
-    Info,
-    Batch,
-    InvalidateUserTokens,
 }
 
 /// Centrifugo's error: its code (its documentation's codes page) and what was wrong.

@@ -48,6 +48,12 @@ pub struct IdleArgs {
     /// With --subscribe: channels the sockets are spread over
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
+    /// Log in there (a server sharing this one's data folder, hence its users and signing key)
+    /// rather than at --addr: the login's argon2 memory (19 MiB) is given back by the measured
+    /// server's allocator at its own pace, sometimes while the sockets open, which would hide
+    /// theirs
+    #[arg(long, value_name = "HOST:PORT")]
+    pub login_addr: Option<std::net::SocketAddr>,
     /// Sockets being opened at a time
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
@@ -112,7 +118,10 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     if args.subscribe.is_some() && (args.scale || args.channels == 0) {
         bail!("--subscribe goes with --channels 1 or more, and without --scale");
     }
-    let token = args.target.token().await?;
+    let token = match args.login_addr {
+        Some(addr) => Target { addr, ..args.target.clone() }.token().await?,
+        None => args.target.token().await?,
+    };
     let settle = Duration::from_millis(args.settle_ms);
     tokio::time::sleep(settle).await;
     let before = rss_kib(args.pid)?;

@@ -4,6 +4,10 @@
 # (the ceiling), on this machine, with the same workloads; the fan-out workloads against wsguard's
 # channels and a bare tokio-tungstenite broadcast server (bare-broadcast, the fan-out ceiling).
 #
+# Centrifugo's client protocol (/connection/websocket) beside wsguard's own (/connect), on wsguard,
+# alternating in the same run: handshakes, the channel fan-out (saturation, paced) and idle
+# subscribed connections.
+#
 # Last, the channel fan-out at saturation across two wsguard nodes of one cluster (PostgreSQL +
 # Redis).
 #
@@ -14,7 +18,7 @@
 #          --broadcast-port P (8250: bare-broadcast),
 #          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
 #          generator serves for the trusted-issuer handshakes), --idle-port P (8500: the wsguard of
-#          the idle sockets at scale),
+#          the idle sockets at scale and the idle subscribed connections),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
 #          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
 #          --no-cluster (skip the two-node fan-out: its rows say "not run"),
@@ -59,7 +63,7 @@ while [ $# -gt 0 ]; do
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -330,6 +334,9 @@ done
 # Idle sockets at scale, on a wsguard of their own (fresh, pinging every SCALE_PING_S seconds):
 # memory per socket, the server's CPU while they idle (over a window of some ping intervals),
 # handshakes/s while they are held. Each is a descriptor in the server and in the generator.
+# The fresh servers share DATA (users, signing key) with the main one, where the generator logs in
+# (--login-addr): a login's argon2 memory (19 MiB), which the allocator gives back at its own pace,
+# sometimes while the sockets open, stays out of the measured server.
 scale_idle() {
     local want=$SCALE_N nofile path
     nofile=$(ulimit -n)
@@ -346,13 +353,29 @@ scale_idle() {
             --ping-interval "${SCALE_PING_S}s" --max-connections $((SCALE_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --path "$path" \
             --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S" \
-            --first-source "$first_source"
+            --first-source "$first_source" --login-addr "$WS_ADDR"
         first_source=$((first_source + (SCALE_N + 24999) / 25000))
         kill "$SERVE_PID" 2>/dev/null || true
         wait "$SERVE_PID" 2>/dev/null || true
     done
 }
 scale_idle
+
+# Idle subscribed connections, each following a channel of its own (namespace `notify`, as a
+# user's notifications): /connect beside Centrifugo's /connection/websocket, each on a fresh
+# wsguard (memory readings on a process that served other sockets would reuse freed memory).
+idle_subscribed() {
+    local protocol
+    for protocol in channel centrifugo; do
+        serve_wsguard idle-subscribed "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
+            --max-connections $((IDLE_N + 500)) || return 0
+        TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_N" \
+            --subscribe notify:idle --channels "$IDLE_N" --protocol "$protocol" --login-addr "$WS_ADDR"
+        kill "$SERVE_PID" 2>/dev/null || true
+        wait "$SERVE_PID" 2>/dev/null || true
+    done
+}
+idle_subscribed
 
 # Each workload: rounds back to back, systems alternating within a round.
 for workload in echo handshake users-me login-storm; do
@@ -373,6 +396,13 @@ for workload in echo handshake users-me login-storm; do
     done
 done
 
+# wsguard's own /connect (bearer header, welcome) beside Centrifugo's /connection/websocket (the
+# same token in the connect command, its reply), alternating within each round.
+for round in $(seq 1 "$ROUNDS"); do
+    run wsguard "$round" handshake --path /connect --workers 20 --duration "$HS_S"
+    run wsguard "$round" handshake --protocol centrifugo --workers 20 --duration "$HS_S"
+done
+
 # wsguard only: its own token, a trusted issuer's HS256 token and a JWKS issuer's RS256 token, in
 # turns within each run.
 for round in $(seq 1 "$ROUNDS"); do
@@ -387,23 +417,25 @@ done
 
 # The channel fan-out, wsguard (namespace `bench`, history kept) and bare-broadcast alternating
 # within each round; each run measures its server's CPU (--pid). bare-broadcast's lines are system
-# `bare`: the report puts them in the bare column of the fan-out rows.
+# `bare`: the report puts them in the bare column of the fan-out rows. `centrifugo` is the same
+# wsguard through /connection/websocket (its lines are wsguard's, with "protocol":"centrifugo").
 fanout_case() { # system round case args...
     local system=$1 round=$2 case=$3
     shift 3
-    if [ "$system" = bare ]; then
-        TARGET="--addr 127.0.0.1:$BCAST_PORT --no-auth" run bare "$round" fanout --protocol bare \
-            --pid "$BCAST_PID" --case "$case" "$@"
-    else
-        run wsguard "$round" fanout --protocol channel --pid "$WS_PID" --case "$case" "$@"
-    fi
+    case "$system" in
+        bare)
+            TARGET="--addr 127.0.0.1:$BCAST_PORT --no-auth" run bare "$round" fanout --protocol bare \
+                --pid "$BCAST_PID" --case "$case" "$@" ;;
+        centrifugo) run wsguard "$round" fanout --protocol centrifugo --pid "$WS_PID" --case "$case" "$@" ;;
+        *) run wsguard "$round" fanout --protocol channel --pid "$WS_PID" --case "$case" "$@" ;;
+    esac
 }
 for round in $(seq 1 "$ROUNDS"); do
-    for system in wsguard bare; do
+    for system in wsguard centrifugo bare; do
         fanout_case "$system" "$round" saturation --members "$FAN_MEMBERS" --window "$FAN_WINDOW" \
             --duration "$FANSAT_S"
     done
-    for system in wsguard bare; do
+    for system in wsguard centrifugo bare; do
         fanout_case "$system" "$round" paced --members "$FAN_MEMBERS" --rate "$FAN_PACED_RATE" \
             --duration "$FANPACED_S"
     done
@@ -613,8 +645,10 @@ mkdir -p "$(dirname "$OUT")"
     echo "- **Idle sockets at scale** (wsguard only): ${SCALE_N} authenticated sockets on \`/secured-ws\`, then"
     echo "  on \`/chat/ws\`, each on a fresh wsguard pinging every ${SCALE_PING_S} s, opened 100 at a time from"
     echo "  127.0.0.2 onward (25,000 per address; the \`/chat/ws\` run from the next unused address) and"
-    echo "  held, each answering pings. Memory per socket as"
-    echo "  above; the server's CPU (utime + stime) over ${SCALE_WINDOW_S} s of idling, pings included;"
+    echo "  held, each answering pings. Memory per socket as above, the token from a login on the main"
+    echo "  wsguard (same data folder): the 19 MiB of a login's argon2 hash, given back by the allocator at"
+    echo "  its own pace, would otherwise fall in the reading. The server's CPU (utime + stime) over"
+    echo "  ${SCALE_WINDOW_S} s of idling, pings included;"
     echo "  then handshakes/s, 20 workers for ${HS_S} s, from 127.0.0.1 while the sockets are held."
     echo "  The open-file limit (hard: $(ulimit -Hn)) caps the count; the log says when it did."
     echo "- **Chat fan-out, 1 node** (wsguard only, SQLite, in-process fan-out): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
@@ -644,6 +678,19 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`POST /publish/<channel>\` (hyper, the body as the shared frame). The 200 is the ack. API p99 is"
     echo "  the call's own time (request sent to answer); p99 to delivery counts from when the publication was"
     echo "  due. Server CPU per delivery as above (one delivery per publication)."
+    echo "- **Centrifugo's client protocol** (wsguard, \`/connection/websocket\` beside \`/connect\`, alternating"
+    echo "  within each round of this run; the second table): **handshakes**, 20 workers for ${HS_S} s with the"
+    echo "  own token of \`POST /token\`: on \`/connect\` the bearer header and the welcome frame, on"
+    echo "  \`/connection/websocket\` \`{\"id\":1,\"connect\":{\"token\":…}}\` as the first frame and its reply; latency to"
+    echo "  the welcome or the reply, then the close handshake. **Fan-out**: the saturation and 100 publications/s"
+    echo "  cases above, on the same channel, the members connecting with \`connect\` and \`subscribe\` in one"
+    echo "  frame, publishing \`{\"id\":N+3,\"publish\":{\"channel\":…,\"data\":{\"seq\":N}}}\` (the ack is its reply), counting"
+    echo "  \`push\` publications and checking that each member's offsets only grow (both protocols), answering"
+    echo "  the server's \`{}\` pings with \`{}\`. **Idle subscribed connections**: ${IDLE_N} connections, each following a"
+    echo "  channel of its own in namespace \`notify\` (subscribed once the server said so), on a fresh"
+    echo "  wsguard for each protocol; memory per connection as for the idle sockets at scale (token from"
+    echo "  the main wsguard). Targets: handshakes/s and saturated deliveries/s ≥ 0.9 × \`/connect\`'s,"
+    echo "  ≤ 6 KiB per idle subscribed connection."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"

@@ -164,6 +164,19 @@ fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// The decimal number at the start of `text`.
+fn digits_at(text: &str) -> Option<usize> {
+    let end = text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len());
+    text[..end].parse().ok()
+}
+
+/// The number right after `marker` in `text`: how the generator reads a figure out of a frame
+/// without parsing it.
+pub fn number_after(text: &str, marker: &str) -> Option<usize> {
+    let at = text.find(marker)? + marker.len();
+    digits_at(&text[at..])
+}
+
 /// Rounds a rate for the JSON output.
 pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0

@@ -1,10 +1,12 @@
 //! Workload 2, authenticated handshakes: `--workers` loops, each opening a `/secured-ws` socket
-//! with the bearer header, reading the welcome frame and closing (close handshake included), for
-//! `--duration` seconds. Latency is connect to welcome; the rate counts whole cycles.
+//! (or `--path`) with the bearer header, reading the welcome frame and closing (close handshake
+//! included), for `--duration` seconds. Latency is connect to welcome; the rate counts whole
+//! cycles. With `--protocol centrifugo` the cycle opens `/connection/websocket` and presents the
+//! same token in Centrifugo's `connect` command instead, the connect reply standing for the welcome.
 
-use crate::common::{round1, secs, Latency, Target};
+use crate::common::{round1, secs, Latency, Target, Ws};
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,15 +19,61 @@ use tokio::time::Instant;
 pub struct HandshakeArgs {
     #[command(flatten)]
     pub target: Target,
-    /// WebSocket path
-    #[arg(long, default_value = "/secured-ws")]
-    pub path: String,
+    /// How the token is presented and the admission known
+    #[arg(long, value_enum, default_value = "bearer")]
+    pub protocol: HandshakeProtocol,
+    /// WebSocket path [default: /secured-ws; /connection/websocket with --protocol centrifugo]
+    #[arg(long)]
+    pub path: Option<String>,
     /// Concurrent connecting loops
     #[arg(long, default_value_t = 20)]
     pub workers: usize,
     /// Seconds of measurement
     #[arg(long, default_value_t = 10.0)]
     pub duration: f64,
+}
+
+impl HandshakeArgs {
+    /// The WebSocket path the cycles open.
+    pub fn path(&self) -> &str {
+        self.path.as_deref().unwrap_or(self.protocol.default_path())
+    }
+}
+
+/// How a cycle presents its token, and what tells it the socket was admitted.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeProtocol {
+    /// `Authorization: Bearer` on the upgrade; the server's first frame (its welcome) admits
+    Bearer,
+    /// Centrifugo's `connect` command as the first frame; its reply admits
+    Centrifugo,
+}
+
+impl HandshakeProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            HandshakeProtocol::Bearer => "bearer",
+            HandshakeProtocol::Centrifugo => "centrifugo",
+        }
+    }
+
+    fn default_path(self) -> &'static str {
+        match self {
+            HandshakeProtocol::Bearer => "/secured-ws",
+            HandshakeProtocol::Centrifugo => crate::centrifugo::PATH,
+        }
+    }
+
+    /// Opens an admitted socket on `path` with `token`.
+    async fn open(self, target: &Target, path: &str, token: Option<&str>) -> anyhow::Result<Ws> {
+        match self {
+            HandshakeProtocol::Bearer => target.ws_welcomed(path, token).await,
+            HandshakeProtocol::Centrifugo => {
+                let token = token.unwrap_or_default();
+                crate::centrifugo::connect(target, path, token, None, Duration::from_secs(10)).await
+            }
+        }
+    }
 }
 
 /// What some seconds of handshake cycles gave.
@@ -75,11 +123,13 @@ impl Tokens {
     }
 }
 
-/// `workers` loops opening `path` with a token of `tokens` (bearer header), reading the welcome
-/// and closing, for `duration` seconds (or until `EachOnce` tokens are used up).
+/// `workers` loops opening `path` with a token of `tokens` (bearer header, or Centrifugo's
+/// `connect`), reading the welcome (the connect reply) and closing, for `duration` seconds (or
+/// until `EachOnce` tokens are used up).
 pub async fn cycles(
     target: &Target,
     path: &str,
+    protocol: HandshakeProtocol,
     tokens: Arc<Tokens>,
     workers: usize,
     duration: f64,
@@ -98,7 +148,7 @@ pub async fn cycles(
             while Instant::now() < deadline {
                 let Some(token) = tokens.nth(taken.fetch_add(1, Ordering::Relaxed)) else { break };
                 let started = Instant::now();
-                match target.ws_welcomed(&path, token).await {
+                match protocol.open(&target, &path, token).await {
                     Ok(mut ws) => {
                         stats.latency.record(started.elapsed());
                         stats.handshakes += 1;
@@ -133,11 +183,15 @@ pub async fn run(args: HandshakeArgs) -> anyhow::Result<Value> {
         Some(token) => Tokens::Same(token),
         None => Tokens::None,
     };
-    let total = cycles(&args.target, &args.path, Arc::new(tokens), args.workers, args.duration).await?;
+    let path = args.path();
+    let total =
+        cycles(&args.target, path, args.protocol, Arc::new(tokens), args.workers, args.duration).await?;
     if total.handshakes == 0 {
         bail!("no handshake succeeded ({} errors)", total.errors);
     }
     Ok(json!({
+        "protocol": args.protocol.name(),
+        "path": path,
         "workers": args.workers,
         "duration_s": round1(total.seconds),
         "handshakes": total.handshakes,

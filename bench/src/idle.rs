@@ -1,6 +1,11 @@
 //! Workload 5, idle authenticated sockets: the server's resident memory (VmRSS of `--pid`)
 //! before and after opening `--sockets` sockets that each received their welcome frame.
 //!
+//! With `--subscribe CHANNEL`, each socket also follows a channel, joining as a fan-out member of
+//! `--protocol` does (`channel`: `/connect` and `subscribe`; `centrifugo`: `/connection/websocket`
+//! with `connect` and `subscribe` in its first frame), opened once the server said it follows it:
+//! memory per subscribed connection. With `--channels N`, socket `i` follows `CHANNEL-(i % N)`.
+//!
 //! With `--scale`, the sockets are held open (each answering the server's pings) from loopback
 //! source addresses 127.0.0.2 onward, one per `--per-source` sockets, since one address has only
 //! about 28,000 ephemeral ports; then, at that size, the server's CPU while idle over
@@ -8,7 +13,8 @@
 //! and handshakes/s, the handshake workload's loop run from 127.0.0.1 while the sockets are held.
 
 use crate::common::{bounded, round1, Target, Ws};
-use crate::handshake::{self, Tokens};
+use crate::fanout::Protocol;
+use crate::handshake::{self, HandshakeProtocol, Tokens};
 use anyhow::{bail, Context};
 use clap::Args;
 use futures_util::StreamExt;
@@ -32,6 +38,22 @@ pub struct IdleArgs {
     /// Sockets to open
     #[arg(long, default_value_t = 5000)]
     pub sockets: usize,
+    /// Follow this channel on each socket (through --protocol); with --channels N > 1, socket i
+    /// follows <CHANNEL>-(i % N)
+    #[arg(long, value_name = "CHANNEL")]
+    pub subscribe: Option<String>,
+    /// With --subscribe: how sockets join (channel: /connect; centrifugo: /connection/websocket)
+    #[arg(long, value_enum, default_value = "channel")]
+    pub protocol: Protocol,
+    /// With --subscribe: channels the sockets are spread over
+    #[arg(long, default_value_t = 1)]
+    pub channels: usize,
+    /// Log in there (a server sharing this one's data folder, hence its users and signing key)
+    /// rather than at --addr: the login's argon2 memory (19 MiB) is given back by the measured
+    /// server's allocator at its own pace, sometimes while the sockets open, which would hide
+    /// theirs
+    #[arg(long, value_name = "HOST:PORT")]
+    pub login_addr: Option<std::net::SocketAddr>,
     /// Sockets being opened at a time
     #[arg(long, default_value_t = 50)]
     pub concurrency: usize,
@@ -84,8 +106,22 @@ fn source_of(i: usize, per_source: usize, first: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x7f00_0000 | n))
 }
 
+impl IdleArgs {
+    /// The channel socket `i` follows, with --subscribe.
+    fn channel_of(&self, i: usize) -> Option<String> {
+        let name = self.subscribe.as_ref()?;
+        Some(if self.channels > 1 { format!("{name}-{}", i % self.channels) } else { name.clone() })
+    }
+}
+
 pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
-    let token = args.target.token().await?;
+    if args.subscribe.is_some() && (args.scale || args.channels == 0) {
+        bail!("--subscribe goes with --channels 1 or more, and without --scale");
+    }
+    let token = match args.login_addr {
+        Some(addr) => Target { addr, ..args.target.clone() }.token().await?,
+        None => args.target.token().await?,
+    };
     let settle = Duration::from_millis(args.settle_ms);
     tokio::time::sleep(settle).await;
     let before = rss_kib(args.pid)?;
@@ -93,7 +129,11 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     let results = bounded(args.sockets, args.concurrency, |i| {
         let source = args.scale.then(|| source_of(i, args.per_source, args.first_source));
         let (target, path, token) = (&args.target, &args.path, token.as_deref());
+        let channel = args.channel_of(i);
         async move {
+            if let Some(channel) = channel {
+                return args.protocol.join(target, token, &channel, Duration::from_secs(10)).await;
+            }
             let mut ws = target.ws_from(path, token, source).await?;
             crate::common::next_text(&mut ws, Duration::from_secs(10)).await?;
             anyhow::Ok(ws)
@@ -108,8 +148,15 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
         bail!("no socket opened: {}", first_error.unwrap_or_default());
     }
     let opened = sockets.len();
+    let subscribed = args.subscribe.is_some();
     let mut line = json!({
-        "path": args.path,
+        "path": match args.channel_of(0) {
+            Some(channel) => args.protocol.endpoint(&channel),
+            None => args.path.clone(),
+        },
+        "protocol": subscribed.then(|| args.protocol.name()),
+        "subscribed": subscribed,
+        "channels": subscribed.then_some(args.channels),
         "sockets": opened,
         "failed": failed,
         "first_error": first_error,
@@ -191,8 +238,15 @@ async fn at_size(
         Some(token) => Tokens::Same(token),
         None => Tokens::None,
     });
-    let cycles =
-        handshake::cycles(&args.target, &args.path, tokens, args.handshake_workers, args.handshake_s).await?;
+    let cycles = handshake::cycles(
+        &args.target,
+        &args.path,
+        HandshakeProtocol::Bearer,
+        tokens,
+        args.handshake_workers,
+        args.handshake_s,
+    )
+    .await?;
     line["handshake_workers"] = json!(args.handshake_workers);
     line["handshakes_per_s"] = json!(round1(cycles.per_second()));
     line["handshake_p50_ms"] = cycles.latency.p50_ms();

@@ -25,7 +25,7 @@
 //! the first presentation, signature check included (`rs256_first_use_*`).
 
 use crate::common::{round1, Target};
-use crate::handshake::{cycles, Cycles, Tokens};
+use crate::handshake::{cycles, Cycles, HandshakeProtocol, Tokens};
 use anyhow::{bail, Context};
 use base64::Engine;
 use clap::Args;
@@ -129,7 +129,15 @@ pub async fn run(args: IssuersArgs) -> anyhow::Result<Value> {
         // Each round starts with another token: none always follows the same one.
         for turn in 0..tokens.len() {
             let which = (round + turn) % tokens.len();
-            let turn = cycles(target, &args.path, same[which].clone(), args.workers, args.duration).await?;
+            let turn = cycles(
+                target,
+                &args.path,
+                HandshakeProtocol::Bearer,
+                same[which].clone(),
+                args.workers,
+                args.duration,
+            )
+            .await?;
             totals[which].add(&turn);
             tokio::time::sleep(Duration::from_millis(500)).await; // closed sockets go
         }
@@ -141,10 +149,25 @@ pub async fn run(args: IssuersArgs) -> anyhow::Result<Value> {
     let first_use = match distinct.is_empty() {
         true => None,
         false => {
-            let first =
-                cycles(target, &args.path, Arc::new(Tokens::EachOnce(distinct)), args.workers, 600.0).await?;
+            let first = cycles(
+                target,
+                &args.path,
+                HandshakeProtocol::Bearer,
+                Arc::new(Tokens::EachOnce(distinct)),
+                args.workers,
+                600.0,
+            )
+            .await?;
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let own_after = cycles(target, &args.path, same[0].clone(), args.workers, first.seconds).await?;
+            let own_after = cycles(
+                target,
+                &args.path,
+                HandshakeProtocol::Bearer,
+                same[0].clone(),
+                args.workers,
+                first.seconds,
+            )
+            .await?;
             Some((first, own_after))
         }
     };

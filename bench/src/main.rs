@@ -2,6 +2,7 @@
 //! against one server and prints one JSON line of results; `report` turns the collected lines into
 //! the markdown table of the benchmark report.
 
+mod centrifugo;
 mod common;
 mod echo;
 mod fanout;
@@ -92,7 +93,14 @@ impl Command {
     /// What names the line's report row besides the workload, kept on a failed run's line too.
     fn labels(&self) -> Value {
         match self {
-            Command::Fanout(args) => json!({"case": args.case, "nodes": 1 + args.nodes.len()}),
+            Command::Fanout(args) => {
+                json!({"case": args.case, "nodes": 1 + args.nodes.len(), "protocol": args.protocol.name()})
+            }
+            Command::Handshake(args) => json!({"protocol": args.protocol.name(), "path": args.path()}),
+            Command::Idle(args) => json!({
+                "subscribed": args.subscribe.is_some(),
+                "protocol": args.subscribe.is_some().then(|| args.protocol.name()),
+            }),
             _ => json!({}),
         }
     }

@@ -28,6 +28,8 @@ pub(super) struct Board {
     pub(super) acks: AtomicU64,
     pub(super) error_frames: AtomicU64,
     pub(super) closed_by_server: AtomicU64,
+    /// Deliveries whose offset was not above the member's previous one.
+    pub(super) offsets_out_of_order: AtomicU64,
 }
 
 impl Board {
@@ -47,6 +49,7 @@ impl Board {
             acks: AtomicU64::new(0),
             error_frames: AtomicU64::new(0),
             closed_by_server: AtomicU64::new(0),
+            offsets_out_of_order: AtomicU64::new(0),
         }
     }
 

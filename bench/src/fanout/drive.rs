@@ -16,28 +16,42 @@ use tokio_tungstenite::tungstenite::Message;
 pub(super) type Sink = SplitSink<Ws, Message>;
 
 /// One member, connected to `node`, reading until the socket ends or the task is aborted.
-/// `sink` is kept (not used) so that the socket stays whole.
+/// `sink` (the publisher's is the driver's) keeps the socket whole and answers pings that want a
+/// frame back; the publisher's own publications keep its socket from going silent.
 pub(super) async fn member(
     protocol: Protocol,
     node: usize,
     is_sender: bool,
     mut stream: SplitStream<Ws>,
-    _sink: Option<Sink>,
+    mut sink: Option<Sink>,
     board: Arc<Board>,
 ) {
     let own_copy_is_ack = is_sender && protocol.copy_is_ack();
+    // A member follows one channel: its offsets only grow.
+    let mut last_offset = None;
     loop {
         match stream.next().await {
             Some(Ok(Message::Text(text))) => match protocol.classify(text.as_str()) {
-                Event::Delivery(seq) => {
+                Event::Delivery { seq, offset } => {
                     board.deliver(node, seq);
                     if own_copy_is_ack {
                         board.ack(seq);
+                    }
+                    if offset.is_some() {
+                        if offset <= last_offset {
+                            board.offsets_out_of_order.fetch_add(1, Ordering::Relaxed);
+                        }
+                        last_offset = offset;
                     }
                 }
                 Event::Ack(seq) => board.ack(seq),
                 Event::Error => {
                     board.error_frames.fetch_add(1, Ordering::Relaxed);
+                }
+                Event::Ping => {
+                    if let Some(sink) = sink.as_mut() {
+                        let _ = sink.send(Message::text(crate::centrifugo::PING)).await;
+                    }
                 }
                 Event::Other => {}
             },

@@ -6,7 +6,8 @@
 //! latency to the first and to the last member and to the ack, what was lost, and, with `--pid`,
 //! the server's CPU time per delivery over the measured window (first send to the last delivery).
 //!
-//! `--protocol` picks the server: wsguard's channels on `/connect` (the default), wsguard's chat
+//! `--protocol` picks the server: wsguard's channels on `/connect` (the default), the same
+//! channels through Centrifugo's client protocol on `/connection/websocket`, wsguard's chat
 //! rooms on `/chat/ws`, or the bare broadcast server (`--no-auth`; the URL path names the
 //! channel, and the sender's own copy of a publication is its ack), so that wsguard and the
 //! ceiling run the very same workload.
@@ -34,7 +35,7 @@ use board::Board;
 use clap::Args;
 use drive::{Plan, Sink};
 use futures_util::StreamExt;
-use protocol::Protocol;
+pub(crate) use protocol::Protocol;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -53,7 +54,8 @@ pub struct FanoutArgs {
     /// on every node
     #[arg(long = "node", value_name = "HOST:PORT")]
     pub nodes: Vec<SocketAddr>,
-    /// channel: wsguard /connect; chat: wsguard /chat/ws rooms; bare: the bare broadcast server
+    /// channel: wsguard /connect; centrifugo: wsguard /connection/websocket (Centrifugo's client
+    /// protocol); chat: wsguard /chat/ws rooms; bare: the bare broadcast server
     #[arg(long, value_enum, default_value = "channel")]
     pub protocol: Protocol,
     /// Channel (a room with --protocol chat); with --channels N > 1, channels <name>-0 .. <name>-(N-1)
@@ -129,7 +131,8 @@ impl FanoutArgs {
             bail!("--protocol bare goes with --no-auth, and only it");
         }
         if self.http_publish {
-            if self.rate.is_none() || !self.nodes.is_empty() || self.protocol == Protocol::Chat {
+            let members_only = matches!(self.protocol, Protocol::Channel | Protocol::Bare);
+            if self.rate.is_none() || !self.nodes.is_empty() || !members_only {
                 bail!("--http-publish needs --rate, one node, and --protocol channel or bare");
             }
             if (self.protocol == Protocol::Channel) != self.api_key_file.is_some() {

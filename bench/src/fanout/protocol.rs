@@ -1,11 +1,13 @@
-//! The three ways a member joins and a publication is made: wsguard's channels on `/connect`,
-//! wsguard's chat rooms on `/chat/ws`, and the bare broadcast server (the URL path names the
-//! channel; every text frame goes to every socket on it, the sender included).
+//! The four ways a member joins and a publication is made: wsguard's channels on `/connect`, the
+//! same channels through Centrifugo's client protocol on `/connection/websocket`, wsguard's chat
+//! rooms on `/chat/ws`, and the bare broadcast server (the URL path names the channel; every text
+//! frame goes to every socket on it, the sender included).
 //!
 //! Reading frames must stay cheap (the generator shares the machine with the server): a frame is
 //! classified by scanning for a marker and the digits after it, never parsed as JSON.
 
-use crate::common::{next_text, Target, Ws};
+use crate::centrifugo;
+use crate::common::{next_text, number_after, Target, Ws};
 use anyhow::{bail, Context};
 use clap::ValueEnum;
 use futures_util::SinkExt;
@@ -18,6 +20,9 @@ use tokio_tungstenite::tungstenite::Message;
 pub enum Protocol {
     /// wsguard `/connect`: `subscribe`, then `publish` with data `{"seq":N}`, answered by `ack`
     Channel,
+    /// wsguard `/connection/websocket` (Centrifugo's client protocol): `connect` and `subscribe`
+    /// in the first frame, then `publish` with data `{"seq":N}`, answered by its reply
+    Centrifugo,
     /// wsguard `/chat/ws`: `join` a room, then `send` texts `bench N`
     Chat,
     /// bare-broadcast: `/<channel>`; the sender's own copy of a publication is its ack
@@ -27,9 +32,15 @@ pub enum Protocol {
 /// What one received text frame is.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Event {
-    Delivery(usize),
+    /// Publication `seq`, at `offset` in its channel where the frame says.
+    Delivery {
+        seq: usize,
+        offset: Option<usize>,
+    },
     Ack(usize),
     Error,
+    /// The server's ping that wants a pong frame (Centrifugo's `{}`).
+    Ping,
     Other,
 }
 
@@ -39,23 +50,14 @@ const CHAT_MARKER: &str = "\"text\":\"bench ";
 const SEQ_MARKER: &str = "\"seq\":";
 /// Publications are sent with `"ref":"r<seq>"`, which the ack repeats.
 const REF_MARKER: &str = "\"ref\":\"r";
-
-/// The decimal number at the start of `text`.
-fn digits_at(text: &str) -> Option<usize> {
-    let end = text.bytes().position(|b| !b.is_ascii_digit()).unwrap_or(text.len());
-    text[..end].parse().ok()
-}
-
-/// The number right after `marker` in `text`.
-fn number_after(text: &str, marker: &str) -> Option<usize> {
-    let at = text.find(marker)? + marker.len();
-    digits_at(&text[at..])
-}
+/// A numbered channel's publications carry their offset (wsguard's and Centrifugo's frames alike).
+const OFFSET_MARKER: &str = "\"offset\":";
 
 impl Protocol {
-    pub(super) fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Protocol::Channel => "channel",
+            Protocol::Centrifugo => "centrifugo",
             Protocol::Chat => "chat",
             Protocol::Bare => "bare",
         }
@@ -71,14 +73,21 @@ impl Protocol {
         let token = token.unwrap_or_default();
         match self {
             Protocol::Channel => format!("/connect?token={token}"),
+            Protocol::Centrifugo => centrifugo::PATH.to_owned(),
             Protocol::Chat => format!("/chat/ws?token={token}"),
             Protocol::Bare => format!("/{channel}"),
         }
     }
 
+    /// The URL path a member opens, without its token.
+    pub(crate) fn endpoint(self, channel: &str) -> String {
+        path_only(&self.path(channel, None)).to_owned()
+    }
+
     /// The frame publishing `seq` to `channel`.
     pub(super) fn publish_frame(self, channel: &str, seq: usize) -> String {
         match self {
+            Protocol::Centrifugo => centrifugo::publish_frame(channel, seq),
             Protocol::Chat => {
                 format!(r#"{{"type":"send","room":"{channel}","text":"bench {seq}","ref":"r{seq}"}}"#)
             }
@@ -91,7 +100,17 @@ impl Protocol {
     pub(super) fn classify(self, text: &str) -> Event {
         let marker = if self == Protocol::Chat { CHAT_MARKER } else { SEQ_MARKER };
         if let Some(seq) = number_after(text, marker) {
-            return Event::Delivery(seq);
+            let numbered = matches!(self, Protocol::Channel | Protocol::Centrifugo);
+            let offset = if numbered { number_after(text, OFFSET_MARKER) } else { None };
+            return Event::Delivery { seq, offset };
+        }
+        if self == Protocol::Centrifugo {
+            return match centrifugo::publish_ack(text) {
+                Some(seq) => Event::Ack(seq),
+                None if text == centrifugo::PING => Event::Ping,
+                None if text.contains("\"error\":") => Event::Error,
+                None => Event::Other,
+            };
         }
         if text.contains("\"type\":\"ack\"") {
             return number_after(text, REF_MARKER).map_or(Event::Other, Event::Ack);
@@ -103,13 +122,17 @@ impl Protocol {
     }
 
     /// Opens a member's socket and follows `channel`: returns once the server said it does.
-    pub(super) async fn join(
+    pub(crate) async fn join(
         self,
         target: &Target,
         token: Option<&str>,
         channel: &str,
         timeout: Duration,
     ) -> anyhow::Result<Ws> {
+        if self == Protocol::Centrifugo {
+            let token = token.context("Centrifugo's connect needs a token")?;
+            return centrifugo::connect(target, centrifugo::PATH, token, Some(channel), timeout).await;
+        }
         let path = self.path(channel, token);
         let mut ws = target.ws(&path, None).await.with_context(|| format!("opening {}", path_only(&path)))?;
         let deadline = Instant::now() + timeout;
@@ -162,7 +185,7 @@ mod tests {
     fn classifies_wsguard_frames_whatever_the_key_order() {
         let p = Protocol::Channel;
         let publication = r#"{"channel":"bench:fan","data":{"seq":42},"epoch":"x","from":"johndoe","offset":7,"ts":"t","type":"publication"}"#;
-        assert_eq!(p.classify(publication), Event::Delivery(42));
+        assert_eq!(p.classify(publication), Event::Delivery { seq: 42, offset: Some(7) });
         assert_eq!(p.classify(r#"{"type":"ack","ref":"r9","offset":3}"#), Event::Ack(9));
         assert_eq!(p.classify(r#"{"offset":3,"ref":"r12","type":"ack"}"#), Event::Ack(12));
         assert_eq!(p.classify(r#"{"code":"forbidden","ref":"r1","type":"error"}"#), Event::Error);
@@ -172,9 +195,25 @@ mod tests {
     #[test]
     fn classifies_chat_messages_and_the_bare_servers_copies() {
         let chat = r#"{"from":"johndoe","id":5,"room":"bench","text":"bench 31","type":"message"}"#;
-        assert_eq!(Protocol::Chat.classify(chat), Event::Delivery(31));
+        assert_eq!(Protocol::Chat.classify(chat), Event::Delivery { seq: 31, offset: None });
         let copy = Protocol::Bare.publish_frame("bench:fan", 77);
-        assert_eq!(Protocol::Bare.classify(&copy), Event::Delivery(77));
-        assert_eq!(Protocol::Channel.classify(&Protocol::Channel.publish_frame("c", 3)), Event::Delivery(3));
+        assert_eq!(Protocol::Bare.classify(&copy), Event::Delivery { seq: 77, offset: None });
+        let own = Protocol::Channel.publish_frame("c", 3);
+        assert_eq!(Protocol::Channel.classify(&own), Event::Delivery { seq: 3, offset: None });
+    }
+
+    #[test]
+    fn classifies_centrifugo_pushes_replies_and_pings() {
+        let p = Protocol::Centrifugo;
+        let push = r#"{"push":{"channel":"bench:fan","pub":{"data":{"seq":42},"epoch":"e","info":{"client":"","user":"johndoe"},"offset":1007}}}"#;
+        assert_eq!(p.classify(push), Event::Delivery { seq: 42, offset: Some(1007) });
+        let ack_of_42 = format!(r#"{{"id":{},"publish":{{}}}}"#, 42 + 3);
+        assert_eq!(p.classify(&ack_of_42), Event::Ack(42));
+        assert_eq!(p.classify("{}"), Event::Ping);
+        assert_eq!(
+            p.classify(r#"{"error":{"code":103,"message":"permission denied"},"id":9}"#),
+            Event::Error
+        );
+        assert_eq!(p.classify(r#"{"id":2,"subscribe":{"epoch":"e","offset":3}}"#), Event::Other);
     }
 }

@@ -98,6 +98,7 @@ pub(super) fn line(board: &Board, m: &Measured) -> Value {
         "window_stalls": m.stalls,
         "error_frames": board.error_frames.load(Ordering::Relaxed),
         "closed_by_server": board.closed_by_server.load(Ordering::Relaxed),
+        "offsets_out_of_order": board.offsets_out_of_order.load(Ordering::Relaxed),
         "generator_window_cpu_pct": (m.generator_cpu / m.wall.max(1e-9) * 100.0).round(),
     });
     if !m.server_cpu.is_empty() {

@@ -10,6 +10,11 @@
 //! line with `"store": "postgres"` as `recovery-postgres`, a publish-rate line with `"senders": N`
 //! above 1 as `publish-senders` (`publish-senders-postgres`), and an idle line with
 //! `"scale": true` as `idle-scale` (`idle-scale-chat` off `/secured-ws`), rows of their own.
+//! Beside wsguard's own protocol, Centrifugo's client protocol has a table of its own
+//! (`centrifugo_rows`): a line with `"protocol": "centrifugo"` counts as its workload with
+//! `-centrifugo` after it (`handshake-centrifugo`, `fanout-saturation-centrifugo`,
+//! `idle-subscribed-centrifugo`), the `/connect` lines it is compared with as `handshake-connect`
+//! (a handshake line with `"path": "/connect"`) and `idle-subscribed` (`"subscribed": true`).
 //! A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
@@ -27,6 +32,7 @@ pub struct ReportArgs {
     pub input: PathBuf,
 }
 
+mod centrifugo_rows;
 mod fanout_rows;
 mod rows;
 
@@ -37,12 +43,22 @@ use rows::{Goal, ROWS};
 /// nodes.
 fn workload_of(line: &Value) -> Option<String> {
     let workload = line["workload"].as_str()?;
+    let centrifugo = if line["protocol"].as_str() == Some("centrifugo") { "-centrifugo" } else { "" };
     match (line["nodes"].as_u64(), line["case"].as_str()) {
         (Some(nodes), _) if workload == "fanout" && nodes > 1 => {
-            return Some(format!("fanout-{nodes}-nodes"))
+            return Some(format!("fanout-{nodes}-nodes{centrifugo}"))
         }
-        (_, Some(case)) if workload == "fanout" => return Some(format!("fanout-{case}")),
+        (_, Some(case)) if workload == "fanout" => return Some(format!("fanout-{case}{centrifugo}")),
         _ => {}
+    }
+    if workload == "handshake" && !centrifugo.is_empty() {
+        return Some("handshake-centrifugo".to_owned());
+    }
+    if workload == "handshake" && line["path"].as_str() == Some("/connect") {
+        return Some("handshake-connect".to_owned());
+    }
+    if workload == "idle" && line["subscribed"].as_bool() == Some(true) {
+        return Some(format!("idle-subscribed{centrifugo}"));
     }
     if workload == "idle" && line["scale"].as_bool() == Some(true) {
         let chat = line["path"].as_str().is_some_and(|path| path != "/secured-ws");
@@ -65,13 +81,14 @@ fn lower_is_better(workload: &str) -> bool {
 
 /// Fan-outs at an offered rate: judged by their latency, not their (offered) deliveries/s.
 fn is_paced_fanout(workload: &str) -> bool {
+    let workload = workload.strip_suffix("-centrifugo").unwrap_or(workload);
     workload == "fanout-paced" || workload == "fanout-channels" || workload == "fanout-notify"
 }
 
 fn headline(workload: &str) -> &'static str {
     match workload {
         "echo" => "msgs_per_s",
-        "handshake" => "handshakes_per_s",
+        w if w.starts_with("handshake") => "handshakes_per_s",
         "issuer-handshake" => "own_handshakes_per_s",
         "users-me" => "requests_per_s",
         "login-storm" => "logins_per_s",
@@ -137,44 +154,78 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     }
 }
 
-pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
-    let text =
-        std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    let mut runs: BTreeMap<(String, String), Runs> = BTreeMap::new();
-    for line in text.lines() {
-        let Ok(value) = serde_json::from_str::<Value>(line) else {
-            continue;
-        };
-        let (Some(system), Some(workload)) = (value["system"].as_str(), workload_of(&value)) else {
-            continue;
-        };
-        let entry = runs.entry((workload, system.to_owned())).or_default();
-        if let Some(reason) = value["skipped"].as_str() {
-            entry.skipped.push(reason.to_owned());
-        } else if let Some(error) = value["error"].as_str() {
-            entry.errors.push(error.to_owned());
-        } else {
-            entry.ok.push(value);
-        }
-    }
-    let best = |workload: &str, system: &str| {
-        runs.get(&(workload.to_owned(), system.to_owned())).and_then(|r| r.best(workload))
-    };
-    let value =
-        |workload: &str, system: &str, field: &str| best(workload, system).and_then(|v| v[field].as_f64());
+/// Every line of the run, by workload and system.
+#[derive(Default)]
+struct Lines(BTreeMap<(String, String), Runs>);
 
-    println!("| figure | wsguard | FastAPI baseline | bare (echo; broadcast for fan-out) | wsguard ÷ baseline | wsguard ÷ bare | target | met | issue's reference |");
-    println!("|---|---:|---:|---:|---:|---:|---|:---:|---|");
-    for row in ROWS.iter().chain(FANOUT_ROWS) {
-        let cell = |system: &str| match value(row.workload, system, row.field) {
+impl Lines {
+    fn parse(text: &str) -> Lines {
+        let mut lines = Lines::default();
+        for line in text.lines() {
+            let Ok(value) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let (Some(system), Some(workload)) = (value["system"].as_str(), workload_of(&value)) else {
+                continue;
+            };
+            let entry = lines.0.entry((workload, system.to_owned())).or_default();
+            if let Some(reason) = value["skipped"].as_str() {
+                entry.skipped.push(reason.to_owned());
+            } else if let Some(error) = value["error"].as_str() {
+                entry.errors.push(error.to_owned());
+            } else {
+                entry.ok.push(value);
+            }
+        }
+        lines
+    }
+
+    fn runs(&self, workload: &str, system: &str) -> Option<&Runs> {
+        self.0.get(&(workload.to_owned(), system.to_owned()))
+    }
+
+    /// The round shown for `workload` on `system`.
+    fn best(&self, workload: &str, system: &str) -> Option<&Value> {
+        self.runs(workload, system).and_then(|r| r.best(workload))
+    }
+
+    fn value(&self, workload: &str, system: &str, field: &str) -> Option<f64> {
+        self.best(workload, system).and_then(|v| v[field].as_f64())
+    }
+
+    /// The table's cell: the figure, or why there is none.
+    fn cell(&self, workload: &str, system: &str, field: &str) -> String {
+        match self.value(workload, system, field) {
             Some(x) => fmt(x),
-            None => match runs.get(&(row.workload.to_owned(), system.to_owned())) {
+            None => match self.runs(workload, system) {
                 Some(r) if !r.errors.is_empty() && r.ok.is_empty() => "failed¹".to_owned(),
                 Some(r) if !r.skipped.is_empty() && r.ok.is_empty() => "not run²".to_owned(),
                 Some(_) => "–".to_owned(),
                 None => "n/a".to_owned(),
             },
-        };
+        }
+    }
+}
+
+/// ✅, ❌ or ? for a figure that has a target.
+fn met_mark(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "✅ yes",
+        Some(false) => "❌ no",
+        None => "?",
+    }
+}
+
+pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let lines = Lines::parse(&text);
+    let value = |workload: &str, system: &str, field: &str| lines.value(workload, system, field);
+
+    println!("| figure | wsguard | FastAPI baseline | bare (echo; broadcast for fan-out) | wsguard ÷ baseline | wsguard ÷ bare | target | met | issue's reference |");
+    println!("|---|---:|---:|---:|---:|---:|---|:---:|---|");
+    for row in ROWS.iter().chain(FANOUT_ROWS) {
+        let cell = |system: &str| lines.cell(row.workload, system, row.field);
         let ws = value(row.workload, "wsguard", row.field);
         let base = value(row.workload, "baseline", row.field);
         let bare = value(row.workload, "bare", row.field);
@@ -215,11 +266,9 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             }
             Goal::None => (String::new(), None),
         };
-        let met = match (&row.goal, met) {
-            (Goal::None, _) => "",
-            (_, Some(true)) => "✅ yes",
-            (_, Some(false)) => "❌ no",
-            (_, None) => "?",
+        let met = match row.goal {
+            Goal::None => "",
+            _ => met_mark(met),
         };
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -234,8 +283,10 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             row.reference
         );
     }
+    centrifugo_rows::print(&lines);
 
-    let failures: Vec<_> = runs
+    let failures: Vec<_> = lines
+        .0
         .iter()
         .flat_map(|((workload, system), r)| {
             r.errors.iter().map(move |e| format!("- {workload} on {system}: {e}"))
@@ -247,7 +298,8 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             println!("{failure}");
         }
     }
-    let skipped: std::collections::BTreeSet<_> = runs
+    let skipped: std::collections::BTreeSet<_> = lines
+        .0
         .iter()
         .flat_map(|((workload, system), r)| {
             r.skipped.iter().map(move |e| format!("- {workload} on {system}: {e}"))
@@ -259,7 +311,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
             println!("{reason}");
         }
     }
-    if let Some(storm) = best("login-storm", "wsguard") {
+    if let Some(storm) = lines.best("login-storm", "wsguard") {
         println!(
             "\nOne argon2id hash (m=19456 KiB, t=2, p=1) took {} ms on this machine (median of 20 \
              after a warm-up, taken before wsguard's storm; fastest {} ms); cores: {}.",

@@ -83,6 +83,28 @@ async fn commands_after_connect_and_what_is_refused() {
     send(&mut ws, "{\"id\":6,\"subscribe\":{\"channel\":\"general\"}}\n{\"id\":7,\"subscribe\":{\"channel\":\"general\"}}").await;
     assert!(next_json(&mut ws).await["subscribe"].is_object());
     assert_eq!(next_json(&mut ws).await["error"]["code"], 105);
+    // Publications that arrive together are published together, each answered in order.
+    let publishes = [("a", 9), ("", 10), ("c", 11)].map(|(text, id)| {
+        json!({"id": id, "publish": {"channel": "general", "data": {"text": text}}}).to_string()
+    });
+    send(&mut ws, &publishes.join("\n")).await;
+    let (mut replies, mut texts) = (Vec::new(), Vec::new());
+    while replies.len() < 3 || texts.len() < 2 {
+        let frame = next_json(&mut ws).await;
+        match frame["push"]["pub"]["data"]["text"].as_str() {
+            Some(text) => texts.push(text.to_owned()),
+            None if frame["push"].is_null() => replies.push(frame),
+            None => {} // the join of our own subscription
+        }
+    }
+    assert_eq!(replies[0], json!({"id": 9, "publish": {}}));
+    assert_eq!(
+        (replies[1]["id"].clone(), replies[1]["error"]["code"].clone()),
+        (json!(10), json!(107)),
+        "an empty chat message"
+    );
+    assert_eq!(replies[2], json!({"id": 11, "publish": {}}));
+    assert_eq!(texts, ["a", "c"]);
     // A second connect: bad request, and the connection ends.
     send(&mut ws, r#"{"id":8,"connect":{"token":"x"}}"#).await;
     assert_eq!(closed_with(&mut ws).await, 3501);

@@ -3,7 +3,7 @@
 //! protocol does; `rpc` waits for the application's proxy (not yet), `send` goes nowhere yet.
 
 use super::session::{Session, VIEW};
-use super::wire::{self, Command, HistoryRequest, SubscribeRequest};
+use super::wire::{self, Command, HistoryRequest, PublishRequest, SubscribeRequest};
 use crate::auth::Identity;
 use crate::centrifugo::codes::{self, Error};
 use crate::channels::protocol::{ErrorCode, Refusal, Since, MAX_HISTORY};
@@ -11,6 +11,50 @@ use crate::channels::{push, Publisher};
 use crate::store::Range;
 use crate::ws::close::Close;
 use serde_json::{json, Value};
+
+/// Answers commands that arrived together, in order: a run of publications among them is
+/// published together (`Engine::publish_all`: one commit, and each subscriber takes the run in one
+/// wake-up and one write), as wsguard's own protocol does. What was answered before a command
+/// that closes the connection is sent before the close.
+pub(super) async fn answer_all(
+    session: &mut Session,
+    identity: &Identity,
+    commands: Vec<Command>,
+) -> (Vec<String>, Option<Close>) {
+    let mut replies = Vec::with_capacity(commands.len());
+    let mut run: Vec<(u32, PublishRequest)> = Vec::new();
+    for mut command in commands {
+        if let Some(request) = command.publish.take() {
+            run.push((command.id, request));
+            continue;
+        }
+        replies.extend(publish_run(session, std::mem::take(&mut run)).await);
+        // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+        match Box::pin(answer(session, identity, command)).await {
+            Ok(reply) => replies.extend(reply),
+            Err(close) => return (replies, Some(close)),
+        }
+    }
+    replies.extend(publish_run(session, run).await);
+    (replies, None)
+}
+
+/// A run of `publish` commands, published together; a reply each, in order.
+async fn publish_run(session: &Session, run: Vec<(u32, PublishRequest)>) -> Vec<String> {
+    if run.is_empty() {
+        return Vec::new();
+    }
+    let engine = session.subscriber.engine().clone();
+    let batch: Vec<(&str, &Value)> = run.iter().map(|(_, r)| (r.channel.as_str(), &r.data)).collect();
+    let published = Box::pin(engine.publish_all(Publisher::Subscriber(&session.subscriber), &batch)).await;
+    run.iter()
+        .zip(published)
+        .map(|((id, _), answer)| match answer {
+            Ok(_) => wire::reply(*id, "publish", json!({})),
+            Err(refusal) => wire::error(*id, error(refusal)),
+        })
+        .collect()
+}
 
 /// Answers one command: its reply (none for `send` and a pong), or the close it calls for.
 pub(super) async fn answer(

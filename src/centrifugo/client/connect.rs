@@ -55,20 +55,17 @@ async fn connection(state: AppState, socket: WebSocket, place: OwnedSemaphorePer
     let mut greeting = vec![session.connected(id, &bound.identity)];
     // What came with `connect` (the SDKs send their subscriptions in the same frame), answered
     // after it.
-    for command in rest {
-        match Box::pin(commands::answer(&mut session, &bound.identity, command)).await {
-            Ok(reply) => greeting.extend(reply),
-            Err(close) => {
-                let mut socket = socket;
-                for text in greeting {
-                    if socket.send(Message::Text(text.into())).await.is_err() {
-                        return;
-                    }
-                }
-                close::close(socket, close).await;
+    let (replies, close) = Box::pin(commands::answer_all(&mut session, &bound.identity, rest)).await;
+    greeting.extend(replies);
+    if let Some(close) = close {
+        let mut socket = socket;
+        for text in greeting {
+            if socket.send(Message::Text(text.into())).await.is_err() {
                 return;
             }
         }
+        close::close(socket, close).await;
+        return;
     }
     Socket::new(socket, state, Some(bound), Mode::Required, session).run(greeting).await;
 }

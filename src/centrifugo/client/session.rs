@@ -6,7 +6,7 @@ use super::commands;
 use super::wire::{self, Command};
 use crate::app::AppState;
 use crate::auth::Identity;
-use crate::broker::View;
+use crate::broker::{Utf8Bytes, View};
 use crate::centrifugo::codes::{self, Disconnect};
 use crate::channels::protocol;
 use crate::channels::{Ended, Subscriber};
@@ -64,17 +64,40 @@ fn close(disconnect: Disconnect) -> Close {
 }
 
 impl Endpoint for Session {
+    const TAKES_BATCHES: bool = true;
+
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
-        let Some(identity) = identity else {
-            return Err(close(codes::PERMISSION_DENIED_CLOSE));
-        };
-        let commands = wire::commands(text).map_err(|_| close(codes::BAD_REQUEST_CLOSE))?;
-        let mut replies = Vec::new();
-        for command in commands {
-            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
-            replies.extend(Box::pin(commands::answer(self, identity, command)).await?);
+        let (replies, close) = self.on_texts(vec![Utf8Bytes::from(text)], identity).await;
+        match close {
+            Some(close) => Err(close),
+            None => Ok(replies),
         }
-        Ok(replies)
+    }
+
+    /// Frames that arrived together, their commands answered together (publications in one
+    /// batch). A frame that is not commands closes the connection after what came before it.
+    async fn on_texts(
+        &mut self,
+        texts: Vec<Utf8Bytes>,
+        identity: Option<&Identity>,
+    ) -> (Vec<String>, Option<Close>) {
+        let Some(identity) = identity else {
+            return (Vec::new(), Some(close(codes::PERMISSION_DENIED_CLOSE)));
+        };
+        let mut commands = Vec::new();
+        let mut malformed = None;
+        for text in &texts {
+            match wire::commands(text.as_str()) {
+                Ok(more) => commands.extend(more),
+                Err(_) => {
+                    malformed = Some(close(codes::BAD_REQUEST_CLOSE));
+                    break;
+                }
+            }
+        }
+        // Boxed: the commands' futures (store calls) would otherwise enlarge every socket's task.
+        let (replies, close) = Box::pin(commands::answer_all(self, identity, commands)).await;
+        (replies, close.or(malformed))
     }
 
     fn close_for(&self, ending: Ending) -> Close {

@@ -8,10 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-import { Node, apiKey, dataFolder, publish } from '../client/support.mjs';
+import { Node, apiKey, dataFolder, launchChromium, publish } from '../client/support.mjs';
 
-const CHROMIUM = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
 const BUNDLE = fileURLToPath(new URL('../../node_modules/centrifuge/dist/centrifuge.js', import.meta.url));
 let dir;
 let node;
@@ -19,15 +17,10 @@ let key;
 let browser;
 
 before(async () => {
-  assert.ok(fs.existsSync(CHROMIUM), `no Chromium at ${CHROMIUM}: apt-get install chromium (or set CHROMIUM_PATH)`);
   dir = await dataFolder('[[namespaces]]\nname = "feed"\nsubscribe = "any"\npublish = "api"\n');
   key = await apiKey(dir);
   node = await Node.start(dir, ['--access-ttl=3s']);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

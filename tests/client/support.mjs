@@ -149,6 +149,21 @@ export class Session {
   }
 }
 
+/** Debian's Chromium (or CHROMIUM_PATH), headless, through playwright-core. */
+export async function launchChromium() {
+  const executablePath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+  if (!fs.existsSync(executablePath)) {
+    throw new Error(`no Chromium at ${executablePath}: apt-get install chromium (or set CHROMIUM_PATH)`);
+  }
+  // Imported here: only the browser tests need it.
+  const { chromium } = await import('playwright-core');
+  return chromium.launch({
+    executablePath,
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
+}
+
 /** An HS256 JWT of `claims`, signed with `secret`: an application's token, as a trusted issuer makes it. */
 export function hs256(secret, claims) {
   const part = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');

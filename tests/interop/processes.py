@@ -34,7 +34,11 @@ def _tail(log: Path) -> str:
 
 @contextlib.contextmanager
 def running(
-    argv: list[str], log: Path, env: dict[str, str] | None = None, pass_fds: tuple[int, ...] = ()
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[str]]:
     """`argv` as a process (stdout a pipe, stderr into `log`), terminated (then killed) on exit."""
     with log.open("w") as err:
@@ -46,6 +50,7 @@ def running(
             text=True,
             env=env,
             pass_fds=pass_fds,
+            cwd=cwd,
         )
     try:
         yield proc

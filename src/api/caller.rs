@@ -52,7 +52,7 @@ impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CallError> {
         let presented =
             transport::find(parts, HEADER_ONLY, CookieKind::Access).map_err(|_| CallError::NotBearer);
-        let caller = admit(parts, state, presented.map(|found| found.map(|p| p.token)))?;
+        let caller = admit(parts, state, presented.map(|found| found.map(|p| p.token))).await?;
         if !caller.scopes.contains(S::SCOPE) {
             return Err(CallError::Scope(S::SCOPE));
         }
@@ -64,14 +64,14 @@ impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
 /// The caller whose key was `presented` (`Ok(None)`: no key), with one request taken from the
 /// key's budget; every server API, wsguard's and Centrifugo's, admits its callers here. The call
 /// is logged and counted under the key's name from then on.
-pub(crate) fn admit(
+pub(crate) async fn admit(
     parts: &Parts,
     state: &AppState,
     presented: Result<Option<String>, CallError>,
 ) -> Result<Caller, CallError> {
     let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
     slot.count_in(state.metrics.clone());
-    let caller = identify(state, presented)?;
+    let caller = identify(state, presented).await?;
     slot.name(&caller.name);
     if let Err(wait) = state.api_budgets.take(&caller.name) {
         return Err(CallError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
@@ -96,7 +96,12 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 /// The key's caller. Every presented key is hashed and compared with every stored one in constant
 /// time, and an unknown key gets the same answer whatever it resembles: a refusal tells neither
 /// whether a name exists nor how close a guess came.
-fn identify(state: &AppState, presented: Result<Option<String>, CallError>) -> Result<Caller, CallError> {
+/// A key added a moment ago (the CLI, on any node) is found too: a miss rereads the table.
+async fn identify(
+    state: &AppState,
+    presented: Result<Option<String>, CallError>,
+) -> Result<Caller, CallError> {
     let presented = presented?.ok_or(CallError::NoKey)?;
-    state.api_keys.find(&presented).map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
+    let found = state.api_keys.find_fresh(&presented, state.store.as_ref()).await;
+    found.map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
 }

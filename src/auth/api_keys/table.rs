@@ -21,6 +21,10 @@ use tokio_util::sync::CancellationToken;
 pub(crate) const RELOAD_EVERY: Duration = Duration::from_secs(1);
 /// A table older than this is not trusted.
 const STALE_AFTER: Duration = Duration::from_secs(5);
+/// A key the table lacks makes the node reread it, so that a key added a moment ago works at once;
+/// those rereads start at least this far apart, which bounds what wrong keys cost the database
+/// (50 reads a second per node) and slows guessing.
+const REREAD_ON_MISS_SPACING: Duration = Duration::from_millis(20);
 /// A key's "last used" is written at most this often (seconds), per node.
 const TOUCH_EVERY_SECS: i64 = 60;
 
@@ -59,13 +63,15 @@ impl Entry {
 #[derive(Default)]
 struct Table {
     entries: Vec<Entry>,
-    /// When it was last read; `None` before the first read.
+    /// When its last read started; `None` before the first read.
     loaded: Option<Instant>,
 }
 
 #[derive(Default)]
 pub(crate) struct ApiKeys {
     table: RwLock<Table>,
+    /// One reread on a miss at a time; the calls that missed meanwhile wait for it.
+    rereading: tokio::sync::Mutex<()>,
     /// Keys used on this node since the last reread, and when (unix seconds).
     used: Mutex<HashMap<String, i64>>,
 }
@@ -87,13 +93,42 @@ impl ApiKeys {
         Ok(Some(caller))
     }
 
+    /// As [`find`](Self::find), but a key the table lacks is looked for again in a read of the
+    /// store that started after the call arrived (one read serves every call waiting for it). A
+    /// store that fails the read leaves the answer to the copy.
+    pub(crate) async fn find_fresh(
+        &self,
+        presented: &str,
+        store: &dyn Store,
+    ) -> Result<Option<Caller>, Stale> {
+        let arrived = Instant::now();
+        if let found @ (Ok(Some(_)) | Err(_)) = self.find(presented) {
+            return found;
+        }
+        let _rereading = self.rereading.lock().await;
+        let started = self.table.read().expect("API key table lock poisoned").loaded;
+        if started.is_none_or(|started| started < arrived) {
+            if let Some(started) = started {
+                tokio::time::sleep_until((started + REREAD_ON_MISS_SPACING).into()).await;
+            }
+            if let Err(err) = self.read_table(store).await {
+                tracing::warn!(error = %err, "rereading the API keys for an unknown key failed");
+            }
+        }
+        self.find(presented)
+    }
+
     /// Writes when keys were last used (where the stored time is a minute old or more), then
     /// rereads the table.
     pub(crate) async fn reload(&self, store: &dyn Store) -> StoreResult<()> {
         self.write_last_used(store).await?;
+        self.read_table(store).await
+    }
+
+    async fn read_table(&self, store: &dyn Store) -> StoreResult<()> {
+        let started = Instant::now();
         let entries = store.api_keys().await?.into_iter().filter_map(Entry::from_record).collect();
-        *self.table.write().expect("API key table lock poisoned") =
-            Table { entries, loaded: Some(Instant::now()) };
+        *self.table.write().expect("API key table lock poisoned") = Table { entries, loaded: Some(started) };
         Ok(())
     }
 

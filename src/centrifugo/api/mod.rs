@@ -154,7 +154,7 @@ async fn call(State(state): State<AppState>, Path(name): Path<String>, request: 
     let presented = transport::api_key(&parts.headers)
         .map(|key| key.map(str::to_owned))
         .map_err(|_| CallError::NotBearer);
-    let caller = match admit(&parts, &state, presented).and_then(|caller| {
+    let caller = match admit(&parts, &state, presented).await.and_then(|caller| {
         check_declared_length(&parts, &state)?;
         Ok(caller)
     }) {

@@ -167,6 +167,16 @@ async fn next_tick(poll: Option<&mut tokio::time::Interval>) {
     }
 }
 
+/// The listening socket on `bind`; the error names the address and, when it is taken, the flag.
+async fn listen(bind: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(bind).await.map_err(|err| match err.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            anyhow::anyhow!("cannot listen on {bind}: the address is already in use (another wsguard?); choose another with --bind")
+        }
+        _ => anyhow::anyhow!("cannot listen on {bind}: {err}"),
+    })
+}
+
 /// Runs the server until SIGTERM or SIGINT.
 // Long: the steps of a server's life, in their order, read best in one piece.
 pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
@@ -188,7 +198,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     follow_certificate(&state, certificates, hangup);
     // Caps and timeouts per connection, from accept (before any TLS handshake) to close.
     let caps = Connections::new(state.config.connections, state.metrics.clone());
-    let listener = TcpListener::bind(state.config.bind).await?;
+    let listener = listen(state.config.bind).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stdout is the address; tests and scripts read the port from it.

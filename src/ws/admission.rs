@@ -271,6 +271,12 @@ pub(crate) fn origin_refusal(
         return None;
     }
     state.metrics.socket_rejections.inc();
+    // Said in the log: the browser only shows the socket closing (1006).
+    let origin = parts
+        .headers
+        .get(axum::http::header::ORIGIN)
+        .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(200).collect::<String>());
+    tracing::info!(origin = ?origin, path = parts.uri.path(), "WebSocket refused (403): its Origin is not in --allowed-origins");
     Some(refuse(StatusCode::FORBIDDEN, "Origin not allowed"))
 }
 

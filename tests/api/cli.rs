@@ -218,3 +218,24 @@ async fn the_readme_lists_every_setting_with_its_flag_and_variable() {
         }
     }
 }
+
+#[tokio::test]
+async fn serve_on_a_taken_address_names_it_and_the_flag() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let data = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(crate::helpers::BIN)
+        .args(["serve", &format!("--bind={address}"), &format!("--data-dir={}", data.path().display())])
+        .env_remove("WSGUARD_CONFIG")
+        .current_dir(data.path())
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = tokio::time::timeout(std::time::Duration::from_secs(20), output).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {address}: the address is already in use")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--bind"), "{stderr}");
+}

@@ -1,6 +1,6 @@
 //! Every row of the WebSocket table in docs/protocol.md, every transport and every mode, success and failure.
 
-use crate::helpers::{assert_echo, close_code, next_json, next_text, send, spawn};
+use crate::helpers::{assert_echo, close_code, eventually, next_json, next_text, send, spawn};
 use crate::refresh::cookie_login;
 use futures_util::SinkExt;
 use serde_json::Value;
@@ -104,6 +104,15 @@ async fn ws_cookie_needs_the_csrf_token_and_a_matching_origin() {
             .await,
         403
     );
+    // The browser shows only a closed socket: the log says why, with the origin.
+    let logged = eventually("the refusal logged", Duration::from_secs(2), async || {
+        let log = listed.log();
+        match log.contains("its Origin is not in --allowed-origins") && log.contains("evil.example") {
+            true => Ok(()),
+            false => Err(log),
+        }
+    });
+    logged.await;
 }
 
 #[tokio::test]

@@ -118,6 +118,12 @@ fn follow_keys(state: AppState) {
 /// Fetches each trusted issuer's published keys, in the background (a down endpoint neither holds
 /// up nor stops the start), then refreshes them until shutdown.
 fn follow_issuers(state: &AppState) {
+    for issuer in &state.config.sections.trusted_issuers {
+        if let Some(file) = &issuer.secret_file {
+            let (issuer, file) = (issuer.name(), file.display());
+            tracing::info!(issuer, %file, "admitting a trusted issuer's HS256 tokens");
+        }
+    }
     for (issuer, jwks) in state.auth.issuers.published() {
         tracing::info!(issuer = issuer.label(), url = %jwks.url, "following a trusted issuer's keys");
         jwks.clone().follow(state.shutdown.token());

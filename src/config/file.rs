@@ -25,6 +25,7 @@ pub(crate) fn parse<P: CommandFactory + FromArgMatches>(
     let path: PathBuf = matches.get_one::<PathBuf>(CONFIG_ARG).cloned().unwrap_or_default();
     let explicit = matches.value_source(CONFIG_ARG) != Some(ValueSource::DefaultValue);
     let mut file = read_file(&path, explicit)?;
+    resolve_paths(&mut file, path.parent().unwrap_or(Path::new("")));
     let sections = Sections::take(&mut file).with_context(|| path.display().to_string())?;
     let extra = file_flags(&command, &matches, &file).with_context(|| path.display().to_string())?;
     if extra.is_empty() {
@@ -65,7 +66,11 @@ fn file_flags(
         let known = |c: &clap::Command| {
             c.get_arguments().find(|a| a.get_id() == key && a.get_long().is_some()).cloned()
         };
-        anyhow::ensure!(key != CONFIG_ARG && known(serve).is_some(), "unknown key {key:?}");
+        anyhow::ensure!(
+            key != CONFIG_ARG && known(serve).is_some(),
+            "unknown key {key:?}{}",
+            did_you_mean(serve, key)
+        );
         let Some(arg) = known(leaf) else { continue };
         if matches!(leaf_matches.value_source(key), Some(ValueSource::CommandLine | ValueSource::EnvVariable))
         {
@@ -75,6 +80,45 @@ fn file_flags(
         flags.push(OsString::from(format!("--{long}={}", flag_value(key, value)?)));
     }
     Ok(flags)
+}
+
+/// ` (did you mean "…"?)` when a key of the file is close to one `serve` knows, else nothing.
+fn did_you_mean(serve: &clap::Command, key: &str) -> String {
+    let candidates = serve.get_arguments().filter(|a| a.get_long().is_some()).map(|a| a.get_id().as_str());
+    let closest = candidates
+        .chain(super::sections::SECTION_KEYS)
+        .map(|known| (strsim::jaro_winkler(key, known), known))
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match closest {
+        Some((similarity, known)) if similarity >= 0.85 => format!(" (did you mean {known:?}?)"),
+        _ => String::new(),
+    }
+}
+
+/// Relative paths in the file are the file's folder's, as its reader would take them (flags and
+/// environment variables keep the working folder's): the keys naming a file or folder
+/// (`*_file`, `*_dir`, `tls_cert`, `tls_key`), at the top and in the sections' tables.
+fn resolve_paths(table: &mut toml::Table, folder: &Path) {
+    for (key, value) in table.iter_mut() {
+        match value {
+            toml::Value::String(path) if is_path_key(key) && Path::new(path).is_relative() => {
+                *path = folder.join(&*path).to_string_lossy().into_owned();
+            }
+            toml::Value::Table(inner) => resolve_paths(inner, folder),
+            toml::Value::Array(items) => {
+                for item in items {
+                    if let toml::Value::Table(inner) = item {
+                        resolve_paths(inner, folder);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn is_path_key(key: &str) -> bool {
+    key.ends_with("_file") || key.ends_with("_dir") || matches!(key, "tls_cert" | "tls_key")
 }
 
 fn flag_value(key: &str, value: &toml::Value) -> anyhow::Result<String> {

@@ -17,8 +17,12 @@ enum Command {
 }
 
 fn serve(args: &[&str], file: &str) -> anyhow::Result<Config> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("wsguard.toml");
+    serve_in(tempfile::tempdir().unwrap().path(), args, file)
+}
+
+/// `serve` with `file` as `<dir>/wsguard.toml`.
+fn serve_in(dir: &Path, args: &[&str], file: &str) -> anyhow::Result<Config> {
+    let path = dir.join("wsguard.toml");
     std::fs::write(&path, file).unwrap();
     let mut argv: Vec<OsString> =
         ["wsguard", "--config", path.to_str().unwrap(), "serve"].map(Into::into).into();
@@ -67,7 +71,14 @@ fn unknown_algorithms_keys_and_bad_values_are_refused() {
     let err = serve(&[], "jwt_alg = \"ES256\"\njwt_secret_file = \"secret\"").unwrap_err();
     assert!(err.to_string().contains("jwt_secret_file is for HS256"), "{err:#}");
     let err = serve(&[], "acess_ttl = \"2m\"").unwrap_err();
-    assert!(format!("{err:#}").contains("unknown key \"acess_ttl\""), "{err:#}");
+    assert!(
+        format!("{err:#}").contains("unknown key \"acess_ttl\" (did you mean \"access_ttl\"?)"),
+        "{err:#}"
+    );
+    let err = serve(&[], "[[namespace]]\nname = \"news\"").unwrap_err();
+    assert!(format!("{err:#}").contains("(did you mean \"namespaces\"?)"), "{err:#}");
+    let err = serve(&[], "colour = \"blue\"").unwrap_err();
+    assert!(format!("{err:#}").ends_with("unknown key \"colour\""), "nothing close: {err:#}");
     let err = serve(&[], "access_ttl = \"soon\"").unwrap_err();
     assert!(format!("{err:#}").contains("invalid value"), "{err:#}");
     let err = serve(&[], "idle_timeout = \"10s\"").unwrap_err();
@@ -170,4 +181,18 @@ fn bad_sections_are_refused_with_their_reason() {
         let err = format!("{:#}", serve(&[], file).unwrap_err());
         assert!(err.contains(expected), "{file}: {err}");
     }
+}
+
+#[test]
+fn relative_paths_in_the_file_are_its_folders_and_flags_keep_the_working_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = "data_dir = \"data\"\ntls_cert = \"/etc/wsguard/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
+                [[trusted_issuers]]\nsecret_file = \"app.secret\"\n";
+    let config = serve_in(dir.path(), &[], file).unwrap();
+    assert_eq!(config.store.data_dir, dir.path().join("data"));
+    assert_eq!(config.tls_cert.as_deref(), Some(Path::new("/etc/wsguard/cert.pem")), "absolute: as written");
+    assert_eq!(config.tls_key, Some(dir.path().join("tls/key.pem")));
+    assert_eq!(config.sections.trusted_issuers[0].secret_file, Some(dir.path().join("app.secret")));
+    let config = serve_in(dir.path(), &["--data-dir=elsewhere"], file).unwrap();
+    assert_eq!(config.store.data_dir, Path::new("elsewhere"), "a flag is the working folder's");
 }

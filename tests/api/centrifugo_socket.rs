@@ -66,14 +66,18 @@ async fn commands_after_connect_and_what_is_refused() {
     let pair = server.login("johndoe", "secret").await;
     let (mut ws, _) = connected(&server, &pair.access).await;
 
-    // Batched, one per line; `send` and a pong need no answer, `rpc` has no method yet.
+    // Batched, one per line; `send` and a pong need no answer, `rpc` is not available (108, as
+    // Centrifugo answers without an RPC proxy).
     send(
         &mut ws,
         "{\"id\":2,\"ping\":{}}\n{}\n{\"send\":{\"data\":1}}\n{\"id\":3,\"rpc\":{\"method\":\"m\"}}",
     )
     .await;
     assert_eq!(next_json(&mut ws).await, json!({"id": 2, "ping": {}}));
-    assert_eq!(next_json(&mut ws).await["error"]["code"], 104);
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"id": 3, "error": {"code": 108, "message": "RPC is not served (method \"m\")"}})
+    );
     // Presence and history of a channel not subscribed: permission denied.
     send(&mut ws, r#"{"id":4,"history":{"channel":"general","limit":1}}"#).await;
     assert_eq!(next_json(&mut ws).await["error"]["code"], 103);

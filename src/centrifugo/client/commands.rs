@@ -1,6 +1,7 @@
 //! The session's commands, each a thin caller of the channel engine: namespace rules, quotas and
 //! recovery are the engine's. Presence and history need the channel subscribed, as wsguard's own
-//! protocol does; `rpc` waits for the application's proxy (not yet), `send` goes nowhere yet.
+//! protocol does; `rpc` is not available until the application's proxy is served (108, as Centrifugo
+//! answers without an RPC proxy), `send` goes nowhere yet.
 
 use super::session::{Session, VIEW};
 use super::wire::{self, Command, HistoryRequest, PublishRequest, SubscribeRequest};
@@ -92,7 +93,8 @@ pub(super) async fn answer(
     } else if command.ping.is_some() {
         Ok(("ping", json!({})))
     } else if let Some(rpc) = command.rpc {
-        Err(codes::METHOD_NOT_FOUND.because(format!("no RPC method {:?} is served", rpc.method)))
+        // Centrifugo without an RPC proxy has no RPC handler, and answers every `rpc` with 108.
+        Err(codes::NOT_AVAILABLE.because(format!("RPC is not served (method {:?})", rpc.method)))
     } else if command.sub_refresh.is_some() {
         Err(codes::NOT_AVAILABLE.because("subscription tokens are not served"))
     } else if command.connect.is_some() || command.refresh.is_some() {

@@ -302,9 +302,6 @@ target_args() { # system; TARGET, when set, overrides
         bare) echo "--addr 127.0.0.1:$BARE_PORT --no-auth" ;;
     esac
 }
-pid_of() {
-    case "$1" in wsguard) echo "$WS_PID" ;; baseline) echo "$BASE_PID" ;; bare) echo "$BARE_PID" ;; esac
-}
 
 # TARGET="--addr A --node B" run ...: the workload against those nodes instead of the system's
 # server; NODES=N marks the line of a failed run as N nodes' (the report's row for them).

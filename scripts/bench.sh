@@ -17,8 +17,8 @@
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
 #          --broadcast-port P (8250: bare-broadcast),
 #          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
-#          generator serves for the trusted-issuer handshakes), --idle-port P (8500: the wsguard of
-#          the idle sockets at scale and the idle subscribed connections),
+#          generator serves for the trusted-issuer handshakes), --idle-port P (8500: the fresh
+#          server of each idle-memory row, one at a time),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
 #          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
 #          --no-cluster (skip the two-node fan-out: its rows say "not run"),
@@ -302,9 +302,6 @@ target_args() { # system; TARGET, when set, overrides
         bare) echo "--addr 127.0.0.1:$BARE_PORT --no-auth" ;;
     esac
 }
-pid_of() {
-    case "$1" in wsguard) echo "$WS_PID" ;; baseline) echo "$BASE_PID" ;; bare) echo "$BARE_PID" ;; esac
-}
 
 # TARGET="--addr A --node B" run ...: the workload against those nodes instead of the system's
 # server; NODES=N marks the line of a failed run as N nodes' (the report's row for them).
@@ -326,17 +323,45 @@ run() { # system round workload args...
     sleep 1 # let closed sockets go before the next run
 }
 
-# Memory first, on fresh processes, once per system: later rounds would reuse freed memory.
-for system in wsguard baseline bare; do
-    run "$system" 1 idle --pid "$(pid_of "$system")" --sockets "$IDLE_N"
-done
+stop_server() { # pid
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
 
-# Idle sockets at scale, on a wsguard of their own (fresh, pinging every SCALE_PING_S seconds):
-# memory per socket, the server's CPU while they idle (over a window of some ping intervals),
-# handshakes/s while they are held. Each is a descriptor in the server and in the generator.
-# The fresh servers share DATA (users, signing key) with the main one, where the generator logs in
-# (--login-addr): a login's argon2 memory (19 MiB), which the allocator gives back at its own pace,
-# sometimes while the sockets open, stays out of the measured server.
+# Memory first, once per system, each on a fresh process of its own (on IDLE_PORT) that does
+# nothing but hold the idle sockets: a process that served anything before reuses what it freed.
+# The token comes from a login on the system's main server (wsguard: the same data folder;
+# the baseline: its signing secret is in its source), so a login's memory (wsguard's argon2 hash,
+# 19 MiB, which the allocator gives back at its own pace) stays out of the reading.
+idle_sockets() {
+    local pid
+    if serve_wsguard idle "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
+        --max-connections $((IDLE_N + 500)); then
+        TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_N" \
+            --login-addr "$WS_ADDR"
+        stop_server "$SERVE_PID"
+    fi
+    (cd "$BASELINE" && PYTHONDONTWRITEBYTECODE=1 exec "$VENV/bin/uvicorn" app:app \
+        --port "$IDLE_PORT" --log-level warning >"$WORK/baseline-idle.log" 2>&1) &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$IDLE_PORT" "$pid" baseline-idle
+    TARGET="--addr 127.0.0.1:$IDLE_PORT" run baseline 1 idle --pid "$pid" --sockets "$IDLE_N" \
+        --login-addr "127.0.0.1:$BASE_PORT"
+    stop_server "$pid"
+    "$ROOT/target/release/bare-echo" --bind "127.0.0.1:$IDLE_PORT" >"$WORK/bare-idle.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_port "$IDLE_PORT" "$pid" bare-idle
+    TARGET="--addr 127.0.0.1:$IDLE_PORT --no-auth" run bare 1 idle --pid "$pid" --sockets "$IDLE_N"
+    stop_server "$pid"
+}
+idle_sockets
+
+# Idle sockets at scale, on a wsguard of their own (fresh, pinging every SCALE_PING_S seconds, the
+# token from the main one as above): memory per socket, the server's CPU while they idle (over a
+# window of some ping intervals), handshakes/s while they are held. Each is a descriptor in the
+# server and in the generator.
 scale_idle() {
     local want=$SCALE_N nofile path
     nofile=$(ulimit -n)
@@ -355,8 +380,7 @@ scale_idle() {
             --sockets "$SCALE_N" --concurrency 100 --scale --window-s "$SCALE_WINDOW_S" --handshake-s "$HS_S" \
             --first-source "$first_source" --login-addr "$WS_ADDR"
         first_source=$((first_source + (SCALE_N + 24999) / 25000))
-        kill "$SERVE_PID" 2>/dev/null || true
-        wait "$SERVE_PID" 2>/dev/null || true
+        stop_server "$SERVE_PID"
     done
 }
 scale_idle
@@ -371,8 +395,7 @@ idle_subscribed() {
             --max-connections $((IDLE_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_N" \
             --subscribe notify:idle --channels "$IDLE_N" --protocol "$protocol" --login-addr "$WS_ADDR"
-        kill "$SERVE_PID" 2>/dev/null || true
-        wait "$SERVE_PID" 2>/dev/null || true
+        stop_server "$SERVE_PID"
     done
 }
 idle_subscribed
@@ -641,14 +664,15 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`record_correct\`). 503 answers (wsguard's hash queue full) are not logins. The logins/s target"
     echo "  is 0.9 × cores ÷ the time of one argon2id hash (m=19456 KiB, t=2, p=1) measured here."
     echo "- **Idle sockets**: ${IDLE_N} authenticated sockets opened (50 at a time), each having received"
-    echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets."
+    echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets. Each system"
+    echo "  on a fresh process of its own that does nothing but hold them, the token from a login on that"
+    echo "  system's main server (bare-echo takes none): a login's memory (wsguard's argon2 hash, 19 MiB,"
+    echo "  which the allocator gives back at its own pace) would otherwise fall in the reading."
     echo "- **Idle sockets at scale** (wsguard only): ${SCALE_N} authenticated sockets on \`/secured-ws\`, then"
     echo "  on \`/chat/ws\`, each on a fresh wsguard pinging every ${SCALE_PING_S} s, opened 100 at a time from"
     echo "  127.0.0.2 onward (25,000 per address; the \`/chat/ws\` run from the next unused address) and"
-    echo "  held, each answering pings. Memory per socket as above, the token from a login on the main"
-    echo "  wsguard (same data folder): the 19 MiB of a login's argon2 hash, given back by the allocator at"
-    echo "  its own pace, would otherwise fall in the reading. The server's CPU (utime + stime) over"
-    echo "  ${SCALE_WINDOW_S} s of idling, pings included;"
+    echo "  held, each answering pings. Memory per socket as above (the token from the main wsguard)."
+    echo "  The server's CPU (utime + stime) over ${SCALE_WINDOW_S} s of idling, pings included;"
     echo "  then handshakes/s, 20 workers for ${HS_S} s, from 127.0.0.1 while the sockets are held."
     echo "  The open-file limit (hard: $(ulimit -Hn)) caps the count; the log says when it did."
     echo "- **Chat fan-out, 1 node** (wsguard only, SQLite, in-process fan-out): ${FAN_MEMBERS} sockets on \`/chat/ws?token=\` join room \`bench\`;"
@@ -688,8 +712,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`push\` publications and checking that each member's offsets only grow (both protocols), answering"
     echo "  the server's \`{}\` pings with \`{}\`. **Idle subscribed connections**: ${IDLE_N} connections, each following a"
     echo "  channel of its own in namespace \`notify\` (subscribed once the server said so), on a fresh"
-    echo "  wsguard for each protocol; memory per connection as for the idle sockets at scale (token from"
-    echo "  the main wsguard). Targets: handshakes/s and saturated deliveries/s ≥ 0.9 × \`/connect\`'s,"
+    echo "  wsguard for each protocol; memory per connection as for the idle sockets (token from the main"
+    echo "  wsguard). Targets: handshakes/s and saturated deliveries/s ≥ 0.9 × \`/connect\`'s,"
     echo "  ≤ 6 KiB per idle subscribed connection."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"

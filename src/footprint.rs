@@ -1,7 +1,8 @@
 //! What an idle socket costs the server, in the parts the compiler decides: the future of its
 //! task, which lives as long as the socket. Its size is that of the largest state the loop can
 //! be in, so a rarely taken path that awaits something big (authenticating, a store call) makes
-//! every socket pay for it unless boxed. Sizes are those of the test build.
+//! every socket pay for it unless boxed. Sizes are those of the test build. Centrifugo's
+//! connections are checked beside their task (`centrifugo::client::connect`).
 
 use crate::app::AppState;
 use crate::session::socket::Session;
@@ -12,13 +13,13 @@ use axum::extract::ws::WebSocket;
 use std::mem::size_of;
 
 /// The size of what `f` returns (a future, never run).
-fn output_size<A, R>(_: &impl Fn(A) -> R) -> usize {
+pub(crate) fn output_size<A, R>(_: &impl Fn(A) -> R) -> usize {
     size_of::<R>()
 }
 
 /// Most bytes a socket's task may take: a little over its loop's future, which is what it is
 /// once admitted (the upgrade and the loop are two futures chained, `admission::admitted`).
-const MAX_SOCKET_TASK: usize = 2900;
+pub(crate) const MAX_SOCKET_TASK: usize = 2900;
 
 #[test]
 fn an_idle_sockets_task_stays_small() {

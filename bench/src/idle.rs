@@ -48,10 +48,10 @@ pub struct IdleArgs {
     /// With --subscribe: channels the sockets are spread over
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
-    /// Log in there (a server sharing this one's data folder, hence its users and signing key)
-    /// rather than at --addr: the login's argon2 memory (19 MiB) is given back by the measured
-    /// server's allocator at its own pace, sometimes while the sockets open, which would hide
-    /// theirs
+    /// Log in there (a server whose tokens this one accepts: for wsguard, one sharing its data
+    /// folder, hence its users and signing key) rather than at --addr: a login's memory (wsguard's
+    /// argon2 hash, 19 MiB) is given back by the measured server's allocator at its own pace,
+    /// sometimes while the sockets open, which would hide theirs
     #[arg(long, value_name = "HOST:PORT")]
     pub login_addr: Option<std::net::SocketAddr>,
     /// Sockets being opened at a time

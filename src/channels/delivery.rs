@@ -11,7 +11,7 @@ use super::recovery::Read;
 use super::{protocol, Engine};
 use crate::broker::{outbox, Delivery, Utf8Bytes, View};
 use crate::store::Position;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use tokio_util::task::AbortOnDropHandle;
 
@@ -52,8 +52,67 @@ pub(super) struct Following {
     pub(super) cursor: Option<Cursor>,
 }
 
-/// A subscriber's channels by name.
-pub(super) type Followed = BTreeMap<String, Following>;
+/// A subscriber's channels by name, in name order. A sorted Vec, not a BTreeMap: a socket follows
+/// a few channels (at most 32), and a BTreeMap's first node takes 720 bytes however few it holds,
+/// which every idle subscribed socket paid.
+#[derive(Debug, Default)]
+pub(super) struct Followed(Vec<(String, Following)>);
+
+impl Followed {
+    pub(super) fn new() -> Followed {
+        Followed(Vec::new())
+    }
+
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(followed, _)| followed.as_str().cmp(name))
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&Following> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut Following> {
+        self.find(name).ok().map(|i| &mut self.0[i].1)
+    }
+
+    /// Follows `name`, or replaces how it was followed.
+    pub(super) fn insert(&mut self, name: String, following: Following) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = following,
+            Err(i) => {
+                // Room for this one only: most sockets follow one or two channels.
+                self.0.reserve_exact(1);
+                self.0.insert(i, (name, following));
+            }
+        }
+    }
+
+    pub(super) fn remove(&mut self, name: &str) -> Option<Following> {
+        let i = self.find(name).ok()?;
+        Some(self.0.remove(i).1)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|(name, _)| name)
+    }
+}
+
+impl IntoIterator for Followed {
+    type Item = (String, Following);
+    type IntoIter = std::vec::IntoIter<(String, Following)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
 
 /// What to do with a delivery, decided without waiting.
 #[derive(Debug, PartialEq, Eq)]
@@ -295,7 +354,9 @@ mod tests {
 
     fn following(cursor: Option<Cursor>) -> Followed {
         let following = Following { view: View::Channel, presence: false, cursor };
-        BTreeMap::from([("news:eu".to_owned(), following)])
+        let mut followed = Followed::new();
+        followed.insert("news:eu".to_owned(), following);
+        followed
     }
 
     fn at(offset: i64, epoch: &str) -> Option<Cursor> {
@@ -332,7 +393,7 @@ mod tests {
                 next,
                 "{why}"
             );
-            assert_eq!(followed["news:eu"].cursor, after, "{why}");
+            assert_eq!(followed.get("news:eu").unwrap().cursor, after, "{why}");
         }
     }
 
@@ -343,7 +404,7 @@ mod tests {
         // Presence: no offset, sent as it comes, the cursor untouched.
         let presence = delivery("news:eu", None, "", View::Channel);
         assert_eq!(sequence(&mut followed, &presence), Next::Send(Utf8Bytes::from("news:eu/None")));
-        assert_eq!(followed["news:eu"].cursor, at(4, "e1"));
+        assert_eq!(followed.get("news:eu").unwrap().cursor, at(4, "e1"));
         // A view the event has no frame for.
         let mut silent = delivery("news:eu", Some(5), "e1", View::Room);
         Arc::get_mut(&mut silent.event).unwrap().frames.room = None;
@@ -362,6 +423,22 @@ mod tests {
         assert_eq!(deliveries.ready(&mut followed), None);
         assert!(deliveries.sequencing.is_some());
         assert_eq!(deliveries.arrived.len(), 1);
-        assert_eq!(followed["news:eu"].cursor, at(5, "e1"));
+        assert_eq!(followed.get("news:eu").unwrap().cursor, at(5, "e1"));
+    }
+
+    #[test]
+    fn followed_channels_stay_in_name_order_and_take_room_for_what_they_hold() {
+        let how = |view| Following { view, presence: false, cursor: None };
+        let mut followed = Followed::new();
+        followed.insert("b".to_owned(), how(View::Channel));
+        assert_eq!(followed.0.capacity(), 1, "one channel, one place");
+        followed.insert("c".to_owned(), how(View::Channel));
+        followed.insert("a".to_owned(), how(View::Channel));
+        followed.insert("b".to_owned(), how(View::Room));
+        assert_eq!(followed.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(followed.get("b").map(|f| f.view), Some(View::Room));
+        assert_eq!(followed.remove("a").map(|f| f.view), Some(View::Channel));
+        assert!(followed.remove("a").is_none() && followed.get("a").is_none());
+        assert_eq!(followed.into_iter().map(|(name, _)| name).collect::<Vec<_>>(), ["b", "c"]);
     }
 }

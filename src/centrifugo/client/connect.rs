@@ -22,7 +22,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::future::{FutureExt, OptionFuture};
 use serde_json::json;
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
@@ -45,29 +47,43 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
     admission::configure(upgrade, &state).on_upgrade(move |socket| connection(state, socket, place))
 }
 
-/// One connection's task: admission by `connect`, then the session until it closes.
-async fn connection(state: AppState, socket: WebSocket, place: OwnedSemaphorePermit) {
-    // Boxed, and gone once admitted: the loop's task stays the size the loop needs.
-    let admitted = Box::pin(admit(&state, socket)).await;
+/// One connection's task: admission by `connect`, then the session until it closes. Two futures
+/// chained, not one `async fn` (see `admission::admitted`): an `async fn` keeps its arguments and
+/// the locals of admission beside the loop's future for as long as the connection lives.
+fn connection(state: AppState, socket: WebSocket, place: OwnedSemaphorePermit) -> impl Future<Output = ()> {
+    // Boxed, and gone once admitted: the task is the size of the loop's future.
+    Box::pin(start(state, socket, place))
+        .then(|started| OptionFuture::from(started.map(|(socket, greeting)| socket.run(greeting))))
+        .map(drop)
+}
+
+/// Admits the connection and answers what came with `connect`: the socket and the frames it
+/// starts with, or `None` once the connection is refused or closed.
+async fn start(
+    state: AppState,
+    socket: WebSocket,
+    place: OwnedSemaphorePermit,
+) -> Option<(Socket<Session>, Vec<String>)> {
+    let admitted = admit(&state, socket).await;
     drop(place);
-    let Some(Admitted { socket, bound, id, rest }) = admitted else { return };
+    let Admitted { socket, bound, id, rest } = admitted?;
     let mut session = Session::new(&state, &bound.identity);
     let mut greeting = vec![session.connected(id, &bound.identity)];
     // What came with `connect` (the SDKs send their subscriptions in the same frame), answered
     // after it.
-    let (replies, close) = Box::pin(commands::answer_all(&mut session, &bound.identity, rest)).await;
+    let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
     greeting.extend(replies);
     if let Some(close) = close {
         let mut socket = socket;
         for text in greeting {
             if socket.send(Message::Text(text.into())).await.is_err() {
-                return;
+                return None;
             }
         }
         close::close(socket, close).await;
-        return;
+        return None;
     }
-    Socket::new(socket, state, Some(bound), Mode::Required, session).run(greeting).await;
+    Some((Socket::new(socket, state, Some(bound), Mode::Required, session), greeting))
 }
 
 struct Admitted {
@@ -133,4 +149,18 @@ async fn refuse(state: &AppState, socket: WebSocket, disconnect: Disconnect) -> 
     state.metrics.socket_rejections.inc();
     close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::footprint::{output_size, MAX_SOCKET_TASK};
+
+    #[test]
+    fn an_idle_connections_task_is_its_loop() {
+        let task = output_size(&|(s, w, p): (AppState, WebSocket, OwnedSemaphorePermit)| connection(s, w, p));
+        let session_loop = output_size(&|socket: Socket<Session>| socket.run(Vec::new()));
+        assert!(task <= MAX_SOCKET_TASK, "the connection's task is {task} bytes");
+        assert!(task <= session_loop + 16, "{task} over {session_loop}");
+    }
 }

@@ -19,8 +19,9 @@ const VERSION: &str = concat!("wsguard ", env!("CARGO_PKG_VERSION"));
 
 pub(super) struct Session {
     pub(super) subscriber: Subscriber,
-    /// This connection's id (`client`), unique on every node.
-    pub(super) client: String,
+    /// This connection's id (`client`), unique on every node. Kept as 16 bytes, written out when
+    /// a reply names it: most connections hold it idle.
+    client: uuid::Uuid,
     ping_secs: u64,
 }
 
@@ -28,7 +29,7 @@ impl Session {
     pub(super) fn new(state: &AppState, identity: &Identity) -> Session {
         Session {
             subscriber: state.engine.subscriber(&identity.user.username),
-            client: uuid::Uuid::new_v4().to_string(),
+            client: uuid::Uuid::new_v4(),
             ping_secs: state.config.socket.ping_interval.as_secs().max(1),
         }
     }
@@ -36,7 +37,7 @@ impl Session {
     /// The reply to `connect`.
     pub(super) fn connected(&self, id: u32, identity: &Identity) -> String {
         let result = json!({
-            "client": self.client,
+            "client": self.client.to_string(),
             "version": VERSION,
             "expires": true,
             "ttl": ttl(identity),
@@ -135,8 +136,7 @@ impl Endpoint for Session {
     fn refreshed(&self, request: &RefreshRequest, answer: Result<&Identity, RefreshRefusal>) -> String {
         let error = match answer {
             Ok(identity) => {
-                let result =
-                    json!({"client": self.client, "version": VERSION, "expires": true, "ttl": ttl(identity)});
+                let result = json!({"client": self.client.to_string(), "version": VERSION, "expires": true, "ttl": ttl(identity)});
                 return wire::reply(request.id, "refresh", result);
             }
             Err(RefreshRefusal::Refused { expired: true, .. }) => codes::TOKEN_EXPIRED.error(),

@@ -12,6 +12,7 @@ use crate::auth::Authenticator;
 use crate::channels::{self, Engine};
 use crate::config::{self, Config};
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
 use crate::store::{self, DynStore};
 use std::ops::Deref;
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) api_keys: Arc<ApiKeys>,
     /// Each server-API key's requests per second on this node.
     pub(crate) api_budgets: Budgets,
+    /// The application's endpoints (`[proxy]`), if it has any.
+    pub(crate) proxy: Option<Proxy>,
 }
 
 #[derive(Clone)]
@@ -72,6 +75,7 @@ impl AppState {
         let issuers = TrustedIssuers::load(&config.sections.trusted_issuers)?;
         let shutdown = Shutdown::default();
         let metrics = Arc::<Metrics>::default();
+        let proxy = Proxy::new(config.sections.proxy.as_ref(), metrics.clone())?;
         let settings = channels::Settings {
             namespaces: &config.sections.namespaces,
             broker_url: config.broker_url.as_deref(),
@@ -95,6 +99,7 @@ impl AppState {
             api_keys: Arc::default(),
             api_budgets: Budgets::new(config.api.api_requests_per_sec, config.api.api_burst),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
+            proxy,
             config,
         })))
     }

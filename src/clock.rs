@@ -4,6 +4,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// An `exp` for what never expires (the last second of 9999): far enough to be never, near enough
+/// that deadlines computed from it do not overflow.
+pub(crate) const NEVER: i64 = 253_402_300_799;
+
 /// Unix seconds now (0 before 1970, which a sane clock never reports).
 pub fn now_secs() -> i64 {
     since_epoch().as_secs() as i64

@@ -24,6 +24,7 @@ mod http;
 pub mod logs;
 mod metrics;
 mod private_files;
+mod proxy;
 mod quota;
 mod server;
 mod session;

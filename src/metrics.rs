@@ -65,6 +65,66 @@ impl ApiCalls {
     }
 }
 
+/// Calls to the application's proxy endpoints: how many by event and outcome, and how long they
+/// took by event (a Prometheus histogram).
+#[derive(Default)]
+pub(crate) struct ProxyCalls(Mutex<BTreeMap<&'static str, ProxyEvent>>);
+
+#[derive(Default)]
+struct ProxyEvent {
+    outcomes: BTreeMap<&'static str, u64>,
+    /// Calls at or under each of [`PROXY_BUCKETS`], then every call.
+    buckets: [u64; PROXY_BUCKETS.len()],
+    count: u64,
+    seconds: f64,
+}
+
+/// The histogram's upper bounds, in seconds.
+const PROXY_BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+impl ProxyCalls {
+    pub(crate) fn record(&self, event: &'static str, outcome: &'static str, took: std::time::Duration) {
+        let mut events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let calls = events.entry(event).or_default();
+        *calls.outcomes.entry(outcome).or_default() += 1;
+        let seconds = took.as_secs_f64();
+        for (bucket, bound) in calls.buckets.iter_mut().zip(PROXY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        calls.count += 1;
+        calls.seconds += seconds;
+    }
+
+    /// `{event="…",outcome="…"}` and the count of each.
+    fn outcomes(&self) -> Vec<(String, String)> {
+        let events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut samples = Vec::new();
+        for (event, calls) in events.iter() {
+            for (outcome, count) in &calls.outcomes {
+                samples.push((format!("{{event=\"{event}\",outcome=\"{outcome}\"}}"), count.to_string()));
+            }
+        }
+        samples
+    }
+
+    /// The histogram's samples: `_bucket{event,le}`, `_sum{event}`, `_count{event}`.
+    fn durations(&self) -> Vec<(String, String)> {
+        let events = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut samples = Vec::new();
+        for (event, calls) in events.iter() {
+            for (bound, count) in PROXY_BUCKETS.iter().zip(calls.buckets) {
+                samples.push((format!("_bucket{{event=\"{event}\",le=\"{bound}\"}}"), count.to_string()));
+            }
+            samples.push((format!("_bucket{{event=\"{event}\",le=\"+Inf\"}}"), calls.count.to_string()));
+            samples.push((format!("_sum{{event=\"{event}\"}}"), format!("{:.6}", calls.seconds)));
+            samples.push((format!("_count{{event=\"{event}\"}}"), calls.count.to_string()));
+        }
+        samples
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Metrics {
     pub(crate) logins_ok: Counter,
@@ -87,6 +147,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_closed_header_read: Counter,
     pub(crate) connections_closed_keep_alive: Counter,
     pub(crate) api_calls: ApiCalls,
+    pub(crate) proxy_calls: ProxyCalls,
 }
 
 impl Metrics {
@@ -204,6 +265,22 @@ impl Metrics {
             "counter",
             "Server-API requests by key name and status class.",
             &api_calls,
+        );
+        let outcomes = self.proxy_calls.outcomes();
+        let outcomes: Vec<(&str, String)> = outcomes.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
+        family(
+            "wsguard_proxy_requests_total",
+            "counter",
+            "Calls to the application's proxy endpoints by event and outcome.",
+            &outcomes,
+        );
+        let durations = self.proxy_calls.durations();
+        let durations: Vec<(&str, String)> = durations.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
+        family(
+            "wsguard_proxy_request_duration_seconds",
+            "histogram",
+            "How long calls to the application's proxy endpoints took, by event.",
+            &durations,
         );
         out
     }

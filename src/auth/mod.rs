@@ -18,6 +18,7 @@ pub mod transport;
 
 use crate::store::{DynStore, Revocation, StoreError, UserRecord};
 use bindings::SocketBindings;
+use credentials::check_username;
 use issuers::{TrustedIssuer, TrustedIssuers};
 use revocation::Revocations;
 use std::collections::HashMap;
@@ -116,6 +117,8 @@ pub(crate) enum Issuer {
     Own,
     /// A trusted issuer, by its `iss` (empty for the one whose tokens have none).
     Trusted(Arc<str>),
+    /// The application's connect proxy: no token, the application named the user.
+    Proxy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -322,6 +325,41 @@ impl Authenticator {
         });
         let issuer = Issuer::Trusted(issuer.name.clone());
         Ok(Identity { user, claims, transport: presented.transport, issuer })
+    }
+
+    /// A connection the application's connect proxy admitted as `user` until `expire_at` (Unix
+    /// seconds; 0 for no end): an access identity of no login, issued now, with `client` (the
+    /// connection's id) as its `jti`. Revocations and the per-user cap reach it as they reach a
+    /// token of the user. A name wsguard cannot take as a username is refused as malformed.
+    pub(crate) fn proxied(&self, user: &str, expire_at: i64, client: &str) -> Result<Identity, AuthError> {
+        check_username(user).map_err(|_| TokenError::Malformed)?;
+        let now = crate::clock::now_secs();
+        let exp = if expire_at == 0 { crate::clock::NEVER } else { expire_at };
+        let claims = Claims {
+            sub: user.to_owned(),
+            exp,
+            iat: now,
+            nbf: now,
+            jti: client.to_owned(),
+            kind: TokenKind::Access,
+            fresh: false,
+            iss: String::new(),
+            aud: None,
+            fam: String::new(),
+            csrf: String::new(),
+            channels: Vec::new(),
+        };
+        if self.revocations.is_revoked(&claims) {
+            return Err(TokenError::Revoked.into());
+        }
+        let user = Arc::new(UserRecord {
+            username: claims.sub.clone(),
+            email: None,
+            full_name: None,
+            password_hash: String::new(),
+            disabled: false,
+        });
+        Ok(Identity { user, claims, transport: Transport::Frame, issuer: Issuer::Proxy })
     }
 
     /// The earliest rotation whose replaced token, presented at `now`, is still within the grace.

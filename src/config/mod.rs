@@ -12,7 +12,9 @@ use std::time::Duration;
 mod file;
 mod sections;
 pub(crate) use file::parse;
-pub(crate) use sections::{IssuerSettings, NamespaceSettings, PublishRule, Sections, SubscribeRule};
+pub(crate) use sections::{
+    IssuerSettings, NamespaceSettings, ProxySettings, PublishRule, Sections, SubscribeRule,
+};
 
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
 #[derive(Args, Debug, Clone)]

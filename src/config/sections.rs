@@ -1,13 +1,13 @@
-//! The file's lists of tables, `[[namespaces]]` and `[[trusted_issuers]]`: no flag or variable can
-//! carry a list of tables, so the file is their only source. Every node of a cluster reads the same
-//! file, which is how namespaces and issuers are shared.
+//! The file's tables, `[[namespaces]]`, `[[trusted_issuers]]` and `[proxy]`: no flag or variable
+//! can carry a table, so the file is their only source. Every node of a cluster reads the same
+//! file, which is how namespaces, issuers and the application's endpoints are shared.
 
 use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
 /// The keys of the file that are sections, not flags.
-pub(super) const SECTION_KEYS: [&str; 2] = ["namespaces", "trusted_issuers"];
+pub(super) const SECTION_KEYS: [&str; 3] = ["namespaces", "trusted_issuers", "proxy"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,6 +16,77 @@ pub(crate) struct Sections {
     pub(crate) namespaces: Vec<NamespaceSettings>,
     #[serde(default)]
     pub(crate) trusted_issuers: Vec<IssuerSettings>,
+    pub(crate) proxy: Option<ProxySettings>,
+}
+
+/// `[proxy]`: the application's endpoints for client-wide events, in Centrifugo's proxy format.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ProxySettings {
+    /// Connections without a token: the application names the user.
+    pub(crate) connect: Option<String>,
+    /// Connections the connect proxy gave an `expire_at`: prolonged, or let end.
+    pub(crate) refresh: Option<String>,
+    /// How long a call may take before it counts as failed.
+    #[serde(default = "proxy_timeout", with = "humantime_serde_compat")]
+    pub(crate) timeout: Duration,
+    /// Headers of the client's request passed on, as they came, in every call.
+    #[serde(default)]
+    pub(crate) forward_headers: Vec<String>,
+}
+
+fn proxy_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// Headers that describe a connection or a message's framing, not the client: never forwarded.
+const UNFORWARDABLE: [&str; 11] = [
+    "connection",
+    "content-length",
+    "content-type",
+    "host",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "sec-websocket-key",
+];
+
+impl ProxySettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        for (name, url) in [("connect", &self.connect), ("refresh", &self.refresh)] {
+            let Some(url) = url else { continue };
+            anyhow::ensure!(
+                is_http_url(url),
+                "proxy: {name} must be an http:// or https:// URL, not {url:?}"
+            );
+        }
+        anyhow::ensure!(
+            self.refresh.is_none() || self.connect.is_some(),
+            "proxy: refresh is for connections the connect proxy admitted; set connect too"
+        );
+        anyhow::ensure!(
+            self.timeout >= Duration::from_millis(10) && self.timeout <= Duration::from_secs(60),
+            "proxy: timeout must be between 10ms and 60s"
+        );
+        for header in &self.forward_headers {
+            let valid = axum::http::HeaderName::from_bytes(header.as_bytes());
+            anyhow::ensure!(valid.is_ok(), "proxy: forward_headers: {header:?} is not a header name");
+            let lower = header.to_ascii_lowercase();
+            anyhow::ensure!(
+                !UNFORWARDABLE.contains(&lower.as_str()),
+                "proxy: forward_headers: {header} belongs to the connection, not the client, and is not forwarded"
+            );
+        }
+        Ok(())
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
+    matches!(scheme.as_deref(), Some("http" | "https")) && reqwest::Url::parse(url).is_ok()
 }
 
 /// Who may subscribe to a namespace's channels.
@@ -150,6 +221,9 @@ impl Sections {
             let name = issuer.name();
             anyhow::ensure!(seen.insert(&issuer.issuer), "trusted_issuers: {name} appears twice");
         }
+        if let Some(proxy) = &self.proxy {
+            proxy.validate()?;
+        }
         Ok(())
     }
 }
@@ -180,9 +254,8 @@ impl IssuerSettings {
         anyhow::ensure!(self.audience.as_deref() != Some(""), "trusted_issuers: {name}: empty audience");
         anyhow::ensure!(!self.username_claim.is_empty(), "trusted_issuers: {name}: empty username_claim");
         if let Some(url) = &self.jwks_url {
-            let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
             anyhow::ensure!(
-                matches!(scheme.as_deref(), Some("http" | "https")) && reqwest::Url::parse(url).is_ok(),
+                is_http_url(url),
                 "trusted_issuers: {name}: jwks_url must be an http:// or https:// URL"
             );
         }

@@ -14,9 +14,11 @@ use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::http::error::ApiError;
 use crate::http::origin;
+use crate::proxy::{ConnectRequest, Verdict};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -88,6 +90,9 @@ enum Pending {
     Refused(AuthError),
     /// No token on the handshake; it holds an anonymous place until it has one.
     Nothing(AnonymousPlace),
+    /// No token on the handshake, on an endpoint the connect proxy admits to: the application is
+    /// asked, with these headers of the client's request. Holds an anonymous place meanwhile.
+    Proxy(Box<HeaderMap>, AnonymousPlace),
 }
 
 /// A socket's whole task: settles `admission` on `socket`, then runs the future `start` makes of
@@ -191,13 +196,12 @@ impl Admission {
             Ok(None) if header_only && policy.mode != Mode::Optional => {
                 return Err(refuse_auth(state, AuthError::Missing));
             }
+            Ok(None) if policy.auth_frame && state.proxy.as_ref().is_some_and(|p| p.admits_connections()) => {
+                let headers = state.proxy.as_ref().map(|p| p.forwarded(&parts.headers)).unwrap_or_default();
+                Pending::Proxy(Box::new(headers), anonymous_place(state).map_err(|refusal| *refusal)?)
+            }
             Ok(None) if policy.mode == Mode::Optional || policy.auth_frame => {
-                match state.anonymous_sockets.clone().try_acquire_owned() {
-                    Ok(permit) => Pending::Nothing(AnonymousPlace { _permit: permit }),
-                    Err(_) => {
-                        return Err(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token"))
-                    }
-                }
+                Pending::Nothing(anonymous_place(state).map_err(|refusal| *refusal)?)
             }
             Ok(None) => Pending::Refused(AuthError::Missing),
             Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err)),
@@ -237,6 +241,23 @@ impl Admission {
             Pending::Nothing(_place) => match first_frame(&mut socket).await {
                 Some(presented) => authenticate(&state, &presented, policy.mode).await,
                 None => Err(AuthError::Missing),
+            },
+            Pending::Proxy(headers, _place) => match ask_proxy(&state, *headers).await {
+                Ok(identity) => Ok(identity),
+                // The application did not admit it: a client with a token may still send it.
+                Err(ProxyRefusal::Fallback(refusal)) => match first_frame(&mut socket).await {
+                    Some(presented) => authenticate(&state, &presented, policy.mode).await,
+                    None => {
+                        state.metrics.socket_rejections.inc();
+                        close::close(socket, refusal).await;
+                        return None;
+                    }
+                },
+                Err(ProxyRefusal::Close(refusal)) => {
+                    state.metrics.socket_rejections.inc();
+                    close::close(socket, refusal).await;
+                    return None;
+                }
             },
         };
         let refusal = match identity {
@@ -278,6 +299,51 @@ pub(crate) fn origin_refusal(
         .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(200).collect::<String>());
     tracing::info!(origin = ?origin, path = parts.uri.path(), "WebSocket refused (403): its Origin is not in --allowed-origins");
     Some(refuse(StatusCode::FORBIDDEN, "Origin not allowed"))
+}
+
+/// One of the `--max-anonymous-sockets` places, or the 429 that answers when none is left.
+fn anonymous_place(state: &AppState) -> Result<AnonymousPlace, Box<Response>> {
+    match state.anonymous_sockets.clone().try_acquire_owned() {
+        Ok(permit) => Ok(AnonymousPlace { _permit: permit }),
+        Err(_) => Err(Box::new(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token"))),
+    }
+}
+
+/// Why the connect proxy admitted no one: the close to make if no token follows in a first frame,
+/// or at once.
+enum ProxyRefusal {
+    Fallback(Close),
+    Close(Close),
+}
+
+/// Asks the connect proxy about a socket without a token (`/connect`, `/chat/ws`). Its refusal
+/// closes with 1008 and the application's message, its failure with 1013 (try again), should no
+/// `auth` frame follow; its disconnect closes at once with the application's code.
+async fn ask_proxy(state: &AppState, headers: HeaderMap) -> Result<Identity, ProxyRefusal> {
+    let Some(proxy) = state.proxy.as_ref() else {
+        return Err(ProxyRefusal::Fallback(Close::new(close::POLICY, AuthError::Missing.to_string())));
+    };
+    let client = uuid::Uuid::new_v4().to_string();
+    let request = ConnectRequest {
+        client: &client,
+        transport: "websocket",
+        protocol: "json",
+        encoding: "json",
+        name: None,
+        version: None,
+        data: None,
+    };
+    // Boxed: the call's future would otherwise enlarge the admission's.
+    match Box::pin(proxy.admit(&state.auth, &request, headers)).await {
+        Verdict::Admitted { identity, .. } => Ok(*identity),
+        Verdict::Refused(error) => Err(ProxyRefusal::Fallback(Close::new(close::POLICY, error.message))),
+        Verdict::Failed(failure) => {
+            Err(ProxyRefusal::Fallback(Close::new(close::TRY_AGAIN_LATER, failure.to_string())))
+        }
+        Verdict::Disconnect(disconnect) => {
+            Err(ProxyRefusal::Close(Close::new(disconnect.code, disconnect.reason)))
+        }
+    }
 }
 
 /// Authenticates a presented token under `mode`; a missing identity (optional mode) cannot

@@ -18,6 +18,7 @@ use tokio::time::{sleep_until, Instant};
 
 mod endpoint;
 mod incoming;
+mod prolong;
 
 pub(crate) use endpoint::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
 
@@ -188,6 +189,9 @@ impl<E: Endpoint> Socket<E> {
         let now = Instant::now();
         if let Some(expiry) = deadlines.expiry {
             if now >= expiry {
+                if self.refreshed_by_proxy() {
+                    return self.prolonged(&mut deadlines.expiry).await;
+                }
                 return self.expired();
             }
             let warning = self.state.config.socket.expiry_warning;
@@ -216,9 +220,13 @@ impl<E: Endpoint> Socket<E> {
         Step::Close(self.endpoint.close_for(Ending::Expired))
     }
 
-    /// The endpoint's warning (`{"type":"expiring","in_s":N}`), once per token.
+    /// The endpoint's warning (`{"type":"expiring","in_s":N}`), once per token; none for a
+    /// connection of the connect proxy, which has no token to renew.
     async fn warn(&mut self, expiry: Instant) -> Step {
         self.warned = true;
+        if self.bound.as_ref().is_some_and(|b| b.identity.issuer == crate::auth::Issuer::Proxy) {
+            return Step::Continue;
+        }
         let left = expiry.saturating_duration_since(Instant::now()).as_secs();
         match self.endpoint.expiring(left) {
             Some(frame) => self.sent(frame).await,

@@ -54,6 +54,14 @@ async fn connect_answers_the_sdk_and_refusals_use_the_protocol_codes() {
         send(&mut ws, first).await;
         assert_eq!(closed_with(&mut ws).await, 3501, "{first}");
     }
+    // A protobuf SDK's binary connect: the codec wsguard does not speak, terminal. Its subprotocol
+    // is granted, or the SDK would drop the handshake and try again forever.
+    let mut ws = server
+        .ws("/connection/websocket", &[("sec-websocket-protocol", "centrifuge-protobuf")])
+        .await
+        .unwrap();
+    ws.send(Message::Binary(vec![0x0a, 0x02].into())).await.unwrap();
+    assert_eq!(closed_with(&mut ws).await, 3506);
     // An expired token: error 109 in the reply, so that the SDK fetches another.
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let (_ws, reply) = connected(&server, &pair.access).await;

@@ -2,6 +2,7 @@
 //! data folder, and talks to it over real HTTP and WebSocket connections.
 
 mod api_publish;
+mod application;
 mod centrifugo_api;
 mod centrifugo_socket;
 mod channels;
@@ -13,6 +14,7 @@ mod helpers;
 mod issuers;
 mod keys;
 mod pages;
+mod proxy;
 mod refresh;
 mod secrets;
 mod server_api;

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Centrifuge } from 'centrifuge';
+import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import {
   Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, hs256, login, post, publish, services, sleep,
   until, REDIS,
@@ -319,4 +320,20 @@ test('two nodes: an SDK on one receives what the API publishes on the other, and
   const disconnected = once(client, 'disconnected');
   await post(b.base, '/api/users/johndoe/revoke', undefined, { authorization: `Bearer ${key}` });
   assert.equal((await disconnected).code, 3503, 'revoked on B, closed on A');
+});
+
+test('the protobuf SDK is told that wsguard speaks JSON only, and stops', async (t) => {
+  const { node } = await setUp(t);
+  const { access_token: token } = await login(node.base, 'johndoe', 'secret');
+  const client = new ProtobufCentrifuge(`ws://127.0.0.1:${node.port}/connection/websocket`, {
+    websocket: WebSocket, token, minReconnectDelay: 100,
+  });
+  t.after(() => client.disconnect());
+  let attempts = 0;
+  client.on('connecting', () => { attempts += 1; });
+  const ended = once(client, 'disconnected', 5000);
+  client.connect();
+  const ctx = await ended;
+  assert.equal(ctx.code, 3506);
+  assert.equal(attempts, 1, 'no reconnecting');
 });

@@ -5,6 +5,9 @@
 //! Refusals as the SDKs expect them: an expired token gets error 109 (the SDK fetches a new one
 //! and connects again), a temporary failure error 100 (it retries), any other refusal the
 //! terminal close 3500 (invalid token), too many sockets for the user 3504.
+//!
+//! A `connect` without a token goes to the application's connect proxy, when there is one: it
+//! names the user, or refuses with its own error or disconnect; its failure is error 100.
 
 use super::commands;
 use super::session::Session;
@@ -13,21 +16,24 @@ use crate::app::AppState;
 use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
-use crate::centrifugo::codes::{self, Disconnect};
+use crate::centrifugo::codes::{self, Disconnect, Error};
+use crate::proxy::{ConnectRequest, Verdict};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Bound, Socket};
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::future::{FutureExt, OptionFuture};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
+/// The subprotocol of Centrifugo's protobuf codec.
+const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 /// How long a new connection has to send `connect`.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a refused connection waits for the SDK to close it after the error reply.
@@ -44,15 +50,32 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
         let detail = json!({"detail": "Too many sockets without a token"});
         return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
     };
-    admission::configure(upgrade, &state).on_upgrade(move |socket| connection(state, socket, place))
+    // The headers the connect proxy passes on, kept only until `connect`.
+    let forwarded = state
+        .proxy
+        .as_ref()
+        .filter(|p| p.admits_connections())
+        .map(|p| Box::new(p.forwarded(&parts.headers)));
+    // A protobuf SDK asks for its subprotocol and drops a handshake without it, to try again
+    // forever: it is granted, so that its binary `connect` gets 3506 and the SDK stops.
+    let upgrade = admission::configure(upgrade, &state).protocols([PROTOBUF_SUBPROTOCOL]);
+    upgrade.on_upgrade(move |socket| connection(state, socket, place, forwarded))
 }
+
+/// The client's headers for the connect proxy, when there is one.
+type Forwarded = Option<Box<HeaderMap>>;
 
 /// One connection's task: admission by `connect`, then the session until it closes. Two futures
 /// chained, not one `async fn` (see `admission::admitted`): an `async fn` keeps its arguments and
 /// the locals of admission beside the loop's future for as long as the connection lives.
-fn connection(state: AppState, socket: WebSocket, place: OwnedSemaphorePermit) -> impl Future<Output = ()> {
+fn connection(
+    state: AppState,
+    socket: WebSocket,
+    place: OwnedSemaphorePermit,
+    forwarded: Forwarded,
+) -> impl Future<Output = ()> {
     // Boxed, and gone once admitted: the task is the size of the loop's future.
-    Box::pin(start(state, socket, place))
+    Box::pin(start(state, socket, place, forwarded))
         .then(|started| OptionFuture::from(started.map(|(socket, greeting)| socket.run(greeting))))
         .map(drop)
 }
@@ -63,12 +86,14 @@ async fn start(
     state: AppState,
     socket: WebSocket,
     place: OwnedSemaphorePermit,
+    forwarded: Forwarded,
 ) -> Option<(Socket<Session>, Vec<String>)> {
-    let admitted = admit(&state, socket).await;
+    let client = uuid::Uuid::new_v4();
+    let admitted = admit(&state, socket, client, forwarded).await;
     drop(place);
-    let Admitted { socket, bound, id, rest } = admitted?;
-    let mut session = Session::new(&state, &bound.identity);
-    let mut greeting = vec![session.connected(id, &bound.identity)];
+    let Admitted { socket, bound, id, rest, data } = admitted?;
+    let mut session = Session::new(&state, &bound.identity, client);
+    let mut greeting = vec![session.connected(id, &bound.identity, data)];
     // What came with `connect` (the SDKs send their subscriptions in the same frame), answered
     // after it.
     let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
@@ -93,26 +118,70 @@ struct Admitted {
     id: u32,
     /// The commands that came in the same frame, after `connect`.
     rest: Vec<Command>,
+    /// For the connect reply: the connect proxy's `data`.
+    data: Option<Value>,
 }
 
-/// Reads `connect` and admits its token; `None` once the connection is refused and closed.
-async fn admit(state: &AppState, mut socket: WebSocket) -> Option<Admitted> {
-    let (id, token, rest) = match connect_command(&mut socket).await {
+/// Reads `connect` and admits its token, or asks the connect proxy about a connection without
+/// one; `None` once the connection is refused and closed.
+async fn admit(
+    state: &AppState,
+    mut socket: WebSocket,
+    client: uuid::Uuid,
+    forwarded: Forwarded,
+) -> Option<Admitted> {
+    let (id, connect, rest) = match connect_command(&mut socket).await {
         Ok(connect) => connect,
         Err(disconnect) => return refuse(state, socket, disconnect).await,
     };
-    let presented = Presented::new(token, Transport::Frame);
+    if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
+        let client = client.to_string();
+        let request = ConnectRequest {
+            client: &client,
+            transport: "websocket",
+            protocol: "json",
+            encoding: "json",
+            name: Some(connect.name.as_str()).filter(|name| !name.is_empty()),
+            version: Some(connect.version.as_str()).filter(|version| !version.is_empty()),
+            data: connect.data.as_ref(),
+        };
+        let error = match proxy.admit(&state.auth, &request, *headers).await {
+            Verdict::Admitted { identity, data } => match admission::bind(state, *identity) {
+                Ok(bound) => return Some(Admitted { socket, bound, id, rest, data }),
+                Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
+            },
+            Verdict::Refused(error) => Error { code: error.code, message: error.message, temporary: false },
+            Verdict::Failed(failure) => codes::INTERNAL.because(failure.to_string()),
+            Verdict::Disconnect(disconnect) => {
+                state.metrics.socket_rejections.inc();
+                close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
+                return None;
+            }
+        };
+        return refuse_with_error(state, socket, id, error).await;
+    }
+    let presented = Presented::new(connect.token, Transport::Frame);
     let error = match admission::authenticate(state, &presented, Mode::Required).await {
         // Within the clock leeway verification allows, but the connection would end at once.
         Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
         Ok(identity) => match admission::bind(state, identity) {
-            Ok(bound) => return Some(Admitted { socket, bound, id, rest }),
+            Ok(bound) => return Some(Admitted { socket, bound, id, rest, data: None }),
             Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
         },
         Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
         Err(err) if err.is_temporary() => codes::INTERNAL.because(err.to_string()),
         Err(_) => return refuse(state, socket, codes::INVALID_TOKEN).await,
     };
+    refuse_with_error(state, socket, id, error).await
+}
+
+/// Answers `connect` with `error`, then waits for the SDK to close; `None`.
+async fn refuse_with_error(
+    state: &AppState,
+    mut socket: WebSocket,
+    id: u32,
+    error: Error,
+) -> Option<Admitted> {
     state.metrics.socket_rejections.inc();
     // The SDK reads the error and closes; a connection that does not is closed after a while.
     if socket.send(Message::Text(wire::error(id, error).into())).await.is_ok() {
@@ -128,19 +197,20 @@ async fn admit(state: &AppState, mut socket: WebSocket) -> Option<Admitted> {
     None
 }
 
-/// The first frame's `connect`: its id and token, and the commands after it in the frame. A
-/// connection that sends anything else first, or nothing in time, is closed with 3501 (bad
-/// request).
-async fn connect_command(socket: &mut WebSocket) -> Result<(u32, String, Vec<Command>), Disconnect> {
+/// The first frame's `connect`: its id and request, and the commands after it in the frame. A
+/// binary frame (the protobuf codec) is closed with 3506; anything else first, or nothing in time,
+/// with 3501 (bad request).
+async fn connect_command(
+    socket: &mut WebSocket,
+) -> Result<(u32, wire::ConnectRequest, Vec<Command>), Disconnect> {
     let text = match tokio::time::timeout(CONNECT_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => text,
+        Ok(Some(Ok(Message::Binary(_)))) => return Err(codes::INAPPROPRIATE_PROTOCOL),
         _ => return Err(codes::BAD_REQUEST_CLOSE),
     };
     let mut commands = wire::commands(text.as_str()).map_err(|_| codes::BAD_REQUEST_CLOSE)?.into_iter();
     match commands.next() {
-        Some(Command { id, connect: Some(connect), .. }) if id > 0 => {
-            Ok((id, connect.token, commands.collect()))
-        }
+        Some(Command { id, connect: Some(connect), .. }) if id > 0 => Ok((id, connect, commands.collect())),
         _ => Err(codes::BAD_REQUEST_CLOSE),
     }
 }
@@ -158,7 +228,9 @@ mod tests {
 
     #[test]
     fn an_idle_connections_task_is_its_loop() {
-        let task = output_size(&|(s, w, p): (AppState, WebSocket, OwnedSemaphorePermit)| connection(s, w, p));
+        let task = output_size(&|(s, w, p, f): (AppState, WebSocket, OwnedSemaphorePermit, Forwarded)| {
+            connection(s, w, p, f)
+        });
         let session_loop = output_size(&|socket: Socket<Session>| socket.run(Vec::new()));
         assert!(task <= MAX_SOCKET_TASK, "the connection's task is {task} bytes");
         assert!(task <= session_loop + 16, "{task} over {session_loop}");

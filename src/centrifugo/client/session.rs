@@ -5,14 +5,14 @@
 use super::commands;
 use super::wire::{self, Command};
 use crate::app::AppState;
-use crate::auth::Identity;
+use crate::auth::{Identity, Issuer};
 use crate::broker::{Utf8Bytes, View};
 use crate::centrifugo::codes::{self, Disconnect};
 use crate::channels::protocol;
 use crate::channels::{Ended, Subscriber};
 use crate::ws::close::Close;
 use crate::ws::socket::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// What the server calls itself in `connect` and `refresh` results.
 const VERSION: &str = concat!("wsguard ", env!("CARGO_PKG_VERSION"));
@@ -26,17 +26,18 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(state: &AppState, identity: &Identity) -> Session {
+    pub(super) fn new(state: &AppState, identity: &Identity, client: uuid::Uuid) -> Session {
         Session {
             subscriber: state.engine.subscriber(&identity.user.username),
-            client: uuid::Uuid::new_v4(),
+            client,
             ping_secs: state.config.socket.ping_interval.as_secs().max(1),
         }
     }
 
-    /// The reply to `connect`.
-    pub(super) fn connected(&self, id: u32, identity: &Identity) -> String {
-        let result = json!({
+    /// The reply to `connect`, with the connect proxy's `data` if any. A connection of the
+    /// connect proxy has no token for the SDK to renew: wsguard asks the refresh proxy itself.
+    pub(super) fn connected(&self, id: u32, identity: &Identity, data: Option<Value>) -> String {
+        let mut result = json!({
             "client": self.client.to_string(),
             "version": VERSION,
             "expires": true,
@@ -44,6 +45,13 @@ impl Session {
             "ping": self.ping_secs,
             "pong": true,
         });
+        if identity.issuer == Issuer::Proxy {
+            result["expires"] = false.into();
+            result.as_object_mut().map(|r| r.remove("ttl"));
+        }
+        if let Some(data) = data {
+            result["data"] = data;
+        }
         wire::reply(id, "connect", result)
     }
 }

@@ -28,6 +28,12 @@ pub(super) struct Command {
 pub(super) struct ConnectRequest {
     #[serde(default)]
     pub(super) token: String,
+    /// The SDK's name and version, and data of the application's: passed to the connect proxy.
+    #[serde(default)]
+    pub(super) name: String,
+    #[serde(default)]
+    pub(super) version: String,
+    pub(super) data: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]

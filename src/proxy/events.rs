@@ -1,0 +1,53 @@
+//! The bodies of the calls and of their results, as Centrifugo's proxy documents them. Fields
+//! wsguard does not use are left out of requests and ignored in results.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A connection without a token asks to be admitted.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConnectRequest<'a> {
+    /// The connection's id, unique on every node.
+    pub(crate) client: &'a str,
+    pub(crate) transport: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) encoding: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<&'a str>,
+    /// What the client sent with its connect, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<&'a Value>,
+}
+
+/// The application admits the connection as `user`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ConnectResult {
+    pub(crate) user: String,
+    /// Unix seconds; the connection ends then unless the refresh proxy prolongs it. Absent or 0:
+    /// it does not expire.
+    #[serde(default)]
+    pub(crate) expire_at: i64,
+    /// Sent to the client in the connect reply.
+    pub(crate) data: Option<Value>,
+}
+
+/// A connection the connect proxy admitted is about to expire.
+#[derive(Debug, Serialize)]
+pub(crate) struct RefreshRequest<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) transport: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) encoding: &'static str,
+    pub(crate) user: &'a str,
+}
+
+/// Prolonged to `expire_at`, or `expired`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct RefreshResult {
+    #[serde(default)]
+    pub(crate) expired: bool,
+    #[serde(default)]
+    pub(crate) expire_at: i64,
+}

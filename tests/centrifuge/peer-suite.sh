@@ -2,27 +2,35 @@
 # centrifuge-js's own integration suite (the src/*.test.ts files of github.com/centrifugal/centrifuge-js,
 # which its CI runs against Centrifugo at localhost:8000) against a real wsguard instead, to measure
 # how much of Centrifugo's client protocol an unchanged SDK test suite finds wsguard to speak, and
-# to find where wsguard's wire format departs from Centrifugo's. It is a measurement, not a gate:
-# most of that suite connects without a token, uses HTTP streaming, SSE, protobuf, map and shared
-# poll subscriptions, or Centrifugo's server API at /api with a fixed key, none of which wsguard has
-# (see tests/centrifuge/peer-suite.toml), so most of it fails and the summary says by how much. Not
-# part of scripts/test: it needs a checkout from GitHub and packages from npm, which CI has not.
+# to find where wsguard's wire format departs from Centrifugo's. It is a measurement, not a gate.
+# The suite's clients connect without a token (its Centrifugo runs with `client.insecure: true`);
+# here they are admitted through wsguard's connect proxy (docs/protocol.md §10) by a small
+# application, tests/centrifuge/peer-suite-app.mjs, which names every connection the user `suite`.
+# The rest is measured as it is: HTTP streaming, SSE, protobuf, map and shared poll subscriptions,
+# Centrifugo's server API at /api with a fixed key, and tokens signed with the suite's short secret
+# are not served by wsguard (see tests/centrifuge/peer-suite.toml), so the tests that use them fail
+# and the summary says by how much. Not part of scripts/test: it needs a checkout from GitHub and
+# packages from npm, which CI has not.
 #
 #   git clone https://github.com/centrifugal/centrifuge-js /tmp/centrifuge-js   # any revision
 #   cargo build --release -p wsguard
 #   tests/centrifuge/peer-suite.sh /tmp/centrifuge-js [jest arguments, e.g. src/recovery.test.ts]
 #
 # It installs the checkout's devDependencies (yarn 1 from npm, with its yarn.lock, as its CI does;
-# no install scripts, no browser downloads), starts wsguard (WSGUARD_BIN, default
-# target/release/wsguard) on 127.0.0.1:8000, which must be free since the suite names that port,
-# with peer-suite.toml and a new temporary data folder (wsguard generates its signing key there; no
-# secret is built in here), runs jest in band, and prints N passed of M with each test that did
-# not pass and the first line of its failure. Results (jest's JSON and log, wsguard's log) stay in
-# the temporary folder it names. Takes about 6 minutes: most failures wait out a 5 s timeout.
+# no install scripts, no browser downloads), starts the application on a free port of 127.0.0.1,
+# then wsguard (WSGUARD_BIN, default target/release/wsguard) on 127.0.0.1:8000, which must be free
+# since the suite names that port, with a copy of peer-suite.toml that gains
+# `[proxy] connect = "http://127.0.0.1:<port>/connect"` and a new temporary data folder (wsguard
+# generates its signing key there; no secret is built in here), runs jest in band, and prints
+# N passed of M with each test that did not pass and the first line of its failure. Results
+# (jest's JSON and log, wsguard's log, the config it ran with, the application's call count) stay
+# in the temporary folder it names. Takes about 4 minutes: the http_stream and sse tests wait out
+# a 5 s timeout each.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 CONFIG="$ROOT/tests/centrifuge/peer-suite.toml"
+APP="$ROOT/tests/centrifuge/peer-suite-app.mjs"
 BIN="${WSGUARD_BIN:-$ROOT/target/release/wsguard}"
 PORT=8000
 
@@ -48,10 +56,15 @@ fi
 OUT="$(mktemp -d -t wsguard-peer-suite.XXXXXX)"
 chmod 700 "$OUT"
 WSGUARD_PID=""
+APP_PID=""
 cleanup() {
   if [[ -n "$WSGUARD_PID" ]]; then
     kill "$WSGUARD_PID" 2>/dev/null || true
     wait "$WSGUARD_PID" 2>/dev/null || true
+  fi
+  if [[ -n "$APP_PID" ]]; then
+    kill "$APP_PID" 2>/dev/null || true
+    wait "$APP_PID" 2>/dev/null || true
   fi
   rm -rf "$OUT/data"
 }
@@ -67,11 +80,30 @@ export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PUPPETEER_SKIP_DOWNLOAD=1
 (cd "$CJS" && npx --yes yarn@1.22.22 install --frozen-lockfile --ignore-scripts --non-interactive) \
   > "$OUT/install.log" 2>&1 || { tail -20 "$OUT/install.log" >&2; exit 1; }
 
+echo "== starting the application (its connect proxy names every connection \`suite\`)"
+node "$APP" > "$OUT/app.out" 2> "$OUT/app.log" &
+APP_PID=$!
+app_port=""
+for _ in $(seq 100); do
+  app_port="$(sed -n 's/^listening \([0-9]*\)$/\1/p' "$OUT/app.out")"
+  if [[ -n "$app_port" ]]; then break; fi
+  if ! kill -0 "$APP_PID" 2>/dev/null; then cat "$OUT/app.log" >&2; exit 1; fi
+  sleep 0.1
+done
+if [[ -z "$app_port" ]]; then
+  echo "the application did not start listening (see $OUT/app.log)" >&2
+  exit 1
+fi
+cp "$CONFIG" "$OUT/wsguard.toml"
+printf '\n# Added by peer-suite.sh: the application it started.\n[proxy]\nconnect = "http://127.0.0.1:%s/connect"\n' \
+  "$app_port" >> "$OUT/wsguard.toml"
+echo "== application on 127.0.0.1:$app_port; config $OUT/wsguard.toml"
+
 echo "== starting wsguard on 127.0.0.1:$PORT (data folder $OUT/data)"
 mkdir -m 700 "$OUT/data"
 # Nothing of the caller's WSGUARD_* environment: the run is the config file and these flags.
 mapfile -t unset_vars < <(compgen -e | grep '^WSGUARD_' | sed 's/^/-u/')
-env "${unset_vars[@]}" "$BIN" --config "$CONFIG" serve --data-dir "$OUT/data" --bind "127.0.0.1:$PORT" \
+env "${unset_vars[@]}" "$BIN" --config "$OUT/wsguard.toml" serve --data-dir "$OUT/data" --bind "127.0.0.1:$PORT" \
   > "$OUT/wsguard.out" 2> "$OUT/wsguard.log" &
 WSGUARD_PID=$!
 for _ in $(seq 100); do
@@ -122,4 +154,8 @@ for (const [name, c] of [...byFile].sort()) console.log(`${name}: ${c.passed} / 
 const total = results.numTotalTests;
 console.log(`\n== ${results.numPassedTests} passed of ${total} (${results.numFailedTests} failed, ${results.numPendingTests + results.numTodoTests} skipped)`);
 JS
-echo "== results: $OUT (results.json, jest.log, wsguard.log)"
+kill "$APP_PID" 2>/dev/null || true
+wait "$APP_PID" 2>/dev/null || true
+APP_PID=""
+echo "== application: $(grep '^connect calls' "$OUT/app.out" || echo 'no call count')"
+echo "== results: $OUT (results.json, jest.log, wsguard.log, wsguard.toml, app.out)"

@@ -72,7 +72,10 @@ pub(crate) struct Departure {
 pub(crate) enum View {
     Room,
     Channel,
+    /// A Centrifugo subscription: publications only.
     Centrifugo,
+    /// A Centrifugo subscription that asked for join and leave pushes (`join_leave`).
+    CentrifugoJoinLeave,
 }
 
 /// One event of a channel, rendered once per node for each view; a view without a frame is not
@@ -86,6 +89,8 @@ pub(crate) struct Frames {
     /// Where a numbered publication stands in its channel; `None` for presence and for
     /// namespaces without history.
     pub(crate) numbered: Option<Numbered>,
+    /// A user joined or left: not for the views that did not ask for that.
+    pub(crate) presence: bool,
 }
 
 /// A publication's offset in its channel's epoch: lets a socket put what it receives in order,
@@ -130,18 +135,21 @@ impl Frames {
         match view {
             View::Room => self.room.as_ref(),
             View::Channel => self.channel.as_ref(),
-            View::Centrifugo => self.centrifugo.as_ref(),
+            View::Centrifugo if self.presence => None,
+            View::Centrifugo | View::CentrifugoJoinLeave => self.centrifugo.as_ref(),
         }
     }
 
     /// Every view's frame in one message between nodes: `<room length or ->:<channel length or
-    /// ->:<centrifugo length or ->:<offset or ->:<epoch>[:<origin>]` and a newline, then the frames. Lengths are in bytes. `origin`
-    /// names the node that delivered the event to its own sockets already.
+    /// ->:<centrifugo length or ->:<offset, - or j>:<epoch>[:<origin>]` and a newline, then the
+    /// frames. Lengths are in bytes; `j` marks a join or leave. `origin` names the node that
+    /// delivered the event to its own sockets already.
     pub(crate) fn encode(&self, origin: Option<&str>) -> Vec<u8> {
         let length =
             |frame: &Option<Utf8Bytes>| frame.as_ref().map_or("-".to_owned(), |f| f.len().to_string());
         let (offset, epoch) = match &self.numbered {
             Some(n) => (n.offset.to_string(), n.epoch.as_ref()),
+            None if self.presence => ("j".to_owned(), ""),
             None => ("-".to_owned(), ""),
         };
         let origin = origin.map_or(String::new(), |node| format!(":{node}"));
@@ -169,10 +177,12 @@ impl Frames {
         if fields.next().is_some() || origin.is_some_and(|o| o.is_empty()) {
             return None;
         }
-        let numbered = match (offset, epoch) {
-            ("-", "") => None,
+        let (numbered, presence) = match (offset, epoch) {
+            ("-", "") => (None, false),
+            ("j", "") => (None, true),
             (offset, epoch) if epoch.bytes().all(|b| b.is_ascii_alphanumeric()) => {
-                Some(Numbered { offset: offset.parse().ok().filter(|o| *o > 0)?, epoch: Arc::from(epoch) })
+                let offset = offset.parse().ok().filter(|o| *o > 0)?;
+                (Some(Numbered { offset, epoch: Arc::from(epoch) }), false)
             }
             _ => return None,
         };
@@ -185,8 +195,8 @@ impl Frames {
             rest = &rest[length..];
             Some(Some(Utf8Bytes::from(frame)))
         };
-        let frames =
-            Frames { room: take(room)?, channel: take(channel)?, centrifugo: take(centrifugo)?, numbered };
+        let (room, channel, centrifugo) = (take(room)?, take(channel)?, take(centrifugo)?);
+        let frames = Frames { room, channel, centrifugo, numbered, presence };
         rest.is_empty().then_some((frames, origin))
     }
 }
@@ -255,9 +265,16 @@ mod tests {
             channel: Some("x:y\n".into()),
             centrifugo: Some("{\"push\":{}}".into()),
             numbered,
+            presence: false,
         };
         let one = Frames { channel: Some("c".into()), ..Frames::default() };
-        for frames in [all, one, Frames::default()] {
+        let joined = Frames {
+            room: Some("r".into()),
+            centrifugo: Some("c".into()),
+            presence: true,
+            ..Frames::default()
+        };
+        for frames in [all, one, joined, Frames::default()] {
             assert_eq!(Frames::decode(&frames.encode(None)), Some((frames.clone(), None)));
             let from_a = frames.encode(Some("a1"));
             assert_eq!(Frames::decode(&from_a), Some((frames, Some("a1"))));

@@ -348,7 +348,8 @@ mod tests {
     fn delivery(channel: &str, offset: Option<i64>, epoch: &str, view: View) -> Delivery {
         let numbered = offset.map(|offset| Numbered { offset, epoch: Arc::from(epoch) });
         let frame = Some(Utf8Bytes::from(format!("{channel}/{offset:?}")));
-        let frames = Frames { room: frame.clone(), channel: frame, centrifugo: None, numbered };
+        let frames =
+            Frames { room: frame.clone(), channel: frame, centrifugo: None, numbered, presence: false };
         Delivery { event: Arc::new(Event { channel: Arc::from(channel), frames }), view }
     }
 

@@ -237,7 +237,7 @@ pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) 
         None => channel.clone(),
     };
     let centrifugo = Some(super::push::publication(publication, data, epoch.unwrap_or_default()).into());
-    Frames { room: Some(room), channel: Some(channel), centrifugo, numbered }
+    Frames { room: Some(room), channel: Some(channel), centrifugo, numbered, presence: false }
 }
 
 /// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
@@ -298,7 +298,9 @@ pub(crate) fn unsubscribed(name: &str, view: View, refusal: &Refusal) -> String 
     let key = match view {
         View::Room => "room",
         View::Channel => "channel",
-        View::Centrifugo => return super::push::unsubscribed(name, &refusal.detail),
+        View::Centrifugo | View::CentrifugoJoinLeave => {
+            return super::push::unsubscribed(name, &refusal.detail)
+        }
     };
     json!({"type": "unsubscribed", key: name, "code": refusal.code.as_str(), "detail": refusal.detail})
         .to_string()
@@ -327,6 +329,7 @@ pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> Frames {
         room: Some(frame("room").to_string().into()),
         channel: Some(frame("channel").to_string().into()),
         centrifugo: Some(super::push::presence(channel, user, change).into()),
+        presence: true,
     }
 }
 

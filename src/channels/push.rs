@@ -7,7 +7,8 @@ use crate::store::Publication;
 use serde::Serialize;
 use serde_json::Value;
 
-/// Who published or joined: the user; wsguard's presence is per user, so `client` is empty.
+/// Who published or joined: the user. wsguard's presence is per user, so `client` is the username
+/// too, as in presence answers and the server API's history.
 #[derive(Serialize)]
 pub(crate) struct ClientInfo<'a> {
     pub(crate) user: &'a str,
@@ -33,7 +34,7 @@ impl<'a> PublicationItem<'a> {
     pub(crate) fn new(publication: &'a Publication, data: &'a Value) -> Self {
         PublicationItem {
             data,
-            info: publication.sender.as_deref().map(|user| ClientInfo { user, client: "" }),
+            info: publication.sender.as_deref().map(|user| ClientInfo { user, client: user }),
             offset: (publication.offset > 0).then_some(publication.offset),
             epoch: None,
         }
@@ -86,7 +87,7 @@ pub(crate) fn publication_item<'a>(frame: &'a str, channel: &str) -> Option<&'a 
 
 /// `{"push":{"channel":…,"join":{"info":…}}}`, or `leave`.
 pub(crate) fn presence(channel: &str, user: &str, change: Presence) -> String {
-    let info = ClientInfo { user, client: "" };
+    let info = ClientInfo { user, client: user };
     let body = match change {
         Presence::Joined => Body::Join { info },
         Presence::Left => Body::Leave { info },
@@ -125,7 +126,7 @@ mod tests {
         let cases = [
             (
                 publication(&stored(7, Some("john")), &data, "e1"),
-                json!({"push": {"channel": "news:eu", "pub": {"data": {"text": "hi"}, "offset": 7, "epoch": "e1", "info": {"user": "john", "client": ""}}}}),
+                json!({"push": {"channel": "news:eu", "pub": {"data": {"text": "hi"}, "offset": 7, "epoch": "e1", "info": {"user": "john", "client": "john"}}}}),
             ),
             (
                 publication(&stored(0, None), &data, ""),
@@ -133,11 +134,11 @@ mod tests {
             ),
             (
                 presence("news:eu", "jane", Presence::Joined),
-                json!({"push": {"channel": "news:eu", "join": {"info": {"user": "jane", "client": ""}}}}),
+                json!({"push": {"channel": "news:eu", "join": {"info": {"user": "jane", "client": "jane"}}}}),
             ),
             (
                 presence("news:eu", "jane", Presence::Left),
-                json!({"push": {"channel": "news:eu", "leave": {"info": {"user": "jane", "client": ""}}}}),
+                json!({"push": {"channel": "news:eu", "leave": {"info": {"user": "jane", "client": "jane"}}}}),
             ),
             (
                 unsubscribed("news:eu", "server unsubscribe"),

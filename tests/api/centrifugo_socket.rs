@@ -157,3 +157,33 @@ async fn limits_origin_and_pings() {
     assert_eq!(next_json(&mut ws).await, json!({}));
     assert_eq!(closed_with(&mut ws).await, 3012);
 }
+
+#[tokio::test]
+async fn join_and_leave_pushes_only_for_subscriptions_that_ask() {
+    let server = spawn(&[]).await;
+    let john = server.login("johndoe", "secret").await;
+    let jane = server.login("janedoe", "secret2").await;
+    let subscribe =
+        |join_leave: bool| json!({"id": 2, "subscribe": {"channel": "general", "join_leave": join_leave}});
+    let (mut quiet, _) = connected(&server, &john.access).await;
+    send(&mut quiet, &subscribe(false).to_string()).await;
+    assert!(next_json(&mut quiet).await["subscribe"].is_object());
+    let (mut told, _) = connected(&server, &john.access).await;
+    send(&mut told, &subscribe(true).to_string()).await;
+    assert!(next_json(&mut told).await["subscribe"].is_object());
+
+    let (mut other, _) = connected(&server, &jane.access).await;
+    send(&mut other, &subscribe(false).to_string()).await;
+    assert!(next_json(&mut other).await["subscribe"].is_object());
+    let joined = next_json(&mut told).await;
+    assert_eq!(joined["push"]["join"]["info"]["user"], "janedoe", "{joined}");
+    let publish = json!({"id": 3, "publish": {"channel": "general", "data": {"text": "hi"}}});
+    send(&mut other, &publish.to_string()).await;
+    // The quiet subscription's next push is the publication: no join came before it.
+    let next = next_json(&mut quiet).await;
+    assert_eq!(next["push"]["pub"]["data"]["text"], "hi", "{next}");
+    drop(other);
+    let left = next_json(&mut told).await;
+    let left = if left["push"]["pub"].is_object() { next_json(&mut told).await } else { left };
+    assert_eq!(left["push"]["leave"]["info"]["user"], "janedoe", "{left}");
+}

@@ -3,9 +3,10 @@
 //! protocol does; `rpc` is not available until the application's proxy is served (108, as Centrifugo
 //! answers without an RPC proxy), `send` goes nowhere yet.
 
-use super::session::{Session, VIEW};
+use super::session::Session;
 use super::wire::{self, Command, HistoryRequest, PublishRequest, SubscribeRequest};
 use crate::auth::Identity;
+use crate::broker::View;
 use crate::centrifugo::codes::{self, Error};
 use crate::channels::protocol::{ErrorCode, Refusal, Since, MAX_HISTORY};
 use crate::channels::{push, Publisher};
@@ -138,8 +139,10 @@ async fn subscribe(
     }
     let recoverable = session.subscriber.engine().resolve(&name).map_err(error)?.namespace.history.is_some();
     let since = request.recover.then_some(Since { offset: request.offset, epoch: request.epoch });
+    // Join and leave pushes only when asked for, as Centrifugo sends them.
+    let view = if request.join_leave { View::CentrifugoJoinLeave } else { View::Centrifugo };
     let subscribed =
-        session.subscriber.subscribe(identity, &name, since.as_ref(), VIEW).await.map_err(error)?;
+        session.subscriber.subscribe(identity, &name, since.as_ref(), view).await.map_err(error)?;
     let publications: Vec<&serde_json::value::RawValue> = subscribed
         .frames
         .iter()

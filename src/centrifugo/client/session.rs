@@ -6,7 +6,7 @@ use super::commands;
 use super::wire::{self, Command};
 use crate::app::AppState;
 use crate::auth::{Identity, Issuer};
-use crate::broker::{Utf8Bytes, View};
+use crate::broker::Utf8Bytes;
 use crate::centrifugo::codes::{self, Disconnect};
 use crate::channels::protocol;
 use crate::channels::{Ended, Subscriber};
@@ -177,6 +177,3 @@ impl Endpoint for Session {
         self.subscriber.ready().map(Outgoing::Frame)
     }
 }
-
-/// The view this protocol's subscriptions take.
-pub(super) const VIEW: View = View::Centrifugo;

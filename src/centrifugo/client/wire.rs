@@ -44,6 +44,9 @@ pub(super) struct SubscribeRequest {
     pub(super) token: String,
     #[serde(default)]
     pub(super) recover: bool,
+    /// Join and leave pushes wanted.
+    #[serde(default)]
+    pub(super) join_leave: bool,
     #[serde(default)]
     pub(super) offset: i64,
     #[serde(default)]

@@ -110,6 +110,18 @@ pub(crate) struct Identity {
     pub(crate) issuer: Issuer,
 }
 
+/// The user of an identity wsguard keeps no row for (a trusted issuer's token, the connect
+/// proxy's answer): the name only, never disabled.
+fn user_without_row(username: &str) -> Arc<UserRecord> {
+    Arc::new(UserRecord {
+        username: username.to_owned(),
+        email: None,
+        full_name: None,
+        password_hash: String::new(),
+        disabled: false,
+    })
+}
+
 /// Who issued the token an identity rests on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Issuer {
@@ -316,13 +328,7 @@ impl Authenticator {
         if self.revocations.is_revoked(&claims) {
             return Err(TokenError::Revoked.into());
         }
-        let user = Arc::new(UserRecord {
-            username: claims.sub.clone(),
-            email: None,
-            full_name: None,
-            password_hash: String::new(),
-            disabled: false,
-        });
+        let user = user_without_row(&claims.sub);
         let issuer = Issuer::Trusted(issuer.name.clone());
         Ok(Identity { user, claims, transport: presented.transport, issuer })
     }
@@ -335,30 +341,11 @@ impl Authenticator {
         check_username(user).map_err(|_| TokenError::Malformed)?;
         let now = crate::clock::now_secs();
         let exp = if expire_at == 0 { crate::clock::NEVER } else { expire_at };
-        let claims = Claims {
-            sub: user.to_owned(),
-            exp,
-            iat: now,
-            nbf: now,
-            jti: client.to_owned(),
-            kind: TokenKind::Access,
-            fresh: false,
-            iss: String::new(),
-            aud: None,
-            fam: String::new(),
-            csrf: String::new(),
-            channels: Vec::new(),
-        };
+        let claims = Claims::of_no_login(user, now, exp, client.to_owned());
         if self.revocations.is_revoked(&claims) {
             return Err(TokenError::Revoked.into());
         }
-        let user = Arc::new(UserRecord {
-            username: claims.sub.clone(),
-            email: None,
-            full_name: None,
-            password_hash: String::new(),
-            disabled: false,
-        });
+        let user = user_without_row(&claims.sub);
         Ok(Identity { user, claims, transport: Transport::Frame, issuer: Issuer::Proxy })
     }
 

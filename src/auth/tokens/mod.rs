@@ -68,17 +68,16 @@ impl Claims {
     }
 }
 
-#[cfg(test)]
 impl Claims {
-    /// An access token of `sub` issued at `iat`, living ten minutes, of no login (as a trusted
-    /// issuer's reads).
-    pub(crate) fn test(sub: &str, iat: i64) -> Claims {
+    /// An access identity of `sub` issued at `iat` until `exp`, of no login, with `jti`: what a
+    /// trusted issuer's token reads as, and what the connect proxy's answer makes.
+    pub(crate) fn of_no_login(sub: &str, iat: i64, exp: i64, jti: String) -> Claims {
         Claims {
             sub: sub.into(),
-            exp: iat + 600,
+            exp,
             iat,
             nbf: iat,
-            jti: random_id(),
+            jti,
             kind: TokenKind::Access,
             fresh: false,
             iss: String::new(),
@@ -87,6 +86,12 @@ impl Claims {
             csrf: String::new(),
             channels: Vec::new(),
         }
+    }
+
+    /// An access token of `sub` issued at `iat`, living ten minutes, of no login.
+    #[cfg(test)]
+    pub(crate) fn test(sub: &str, iat: i64) -> Claims {
+        Claims::of_no_login(sub, iat, iat + 600, random_id())
     }
 }
 

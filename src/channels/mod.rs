@@ -17,6 +17,7 @@
 //! - `protocol`: the JSON frames every view of a channel's events is rendered in.
 
 mod delivery;
+mod followed;
 pub(crate) mod namespaces;
 mod presence;
 pub mod protocol;
@@ -25,7 +26,8 @@ pub(crate) mod push;
 mod recovery;
 mod subscriber;
 
-pub(crate) use delivery::{Cursor, Ended};
+pub(crate) use delivery::Ended;
+pub(crate) use followed::Cursor;
 pub(crate) use publish::Publisher;
 pub(crate) use subscriber::Subscriber;
 

@@ -3,7 +3,8 @@
 //! subscribe rule and the per-socket cap here, whatever the socket's protocol; a new token
 //! (`recheck`) is checked against every channel followed.
 
-use super::delivery::{Cursor, Deliveries, Ended, Followed, Following};
+use super::delivery::{Deliveries, Ended};
+use super::followed::{Cursor, Followed, Following};
 use super::protocol::{self, ErrorCode, Refusal, Since};
 use super::recovery::Recovery;
 use super::Engine;

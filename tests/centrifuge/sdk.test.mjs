@@ -8,15 +8,12 @@
 // The two-node test needs PostgreSQL and Redis (see tests/client/support.mjs).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Centrifuge } from 'centrifuge';
 import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import {
-  Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, hs256, login, post, publish, services, sleep,
-  until, REDIS,
+  Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, login, post, publish, services, sleep,
+  trustedApplication, until, REDIS,
 } from '../client/support.mjs';
 
 const CONFIG = `
@@ -236,20 +233,8 @@ test('recovers every publication missed during a cut, once and in order', async 
   assert.deepEqual(received, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
 });
 
-/** The application's HS256 secret for the trusted-issuer test (random, made for it). */
-const APP_SECRET = crypto.randomBytes(32).toString('hex');
-
-/** An HS256 token of the application for `sub`, with `channels`, living `ttl` seconds. */
-function appToken(sub, channels, ttl) {
-  const now = Math.floor(Date.now() / 1000);
-  return hs256(APP_SECRET, { sub, iat: now, exp: now + ttl, channels });
-}
-
 test("a trusted issuer's tokens: its channels claim decides, and a renewed one that drops a channel ends it", async (t) => {
-  const secrets = fs.mkdtempSync(path.join(os.tmpdir(), 'wsguard-app-'));
-  const secretFile = path.join(secrets, 'app.secret');
-  fs.writeFileSync(secretFile, APP_SECRET, { mode: 0o600 });
-  t.after(() => fs.rmSync(secrets, { recursive: true, force: true }));
+  const { secretFile, token: appToken } = trustedApplication(t);
   const config = `${CONFIG}
 [[trusted_issuers]]
 secret_file = "${secretFile}"

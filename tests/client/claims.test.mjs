@@ -5,26 +5,12 @@
 //   cargo build --bin wsguard && npm ci && node --test tests/client/
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { Client } from '../../clients/js/wsguard.js';
-import { Node, WebSocket, apiKey, dataFolder, hs256, next, publish, sleep, until } from './support.mjs';
-
-/** The application's HS256 secret (random, made for this test). */
-const SECRET = crypto.randomBytes(32).toString('hex');
-
-/** An HS256 token of the application, for `sub` with `channels`, living `ttl` seconds. */
-function token(sub, channels, ttl) {
-  const now = Math.floor(Date.now() / 1000);
-  return hs256(SECRET, { sub, iat: now, exp: now + ttl, channels });
-}
+import { Node, WebSocket, apiKey, dataFolder, next, publish, sleep, trustedApplication, until } from './support.mjs';
 
 test('a renewed token that no longer lists a channel ends its subscription, for good', async (t) => {
-  const secrets = fs.mkdtempSync(path.join(os.tmpdir(), 'wsguard-app-'));
-  const secretFile = path.join(secrets, 'app.secret');
-  fs.writeFileSync(secretFile, SECRET, { mode: 0o600 });
+  const { secretFile, token } = trustedApplication(t);
   const config = `
 [[trusted_issuers]]
 secret_file = "${secretFile}"
@@ -54,7 +40,6 @@ publish = "api"
     client.close();
     await node.stop();
     fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(secrets, { recursive: true, force: true });
   });
   const red = client.subscribe('team:red');
   const blue = client.subscribe('team:blue');

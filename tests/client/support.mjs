@@ -171,6 +171,24 @@ export function hs256(secret, claims) {
   return `${unsigned}.${crypto.createHmac('sha256', secret).update(unsigned).digest('base64url')}`;
 }
 
+/**
+ * An application whose HS256 tokens wsguard trusts: a random secret in a 0600 file (`secretFile`,
+ * for `[[trusted_issuers]]`), removed with `t`, and `token(sub, channels, ttl)` signing a token for
+ * `sub` with `channels`, living `ttl` seconds.
+ */
+export function trustedApplication(t) {
+  const secret = crypto.randomBytes(32).toString('hex');
+  const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'wsguard-app-'));
+  const secretFile = path.join(folder, 'app.secret');
+  fs.writeFileSync(secretFile, secret, { mode: 0o600 });
+  t.after(() => fs.rmSync(folder, { recursive: true, force: true }));
+  const token = (sub, channels, ttl) => {
+    const now = Math.floor(Date.now() / 1000);
+    return hs256(secret, { sub, iat: now, exp: now + ttl, channels });
+  };
+  return { secretFile, token };
+}
+
 /** The claims of a JWT (not verified: the server did). */
 export function claims(token) {
   return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());

@@ -22,7 +22,7 @@ use tokio::sync::Semaphore;
 pub(crate) struct Inner {
     pub(crate) config: Config,
     pub(crate) store: DynStore,
-    pub(crate) auth: Authenticator,
+    pub(crate) auth: Arc<Authenticator>,
     pub(crate) hasher: Hasher,
     /// Every channel operation: namespaces, subscribers, publications, fan-out across nodes.
     pub(crate) engine: Arc<Engine>,
@@ -39,7 +39,7 @@ pub(crate) struct Inner {
     /// Each server-API key's requests per second on this node.
     pub(crate) api_budgets: Budgets,
     /// The application's endpoints (`[proxy]`), if it has any.
-    pub(crate) proxy: Option<Proxy>,
+    pub(crate) proxy: Option<Arc<Proxy>>,
 }
 
 #[derive(Clone)]
@@ -75,12 +75,16 @@ impl AppState {
         let issuers = TrustedIssuers::load(&config.sections.trusted_issuers)?;
         let shutdown = Shutdown::default();
         let metrics = Arc::<Metrics>::default();
-        let proxy = Proxy::new(config.sections.proxy.as_ref(), metrics.clone())?;
+        let sections = &config.sections;
+        let proxy = Proxy::new(sections.proxy.as_ref(), &sections.namespaces, metrics.clone())?.map(Arc::new);
+        let auth = Arc::new(Authenticator::new(tokens, issuers, store.clone(), config.tokens.refresh_grace));
         let settings = channels::Settings {
             namespaces: &config.sections.namespaces,
             broker_url: config.broker_url.as_deref(),
             cluster: &config.cluster,
             bytes_per_user_per_day: config.chat_bytes_per_user_per_day,
+            proxy: proxy.clone(),
+            auth: auth.clone(),
         };
         let engine = Engine::start(settings, store.clone(), metrics.clone(), shutdown.token()).await?;
         // With Redis, the login throttle's counters are the cluster's, not this node's.
@@ -90,7 +94,7 @@ impl AppState {
         };
         Ok(AppState(Arc::new(Inner {
             engine,
-            auth: Authenticator::new(tokens, issuers, store.clone(), config.tokens.refresh_grace),
+            auth,
             hasher: Hasher::new(config.hash_concurrency(), config.hash_queue),
             store,
             metrics,

@@ -121,7 +121,11 @@ impl IntoResponse for CallError {
             }
             CallError::Refused(Refusal { code, detail: text }) => match code {
                 ErrorCode::BadRequest | ErrorCode::TooBig => detail(StatusCode::UNPROCESSABLE_ENTITY, &text),
-                ErrorCode::Forbidden => detail(StatusCode::FORBIDDEN, &text),
+                // The API is never the application's to judge: these come from no API call.
+                ErrorCode::Forbidden
+                | ErrorCode::TokenExpired
+                | ErrorCode::Application(_)
+                | ErrorCode::Disconnect(_) => detail(StatusCode::FORBIDDEN, &text),
                 ErrorCode::RateLimited => retry_later(StatusCode::TOO_MANY_REQUESTS, &text, 1),
                 ErrorCode::Unavailable => retry_later(StatusCode::SERVICE_UNAVAILABLE, &text, 1),
             },

@@ -12,6 +12,7 @@ pub(crate) mod logins;
 pub(crate) mod password;
 pub(crate) mod revocation;
 pub mod secret;
+pub(crate) mod subscription;
 pub(crate) mod throttle;
 pub mod tokens;
 pub mod transport;

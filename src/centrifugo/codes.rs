@@ -60,6 +60,8 @@ pub(crate) struct Disconnect {
 pub(crate) const SHUTDOWN: Disconnect = Disconnect { code: 3001, reason: "shutdown" };
 /// The token expired without a refresh: the SDK fetches a new one and reconnects.
 pub(crate) const EXPIRED: Disconnect = Disconnect { code: 3005, reason: "connection expired" };
+/// A subscription's token (or the application's `expire_at`) ran out without a `sub_refresh`.
+pub(crate) const SUBSCRIPTION_EXPIRED: Disconnect = Disconnect { code: 3006, reason: "subscription expired" };
 pub(crate) const SLOW: Disconnect = Disconnect { code: 3008, reason: "slow" };
 pub(crate) const INSUFFICIENT_STATE: Disconnect = Disconnect { code: 3010, reason: "insufficient state" };
 pub(crate) const NO_PONG: Disconnect = Disconnect { code: 3012, reason: "no pong" };

@@ -38,6 +38,8 @@ pub(crate) enum Ended {
     TooSlow,
     /// Publications it missed could not be fetched (too many, expired, or the store failed).
     Missed,
+    /// A Centrifugo subscription's consent ran out unrenewed: its protocol closes the connection.
+    SubscriptionExpired,
 }
 
 /// Puts `delivery` in order among what `following` has delivered; moves the channel's cursor
@@ -78,7 +80,7 @@ pub(super) struct Deliveries {
     /// Deliveries taken from the inbox, not yet put in order.
     arrived: VecDeque<Delivery>,
     /// Frames put in order, waiting to be sent (missed publications fetched before a delivery).
-    pending: VecDeque<Utf8Bytes>,
+    pub(super) pending: VecDeque<Utf8Bytes>,
     /// A delivery waiting for the publications missing before it, and their fetch: kept here,
     /// since the socket loop may drop [`Self::next`] at any await and call it again.
     sequencing: Option<Box<Sequencing>>,
@@ -261,7 +263,7 @@ mod tests {
     }
 
     fn following(cursor: Option<Cursor>) -> Followed {
-        let following = Following { view: View::Channel, presence: false, cursor };
+        let following = Following { view: View::Channel, presence: false, cursor, expires_at: None };
         let mut followed = Followed::new();
         followed.insert("news:eu".to_owned(), following);
         followed

@@ -34,6 +34,9 @@ pub(super) struct Following {
     pub(super) view: View,
     pub(super) presence: bool,
     pub(super) cursor: Option<Cursor>,
+    /// When the application's consent runs out (Unix seconds): a subscription token's `exp`, a
+    /// subscribe proxy's `expire_at`. `None`: it lasts as long as the connection.
+    pub(super) expires_at: Option<i64>,
 }
 
 /// A subscriber's channels by name, in name order. A sorted Vec, not a BTreeMap: a socket follows
@@ -87,6 +90,17 @@ impl Followed {
     pub(super) fn keys(&self) -> impl Iterator<Item = &String> {
         self.0.iter().map(|(name, _)| name)
     }
+
+    /// The first time a channel's consent runs out, if any does.
+    pub(super) fn earliest_expiry(&self) -> Option<i64> {
+        self.0.iter().filter_map(|(_, following)| following.expires_at).min()
+    }
+
+    /// The channels whose consent has run out by `now`.
+    pub(super) fn expired(&self, now: i64) -> Vec<String> {
+        let ended = self.0.iter().filter(|(_, f)| f.expires_at.is_some_and(|at| at <= now));
+        ended.map(|(name, _)| name.clone()).collect()
+    }
 }
 
 impl IntoIterator for Followed {
@@ -111,7 +125,7 @@ mod tests {
 
     #[test]
     fn followed_channels_stay_in_name_order_and_take_room_for_what_they_hold() {
-        let how = |view| Following { view, presence: false, cursor: None };
+        let how = |view| Following { view, presence: false, cursor: None, expires_at: None };
         let mut followed = Followed::new();
         followed.insert("b".to_owned(), how(View::Channel));
         assert_eq!(followed.0.capacity(), 1, "one channel, one place");

@@ -7,6 +7,8 @@
 //! publications' storage (numbered by the store), the namespaces and the daily quota.
 //!
 //! - `namespaces`: channel names and what their namespace allows and keeps.
+//! - `application`: what the application decides for a namespace: its subscribe and publish
+//!   proxies, its subscription tokens.
 //! - `publish`: a publication checked, counted against its publisher's quota, stored and
 //!   numbered where its namespace keeps history, then fanned out.
 //! - `subscriber`: one socket's subscriptions: following a channel (its rules checked), leaving it,
@@ -16,6 +18,7 @@
 //! - `presence`: who is in a channel, joins and leaves announced, users gone with a dead node.
 //! - `protocol`: the JSON frames every view of a channel's events is rendered in.
 
+mod application;
 mod delivery;
 mod followed;
 pub(crate) mod namespaces;
@@ -26,13 +29,16 @@ pub(crate) mod push;
 mod recovery;
 mod subscriber;
 
+pub(crate) use application::{decided, Asking};
 pub(crate) use delivery::Ended;
 pub(crate) use followed::Cursor;
 pub(crate) use publish::Publisher;
 pub(crate) use subscriber::Subscriber;
 
+use crate::auth::Authenticator;
 use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker, Tally};
 use crate::metrics::Metrics;
+use crate::proxy::Proxy;
 use crate::quota::Quota;
 use crate::store::DynStore;
 use namespaces::{Channel, Namespaces};
@@ -49,6 +55,10 @@ pub(crate) struct Settings<'a> {
     pub(crate) cluster: &'a str,
     /// Bytes of publications each user may store per day.
     pub(crate) bytes_per_user_per_day: u64,
+    /// The application's endpoints, for namespaces whose rules are its.
+    pub(crate) proxy: Option<Arc<Proxy>>,
+    /// Checks subscription tokens.
+    pub(crate) auth: Arc<Authenticator>,
 }
 
 pub(crate) struct Engine {
@@ -63,6 +73,8 @@ pub(crate) struct Engine {
     /// Publication bytes each user may still store today.
     quota: Quota,
     metrics: Arc<Metrics>,
+    proxy: Option<Arc<Proxy>>,
+    auth: Arc<Authenticator>,
 }
 
 impl Engine {
@@ -90,6 +102,8 @@ impl Engine {
             store,
             quota: Quota::new(settings.bytes_per_user_per_day, Duration::from_secs(24 * 3600)),
             metrics,
+            proxy: settings.proxy,
+            auth: settings.auth,
         });
         if let Some(departures) = departures {
             tokio::spawn(presence::announce_departures(engine.broker.clone(), departures));
@@ -110,6 +124,11 @@ impl Engine {
     /// This node: its id, how long it has run, and what its sockets add up to.
     pub(crate) fn node(&self) -> NodeInfo<'_> {
         NodeInfo { uid: &self.node.uid, uptime: self.node.started.elapsed(), tally: self.hub.tally() }
+    }
+
+    /// The application's endpoints, if it has any.
+    pub(crate) fn application(&self) -> Option<&Arc<Proxy>> {
+        self.proxy.as_ref()
     }
 
     /// Whether the broker answers, for `/readyz`.

@@ -20,6 +20,9 @@ pub(crate) struct Namespace {
     /// `None`: no history, publications are neither stored nor numbered.
     pub(crate) history: Option<Retention>,
     pub(crate) presence: bool,
+    /// The application's endpoints, with `subscribe = "proxy"` and `publish = "proxy"`.
+    pub(crate) subscribe_proxy: Option<reqwest::Url>,
+    pub(crate) publish_proxy: Option<reqwest::Url>,
 }
 
 /// Personal channels keep what a client that reconnects may have missed.
@@ -55,6 +58,9 @@ impl Namespaces {
                     publish: s.publish,
                     history: (s.history_size > 0 && s.history_ttl > Duration::ZERO).then_some(retention),
                     presence: s.presence,
+                    // Checked when the configuration was read.
+                    subscribe_proxy: s.subscribe_proxy.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
+                    publish_proxy: s.publish_proxy.as_deref().and_then(|u| reqwest::Url::parse(u).ok()),
                 };
                 (s.name.clone(), namespace)
             })
@@ -66,6 +72,8 @@ impl Namespaces {
                 publish: PublishRule::Subscribers,
                 history: Some(Retention::ALL),
                 presence: true,
+                subscribe_proxy: None,
+                publish_proxy: None,
             },
             personal: Namespace {
                 name: "user".to_owned(),
@@ -73,6 +81,8 @@ impl Namespaces {
                 publish: PublishRule::Api,
                 history: Some(PERSONAL_HISTORY),
                 presence: false,
+                subscribe_proxy: None,
+                publish_proxy: None,
             },
             configured,
         }
@@ -114,10 +124,12 @@ impl Namespaces {
 }
 
 impl Channel<'_> {
-    /// Whether `identity` may subscribe: `forbidden` otherwise.
+    /// Whether `identity` may subscribe by the namespace's fixed rule: `forbidden` otherwise.
+    /// The application's rules (a proxy, a subscription token) are judged when subscribing
+    /// (`Engine::judge_subscribe`), and outlive the connection's token.
     pub(crate) fn may_subscribe(&self, identity: &Identity) -> Result<(), Refusal> {
         let allowed = match self.namespace.subscribe {
-            SubscribeRule::Any => true,
+            SubscribeRule::Any | SubscribeRule::Proxy | SubscribeRule::Token => true,
             SubscribeRule::Owner => self.rest == identity.user.username,
             SubscribeRule::Claim => {
                 identity.claims.channels.iter().any(|pattern| glob_matches(pattern, self.name))
@@ -148,6 +160,9 @@ impl Channel<'_> {
                 Err(Refusal::new(ErrorCode::Forbidden, "subscribe to the channel first"))
             }
             PublishRule::Api => Err(Refusal::new(ErrorCode::Forbidden, "only the server API publishes here")),
+            // The application judges (`Engine::judge_publish`), subscribed or not, as Centrifugo's
+            // publish proxy does.
+            PublishRule::Proxy => Ok(()),
         }
     }
 }

@@ -46,6 +46,11 @@ pub enum Command {
         channel: String,
         /// Recover what was published after this position.
         since: Option<Since>,
+        /// A subscription token, for channels that need one; subscribing again with a new one
+        /// renews the subscription.
+        token: Option<String>,
+        /// For the application's subscribe proxy.
+        data: Option<Value>,
     },
     Unsubscribe {
         channel: String,
@@ -53,6 +58,13 @@ pub enum Command {
     Publish {
         channel: String,
         data: Value,
+        #[serde(rename = "ref")]
+        reference: Option<String>,
+    },
+    /// A call to the application's RPC proxy, answered with an `rpc` frame.
+    Rpc {
+        method: String,
+        data: Option<Value>,
         #[serde(rename = "ref")]
         reference: Option<String>,
     },
@@ -75,6 +87,13 @@ pub enum ErrorCode {
     TooBig,
     RateLimited,
     Unavailable,
+    /// A subscription token expired: the client may fetch a new one.
+    TokenExpired,
+    /// The application refused (its proxy's `error`), with its code, which the client sees.
+    Application(u32),
+    /// The application closes the connection (its proxy's `disconnect`) with this code; the
+    /// refusal's detail is the reason.
+    Disconnect(u16),
 }
 
 impl ErrorCode {
@@ -85,6 +104,8 @@ impl ErrorCode {
             ErrorCode::TooBig => "too_big",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::Application(_) | ErrorCode::Disconnect(_) => "forbidden",
         }
     }
 }
@@ -102,7 +123,19 @@ impl Refusal {
     }
 
     pub fn frame(&self) -> String {
-        json!({"type": "error", "code": self.code.as_str(), "detail": self.detail}).to_string()
+        let mut frame = json!({"type": "error", "code": self.code.as_str(), "detail": self.detail});
+        if let ErrorCode::Application(code) = self.code {
+            frame["app_code"] = code.into();
+        }
+        frame.to_string()
+    }
+
+    /// The close the application asked for, if this refusal is one.
+    pub(crate) fn close(&self) -> Option<crate::ws::close::Close> {
+        match self.code {
+            ErrorCode::Disconnect(code) => Some(crate::ws::close::Close::new(code, &self.detail)),
+            _ => None,
+        }
     }
 }
 
@@ -282,13 +315,32 @@ pub(crate) fn joined_history(
 /// The answer to `subscribe`: where the channel stands (offset 0 in no epoch before its first
 /// publication, and for channels without history), and with `since`, whether every publication
 /// after it was delivered.
-pub(crate) fn subscribed(channel: &str, position: Option<&Position>, recovered: Option<bool>) -> String {
+/// `expires_at`: when the application's consent runs out (renewed by subscribing again); `data`:
+/// its subscribe proxy's, for the client.
+pub(crate) fn subscribed(
+    channel: &str,
+    position: Option<&Position>,
+    recovered: Option<bool>,
+    expires_at: Option<i64>,
+    data: Option<Value>,
+) -> String {
     let (offset, epoch) = position.map_or((0, ""), |p| (p.offset, p.epoch.as_str()));
     let mut frame = json!({"type": "subscribed", "channel": channel, "offset": offset, "epoch": epoch});
     if let Some(recovered) = recovered {
         frame["recovered"] = recovered.into();
     }
+    if let Some(expires_at) = expires_at {
+        frame["expires_at"] = expires_at.into();
+    }
+    if let Some(data) = data {
+        frame["data"] = data;
+    }
     frame.to_string()
+}
+
+/// The application's answer to an `rpc` frame.
+pub(crate) fn rpc_answer(reference: Option<&str>, data: Option<Value>) -> String {
+    json!({"type": "rpc", "ref": reference, "data": data}).to_string()
 }
 
 /// The server ended a subscription (or a room's membership) for `refusal`'s reason: the token

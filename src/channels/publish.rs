@@ -74,6 +74,8 @@ impl Engine {
         name: &str,
         data: &Value,
     ) -> Result<Option<Position>, Refusal> {
+        let judged = self.judge_publish(from, name, data).await?;
+        let data = judged.as_ref();
         let checked = self.check_and_count(from, name, data)?;
         let (publication, epoch) =
             self.store(&checked.channel, from.username(), data).await.map_err(|err| {
@@ -107,8 +109,33 @@ impl Engine {
         from: Publisher<'_>,
         batch: &[(&str, &Value)],
     ) -> Vec<Result<Option<Position>, Refusal>> {
-        let checked: Vec<Result<Checked<'_>, Refusal>> =
-            batch.iter().map(|(name, data)| self.check_and_count(from, name, data)).collect();
+        // The application's say first, where a namespace asks it (one call at a time, in order).
+        let mut judged = Vec::new();
+        if self.proxy.is_some() {
+            for (name, data) in batch {
+                judged.push(self.judge_publish(from, name, data).await);
+            }
+        }
+        let rewritten: Vec<(&str, &Value)>;
+        let batch = if judged.is_empty() {
+            batch
+        } else {
+            let judged_data = judged.iter().map(|judged| judged.as_ref().map(|data| data.as_ref()).ok());
+            rewritten = batch
+                .iter()
+                .zip(judged_data)
+                .map(|((name, data), judged)| (*name, judged.unwrap_or(data)))
+                .collect();
+            &rewritten
+        };
+        let checked: Vec<Result<Checked<'_>, Refusal>> = batch
+            .iter()
+            .enumerate()
+            .map(|(at, (name, data))| match judged.get(at) {
+                Some(Err(refusal)) => Err(refusal.clone()),
+                _ => self.check_and_count(from, name, data),
+            })
+            .collect();
         let stores = batch.iter().zip(&checked).filter_map(|((_, data), checked)| {
             let checked = checked.as_ref().ok()?;
             Some(self.store(&checked.channel, from.username(), data))

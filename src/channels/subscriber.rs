@@ -3,6 +3,7 @@
 //! subscribe rule and the per-socket cap here, whatever the socket's protocol; a new token
 //! (`recheck`) is checked against every channel followed.
 
+use super::application::{Asking, Consent};
 use super::delivery::{Deliveries, Ended};
 use super::followed::{Cursor, Followed, Following};
 use super::protocol::{self, ErrorCode, Refusal, Since};
@@ -19,25 +20,34 @@ pub(crate) const MAX_CHANNELS_PER_SOCKET: usize = 32;
 
 static NEXT_SUBSCRIBER: AtomicU64 = AtomicU64::new(1);
 
-/// What `subscribe` answers: the recovered publications' frames, where the channel stands, and
-/// with `since`, whether every publication after it was delivered.
-pub(crate) type Subscribed = Recovery;
+/// What `subscribe` answers: the recovered publications' frames, where the channel stands, with
+/// `since` whether every publication after it was delivered, and the application's consent (its
+/// data for the reply, when it runs out).
+pub(crate) struct Subscribed {
+    pub(crate) frames: Vec<String>,
+    pub(crate) position: Option<Position>,
+    pub(crate) recovered: Option<bool>,
+    pub(crate) consent: Consent,
+}
 
 /// One socket's subscriptions. Leaves every channel when dropped.
 pub(crate) struct Subscriber {
     engine: Arc<Engine>,
     id: u64,
+    /// The connection's id, as the application's calls name it.
+    client: uuid::Uuid,
     username: String,
     following: Followed,
     deliveries: Deliveries,
 }
 
 impl Engine {
-    /// A subscriber for a socket of `username`, following nothing yet.
-    pub(crate) fn subscriber(self: &Arc<Self>, username: &str) -> Subscriber {
+    /// A subscriber for connection `client` of `username`, following nothing yet.
+    pub(crate) fn subscriber(self: &Arc<Self>, username: &str, client: uuid::Uuid) -> Subscriber {
         Subscriber {
             engine: self.clone(),
             id: NEXT_SUBSCRIBER.fetch_add(1, Ordering::Relaxed),
+            client,
             username: username.to_owned(),
             following: Followed::new(),
             deliveries: Deliveries::default(),
@@ -54,6 +64,10 @@ impl Subscriber {
         &self.username
     }
 
+    pub(crate) fn client(&self) -> uuid::Uuid {
+        self.client
+    }
+
     /// How this socket follows `name`, if it does.
     pub(crate) fn follows(&self, name: &str) -> Option<View> {
         self.following.get(name).map(|following| following.view)
@@ -68,22 +82,26 @@ impl Subscriber {
         identity: &Identity,
         name: &str,
         view: View,
-    ) -> Result<bool, Refusal> {
+        asking: &Asking<'_>,
+    ) -> Result<(bool, Consent), Refusal> {
         if view == View::Room {
             protocol::check_room(name)?;
         }
         let engine = self.engine.clone();
         let channel = engine.resolve(name)?;
         channel.may_subscribe(identity)?;
-        match self.following.get(name) {
-            Some(following) if following.view != view => {
-                return Err(Refusal::new(
-                    ErrorCode::BadRequest,
-                    "already following this channel the other way",
-                ))
+        if self.following.get(name).is_some_and(|following| following.view != view) {
+            return Err(Refusal::new(ErrorCode::BadRequest, "already following this channel the other way"));
+        }
+        let consent = engine.judge_subscribe(&channel, &self.username, asking).await?;
+        let count = self.following.len();
+        match self.following.get_mut(name) {
+            Some(following) => {
+                // Subscribing again renews the application's consent.
+                following.expires_at = consent.expires_at;
+                return Ok((false, consent));
             }
-            Some(_) => return Ok(false),
-            None if self.following.len() >= MAX_CHANNELS_PER_SOCKET => {
+            None if count >= MAX_CHANNELS_PER_SOCKET => {
                 return Err(Refusal::new(
                     ErrorCode::BadRequest,
                     format!("at most {MAX_CHANNELS_PER_SOCKET} rooms and channels per socket"),
@@ -97,11 +115,31 @@ impl Subscriber {
         let cursor = channel.namespace.history.map(|_| Cursor::held_back());
         let presence = channel.namespace.presence;
         let Some(change) = engine.hub.join(self.id, name, view) else {
-            return Ok(false);
+            return Ok((false, consent));
         };
-        self.following.insert(name.to_owned(), Following { view, presence, cursor });
+        let expires_at = consent.expires_at;
+        self.following.insert(name.to_owned(), Following { view, presence, cursor, expires_at });
         engine.announce(name, &self.username, Presence::Joined, change, presence).await;
-        Ok(true)
+        Ok((true, consent))
+    }
+
+    /// Renews the application's consent to `name` with a new subscription token (Centrifugo's
+    /// `sub_refresh`): when it now runs out.
+    pub(crate) async fn renew(&mut self, name: &str, token: &str) -> Result<Option<i64>, Refusal> {
+        if self.following.get(name).is_none() {
+            return Err(Refusal::new(ErrorCode::BadRequest, "not subscribed to this channel"));
+        }
+        let engine = self.engine.clone();
+        let channel = engine.resolve(name)?;
+        if channel.namespace.subscribe != crate::config::SubscribeRule::Token {
+            return Err(Refusal::new(ErrorCode::BadRequest, "this channel takes no subscription token"));
+        }
+        let asking = Asking { client: "", token: Some(token), data: None };
+        let consent = engine.judge_subscribe(&channel, &self.username, &asking).await?;
+        if let Some(following) = self.following.get_mut(name) {
+            following.expires_at = consent.expires_at;
+        }
+        Ok(consent.expires_at)
     }
 
     /// Delivers `name`'s numbered publications after `cursor` from now on.
@@ -128,20 +166,21 @@ impl Subscriber {
         name: &str,
         since: Option<&Since>,
         view: View,
+        asking: &Asking<'_>,
     ) -> Result<Subscribed, Refusal> {
-        let newly = self.follow(identity, name, view).await?;
+        let (newly, consent) = self.follow(identity, name, view, asking).await?;
         let asked = since.map(|_| false);
         let Some(Following { cursor, .. }) = self.following.get(name) else {
             return Err(Refusal::new(ErrorCode::Unavailable, "the socket is closing"));
         };
         let Some(cursor) = cursor.as_ref() else {
             // No history: nothing to recover, no position.
-            return Ok(Subscribed { frames: Vec::new(), position: None, recovered: asked });
+            return Ok(Subscribed { frames: Vec::new(), position: None, recovered: asked, consent });
         };
         if !newly {
             // Subscribed already: where it stands for this socket.
             let position = Some(Position { offset: cursor.offset, epoch: cursor.epoch.clone() });
-            return Ok(Subscribed { frames: Vec::new(), position, recovered: asked });
+            return Ok(Subscribed { frames: Vec::new(), position, recovered: asked, consent });
         }
         let engine = self.engine.clone();
         let answer = match since {
@@ -153,9 +192,9 @@ impl Subscriber {
             }),
         };
         match answer {
-            Ok(answer) => {
-                self.start_at(name, Cursor::from(answer.position.clone()));
-                Ok(answer)
+            Ok(Recovery { frames, position, recovered }) => {
+                self.start_at(name, Cursor::from(position.clone()));
+                Ok(Subscribed { frames, position, recovered, consent })
             }
             Err(refusal) => {
                 self.unfollow(name).await;
@@ -190,9 +229,44 @@ impl Subscriber {
         self.deliveries.ready(&mut self.following)
     }
 
-    /// The next frame for the socket, in order; waits for it.
+    /// The next frame for the socket, in order; waits for it. A channel whose consent runs out
+    /// meanwhile is left: wsguard's frames say so with `unsubscribed`, Centrifugo's protocol
+    /// closes the connection ([`Ended::SubscriptionExpired`]), as Centrifugo does.
     pub(crate) async fn next(&mut self) -> Result<Utf8Bytes, Ended> {
-        self.deliveries.next(&mut self.following, &self.engine).await
+        loop {
+            let Some(at) = self.following.earliest_expiry() else {
+                return self.deliveries.next(&mut self.following, &self.engine).await;
+            };
+            tokio::select! {
+                next = self.deliveries.next(&mut self.following, &self.engine) => return next,
+                () = tokio::time::sleep(crate::clock::until(at)) => {}
+            }
+            self.end_expired()?;
+        }
+    }
+
+    /// Leaves the channels whose consent has run out, queueing an `unsubscribed` frame for each.
+    /// Synchronous, presence announced on a task of its own: the socket loop may drop `next`.
+    fn end_expired(&mut self) -> Result<(), Ended> {
+        let expired = self.following.expired(crate::clock::now_secs());
+        let refusal = Refusal::new(
+            ErrorCode::TokenExpired,
+            "the subscription expired: subscribe again (with a new token, where the channel needs one)",
+        );
+        for name in expired {
+            let Some(Following { view, presence, .. }) = self.following.remove(&name) else { continue };
+            if matches!(view, View::Centrifugo | View::CentrifugoJoinLeave) {
+                return Err(Ended::SubscriptionExpired);
+            }
+            if let Some(change) = self.engine.hub.leave(self.id, &name) {
+                let (engine, username, channel) = (self.engine.clone(), self.username.clone(), name.clone());
+                tokio::spawn(async move {
+                    engine.announce(&channel, &username, Presence::Left, change, presence).await;
+                });
+            }
+            self.deliveries.pending.push_back(Utf8Bytes::from(protocol::unsubscribed(&name, view, &refusal)));
+        }
+        Ok(())
     }
 }
 

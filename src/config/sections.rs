@@ -27,6 +27,8 @@ pub(crate) struct ProxySettings {
     pub(crate) connect: Option<String>,
     /// Connections the connect proxy gave an `expire_at`: prolonged, or let end.
     pub(crate) refresh: Option<String>,
+    /// The SDK's `rpc(method, data)`, answered by the application.
+    pub(crate) rpc: Option<String>,
     /// How long a call may take before it counts as failed.
     #[serde(default = "proxy_timeout", with = "humantime_serde_compat")]
     pub(crate) timeout: Duration,
@@ -37,6 +39,19 @@ pub(crate) struct ProxySettings {
 
 fn proxy_timeout() -> Duration {
     Duration::from_secs(1)
+}
+
+impl Default for ProxySettings {
+    /// No client-wide endpoint: what namespaces' proxies use without a `[proxy]` section.
+    fn default() -> ProxySettings {
+        ProxySettings {
+            connect: None,
+            refresh: None,
+            rpc: None,
+            timeout: proxy_timeout(),
+            forward_headers: Vec::new(),
+        }
+    }
 }
 
 /// Headers that describe a connection or a message's framing, not the client: never forwarded.
@@ -56,7 +71,7 @@ const UNFORWARDABLE: [&str; 11] = [
 
 impl ProxySettings {
     fn validate(&self) -> anyhow::Result<()> {
-        for (name, url) in [("connect", &self.connect), ("refresh", &self.refresh)] {
+        for (name, url) in [("connect", &self.connect), ("refresh", &self.refresh), ("rpc", &self.rpc)] {
             let Some(url) = url else { continue };
             anyhow::ensure!(
                 is_http_url(url),
@@ -99,6 +114,11 @@ pub(crate) enum SubscribeRule {
     Claim,
     /// The user named by the part after `:`.
     Owner,
+    /// Whom the application allows, asked at each subscribe (`subscribe_proxy`).
+    Proxy,
+    /// Holders of a subscription token for the channel: a JWT with `sub`, `channel` and `exp`,
+    /// signed by wsguard's keys or a trusted issuer's.
+    Token,
 }
 
 /// Who may publish to a namespace's channels.
@@ -109,6 +129,9 @@ pub(crate) enum PublishRule {
     Api,
     /// The server API and the channel's subscribers.
     Subscribers,
+    /// The server API, and clients the application allows (`publish_proxy`), which may rewrite
+    /// the data.
+    Proxy,
 }
 
 /// One `[[namespaces]]` table: channels `name:<anything>`. Unset keys take the least privilege:
@@ -128,6 +151,39 @@ pub(crate) struct NamespaceSettings {
     pub(crate) history_ttl: Duration,
     #[serde(default)]
     pub(crate) presence: bool,
+    /// With `subscribe = "proxy"`: the application's subscribe endpoint.
+    pub(crate) subscribe_proxy: Option<String>,
+    /// With `publish = "proxy"`: the application's publish endpoint.
+    pub(crate) publish_proxy: Option<String>,
+}
+
+impl NamespaceSettings {
+    fn validate(&self) -> anyhow::Result<()> {
+        let name = &self.name;
+        let endpoints = [
+            ("subscribe", self.subscribe == SubscribeRule::Proxy, &self.subscribe_proxy),
+            ("publish", self.publish == PublishRule::Proxy, &self.publish_proxy),
+        ];
+        for (event, proxied, url) in endpoints {
+            match url {
+                Some(url) => {
+                    anyhow::ensure!(
+                        proxied,
+                        "namespaces: {name:?}: {event}_proxy is set but {event} is not \"proxy\""
+                    );
+                    anyhow::ensure!(
+                        is_http_url(url),
+                        "namespaces: {name:?}: {event}_proxy must be an http:// or https:// URL, not {url:?}"
+                    );
+                }
+                None => anyhow::ensure!(
+                    !proxied,
+                    "namespaces: {name:?}: {event} = \"proxy\" needs {event}_proxy, the application's URL"
+                ),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn claim() -> SubscribeRule {
@@ -212,6 +268,7 @@ impl Sections {
             anyhow::ensure!(valid, "namespaces: {name:?} must be 1-32 of A-Z a-z 0-9 _ -");
             anyhow::ensure!(name != "user", "namespaces: \"user\" is built in (personal channels)");
             anyhow::ensure!(names.insert(name.as_str()), "namespaces: {name:?} appears twice");
+            namespace.validate()?;
         }
         let without_iss = self.trusted_issuers.iter().filter(|i| i.issuer.is_none()).count();
         anyhow::ensure!(without_iss <= 1, "trusted_issuers: at most one may omit `issuer`");

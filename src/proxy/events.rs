@@ -51,3 +51,64 @@ pub(crate) struct RefreshResult {
     #[serde(default)]
     pub(crate) expire_at: i64,
 }
+
+/// A client asks to subscribe to a channel of a namespace with `subscribe = "proxy"`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SubscribeRequest<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) transport: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) encoding: &'static str,
+    pub(crate) user: &'a str,
+    pub(crate) channel: &'a str,
+    /// What the client sent with its subscribe, if anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<&'a Value>,
+}
+
+/// The subscription is allowed: `data` goes to the client in the reply; `expire_at` (Unix
+/// seconds, 0 or absent: never) ends it unless the client subscribes again.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SubscribeResult {
+    pub(crate) data: Option<Value>,
+    #[serde(default)]
+    pub(crate) expire_at: i64,
+}
+
+/// A client publishes to a channel of a namespace with `publish = "proxy"`.
+#[derive(Debug, Serialize)]
+pub(crate) struct PublishRequest<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) transport: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) encoding: &'static str,
+    pub(crate) user: &'a str,
+    pub(crate) channel: &'a str,
+    pub(crate) data: &'a Value,
+}
+
+/// The publication is allowed, with `data` instead of the client's when given.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PublishResult {
+    pub(crate) data: Option<Value>,
+}
+
+/// The SDK's `rpc(method, data)`.
+#[derive(Debug, Serialize)]
+pub(crate) struct RpcRequest<'a> {
+    pub(crate) client: &'a str,
+    pub(crate) transport: &'static str,
+    pub(crate) protocol: &'static str,
+    pub(crate) encoding: &'static str,
+    pub(crate) user: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    pub(crate) method: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) data: Option<&'a Value>,
+}
+
+/// The application's answer to an `rpc`, passed to the client as it is.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RpcResult {
+    pub(crate) data: Option<Value>,
+}

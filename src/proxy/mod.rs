@@ -13,9 +13,12 @@ mod connect;
 mod events;
 
 pub(crate) use connect::Verdict;
-pub(crate) use events::{ConnectRequest, ConnectResult, RefreshRequest, RefreshResult};
+pub(crate) use events::{
+    ConnectRequest, ConnectResult, PublishRequest, PublishResult, RefreshRequest, RefreshResult, RpcRequest,
+    RpcResult, SubscribeRequest, SubscribeResult,
+};
 
-use crate::config::ProxySettings;
+use crate::config::{NamespaceSettings, ProxySettings, PublishRule, SubscribeRule};
 use crate::metrics::Metrics;
 use anyhow::Context;
 use axum::http::{HeaderMap, HeaderName};
@@ -32,6 +35,7 @@ pub(crate) struct Proxy {
     http: reqwest::Client,
     connect: Option<reqwest::Url>,
     refresh: Option<reqwest::Url>,
+    rpc: Option<reqwest::Url>,
     forward: Vec<HeaderName>,
     metrics: Arc<Metrics>,
 }
@@ -41,6 +45,9 @@ pub(crate) struct Proxy {
 pub(crate) enum Event {
     Connect,
     Refresh,
+    Subscribe,
+    Publish,
+    Rpc,
 }
 
 impl Event {
@@ -48,6 +55,9 @@ impl Event {
         match self {
             Event::Connect => "connect",
             Event::Refresh => "refresh",
+            Event::Subscribe => "subscribe",
+            Event::Publish => "publish",
+            Event::Rpc => "rpc",
         }
     }
 }
@@ -108,12 +118,24 @@ struct Envelope<T> {
 }
 
 impl Proxy {
-    /// The proxy `settings` configure; `None` without a `[proxy]` section.
+    /// The proxy `settings` configure; `None` without a `[proxy]` section or a namespace whose
+    /// subscribe or publish rule is the application's.
     pub(crate) fn new(
         settings: Option<&ProxySettings>,
+        namespaces: &[NamespaceSettings],
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Option<Proxy>> {
-        let Some(settings) = settings else { return Ok(None) };
+        let asked =
+            |n: &NamespaceSettings| n.subscribe == SubscribeRule::Proxy || n.publish == PublishRule::Proxy;
+        let defaults;
+        let settings = match settings {
+            Some(settings) => settings,
+            None if namespaces.iter().any(asked) => {
+                defaults = ProxySettings::default();
+                &defaults
+            }
+            None => return Ok(None),
+        };
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             // The configured URL is the one trusted: no redirect elsewhere (or to plain http).
@@ -128,6 +150,7 @@ impl Proxy {
             http,
             connect: url(&settings.connect).context("proxy: connect")?,
             refresh: url(&settings.refresh).context("proxy: refresh")?,
+            rpc: url(&settings.rpc).context("proxy: rpc")?,
             forward: forward.context("proxy: forward_headers")?,
             metrics,
         }))
@@ -171,6 +194,35 @@ impl Proxy {
     ) -> Result<Answer<RefreshResult>, Failure> {
         let url = self.refresh.as_ref().ok_or(Failure::Unreachable)?;
         self.call(Event::Refresh, url, request, HeaderMap::new()).await
+    }
+
+    /// Whether the SDK's `rpc` reaches the application.
+    pub(crate) fn answers_rpc(&self) -> bool {
+        self.rpc.is_some()
+    }
+
+    /// Asks the application at `url` (the namespace's) whether a client may subscribe.
+    pub(crate) async fn subscribe(
+        &self,
+        url: &reqwest::Url,
+        request: &SubscribeRequest<'_>,
+    ) -> Result<Answer<SubscribeResult>, Failure> {
+        self.call(Event::Subscribe, url, request, HeaderMap::new()).await
+    }
+
+    /// Asks the application at `url` (the namespace's) whether a client may publish, and what.
+    pub(crate) async fn publish(
+        &self,
+        url: &reqwest::Url,
+        request: &PublishRequest<'_>,
+    ) -> Result<Answer<PublishResult>, Failure> {
+        self.call(Event::Publish, url, request, HeaderMap::new()).await
+    }
+
+    /// Passes the SDK's `rpc` to the application.
+    pub(crate) async fn rpc(&self, request: &RpcRequest<'_>) -> Result<Answer<RpcResult>, Failure> {
+        let url = self.rpc.as_ref().ok_or(Failure::Unreachable)?;
+        self.call(Event::Rpc, url, request, HeaderMap::new()).await
     }
 
     async fn call<T: DeserializeOwned>(

@@ -30,9 +30,21 @@ pub(crate) fn socket_task(
     socket: WebSocket,
 ) -> impl Future<Output = ()> {
     bound_task(admission, state, socket, |state, bound| {
-        let username = &bound.identity.user.username;
-        (welcome(&bound.identity), Session::new(state.engine.subscriber(username)))
+        let identity = &bound.identity;
+        let subscriber = state.engine.subscriber(&identity.user.username, client_id(identity));
+        (welcome(identity), Session::new(subscriber))
     })
+}
+
+/// The connection's id in the application's calls: the one the connect proxy was told, for a
+/// connection it admitted; else a new one.
+pub(crate) fn client_id(identity: &Identity) -> uuid::Uuid {
+    match identity.issuer {
+        crate::auth::Issuer::Proxy => {
+            uuid::Uuid::parse_str(&identity.claims.jti).unwrap_or_else(|_| uuid::Uuid::new_v4())
+        }
+        _ => uuid::Uuid::new_v4(),
+    }
 }
 
 fn welcome(identity: &Identity) -> String {

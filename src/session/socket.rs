@@ -27,7 +27,7 @@ impl Endpoint for Session {
         texts: Vec<Utf8Bytes>,
         identity: Option<&Identity>,
     ) -> (Vec<String>, Option<Close>) {
-        (commands::answer_all(&mut self.subscriber, texts, identity).await, None)
+        commands::answer_all(&mut self.subscriber, texts, identity).await
     }
 
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
@@ -36,7 +36,13 @@ impl Endpoint for Session {
             Ok(command) => Box::pin(commands::apply(&mut self.subscriber, command, identity)).await,
             Err(refusal) => Err(refusal),
         };
-        Ok(result.unwrap_or_else(|refusal| vec![refusal.frame()]))
+        match result {
+            Ok(frames) => Ok(frames),
+            Err(refusal) => match refusal.close() {
+                Some(close) => Err(close),
+                None => Ok(vec![refusal.frame()]),
+            },
+        }
     }
 
     /// Ends each channel and room the new identity may no longer subscribe to (a trusted
@@ -67,6 +73,8 @@ fn closed(ended: Ended) -> Close {
     let reason = match ended {
         Ended::TooSlow => "too slow: reconnect and recover",
         Ended::Missed => "missed publications: reconnect and recover",
+        // wsguard's frames end only the channel (`unsubscribed`), never the socket.
+        Ended::SubscriptionExpired => "subscription expired: reconnect",
     };
     Close::new(close::TRY_AGAIN_LATER, reason)
 }

@@ -10,6 +10,7 @@ mod chat;
 mod cli;
 mod cluster;
 mod cors;
+mod decides;
 mod helpers;
 mod issuers;
 mod keys;

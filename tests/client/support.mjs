@@ -173,8 +173,9 @@ export function hs256(secret, claims) {
 
 /**
  * An application whose HS256 tokens wsguard trusts: a random secret in a 0600 file (`secretFile`,
- * for `[[trusted_issuers]]`), removed with `t`, and `token(sub, channels, ttl)` signing a token for
- * `sub` with `channels`, living `ttl` seconds.
+ * for `[[trusted_issuers]]`), removed with `t`, `token(sub, channels, ttl)` signing a token for
+ * `sub` with `channels`, living `ttl` seconds, and `subscriptionToken(sub, channel, ttl)` one that
+ * lets `sub` follow `channel`.
  */
 export function trustedApplication(t) {
   const secret = crypto.randomBytes(32).toString('hex');
@@ -186,7 +187,11 @@ export function trustedApplication(t) {
     const now = Math.floor(Date.now() / 1000);
     return hs256(secret, { sub, iat: now, exp: now + ttl, channels });
   };
-  return { secretFile, token };
+  const subscriptionToken = (sub, channel, ttl) => {
+    const now = Math.floor(Date.now() / 1000);
+    return hs256(secret, { sub, channel, iat: now, exp: now + ttl });
+  };
+  return { secretFile, token, subscriptionToken };
 }
 
 /** The claims of a JWT (not verified: the server did). */

@@ -165,6 +165,24 @@ impl TrustedIssuer {
 
     /// The claims, and which published key verified them.
     async fn check(&self, token: &str, now: i64) -> Result<(Claims, Option<Fingerprint>), AuthError> {
+        let (payload, key) = self.verified_payload(token).await?;
+        // A subscription token grants one channel, never a connection.
+        if payload.contains_key("channel") {
+            return Err(TokenError::WrongKind.into());
+        }
+        Ok((self.claims(token, &payload, now)?, key))
+    }
+
+    async fn payload(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        Ok(self.verified_payload(token).await?.0)
+    }
+
+    /// The payload, once key, algorithm, signature and the configured claims are checked, and
+    /// which published key verified it.
+    async fn verified_payload(
+        &self,
+        token: &str,
+    ) -> Result<(Map<String, Value>, Option<Fingerprint>), AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
         let published;
         let mut key = None;
@@ -204,7 +222,27 @@ impl TrustedIssuer {
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, decoding, validation)
             .map_err(tokens::refusal)?;
-        Ok((self.claims(token, &data.claims, now)?, key))
+        Ok((data.claims, key))
+    }
+
+    /// A subscription token of this issuer: its payload and its user (`username_claim`), once the
+    /// key, signature, `exp` (required), `nbf`, `iss`, `aud` and the lifetime bound are checked.
+    pub(crate) async fn subscription(&self, token: &str) -> Result<(String, Map<String, Value>), AuthError> {
+        let now = crate::clock::now_secs();
+        let payload = self.payload(token).await?;
+        let sub = match payload.get(&self.username_claim) {
+            Some(Value::String(sub)) => sub.clone(),
+            _ => return Err(TokenError::Malformed.into()),
+        };
+        let seconds = |name: &str| payload.get(name).and_then(Value::as_i64);
+        let exp = seconds("exp").ok_or(TokenError::Malformed)?;
+        if seconds("iat").is_some_and(|iat| iat > now + LEEWAY_SECS as i64) {
+            return Err(TokenError::Immature.into());
+        }
+        if exp.saturating_sub(seconds("iat").unwrap_or(now)) > self.max_lifetime {
+            return Err(TokenError::Malformed.into());
+        }
+        Ok((sub, payload))
     }
 
     /// The claims wsguard relies on, from a verified payload.

@@ -144,6 +144,8 @@ pub struct Tokens {
     signer: Signer,
     alg: Algorithm,
     validation: Validation,
+    /// A subscription token's: as an access token's, but `nbf` may be absent.
+    subscription_validation: Validation,
     issuer: String,
     audience: Option<String>,
     access_ttl: Duration,
@@ -204,7 +206,12 @@ impl Tokens {
                 validation.validate_aud = false;
             }
         }
-        Tokens { signer, alg, validation, issuer, audience, access_ttl, refresh_ttl }
+        let mut subscription_validation = validation.clone();
+        match &audience {
+            Some(_) => subscription_validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]),
+            None => subscription_validation.set_required_spec_claims(&["exp", "sub", "iss"]),
+        }
+        Tokens { signer, alg, validation, subscription_validation, issuer, audience, access_ttl, refresh_ttl }
     }
 
     /// The `iss` of wsguard's own tokens.
@@ -294,6 +301,31 @@ impl Tokens {
     /// Checks signature, algorithm, `kid`, time window, issuer, audience and kind. Revocation and
     /// the user's state are the caller's to check (see `auth::Authenticator`).
     pub fn verify(&self, token: &str, kind: TokenKind) -> Result<Claims, TokenError> {
+        let decoding = self.decoding(token)?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, decoding.key(), &self.validation).map_err(refusal)?;
+        if data.claims.kind != kind {
+            return Err(TokenError::WrongKind);
+        }
+        Ok(data.claims)
+    }
+
+    /// A subscription token signed with wsguard's keys: its payload, once the signature,
+    /// algorithm, `kid`, time window, issuer and audience are checked. The caller checks what it
+    /// grants (`auth::subscription`).
+    pub(crate) fn verify_payload(
+        &self,
+        token: &str,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, TokenError> {
+        let decoding = self.decoding(token)?;
+        let data =
+            jsonwebtoken::decode(token, decoding.key(), &self.subscription_validation).map_err(refusal)?;
+        Ok(data.claims)
+    }
+
+    /// The key that verifies `token`, chosen by its `kid` among those of the configured
+    /// algorithm only.
+    fn decoding(&self, token: &str) -> Result<Decoding<'_>, TokenError> {
         if token.is_empty() || token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::Malformed);
         }
@@ -301,26 +333,34 @@ impl Tokens {
         if header.alg != self.alg {
             return Err(TokenError::BadSignature);
         }
-        let ring_key;
-        let decoding = match &self.signer {
+        match &self.signer {
             Signer::Hmac(secret) => {
                 if header.kid.as_deref().is_some_and(|kid| kid != secret.kid) {
                     return Err(TokenError::BadSignature);
                 }
-                &secret.decoding
+                Ok(Decoding::Secret(&secret.decoding))
             }
             // The key comes from the `kid`, and only from the ring of the configured algorithm.
             Signer::Ring(ring) => {
-                ring_key =
-                    header.kid.as_deref().and_then(|kid| ring.find(kid)).ok_or(TokenError::BadSignature)?;
-                &ring_key.decoding
+                let key = header.kid.as_deref().and_then(|kid| ring.find(kid));
+                Ok(Decoding::Ring(key.ok_or(TokenError::BadSignature)?))
             }
-        };
-        let data = jsonwebtoken::decode::<Claims>(token, decoding, &self.validation).map_err(refusal)?;
-        if data.claims.kind != kind {
-            return Err(TokenError::WrongKind);
         }
-        Ok(data.claims)
+    }
+}
+
+/// The key a token names: the secret, or one of the ring's.
+enum Decoding<'a> {
+    Secret(&'a jsonwebtoken::DecodingKey),
+    Ring(Arc<super::keyring::LoadedKey>),
+}
+
+impl Decoding<'_> {
+    fn key(&self) -> &jsonwebtoken::DecodingKey {
+        match self {
+            Decoding::Secret(key) => key,
+            Decoding::Ring(loaded) => &loaded.decoding,
+        }
     }
 }
 

@@ -139,3 +139,34 @@ fn an_hs256_server_refuses_asymmetric_tokens() {
     let issued = ring_tokens(dir.path(), Algorithm::ES256).issue_access("johndoe", "f", Proof::RefreshToken);
     assert_eq!(tokens().verify(&issued.token, TokenKind::Access), Err(TokenError::BadSignature));
 }
+
+#[test]
+fn a_subscription_token_signed_with_wsguards_key_verifies_and_an_access_token_grants_no_channel() {
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = Tokens::new(
+        HmacSecret::load(None, dir.path()).unwrap(),
+        "wsguard".into(),
+        None,
+        Duration::from_secs(60),
+        Duration::from_secs(600),
+    );
+    // The same secret file, read again: what an application sharing it signs with.
+    let secret = HmacSecret::load(None, dir.path()).unwrap();
+    let now = crate::clock::now_secs();
+    let claims =
+        serde_json::json!({"iss": tokens.issuer(), "sub": "alice", "channel": "doc:1", "exp": now + 60});
+    let header = Header { kid: Some(secret.kid.clone()), ..Header::new(Algorithm::HS256) };
+    let token = jsonwebtoken::encode(&header, &claims, &secret.encoding).unwrap();
+    let payload = tokens.verify_payload(&token).unwrap();
+    assert_eq!(payload["channel"], "doc:1");
+    let foreign =
+        serde_json::json!({"iss": "someone-else", "sub": "alice", "channel": "doc:1", "exp": now + 60});
+    let token = jsonwebtoken::encode(&header, &foreign, &secret.encoding).unwrap();
+    assert_eq!(tokens.verify_payload(&token), Err(TokenError::WrongAudience));
+    // A subscription token is no access token: it has no `type`.
+    let token = jsonwebtoken::encode(&header, &claims, &secret.encoding).unwrap();
+    assert!(tokens.verify(&token, TokenKind::Access).is_err());
+    // An access token verifies as a payload, but names no channel (refused in `auth::subscription`).
+    let access = tokens.issue_access("alice", "fam", Proof::Password).token;
+    assert!(tokens.verify_payload(&access).unwrap().get("channel").is_none());
+}

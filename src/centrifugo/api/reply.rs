@@ -85,7 +85,10 @@ pub(super) fn refusal(refusal: Refusal, unknown_channel: bool) -> Error {
     match code {
         ErrorCode::BadRequest if unknown_channel => codes::UNKNOWN_CHANNEL.because(detail),
         ErrorCode::BadRequest | ErrorCode::TooBig => codes::BAD_REQUEST.because(detail),
-        ErrorCode::Forbidden => codes::PERMISSION_DENIED.because(detail),
+        ErrorCode::Forbidden
+        | ErrorCode::TokenExpired
+        | ErrorCode::Application(_)
+        | ErrorCode::Disconnect(_) => codes::PERMISSION_DENIED.because(detail),
         ErrorCode::RateLimited => codes::TOO_MANY_REQUESTS.because(detail),
         ErrorCode::Unavailable => codes::INTERNAL.because(detail),
     }

@@ -1,7 +1,7 @@
 //! The session's commands, each a thin caller of the channel engine: namespace rules, quotas and
 //! recovery are the engine's. Presence and history need the channel subscribed, as wsguard's own
-//! protocol does; `rpc` is not available until the application's proxy is served (108, as Centrifugo
-//! answers without an RPC proxy), `send` goes nowhere yet.
+//! protocol does; `rpc` goes to the application's RPC proxy (108 without one, as Centrifugo
+//! answers), `send` goes nowhere yet.
 
 use super::session::Session;
 use super::wire::{self, Command, HistoryRequest, PublishRequest, SubscribeRequest};
@@ -9,7 +9,8 @@ use crate::auth::Identity;
 use crate::broker::View;
 use crate::centrifugo::codes::{self, Error};
 use crate::channels::protocol::{ErrorCode, Refusal, Since, MAX_HISTORY};
-use crate::channels::{push, Publisher};
+use crate::channels::{decided, push, Asking, Publisher};
+use crate::proxy::RpcRequest;
 use crate::store::Range;
 use crate::ws::close::Close;
 use serde_json::{json, Value};
@@ -30,32 +31,40 @@ pub(super) async fn answer_all(
             run.push((command.id, request));
             continue;
         }
-        replies.extend(publish_run(session, std::mem::take(&mut run)).await);
+        let (published, close) = publish_run(session, std::mem::take(&mut run)).await;
+        replies.extend(published);
+        if close.is_some() {
+            return (replies, close);
+        }
         // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
         match Box::pin(answer(session, identity, command)).await {
             Ok(reply) => replies.extend(reply),
             Err(close) => return (replies, Some(close)),
         }
     }
-    replies.extend(publish_run(session, run).await);
-    (replies, None)
+    let (published, close) = publish_run(session, run).await;
+    replies.extend(published);
+    (replies, close)
 }
 
-/// A run of `publish` commands, published together; a reply each, in order.
-async fn publish_run(session: &Session, run: Vec<(u32, PublishRequest)>) -> Vec<String> {
+/// A run of `publish` commands, published together; a reply each, in order, up to one the
+/// application answered with a disconnect.
+async fn publish_run(session: &Session, run: Vec<(u32, PublishRequest)>) -> (Vec<String>, Option<Close>) {
     if run.is_empty() {
-        return Vec::new();
+        return (Vec::new(), None);
     }
     let engine = session.subscriber.engine().clone();
     let batch: Vec<(&str, &Value)> = run.iter().map(|(_, r)| (r.channel.as_str(), &r.data)).collect();
     let published = Box::pin(engine.publish_all(Publisher::Subscriber(&session.subscriber), &batch)).await;
-    run.iter()
-        .zip(published)
-        .map(|((id, _), answer)| match answer {
+    let mut replies = Vec::with_capacity(run.len());
+    for ((id, _), answer) in run.iter().zip(published) {
+        replies.push(match answer.map_err(error) {
             Ok(_) => wire::reply(*id, "publish", json!({})),
-            Err(refusal) => wire::error(*id, error(refusal)),
-        })
-        .collect()
+            Err(Failed::Reply(error)) => wire::error(*id, error),
+            Err(Failed::Close(close)) => return (replies, Some(close)),
+        });
+    }
+    (replies, None)
 }
 
 /// Answers one command: its reply (none for `send` and a pong), or the close it calls for.
@@ -93,11 +102,11 @@ pub(super) async fn answer(
         history(session, request).await.map(|result| ("history", result))
     } else if command.ping.is_some() {
         Ok(("ping", json!({})))
-    } else if let Some(rpc) = command.rpc {
-        // Centrifugo without an RPC proxy has no RPC handler, and answers every `rpc` with 108.
-        Err(codes::NOT_AVAILABLE.because(format!("RPC is not served (method {:?})", rpc.method)))
-    } else if command.sub_refresh.is_some() {
-        Err(codes::NOT_AVAILABLE.because("subscription tokens are not served"))
+    } else if let Some(request) = command.rpc {
+        rpc(session, identity, request).await.map(|result| ("rpc", result))
+    } else if let Some(request) = command.sub_refresh {
+        let renewed = session.subscriber.renew(&request.channel, &request.token).await;
+        renewed.map_err(error).map(|expires_at| ("sub_refresh", expiry(expires_at)))
     } else if command.connect.is_some() || command.refresh.is_some() {
         // Connected once already; a refresh in a batch of commands is not one the socket reads.
         return Err(Close::new(codes::BAD_REQUEST_CLOSE.code, codes::BAD_REQUEST_CLOSE.reason));
@@ -107,15 +116,39 @@ pub(super) async fn answer(
     };
     Ok(Some(match answered {
         Ok((kind, result)) => wire::reply(id, kind, result),
-        Err(refused) => wire::error(id, refused),
+        Err(Failed::Reply(refused)) => wire::error(id, refused),
+        Err(Failed::Close(close)) => return Err(close),
     }))
 }
 
-/// A refusal of the engine as the protocol's error.
-fn error(refusal: Refusal) -> Error {
+/// A command that failed: an error reply, or the application's disconnect.
+enum Failed {
+    Reply(Error),
+    Close(Close),
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Failed {
+        Failed::Reply(error)
+    }
+}
+
+/// A refusal of the engine as the protocol's error, or the application's disconnect.
+fn error(refusal: Refusal) -> Failed {
+    if let Some(close) = refusal.close() {
+        return Failed::Close(close);
+    }
+    Failed::Reply(protocol_error(refusal))
+}
+
+fn protocol_error(refusal: Refusal) -> Error {
     let code = match refusal.code {
-        ErrorCode::Forbidden => codes::PERMISSION_DENIED,
+        ErrorCode::Application(code) => {
+            return Error { code, message: refusal.detail, temporary: false };
+        }
+        ErrorCode::Forbidden | ErrorCode::Disconnect(_) => codes::PERMISSION_DENIED,
         ErrorCode::RateLimited => codes::TOO_MANY_REQUESTS,
+        ErrorCode::TokenExpired => codes::TOKEN_EXPIRED,
         ErrorCode::Unavailable => codes::INTERNAL,
         ErrorCode::BadRequest if refusal.detail.starts_with("unknown namespace") => codes::UNKNOWN_CHANNEL,
         ErrorCode::BadRequest | ErrorCode::TooBig => codes::BAD_REQUEST,
@@ -129,20 +162,20 @@ async fn subscribe(
     session: &mut Session,
     identity: &Identity,
     request: SubscribeRequest,
-) -> Result<Value, Error> {
+) -> Result<Value, Failed> {
     let name = request.channel;
     if session.subscriber.follows(&name).is_some() {
-        return Err(codes::ALREADY_SUBSCRIBED.error());
-    }
-    if !request.token.is_empty() {
-        return Err(codes::NOT_AVAILABLE.because("subscription tokens are not served"));
+        return Err(codes::ALREADY_SUBSCRIBED.error().into());
     }
     let recoverable = session.subscriber.engine().resolve(&name).map_err(error)?.namespace.history.is_some();
     let since = request.recover.then_some(Since { offset: request.offset, epoch: request.epoch });
     // Join and leave pushes only when asked for, as Centrifugo sends them.
     let view = if request.join_leave { View::CentrifugoJoinLeave } else { View::Centrifugo };
+    let client = session.subscriber.client().to_string();
+    let token = Some(request.token.as_str()).filter(|token| !token.is_empty());
+    let asking = Asking { client: &client, token, data: request.data.as_ref() };
     let subscribed =
-        session.subscriber.subscribe(identity, &name, since.as_ref(), view).await.map_err(error)?;
+        session.subscriber.subscribe(identity, &name, since.as_ref(), view, &asking).await.map_err(error)?;
     let publications: Vec<&serde_json::value::RawValue> = subscribed
         .frames
         .iter()
@@ -159,29 +192,67 @@ async fn subscribe(
         result["was_recovering"] = true.into();
         result["recovered"] = recovered.into();
     }
+    if let Some(data) = subscribed.consent.data {
+        result["data"] = data;
+    }
+    if let (Value::Object(expiry), Some(result)) =
+        (expiry(subscribed.consent.expires_at), result.as_object_mut())
+    {
+        result.extend(expiry);
+    }
     Ok(result)
 }
 
+/// When a subscription must be renewed, as the SDK reads it: `expires` and `ttl` seconds (the
+/// SDK sends `sub_refresh` then), or nothing for one that lasts with the connection.
+fn expiry(expires_at: Option<i64>) -> Value {
+    match expires_at {
+        Some(at) => json!({"expires": true, "ttl": crate::clock::until(at).as_secs().max(1)}),
+        None => json!({}),
+    }
+}
+
+/// The SDK's `rpc`, answered by the application's RPC proxy: 108 without one, as Centrifugo
+/// answers.
+async fn rpc(session: &Session, identity: &Identity, request: wire::RpcRequest) -> Result<Value, Failed> {
+    let Some(proxy) = session.subscriber.engine().application().filter(|proxy| proxy.answers_rpc()) else {
+        let error = codes::NOT_AVAILABLE.because(format!("RPC is not served (method {:?})", request.method));
+        return Err(error.into());
+    };
+    let client = session.subscriber.client().to_string();
+    let call = RpcRequest {
+        client: &client,
+        transport: "websocket",
+        protocol: "json",
+        encoding: "json",
+        user: &identity.user.username,
+        method: &request.method,
+        data: request.data.as_ref(),
+    };
+    let result = decided(proxy.rpc(&call).await).map_err(error)?;
+    Ok(result.data.map_or_else(|| json!({}), |data| json!({"data": data})))
+}
+
 /// The users present in a channel this connection follows.
-async fn presence(session: &Session, name: &str) -> Result<std::collections::BTreeSet<String>, Error> {
+async fn presence(session: &Session, name: &str) -> Result<std::collections::BTreeSet<String>, Failed> {
     if session.subscriber.follows(name).is_none() {
-        return Err(codes::PERMISSION_DENIED.because("subscribe to the channel first"));
+        return Err(codes::PERMISSION_DENIED.because("subscribe to the channel first").into());
     }
     session.subscriber.engine().presence(name).await.map_err(|refusal| match refusal.code {
-        ErrorCode::BadRequest => codes::NOT_AVAILABLE.because(refusal.detail),
+        ErrorCode::BadRequest => codes::NOT_AVAILABLE.because(refusal.detail).into(),
         _ => error(refusal),
     })
 }
 
 /// A page of a followed channel's history: the newest `limit` (oldest first, or newest first
 /// with `reverse`), or those after `since` in its epoch; `limit` 0 answers where it stands.
-async fn history(session: &Session, request: HistoryRequest) -> Result<Value, Error> {
+async fn history(session: &Session, request: HistoryRequest) -> Result<Value, Failed> {
     let name = request.channel;
     if session.subscriber.follows(&name).is_none() {
-        return Err(codes::PERMISSION_DENIED.because("subscribe to the channel first"));
+        return Err(codes::PERMISSION_DENIED.because("subscribe to the channel first").into());
     }
     if request.limit < 0 {
-        return Err(codes::BAD_REQUEST.because("limit must not be negative"));
+        return Err(codes::BAD_REQUEST.because("limit must not be negative").into());
     }
     let limit = request.limit.min(MAX_HISTORY);
     let range = match &request.since {
@@ -193,7 +264,7 @@ async fn history(session: &Session, request: HistoryRequest) -> Result<Value, Er
     let (offset, epoch) = position.map_or((0, String::new()), |p| (p.offset, p.epoch));
     if let Some(since) = request.since.as_ref().filter(|since| !since.epoch.is_empty()) {
         if since.epoch != epoch {
-            return Err(codes::UNRECOVERABLE_POSITION.error());
+            return Err(codes::UNRECOVERABLE_POSITION.error().into());
         }
     }
     if request.reverse {
@@ -222,11 +293,17 @@ mod tests {
             (ErrorCode::BadRequest, "unknown namespace \"x\"", 102),
             (ErrorCode::BadRequest, "bad name", 107),
             (ErrorCode::TooBig, "too big", 107),
+            (ErrorCode::TokenExpired, "expired", 109),
+            (ErrorCode::Application(4031), "not a member", 4031),
         ];
         for (code, detail, expected) in cases {
-            let error = error(Refusal::new(code, detail));
+            let error = protocol_error(Refusal::new(code, detail));
             assert_eq!((error.code, error.message.as_str()), (expected, detail));
         }
-        assert!(super::error(Refusal::new(ErrorCode::Unavailable, "")).temporary);
+        assert!(protocol_error(Refusal::new(ErrorCode::Unavailable, "")).temporary);
+        let Failed::Close(close) = error(Refusal::new(ErrorCode::Disconnect(4501), "banned")) else {
+            panic!("the application's disconnect closes the connection");
+        };
+        assert_eq!(close, Close::new(4501, "banned"));
     }
 }

@@ -18,18 +18,16 @@ use serde_json::{json, Value};
 const VERSION: &str = concat!("wsguard ", env!("CARGO_PKG_VERSION"));
 
 pub(super) struct Session {
+    /// Its channels, and the connection's id (`client`), unique on every node: kept as 16 bytes,
+    /// written out when a reply names it, since most connections hold it idle.
     pub(super) subscriber: Subscriber,
-    /// This connection's id (`client`), unique on every node. Kept as 16 bytes, written out when
-    /// a reply names it: most connections hold it idle.
-    client: uuid::Uuid,
     ping_secs: u64,
 }
 
 impl Session {
     pub(super) fn new(state: &AppState, identity: &Identity, client: uuid::Uuid) -> Session {
         Session {
-            subscriber: state.engine.subscriber(&identity.user.username),
-            client,
+            subscriber: state.engine.subscriber(&identity.user.username, client),
             ping_secs: state.config.socket.ping_interval.as_secs().max(1),
         }
     }
@@ -38,7 +36,7 @@ impl Session {
     /// connect proxy has no token for the SDK to renew: wsguard asks the refresh proxy itself.
     pub(super) fn connected(&self, id: u32, identity: &Identity, data: Option<Value>) -> String {
         let mut result = json!({
-            "client": self.client.to_string(),
+            "client": self.subscriber.client().to_string(),
             "version": VERSION,
             "expires": true,
             "ttl": ttl(identity),
@@ -144,7 +142,7 @@ impl Endpoint for Session {
     fn refreshed(&self, request: &RefreshRequest, answer: Result<&Identity, RefreshRefusal>) -> String {
         let error = match answer {
             Ok(identity) => {
-                let result = json!({"client": self.client.to_string(), "version": VERSION, "expires": true, "ttl": ttl(identity)});
+                let result = json!({"client": self.subscriber.client().to_string(), "version": VERSION, "expires": true, "ttl": ttl(identity)});
                 return wire::reply(request.id, "refresh", result);
             }
             Err(RefreshRefusal::Refused { expired: true, .. }) => codes::TOKEN_EXPIRED.error(),
@@ -170,6 +168,7 @@ impl Endpoint for Session {
             Ok(frame) => Outgoing::Frame(frame),
             Err(Ended::TooSlow) => Outgoing::Close(close(codes::SLOW)),
             Err(Ended::Missed) => Outgoing::Close(close(codes::INSUFFICIENT_STATE)),
+            Err(Ended::SubscriptionExpired) => Outgoing::Close(close(codes::SUBSCRIPTION_EXPIRED)),
         }
     }
 

@@ -21,7 +21,7 @@ pub(super) struct Command {
     pub(super) ping: Option<IgnoredAny>,
     pub(super) rpc: Option<RpcRequest>,
     pub(super) refresh: Option<RefreshRequest>,
-    pub(super) sub_refresh: Option<IgnoredAny>,
+    pub(super) sub_refresh: Option<SubRefreshRequest>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -39,9 +39,11 @@ pub(super) struct ConnectRequest {
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct SubscribeRequest {
     pub(super) channel: String,
-    /// A subscription token (`subscribe = "token"` namespaces, not yet served).
+    /// A subscription token (`subscribe = "token"` namespaces).
     #[serde(default)]
     pub(super) token: String,
+    /// For the application's subscribe proxy.
+    pub(super) data: Option<Value>,
     #[serde(default)]
     pub(super) recover: bool,
     /// Join and leave pushes wanted.
@@ -86,6 +88,15 @@ pub(super) struct HistoryRequest {
 pub(super) struct RpcRequest {
     #[serde(default)]
     pub(super) method: String,
+    pub(super) data: Option<Value>,
+}
+
+/// A new subscription token for a channel followed.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct SubRefreshRequest {
+    pub(super) channel: String,
+    #[serde(default)]
+    pub(super) token: String,
 }
 
 #[derive(Debug, Default, Deserialize)]

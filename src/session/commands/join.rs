@@ -5,7 +5,7 @@
 use crate::auth::Identity;
 use crate::broker::View;
 use crate::channels::protocol::{self, Refusal, Since, DEFAULT_HISTORY};
-use crate::channels::{Cursor, Subscriber};
+use crate::channels::{Asking, Cursor, Subscriber};
 use crate::store::Range;
 
 pub(super) async fn join(
@@ -16,7 +16,7 @@ pub(super) async fn join(
 ) -> Result<Vec<String>, Refusal> {
     // Following first: what is published meanwhile is held back, then delivered after the
     // history (or the recovered messages) if it is newer.
-    let newly = subscriber.follow(identity, &room, View::Room).await?;
+    let (newly, _) = subscriber.follow(identity, &room, View::Room, &Asking::default()).await?;
     let mut frames = match joined(subscriber, &room, newly, since).await {
         Ok(frames) => frames,
         Err(refusal) => {

@@ -7,6 +7,7 @@ mod history;
 mod join;
 mod leave;
 mod publish;
+mod rpc;
 mod send;
 mod subscribe;
 mod unsubscribe;
@@ -15,6 +16,7 @@ use crate::auth::Identity;
 use crate::broker::Utf8Bytes;
 use crate::channels::protocol::{self, Command, ErrorCode, Refusal};
 use crate::channels::Subscriber;
+use crate::ws::close::Close;
 
 /// Answers one command.
 pub(super) async fn apply(
@@ -27,12 +29,16 @@ pub(super) async fn apply(
         Command::Leave { room } => leave::leave(subscriber, room).await,
         Command::Send { room, text, reference } => send::send(subscriber, room, text, reference).await,
         Command::History { room, before, limit } => history::history(subscriber, room, before, limit).await,
-        Command::Subscribe { channel, since } => {
-            subscribe::subscribe(subscriber, signed_in(identity)?, channel, since).await
+        Command::Subscribe { channel, since, token, data } => {
+            let asking = subscribe::Asked { token, data };
+            subscribe::subscribe(subscriber, signed_in(identity)?, channel, since, asking).await
         }
         Command::Unsubscribe { channel } => unsubscribe::unsubscribe(subscriber, channel).await,
         Command::Publish { channel, data, reference } => {
             publish::publish(subscriber, publish::Publish { channel, data, reference }).await
+        }
+        Command::Rpc { method, data, reference } => {
+            rpc::rpc(subscriber, &method, data.as_ref(), reference.as_deref()).await
         }
         Command::Ping => Ok(vec![protocol::pong()]),
     }
@@ -41,12 +47,12 @@ pub(super) async fn apply(
 /// Answers commands that arrived together, in order. A run of publications among them is
 /// published together (`Engine::publish_all`), so that a client publishing faster than one round
 /// trip at a time has its publications stored in one commit and written to each subscriber in
-/// one go.
+/// one go. The application's disconnect ends the answers with its close.
 pub(super) async fn answer_all(
     subscriber: &mut Subscriber,
     texts: Vec<Utf8Bytes>,
     identity: Option<&Identity>,
-) -> Vec<String> {
+) -> (Vec<String>, Option<Close>) {
     let mut replies = Vec::new();
     let mut run: Vec<publish::Publish> = Vec::new();
     for text in &texts {
@@ -57,15 +63,26 @@ pub(super) async fn answer_all(
             }
             command => command,
         };
-        replies.extend(publish::publish_run(subscriber, std::mem::take(&mut run)).await);
+        let (published, close) = publish::publish_run(subscriber, std::mem::take(&mut run)).await;
+        replies.extend(published);
+        if close.is_some() {
+            return (replies, close);
+        }
         let answer = match command {
             Ok(command) => apply(subscriber, command, identity).await,
             Err(refusal) => Err(refusal),
         };
-        replies.extend(answer.unwrap_or_else(|refusal| vec![refusal.frame()]));
+        match answer {
+            Ok(frames) => replies.extend(frames),
+            Err(refusal) => match refusal.close() {
+                Some(close) => return (replies, Some(close)),
+                None => replies.push(refusal.frame()),
+            },
+        }
     }
-    replies.extend(publish::publish_run(subscriber, run).await);
-    replies
+    let (published, close) = publish::publish_run(subscriber, run).await;
+    replies.extend(published);
+    (replies, close)
 }
 
 /// The socket's identity: every socket of these endpoints has one once admitted.

@@ -3,6 +3,7 @@
 
 use crate::channels::protocol::{self, Refusal};
 use crate::channels::{Publisher, Subscriber};
+use crate::ws::close::Close;
 use serde_json::Value;
 
 /// A `publish` command.
@@ -21,13 +22,22 @@ pub(super) async fn publish(subscriber: &mut Subscriber, command: Publish) -> Re
 }
 
 /// Answers each of a run of `publish` commands, in order, publishing them together; one alone
-/// goes the usual way.
-pub(super) async fn publish_run(subscriber: &mut Subscriber, mut run: Vec<Publish>) -> Vec<String> {
+/// goes the usual way. The application's disconnect ends the answers with its close.
+pub(super) async fn publish_run(
+    subscriber: &mut Subscriber,
+    mut run: Vec<Publish>,
+) -> (Vec<String>, Option<Close>) {
     if run.len() <= 1 {
         let Some(command) = run.pop() else {
-            return Vec::new();
+            return (Vec::new(), None);
         };
-        return publish(subscriber, command).await.unwrap_or_else(|refusal| vec![refusal.frame()]);
+        return match publish(subscriber, command).await {
+            Ok(frames) => (frames, None),
+            Err(refusal) => match refusal.close() {
+                Some(close) => (Vec::new(), Some(close)),
+                None => (vec![refusal.frame()], None),
+            },
+        };
     }
     let mut answers: Vec<Option<String>> = vec![None; run.len()];
     let mut batch = Vec::with_capacity(run.len());
@@ -46,8 +56,11 @@ pub(super) async fn publish_run(subscriber: &mut Subscriber, mut run: Vec<Publis
     for (at, published) in batched.into_iter().zip(published) {
         answers[at] = Some(match published {
             Ok(offset) => protocol::published(run[at].reference.as_deref(), offset),
-            Err(refusal) => refusal.frame(),
+            Err(refusal) => match refusal.close() {
+                Some(close) => return (answers.into_iter().take(at).flatten().collect(), Some(close)),
+                None => refusal.frame(),
+            },
         });
     }
-    answers.into_iter().flatten().collect()
+    (answers.into_iter().flatten().collect(), None)
 }

@@ -243,7 +243,11 @@ export class Client extends Emitter<ClientEvents> {
   close(): void;
   /** Resolves once connected; rejects if the client is or becomes closed first. */
   ready(): Promise<void>;
-  subscribe(channel: string): Subscription;
+  /**
+   * `getToken`: for channels that need a subscription token (`subscribe = "token"`), asked before
+   * each subscribe and ahead of each token's expiry.
+   */
+  subscribe(channel: string, options?: { getToken?: (ctx: { channel: string }) => string | Promise<string> }): Subscription;
   join(room: string): Room;
   /** Resolves with the publication's offset (null without history) once stored. */
   publish(channel: string, data: unknown): Promise<{ offset: number | null }>;

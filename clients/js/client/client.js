@@ -65,9 +65,15 @@ export class Client extends ReconnectingSocket {
     });
   }
 
-  /** Follows `channel`; the same Subscription when already subscribed. */
-  subscribe(channel) {
-    return this._follow(channel, Subscription);
+  /**
+   * Follows `channel`; the same Subscription when already subscribed. `options.getToken`
+   * (`async ({channel}) => token`): for channels that need a subscription token, asked before
+   * each subscribe and ahead of each token's expiry.
+   */
+  subscribe(channel, options = {}) {
+    const subscription = this._follow(channel, Subscription);
+    if (options.getToken) subscription._getToken = options.getToken;
+    return subscription;
   }
 
   /** Joins `room`; the same Room when already joined. */
@@ -230,6 +236,11 @@ export class Client extends ReconnectingSocket {
     const name = frame.room ?? frame.channel;
     const stream = this._streams.get(name);
     if (!stream) return;
+    if (frame.code === 'token_expired' && stream._getToken && this._conn?.welcomed) {
+      // Its subscription token ran out before a renewal got through: subscribe again, from where it was.
+      this._followOn(this._conn, stream);
+      return;
+    }
     this._streams.delete(name);
     stream.state = 'ended';
     stream._emit('unsubscribed', new WsguardError(frame.code, frame.detail));
@@ -244,10 +255,52 @@ export class Client extends ReconnectingSocket {
     this._followOn(conn, stream);
   }
 
-  /** Sends the stream's join or subscribe (with `since` when it has a position). */
+  /**
+   * Sends the stream's join or subscribe (with `since` when it has a position), with a fresh
+   * subscription token first where the stream takes one.
+   */
   _followOn(conn, stream) {
     stream._answering = true;
-    this._send(conn, stream._command(), { expect: 'follow', stream });
+    if (!stream._getToken) {
+      this._send(conn, stream._command(), { expect: 'follow', stream });
+      return;
+    }
+    this._withToken(conn, stream, (token) => this._send(conn, stream._command(token), { expect: 'follow', stream }));
+  }
+
+  /** Asks the application for the stream's token, then `send`s on `conn` if it is still the socket. */
+  _withToken(conn, stream, send) {
+    Promise.resolve()
+      .then(() => stream._getToken({ channel: stream._name }))
+      .then(
+        (token) => {
+          if (this._conn !== conn || this._streams.get(stream._name) !== stream) return;
+          if (typeof token !== 'string' || !token) throw new Error('getToken gave no token');
+          send(token);
+        },
+      )
+      .catch((err) => {
+        const error = new WsguardError('token', String(err?.message ?? err), err);
+        this._emit('error', error);
+        if (this._conn !== conn || this._streams.get(stream._name) !== stream) return;
+        // Try again later on this socket: the application may be briefly down.
+        this._later(conn.timers, backoffDelay(1, this.options), () => this._followOn(conn, stream));
+      });
+  }
+
+  /** A subscription whose consent runs out at `expiresAt` (Unix seconds): renewed ahead of it. */
+  _scheduleRenewal(stream, expiresAt) {
+    const conn = this._conn;
+    if (!conn?.welcomed || !stream._getToken) return;
+    const inSeconds = Math.max(0, expiresAt - Date.now() / 1000);
+    this._later(conn.timers, refreshDelay(inSeconds), () => {
+      if (this._streams.get(stream._name) !== stream || stream.state !== 'active') return;
+      // Subscribing again with a new token renews the subscription where it stands.
+      this._withToken(conn, stream, (token) => {
+        stream._answering = true;
+        this._send(conn, { type: 'subscribe', channel: stream._name, token }, { expect: 'follow', stream });
+      });
+    });
   }
 
   // ------------------------------------------------------------------ requests

@@ -101,8 +101,10 @@ export class Subscription extends Stream {
     this._client._drop(this);
   }
 
-  _command() {
-    return { type: 'subscribe', channel: this.channel, since: this.cursor.since() };
+  _command(token) {
+    const command = { type: 'subscribe', channel: this.channel, since: this.cursor.since() };
+    if (token) command.token = token;
+    return command;
   }
 
   _leaveCommand() {
@@ -112,6 +114,7 @@ export class Subscription extends Stream {
   _position(frame) {
     if (frame.type !== 'subscribed') return null;
     const previous = this.cursor.settle(frame.offset, frame.epoch, frame.recovered);
+    if (typeof frame.expires_at === 'number') this._client._scheduleRenewal(this, frame.expires_at);
     return { offset: frame.offset, epoch: frame.epoch, recovered: frame.recovered, previous };
   }
 

@@ -7,7 +7,10 @@ tokens"), with wsguard as its real-time gateway:
 - `/`: a page that logs in, connects straight to wsguard with the app's token and shows what
   arrives on the user's personal channel `user:<username>`;
 - `POST /notify/{username}`: publishes `{"text": …}` to that channel through wsguard's server API
-  (the Python client, with the app's own API key).
+  (the Python client, with the app's own API key);
+- `/documents`: a page on the app's session cookie (no JWT in the browser), where only a
+  document's members follow it, decided by the app's data through wsguard's proxies
+  (`documents.py`).
 
 Run it beside wsguard: see README.md. Settings come from the environment only.
 """
@@ -23,14 +26,15 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
+import documents
 import jwt
 from fastapi import Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.responses import FileResponse
 from fastapi.security import OAuth2PasswordBearer, OAuth2PasswordRequestForm
 from fastapi.staticfiles import StaticFiles
 from jwt.exceptions import InvalidTokenError
-from pwdlib import PasswordHash
 from pydantic import BaseModel, Field
+from users import User, authenticate_user, fake_users_db, get_user
 
 from wsguard_client import AsyncWsguardClient, RateLimited, WsguardError
 
@@ -39,6 +43,8 @@ log = logging.getLogger("example-app")
 ALGORITHM = "HS256"
 ACCESS_TOKEN_EXPIRE_MINUTES = 30
 STATIC = Path(__file__).parent / "static"
+# wsguard's JavaScript client, from the checkout this example lives in.
+JS_CLIENT = Path(__file__).resolve().parent.parent.parent / "clients" / "js"
 # The tutorial's SECRET_KEY is public: anyone could sign tokens with it (wsguard refuses it too).
 PUBLISHED_SECRET = "09d25e094faa6ca2556c818166b7a9563b93f7099f6f0f4caa6cf63b88e8d3e7"
 
@@ -74,55 +80,10 @@ def settings_from_env() -> Settings:
 
 settings = settings_from_env()
 
-password_hash = PasswordHash.recommended()  # argon2id
-# Verified against when the user does not exist, so that an unknown name takes as long.
-DUMMY_HASH = password_hash.hash("dummy password")
-
-# The tutorial's fake database: passwords `secret` (johndoe), `secret2` (janedoe), `secret3`
-# (alice, disabled). janedoe administers the app: she may notify anyone.
-fake_users_db = {
-    "johndoe": {
-        "username": "johndoe",
-        "full_name": "John Doe",
-        "email": "johndoe@example.com",
-        "hashed_password": "$argon2id$v=19$m=65536,t=3,p=4$OHNV0GFzsIaTnXywGcdCbA$RrsPxWJeJoMPGk00YyDpkkVc/N3vfM67GloOm0mVocQ",  # noqa: E501
-        "disabled": False,
-        "admin": False,
-    },
-    "janedoe": {
-        "username": "janedoe",
-        "full_name": "Jane Doe",
-        "email": "janedoe@example.com",
-        "hashed_password": "$argon2id$v=19$m=65536,t=3,p=4$xaM9hQ5awaLnNY5FNHfk0A$c39okcZ0bwXoCAoRpbsliaqrEvFMy/o4VETMv/by0tE",  # noqa: E501
-        "disabled": False,
-        "admin": True,
-    },
-    "alice": {
-        "username": "alice",
-        "full_name": "Alice Wonderson",
-        "email": "alice@example.com",
-        "hashed_password": "$argon2id$v=19$m=65536,t=3,p=4$v/roWA8CKqPpM1nwJx/3+w$6pFRE12+ivSOaFPh1QJk02ILjkCmaxQ2eug85+2EnCc",  # noqa: E501
-        "disabled": True,
-        "admin": False,
-    },
-}
-
 
 class Token(BaseModel):
     access_token: str
     token_type: str
-
-
-class User(BaseModel):
-    username: str
-    email: str | None = None
-    full_name: str | None = None
-    disabled: bool | None = None
-    admin: bool = False
-
-
-class UserInDB(User):
-    hashed_password: str
 
 
 class Notification(BaseModel):
@@ -166,28 +127,6 @@ async def security_headers(
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
-
-
-def verify_password(plain_password: str, hashed_password: str) -> bool:
-    return password_hash.verify(plain_password, hashed_password)
-
-
-def get_user(db: dict[str, dict[str, object]], username: str) -> UserInDB | None:
-    if username in db:
-        return UserInDB.model_validate(db[username])
-    return None
-
-
-def authenticate_user(
-    db: dict[str, dict[str, object]], username: str, password: str
-) -> UserInDB | None:
-    user = get_user(db, username)
-    if not user:
-        verify_password(password, DUMMY_HASH)
-        return None
-    if not verify_password(password, user.hashed_password):
-        return None
-    return user
 
 
 def create_access_token(data: dict[str, object], expires_delta: timedelta) -> str:
@@ -294,4 +233,12 @@ async def index() -> FileResponse:
     return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
 
+@app.get("/documents", include_in_schema=False)
+async def documents_page() -> FileResponse:
+    return FileResponse(STATIC / "documents.html", headers={"Cache-Control": "no-store"})
+
+
+app.include_router(documents.router)
+app.include_router(documents.wsguard_router, prefix="/rt")
 app.mount("/static", StaticFiles(directory=STATIC), name="static")
+app.mount("/js", StaticFiles(directory=JS_CLIENT, check_dir=False), name="js")

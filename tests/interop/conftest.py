@@ -100,6 +100,17 @@ presence = true
 name = "live"
 subscribe = "any"
 history_size = 0
+
+# The documents page: the app's session cookie admits sockets, its data who follows a document.
+[proxy]
+connect = {q(app_origin + "/rt/connect")}
+forward_headers = ["Cookie"]
+
+[[namespaces]]
+name = "doc"
+subscribe = "proxy"
+subscribe_proxy = {q(app_origin + "/rt/subscribe")}
+presence = true
 """
 
 

@@ -86,13 +86,22 @@ class Refused(Exception):
 
 @contextlib.asynccontextmanager
 async def connect(
-    url: str, token: str, transport: str = "header", origin: str | None = None
+    url: str,
+    token: str,
+    transport: str = "header",
+    origin: str | None = None,
+    cookie: str | None = None,
 ) -> AsyncIterator[Socket]:
-    """A socket admitted with `token` sent by `transport` (one of TRANSPORTS): its `welcome` frame
-    has been read. Raises `Refused` otherwise."""
+    """A socket admitted with `token` sent by `transport` (one of TRANSPORTS, or "none": no token,
+    for the application's connect proxy to admit by `cookie`): its `welcome` frame has been read.
+    Raises `Refused` otherwise."""
     headers: dict[str, str] = {}
     subprotocols = None
-    if transport == "header":
+    if cookie is not None:
+        headers["Cookie"] = cookie
+    if transport == "none":
+        pass
+    elif transport == "header":
         headers["Authorization"] = f"Bearer {token}"
     elif transport == "subprotocol":
         subprotocols = ["bearer", token]

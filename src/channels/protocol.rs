@@ -123,9 +123,20 @@ impl Refusal {
     }
 
     pub fn frame(&self) -> String {
+        self.frame_about(None)
+    }
+
+    /// The error frame of a refused command that names a room or a channel (`about`: `("room",
+    /// name)` or `("channel", name)`), which the frame names too: a client with several commands
+    /// in flight, some answered only when refused (`leave`, `unsubscribe`), tells which one it
+    /// answers.
+    pub fn frame_about(&self, about: Option<(&str, &str)>) -> String {
         let mut frame = json!({"type": "error", "code": self.code.as_str(), "detail": self.detail});
         if let ErrorCode::Application(code) = self.code {
             frame["app_code"] = code.into();
+        }
+        if let Some((key, name)) = about {
+            frame[key] = name.into();
         }
         frame.to_string()
     }
@@ -135,6 +146,22 @@ impl Refusal {
         match self.code {
             ErrorCode::Disconnect(code) => Some(crate::ws::close::Close::new(code, &self.detail)),
             _ => None,
+        }
+    }
+}
+
+impl Command {
+    /// The room or channel the command names, keyed as its frames key it.
+    pub fn about(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Command::Join { room, .. }
+            | Command::Leave { room }
+            | Command::Send { room, .. }
+            | Command::History { room, .. } => Some(("room", room)),
+            Command::Subscribe { channel, .. }
+            | Command::Unsubscribe { channel }
+            | Command::Publish { channel, .. } => Some(("channel", channel)),
+            Command::Rpc { .. } | Command::Ping => None,
         }
     }
 }

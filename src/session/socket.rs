@@ -31,16 +31,19 @@ impl Endpoint for Session {
     }
 
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
-        let result = match protocol::parse(text) {
-            // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
-            Ok(command) => Box::pin(commands::apply(&mut self.subscriber, command, identity)).await,
-            Err(refusal) => Err(refusal),
+        let (result, about) = match protocol::parse(text) {
+            Ok(command) => {
+                let about = command.about().map(|(key, name)| (key, name.to_owned()));
+                // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+                (Box::pin(commands::apply(&mut self.subscriber, command, identity)).await, about)
+            }
+            Err(refusal) => (Err(refusal), None),
         };
         match result {
             Ok(frames) => Ok(frames),
             Err(refusal) => match refusal.close() {
                 Some(close) => Err(close),
-                None => Ok(vec![refusal.frame()]),
+                None => Ok(vec![refusal.frame_about(about.as_ref().map(|(k, n)| (*k, n.as_str())))]),
             },
         }
     }

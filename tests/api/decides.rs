@@ -99,7 +99,7 @@ async fn the_subscribe_proxy_allows_refuses_closes_or_fails_on_both_protocols() 
     let answer = command(&mut ws, json!({"type": "subscribe", "channel": "doc:18"})).await;
     assert_eq!(
         answer,
-        json!({"type": "error", "code": "forbidden", "app_code": 4031, "detail": "not a member"})
+        json!({"type": "error", "code": "forbidden", "app_code": 4031, "detail": "not a member", "channel": "doc:18"})
     );
     for failing in [Reply::Status(500), Reply::Garbage, Reply::Slow(2 * SECOND, json!({"result": {}}))] {
         app.reply("subscribe", failing);

@@ -1,6 +1,7 @@
 // The JavaScript client in a namespace whose channels need a subscription token: `getToken` is
 // asked before the subscribe and ahead of each token's expiry, the subscription renewed in band
-// across several 2 s tokens without a gap; a token for another user is refused.
+// across several 2 s tokens without a gap; a token for another user is refused, the refusal
+// reaching that subscription even right after an unsubscribe.
 //
 //   cargo build --bin wsguard && npm ci && node --test tests/client/
 import { test } from 'node:test';
@@ -53,8 +54,14 @@ subscribe = "token"
   assert.equal(ended, 0, 'never ended');
   assert.equal(mine.state, 'active');
 
+  // Unsubscribed (answered only if refused), then a refused subscribe: the error is the new
+  // subscription's, since it names its channel, not the unsubscribe's.
+  const clientErrors = [];
+  client.on('error', (err) => clientErrors.push(err));
+  mine.unsubscribe();
   const theirs = client.subscribe('priv:2', { getToken: () => subscriptionToken('alice', 'priv:2', 60) });
   const refused = await next(theirs, 'error');
   assert.equal(refused.code, 'forbidden');
   assert.equal(theirs.state, 'failed');
+  assert.deepEqual(clientErrors, []);
 });

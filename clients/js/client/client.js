@@ -153,10 +153,14 @@ export class Client extends ReconnectingSocket {
   /**
    * A reply: it answers the oldest command awaiting one. The server answers each command before
    * it reads the next, and its error frames carry no `ref`, so order is what matches them.
-   * `leave` and `unsubscribe` are answered only when refused.
+   * `leave` and `unsubscribe` are answered only when refused: an error naming another room or
+   * channel is not theirs.
    */
   _answer(conn, frame) {
-    while (conn.awaiting[0]?.expect === 'nothing' && frame.type !== 'error') conn.awaiting.shift();
+    // A `leave` or `unsubscribe` still awaiting succeeded silently unless this error is its own
+    // (an error names the room or channel of the command it refuses).
+    const refusesIt = (entry) => frame.type === 'error' && ((frame.room ?? frame.channel) ?? entry.name) === entry.name;
+    while (conn.awaiting[0]?.expect === 'nothing' && !refusesIt(conn.awaiting[0])) conn.awaiting.shift();
     const entry = conn.awaiting[0];
     if (!entry) {
       this._emit('error', new WsguardError('protocol', `unexpected ${frame.type} frame`));
@@ -225,7 +229,7 @@ export class Client extends ReconnectingSocket {
     const wasFollowed = stream.state !== 'failed';
     stream.state = 'ended';
     stream._ready.reject(new WsguardError('closed', 'left before it was ready'));
-    if (wasFollowed && this._conn?.welcomed) this._send(this._conn, stream._leaveCommand(), { expect: 'nothing' });
+    if (wasFollowed && this._conn?.welcomed) this._send(this._conn, stream._leaveCommand(), { expect: 'nothing', name: stream._name });
   }
 
   /**
@@ -251,7 +255,7 @@ export class Client extends ReconnectingSocket {
     const conn = this._conn;
     if (!conn?.welcomed || stream._resyncing) return;
     stream._resyncing = true; // until the answer to the new join or subscribe
-    this._send(conn, stream._leaveCommand(), { expect: 'nothing' });
+    this._send(conn, stream._leaveCommand(), { expect: 'nothing', name: stream._name });
     this._followOn(conn, stream);
   }
 

@@ -68,15 +68,18 @@ pub(super) async fn answer_all(
         if close.is_some() {
             return (replies, close);
         }
-        let answer = match command {
-            Ok(command) => apply(subscriber, command, identity).await,
-            Err(refusal) => Err(refusal),
+        let (answer, about) = match command {
+            Ok(command) => {
+                let about = command.about().map(|(key, name)| (key, name.to_owned()));
+                (apply(subscriber, command, identity).await, about)
+            }
+            Err(refusal) => (Err(refusal), None),
         };
         match answer {
             Ok(frames) => replies.extend(frames),
             Err(refusal) => match refusal.close() {
                 Some(close) => return (replies, Some(close)),
-                None => replies.push(refusal.frame()),
+                None => replies.push(refusal.frame_about(about.as_ref().map(|(k, n)| (*k, n.as_str())))),
             },
         }
     }

@@ -31,11 +31,12 @@ pub(super) async fn publish_run(
         let Some(command) = run.pop() else {
             return (Vec::new(), None);
         };
+        let channel = command.channel.clone();
         return match publish(subscriber, command).await {
             Ok(frames) => (frames, None),
             Err(refusal) => match refusal.close() {
                 Some(close) => (Vec::new(), Some(close)),
-                None => (vec![refusal.frame()], None),
+                None => (vec![refusal.frame_about(Some(("channel", &channel)))], None),
             },
         };
     }
@@ -48,7 +49,7 @@ pub(super) async fn publish_run(
                 batch.push((command.channel.as_str(), &command.data));
                 batched.push(at);
             }
-            Err(refusal) => answers[at] = Some(refusal.frame()),
+            Err(refusal) => answers[at] = Some(refusal.frame_about(Some(("channel", &command.channel)))),
         }
     }
     let engine = subscriber.engine().clone();
@@ -58,7 +59,7 @@ pub(super) async fn publish_run(
             Ok(offset) => protocol::published(run[at].reference.as_deref(), offset),
             Err(refusal) => match refusal.close() {
                 Some(close) => return (answers.into_iter().take(at).flatten().collect(), Some(close)),
-                None => refusal.frame(),
+                None => refusal.frame_about(Some(("channel", &run[at].channel))),
             },
         });
     }

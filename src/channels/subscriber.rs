@@ -237,9 +237,11 @@ impl Subscriber {
             let Some(at) = self.following.earliest_expiry() else {
                 return self.deliveries.next(&mut self.following, &self.engine).await;
             };
+            // Boxed: a timer in place would enlarge every socket's task, expiring or not.
+            let expiry = Box::pin(tokio::time::sleep(crate::clock::until(at)));
             tokio::select! {
                 next = self.deliveries.next(&mut self.following, &self.engine) => return next,
-                () = tokio::time::sleep(crate::clock::until(at)) => {}
+                () = expiry => {}
             }
             self.end_expired()?;
         }

@@ -31,14 +31,18 @@ impl Endpoint for Session {
     }
 
     async fn on_text(&mut self, text: &str, identity: Option<&Identity>) -> Result<Vec<String>, Close> {
-        let (result, about) = match protocol::parse(text) {
-            Ok(command) => {
-                let about = command.about().map(|(key, name)| (key, name.to_owned()));
-                // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
-                (Box::pin(commands::apply(&mut self.subscriber, command, identity)).await, about)
+        // Boxed: a command's future (store calls) would otherwise enlarge every socket's task.
+        let subscriber = &mut self.subscriber;
+        let (result, about) = Box::pin(async move {
+            match protocol::parse(text) {
+                Ok(command) => {
+                    let about = command.about().map(|(key, name)| (key, name.to_owned()));
+                    (commands::apply(subscriber, command, identity).await, about)
+                }
+                Err(refusal) => (Err(refusal), None),
             }
-            Err(refusal) => (Err(refusal), None),
-        };
+        })
+        .await;
         match result {
             Ok(frames) => Ok(frames),
             Err(refusal) => match refusal.close() {

@@ -99,7 +99,7 @@ pub trait WebhookStore: Send + Sync {
     /// `node` stops: its users leave all their channels, and it is forgotten.
     async fn retire_hook_node(&self, node: &str, kinds: HookKinds, now_ms: i64) -> StoreResult<u64>;
     /// Takes or renews the delivery lease for `node` until `until_ms`: false when another node
-    /// holds it.
+    /// holds it past `now_ms`.
     async fn take_hook_lease(&self, node: &str, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
     /// Lets the lease go, if `node` holds it.
     async fn release_hook_lease(&self, node: &str) -> StoreResult<()>;

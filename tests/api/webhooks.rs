@@ -304,6 +304,21 @@ async fn an_endpoint_down_across_a_restart_gets_every_event_once_in_order() {
     assert_eq!(endpoint.delivered().len(), 10, "none twice");
 }
 
+/// A node that crashes (SIGKILL) with a user in a channel: its next start says the user left and
+/// the channel was vacated.
+#[tokio::test]
+async fn users_of_a_crashed_node_leave_at_its_next_start() {
+    let endpoint = Endpoint::start().await;
+    let (_dir, config) = config(&endpoint.url(), "");
+    let server = spawn(&[&config]).await;
+    let mut john = connect(&server, "johndoe", "secret").await;
+    subscribe(&mut john, "doc:1").await;
+    endpoint.until_delivered(2, 10 * SECOND).await;
+    let _server = server.restart().await;
+    let events = endpoint.until_delivered(4, 10 * SECOND).await;
+    assert_eq!(events[2..], ["presence_leave doc:1 johndoe", "channel_vacated doc:1 -"]);
+}
+
 /// Two nodes on one PostgreSQL and Redis: John on one and Jane on the other in one channel make
 /// one occupation and one vacating, and every event is posted once, by one node.
 #[tokio::test]

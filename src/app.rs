@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::shutdown::Shutdown;
 use crate::store::{self, DynStore};
+use crate::webhooks::Webhooks;
 use std::ops::Deref;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -40,6 +41,8 @@ pub(crate) struct Inner {
     pub(crate) api_budgets: Budgets,
     /// The application's endpoints (`[proxy]`), if it has any.
     pub(crate) proxy: Option<Arc<Proxy>>,
+    /// `[webhooks]`, if configured.
+    pub(crate) webhooks: Option<Webhooks>,
 }
 
 #[derive(Clone)]
@@ -78,6 +81,15 @@ impl AppState {
         let sections = &config.sections;
         let proxy = Proxy::new(sections.proxy.as_ref(), &sections.namespaces, metrics.clone())?.map(Arc::new);
         let auth = Arc::new(Authenticator::new(tokens, issuers, store.clone(), config.tokens.refresh_grace));
+        let single_node = config.store.database_url().starts_with("sqlite:");
+        let (webhooks, watcher) = match &sections.webhooks {
+            Some(settings) => {
+                let (webhooks, watcher) =
+                    Webhooks::new(settings, store.clone(), metrics.clone(), single_node)?;
+                (Some(webhooks), Some(watcher))
+            }
+            None => (None, None),
+        };
         let settings = channels::Settings {
             namespaces: &config.sections.namespaces,
             broker_url: config.broker_url.as_deref(),
@@ -85,8 +97,12 @@ impl AppState {
             bytes_per_user_per_day: config.chat_bytes_per_user_per_day,
             proxy: proxy.clone(),
             auth: auth.clone(),
+            watcher,
         };
         let engine = Engine::start(settings, store.clone(), metrics.clone(), shutdown.token()).await?;
+        if let Some(webhooks) = &webhooks {
+            webhooks.start(engine.clone());
+        }
         // With Redis, the login throttle's counters are the cluster's, not this node's.
         let throttle = match &config.broker_url {
             Some(url) => Throttle::shared(config.login_limits, Shared::connect(url, &config.cluster).await?),
@@ -104,6 +120,7 @@ impl AppState {
             api_budgets: Budgets::new(config.api.api_requests_per_sec, config.api.api_burst),
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
             proxy,
+            webhooks,
             config,
         })))
     }

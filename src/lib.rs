@@ -32,4 +32,5 @@ mod shutdown;
 pub mod store;
 mod tls;
 mod token_bucket;
+mod webhooks;
 mod ws;

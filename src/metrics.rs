@@ -148,6 +148,7 @@ pub(crate) struct Metrics {
     pub(crate) connections_closed_keep_alive: Counter,
     pub(crate) api_calls: ApiCalls,
     pub(crate) proxy_calls: ProxyCalls,
+    pub(crate) webhooks: crate::webhooks::WebhookMetrics,
 }
 
 impl Metrics {
@@ -282,6 +283,7 @@ impl Metrics {
             "How long calls to the application's proxy endpoints took, by event.",
             &durations,
         );
+        self.webhooks.render(&mut out);
         out
     }
 }

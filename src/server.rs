@@ -83,10 +83,12 @@ async fn follow_revocations(state: AppState) -> StoreResult<()> {
     Ok(())
 }
 
-/// After SIGTERM/SIGINT: how long in-flight requests, then closing sockets, get before the
-/// process exits anyway (8 s in all).
+/// After SIGTERM/SIGINT: how long in-flight requests, then closing sockets, then webhooks get
+/// before the process exits anyway (10 s in all).
 const REQUEST_GRACE: Duration = Duration::from_secs(5);
 const SOCKET_GRACE: Duration = Duration::from_secs(3);
+/// Then how long webhooks get to record what the sockets' closing changed.
+const WEBHOOKS_GRACE: Duration = Duration::from_secs(2);
 
 /// Rereads the keys folder now and then, so a rotation made by `wsguard keys rotate` (or another
 /// node) starts signing here without a restart.
@@ -242,6 +244,10 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     // Let the sockets send their 1001 close frames.
     while state.metrics.sockets_open.get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Last: the closed sockets' leaving is recorded, for delivery after the restart.
+    if let Some(webhooks) = &state.webhooks {
+        webhooks.finish(WEBHOOKS_GRACE).await;
     }
     Ok(())
 }

@@ -6,7 +6,7 @@
 //! or `WSGUARD_REQUIRE_SERVICES=1` is set: then they fail.
 //!
 //! Here: the backends, the users', logins' and revocations' part of the contract, and API keys.
-//! In `store/`: publications, group commit, SQLite's publication writer, and connecting.
+//! In `store/`: publications, group commit, SQLite's publication writer, connecting, webhooks.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -74,6 +74,10 @@ store_tests!(
     batch_retention,
     dropped_publishers,
     api_keys,
+    webhook_events,
+    webhook_nodes,
+    webhook_lease,
+    webhook_concurrent_nodes,
 );
 
 #[path = "store/connecting.rs"]
@@ -84,6 +88,8 @@ mod group_commit;
 mod publications;
 #[path = "store/sqlite_writer.rs"]
 mod sqlite_writer;
+#[path = "store/webhooks.rs"]
+mod webhooks;
 use group_commit::{
     batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
     dropped_publishers,
@@ -91,6 +97,7 @@ use group_commit::{
 use publications::{
     concurrent_publications_have_no_gaps, history_removal, publication_retention, publications,
 };
+use webhooks::{webhook_concurrent_nodes, webhook_events, webhook_lease, webhook_nodes};
 
 /// Runs `test` on a store in a fresh SQLite file, opened through [`store::connect`].
 async fn with_sqlite<F, Fut>(test: F)

@@ -162,17 +162,7 @@ impl HmacSecret {
     /// Loads the configured secret file, or the generated one in `data_dir`, creating it if absent.
     pub fn load(configured: Option<&Path>, data_dir: &Path) -> anyhow::Result<HmacSecret> {
         if let Some(path) = configured {
-            let raw =
-                read_private(path)?.with_context(|| format!("reading {}: no such file", path.display()))?;
-            let secret = raw.trim_ascii().to_vec();
-            anyhow::ensure!(
-                secret.len() >= MIN_SECRET_BYTES,
-                "{}: a secret needs at least {MIN_SECRET_BYTES} bytes",
-                path.display()
-            );
-            refuse_published(path, &secret)?;
-            warn_if_weak(path, &secret);
-            return Ok(HmacSecret::new(secret));
+            return Ok(HmacSecret::new(load_shared(path, "HS256 secret")?));
         }
         let path = data_dir.join(SECRET_FILE);
         match read_private(&path)? {
@@ -183,7 +173,7 @@ impl HmacSecret {
                     .and_then(|text| hex::decode(text.trim()).ok())
                     .with_context(|| format!("{}: not a hex key", path.display()))?;
                 anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{}: key too short", path.display());
-                warn_if_weak(&path, &secret);
+                warn_if_weak(&path, &secret, "HS256 secret");
                 Ok(HmacSecret::new(secret))
             }
             None => {
@@ -197,6 +187,22 @@ impl HmacSecret {
     }
 }
 
+/// A secret shared with another party, from its file (`what` names it in a warning): private to
+/// wsguard's user, at least 32 bytes once trimmed, no published example secret; a weak-looking
+/// one is warned about.
+pub(crate) fn load_shared(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let raw = read_private(path)?.with_context(|| format!("reading {}: no such file", path.display()))?;
+    let secret = raw.trim_ascii().to_vec();
+    anyhow::ensure!(
+        secret.len() >= MIN_SECRET_BYTES,
+        "{}: a secret needs at least {MIN_SECRET_BYTES} bytes",
+        path.display()
+    );
+    refuse_published(path, &secret)?;
+    warn_if_weak(path, &secret, what);
+    Ok(secret)
+}
+
 fn refuse_published(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     match published_as(secret) {
         Some(source) => anyhow::bail!(
@@ -208,12 +214,12 @@ fn refuse_published(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn warn_if_weak(path: &Path, secret: &[u8]) {
+fn warn_if_weak(path: &Path, secret: &[u8], what: &str) {
     if let Some(reason) = weakness(secret) {
         tracing::warn!(
             path = %path.display(),
             reason,
-            "the HS256 secret looks weak; generate one with e.g. `openssl rand -hex 32`"
+            "the {what} looks weak; generate one with e.g. `openssl rand -hex 32`"
         );
     }
 }

@@ -18,6 +18,8 @@ struct Member {
 
 #[derive(Default)]
 struct State {
+    /// Told of each user's first socket entering, and last leaving, a channel, in the hub's order.
+    watcher: Option<Watcher>,
     members: HashMap<u64, Member>,
     /// Channel → its local sockets and how each follows it. The key is shared with every
     /// delivery, so naming the channel to a socket copies no string.
@@ -38,6 +40,9 @@ pub(crate) struct Hub {
     state: Mutex<State>,
 }
 
+/// Called under the hub's lock with `(channel, user, joined)`: must not block (webhooks queue it).
+pub(crate) type Watcher = Box<dyn Fn(&str, &str, bool) + Send + Sync>;
+
 /// What a join or leave changed, so the caller knows what to announce and (un)subscribe.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Change {
@@ -48,6 +53,11 @@ pub(crate) struct Change {
 }
 
 impl Hub {
+    /// A hub that tells `watcher` of users' first and last sockets in channels.
+    pub(crate) fn watched(watcher: Option<Watcher>) -> Hub {
+        Hub { state: Mutex::new(State { watcher, ..State::default() }) }
+    }
+
     /// Registers a socket; its frames arrive on the returned receiver, which ends when the socket
     /// is dropped for being too slow.
     pub(crate) fn connect(&self, socket: u64, username: &str) -> outbox::Receiver {
@@ -72,6 +82,9 @@ impl Hub {
         }
         sockets.insert(socket, view);
         state.members.get_mut(&socket)?.channels.insert(channel.to_owned());
+        if let (true, Some(watcher)) = (user_edge, &state.watcher) {
+            watcher(channel, &username, true);
+        }
         Some(Change { channel_edge, user_edge })
     }
 
@@ -222,6 +235,9 @@ impl State {
         member.channels.remove(channel);
         let username = member.username.clone();
         let user_edge = !self.user_in_channel(&username, channel);
+        if let (true, Some(watcher)) = (user_edge, &self.watcher) {
+            watcher(channel, &username, false);
+        }
         Some(Change { channel_edge, user_edge })
     }
 }
@@ -260,6 +276,24 @@ mod tests {
         );
         assert_eq!(hub.leave(3, "r"), Some(Change { channel_edge: true, user_edge: true }));
         assert!(hub.members("r").is_empty());
+    }
+
+    #[test]
+    fn the_watcher_sees_each_users_first_and_last_socket_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let watcher: Watcher = Box::new(move |channel, user, joined| {
+            log.lock().unwrap().push(format!("{channel} {user} {joined}"))
+        });
+        let hub = Hub::watched(Some(watcher));
+        let _a = joined(&hub, 1, "john", "r", View::Room);
+        let _b = joined(&hub, 2, "john", "r", View::Channel);
+        let _c = joined(&hub, 3, "jane", "r", View::Room);
+        hub.leave(1, "r");
+        hub.disconnect(2);
+        hub.disconnect(3);
+        let expected = ["r john true", "r jane true", "r john false", "r jane false"];
+        assert_eq!(*seen.lock().unwrap(), expected);
     }
 
     #[test]

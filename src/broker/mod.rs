@@ -9,7 +9,7 @@ mod redis;
 
 use async_trait::async_trait;
 pub(crate) use axum::extract::ws::Utf8Bytes;
-pub(crate) use hub::{Change, Hub, Tally};
+pub(crate) use hub::{Change, Hub, Tally, Watcher};
 pub(crate) use redis::RedisBroker;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

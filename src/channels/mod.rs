@@ -59,6 +59,8 @@ pub(crate) struct Settings<'a> {
     pub(crate) proxy: Option<Arc<Proxy>>,
     /// Checks subscription tokens.
     pub(crate) auth: Arc<Authenticator>,
+    /// Told of users' first and last sockets in channels (webhooks).
+    pub(crate) watcher: Option<crate::broker::Watcher>,
 }
 
 pub(crate) struct Engine {
@@ -85,7 +87,7 @@ impl Engine {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Engine>> {
-        let hub = Arc::new(Hub::default());
+        let hub = Arc::new(Hub::watched(settings.watcher));
         let (broker, departures): (DynBroker, _) = match settings.broker_url {
             Some(url) => {
                 let (broker, departures) =
@@ -129,6 +131,16 @@ impl Engine {
     /// The application's endpoints, if it has any.
     pub(crate) fn application(&self) -> Option<&Arc<Proxy>> {
         self.proxy.as_ref()
+    }
+
+    /// Whether `name`'s namespace tracks presence (false for a name no namespace admits).
+    pub(crate) fn tracks_presence(&self, name: &str) -> bool {
+        self.resolve(name).is_ok_and(|channel| channel.namespace.presence)
+    }
+
+    /// This node's channels and the users with a socket in each.
+    pub(crate) fn local_members(&self) -> Vec<(String, std::collections::BTreeSet<String>)> {
+        self.hub.channels()
     }
 
     /// Whether the broker answers, for `/readyz`.

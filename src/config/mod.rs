@@ -11,10 +11,12 @@ use std::time::Duration;
 
 mod file;
 mod sections;
+mod webhooks;
 pub(crate) use file::parse;
 pub(crate) use sections::{
     IssuerSettings, NamespaceSettings, ProxySettings, PublishRule, Sections, SubscribeRule,
 };
+pub(crate) use webhooks::WebhookSettings;
 
 /// Where users, logins and revocations live. Shared by `serve` and the user and key commands.
 #[derive(Args, Debug, Clone)]

@@ -1,4 +1,4 @@
-//! The file's tables, `[[namespaces]]`, `[[trusted_issuers]]` and `[proxy]`: no flag or variable
+//! The file's tables, `[[namespaces]]`, `[[trusted_issuers]]`, `[proxy]` and `[webhooks]`: no flag or variable
 //! can carry a table, so the file is their only source. Every node of a cluster reads the same
 //! file, which is how namespaces, issuers and the application's endpoints are shared.
 
@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The keys of the file that are sections, not flags.
-pub(super) const SECTION_KEYS: [&str; 3] = ["namespaces", "trusted_issuers", "proxy"];
+pub(super) const SECTION_KEYS: [&str; 4] = ["namespaces", "trusted_issuers", "proxy", "webhooks"];
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -17,6 +17,7 @@ pub(crate) struct Sections {
     #[serde(default)]
     pub(crate) trusted_issuers: Vec<IssuerSettings>,
     pub(crate) proxy: Option<ProxySettings>,
+    pub(crate) webhooks: Option<super::webhooks::WebhookSettings>,
 }
 
 /// `[proxy]`: the application's endpoints for client-wide events, in Centrifugo's proxy format.
@@ -99,7 +100,7 @@ impl ProxySettings {
     }
 }
 
-fn is_http_url(url: &str) -> bool {
+pub(super) fn is_http_url(url: &str) -> bool {
     let scheme = url.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase());
     matches!(scheme.as_deref(), Some("http" | "https")) && reqwest::Url::parse(url).is_ok()
 }
@@ -234,11 +235,11 @@ impl IssuerSettings {
 }
 
 /// `"24h"`-style durations, as the flags take them.
-mod humantime_serde_compat {
+pub(super) mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    pub(in crate::config) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
@@ -280,6 +281,9 @@ impl Sections {
         }
         if let Some(proxy) = &self.proxy {
             proxy.validate()?;
+        }
+        if let Some(webhooks) = &self.webhooks {
+            webhooks.validate()?;
         }
         Ok(())
     }

@@ -185,6 +185,14 @@ fn bad_sections_are_refused_with_their_reason() {
         ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"s\"\nalgorithm = \"HS256\"", "unknown field"),
         ("[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"a\"\n[[trusted_issuers]]\nissuer = \"x\"\nsecret_file = \"b\"", "twice"),
         ("[[trusted_issuers]]\nissuer = \"wsguard\"\nsecret_file = \"a\"", "own issuer"),
+        ("[webhooks]\nurl = \"ftp://app/hooks\"\nsecret_file = \"s\"", "webhooks: url must be an http:// or https:// URL"),
+        ("[webhooks]\nurl = \"http://app/hooks\"", "missing field `secret_file`"),
+        (
+            "[webhooks]\nurl = \"http://app/hooks\"\nsecret_file = \"s\"\nevents = [\"channel_created\"]",
+            "webhooks: events: unknown event \"channel_created\"; the events are channel_occupied, channel_vacated, presence_join, presence_leave",
+        ),
+        ("[webhooks]\nurl = \"http://app/hooks\"\nsecret_file = \"s\"\ntimeout = \"0s\"", "webhooks: timeout must be"),
+        ("[webhooks]\nurl = \"http://app/hooks\"\nsecret_file = \"s\"\nretries = 3", "unknown field"),
     ] {
         let err = format!("{:#}", serve(&[], file).unwrap_err());
         assert!(err.contains(expected), "{file}: {err}");
@@ -195,12 +203,16 @@ fn bad_sections_are_refused_with_their_reason() {
 fn relative_paths_in_the_file_are_its_folders_and_flags_keep_the_working_folders() {
     let dir = tempfile::tempdir().unwrap();
     let file = "data_dir = \"data\"\ntls_cert = \"/etc/wsguard/cert.pem\"\ntls_key = \"tls/key.pem\"\n\
-                [[trusted_issuers]]\nsecret_file = \"app.secret\"\n";
+                [[trusted_issuers]]\nsecret_file = \"app.secret\"\n\
+                [webhooks]\nurl = \"http://app/hooks\"\nsecret_file = \"hooks.secret\"\n";
     let config = serve_in(dir.path(), &[], file).unwrap();
     assert_eq!(config.store.data_dir, dir.path().join("data"));
     assert_eq!(config.tls_cert.as_deref(), Some(Path::new("/etc/wsguard/cert.pem")), "absolute: as written");
     assert_eq!(config.tls_key, Some(dir.path().join("tls/key.pem")));
     assert_eq!(config.sections.trusted_issuers[0].secret_file, Some(dir.path().join("app.secret")));
+    let webhooks = config.sections.webhooks.as_ref().unwrap();
+    assert_eq!(webhooks.secret_file, dir.path().join("hooks.secret"));
+    assert_eq!(webhooks.events, super::webhooks::EVENT_NAMES, "every event by default");
     let config = serve_in(dir.path(), &["--data-dir=elsewhere"], file).unwrap();
     assert_eq!(config.store.data_dir, Path::new("elsewhere"), "a flag is the working folder's");
 }

@@ -1,5 +1,5 @@
 //! Persistence: what wsguard keeps, by role (users, logins, the revocation log, publications,
-//! API keys), each a trait, and one SQL implementation of them all ([`SqlStore`]) that runs on
+//! API keys, webhooks), each a trait, and one SQL implementation of them all ([`SqlStore`]) that runs on
 //! SQLite by default and on PostgreSQL for several nodes. Only how a database is opened, and how
 //! publications are written (each database's fastest way), differ between the two.
 
@@ -13,6 +13,7 @@ mod revocations;
 mod sql;
 mod sqlite;
 mod users;
+mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 use async_trait::async_trait;
@@ -22,6 +23,7 @@ pub use revocations::{Revocation, RevocationKind, RevocationLog};
 pub use sql::SqlStore;
 use std::sync::Arc;
 pub use users::{UserRecord, UserStore};
+pub use webhooks::{HookEvent, HookKind, HookKinds, MemberChange, WebhookStore};
 
 /// The store on SQLite: one file in the data folder (see `sqlite/`).
 pub type SqliteStore = SqlStore<sqlx::Sqlite>;
@@ -30,7 +32,9 @@ pub type PostgresStore = SqlStore<sqlx::Postgres>;
 
 /// Everything wsguard keeps.
 #[async_trait]
-pub trait Store: UserStore + LoginStore + RevocationLog + PublicationStore + ApiKeyStore + 'static {
+pub trait Store:
+    UserStore + LoginStore + RevocationLog + PublicationStore + ApiKeyStore + WebhookStore + 'static
+{
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
     /// Deletes what no longer matters at `now` (Unix seconds): logins whose refresh tokens have all

@@ -27,3 +27,4 @@ mod throttle;
 mod throttle_cluster;
 mod tls;
 mod tokens;
+mod webhooks;

@@ -16,6 +16,7 @@ mod logins;
 mod publications;
 mod revocation_log;
 mod users;
+mod webhooks;
 
 use super::group_commit::PublicationWriter;
 use super::{Pruned, Store, StoreResult};
@@ -39,6 +40,10 @@ pub trait Backend: Database {
     fn lock_revocation_log(
         connection: &mut Self::Connection,
     ) -> impl Future<Output = sqlx::Result<()>> + Send;
+
+    /// Called inside a transaction before it changes webhook members: serializes such
+    /// transactions of every node, and takes the write lock first (see `webhooks.rs`).
+    fn lock_webhooks(connection: &mut Self::Connection) -> impl Future<Output = sqlx::Result<()>> + Send;
 }
 
 /// Implements a role's trait for [`SqlStore`] on every [`Backend`] (`impl UserStore { … }`), or

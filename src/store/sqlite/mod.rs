@@ -27,6 +27,13 @@ impl Backend for Sqlite {
     fn lock_revocation_log(_: &mut SqliteConnection) -> impl Future<Output = sqlx::Result<()>> + Send {
         std::future::ready(Ok(()))
     }
+
+    /// One writer at a time already; a write first takes the write lock, so that the reads after
+    /// it cannot be outdated by another connection's write (which SQLite would refuse to upgrade).
+    fn lock_webhooks(connection: &mut SqliteConnection) -> impl Future<Output = sqlx::Result<()>> + Send {
+        let write = sqlx::query("UPDATE webhook_lease SET until_ms = until_ms WHERE name = ''");
+        async move { write.execute(connection).await.map(drop) }
+    }
 }
 
 impl SqliteStore {

@@ -26,3 +26,4 @@ mod throttle;
 mod throttle_cluster;
 mod tls;
 mod tokens;
+mod trusted_proxies;

@@ -166,7 +166,7 @@ pub(crate) struct ConnectionLimits {
     #[arg(long, env = "WSGUARD_MAX_CONNECTIONS", value_name = "N", default_value_t = 10_000)]
     pub(crate) max_connections: usize,
     /// Most client connections open at once from one IP address (an IPv6 /64 counts as one); more
-    /// are closed at accept. Behind a proxy every client has the proxy's address: raise it there
+    /// are closed at accept. Behind a proxy in --trusted-proxies, per client it names (429 beyond)
     #[arg(long, env = "WSGUARD_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N", default_value_t = 256)]
     pub(crate) max_connections_per_address: usize,
 }

@@ -175,3 +175,37 @@ fn trusted_networks_match_mapped_addresses_as_their_ipv4() {
     assert!(!trusted.contains(ip("2001:db8:fffe::1")));
     assert!(!trusted.contains(ip("11.0.0.1")));
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, failure_persistence: None, ..Default::default() })]
+
+    /// Whatever the headers hold, no panic, and the client is the proxy itself or an address that
+    /// is not a trusted proxy's; an untrusted peer is always its own client.
+    #[test]
+    fn arbitrary_headers_name_the_peer_or_an_untrusted_client(
+        forwarded in proptest::option::of("[0-9a-fA-F:.\\[\\]\" ,;=_forFORunkw\\\\\t]{0,80}"),
+        x_forwarded_for in proptest::option::of("[0-9a-f:.\\[\\] ,%]{0,80}|.{0,40}"),
+        peer in proptest::sample::select(vec!["10.0.0.1", "::ffff:10.9.9.9", "2001:db8:ffff::1", "192.0.2.1"]),
+    ) {
+        let mut map = HeaderMap::new();
+        for (name, value) in [("forwarded", &forwarded), ("x-forwarded-for", &x_forwarded_for)] {
+            if let Some(value) = value.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+                map.append(HeaderName::from_static(name), value);
+            }
+        }
+        let peer = ip(peer);
+        let client = client_address(peer, &map, &trusted());
+        if trusted().contains(peer) {
+            proptest::prop_assert!(client == peer.to_canonical() || !trusted().contains(client), "{client}");
+        } else {
+            proptest::prop_assert_eq!(client, peer);
+        }
+    }
+
+    /// What a client writes in X-Forwarded-For before the proxy appends its address is never taken.
+    #[test]
+    fn nothing_a_client_writes_before_the_proxys_entry_is_taken(prefix in "[ -~]{0,80}") {
+        proptest::prop_assert_eq!(x_forwarded_for(&format!("{prefix},203.0.113.7")), ip("203.0.113.7"));
+        proptest::prop_assert_eq!(x_forwarded_for(&format!("{prefix}, 203.0.113.7, 10.1.1.1")), ip("203.0.113.7"));
+    }
+}

@@ -6,7 +6,7 @@ use crate::app::AppState;
 use crate::auth::keyring;
 use crate::clock::now_secs as now;
 use crate::config::Config;
-use crate::connections::{self, Connections, Plain};
+use crate::connections::{self, Connections, Plain, TrustedProxies};
 use crate::store::StoreResult;
 use crate::tls::{Certificates, TlsListener, Trigger};
 use axum::Router;
@@ -205,7 +205,8 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     follow_issuers(&state);
     follow_certificate(&state, certificates, hangup);
     // Caps and timeouts per connection, from accept (before any TLS handshake) to close.
-    let caps = Connections::new(state.config.connections, state.metrics.clone());
+    let trusted = TrustedProxies::new(&state.config.trusted_proxies);
+    let caps = Connections::new(state.config.connections, trusted, state.metrics.clone());
     let listener = listen(state.config.bind).await?;
     let addr = listener.local_addr()?;
     let scheme = if tls.is_some() { "https" } else { "http" };

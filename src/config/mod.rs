@@ -5,7 +5,8 @@
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use std::net::SocketAddr;
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -167,7 +168,7 @@ pub(crate) struct ConnectionLimits {
     #[arg(long, env = "WSGUARD_MAX_CONNECTIONS", value_name = "N", default_value_t = 10_000)]
     pub(crate) max_connections: usize,
     /// Most client connections open at once from one IP address (an IPv6 /64 counts as one); more
-    /// are closed at accept. Behind a proxy every client has the proxy's address: raise it there
+    /// are closed at accept. Behind a proxy in --trusted-proxies, per client it names (429 beyond)
     #[arg(long, env = "WSGUARD_MAX_CONNECTIONS_PER_ADDRESS", value_name = "N", default_value_t = 256)]
     pub(crate) max_connections_per_address: usize,
 }
@@ -244,6 +245,12 @@ pub(crate) struct Config {
     pub(crate) login_limits: LoginLimits,
     #[command(flatten)]
     pub(crate) connections: ConnectionLimits,
+    /// Reverse proxies (CIDRs or addresses, comma-separated) whose Forwarded or X-Forwarded-For
+    /// header names the client: the login throttle, the per-address caps, the logs and the connect
+    /// proxy then see that client's address. From other peers these headers are ignored [default:
+    /// none]
+    #[arg(long, env = "WSGUARD_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDRS", value_parser = trusted_proxy)]
+    pub(crate) trusted_proxies: Vec<IpNet>,
     #[command(flatten)]
     pub(crate) api: ApiLimits,
     /// `[[namespaces]]` and `[[trusted_issuers]]`, from the file only.
@@ -319,6 +326,35 @@ impl Config {
         anyhow::ensure!(api.api_burst > 0, "api_burst must be positive");
         Ok(())
     }
+}
+
+/// One of `--trusted-proxies`: a network (`10.0.0.0/8`, `2001:db8::/32`) or an address (a /32 or
+/// /128). A network of every address is refused: every client could name itself anyone.
+fn trusted_proxy(text: &str) -> Result<IpNet, String> {
+    let text = text.trim();
+    let network = match (text.parse::<IpNet>(), text.parse::<IpAddr>()) {
+        (Ok(network), _) => network.trunc(),
+        (_, Ok(address)) => IpNet::from(address.to_canonical()),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a CIDR (such as 10.0.0.0/8 or 2001:db8::/32) nor an IP address"
+            ))
+        }
+    };
+    // An IPv4-mapped network as its IPv4 one: peers are compared in their IPv4 form.
+    let network = match network {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).expect("a prefix of at most 32"),
+            None => network,
+        },
+        _ => network,
+    };
+    if network.prefix_len() == 0 {
+        return Err(format!(
+            "{text} trusts every peer to name any client address; list your proxies' addresses"
+        ));
+    }
+    Ok(network)
 }
 
 /// Creates the data folder, private to its owner when wsguard creates it. An existing folder is

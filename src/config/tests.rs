@@ -102,6 +102,28 @@ fn connection_limits_have_defaults_and_come_from_every_layer() {
 }
 
 #[test]
+fn trusted_proxies_are_networks_or_addresses_from_the_flag_or_the_file() {
+    assert!(serve(&[], "").unwrap().trusted_proxies.is_empty(), "none by default");
+    let nets = |config: Config| config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let file = "trusted_proxies = [\"10.0.0.0/8\", \"::1\", \"192.168.1.7/24\", \"::ffff:172.16.0.0/108\"]";
+    let config = serve(&[], file).unwrap();
+    assert_eq!(nets(config), ["10.0.0.0/8", "::1/128", "192.168.1.0/24", "172.16.0.0/12"]);
+    let config = serve(&["--trusted-proxies", "127.0.0.1, 2001:db8::/32"], file).unwrap();
+    assert_eq!(nets(config), ["127.0.0.1/32", "2001:db8::/32"], "the flag wins over the file");
+    for (bad, reason) in [
+        ("10.0.0.0/33", "is not a CIDR"),
+        ("proxy.example", "is not a CIDR"),
+        ("", "is not a CIDR"),
+        ("0.0.0.0/0", "trusts every peer"),
+        ("::/0", "trusts every peer"),
+    ] {
+        // The flag's own parser checks the file's values (a bad flag exits as clap does).
+        let err = serve(&[], &format!("trusted_proxies = [\"10.0.0.1\", \"{bad}\"]")).unwrap_err();
+        assert!(format!("{err:#}").contains(reason), "{bad}: {err:#}");
+    }
+}
+
+#[test]
 fn the_tls_reload_interval_defaults_to_5s_and_is_0s_or_at_least_1s() {
     assert_eq!(serve(&[], "").unwrap().tls_reload_interval, Duration::from_secs(5));
     assert_eq!(serve(&[], "tls_reload_interval = \"0s\"").unwrap().tls_reload_interval, Duration::ZERO);

@@ -14,11 +14,18 @@
 //! response, the connection may stay silent for `--keep-alive-timeout`, and once the next request
 //! has begun, its headers again have `--header-read-timeout`. While a request is being handled
 //! nothing is timed here; an upgraded connection is the WebSocket's (`--idle-timeout`).
+//!
+//! Every request is given its [`ClientAddr`] here: behind a trusted proxy, the client the proxy
+//! names (`forwarded.rs`), against whose cap the connection then counts.
 
 mod caps;
+mod client;
+mod forwarded;
 mod watchdog;
 
 pub(crate) use caps::{ConnectionTicket, Connections};
+pub(crate) use client::ClientAddr;
+pub(crate) use forwarded::TrustedProxies;
 use watchdog::{Activity, Slow, Watched};
 
 /// Limits for the unit tests: the default timeouts and the caps given.
@@ -33,8 +40,10 @@ fn test_limits(total: usize, per_address: usize) -> crate::config::ConnectionLim
 }
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
-use axum::response::Response;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -107,7 +116,7 @@ pub(crate) async fn accept_failed(err: io::Error) {
 }
 
 /// Serves HTTP/1.1 with upgrades on every connection `listener` accepts, `service` answering with
-/// `ConnectInfo<SocketAddr>` in each request's extensions, until `stop` is cancelled. Then the
+/// the [`ClientAddr`] in each request's extensions, until `stop` is cancelled. Then the
 /// listener closes (new connections are refused), every connection finishes its request in
 /// flight, and this returns once they have.
 pub(crate) async fn serve<A, S>(mut listener: A, service: S, stop: CancellationToken)
@@ -147,16 +156,23 @@ async fn connection<Io, S>(
 {
     let connections = ticket.connections.clone();
     let activity = Arc::new(Activity::new(ticket.at, &connections.limits));
-    let io = Watched { io, activity: activity.clone(), _ticket: ticket };
+    // Shared with the requests: a proxy's connection counts against each request's client.
+    let ticket = Arc::new(ticket);
+    let io = Watched { io, activity: activity.clone(), _ticket: ticket.clone() };
     let requests = activity.clone();
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         let busy = requests.begin();
         let mut request = request.map(Body::new);
-        // What `into_make_service_with_connect_info::<SocketAddr>` adds: the login throttle reads it.
-        request.extensions_mut().insert(ConnectInfo(peer));
+        let client = ticket.client(request.headers());
         let service = service.clone();
         async move {
-            let response = service.oneshot(request).await;
+            let response = match client {
+                Ok(client) => {
+                    request.extensions_mut().insert(ClientAddr(client));
+                    service.oneshot(request).await
+                }
+                Err(_) => Ok(too_many_connections()),
+            };
             drop(busy);
             response
         }
@@ -196,6 +212,12 @@ async fn connection<Io, S>(
     activity.detached.store(true, Ordering::Relaxed);
 }
 
+/// A trusted proxy's request for a client at its cap of connections.
+fn too_many_connections() -> Response {
+    let detail = serde_json::json!({ "detail": "Too many connections from this address" });
+    (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,7 +227,8 @@ mod tests {
     async fn accepted_streams_send_small_writes_at_once() {
         let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = tcp.local_addr().unwrap();
-        let connections = Connections::new(test_limits(10, 10), Arc::new(Metrics::default()));
+        let connections =
+            Connections::new(test_limits(10, 10), TrustedProxies::default(), Arc::new(Metrics::default()));
         let mut plain = Plain::new(tcp, connections);
         let _client = TcpStream::connect(address).await.unwrap();
         let (stream, _, _ticket) = plain.accept().await;

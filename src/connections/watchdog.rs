@@ -128,7 +128,7 @@ impl Drop for Busy {
 pub(super) struct Watched<Io> {
     pub(super) io: Io,
     pub(super) activity: Arc<Activity>,
-    pub(super) _ticket: ConnectionTicket,
+    pub(super) _ticket: Arc<ConnectionTicket>,
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for Watched<Io> {
@@ -277,7 +277,7 @@ mod tests {
     fn served() -> (DuplexStream, JoinHandle<()>, Arc<Metrics>) {
         use axum::routing::get;
         let metrics = Arc::new(Metrics::default());
-        let connections = Connections::new(limits(10, 10), metrics.clone());
+        let connections = Connections::new(limits(10, 10), Default::default(), metrics.clone());
         let peer = "10.0.0.1:40000".parse().unwrap();
         let ticket = connections.admit(peer).expect("under the caps");
         let (client, server) = tokio::io::duplex(4096);

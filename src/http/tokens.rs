@@ -10,15 +10,14 @@ use crate::auth::password::Verdict;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::clock::now_secs as now;
+use crate::connections::ClientAddr;
 use crate::store::UserRecord;
-use axum::extract::{ConnectInfo, FromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use utoipa::ToSchema;
 
 /// OAuth2 token request, as `application/x-www-form-urlencoded`: the password grant (RFC 6749
@@ -89,19 +88,6 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// The client's address (the TCP peer), for login throttling.
-pub(crate) struct ClientAddr(IpAddr);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        // Without connect info (a service built without it) every client shares one counter.
-        let addr = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-        Ok(ClientAddr(addr.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))))
-    }
-}
-
 /// Checks a username and password. Unknown users cost one hash like known ones, so timing does
 /// not tell them apart; a bcrypt or weaker hash is upgraded to argon2id on success. Throttled
 /// clients are refused before any hashing; an attempt counts as a failure while in flight.
@@ -117,7 +103,7 @@ async fn check_credentials(
         Ok(attempt) => attempt,
         Err(wait) => {
             state.metrics.logins_failed.inc();
-            tracing::info!(username, "login throttled");
+            tracing::info!(username, %client, "login throttled");
             let retry_after_secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             return Err(ApiError::Throttled { retry_after_secs, oauth: false });
         }
@@ -128,7 +114,7 @@ async fn check_credentials(
     let (Some(user), Verdict::Valid { rehash }) = (user, verdict) else {
         state.metrics.logins_failed.inc();
         attempt.failed();
-        tracing::info!(username, "login failed");
+        tracing::info!(username, %client, "login failed");
         return Err(ApiError::invalid_grant());
     };
     attempt.succeeded().await;
@@ -147,7 +133,7 @@ async fn check_credentials(
         });
     }
     state.metrics.logins_ok.inc();
-    tracing::info!(username, "login");
+    tracing::info!(username, %client, "login");
     Ok(user)
 }
 
@@ -280,7 +266,7 @@ pub(crate) async fn login_cookie(
     FormOrJson(body): FormOrJson<CookieLogin>,
 ) -> Result<Response, ApiError> {
     if cross_site(&headers, &state) {
-        tracing::info!(username = %body.username, "cross-site cookie login refused");
+        tracing::info!(username = %body.username, %client, "cross-site cookie login refused");
         return Err(ApiError::BadRequest {
             status: StatusCode::FORBIDDEN,
             detail: "Cross-site login refused".into(),

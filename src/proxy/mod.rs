@@ -19,13 +19,19 @@ pub(crate) use events::{
 };
 
 use crate::config::{NamespaceSettings, ProxySettings, PublishRule, SubscribeRule};
+use crate::connections::ClientAddr;
 use crate::metrics::Metrics;
 use anyhow::Context;
-use axum::http::{HeaderMap, HeaderName};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// How every call names the client: its address as wsguard sees it (see [`ClientAddr`]).
+const CLIENT_ADDRESS_HEADERS: [HeaderName; 2] =
+    [HeaderName::from_static("x-forwarded-for"), HeaderName::from_static("x-real-ip")];
 
 /// The most an answer may hold; an application's answers are a few hundred bytes.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
@@ -166,12 +172,23 @@ impl Proxy {
         self.refresh.is_some()
     }
 
-    /// The headers of a client's request that calls pass on: those of `forward_headers` it has.
-    pub(crate) fn forwarded(&self, headers: &HeaderMap) -> HeaderMap {
+    /// The headers of a client's request that calls pass on: those of `forward_headers` it has,
+    /// and the client's address as `X-Forwarded-For` and `X-Real-IP`, wsguard's own, whatever
+    /// the client sent in these.
+    pub(crate) fn forwarded(&self, request: &Parts) -> HeaderMap {
         let mut forwarded = HeaderMap::new();
         for name in &self.forward {
-            for value in headers.get_all(name) {
+            if CLIENT_ADDRESS_HEADERS.contains(name) || name == header::FORWARDED {
+                continue;
+            }
+            for value in request.headers.get_all(name) {
                 forwarded.append(name.clone(), value.clone());
+            }
+        }
+        // An address is always a valid header value.
+        if let Ok(client) = HeaderValue::from_str(&ClientAddr::of(request).to_string()) {
+            for name in CLIENT_ADDRESS_HEADERS {
+                forwarded.insert(name, client.clone());
             }
         }
         forwarded

@@ -12,6 +12,7 @@ use super::socket::{Bound, Endpoint, Socket};
 use crate::app::AppState;
 use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
+use crate::connections::ClientAddr;
 use crate::http::error::ApiError;
 use crate::http::origin;
 use crate::proxy::{ConnectRequest, Verdict};
@@ -199,7 +200,7 @@ impl Admission {
                 return Err(refuse_auth(state, AuthError::Missing));
             }
             Ok(None) if policy.auth_frame && state.proxy.as_ref().is_some_and(|p| p.admits_connections()) => {
-                let headers = state.proxy.as_ref().map(|p| p.forwarded(&parts.headers)).unwrap_or_default();
+                let headers = state.proxy.as_ref().map(|p| p.forwarded(parts)).unwrap_or_default();
                 Pending::Proxy(Box::new(headers), anonymous_place(state).map_err(|refusal| *refusal)?)
             }
             Ok(None) if policy.mode == Mode::Optional || policy.auth_frame => {
@@ -299,7 +300,8 @@ pub(crate) fn origin_refusal(
         .headers
         .get(axum::http::header::ORIGIN)
         .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(200).collect::<String>());
-    tracing::info!(origin = ?origin, path = parts.uri.path(), "WebSocket refused (403): its Origin is not in --allowed-origins");
+    let client = ClientAddr::of(parts);
+    tracing::info!(origin = ?origin, path = parts.uri.path(), %client, "WebSocket refused (403): its Origin is not in --allowed-origins");
     Some(refuse(StatusCode::FORBIDDEN, "Origin not allowed"))
 }
 

@@ -27,4 +27,5 @@ mod throttle;
 mod throttle_cluster;
 mod tls;
 mod tokens;
+mod trusted_proxies;
 mod webhooks;

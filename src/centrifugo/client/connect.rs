@@ -51,11 +51,8 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
         return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
     };
     // The headers the connect proxy passes on, kept only until `connect`.
-    let forwarded = state
-        .proxy
-        .as_ref()
-        .filter(|p| p.admits_connections())
-        .map(|p| Box::new(p.forwarded(&parts.headers)));
+    let forwarded =
+        state.proxy.as_ref().filter(|p| p.admits_connections()).map(|p| Box::new(p.forwarded(&parts)));
     // A protobuf SDK asks for its subprotocol and drops a handshake without it, to try again
     // forever: it is granted, so that its binary `connect` gets 3506 and the SDK stops.
     let upgrade = admission::configure(upgrade, &state).protocols([PROTOBUF_SUBPROTOCOL]);

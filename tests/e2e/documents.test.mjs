@@ -1,8 +1,9 @@
-// The example FastAPI app's documents page (examples/fastapi-app) in Chromium, with wsguard as its
-// gateway: the app's session cookie (HttpOnly: the page holds no token) admits the socket through
-// wsguard's connect proxy; the app's data decides who follows a document (the subscribe proxy);
-// notes shared by one member reach another's page; the page (wsguard's JS client) reconnects by
-// itself after a wsguard restart and shows what is shared afterwards. No CSP violation, no error.
+// The example FastAPI app (examples/fastapi-app) in Chromium, with wsguard as its gateway. Its
+// documents page: the app's session cookie (HttpOnly: the page holds no token) admits the socket
+// through wsguard's connect proxy; the app's data decides who follows a document (the subscribe
+// proxy); notes shared by one member reach another's page. Its notifications page: the app's own
+// JWT admits the socket. Both pages (wsguard's JS client) reconnect by themselves after a wsguard
+// restart and show what is published afterwards. No CSP violation, no error.
 //
 //   cargo build && scripts/setup && node --test tests/e2e/
 import { test, before, after } from 'node:test';
@@ -11,9 +12,10 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Node, apiKey, dataFolder, launchChromium, sleep } from '../client/support.mjs';
+import { Node, apiKey, dataFolder, launchChromium, publish, sleep } from '../client/support.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const UVICORN = path.join(ROOT, '.venv', 'bin', 'uvicorn');
@@ -25,6 +27,7 @@ let app;
 let appLog = '';
 let appBase;
 let browser;
+let apiKeyOf;
 const problems = [];
 
 /** A free loopback port (the app's: wsguard's configuration names it before either starts). */
@@ -60,8 +63,16 @@ async function startApp(port, env) {
 before(async () => {
   const port = await freePort();
   appBase = `http://127.0.0.1:${port}`;
+  // The app's HS256 secret, which wsguard trusts as an issuer's (the notifications page).
+  const secret = crypto.randomBytes(32).toString('hex');
+  const secretDir = fs.mkdtempSync(path.join(os.tmpdir(), 'wsguard-example-'));
+  const secretFile = path.join(secretDir, 'app.secret');
+  fs.writeFileSync(secretFile, secret, { mode: 0o600 });
   dir = await dataFolder(`
 allowed_origins = ["${appBase}"]
+
+[[trusted_issuers]]
+secret_file = "${secretFile}"
 
 [proxy]
 connect = "${appBase}/rt/connect"
@@ -74,9 +85,10 @@ subscribe_proxy = "${appBase}/rt/subscribe"
 presence = true
 `);
   const key = await apiKey(dir);
+  apiKeyOf = key;
   node = await Node.start(dir);
   await startApp(port, {
-    SECRET_KEY: crypto.randomBytes(32).toString('hex'),
+    SECRET_KEY: secret,
     WSGUARD_URL: node.base,
     WSGUARD_API_KEY: key,
     WSGUARD_PUBLIC_URL: node.wsUrl,
@@ -143,3 +155,25 @@ test('members follow a document by their session cookie; others are refused; it 
 
   assert.deepEqual(problems, []);
 });
+
+test("the notifications page follows the user's channel with the app's token and survives a restart", async () => {
+  const context = await browser.newContext();
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  page.on('pageerror', (err) => problems.push(`notifications: ${err.message}`));
+  await page.goto(`${appBase}/`);
+  await page.fill('#login input[name=username]', 'johndoe');
+  await page.fill('#login input[name=password]', 'secret');
+  await page.click('#login button');
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'subscribed to user:johndoe');
+  await page.fill('#notify input[name=text]', 'a note to self');
+  await page.click('#notify button');
+  await page.waitForFunction(() => document.getElementById('publications').textContent.includes('a note to self'));
+
+  await node.restart();
+  await page.waitForFunction(() => document.getElementById('state').textContent === 'subscribed to user:johndoe', null, { timeout: 20_000 });
+  await publish(node.base, apiKeyOf, 'user:johndoe', { text: 'after the restart' });
+  await page.waitForFunction(() => document.getElementById('publications').textContent.includes('after the restart'));
+  assert.deepEqual(problems, []);
+});
+

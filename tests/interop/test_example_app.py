@@ -132,7 +132,7 @@ def test_the_page_is_static_under_a_csp_without_inline_script(app_alone):
     assert page.headers["x-content-type-options"] == "nosniff"
 
     html = page.text
-    assert re.findall(r"<script[^>]*>", html) == ['<script src="/static/app.js" defer>']
+    assert re.findall(r"<script[^>]*>", html) == ['<script type="module" src="/static/app.js">']
     assert not re.search(r"\son[a-z]+\s*=", html), "an inline event handler"
     script = httpx.get(f"{app_alone.url}/static/app.js")
     assert script.status_code == 200
@@ -142,6 +142,9 @@ def test_the_page_is_static_under_a_csp_without_inline_script(app_alone):
         assert sink not in script.text, sink
     assert "localStorage." not in script.text and "sessionStorage." not in script.text
     assert httpx.get(f"{app_alone.url}/static/style.css").status_code == 200
+    # wsguard's JavaScript client, which the page imports, from this checkout.
+    client = httpx.get(f"{app_alone.url}/js/wsguard.js")
+    assert client.status_code == 200 and "javascript" in client.headers["content-type"]
 
     config = httpx.get(f"{app_alone.url}/config.json").json()
     assert config == {"wsguard_url": "ws://127.0.0.1:8000/connect"}

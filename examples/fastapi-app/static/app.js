@@ -1,21 +1,13 @@
-// Logs in through the app's /token, connects straight to wsguard with that token, subscribes to
-// the user's personal channel and shows what arrives. Text only: nothing received becomes markup.
-"use strict";
+// Logs in through the app's /token, connects straight to wsguard with that token (wsguard's
+// JavaScript client: it reconnects after a restart of wsguard and recovers what was published
+// meanwhile), subscribes to the user's personal channel and shows what arrives. Text only:
+// nothing received becomes markup.
+import { Client } from "/js/wsguard.js";
 
 const $ = (id) => document.getElementById(id);
 let token = null; // in memory only: never in localStorage, never in a URL
-let socket = null;
+let client = null;
 let username = null;
-
-// Why wsguard closed the socket (docs/protocol.md, close codes).
-const CLOSE_REASONS = {
-  1000: "closed",
-  1001: "wsguard is restarting",
-  1008: "refused",
-  4001: "your session expired: log in again",
-  4003: "signed out by the server: log in again",
-  4029: "too many connections or messages",
-};
 
 function showError(text) {
   $("error").textContent = text;
@@ -48,39 +40,44 @@ async function login(event) {
 }
 
 function connect(url) {
-  if (socket) socket.close(1000);
-  // The token travels as a subprotocol ("bearer, <token>"): a browser cannot set headers on a
-  // WebSocket, and a query string would put the token in access logs.
-  socket = new WebSocket(url, ["bearer", token]);
-  $("state").textContent = "connecting";
-  socket.addEventListener("message", (event) => handle(JSON.parse(event.data)));
-  socket.addEventListener("close", (event) => {
-    const reason = CLOSE_REASONS[event.code] || `closed (${event.code})`;
-    $("state").textContent = event.reason ? `${reason}: ${event.reason}` : reason;
-    if (event.code === 4001 || event.code === 4003) {
-      token = null;
-      $("login").hidden = false;
-    }
+  loggedOut();
+  const mine = new Client({
+    url,
+    // The token travels as a subprotocol ("bearer, <token>"): a browser cannot set headers on a
+    // WebSocket, and a query string would put the token in access logs.
+    tokenTransport: "subprotocol",
+    getToken: ({ reason }) => {
+      if (reason === "connect" && token) return token;
+      // Expired or refused: the tutorial's token cannot be renewed without the password.
+      throw new Error("your session expired: log in again");
+    },
   });
+  client = mine;
+  mine.on("state", (state, detail) => {
+    $("state").textContent = detail?.reason ? `${state}: ${detail.reason}` : state;
+    if (state === "closed" && client === mine) loggedOut("signed out by the server: log in again");
+  });
+  mine.on("error", (err) => {
+    if (err.code === "token" && client === mine) loggedOut(err.message);
+  });
+  const channel = mine.subscribe(`user:${username}`);
+  channel.on("subscribed", () => {
+    $("state").textContent = `subscribed to user:${username}`;
+  });
+  channel.on("publication", show);
+  channel.on("error", (err) => showError(`wsguard: ${err.code}: ${err.message}`));
+  mine.connect();
 }
 
-function handle(frame) {
-  switch (frame.type) {
-    case "welcome":
-      $("state").textContent = "open";
-      socket.send(JSON.stringify({ type: "subscribe", channel: `user:${username}` }));
-      break;
-    case "subscribed":
-      $("state").textContent = `subscribed to ${frame.channel}`;
-      break;
-    case "publication":
-      show(frame);
-      break;
-    case "error":
-      showError(`wsguard: ${frame.code}: ${frame.detail || ""}`);
-      break;
-    default: // expiring, refreshed, …: nothing to show
-      break;
+/** Stops the socket (its token no longer works: expired, revoked) and asks to log in again. */
+function loggedOut(why) {
+  const previous = client;
+  client = null;
+  previous?.close();
+  if (why) {
+    token = null;
+    $("login").hidden = false;
+    showError(why);
   }
 }
 

@@ -17,7 +17,8 @@
 # Options: --rounds N, --wsguard-port P (8000), --baseline-port P (8100), --bare-port P (8200),
 #          --broadcast-port P (8250: bare-broadcast),
 #          --node-port P (8300: the two nodes on P and P+1), --jwks-port P (8400: the JWKS the
-#          generator serves for the trusted-issuer handshakes), --idle-port P (8500: the fresh
+#          generator serves for the trusted-issuer handshakes), --app-port P (8450: the application
+#          the generator serves for the proxy workload), --idle-port P (8500: the fresh
 #          server of each idle-memory row, one at a time),
 #          --postgres-url URL (postgres://postgres@127.0.0.1:5432/test; a fresh schema is made in it
 #          and dropped at the end), --redis-url URL (redis://127.0.0.1:6379),
@@ -42,6 +43,7 @@ BARE_PORT=8200
 BCAST_PORT=8250
 NODE_PORT=8300
 JWKS_PORT=8400
+APP_PORT=8450
 IDLE_PORT=8500
 PG_URL=postgres://postgres@127.0.0.1:5432/test
 REDIS_URL=redis://127.0.0.1:6379
@@ -58,6 +60,7 @@ while [ $# -gt 0 ]; do
         --broadcast-port) BCAST_PORT=$2; shift ;;
         --node-port) NODE_PORT=$2; shift ;;
         --jwks-port) JWKS_PORT=$2; shift ;;
+        --app-port) APP_PORT=$2; shift ;;
         --idle-port) IDLE_PORT=$2; shift ;;
         --postgres-url) PG_URL=$2; shift ;;
         --redis-url) REDIS_URL=$2; shift ;;
@@ -72,7 +75,7 @@ done
 # Durations in seconds. Full: ~6 minutes of load on 2 cores; quick: well under 3 minutes.
 if [ "$QUICK" = 1 ]; then
     MODE=quick; : "${ROUNDS:=1}"
-    ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000
+    ECHO_S=2; HS_S=2; ISS_S=1; ME_S=2; STORM_IDLE_S=2; STORM_S=3; FAN_S=3; IDLE_N=2000; IDLE_SUB_N=2000; PROXY_S=1
     RECOVERY_REPEATS=2; PUBLISH_S=1
     SCALE_N=5000; SCALE_PING_S=2; SCALE_WINDOW_S=5
     # RS256 tokens presented once each: 2,000 take ~0.2 s to present (and a few s to sign).
@@ -80,6 +83,9 @@ if [ "$QUICK" = 1 ]; then
 else
     MODE=full; : "${ROUNDS:=2}"
     ECHO_S=10; HS_S=10; ISS_S=5; ME_S=10; STORM_IDLE_S=5; STORM_S=10; FAN_S=10; IDLE_N=5000
+    # Idle subscribed connections: 15,000, where 5,000 gave readings ±1 KiB apart from run to run
+    # (the allocator commits memory in steps of a few MiB).
+    IDLE_SUB_N=15000; PROXY_S=5
     RECOVERY_REPEATS=5; PUBLISH_S=3
     SCALE_N=100000; SCALE_PING_S=5; SCALE_WINDOW_S=15
     # ~1 s of first presentations: a steadier rate than 2,000's 0.2 s (signing them beforehand,
@@ -224,6 +230,21 @@ history_size = 0
 name = "notify"
 subscribe = "any"
 publish = "api"
+EOF
+# The proxy workload: the application (served by the generator) admits token-less /connect sockets
+# and decides the subscribes of bench-proxied, which is bench-live but for that rule.
+cat >>"$WORK/namespaces.toml" <<EOF
+
+[[namespaces]]
+name = "bench-proxied"
+subscribe = "proxy"
+subscribe_proxy = "http://127.0.0.1:$APP_PORT/rt/subscribe"
+publish = "subscribers"
+history_size = 0
+
+[proxy]
+connect = "http://127.0.0.1:$APP_PORT/rt/connect"
+forward_headers = ["Cookie"]
 EOF
 cp "$WORK/namespaces.toml" "$WORK/issuers.toml"
 cat >>"$WORK/issuers.toml" <<EOF
@@ -392,9 +413,9 @@ idle_subscribed() {
     local protocol
     for protocol in channel centrifugo; do
         serve_wsguard idle-subscribed "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
-            --max-connections $((IDLE_N + 500)) || return 0
-        TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_N" \
-            --subscribe notify:idle --channels "$IDLE_N" --protocol "$protocol" --login-addr "$WS_ADDR"
+            --max-connections $((IDLE_SUB_N + 500)) || return 0
+        TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_SUB_N" \
+            --subscribe notify:idle --channels "$IDLE_SUB_N" --protocol "$protocol" --login-addr "$WS_ADDR"
         stop_server "$SERVE_PID"
     done
 }
@@ -424,6 +445,12 @@ done
 for round in $(seq 1 "$ROUNDS"); do
     run wsguard "$round" handshake --path /connect --workers 20 --duration "$HS_S"
     run wsguard "$round" handshake --protocol centrifugo --workers 20 --duration "$HS_S"
+done
+
+# wsguard only: subscribes through the application's subscribe proxy beside a static rule, and
+# /connect handshakes admitted by its connect proxy beside a token's, in turns within each run.
+for round in $(seq 1 "$ROUNDS"); do
+    run wsguard "$round" proxy --app-addr "127.0.0.1:$APP_PORT" --workers 20 --duration "$PROXY_S"
 done
 
 # wsguard only: its own token, a trusted issuer's HS256 token and a JWKS issuer's RS256 token, in
@@ -664,9 +691,7 @@ mkdir -p "$(dirname "$OUT")"
     echo "  \`record_correct\`). 503 answers (wsguard's hash queue full) are not logins. The logins/s target"
     echo "  is 0.9 × cores ÷ the time of one argon2id hash (m=19456 KiB, t=2, p=1) measured here."
     echo "- **Idle sockets**: ${IDLE_N} authenticated sockets opened (50 at a time), each having received"
-    echo "  its welcome; server VmRSS after the first half (which warms the server up: its allocator's first"
-    echo "  segments, its tables' first growth) and after the second (2 s settle each), difference ÷ the"
-    echo "  second half's sockets; the raw figure from before the first is in the data lines. Each system"
+    echo "  its welcome; server VmRSS before and after (2 s settle each), difference ÷ sockets. Each system"
     echo "  on a fresh process of its own that does nothing but hold them, the token from a login on that"
     echo "  system's main server (bare-echo takes none): a login's memory (wsguard's argon2 hash, 19 MiB,"
     echo "  which the allocator gives back at its own pace) would otherwise fall in the reading."
@@ -712,11 +737,17 @@ mkdir -p "$(dirname "$OUT")"
     echo "  cases above, on the same channel, the members connecting with \`connect\` and \`subscribe\` in one"
     echo "  frame, publishing \`{\"id\":N+3,\"publish\":{\"channel\":…,\"data\":{\"seq\":N}}}\` (the ack is its reply), counting"
     echo "  \`push\` publications and checking that each member's offsets only grow (both protocols), answering"
-    echo "  the server's \`{}\` pings with \`{}\`. **Idle subscribed connections**: ${IDLE_N} connections, each following a"
+    echo "  the server's \`{}\` pings with \`{}\`. **Idle subscribed connections**: ${IDLE_SUB_N} connections, each following a"
     echo "  channel of its own in namespace \`notify\` (subscribed once the server said so), on a fresh"
     echo "  wsguard for each protocol; memory per connection as for the idle sockets (token from the main"
     echo "  wsguard). Targets: handshakes/s and saturated deliveries/s ≥ 0.9 × \`/connect\`'s,"
     echo "  ≤ 6 KiB per idle subscribed connection."
+    echo "- **The application's proxies** (wsguard only): the generator serves the application (hyper, keep-alive,"
+    echo "  an answer without work) on 127.0.0.1:${APP_PORT}. 20 \`/connect\` sockets each subscribe to a channel of"
+    echo "  their own and unsubscribe, again and again, in \`bench-proxied\` (the subscribe proxy decides) and in"
+    echo "  \`bench-live\` (any user: a static rule), the latency to \`subscribed\`; 20 workers open \`/connect\` with a"
+    echo "  session cookie and no token (the connect proxy admits) and with a token, the latency to the welcome;"
+    echo "  ${PROXY_S} s a case, the four alternating twice."
     echo "- **Channel fan-out, 2 nodes** (wsguard only): the saturation case (${FAN_MEMBERS} members, window"
     echo "  ${FAN_WINDOW}, ${FANSAT_S} s) across two fresh wsguard nodes sharing a data folder (the signing key), a new"
     echo "  PostgreSQL schema and Redis (\`--broker-url\`, \`--cluster\` of their own). Members alternate"

@@ -1,6 +1,5 @@
-//! Workload 5, idle authenticated sockets: the server's resident memory (VmRSS of `--pid`) per
-//! socket that received its welcome frame. Of `--sockets`, the first half warms the server up and
-//! the reading is what the second half adds (both readings are in the line).
+//! Workload 5, idle authenticated sockets: the server's resident memory (VmRSS of `--pid`)
+//! before and after opening `--sockets` sockets that each received their welcome frame.
 //!
 //! With `--subscribe CHANNEL`, each socket also follows a channel, joining as a fan-out member of
 //! `--protocol` does (`channel`: `/connect` and `subscribe`; `centrifugo`: `/connection/websocket`
@@ -127,26 +126,26 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     tokio::time::sleep(settle).await;
     let before = rss_kib(args.pid)?;
     let started = std::time::Instant::now();
-    // Without --scale, the first half warms the server up (its allocator's first segments, its
-    // tables' first growth) and the reading is what the second half adds: the cost of one more
-    // connection, which a single reading from a fresh process blurs with one-time costs.
-    let warm_up = if args.scale { 0 } else { args.sockets / 2 };
-    let mut opened = open(&args, token.as_deref(), 0..warm_up).await;
-    tokio::time::sleep(settle).await;
-    let warm = rss_kib(args.pid)?;
-    opened.extend(open(&args, token.as_deref(), warm_up..args.sockets).await);
+    let results = bounded(args.sockets, args.concurrency, |i| {
+        let source = args.scale.then(|| source_of(i, args.per_source, args.first_source));
+        let (target, path, token) = (&args.target, &args.path, token.as_deref());
+        let channel = args.channel_of(i);
+        async move {
+            if let Some(channel) = channel {
+                return args.protocol.join(target, token, &channel, Duration::from_secs(10)).await;
+            }
+            let mut ws = target.ws_from(path, token, source).await?;
+            crate::common::next_text(&mut ws, Duration::from_secs(10)).await?;
+            anyhow::Ok(ws)
+        }
+    })
+    .await;
     let open_s = started.elapsed().as_secs_f64();
-    let failed = opened.iter().filter(|r| r.is_err()).count();
-    let first_error = opened.iter().find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
-    let sockets: Vec<_> = opened.into_iter().filter_map(Result::ok).collect();
+    let failed = results.iter().filter(|r| r.is_err()).count();
+    let first_error = results.iter().find_map(|r| r.as_ref().err().map(|e| format!("{e:#}")));
+    let sockets: Vec<_> = results.into_iter().filter_map(Result::ok).collect();
     if sockets.is_empty() {
         bail!("no socket opened: {}", first_error.unwrap_or_default());
-    }
-    if failed > 0 && warm_up > 0 {
-        bail!(
-            "{failed} sockets failed to open, which spoils the reading: {}",
-            first_error.unwrap_or_default()
-        );
     }
     let opened = sockets.len();
     let subscribed = args.subscribe.is_some();
@@ -171,48 +170,16 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
         at_size(&args, token, &held, &mut line).await?;
     } else {
         tokio::time::sleep(settle).await;
-        let after = rss_kib(args.pid)?;
-        memory(&mut line, warm, after, opened - warm_up);
-        line["rss_before_kib"] = json!(before);
-        line["rss_warm_kib"] = json!(warm);
-        line["warm_up_sockets"] = json!(warm_up);
-        line["kib_per_socket_with_warm_up"] =
-            json!(round1(after.saturating_sub(before) as f64 / opened as f64));
+        memory(&mut line, before, rss_kib(args.pid)?, opened);
         drop(sockets);
     }
     Ok(line)
 }
 
-/// Opens sockets `range` (numbered for their source address and channel), each having received
-/// its welcome frame, or following its channel with --subscribe.
-async fn open(
-    args: &IdleArgs,
-    token: Option<&str>,
-    range: std::ops::Range<usize>,
-) -> Vec<anyhow::Result<Ws>> {
-    let first = range.start;
-    bounded(range.len(), args.concurrency, |n| {
-        let i = first + n;
-        let source = args.scale.then(|| source_of(i, args.per_source, args.first_source));
-        let (target, path) = (&args.target, &args.path);
-        let channel = args.channel_of(i);
-        async move {
-            if let Some(channel) = channel {
-                return args.protocol.join(target, token, &channel, Duration::from_secs(10)).await;
-            }
-            let mut ws = target.ws_from(path, token, source).await?;
-            crate::common::next_text(&mut ws, Duration::from_secs(10)).await?;
-            anyhow::Ok(ws)
-        }
-    })
-    .await
-}
-
-/// Memory per socket: what `sockets` added between two readings.
 fn memory(line: &mut Value, before: u64, after: u64, sockets: usize) {
     line["rss_before_kib"] = json!(before);
     line["rss_after_kib"] = json!(after);
-    line["kib_per_socket"] = json!(round1(after.saturating_sub(before) as f64 / sockets.max(1) as f64));
+    line["kib_per_socket"] = json!(round1(after.saturating_sub(before) as f64 / sockets as f64));
 }
 
 /// Sockets held open, each read by a task of its own so that the server's pings are answered.

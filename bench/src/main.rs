@@ -11,6 +11,7 @@ mod http;
 mod idle;
 mod issuers;
 mod login_storm;
+mod proxy;
 mod recovery;
 mod report;
 mod senders;
@@ -60,6 +61,9 @@ enum Command {
     /// One sender's acknowledged publications per second: numbered, unnumbered, chat room; or
     /// with --senders N, N senders on channels of their own against one alone
     PublishRate(recovery::PublishRateArgs),
+    /// The application's proxies: subscribes through the subscribe proxy beside a static rule,
+    /// /connect handshakes admitted by the connect proxy beside a token's
+    Proxy(proxy::ProxyArgs),
     /// Soak: thousands of churning chat sockets, expiring and refreshed tokens, publications and
     /// wrong logins for a long run; then every acked publication delivered, memory settled
     Soak(soak::SoakArgs),
@@ -84,6 +88,7 @@ impl Command {
             Command::Fanout(_) => "fanout",
             Command::Recovery(_) => "recovery",
             Command::PublishRate(_) => "publish-rate",
+            Command::Proxy(_) => "proxy",
             Command::Soak(_) => "soak",
             Command::HashTime { .. } => "hash-time",
             Command::Report(_) => "report",
@@ -117,6 +122,7 @@ async fn run(command: Command) -> anyhow::Result<Value> {
         Command::Fanout(args) => fanout::run(args).await,
         Command::Recovery(args) => recovery::run(args).await,
         Command::PublishRate(args) => recovery::publish_rate(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
         Command::Soak(args) => soak::run(args).await,
         Command::HashTime { samples } => {
             let (median, fastest) = login_storm::argon2_hash_time(samples);

@@ -34,6 +34,7 @@ pub struct ReportArgs {
 
 mod centrifugo_rows;
 mod fanout_rows;
+mod proxy_rows;
 mod rows;
 
 use fanout_rows::FANOUT_ROWS;
@@ -98,6 +99,7 @@ fn headline(workload: &str) -> &'static str {
         w if w.starts_with("recovery") => "median_ms",
         "publish-rate" => "numbered_per_s",
         w if w.starts_with("publish-senders") => "senders_per_s",
+        "proxy" => "subscribes_per_s_proxy",
         _ => "",
     }
 }
@@ -284,6 +286,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         );
     }
     centrifugo_rows::print(&lines);
+    proxy_rows::print(&lines);
 
     let failures: Vec<_> = lines
         .0

@@ -410,12 +410,15 @@ scale_idle
 # user's notifications): /connect beside Centrifugo's /connection/websocket, each on a fresh
 # wsguard (memory readings on a process that served other sockets would reuse freed memory).
 idle_subscribed() {
-    local protocol
+    local protocol source=100
     for protocol in channel centrifugo; do
+        # From a loopback address of its own: the earlier idle rows' ports are still in TIME_WAIT.
+        source=$((source + 1))
         serve_wsguard idle-subscribed "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
             --max-connections $((IDLE_SUB_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_SUB_N" \
-            --subscribe notify:idle --channels "$IDLE_SUB_N" --protocol "$protocol" --login-addr "$WS_ADDR"
+            --subscribe notify:idle --channels "$IDLE_SUB_N" --protocol "$protocol" --login-addr "$WS_ADDR" \
+            --source "127.0.0.$source"
         stop_server "$SERVE_PID"
     done
 }

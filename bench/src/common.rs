@@ -33,6 +33,10 @@ pub struct Target {
     /// Do not log in and send no `Authorization` header (the bare echo server)
     #[arg(long)]
     pub no_auth: bool,
+    /// Local address to open sockets from (each loopback address has its own ephemeral ports,
+    /// which earlier workloads' closed sockets may hold in TIME_WAIT) [default: the kernel's]
+    #[arg(long, value_name = "IP")]
+    pub source: Option<IpAddr>,
 }
 
 impl Target {
@@ -53,7 +57,7 @@ impl Target {
 
     /// Opens `path` on the target, with `Authorization: Bearer <token>` when a token is given.
     pub async fn ws(&self, path: &str, token: Option<&str>) -> anyhow::Result<Ws> {
-        self.ws_from(path, token, None).await
+        self.ws_from(path, token, self.source).await
     }
 
     /// [`Self::ws`] from the local address `source` (the kernel's choice when `None`): each

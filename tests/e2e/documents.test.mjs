@@ -177,3 +177,16 @@ test("the notifications page follows the user's channel with the app's token and
   assert.deepEqual(problems, []);
 });
 
+
+test('a page whose origin wsguard refuses says where to look', async () => {
+  // The same app under another name: http://localhost:<port> is not in allowed_origins.
+  const context = await browser.newContext();
+  context.setDefaultTimeout(WAIT);
+  const page = await context.newPage();
+  await page.goto(appBase.replace('127.0.0.1', 'localhost') + '/');
+  await page.fill('#login input[name=username]', 'johndoe');
+  await page.fill('#login input[name=password]', 'secret');
+  await page.click('#login button');
+  await page.waitForFunction(() => document.getElementById('error').textContent.includes('allowed_origins'), null, { timeout: 20_000 });
+  await context.close();
+});

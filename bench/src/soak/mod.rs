@@ -202,7 +202,13 @@ fn context(
     let targets: Vec<Target> = args
         .node_addrs()
         .into_iter()
-        .map(|addr| Target { addr, username: String::new(), password: String::new(), no_auth: true })
+        .map(|addr| Target {
+            addr,
+            username: String::new(),
+            password: String::new(),
+            no_auth: true,
+            source: None,
+        })
         .collect();
     let ctx = Ctx {
         rooms: (0..args.rooms).map(|r| format!("soak-{r:03}")).collect(),

@@ -9,6 +9,9 @@ let token = null; // in memory only: never in localStorage, never in a URL
 let client = null;
 let username = null;
 
+const UNREACHABLE =
+  "Cannot reach wsguard: is it running, and is this page's origin in its allowed_origins?";
+
 function showError(text) {
   $("error").textContent = text;
 }
@@ -53,8 +56,13 @@ function connect(url) {
     },
   });
   client = mine;
+  let unreachable = 0;
   mine.on("state", (state, detail) => {
     $("state").textContent = detail?.reason ? `${state}: ${detail.reason}` : state;
+    // A refused upgrade (403: this page's origin not in wsguard's allowed_origins) or wsguard down
+    // looks alike to a page (1006): after two in a row, say where to look.
+    unreachable = state === "connected" ? 0 : unreachable + (detail?.code === 1006 ? 1 : 0);
+    if (unreachable === 2) showError(UNREACHABLE);
     if (state === "closed" && client === mine) loggedOut("signed out by the server: log in again");
   });
   mine.on("error", (err) => {

@@ -9,6 +9,8 @@ const $ = (id) => document.getElementById(id);
 let client = null;
 let followed = null;
 
+const UNREACHABLE = "Cannot reach wsguard: is it running, and is this page's origin in its allowed_origins?";
+
 function showError(text) {
   $('error').textContent = text;
 }
@@ -32,8 +34,13 @@ async function start(username) {
   const config = await (await fetch('/config.json')).json();
   // No token: the session cookie travels with the upgrade, and wsguard asks the app about it.
   client = new Client({ url: config.wsguard_url, getToken: () => null });
+  let unreachable = 0;
   client.on('state', (state, detail) => {
     $('state').textContent = state;
+    // A refused upgrade (403: this page's origin not in wsguard's allowed_origins) or wsguard down
+    // looks alike to a page (1006): after two in a row, say where to look.
+    unreachable = state === 'connected' ? 0 : unreachable + (detail?.code === 1006 ? 1 : 0);
+    if (unreachable === 2) showError(UNREACHABLE);
     // Refused for good (the session ended, say): the client does not retry.
     if (state === 'closed' && detail?.reason) showError(`Disconnected: ${detail.reason}`);
   });

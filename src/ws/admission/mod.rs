@@ -15,7 +15,6 @@ use crate::auth::{AuthError, Identity, Mode};
 use crate::connections::ClientAddr;
 use crate::http::error::ApiError;
 use crate::http::origin;
-use crate::proxy::{ConnectRequest, Verdict};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -29,6 +28,10 @@ use serde_json::json;
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
+
+mod connect_proxy;
+
+use connect_proxy::{ask_proxy, ProxyRefusal};
 
 /// How long a socket without a token on the handshake has to send `{"type":"auth"}`.
 const AUTH_FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -310,43 +313,6 @@ fn anonymous_place(state: &AppState) -> Result<AnonymousPlace, Box<Response>> {
     match state.anonymous_sockets.clone().try_acquire_owned() {
         Ok(permit) => Ok(AnonymousPlace { _permit: permit }),
         Err(_) => Err(Box::new(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token"))),
-    }
-}
-
-/// Why the connect proxy admitted no one: the close to make if no token follows in a first frame,
-/// or at once.
-enum ProxyRefusal {
-    Fallback(Close),
-    Close(Close),
-}
-
-/// Asks the connect proxy about a socket without a token (`/connect`, `/chat/ws`). Its refusal
-/// closes with 1008 and the application's message, its failure with 1013 (try again), should no
-/// `auth` frame follow; its disconnect closes at once with the application's code.
-async fn ask_proxy(state: &AppState, headers: HeaderMap) -> Result<Identity, ProxyRefusal> {
-    let Some(proxy) = state.proxy.as_ref() else {
-        return Err(ProxyRefusal::Fallback(Close::new(close::POLICY, AuthError::Missing.to_string())));
-    };
-    let client = uuid::Uuid::new_v4().to_string();
-    let request = ConnectRequest {
-        client: &client,
-        transport: "websocket",
-        protocol: "json",
-        encoding: "json",
-        name: None,
-        version: None,
-        data: None,
-    };
-    // Boxed: the call's future would otherwise enlarge the admission's.
-    match Box::pin(proxy.admit(&state.auth, &request, headers)).await {
-        Verdict::Admitted { identity, .. } => Ok(*identity),
-        Verdict::Refused(error) => Err(ProxyRefusal::Fallback(Close::new(close::POLICY, error.message))),
-        Verdict::Failed(failure) => {
-            Err(ProxyRefusal::Fallback(Close::new(close::TRY_AGAIN_LATER, failure.to_string())))
-        }
-        Verdict::Disconnect(disconnect) => {
-            Err(ProxyRefusal::Close(Close::new(disconnect.code, disconnect.reason)))
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use super::publish::Publisher;
 use super::Engine;
 use crate::auth::subscription::Refused;
 use crate::config::{PublishRule, SubscribeRule};
-use crate::proxy::{Answer, Failure, PublishRequest, SubscribeRequest};
+use crate::proxy::{Answer, Caller, Failure, PublishRequest, SubscribeRequest};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -47,10 +47,7 @@ impl Engine {
                     return Err(not_configured());
                 };
                 let request = SubscribeRequest {
-                    client: asking.client,
-                    transport: "websocket",
-                    protocol: "json",
-                    encoding: "json",
+                    caller: Caller::websocket(asking.client),
                     user: username,
                     channel: channel.name,
                     data: asking.data,
@@ -103,10 +100,7 @@ impl Engine {
         };
         let client = subscriber.client().to_string();
         let request = PublishRequest {
-            client: &client,
-            transport: "websocket",
-            protocol: "json",
-            encoding: "json",
+            caller: Caller::websocket(&client),
             user: subscriber.username(),
             channel: name,
             data,

@@ -42,7 +42,7 @@ impl Proxy {
             let message = "anonymous connections are not admitted".to_owned();
             return Verdict::Refused(AppError { code: PERMISSION_DENIED, message });
         }
-        match auth.proxied(&user, expire_at, request.client) {
+        match auth.proxied(&user, expire_at, request.caller.client) {
             Ok(identity) => Verdict::Admitted { identity: Box::new(identity), data },
             Err(AuthError::Token(TokenError::Revoked)) => {
                 Verdict::Refused(AppError { code: PERMISSION_DENIED, message: "user revoked".into() })

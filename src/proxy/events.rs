@@ -4,14 +4,28 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A connection without a token asks to be admitted.
-#[derive(Debug, Serialize)]
-pub(crate) struct ConnectRequest<'a> {
+/// The connection a call is about, and how it speaks: the first fields of every request.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct Caller<'a> {
     /// The connection's id, unique on every node.
     pub(crate) client: &'a str,
     pub(crate) transport: &'static str,
     pub(crate) protocol: &'static str,
     pub(crate) encoding: &'static str,
+}
+
+impl<'a> Caller<'a> {
+    /// A WebSocket connection speaking JSON, as every connection wsguard serves does.
+    pub(crate) fn websocket(client: &'a str) -> Caller<'a> {
+        Caller { client, transport: "websocket", protocol: "json", encoding: "json" }
+    }
+}
+
+/// A connection without a token asks to be admitted.
+#[derive(Debug, Serialize)]
+pub(crate) struct ConnectRequest<'a> {
+    #[serde(flatten)]
+    pub(crate) caller: Caller<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -36,10 +50,8 @@ pub(crate) struct ConnectResult {
 /// A connection the connect proxy admitted is about to expire.
 #[derive(Debug, Serialize)]
 pub(crate) struct RefreshRequest<'a> {
-    pub(crate) client: &'a str,
-    pub(crate) transport: &'static str,
-    pub(crate) protocol: &'static str,
-    pub(crate) encoding: &'static str,
+    #[serde(flatten)]
+    pub(crate) caller: Caller<'a>,
     pub(crate) user: &'a str,
 }
 
@@ -55,10 +67,8 @@ pub(crate) struct RefreshResult {
 /// A client asks to subscribe to a channel of a namespace with `subscribe = "proxy"`.
 #[derive(Debug, Serialize)]
 pub(crate) struct SubscribeRequest<'a> {
-    pub(crate) client: &'a str,
-    pub(crate) transport: &'static str,
-    pub(crate) protocol: &'static str,
-    pub(crate) encoding: &'static str,
+    #[serde(flatten)]
+    pub(crate) caller: Caller<'a>,
     pub(crate) user: &'a str,
     pub(crate) channel: &'a str,
     /// What the client sent with its subscribe, if anything.
@@ -78,10 +88,8 @@ pub(crate) struct SubscribeResult {
 /// A client publishes to a channel of a namespace with `publish = "proxy"`.
 #[derive(Debug, Serialize)]
 pub(crate) struct PublishRequest<'a> {
-    pub(crate) client: &'a str,
-    pub(crate) transport: &'static str,
-    pub(crate) protocol: &'static str,
-    pub(crate) encoding: &'static str,
+    #[serde(flatten)]
+    pub(crate) caller: Caller<'a>,
     pub(crate) user: &'a str,
     pub(crate) channel: &'a str,
     pub(crate) data: &'a Value,
@@ -96,10 +104,8 @@ pub(crate) struct PublishResult {
 /// The SDK's `rpc(method, data)`.
 #[derive(Debug, Serialize)]
 pub(crate) struct RpcRequest<'a> {
-    pub(crate) client: &'a str,
-    pub(crate) transport: &'static str,
-    pub(crate) protocol: &'static str,
-    pub(crate) encoding: &'static str,
+    #[serde(flatten)]
+    pub(crate) caller: Caller<'a>,
     pub(crate) user: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     pub(crate) method: &'a str,

@@ -14,8 +14,8 @@ mod events;
 
 pub(crate) use connect::Verdict;
 pub(crate) use events::{
-    ConnectRequest, ConnectResult, PublishRequest, PublishResult, RefreshRequest, RefreshResult, RpcRequest,
-    RpcResult, SubscribeRequest, SubscribeResult,
+    Caller, ConnectRequest, ConnectResult, PublishRequest, PublishResult, RefreshRequest, RefreshResult,
+    RpcRequest, RpcResult, SubscribeRequest, SubscribeResult,
 };
 
 use crate::config::{NamespaceSettings, ProxySettings, PublishRule, SubscribeRule};

@@ -10,7 +10,7 @@ use crate::broker::View;
 use crate::centrifugo::codes::{self, Error};
 use crate::channels::protocol::{ErrorCode, Refusal, Since, MAX_HISTORY};
 use crate::channels::{decided, push, Asking, Publisher};
-use crate::proxy::RpcRequest;
+use crate::proxy::{Caller, RpcRequest};
 use crate::store::Range;
 use crate::ws::close::Close;
 use serde_json::{json, Value};
@@ -221,10 +221,7 @@ async fn rpc(session: &Session, identity: &Identity, request: wire::RpcRequest) 
     };
     let client = session.subscriber.client().to_string();
     let call = RpcRequest {
-        client: &client,
-        transport: "websocket",
-        protocol: "json",
-        encoding: "json",
+        caller: Caller::websocket(&client),
         user: &identity.user.username,
         method: &request.method,
         data: request.data.as_ref(),

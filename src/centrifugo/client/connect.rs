@@ -17,7 +17,7 @@ use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::centrifugo::codes::{self, Disconnect, Error};
-use crate::proxy::{ConnectRequest, Verdict};
+use crate::proxy::{Caller, ConnectRequest, Verdict};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Bound, Socket};
@@ -134,10 +134,7 @@ async fn admit(
     if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
         let client = client.to_string();
         let request = ConnectRequest {
-            client: &client,
-            transport: "websocket",
-            protocol: "json",
-            encoding: "json",
+            caller: Caller::websocket(&client),
             name: Some(connect.name.as_str()).filter(|name| !name.is_empty()),
             version: Some(connect.version.as_str()).filter(|version| !version.is_empty()),
             data: connect.data.as_ref(),

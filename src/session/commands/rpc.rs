@@ -3,7 +3,7 @@
 
 use crate::channels::protocol::{self, ErrorCode, Refusal};
 use crate::channels::{decided, Subscriber};
-use crate::proxy::RpcRequest;
+use crate::proxy::{Caller, RpcRequest};
 use serde_json::Value;
 
 pub(super) async fn rpc(
@@ -18,15 +18,7 @@ pub(super) async fn rpc(
         return Err(Refusal::new(ErrorCode::BadRequest, "rpc is not served: no [proxy] rpc endpoint"));
     };
     let client = subscriber.client().to_string();
-    let call = RpcRequest {
-        client: &client,
-        transport: "websocket",
-        protocol: "json",
-        encoding: "json",
-        user: subscriber.username(),
-        method,
-        data,
-    };
+    let call = RpcRequest { caller: Caller::websocket(&client), user: subscriber.username(), method, data };
     let result = decided(proxy.rpc(&call).await)?;
     Ok(vec![protocol::rpc_answer(reference, result.data)])
 }

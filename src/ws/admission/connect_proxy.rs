@@ -4,7 +4,7 @@
 use super::close::{self, Close};
 use crate::app::AppState;
 use crate::auth::{AuthError, Identity};
-use crate::proxy::{ConnectRequest, Verdict};
+use crate::proxy::{Caller, ConnectRequest, Verdict};
 use axum::http::HeaderMap;
 
 /// Why the connect proxy admitted no one: the close to make if no token follows in a first frame,
@@ -22,15 +22,8 @@ pub(super) async fn ask_proxy(state: &AppState, headers: HeaderMap) -> Result<Id
         return Err(ProxyRefusal::Fallback(Close::new(close::POLICY, AuthError::Missing.to_string())));
     };
     let client = uuid::Uuid::new_v4().to_string();
-    let request = ConnectRequest {
-        client: &client,
-        transport: "websocket",
-        protocol: "json",
-        encoding: "json",
-        name: None,
-        version: None,
-        data: None,
-    };
+    let request =
+        ConnectRequest { caller: Caller::websocket(&client), name: None, version: None, data: None };
     // Boxed: the call's future would otherwise enlarge the admission's.
     match Box::pin(proxy.admit(&state.auth, &request, headers)).await {
         Verdict::Admitted { identity, .. } => Ok(*identity),

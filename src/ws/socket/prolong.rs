@@ -7,7 +7,7 @@
 
 use super::{Socket, Step};
 use crate::auth::Issuer;
-use crate::proxy::{Answer, RefreshRequest, RefreshResult};
+use crate::proxy::{Answer, Caller, RefreshRequest, RefreshResult};
 use crate::ws::close::Close;
 use crate::ws::socket::Endpoint;
 use std::future::Future;
@@ -45,13 +45,8 @@ impl<E: Endpoint> Socket<E> {
             return self.expired();
         };
         let claims = &bound.identity.claims;
-        let request = RefreshRequest {
-            client: &claims.jti,
-            transport: "websocket",
-            protocol: "json",
-            encoding: "json",
-            user: &bound.identity.user.username,
-        };
+        let request =
+            RefreshRequest { caller: Caller::websocket(&claims.jti), user: &bound.identity.user.username };
         let answer = proxy.refresh(&request).await;
         let now = crate::clock::now_secs();
         match answer {

@@ -255,11 +255,17 @@ impl Subscriber {
             ErrorCode::TokenExpired,
             "the subscription expired: subscribe again (with a new token, where the channel needs one)",
         );
+        let centrifugo = |name: &String| {
+            self.following
+                .get(name)
+                .is_some_and(|f| matches!(f.view, View::Centrifugo | View::CentrifugoJoinLeave))
+        };
+        if expired.iter().any(centrifugo) {
+            // Left as followed: the connection closes, and leaving it announces every channel.
+            return Err(Ended::SubscriptionExpired);
+        }
         for name in expired {
             let Some(Following { view, presence, .. }) = self.following.remove(&name) else { continue };
-            if matches!(view, View::Centrifugo | View::CentrifugoJoinLeave) {
-                return Err(Ended::SubscriptionExpired);
-            }
             if let Some(change) = self.engine.hub.leave(self.id, &name) {
                 let (engine, username, channel) = (self.engine.clone(), self.username.clone(), name.clone());
                 tokio::spawn(async move {

@@ -134,6 +134,12 @@ class RefreshResult:
         return {"result": {"expire_at": self.expire_at}}
 
 
+def _channel_call(body: JSONObject) -> tuple[ClientInfo, str, str, Any]:
+    """What a call about a user and a channel brings: the connection, the user, the channel and
+    the client's data."""
+    return ClientInfo._of(body), _text(body, "user"), _text(body, "channel"), body.get("data")
+
+
 @dataclass(frozen=True, slots=True)
 class SubscribeRequest:
     """A user asks to follow a channel of a namespace with ``subscribe = "proxy"``."""
@@ -145,9 +151,7 @@ class SubscribeRequest:
 
     @staticmethod
     def from_json(body: JSONObject) -> SubscribeRequest:
-        return SubscribeRequest(
-            ClientInfo._of(body), _text(body, "user"), _text(body, "channel"), body.get("data")
-        )
+        return SubscribeRequest(*_channel_call(body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,9 +182,7 @@ class PublishRequest:
 
     @staticmethod
     def from_json(body: JSONObject) -> PublishRequest:
-        return PublishRequest(
-            ClientInfo._of(body), _text(body, "user"), _text(body, "channel"), body.get("data")
-        )
+        return PublishRequest(*_channel_call(body))
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ pub mod cli;
 pub mod clock;
 mod config;
 mod connections;
+mod emulation;
 #[cfg(test)]
 mod footprint;
 mod http;

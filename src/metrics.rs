@@ -129,8 +129,16 @@ impl ProxyCalls {
 pub(crate) struct Metrics {
     pub(crate) logins_ok: Counter,
     pub(crate) logins_failed: Counter,
+    /// Every connection's session: WebSockets and emulated ones (HTTP streaming and SSE).
     pub(crate) sockets_open: Gauge,
     pub(crate) sockets_total: Counter,
+    /// The emulated sessions among them, by transport.
+    pub(crate) http_streams_open: Gauge,
+    pub(crate) sse_streams_open: Gauge,
+    /// `POST /emulation` requests, by what became of them.
+    pub(crate) emulation_handed: Counter,
+    pub(crate) emulation_no_node: Counter,
+    pub(crate) emulation_refused: Counter,
     pub(crate) messages_in: Counter,
     /// Publications to channels (chat messages included), from clients and the server API.
     pub(crate) publications: Counter,
@@ -175,13 +183,32 @@ impl Metrics {
         family(
             "wsguard_sockets_open",
             "gauge",
-            "WebSockets open now.",
+            "Connections open now: WebSockets, HTTP streams and SSE streams.",
             &one(self.sockets_open.get().to_string()),
+        );
+        family(
+            "wsguard_streams_open",
+            "gauge",
+            "Emulated connections open now, by transport (also counted in wsguard_sockets_open).",
+            &[
+                ("{transport=\"http_stream\"}", self.http_streams_open.get().to_string()),
+                ("{transport=\"sse\"}", self.sse_streams_open.get().to_string()),
+            ],
+        );
+        family(
+            "wsguard_emulation_requests_total",
+            "counter",
+            "POST /emulation requests: handed to the node of their session, naming no live node, or refused (malformed, too big, foreign Origin).",
+            &[
+                ("{outcome=\"handed\"}", self.emulation_handed.get().to_string()),
+                ("{outcome=\"no_node\"}", self.emulation_no_node.get().to_string()),
+                ("{outcome=\"refused\"}", self.emulation_refused.get().to_string()),
+            ],
         );
         family(
             "wsguard_sockets_total",
             "counter",
-            "WebSockets accepted.",
+            "Connections accepted: WebSockets, HTTP streams and SSE streams.",
             &one(self.sockets_total.get().to_string()),
         );
         family(

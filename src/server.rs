@@ -30,6 +30,7 @@ fn routes() -> Router<AppState> {
         .merge(crate::session::routes())
         .merge(crate::api::routes())
         .merge(crate::centrifugo::routes())
+        .merge(crate::emulation::routes())
 }
 
 /// The OpenAPI description of the HTTP API and the server API.

@@ -3,6 +3,7 @@
 //! hub (its outbox closes, and its socket closes) rather than let memory grow without end.
 
 use super::outbox::{self, TrySendError};
+use super::sessions::Sessions;
 use super::{Delivery, Event, Frames, View};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -38,6 +39,8 @@ pub(crate) struct Tally {
 #[derive(Default)]
 pub(crate) struct Hub {
     state: Mutex<State>,
+    /// This node's emulated sessions, which commands sent to any node reach.
+    sessions: Arc<Sessions>,
 }
 
 /// Called under the hub's lock with `(channel, user, joined)`: must not block (webhooks queue it).
@@ -55,7 +58,11 @@ pub(crate) struct Change {
 impl Hub {
     /// A hub that tells `watcher` of users' first and last sockets in channels.
     pub(crate) fn watched(watcher: Option<Watcher>) -> Hub {
-        Hub { state: Mutex::new(State { watcher, ..State::default() }) }
+        Hub { state: Mutex::new(State { watcher, ..State::default() }), sessions: Arc::default() }
+    }
+
+    pub(crate) fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
     }
 
     /// Registers a socket; its frames arrive on the returned receiver, which ends when the socket

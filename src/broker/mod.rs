@@ -6,6 +6,7 @@
 mod hub;
 pub(crate) mod outbox;
 mod redis;
+pub(crate) mod sessions;
 
 use async_trait::async_trait;
 pub(crate) use axum::extract::ws::Utf8Bytes;
@@ -47,6 +48,9 @@ pub(crate) trait Broker: Send + Sync + 'static {
     async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError>;
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> Result<(), BrokerError>;
+    /// Hands `data` (an emulated client's commands) to `session` on `node`, this node or
+    /// another. `Ok(false)`: no live node has that name.
+    async fn emulate(&self, node: &str, session: &str, data: &str) -> Result<bool, BrokerError>;
 }
 
 pub(crate) type DynBroker = Arc<dyn Broker>;
@@ -204,11 +208,12 @@ impl Frames {
 /// One node: publishing is delivering to the local hub.
 pub(crate) struct InProcess {
     hub: Arc<Hub>,
+    node: String,
 }
 
 impl InProcess {
-    pub(crate) fn new(hub: Arc<Hub>) -> InProcess {
-        InProcess { hub }
+    pub(crate) fn new(hub: Arc<Hub>, node: String) -> InProcess {
+        InProcess { hub, node }
     }
 }
 
@@ -250,6 +255,14 @@ impl Broker for InProcess {
 
     async fn ping(&self) -> Result<(), BrokerError> {
         Ok(())
+    }
+
+    async fn emulate(&self, node: &str, session: &str, data: &str) -> Result<bool, BrokerError> {
+        if node != self.node {
+            return Ok(false);
+        }
+        self.hub.sessions().hand(session, data.into());
+        Ok(true)
     }
 }
 

@@ -6,7 +6,7 @@
 
 mod subscribers;
 
-use super::{Broker, BrokerError, Departure, Frames, Hub, Presence};
+use super::{sessions, Broker, BrokerError, Departure, Frames, Hub, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -54,6 +54,7 @@ impl RedisBroker {
     pub(crate) async fn start(
         url: &str,
         cluster: &str,
+        node: &str,
         hub: Arc<Hub>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<RedisBroker>, mpsc::UnboundedReceiver<Departure>)> {
@@ -67,7 +68,7 @@ impl RedisBroker {
         let (departures, departed) = mpsc::unbounded_channel();
         let broker = Arc::new(RedisBroker {
             prefix: format!("wsguard:{cluster}:"),
-            node: uuid::Uuid::new_v4().simple().to_string(),
+            node: node.to_owned(),
             client,
             conn,
             hub,
@@ -83,6 +84,10 @@ impl RedisBroker {
 
     fn redis_channel(&self, channel: &str) -> String {
         format!("{}room:{channel}", self.prefix)
+    }
+    /// Where commands for `node`'s emulated sessions travel.
+    fn emulation_channel(&self, node: &str) -> String {
+        format!("{}emulation:{node}", self.prefix)
     }
     fn members_key(&self, channel: &str) -> String {
         format!("{}members:{channel}", self.prefix)
@@ -106,6 +111,7 @@ impl RedisBroker {
                 let mut current = self.sink.lock().await;
                 let channels: Vec<String> =
                     self.wanted.lock().expect("wanted lock").iter().cloned().collect();
+                sink.subscribe(self.emulation_channel(&self.node)).await?;
                 for channel in channels {
                     sink.subscribe(self.redis_channel(&channel)).await?;
                 }
@@ -122,12 +128,17 @@ impl RedisBroker {
                 Ok(mut stream) => {
                     backoff = Duration::from_millis(200);
                     let prefix = self.redis_channel("");
+                    let emulation = self.emulation_channel(&self.node);
                     loop {
                         let message = tokio::select! {
                             _ = shutdown.cancelled() => return,
                             message = stream.next() => message,
                         };
                         let Some(message) = message else { break };
+                        if message.get_channel_name() == emulation {
+                            self.hand(message.get_payload_bytes());
+                            continue;
+                        }
                         let Some(channel) = message.get_channel_name().strip_prefix(&prefix) else {
                             continue;
                         };
@@ -148,6 +159,16 @@ impl RedisBroker {
                 _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(RECONNECT_MAX);
+        }
+    }
+
+    /// Commands another node received for one of this node's emulated sessions.
+    fn hand(&self, message: &[u8]) {
+        match sessions::decode(message) {
+            Some((session, data)) => {
+                self.hub.sessions().hand(session, data.into());
+            }
+            None => tracing::warn!("undecodable emulation request between nodes dropped"),
         }
     }
 
@@ -371,5 +392,19 @@ impl Broker for RedisBroker {
         let mut conn = self.conn.clone();
         redis::cmd("PING").query_async::<String>(&mut conn).await.map_err(failed)?;
         Ok(())
+    }
+
+    /// Another node's sessions through Redis: a PUBLISH that no node receives names no live node.
+    async fn emulate(&self, node: &str, session: &str, data: &str) -> Result<bool, BrokerError> {
+        if node == self.node {
+            self.hub.sessions().hand(session, data.into());
+            return Ok(true);
+        }
+        let mut conn = self.conn.clone();
+        let receivers: u64 = conn
+            .publish(self.emulation_channel(node), sessions::encode(session, data))
+            .await
+            .map_err(failed)?;
+        Ok(receivers > 0)
     }
 }

@@ -2,6 +2,7 @@
 //! ones wsguard sends. Disconnect codes 3000-3499 tell an SDK to reconnect, 3500-3999 not to.
 //! (The unsubscribe code is the engine's: `channels::push`.)
 
+use crate::ws::close::Close;
 use serde::Serialize;
 
 /// An error in a reply, or in the server API's answer: `{"code", "message"}`.
@@ -55,6 +56,26 @@ pub(crate) const UNRECOVERABLE_POSITION: ErrorCode = code(112, "unrecoverable po
 pub(crate) struct Disconnect {
     pub(crate) code: u16,
     pub(crate) reason: &'static str,
+}
+
+impl Disconnect {
+    /// As the WebSocket layer closes with it.
+    pub(crate) fn close(self) -> Close {
+        Close::new(self.code, self.reason)
+    }
+}
+
+/// Whether the SDKs reconnect after a disconnect with `code`: not for 3500-3999 and 4500-4999.
+pub(crate) fn reconnects(code: u16) -> bool {
+    !((3500..4000).contains(&code) || (4500..5000).contains(&code))
+}
+
+/// The disconnect push that ends an emulated connection's stream, where a WebSocket would close
+/// with `close`.
+pub(crate) fn farewell(close: &Close) -> String {
+    let disconnect =
+        serde_json::json!({"code": close.code, "reason": close.reason, "reconnect": reconnects(close.code)});
+    serde_json::json!({"push": {"disconnect": disconnect}}).to_string()
 }
 
 pub(crate) const SHUTDOWN: Disconnect = Disconnect { code: 3001, reason: "shutdown" };

@@ -12,5 +12,10 @@ use crate::app::AppState;
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/connection/websocket", axum::routing::get(client::websocket)).merge(api::routes())
+    use axum::routing::{get, post};
+    Router::new()
+        .route("/connection/websocket", get(client::websocket))
+        .route("/connection/http_stream", post(client::http_stream))
+        .route("/connection/sse", get(client::sse))
+        .merge(api::routes())
 }

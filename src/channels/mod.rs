@@ -88,16 +88,17 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Engine>> {
         let hub = Arc::new(Hub::watched(settings.watcher));
+        let uid = uuid::Uuid::new_v4().to_string();
         let (broker, departures): (DynBroker, _) = match settings.broker_url {
             Some(url) => {
                 let (broker, departures) =
-                    RedisBroker::start(url, settings.cluster, hub.clone(), shutdown).await?;
+                    RedisBroker::start(url, settings.cluster, &uid, hub.clone(), shutdown).await?;
                 (broker, Some(departures))
             }
-            None => (Arc::new(InProcess::new(hub.clone())), None),
+            None => (Arc::new(InProcess::new(hub.clone(), uid.clone())), None),
         };
         let engine = Arc::new(Engine {
-            node: Node { uid: uuid::Uuid::new_v4().to_string(), started: Instant::now() },
+            node: Node { uid, started: Instant::now() },
             namespaces: Namespaces::new(settings.namespaces),
             hub,
             broker,
@@ -171,4 +172,27 @@ fn unavailable(err: crate::store::StoreError) -> Refusal {
 
 fn storage_unavailable() -> Refusal {
     Refusal::new(protocol::ErrorCode::Unavailable, "storage unavailable, try again")
+}
+
+/// Emulated sessions: connections whose client sends its commands by separate requests to any
+/// node (`emulation`).
+impl Engine {
+    /// Opens an emulated session on this node: its registration (its id; dropped, it ends) and
+    /// the queue its client's commands arrive on.
+    pub(crate) fn open_session(
+        &self,
+    ) -> (crate::broker::sessions::Registration, tokio::sync::mpsc::Receiver<crate::broker::Utf8Bytes>) {
+        self.hub.sessions().open()
+    }
+
+    /// Hands a client's commands to its session on `node`: `Ok(false)` when no live node has
+    /// that name.
+    pub(crate) async fn emulate(&self, node: &str, session: &str, data: &str) -> Result<bool, BrokerError> {
+        self.broker.emulate(node, session, data).await
+    }
+
+    /// This node's name, as emulated sessions tell their clients.
+    pub(crate) fn node_id(&self) -> &str {
+        &self.node.uid
+    }
 }

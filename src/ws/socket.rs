@@ -4,7 +4,7 @@
 //! client sends (limits, in-band refresh, the endpoint's frames) is `incoming`; what an endpoint
 //! plugs in, and how its protocol speaks for the socket, is `endpoint`.
 
-use super::close::{self, Close};
+use super::close::Close;
 use super::gate::Gated;
 use crate::app::AppState;
 use crate::auth::bindings::Binding;
@@ -12,15 +12,16 @@ use crate::auth::tokens::Claims;
 use crate::auth::{Identity, Mode};
 use crate::token_bucket::TokenBucket;
 use axum::extract::ws::{Message, WebSocket};
-use futures_util::SinkExt;
 use std::time::Duration;
 use tokio::time::{sleep_until, Instant};
 
 mod endpoint;
 mod incoming;
 mod prolong;
+mod wire;
 
 pub(crate) use endpoint::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
+pub(crate) use wire::Wire;
 
 /// The most pushed frames written before one flush.
 const PUSH_BATCH: usize = 64;
@@ -74,9 +75,10 @@ impl Deadlines {
     }
 }
 
-/// A live socket and everything its loop keeps between frames.
-pub(crate) struct Socket<E> {
-    ws: WebSocket,
+/// A live socket and everything its loop keeps between frames: a WebSocket, or an emulated
+/// connection's HTTP stream.
+pub(crate) struct Socket<E, W = WebSocket> {
+    ws: W,
     state: AppState,
     /// `None`: an anonymous socket (optional mode), with no token to expire or revoke.
     bound: Option<Bound>,
@@ -89,8 +91,8 @@ pub(crate) struct Socket<E> {
     warned: bool,
 }
 
-impl<E: Endpoint> Socket<E> {
-    pub(crate) fn new(ws: WebSocket, state: AppState, bound: Option<Bound>, mode: Mode, endpoint: E) -> Self {
+impl<E: Endpoint, W: Wire> Socket<E, W> {
+    pub(crate) fn new(ws: W, state: AppState, bound: Option<Bound>, mode: Mode, endpoint: E) -> Self {
         let per_sec = state.config.socket.max_messages_per_sec;
         let rate = TokenBucket::new(per_sec, per_sec, Instant::now());
         Socket { ws, state, bound, mode, endpoint, rate, last_seen: Instant::now(), warned: false }
@@ -110,7 +112,7 @@ impl<E: Endpoint> Socket<E> {
         match self.serve().await {
             Step::Close(close) => {
                 tracing::debug!(code = close.code, reason = %close.reason, "closing socket");
-                close::close(self.ws, close).await;
+                self.ws.close(close).await;
             }
             Step::Gone | Step::Continue => {}
         }

@@ -21,7 +21,7 @@ use crate::proxy::{Caller, ConnectRequest, Verdict};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Bound, Socket};
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -60,7 +60,7 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
 }
 
 /// The client's headers for the connect proxy, when there is one.
-type Forwarded = Option<Box<HeaderMap>>;
+pub(super) type Forwarded = Option<Box<HeaderMap>>;
 
 /// One connection's task: admission by `connect`, then the session until it closes. Two futures
 /// chained, not one `async fn` (see `admission::admitted`): an `async fn` keeps its arguments and
@@ -81,22 +81,29 @@ fn connection(
 /// starts with, or `None` once the connection is refused or closed.
 async fn start(
     state: AppState,
-    socket: WebSocket,
+    mut socket: WebSocket,
     place: OwnedSemaphorePermit,
     forwarded: Forwarded,
 ) -> Option<(Socket<Session>, Vec<String>)> {
     let client = uuid::Uuid::new_v4();
-    let admitted = admit(&state, socket, client, forwarded).await;
+    let admitted = match connect_frame(&mut socket).await {
+        Ok(text) => admit(&state, client, "websocket", forwarded, &text).await,
+        Err(disconnect) => Err(Refused::Close(disconnect.close())),
+    };
     drop(place);
-    let Admitted { socket, bound, id, rest, data } = admitted?;
-    let mut session = Session::new(&state, &bound.identity, client);
-    let mut greeting = vec![session.connected(id, &bound.identity, data)];
-    // What came with `connect` (the SDKs send their subscriptions in the same frame), answered
-    // after it.
-    let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
-    greeting.extend(replies);
+    let admitted = match admitted {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            state.metrics.socket_rejections.inc();
+            match refused {
+                Refused::Close(refusal) => close::close(socket, refusal).await,
+                Refused::Error(id, error) => wait_for_close(socket, id, error).await,
+            }
+            return None;
+        }
+    };
+    let (bound, session, greeting, close) = greet(&state, client, admitted, None).await;
     if let Some(close) = close {
-        let mut socket = socket;
         for text in greeting {
             if socket.send(Message::Text(text.into())).await.is_err() {
                 return None;
@@ -108,8 +115,8 @@ async fn start(
     Some((Socket::new(socket, state, Some(bound), Mode::Required, session), greeting))
 }
 
-struct Admitted {
-    socket: WebSocket,
+/// A connection admitted by its `connect`.
+pub(super) struct Admitted {
     bound: Bound,
     /// The `connect` command's id, for its reply.
     id: u32,
@@ -119,64 +126,84 @@ struct Admitted {
     data: Option<Value>,
 }
 
-/// Reads `connect` and admits its token, or asks the connect proxy about a connection without
-/// one; `None` once the connection is refused and closed.
-async fn admit(
+/// How a connection is refused, as the protocol says it: closed with a code (a WebSocket's close
+/// frame, a stream's disconnect push), or an error answering `connect`.
+pub(super) enum Refused {
+    Close(Close),
+    Error(u32, Error),
+}
+
+/// The session of an admitted connection and the frames it starts with: the connect reply (with
+/// `session` and `node` for an emulated connection), then the answers to what came with
+/// `connect` (the SDKs send their subscriptions in the same frame); and a close, when one of
+/// those commands ends the connection.
+pub(super) async fn greet(
     state: &AppState,
-    mut socket: WebSocket,
     client: uuid::Uuid,
+    admitted: Admitted,
+    emulated: Option<(&str, &str)>,
+) -> (Bound, Session, Vec<String>, Option<Close>) {
+    let Admitted { bound, id, rest, data } = admitted;
+    let mut session = Session::new(state, &bound.identity, client);
+    let mut greeting = vec![session.connected(id, &bound.identity, data, emulated)];
+    let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
+    greeting.extend(replies);
+    (bound, session, greeting, close)
+}
+
+/// Admits the connection whose first frame is `text`: its token, or, without one, the
+/// application's connect proxy. `transport` is told to the proxy.
+pub(super) async fn admit(
+    state: &AppState,
+    client: uuid::Uuid,
+    transport: &'static str,
     forwarded: Forwarded,
-) -> Option<Admitted> {
-    let (id, connect, rest) = match connect_command(&mut socket).await {
-        Ok(connect) => connect,
-        Err(disconnect) => return refuse(state, socket, disconnect).await,
-    };
+    text: &str,
+) -> Result<Admitted, Refused> {
+    let (id, connect, rest) =
+        connect_command(text).map_err(|disconnect| Refused::Close(disconnect.close()))?;
     if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
         let client = client.to_string();
         let request = ConnectRequest {
-            caller: Caller::websocket(&client),
+            caller: Caller { transport, ..Caller::websocket(&client) },
             name: Some(connect.name.as_str()).filter(|name| !name.is_empty()),
             version: Some(connect.version.as_str()).filter(|version| !version.is_empty()),
             data: connect.data.as_ref(),
         };
         let error = match proxy.admit(&state.auth, &request, *headers).await {
-            Verdict::Admitted { identity, data } => match admission::bind(state, *identity) {
-                Ok(bound) => return Some(Admitted { socket, bound, id, rest, data }),
-                Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
-            },
+            Verdict::Admitted { identity, data } => {
+                let bound = admission::bind(state, *identity).map_err(|_| limit())?;
+                return Ok(Admitted { bound, id, rest, data });
+            }
             Verdict::Refused(error) => Error { code: error.code, message: error.message, temporary: false },
             Verdict::Failed(failure) => codes::INTERNAL.because(failure.to_string()),
             Verdict::Disconnect(disconnect) => {
-                state.metrics.socket_rejections.inc();
-                close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
-                return None;
+                return Err(Refused::Close(Close::new(disconnect.code, disconnect.reason)))
             }
         };
-        return refuse_with_error(state, socket, id, error).await;
+        return Err(Refused::Error(id, error));
     }
     let presented = Presented::new(connect.token, Transport::Frame);
     let error = match admission::authenticate(state, &presented, Mode::Required).await {
         // Within the clock leeway verification allows, but the connection would end at once.
         Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
-        Ok(identity) => match admission::bind(state, identity) {
-            Ok(bound) => return Some(Admitted { socket, bound, id, rest, data: None }),
-            Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
-        },
+        Ok(identity) => {
+            let bound = admission::bind(state, identity).map_err(|_| limit())?;
+            return Ok(Admitted { bound, id, rest, data: None });
+        }
         Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
         Err(err) if err.is_temporary() => codes::INTERNAL.because(err.to_string()),
-        Err(_) => return refuse(state, socket, codes::INVALID_TOKEN).await,
+        Err(_) => return Err(Refused::Close(codes::INVALID_TOKEN.close())),
     };
-    refuse_with_error(state, socket, id, error).await
+    Err(Refused::Error(id, error))
 }
 
-/// Answers `connect` with `error`, then waits for the SDK to close; `None`.
-async fn refuse_with_error(
-    state: &AppState,
-    mut socket: WebSocket,
-    id: u32,
-    error: Error,
-) -> Option<Admitted> {
-    state.metrics.socket_rejections.inc();
+fn limit() -> Refused {
+    Refused::Close(codes::CONNECTION_LIMIT.close())
+}
+
+/// Answers `connect` with `error`, then waits for the SDK to close.
+async fn wait_for_close(mut socket: WebSocket, id: u32, error: Error) {
     // The SDK reads the error and closes; a connection that does not is closed after a while.
     if socket.send(Message::Text(wire::error(id, error).into())).await.is_ok() {
         let _ = tokio::time::timeout(CLOSE_AFTER_ERROR, async {
@@ -188,31 +215,26 @@ async fn refuse_with_error(
         })
         .await;
     }
-    None
 }
 
-/// The first frame's `connect`: its id and request, and the commands after it in the frame. A
-/// binary frame (the protobuf codec) is closed with 3506; anything else first, or nothing in time,
-/// with 3501 (bad request).
-async fn connect_command(
-    socket: &mut WebSocket,
-) -> Result<(u32, wire::ConnectRequest, Vec<Command>), Disconnect> {
-    let text = match tokio::time::timeout(CONNECT_TIMEOUT, socket.recv()).await {
-        Ok(Some(Ok(Message::Text(text)))) => text,
-        Ok(Some(Ok(Message::Binary(_)))) => return Err(codes::INAPPROPRIATE_PROTOCOL),
-        _ => return Err(codes::BAD_REQUEST_CLOSE),
-    };
-    let mut commands = wire::commands(text.as_str()).map_err(|_| codes::BAD_REQUEST_CLOSE)?.into_iter();
-    match commands.next() {
-        Some(Command { id, connect: Some(connect), .. }) if id > 0 => Ok((id, connect, commands.collect())),
+/// The first frame: a binary one (the protobuf codec) is closed with 3506; none in time with 3501
+/// (bad request).
+async fn connect_frame(socket: &mut WebSocket) -> Result<Utf8Bytes, Disconnect> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, socket.recv()).await {
+        Ok(Some(Ok(Message::Text(text)))) => Ok(text),
+        Ok(Some(Ok(Message::Binary(_)))) => Err(codes::INAPPROPRIATE_PROTOCOL),
         _ => Err(codes::BAD_REQUEST_CLOSE),
     }
 }
 
-async fn refuse(state: &AppState, socket: WebSocket, disconnect: Disconnect) -> Option<Admitted> {
-    state.metrics.socket_rejections.inc();
-    close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
-    None
+/// The first frame's `connect`: its id and request, and the commands after it in the frame.
+/// Anything else first is a bad request (3501).
+fn connect_command(text: &str) -> Result<(u32, wire::ConnectRequest, Vec<Command>), Disconnect> {
+    let mut commands = wire::commands(text).map_err(|_| codes::BAD_REQUEST_CLOSE)?.into_iter();
+    match commands.next() {
+        Some(Command { id, connect: Some(connect), .. }) if id > 0 => Ok((id, connect, commands.collect())),
+        _ => Err(codes::BAD_REQUEST_CLOSE),
+    }
 }
 
 #[cfg(test)]

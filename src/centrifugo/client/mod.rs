@@ -6,6 +6,8 @@
 mod commands;
 mod connect;
 mod session;
+mod stream;
 mod wire;
 
 pub(super) use connect::websocket;
+pub(super) use stream::{http_stream, sse};

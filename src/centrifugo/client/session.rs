@@ -7,7 +7,7 @@ use super::wire::{self, Command};
 use crate::app::AppState;
 use crate::auth::{Identity, Issuer};
 use crate::broker::Utf8Bytes;
-use crate::centrifugo::codes::{self, Disconnect};
+use crate::centrifugo::codes;
 use crate::channels::protocol;
 use crate::channels::{Ended, Subscriber};
 use crate::ws::close::Close;
@@ -34,7 +34,15 @@ impl Session {
 
     /// The reply to `connect`, with the connect proxy's `data` if any. A connection of the
     /// connect proxy has no token for the SDK to renew: wsguard asks the refresh proxy itself.
-    pub(super) fn connected(&self, id: u32, identity: &Identity, data: Option<Value>) -> String {
+    /// An emulated connection is told its `session` and `node`, which its `POST /emulation`
+    /// requests name.
+    pub(super) fn connected(
+        &self,
+        id: u32,
+        identity: &Identity,
+        data: Option<Value>,
+        emulated: Option<(&str, &str)>,
+    ) -> String {
         let mut result = json!({
             "client": self.subscriber.client().to_string(),
             "version": VERSION,
@@ -49,6 +57,10 @@ impl Session {
         }
         if let Some(data) = data {
             result["data"] = data;
+        }
+        if let Some((session, node)) = emulated {
+            result["session"] = session.into();
+            result["node"] = node.into();
         }
         wire::reply(id, "connect", result)
     }
@@ -65,10 +77,6 @@ fn ttl(identity: &Identity) -> u64 {
 
 /// The most the SDK is told to refresh ahead of expiry.
 const REFRESH_LEAD: std::time::Duration = std::time::Duration::from_secs(5);
-
-fn close(disconnect: Disconnect) -> Close {
-    Close::new(disconnect.code, disconnect.reason)
-}
 
 impl Endpoint for Session {
     const TAKES_BATCHES: bool = true;
@@ -89,7 +97,7 @@ impl Endpoint for Session {
         identity: Option<&Identity>,
     ) -> (Vec<String>, Option<Close>) {
         let Some(identity) = identity else {
-            return (Vec::new(), Some(close(codes::PERMISSION_DENIED_CLOSE)));
+            return (Vec::new(), Some(codes::PERMISSION_DENIED_CLOSE.close()));
         };
         let mut commands = Vec::new();
         let mut malformed = None;
@@ -97,7 +105,7 @@ impl Endpoint for Session {
             match wire::commands(text.as_str()) {
                 Ok(more) => commands.extend(more),
                 Err(_) => {
-                    malformed = Some(close(codes::BAD_REQUEST_CLOSE));
+                    malformed = Some(codes::BAD_REQUEST_CLOSE.close());
                     break;
                 }
             }
@@ -108,13 +116,14 @@ impl Endpoint for Session {
     }
 
     fn close_for(&self, ending: Ending) -> Close {
-        close(match ending {
+        let disconnect = match ending {
             Ending::Shutdown => codes::SHUTDOWN,
             Ending::Revoked => codes::FORCE_NO_RECONNECT,
             Ending::Expired => codes::EXPIRED,
             Ending::RateLimited => codes::TOO_MANY,
             Ending::Idle => codes::NO_PONG,
-        })
+        };
+        disconnect.close()
     }
 
     fn expiring(&self, _in_s: u64) -> Option<String> {
@@ -160,15 +169,15 @@ impl Endpoint for Session {
 
     fn on_binary(&mut self) -> Result<Vec<String>, Close> {
         // The protobuf codec is not spoken: the SDK is told so, and does not retry.
-        Err(close(codes::INAPPROPRIATE_PROTOCOL))
+        Err(codes::INAPPROPRIATE_PROTOCOL.close())
     }
 
     async fn outgoing(&mut self) -> Outgoing {
         match self.subscriber.next().await {
             Ok(frame) => Outgoing::Frame(frame),
-            Err(Ended::TooSlow) => Outgoing::Close(close(codes::SLOW)),
-            Err(Ended::Missed) => Outgoing::Close(close(codes::INSUFFICIENT_STATE)),
-            Err(Ended::SubscriptionExpired) => Outgoing::Close(close(codes::SUBSCRIPTION_EXPIRED)),
+            Err(Ended::TooSlow) => Outgoing::Close(codes::SLOW.close()),
+            Err(Ended::Missed) => Outgoing::Close(codes::INSUFFICIENT_STATE.close()),
+            Err(Ended::SubscriptionExpired) => Outgoing::Close(codes::SUBSCRIPTION_EXPIRED.close()),
         }
     }
 

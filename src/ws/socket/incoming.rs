@@ -1,7 +1,7 @@
 //! What the client sends a socket: the limits (rate, size, UTF-8), in-band refresh (rebinding the
 //! socket to a new token), and the endpoint's frames, those already waiting handed over together.
 
-use super::{Ending, Endpoint, RefreshRefusal, RefreshRequest, Socket, Step};
+use super::{Ending, Endpoint, RefreshRefusal, RefreshRequest, Socket, Step, Wire};
 use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
@@ -12,7 +12,7 @@ use tokio::time::Instant;
 /// The most text frames handed to an endpoint together.
 const TEXT_BATCH: usize = 64;
 
-impl<E: Endpoint> Socket<E> {
+impl<E: Endpoint, W: Wire> Socket<E, W> {
     /// A frame from the client: limits first, then in-band refresh or the endpoint.
     pub(super) async fn receive(&mut self, received: Option<Result<Message, axum::Error>>) -> Step {
         let message = match received {
@@ -43,7 +43,7 @@ impl<E: Endpoint> Socket<E> {
             Message::Ping(_) | Message::Pong(_) => Ok(Vec::new()),
             Message::Close(_) => {
                 // tungstenite queued the close reply; write it out before dropping.
-                let _ = futures_util::SinkExt::flush(&mut self.ws).await;
+                let _ = self.ws.flush().await;
                 return Step::Gone;
             }
         };

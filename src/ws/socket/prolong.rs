@@ -9,7 +9,7 @@ use super::{Socket, Step};
 use crate::auth::Issuer;
 use crate::proxy::{Answer, Caller, RefreshRequest, RefreshResult};
 use crate::ws::close::Close;
-use crate::ws::socket::Endpoint;
+use crate::ws::socket::{Endpoint, Wire};
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
@@ -20,7 +20,7 @@ const RETRY: Duration = Duration::from_secs(5);
 /// The longest a connection outlives its expiry while the application fails to answer.
 const GRACE_SECS: i64 = 60;
 
-impl<E: Endpoint> Socket<E> {
+impl<E: Endpoint, W: Wire> Socket<E, W> {
     /// Whether the identity's expiry goes to the refresh proxy: a connection of the connect proxy,
     /// when there is a refresh proxy.
     pub(super) fn refreshed_by_proxy(&self) -> bool {

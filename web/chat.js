@@ -144,7 +144,7 @@ client.on('state', (now, detail) => {
     setConn('connecting', detail.attempt ? 'reconnecting…' : 'connecting…');
   } else if (now === 'connected') {
     failedDials = 0;
-    setConn('open', 'connected');
+    setConn('open', detail.transport === 'stream' ? 'connected (HTTP streaming)' : 'connected');
   } else if (now === 'disconnected') {
     const wait = detail.retryIn ? ' (' + Math.ceil(detail.retryIn / 1000) + ' s)' : '';
     setConn('reconnecting', 'reconnecting…' + wait);

@@ -46,6 +46,15 @@ export interface ClientOptions {
   /** The WebSocket constructor; the global one by default. */
   WebSocket?: WebSocketConstructor;
   /**
+   * What the client may connect with, in order: a WebSocket, and an HTTP stream (`POST
+   * <url path>/stream`, its frames sent by `POST /emulation`) for networks that refuse WebSocket
+   * upgrades. With both (the default), a WebSocket that cannot open is tried as a stream at once,
+   * and the stream is kept from then on.
+   */
+  transports?: Array<'websocket' | 'stream'>;
+  /** The fetch the stream uses; the global one by default. */
+  fetch?: typeof fetch;
+  /**
    * How the token travels: in the first frame `{"type":"auth"}` (default), as `?token=` (it then
    * shows in access logs), or as the subprotocol `bearer, <token>`.
    */
@@ -85,6 +94,8 @@ export interface StateDetail {
   attempt?: number;
   /** 'connected': the user. */
   user?: string;
+  /** 'connected': what the connection runs on. */
+  transport?: 'websocket' | 'stream';
 }
 
 /**
@@ -235,6 +246,8 @@ export class Client extends Emitter<ClientEvents> {
   readonly state: State;
   /** From the last welcome. */
   readonly user: string | null;
+  /** What the current (or next) connection runs on. */
+  readonly transport: 'websocket' | 'stream';
   /** The socket's token's expiry (Unix seconds). */
   readonly exp: number | null;
   /** Starts (or restarts) connecting; while waiting to reconnect, connects at once. */

@@ -58,13 +58,14 @@ static CLIENT_DTS: ClientFile =
     ClientFile::new("application/typescript; charset=utf-8", include_str!("../../clients/js/wsguard.d.ts"));
 /// `/client/<name>`: the modules the entry imports (`./client/<name>`, which a browser resolves
 /// against `/client.js`) and that import one another. Only these names; anything else is a 404.
-static CLIENT_MODULES: [(&str, ClientFile); 6] = [
+static CLIENT_MODULES: [(&str, ClientFile); 7] = [
     ("client.js", ClientFile::new(JS, include_str!("../../clients/js/client/client.js"))),
     ("socket.js", ClientFile::new(JS, include_str!("../../clients/js/client/socket.js"))),
     ("streams.js", ClientFile::new(JS, include_str!("../../clients/js/client/streams.js"))),
     ("position.js", ClientFile::new(JS, include_str!("../../clients/js/client/position.js"))),
     ("options.js", ClientFile::new(JS, include_str!("../../clients/js/client/options.js"))),
     ("errors.js", ClientFile::new(JS, include_str!("../../clients/js/client/errors.js"))),
+    ("stream.js", ClientFile::new(JS, include_str!("../../clients/js/client/stream.js"))),
 ];
 
 fn page(html: String) -> Response {

@@ -9,9 +9,13 @@ pub(crate) mod route;
 pub(crate) mod socket;
 
 use crate::app::AppState;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/chat/ws", get(route::connect)).route("/connect", get(route::connect))
+    Router::new()
+        .route("/chat/ws", get(route::connect))
+        .route("/connect", get(route::connect))
+        .route("/chat/ws/stream", post(route::stream))
+        .route("/connect/stream", post(route::stream))
 }

@@ -1,13 +1,20 @@
 //! `/chat/ws` and `/connect`: every transport (header, subprotocol, query, cookie with CSRF, or a first
-//! `{"type":"auth"}` frame within 5 seconds), then the chat protocol.
+//! `{"type":"auth"}` frame within 5 seconds), then the chat protocol. `POST /connect/stream` and
+//! `POST /chat/ws/stream` are the same on an emulated connection (HTTP streaming, one frame per
+//! line), for clients behind proxies that refuse WebSockets: its first line names the session and
+//! its node, which the client's `POST /emulation` requests carry; its last says why it ended, as a
+//! close frame would.
 
 use super::socket::Session;
 use crate::app::AppState;
 use crate::auth::transport::{CookieRule, Sources};
 use crate::auth::{Identity, Mode};
+use crate::emulation::{Framing, StreamWire};
 use crate::ws::admission::{bound_task, upgrade, Admission, Policy, UpgradeRequest};
-use axum::extract::ws::WebSocket;
-use axum::extract::State;
+use crate::ws::close::Close;
+use crate::ws::socket::Wire;
+use axum::extract::ws::Message;
+use axum::extract::{Request, State};
 use axum::response::Response;
 use serde_json::json;
 use std::future::Future;
@@ -23,11 +30,32 @@ pub(super) async fn connect(State(state): State<AppState>, request: UpgradeReque
     upgrade(state, request, CHAT, socket_task).await
 }
 
+pub(super) async fn stream(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let admission = match Admission::check(&state, &parts, CHAT).await {
+        Ok(admission) => admission,
+        Err(refusal) => return refusal,
+    };
+    let (mut wire, response) = StreamWire::open(&state, Framing::Lines, farewell);
+    let session = json!({"type": "session", "session": wire.session(), "node": state.engine.node_id()});
+    tokio::spawn(async move {
+        if wire.send(Message::Text(session.to_string().into())).await.is_ok() {
+            socket_task(admission, state, wire).await;
+        }
+    });
+    response
+}
+
+/// The stream's last line: what a WebSocket's close frame says.
+fn farewell(close: &Close) -> String {
+    json!({"type": "close", "code": close.code, "reason": close.reason}).to_string()
+}
+
 /// One chat socket's task, from the upgrade to the close.
-pub(crate) fn socket_task(
+pub(crate) fn socket_task<W: Wire>(
     admission: Admission,
     state: AppState,
-    socket: WebSocket,
+    socket: W,
 ) -> impl Future<Output = ()> {
     bound_task(admission, state, socket, |state, bound| {
         let identity = &bound.identity;

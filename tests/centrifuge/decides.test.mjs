@@ -10,17 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import { Centrifuge } from 'centrifuge';
 import { Node, WebSocket, apiKey, dataFolder, login, publish, sleep, trustedApplication } from '../client/support.mjs';
-
-/** The SDK's next `name` event (its emitters are Node's). */
-function next(emitter, name, timeout = 10_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${name} event within ${timeout} ms`)), timeout);
-    emitter.once(name, (ctx) => {
-      clearTimeout(timer);
-      resolve(ctx);
-    });
-  });
-}
+import { once as next } from './support.mjs';
 
 /** The application's proxy endpoints: documents 1 and 2 exist, only 1 is johndoe's; `shout` upper-cases. */
 async function application() {

@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import { Centrifuge } from 'centrifuge';
 import { Node, WebSocket, apiKey, dataFolder, publish, sleep, until } from '../client/support.mjs';
+import { once } from './support.mjs';
 
 /** The application: sessions by cookie; every call recorded; `mode.connect` picks the answer. */
 async function application() {
@@ -46,16 +47,6 @@ function withCookie(cookie) {
       super(url, protocols, { headers: { cookie } });
     }
   };
-}
-
-function once(emitter, name, timeout = 10_000) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${name} event within ${timeout} ms`)), timeout);
-    emitter.once(name, (ctx) => {
-      clearTimeout(timer);
-      resolve(ctx);
-    });
-  });
 }
 
 test('the application admits a connection without a token by its cookie, and prolongs it', async (t) => {

@@ -15,6 +15,7 @@ import {
   Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, login, post, publish, services, sleep,
   trustedApplication, until, REDIS,
 } from '../client/support.mjs';
+import { once } from './support.mjs';
 
 const CONFIG = `
 [[namespaces]]
@@ -52,23 +53,6 @@ async function setUp(t, args = [], { relay = false, config = CONFIG } = {}) {
     return client;
   };
   return { node, key, proxy, sdk };
-}
-
-/** The next `name` event of a centrifuge emitter (client or subscription), within `timeout` ms. */
-function once(emitter, name, timeout = 10_000, filter = () => true) {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      emitter.removeListener(name, listener);
-      reject(new Error(`no ${name} event within ${timeout} ms`));
-    }, timeout);
-    const listener = (ctx) => {
-      if (!filter(ctx)) return;
-      clearTimeout(timer);
-      emitter.removeListener(name, listener);
-      resolve(ctx);
-    };
-    emitter.on(name, listener);
-  });
 }
 
 test('connects with a wsguard token, receives the API publications and publishes', async (t) => {

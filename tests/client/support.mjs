@@ -238,6 +238,8 @@ export class Relay {
   constructor(target) {
     this.target = target;
     this.open = true;
+    /** Answers every WebSocket upgrade with 403, as proxies that refuse WebSockets do. */
+    this.refuseUpgrades = false;
     this.connections = new Set();
     this.accepted = 0;
     this.server = net.createServer((inbound) => this._accept(inbound));
@@ -263,12 +265,18 @@ export class Relay {
     const outbound = net.connect(this.target, '127.0.0.1');
     const pair = { inbound, outbound, frozen: false };
     this.connections.add(pair);
-    const forward = (from, to) =>
-      from.on('data', (chunk) => {
-        if (!pair.frozen) to.write(chunk);
-      });
-    forward(inbound, outbound);
-    forward(outbound, inbound);
+    const refused = (chunk) => this.refuseUpgrades && /\r\nupgrade:\s*websocket/i.test(chunk.toString('latin1'));
+    inbound.on('data', (chunk) => {
+      if (refused(chunk)) {
+        inbound.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+        outbound.destroy();
+      } else if (!pair.frozen) {
+        outbound.write(chunk);
+      }
+    });
+    outbound.on('data', (chunk) => {
+      if (!pair.frozen) inbound.write(chunk);
+    });
     const end = () => {
       this.connections.delete(pair);
       inbound.destroy();

@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Client, Cursor, WsguardError, backoffDelay, refreshDelay } from '../../clients/js/wsguard.js';
+import { streamUrl } from '../../clients/js/client/stream.js';
 
 const OPTIONS = { minReconnectDelay: 500, maxReconnectDelay: 30000 };
 
@@ -84,15 +85,25 @@ test('options: a url is needed, and a WebSocket; bad choices are refused', () =>
     assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, ...bad }), RangeError, JSON.stringify(bad));
   }
   new Client({ url: 'ws://x', WebSocket: FakeSocket, maxMessagesPerSecond: Infinity, pingInterval: 0 });
+  assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, transports: [] }), /transports/);
+  assert.throws(() => new Client({ url: 'ws://x', WebSocket: FakeSocket, transports: ['polling'] }), /transports/);
   if (typeof globalThis.WebSocket !== 'function') {
-    assert.throws(() => new Client({ url: 'ws://x' }), /pass one as the WebSocket option/);
+    assert.throws(() => new Client({ url: 'ws://x', transports: ['websocket'] }), /pass one as the WebSocket option/);
+    assert.equal(new Client({ url: 'ws://x' }).transport, 'stream', 'no WebSocket here: the stream alone');
   }
+  assert.equal(new Client({ url: 'ws://x', WebSocket: FakeSocket }).transport, 'websocket', 'a WebSocket first');
   const client = new Client({ url: 'ws://x', WebSocket: FakeSocket });
   assert.equal(client.state, 'disconnected');
   const sub = client.subscribe('news:a');
   assert.equal(client.subscribe('news:a'), sub, 'one subscription per channel');
   assert.throws(() => client.join('news:a'), (err) => err instanceof WsguardError && err.code === 'bad_request');
   return assert.rejects(client.publish('news:a', 1), (err) => err.code === 'disconnected');
+});
+
+test('the stream stands in for a WebSocket URL at <path>/stream', () => {
+  assert.equal(streamUrl('ws://h:8000/connect'), 'http://h:8000/connect/stream');
+  assert.equal(streamUrl('wss://h/chat/ws?csrf_token=a%20b'), 'https://h/chat/ws/stream?csrf_token=a%20b');
+  assert.equal(streamUrl('ws://h/connect/'), 'http://h/connect/stream');
 });
 
 test('a listener that throws does not stop the others', () => {

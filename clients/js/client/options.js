@@ -3,6 +3,7 @@
 
 const DEFAULTS = {
   tokenTransport: 'frame',
+  transports: ['websocket', 'stream'],
   minReconnectDelay: 500,
   maxReconnectDelay: 30000,
   jitter: 'full',
@@ -22,6 +23,11 @@ export function checkedOptions(options) {
     throw new TypeError(`tokenTransport must be 'frame', 'query' or 'subprotocol', not ${tokenTransport}`);
   }
   if (!['full', 'equal'].includes(jitter)) throw new TypeError(`jitter must be 'full' or 'equal'`);
+  const { transports } = checked;
+  const known = ['websocket', 'stream'];
+  if (!Array.isArray(transports) || transports.length === 0 || !transports.every((t) => known.includes(t))) {
+    throw new TypeError(`transports must list 'websocket', 'stream' or both, not ${JSON.stringify(transports)}`);
+  }
   checkNumbers(checked);
   return checked;
 }

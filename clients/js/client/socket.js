@@ -1,6 +1,7 @@
 // The socket underneath a Client, kept open: opening it (a token, then a URL; the token in a
 // frame, the query or a subprotocol), the welcome, pings, what each close code means, backoff
-// before the next attempt, and sending under the rate limit. What the frames mean is the
+// before the next attempt, and sending under the rate limit. Where a WebSocket cannot open (a
+// proxy refuses the upgrade), it falls back to an HTTP stream (stream.js), which it keeps. What the frames mean is the
 // Client's (client.js): it supplies `_receive(conn, frame)` and, after each welcome, follows its
 // streams again; its connect() and close() start and stop all this.
 
@@ -8,6 +9,7 @@ import { checkedOptions } from './options.js';
 import { backoffDelay } from './position.js';
 import { Emitter } from './streams.js';
 import { WsguardError } from './errors.js';
+import { StreamSocket } from './stream.js';
 
 /** The socket's states, in the order a connection goes through them. */
 const STATES = ['disconnected', 'connecting', 'connected', 'closed'];
@@ -19,6 +21,7 @@ class Connection {
     this.awaiting = []; // { frame, expect, stream?, resolve?, reject? } in the order sent
     this.outbox = [];
     this.welcomed = false;
+    this.opened = false;
     this.lastReceived = Date.now();
     this.timers = new Set();
     this.refreshing = false; // an in-band renewal under way
@@ -32,9 +35,17 @@ export class ReconnectingSocket extends Emitter {
     super((event, err) => this._listenerFailed(event, err));
     this.options = checkedOptions(options);
     this._WebSocket = this.options.WebSocket ?? globalThis.WebSocket;
-    if (typeof this._WebSocket !== 'function') {
+    this._fetch = this.options.fetch ?? globalThis.fetch;
+    const { transports } = this.options;
+    const websocket = transports.includes('websocket') && typeof this._WebSocket === 'function';
+    const stream = transports.includes('stream') && typeof this._fetch === 'function';
+    if (!websocket && !stream) {
       throw new TypeError('no WebSocket here: pass one as the WebSocket option (in Node: the ws package)');
     }
+    /** Both usable: a WebSocket that cannot open moves the client to the stream. */
+    this._fallback = websocket && stream;
+    /** 'websocket' or 'stream': what the next connection uses, and the last one used. */
+    this.transport = websocket ? 'websocket' : 'stream';
     this.state = 'disconnected';
     this.user = null;
     /** The token's expiry (Unix seconds) from `welcome` and `refreshed`. */
@@ -88,10 +99,17 @@ export class ReconnectingSocket extends Emitter {
   }
 
   _dial(url, token) {
-    const { tokenTransport } = this.options;
+    // A stream has no subprotocols: the token goes in the first frame instead.
+    const streaming = this.transport === 'stream';
+    const tokenTransport = streaming && this.options.tokenTransport === 'subprotocol' ? 'frame' : this.options.tokenTransport;
+    const Socket = streaming ? StreamSocket : this._WebSocket;
+    const options = streaming ? { fetch: this._fetch } : undefined;
     let ws;
     try {
-      if (token !== null && tokenTransport === 'query') {
+      if (streaming) {
+        const query = token !== null && tokenTransport === 'query';
+        ws = new Socket(query ? `${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}` : url, options);
+      } else if (token !== null && tokenTransport === 'query') {
         ws = new this._WebSocket(`${url}${url.includes('?') ? '&' : '?'}token=${encodeURIComponent(token)}`);
       } else if (token !== null && tokenTransport === 'subprotocol') {
         ws = new this._WebSocket(url, ['bearer', token]);
@@ -108,6 +126,7 @@ export class ReconnectingSocket extends Emitter {
     this._later(conn.timers, this.options.connectTimeout, () => this._dead(conn, 'no welcome in time'));
     ws.addEventListener('open', () => {
       if (this._conn !== conn) return;
+      conn.opened = true;
       conn.lastReceived = Date.now();
       if (token !== null && tokenTransport === 'frame') ws.send(JSON.stringify({ type: 'auth', token }));
     });
@@ -142,7 +161,7 @@ export class ReconnectingSocket extends Emitter {
       this._attempt = 0;
     });
     this._ping(conn);
-    this._setState('connected', { user: frame.user });
+    this._setState('connected', { user: frame.user, transport: this.transport });
     this._emit('welcome', frame.user, frame.exp);
   }
 
@@ -178,6 +197,16 @@ export class ReconnectingSocket extends Emitter {
     this._clearTimers(conn.timers);
     this._fail(conn, new WsguardError('disconnected', `the socket closed (${code}${reason ? ` ${reason}` : ''})`));
     const detail = { code, reason };
+    if (!conn.opened && this._fallback) {
+      // Never opened: a WebSocket refused on the way is tried as a stream at once (and the stream
+      // kept from then on); a stream that did not open either goes back to the WebSocket.
+      const refused = this.transport === 'websocket';
+      this.transport = refused ? 'stream' : 'websocket';
+      if (refused) {
+        this._retry(detail, 0);
+        return;
+      }
+    }
     if (code === 4003) {
       this._setState('closed', detail);
       return;

@@ -8,7 +8,7 @@
 //! the close reason: refused sockets close with 1008 (4029 over the cap).
 
 use super::close::{self, Close};
-use super::socket::{Bound, Endpoint, Socket};
+use super::socket::{Bound, Endpoint, Socket, Wire};
 use crate::app::AppState;
 use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
@@ -103,10 +103,10 @@ enum Pending {
 /// the admitted socket (`None`: nothing to run). Two futures chained, not one `async` block:
 /// the task holds one at a time, so the loop that lives as long as the socket does not also
 /// carry the upgrade's state (an `async` block keeps its captures beside every later await).
-pub(crate) fn admitted<F>(
+pub(crate) fn admitted<F, W: Wire>(
     admission: Admission,
-    socket: WebSocket,
-    start: impl FnOnce(WebSocket, Admitted) -> Option<F>,
+    socket: W,
+    start: impl FnOnce(W, Admitted) -> Option<F>,
 ) -> impl Future<Output = ()>
 where
     F: Future<Output = ()>,
@@ -116,10 +116,10 @@ where
 }
 
 /// The task of a socket that must be bound to a token: `start` makes its greeting and endpoint.
-pub(crate) fn bound_task<E: Endpoint + 'static>(
+pub(crate) fn bound_task<E: Endpoint + 'static, W: Wire>(
     admission: Admission,
     state: AppState,
-    socket: WebSocket,
+    socket: W,
     start: impl FnOnce(&AppState, &Bound) -> (String, E),
 ) -> impl Future<Output = ()> {
     admitted(admission, socket, move |socket, who| {
@@ -228,13 +228,13 @@ impl Admission {
 
     /// After the upgrade: authenticates what was presented (or the first frame), and binds the
     /// socket under the user's cap. On refusal the socket is closed here and `None` returned.
-    pub(crate) async fn settle(self, socket: WebSocket) -> Option<(WebSocket, Admitted)> {
+    pub(crate) async fn settle<W: Wire>(self, socket: W) -> Option<(W, Admitted)> {
         // Boxed, and gone once settled: the socket's task stays the size its loop needs, not
         // the size of authenticating (a token check, a store lookup, a first frame).
         Box::pin(self.settle_unboxed(socket)).await
     }
 
-    async fn settle_unboxed(self, mut socket: WebSocket) -> Option<(WebSocket, Admitted)> {
+    async fn settle_unboxed<W: Wire>(self, mut socket: W) -> Option<(W, Admitted)> {
         let Admission { state, policy, pending } = self;
         let identity = match pending {
             Pending::Bound(bound) => return Some((socket, Admitted::Bound(*bound))),
@@ -255,13 +255,13 @@ impl Admission {
                     Some(presented) => authenticate(&state, &presented, policy.mode).await,
                     None => {
                         state.metrics.socket_rejections.inc();
-                        close::close(socket, refusal).await;
+                        socket.close(refusal).await;
                         return None;
                     }
                 },
                 Err(ProxyRefusal::Close(refusal)) => {
                     state.metrics.socket_rejections.inc();
-                    close::close(socket, refusal).await;
+                    socket.close(refusal).await;
                     return None;
                 }
             },
@@ -282,7 +282,7 @@ impl Admission {
         {
             return None;
         }
-        close::close(socket, refusal).await;
+        socket.close(refusal).await;
         None
     }
 }
@@ -344,7 +344,7 @@ struct AuthFrame {
 }
 
 /// Waits for `{"type":"auth","token":...}` as the first frame.
-async fn first_frame(socket: &mut WebSocket) -> Option<Presented> {
+async fn first_frame<W: Wire>(socket: &mut W) -> Option<Presented> {
     let frame = match tokio::time::timeout(AUTH_FRAME_TIMEOUT, socket.recv()).await {
         Ok(Some(Ok(Message::Text(text)))) => serde_json::from_str::<AuthFrame>(text.as_str()).ok()?,
         _ => return None,

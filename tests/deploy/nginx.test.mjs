@@ -16,10 +16,12 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Client } from '../../clients/js/wsguard.js';
 import { Node, WebSocket, apiKey, dataFolder, next, until } from '../client/support.mjs';
@@ -313,10 +315,96 @@ test('every WebSocket endpoint upgrades through nginx, with timeouts longer than
       assert.ok(seconds(location, directive) > 60, `${pathname}: ${directive} ${seconds(location, directive)} s`);
     }
   }
-  // Streaming responses, once served, pass unbuffered and live as long.
-  for (const pathname of ['/connection/http_stream', '/connection/sse']) {
+  // Streaming responses pass unbuffered and live as long.
+  for (const pathname of ['/connection/http_stream', '/connection/sse', '/connect/stream', '/chat/ws/stream']) {
     const location = locationOf(DEPLOYED, pathname);
     assert.match(location, /proxy_buffering off;/, pathname);
     assert.ok(seconds(location, 'proxy_read_timeout') > 60, pathname);
   }
+});
+
+/** A fetch through nginx trusting the test's certificate, from `from` (HTTP/1.1): the JS client's stream uses it. */
+function tlsFetch(from) {
+  return (url, init = {}) =>
+    new Promise((resolve, reject) => {
+      const req = https.request(url, { method: init.method ?? 'GET', headers: init.headers, ca: env.ca, localAddress: from }, (res) => {
+        const body = res.statusCode === 204 ? null : Readable.toWeb(res);
+        resolve(new Response(body, { status: res.statusCode }));
+      });
+      init.signal?.addEventListener('abort', () => req.destroy(new Error('aborted')));
+      req.on('error', reject).end(init.body);
+    });
+}
+
+test('streams through nginx: the JS client without WebSockets, SSE over HTTP/1.1, HTTP streaming over HTTP/2', { skip: SKIP }, async (t) => {
+  const from = '127.0.0.11';
+  const key = env.key;
+  const publish = (channel, data) =>
+    request('POST', '/api/publish', {
+      from, headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel, data }),
+    });
+
+  // wsguard's JS client on its stream alone (POST /connect/stream, frames by POST /emulation).
+  const pair = await login(from);
+  const client = new Client({
+    url: wss('/connect'), transports: ['stream'], fetch: tlsFetch(from), getToken: async () => pair.access_token,
+  });
+  t.after(() => client.close());
+  const news = client.subscribe('news');
+  const got = next(news, 'publication');
+  client.connect();
+  await news.ready;
+  assert.equal(client.transport, 'stream');
+  assert.equal((await publish('news', { via: 'stream' })).status, 200);
+  assert.deepEqual((await got).data, { via: 'stream' });
+
+  // SSE over HTTP/1.1: the connect reply arrives at once, not held in a buffer.
+  const connect = encodeURIComponent(JSON.stringify({ id: 1, connect: { token: (await login(from)).access_token } }));
+  const events = await new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port: env.https, path: `/connection/sse?cf_connect=${connect}`, ca: env.ca, localAddress: from }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (d) => {
+        text += d;
+        if (text.includes('\n\n')) {
+          req.destroy();
+          resolve({ status: res.statusCode, type: res.headers['content-type'], text });
+        }
+      });
+    });
+    req.on('error', (err) => (err.message === 'aborted' ? null : reject(err)));
+    setTimeout(() => reject(new Error('no event within 5 s: buffered?')), 5000);
+  });
+  assert.equal(events.status, 200);
+  assert.match(events.type, /^text\/event-stream/);
+  const reply = JSON.parse(events.text.split('\n').find((l) => l.startsWith('data: ')).slice(6));
+  assert.ok(reply.connect.session && reply.connect.node, events.text);
+
+  // HTTP streaming over HTTP/2: the stream and its commands on one connection.
+  const session = http2.connect(`https://127.0.0.1:${env.https}`, { ca: env.ca, localAddress: from });
+  t.after(() => session.close());
+  const token = (await login(from)).access_token;
+  const stream = session.request({ ':method': 'POST', ':path': '/connection/http_stream', 'content-type': 'application/json' });
+  stream.end(JSON.stringify({ id: 1, connect: { token } }));
+  const lines = [];
+  let buffered = '';
+  stream.setEncoding('utf8').on('data', (d) => {
+    buffered += d;
+    const parts = buffered.split('\n');
+    buffered = parts.pop();
+    lines.push(...parts.filter(Boolean).map((l) => JSON.parse(l)));
+  });
+  await until(() => lines.length >= 1, 'the connect reply over HTTP/2');
+  const { session: id, node } = lines[0].connect;
+  const emulate = (data) =>
+    new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/emulation', 'content-type': 'application/json' });
+      req.on('response', (headers) => resolve(headers[':status'])).on('error', reject);
+      req.end(JSON.stringify({ session: id, node, data }));
+      req.resume();
+    });
+  assert.equal(await emulate(JSON.stringify({ id: 2, subscribe: { channel: 'news' } })), 204);
+  await until(() => lines.some((l) => l.id === 2), 'the subscribe reply');
+  assert.equal((await publish('news', { via: 'h2' })).status, 200);
+  await until(() => lines.some((l) => l.push?.pub?.data?.via === 'h2'), () => `the publication, got ${JSON.stringify(lines)}`);
 });

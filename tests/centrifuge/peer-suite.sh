@@ -6,7 +6,7 @@
 # The suite's clients connect without a token (its Centrifugo runs with `client.insecure: true`);
 # here they are admitted through wsguard's connect proxy (docs/protocol.md §10) by a small
 # application, tests/centrifuge/peer-suite-app.mjs, which names every connection the user `suite`.
-# The rest is measured as it is: HTTP streaming, SSE, protobuf, map and shared poll subscriptions,
+# The rest is measured as it is: protobuf, map and shared poll subscriptions,
 # Centrifugo's server API at /api with a fixed key, and tokens signed with the suite's short secret
 # are not served by wsguard (see tests/centrifuge/peer-suite.toml), so the tests that use them fail
 # and the summary says by how much. Not part of scripts/test: it needs a checkout from GitHub and
@@ -24,8 +24,8 @@
 # generates its signing key there; no secret is built in here), runs jest in band, and prints
 # N passed of M with each test that did not pass and the first line of its failure. Results
 # (jest's JSON and log, wsguard's log, the config it ran with, the application's call count) stay
-# in the temporary folder it names. Takes about 4 minutes: the http_stream and sse tests wait out
-# a 5 s timeout each.
+# in the temporary folder it names. Takes about 4 minutes: the tests of what wsguard does not serve
+# wait out a 5 s timeout each.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"

@@ -187,8 +187,8 @@ async fn the_client_modules_resolve_from_the_served_entry() {
             pending.push(url.join(&specifier).unwrap());
         }
     }
-    let modules =
-        ["client", "socket", "streams", "position", "options", "errors"].map(|m| format!("/client/{m}.js"));
+    let modules = ["client", "socket", "stream", "streams", "position", "options", "errors"]
+        .map(|m| format!("/client/{m}.js"));
     let mut expected: std::collections::BTreeSet<String> = modules.into_iter().collect();
     expected.insert("/client.js".to_owned());
     assert_eq!(seen, expected, "every module served is imported, every import is served");

@@ -14,7 +14,9 @@ pub(crate) const OUTBOX_FRAMES: usize = 256;
 struct Member {
     username: String,
     outbox: outbox::Sender,
-    channels: HashSet<String>,
+    /// The channels it is in (at most `MAX_CHANNELS_PER_SOCKET`: a list is smaller than a set),
+    /// each name shared with the hub's key for it.
+    channels: Vec<Arc<str>>,
 }
 
 #[derive(Default)]
@@ -72,7 +74,7 @@ impl Hub {
         let mut state = self.state.lock().expect("hub lock poisoned");
         state
             .members
-            .insert(socket, Member { username: username.to_owned(), outbox, channels: HashSet::new() });
+            .insert(socket, Member { username: username.to_owned(), outbox, channels: Vec::new() });
         inbox
     }
 
@@ -82,13 +84,17 @@ impl Hub {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let username = state.members.get(&socket)?.username.clone();
         let user_edge = !state.user_in_channel(&username, channel);
-        let sockets = state.channels.entry(Arc::from(channel)).or_default();
+        let name = match state.channels.get_key_value(channel) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(channel),
+        };
+        let sockets = state.channels.entry(name.clone()).or_default();
         let channel_edge = sockets.is_empty();
         if sockets.contains_key(&socket) {
             return None;
         }
         sockets.insert(socket, view);
-        state.members.get_mut(&socket)?.channels.insert(channel.to_owned());
+        state.members.get_mut(&socket)?.channels.push(name);
         if let (true, Some(watcher)) = (user_edge, &state.watcher) {
             watcher(channel, &username, true);
         }
@@ -104,13 +110,13 @@ impl Hub {
     /// Removes the socket from every channel and the hub; returns the channels it left with what changed.
     pub(crate) fn disconnect(&self, socket: u64) -> Vec<(String, Change)> {
         let mut state = self.state.lock().expect("hub lock poisoned");
-        let channels: Vec<String> = match state.members.get(&socket) {
-            Some(member) => member.channels.iter().cloned().collect(),
+        let channels = match state.members.get(&socket) {
+            Some(member) => member.channels.clone(),
             None => return Vec::new(),
         };
         let left = channels
             .into_iter()
-            .filter_map(|channel| state.leave(socket, &channel).map(|change| (channel, change)))
+            .filter_map(|channel| state.leave(socket, &channel).map(|change| (channel.to_string(), change)))
             .collect();
         state.members.remove(&socket);
         left
@@ -174,7 +180,7 @@ impl Hub {
     #[cfg(test)]
     fn is_member(&self, socket: u64, channel: &str) -> bool {
         let state = self.state.lock().expect("hub lock poisoned");
-        state.members.get(&socket).is_some_and(|m| m.channels.contains(channel))
+        state.members.get(&socket).is_some_and(|m| m.channels.iter().any(|name| **name == *channel))
     }
 
     /// Queues the event for each local socket in `channel` whose view is told of it: one shared
@@ -214,8 +220,7 @@ impl State {
     fn drop_too_slow(&mut self, too_slow: Vec<u64>) {
         for socket in too_slow {
             tracing::warn!(socket, "outbox full: dropping a slow socket");
-            let channels: Vec<String> =
-                self.members.get(&socket).map(|m| m.channels.iter().cloned().collect()).unwrap_or_default();
+            let channels = self.members.get(&socket).map(|m| m.channels.clone()).unwrap_or_default();
             for channel in channels {
                 self.leave(socket, &channel);
             }
@@ -239,7 +244,7 @@ impl State {
             self.channels.remove(channel);
         }
         let member = self.members.get_mut(&socket)?;
-        member.channels.remove(channel);
+        member.channels.retain(|name| **name != *channel);
         let username = member.username.clone();
         let user_edge = !self.user_in_channel(&username, channel);
         if let (true, Some(watcher)) = (user_edge, &self.watcher) {

@@ -72,9 +72,7 @@ impl Hub {
     pub(crate) fn connect(&self, socket: u64, username: &str) -> outbox::Receiver {
         let (outbox, inbox) = outbox::channel(OUTBOX_FRAMES);
         let mut state = self.state.lock().expect("hub lock poisoned");
-        state
-            .members
-            .insert(socket, Member { username: username.to_owned(), outbox, channels: Vec::new() });
+        state.members.insert(socket, Member { username: username.to_owned(), outbox, channels: Vec::new() });
         inbox
     }
 

@@ -9,15 +9,16 @@ use super::publish::Publisher;
 use super::Engine;
 use crate::auth::subscription::Refused;
 use crate::config::{PublishRule, SubscribeRule};
-use crate::proxy::{Answer, Caller, Failure, PublishRequest, SubscribeRequest};
+use crate::proxy::{Answer, Caller, Failure, PublishRequest, SubscribeRequest, Via};
 use serde_json::Value;
 use std::borrow::Cow;
 
 /// What a client brings to a subscribe besides its identity, for the application to judge.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Asking<'a> {
-    /// The connection's id, as the application's calls name it.
+    /// The connection's id, as the application's calls name it, and what it runs on.
     pub(crate) client: &'a str,
+    pub(crate) via: Via,
     /// A subscription token, for `subscribe = "token"`.
     pub(crate) token: Option<&'a str>,
     /// The client's data, passed to the subscribe proxy.
@@ -47,7 +48,7 @@ impl Engine {
                     return Err(not_configured());
                 };
                 let request = SubscribeRequest {
-                    caller: Caller::websocket(asking.client),
+                    caller: Caller::new(asking.client, asking.via),
                     user: username,
                     channel: channel.name,
                     data: asking.data,
@@ -100,7 +101,7 @@ impl Engine {
         };
         let client = subscriber.client().to_string();
         let request = PublishRequest {
-            caller: Caller::websocket(&client),
+            caller: Caller::new(&client, subscriber.via()),
             user: subscriber.username(),
             channel: name,
             data,

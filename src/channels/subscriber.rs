@@ -11,6 +11,7 @@ use super::recovery::Recovery;
 use super::Engine;
 use crate::auth::Identity;
 use crate::broker::{Change, Presence, Utf8Bytes, View};
+use crate::proxy::Via;
 use crate::store::Position;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -36,16 +37,19 @@ pub(crate) struct Subscriber {
     id: u64,
     /// The connection's id, as the application's calls name it.
     client: uuid::Uuid,
+    /// What the connection runs on, as the application's calls name it.
+    via: Via,
     username: String,
     following: Followed,
     deliveries: Deliveries,
 }
 
 impl Engine {
-    /// A subscriber for connection `client` of `username`, following nothing yet.
-    pub(crate) fn subscriber(self: &Arc<Self>, username: &str, client: uuid::Uuid) -> Subscriber {
+    /// A subscriber for connection `client` (on `via`) of `username`, following nothing yet.
+    pub(crate) fn subscriber(self: &Arc<Self>, username: &str, client: uuid::Uuid, via: Via) -> Subscriber {
         Subscriber {
             engine: self.clone(),
+            via,
             id: NEXT_SUBSCRIBER.fetch_add(1, Ordering::Relaxed),
             client,
             username: username.to_owned(),
@@ -66,6 +70,10 @@ impl Subscriber {
 
     pub(crate) fn client(&self) -> uuid::Uuid {
         self.client
+    }
+
+    pub(crate) fn via(&self) -> Via {
+        self.via
     }
 
     /// How this socket follows `name`, if it does.
@@ -134,7 +142,7 @@ impl Subscriber {
         if channel.namespace.subscribe != crate::config::SubscribeRule::Token {
             return Err(Refusal::new(ErrorCode::BadRequest, "this channel takes no subscription token"));
         }
-        let asking = Asking { client: "", token: Some(token), data: None };
+        let asking = Asking { client: "", via: self.via, token: Some(token), data: None };
         let consent = engine.judge_subscribe(&channel, &self.username, &asking).await?;
         if let Some(following) = self.following.get_mut(name) {
             following.expires_at = consent.expires_at;

@@ -6,6 +6,7 @@ use crate::app::AppState;
 use crate::broker::sessions::Registration;
 use crate::broker::Utf8Bytes;
 use crate::metrics::Metrics;
+use crate::proxy::Via;
 use crate::ws::close::Close;
 use crate::ws::socket::Wire;
 use axum::body::{Body, Bytes};
@@ -36,10 +37,10 @@ pub(crate) enum Framing {
 }
 
 impl Framing {
-    pub(crate) fn transport(self) -> &'static str {
+    pub(crate) fn via(self) -> Via {
         match self {
-            Framing::Lines => "http_stream",
-            Framing::Events => "sse",
+            Framing::Lines => Via::HttpStream,
+            Framing::Events => Via::Sse,
         }
     }
 
@@ -156,6 +157,10 @@ impl Wire for StreamWire {
     async fn send(&mut self, message: Message) -> Result<(), axum::Error> {
         self.feed(message).await?;
         self.flush().await
+    }
+
+    fn via(&self) -> Via {
+        self.framing.via()
     }
 
     /// Writes the protocol's farewell after what is pending, then ends the response.

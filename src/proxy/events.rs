@@ -15,9 +15,29 @@ pub(crate) struct Caller<'a> {
 }
 
 impl<'a> Caller<'a> {
-    /// A WebSocket connection speaking JSON, as every connection wsguard serves does.
-    pub(crate) fn websocket(client: &'a str) -> Caller<'a> {
-        Caller { client, transport: "websocket", protocol: "json", encoding: "json" }
+    /// Connection `client`, on `via`, speaking JSON as every connection wsguard serves does.
+    pub(crate) fn new(client: &'a str, via: Via) -> Caller<'a> {
+        Caller { client, transport: via.name(), protocol: "json", encoding: "json" }
+    }
+}
+
+/// What a connection runs on: a WebSocket, or an emulated connection's HTTP stream or SSE.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Via {
+    #[default]
+    WebSocket,
+    HttpStream,
+    Sse,
+}
+
+impl Via {
+    /// As Centrifugo's proxy calls name it (`transport`).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Via::WebSocket => "websocket",
+            Via::HttpStream => "http_stream",
+            Via::Sse => "sse",
+        }
     }
 }
 

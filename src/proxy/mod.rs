@@ -15,7 +15,7 @@ mod events;
 pub(crate) use connect::Verdict;
 pub(crate) use events::{
     Caller, ConnectRequest, ConnectResult, PublishRequest, PublishResult, RefreshRequest, RefreshResult,
-    RpcRequest, RpcResult, SubscribeRequest, SubscribeResult,
+    RpcRequest, RpcResult, SubscribeRequest, SubscribeResult, Via,
 };
 
 use crate::config::{NamespaceSettings, ProxySettings, PublishRule, SubscribeRule};

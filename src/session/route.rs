@@ -57,9 +57,10 @@ pub(crate) fn socket_task<W: Wire>(
     state: AppState,
     socket: W,
 ) -> impl Future<Output = ()> {
-    bound_task(admission, state, socket, |state, bound| {
+    let via = socket.via();
+    bound_task(admission, state, socket, move |state, bound| {
         let identity = &bound.identity;
-        let subscriber = state.engine.subscriber(&identity.user.username, client_id(identity));
+        let subscriber = state.engine.subscriber(&identity.user.username, client_id(identity), via);
         (welcome(identity), Session::new(subscriber))
     })
 }

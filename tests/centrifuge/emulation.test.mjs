@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import {
   Node, Relay, Session, apiKey, createSchema, dataFolder, login, post, publish, services, sleep, until, REDIS,
 } from '../client/support.mjs';
@@ -279,3 +280,46 @@ for (const kind of ['http_stream', 'sse']) {
     assert.equal((await disconnected).code, 3503, 'revoked on B, the stream on A ended');
   });
 }
+
+test("the application's proxies are told what a connection runs on", async (t) => {
+  const calls = [];
+  const app = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => {
+      calls.push([req.url, JSON.parse(body).transport]);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ result: req.url === '/connect' ? { user: 'johndoe' } : {} }));
+    });
+  });
+  await new Promise((resolve) => app.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${app.address().port}`;
+  const dir = await dataFolder(`
+[proxy]
+connect = "${url}/connect"
+
+[[namespaces]]
+name = "doc"
+subscribe = "proxy"
+subscribe_proxy = "${url}/subscribe"
+`);
+  const node = await Node.start(dir);
+  const clients = [];
+  t.after(async () => {
+    for (const client of clients) client.disconnect();
+    await node.stop();
+    await new Promise((resolve) => app.close(resolve));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  for (const kind of ['websocket', 'http_stream', 'sse']) {
+    const client = sdkClient(node.base, kind); // no token: the connect proxy admits it
+    clients.push(client);
+    await connected(client);
+    await subscribed(client, `doc:${kind}`);
+  }
+  assert.deepEqual(calls, [
+    ['/connect', 'websocket'], ['/subscribe', 'websocket'],
+    ['/connect', 'http_stream'], ['/subscribe', 'http_stream'],
+    ['/connect', 'sse'], ['/subscribe', 'sse'],
+  ]);
+});

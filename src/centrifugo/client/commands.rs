@@ -173,7 +173,8 @@ async fn subscribe(
     let view = if request.join_leave { View::CentrifugoJoinLeave } else { View::Centrifugo };
     let client = session.subscriber.client().to_string();
     let token = Some(request.token.as_str()).filter(|token| !token.is_empty());
-    let asking = Asking { client: &client, token, data: request.data.as_ref() };
+    let asking =
+        Asking { client: &client, via: session.subscriber.via(), token, data: request.data.as_ref() };
     let subscribed =
         session.subscriber.subscribe(identity, &name, since.as_ref(), view, &asking).await.map_err(error)?;
     let publications: Vec<&serde_json::value::RawValue> = subscribed
@@ -221,7 +222,7 @@ async fn rpc(session: &Session, identity: &Identity, request: wire::RpcRequest) 
     };
     let client = session.subscriber.client().to_string();
     let call = RpcRequest {
-        caller: Caller::websocket(&client),
+        caller: Caller::new(&client, session.subscriber.via()),
         user: &identity.user.username,
         method: &request.method,
         data: request.data.as_ref(),

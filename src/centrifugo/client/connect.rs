@@ -17,7 +17,7 @@ use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::centrifugo::codes::{self, Disconnect, Error};
-use crate::proxy::{Caller, ConnectRequest, Verdict};
+use crate::proxy::{Caller, ConnectRequest, Verdict, Via};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
 use crate::ws::socket::{Bound, Socket};
@@ -87,7 +87,7 @@ async fn start(
 ) -> Option<(Socket<Session>, Vec<String>)> {
     let client = uuid::Uuid::new_v4();
     let admitted = match connect_frame(&mut socket).await {
-        Ok(text) => admit(&state, client, "websocket", forwarded, &text).await,
+        Ok(text) => admit(&state, client, Via::WebSocket, forwarded, &text).await,
         Err(disconnect) => Err(Refused::Close(disconnect.close())),
     };
     drop(place);
@@ -102,7 +102,7 @@ async fn start(
             return None;
         }
     };
-    let (bound, session, greeting, close) = greet(&state, client, admitted, None).await;
+    let (bound, session, greeting, close) = greet(&state, client, Via::WebSocket, admitted, None).await;
     if let Some(close) = close {
         for text in greeting {
             if socket.send(Message::Text(text.into())).await.is_err() {
@@ -140,11 +140,12 @@ pub(super) enum Refused {
 pub(super) async fn greet(
     state: &AppState,
     client: uuid::Uuid,
+    via: Via,
     admitted: Admitted,
     emulated: Option<(&str, &str)>,
 ) -> (Bound, Session, Vec<String>, Option<Close>) {
     let Admitted { bound, id, rest, data } = admitted;
-    let mut session = Session::new(state, &bound.identity, client);
+    let mut session = Session::new(state, &bound.identity, client, via);
     let mut greeting = vec![session.connected(id, &bound.identity, data, emulated)];
     let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
     greeting.extend(replies);
@@ -152,11 +153,11 @@ pub(super) async fn greet(
 }
 
 /// Admits the connection whose first frame is `text`: its token, or, without one, the
-/// application's connect proxy. `transport` is told to the proxy.
+/// application's connect proxy, told that the connection runs on `via`.
 pub(super) async fn admit(
     state: &AppState,
     client: uuid::Uuid,
-    transport: &'static str,
+    via: Via,
     forwarded: Forwarded,
     text: &str,
 ) -> Result<Admitted, Refused> {
@@ -165,7 +166,7 @@ pub(super) async fn admit(
     if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
         let client = client.to_string();
         let request = ConnectRequest {
-            caller: Caller { transport, ..Caller::websocket(&client) },
+            caller: Caller::new(&client, via),
             name: Some(connect.name.as_str()).filter(|name| !name.is_empty()),
             version: Some(connect.version.as_str()).filter(|version| !version.is_empty()),
             data: connect.data.as_ref(),

@@ -10,6 +10,7 @@ use crate::broker::Utf8Bytes;
 use crate::centrifugo::codes;
 use crate::channels::protocol;
 use crate::channels::{Ended, Subscriber};
+use crate::proxy::Via;
 use crate::ws::close::Close;
 use crate::ws::socket::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
 use serde_json::{json, Value};
@@ -25,9 +26,9 @@ pub(super) struct Session {
 }
 
 impl Session {
-    pub(super) fn new(state: &AppState, identity: &Identity, client: uuid::Uuid) -> Session {
+    pub(super) fn new(state: &AppState, identity: &Identity, client: uuid::Uuid, via: Via) -> Session {
         Session {
-            subscriber: state.engine.subscriber(&identity.user.username, client),
+            subscriber: state.engine.subscriber(&identity.user.username, client, via),
             ping_secs: state.config.socket.ping_interval.as_secs().max(1),
         }
     }

@@ -66,7 +66,7 @@ async fn open(state: AppState, parts: &Parts, text: &str, framing: Framing) -> R
     let forwarded =
         state.proxy.as_ref().filter(|p| p.admits_connections()).map(|p| Box::new(p.forwarded(parts)));
     let client = uuid::Uuid::new_v4();
-    let admitted = admit(&state, client, framing.transport(), forwarded, text).await;
+    let admitted = admit(&state, client, framing.via(), forwarded, text).await;
     drop(place);
     let admitted = match admitted {
         Ok(admitted) => admitted,
@@ -82,7 +82,7 @@ async fn open(state: AppState, parts: &Parts, text: &str, framing: Framing) -> R
     let (mut stream, response) = StreamWire::open(&state, framing, codes::farewell);
     let node = state.engine.node_id().to_owned();
     let (bound, session, greeting, close) =
-        greet(&state, client, admitted, Some((stream.session(), &node))).await;
+        greet(&state, client, framing.via(), admitted, Some((stream.session(), &node))).await;
     let task = async move {
         match close {
             Some(close) => {

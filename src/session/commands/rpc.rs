@@ -18,7 +18,12 @@ pub(super) async fn rpc(
         return Err(Refusal::new(ErrorCode::BadRequest, "rpc is not served: no [proxy] rpc endpoint"));
     };
     let client = subscriber.client().to_string();
-    let call = RpcRequest { caller: Caller::websocket(&client), user: subscriber.username(), method, data };
+    let call = RpcRequest {
+        caller: Caller::new(&client, subscriber.via()),
+        user: subscriber.username(),
+        method,
+        data,
+    };
     let result = decided(proxy.rpc(&call).await)?;
     Ok(vec![protocol::rpc_answer(reference, result.data)])
 }

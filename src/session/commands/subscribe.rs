@@ -22,7 +22,12 @@ pub(super) async fn subscribe(
     asked: Asked,
 ) -> Result<Vec<String>, Refusal> {
     let client = subscriber.client().to_string();
-    let asking = Asking { client: &client, token: asked.token.as_deref(), data: asked.data.as_ref() };
+    let asking = Asking {
+        client: &client,
+        via: subscriber.via(),
+        token: asked.token.as_deref(),
+        data: asked.data.as_ref(),
+    };
     let subscribed = subscriber.subscribe(identity, &channel, since.as_ref(), View::Channel, &asking).await?;
     let mut frames = subscribed.frames;
     let consent = subscribed.consent;

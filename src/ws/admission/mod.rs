@@ -248,7 +248,7 @@ impl Admission {
                 Some(presented) => authenticate(&state, &presented, policy.mode).await,
                 None => Err(AuthError::Missing),
             },
-            Pending::Proxy(headers, _place) => match ask_proxy(&state, *headers).await {
+            Pending::Proxy(headers, _place) => match ask_proxy(&state, *headers, socket.via()).await {
                 Ok(identity) => Ok(identity),
                 // The application did not admit it: a client with a token may still send it.
                 Err(ProxyRefusal::Fallback(refusal)) => match first_frame(&mut socket).await {

@@ -45,8 +45,10 @@ impl<E: Endpoint, W: Wire> Socket<E, W> {
             return self.expired();
         };
         let claims = &bound.identity.claims;
-        let request =
-            RefreshRequest { caller: Caller::websocket(&claims.jti), user: &bound.identity.user.username };
+        let request = RefreshRequest {
+            caller: Caller::new(&claims.jti, self.ws.via()),
+            user: &bound.identity.user.username,
+        };
         let answer = proxy.refresh(&request).await;
         let now = crate::clock::now_secs();
         match answer {

@@ -2,6 +2,7 @@
 //! client sends its frames by separate requests (`emulation`). The loop and every rule it keeps
 //! (limits, expiry, revocation, refresh) are the same on both.
 
+use crate::proxy::Via;
 use crate::ws::close::{self, Close};
 use axum::extract::ws::{Message, WebSocket};
 use futures_util::SinkExt;
@@ -22,6 +23,9 @@ pub(crate) trait Wire: Send {
 
     /// Says why the server ends the connection, and ends it.
     fn close(self, close: Close) -> impl Future<Output = ()> + Send;
+
+    /// What the connection runs on, for the application's calls.
+    fn via(&self) -> Via;
 }
 
 impl Wire for WebSocket {
@@ -43,5 +47,9 @@ impl Wire for WebSocket {
 
     fn close(self, close: Close) -> impl Future<Output = ()> + Send {
         close::close(self, close)
+    }
+
+    fn via(&self) -> Via {
+        Via::WebSocket
     }
 }

@@ -146,7 +146,7 @@ pub(super) async fn greet(
 ) -> (Bound, Session, Vec<String>, Option<Close>) {
     let Admitted { bound, id, rest, data } = admitted;
     let mut session = Session::new(state, &bound.identity, client, via);
-    let mut greeting = vec![session.connected(id, &bound.identity, data, emulated)];
+    let mut greeting = vec![session.connected(state, id, &bound.identity, data, emulated)];
     let (replies, close) = commands::answer_all(&mut session, &bound.identity, rest).await;
     greeting.extend(replies);
     (bound, session, greeting, close)

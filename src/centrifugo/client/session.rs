@@ -13,6 +13,7 @@ use crate::channels::{Ended, Subscriber};
 use crate::proxy::Via;
 use crate::ws::close::Close;
 use crate::ws::socket::{Ending, Endpoint, Outgoing, RefreshRefusal, RefreshRequest};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// What the server calls itself in `connect` and `refresh` results.
@@ -22,15 +23,11 @@ pub(super) struct Session {
     /// Its channels, and the connection's id (`client`), unique on every node: kept as 16 bytes,
     /// written out when a reply names it, since most connections hold it idle.
     pub(super) subscriber: Subscriber,
-    ping_secs: u64,
 }
 
 impl Session {
     pub(super) fn new(state: &AppState, identity: &Identity, client: uuid::Uuid, via: Via) -> Session {
-        Session {
-            subscriber: state.engine.subscriber(&identity.user.username, client, via),
-            ping_secs: state.config.socket.ping_interval.as_secs().max(1),
-        }
+        Session { subscriber: state.engine.subscriber(&identity.user.username, client, via) }
     }
 
     /// The reply to `connect`, with the connect proxy's `data` if any. A connection of the
@@ -39,32 +36,45 @@ impl Session {
     /// requests name.
     pub(super) fn connected(
         &self,
+        state: &AppState,
         id: u32,
         identity: &Identity,
         data: Option<Value>,
         emulated: Option<(&str, &str)>,
     ) -> String {
-        let mut result = json!({
-            "client": self.subscriber.client().to_string(),
-            "version": VERSION,
-            "expires": true,
-            "ttl": ttl(identity),
-            "ping": self.ping_secs,
-            "pong": true,
-        });
-        if identity.issuer == Issuer::Proxy {
-            result["expires"] = false.into();
-            result.as_object_mut().map(|r| r.remove("ttl"));
-        }
-        if let Some(data) = data {
-            result["data"] = data;
-        }
-        if let Some((session, node)) = emulated {
-            result["session"] = session.into();
-            result["node"] = node.into();
-        }
-        wire::reply(id, "connect", result)
+        let proxied = identity.issuer == Issuer::Proxy;
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let result = Connected {
+            client: self.subscriber.client().hyphenated().encode_lower(&mut buffer),
+            version: VERSION,
+            expires: !proxied,
+            ttl: (!proxied).then(|| ttl(identity)),
+            ping: state.config.socket.ping_interval.as_secs().max(1),
+            pong: true,
+            data,
+            session: emulated.map(|(session, _)| session),
+            node: emulated.map(|(_, node)| node),
+        };
+        wire::reply_of(id, "connect", &result)
     }
+}
+
+/// The `connect` reply's result, written straight to text: a handshake's hot path.
+#[derive(Serialize)]
+struct Connected<'a> {
+    client: &'a str,
+    version: &'static str,
+    expires: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<u64>,
+    ping: u64,
+    pong: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<&'a str>,
 }
 
 /// When the SDK should refresh, in seconds: the time left on the token less a lead (a third of

@@ -119,6 +119,12 @@ pub(super) fn reply(id: u32, kind: &str, result: Value) -> String {
     Value::Object(reply).to_string()
 }
 
+/// `{"id":…,"<kind>":<result>}`, `result` serialized in place.
+pub(super) fn reply_of(id: u32, kind: &str, result: &impl serde::Serialize) -> String {
+    let result = serde_json::to_string(result).expect("a reply serializes");
+    format!("{{\"id\":{id},\"{kind}\":{result}}}")
+}
+
 /// `{"id":…,"error":{"code","message"}}`.
 pub(super) fn error(id: u32, error: Error) -> String {
     json!({"id": id, "error": error}).to_string()
@@ -145,6 +151,11 @@ mod tests {
     #[test]
     fn replies_echo_the_id() {
         assert_eq!(reply(3, "publish", json!({})), r#"{"id":3,"publish":{}}"#);
+        let typed = reply_of(5, "connect", &json!({"client": "c", "ttl": 9}));
+        assert_eq!(
+            serde_json::from_str::<Value>(&typed).unwrap(),
+            json!({"id": 5, "connect": {"client": "c", "ttl": 9}})
+        );
         assert_eq!(
             error(4, codes::PERMISSION_DENIED.error()),
             r#"{"error":{"code":103,"message":"permission denied"},"id":4}"#

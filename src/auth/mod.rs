@@ -120,6 +120,7 @@ fn user_without_row(username: &str) -> Arc<UserRecord> {
         full_name: None,
         password_hash: String::new(),
         disabled: false,
+        admin: false,
     })
 }
 

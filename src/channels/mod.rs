@@ -125,7 +125,12 @@ impl Engine {
 
     /// This node: its id, how long it has run, and what its sockets add up to.
     pub(crate) fn node(&self) -> NodeInfo<'_> {
-        NodeInfo { uid: &self.node.uid, uptime: self.node.started.elapsed(), tally: self.hub.tally() }
+        NodeInfo {
+            uid: &self.node.uid,
+            uptime: self.node.started.elapsed(),
+            tally: self.hub.tally(),
+            deliveries: self.hub.deliveries(),
+        }
     }
 
     /// The application's endpoints, if it has any.
@@ -161,6 +166,8 @@ pub(crate) struct NodeInfo<'a> {
     pub(crate) uid: &'a str,
     pub(crate) uptime: Duration,
     pub(crate) tally: Tally,
+    /// Frames queued for this node's sockets since it started.
+    pub(crate) deliveries: u64,
 }
 
 /// A store call that failed: the client may try again.

@@ -50,10 +50,11 @@ pub(crate) struct RedisBroker {
 impl RedisBroker {
     /// Connects (failing at once if Redis is unreachable) and starts the subscriber and the
     /// heartbeat, which run until `shutdown`. The receiver yields the users who left a channel
-    /// with a node that died.
+    /// with a node that died. `node` is this node's id among the cluster's (no `:` or tab).
     pub(crate) async fn start(
         url: &str,
         cluster: &str,
+        node: &str,
         hub: Arc<Hub>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<(Arc<RedisBroker>, mpsc::UnboundedReceiver<Departure>)> {
@@ -67,7 +68,7 @@ impl RedisBroker {
         let (departures, departed) = mpsc::unbounded_channel();
         let broker = Arc::new(RedisBroker {
             prefix: format!("wsguard:{cluster}:"),
-            node: uuid::Uuid::new_v4().simple().to_string(),
+            node: node.to_owned(),
             client,
             conn,
             hub,

@@ -88,16 +88,18 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Engine>> {
         let hub = Arc::new(Hub::watched(settings.watcher));
+        // One id for this node wherever it is named: Redis's keys, `info`, the admin console.
+        let uid = uuid::Uuid::new_v4().to_string();
         let (broker, departures): (DynBroker, _) = match settings.broker_url {
             Some(url) => {
                 let (broker, departures) =
-                    RedisBroker::start(url, settings.cluster, hub.clone(), shutdown).await?;
+                    RedisBroker::start(url, settings.cluster, &uid, hub.clone(), shutdown).await?;
                 (broker, Some(departures))
             }
             None => (Arc::new(InProcess::new(hub.clone())), None),
         };
         let engine = Arc::new(Engine {
-            node: Node { uid: uuid::Uuid::new_v4().to_string(), started: Instant::now() },
+            node: Node { uid, started: Instant::now() },
             namespaces: Namespaces::new(settings.namespaces),
             hub,
             broker,

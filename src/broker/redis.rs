@@ -6,7 +6,7 @@
 
 mod subscribers;
 
-use super::{Broker, BrokerError, Departure, Frames, Hub, Presence};
+use super::{Broker, BrokerError, Departure, Frames, Hub, NodeShare, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -366,6 +366,10 @@ impl Broker for RedisBroker {
 
     async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError> {
         self.cluster_subscribers().await.map_err(failed)
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<NodeShare>, BrokerError> {
+        self.other_node_shares().await.map_err(failed)
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

@@ -36,7 +36,7 @@ pub(crate) use publish::Publisher;
 pub(crate) use subscriber::Subscriber;
 
 use crate::auth::Authenticator;
-use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker, Tally};
+use crate::broker::{BrokerError, DynBroker, Hub, InProcess, NodeShare, RedisBroker, Tally};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::quota::Quota;
@@ -133,6 +133,18 @@ impl Engine {
             tally: self.hub.tally(),
             deliveries: self.hub.deliveries(),
         }
+    }
+
+    /// The cluster's nodes, this one first: what each shares in the broker (with Redis), by id.
+    pub(crate) async fn nodes(&self) -> Result<Vec<NodeShare>, Refusal> {
+        let tally = self.hub.tally();
+        let this = NodeShare {
+            node: self.node.uid.clone(),
+            channels: tally.channels,
+            subscriptions: tally.subscriptions,
+        };
+        let others = self.broker.other_nodes().await.map_err(presence::broker_unavailable)?;
+        Ok(std::iter::once(this).chain(others).collect())
     }
 
     /// The application's endpoints, if it has any.

@@ -32,6 +32,8 @@ use std::future::Future;
 use std::time::Duration;
 use tokio::sync::OwnedSemaphorePermit;
 
+/// This endpoint, as the admin console lists its connections.
+const ENDPOINT: &str = "/connection/websocket";
 /// The subprotocol of Centrifugo's protobuf codec.
 const PROTOBUF_SUBPROTOCOL: &str = "centrifuge-protobuf";
 /// How long a new connection has to send `connect`.
@@ -140,7 +142,7 @@ async fn admit(
             data: connect.data.as_ref(),
         };
         let error = match proxy.admit(&state.auth, &request, *headers).await {
-            Verdict::Admitted { identity, data } => match admission::bind(state, *identity) {
+            Verdict::Admitted { identity, data } => match admission::bind(state, *identity, ENDPOINT) {
                 Ok(bound) => return Some(Admitted { socket, bound, id, rest, data }),
                 Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
             },
@@ -158,7 +160,7 @@ async fn admit(
     let error = match admission::authenticate(state, &presented, Mode::Required).await {
         // Within the clock leeway verification allows, but the connection would end at once.
         Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
-        Ok(identity) => match admission::bind(state, identity) {
+        Ok(identity) => match admission::bind(state, identity, ENDPOINT) {
             Ok(bound) => return Some(Admitted { socket, bound, id, rest, data: None }),
             Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
         },

@@ -1,9 +1,9 @@
-//! The admin API: who gets in (an admin's cookie login from this server's pages, with CSRF on
-//! every change; a key with the `admin` scope), a withdrawn role refused at the next request.
-//! The actions and their audit: `admin_actions.rs`.
+//! The admin console and API: who gets in (an admin's cookie login from this server's pages, with
+//! CSRF on every change; a key with the `admin` scope), a withdrawn role refused at the next
+//! request, the page itself. The actions and their audit: `admin_actions.rs`.
 
 use crate::helpers::{spawn, Server};
-use reqwest::header::{COOKIE, SET_COOKIE};
+use reqwest::header::{CONTENT_SECURITY_POLICY, COOKIE, LOCATION, REFERRER_POLICY, SET_COOKIE};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::{json, Value};
 
@@ -118,6 +118,43 @@ pub async fn audited(console: &Console<'_>) -> Vec<String> {
 }
 
 #[tokio::test]
+async fn the_page_is_for_admins_only_and_other_users_get_403() {
+    let server = spawn(&[]).await;
+    add_admin(&server, ADMIN.0, ADMIN.1).await;
+    let anonymous = server.http.get(server.url("/admin")).send().await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()[LOCATION], "/login?next=/admin");
+
+    let john = Console::login(&server, "johndoe", "secret").await;
+    let page = john.get("/admin").await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert!(page.text().await.unwrap().contains("Admin role required"));
+    for path in ["/api/admin/stats", "/api/admin/audit", "/api/admin/keys"] {
+        assert_eq!(detail(john.get(path).await).await, (StatusCode::FORBIDDEN, "Admin role required".into()));
+    }
+    let publish = john.post("/api/admin/publish", Some(json!({"channel": "general", "data": {"text": "x"}})));
+    assert_eq!(detail(publish.await).await, (StatusCode::FORBIDDEN, "Admin role required".into()));
+
+    let root = Console::login(&server, ADMIN.0, ADMIN.1).await;
+    let page = root.get("/admin").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()[CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+    assert_eq!(page.headers()[REFERRER_POLICY], "same-origin", "so that its POSTs carry the real Origin");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<script type="module" src="/static/admin.js">"#) && !html.contains("<script>"));
+    for asset in ["/static/admin.js", "/static/admin-view.js", "/static/admin.css"] {
+        assert_eq!(
+            server.http.get(server.url(asset)).send().await.unwrap().status(),
+            StatusCode::OK,
+            "{asset}"
+        );
+    }
+    // Only the CLI's grant is in the log: reads and refusals write nothing.
+    assert_eq!(audited(&root).await, ["admin.grant"]);
+}
+
+#[tokio::test]
 async fn changes_need_the_csrf_header_and_this_servers_origin() {
     let server = spawn(&[]).await;
     add_admin(&server, ADMIN.0, ADMIN.1).await;
@@ -176,6 +213,7 @@ async fn a_withdrawn_role_is_refused_at_the_next_request() {
         detail(root.get("/api/admin/stats").await).await,
         (StatusCode::FORBIDDEN, "Admin role required".into())
     );
+    assert_eq!(root.get("/admin").await.status(), StatusCode::FORBIDDEN);
     let publish = root.post("/api/admin/publish", Some(json!({"channel": "general", "data": {"text": "x"}})));
     assert_eq!(publish.await.status(), StatusCode::FORBIDDEN);
 

@@ -48,8 +48,10 @@ impl Actor {
 #[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
     /// Entries at most, 1-1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     /// Only entries with an id below this one (the next page: the last id seen).
+    #[param(minimum = 1)]
     before: Option<i64>,
 }
 

@@ -57,6 +57,7 @@ pub(super) async fn list(_: Admin, State(state): State<AppState>) -> Result<Json
 #[into_params(parameter_in = Query)]
 pub(crate) struct ChannelQuery {
     /// Newest publications shown, 1-100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

@@ -66,6 +66,7 @@ pub(super) async fn nodes(_: Admin, State(state): State<AppState>) -> Result<Jso
 #[into_params(parameter_in = Query)]
 pub(crate) struct ConnectionsQuery {
     /// Sockets listed at most, 1-10000 (default 500).
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 

@@ -61,9 +61,32 @@ pub(super) async fn list(_: Admin, State(state): State<AppState>) -> Result<Json
 #[schema(example = json!({"name": "billing", "scopes": ["publish", "read"]}))]
 pub(crate) struct NewKey {
     /// 1-64 of A-Z a-z 0-9 _ . -, unique.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     name: String,
-    /// One or more of `publish`, `disconnect`, `read`, `admin`.
-    scopes: Vec<String>,
+    /// One or more.
+    #[schema(min_items = 1)]
+    scopes: Vec<ScopeName>,
+}
+
+/// A scope, by name.
+#[derive(Deserialize, ToSchema, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ScopeName {
+    Publish,
+    Disconnect,
+    Read,
+    Admin,
+}
+
+impl From<ScopeName> for Scope {
+    fn from(name: ScopeName) -> Scope {
+        match name {
+            ScopeName::Publish => Scope::Publish,
+            ScopeName::Disconnect => Scope::Disconnect,
+            ScopeName::Read => Scope::Read,
+            ScopeName::Admin => Scope::Admin,
+        }
+    }
 }
 
 /// A key just added: the only answer that ever holds it.
@@ -76,18 +99,13 @@ pub(crate) struct AddedKey {
     key: String,
 }
 
-/// The scopes named, in [`Scope::ALL`]'s order; 422 for none, or a name of no scope.
-fn scopes(names: &[String]) -> Result<Vec<String>, CallError> {
-    let known: Vec<&str> = Scope::ALL.iter().map(|scope| scope.as_str()).collect();
-    if let Some(unknown) = names.iter().find(|name| !known.contains(&name.as_str())) {
-        let unknown: String = unknown.chars().take(64).collect();
-        return Err(CallError::invalid(format!("unknown scope {unknown:?}: {}", known.join(", "))));
-    }
-    let scopes = api_keys::Scopes::from_names(names.iter().map(String::as_str)).names();
-    if scopes.is_empty() {
+/// The scopes named, in [`Scope::ALL`]'s order, each once; 422 for none.
+fn scopes(names: &[ScopeName]) -> Result<Vec<String>, CallError> {
+    let scopes: api_keys::Scopes = names.iter().map(|name| Scope::from(*name)).collect();
+    if scopes == api_keys::Scopes::default() {
         return Err(CallError::invalid("scopes must name at least one of publish, disconnect, read, admin"));
     }
-    Ok(scopes)
+    Ok(scopes.names())
 }
 
 /// Add an API key

@@ -37,6 +37,7 @@ fn routes() -> Router<AppState> {
 fn openapi() -> utoipa::openapi::OpenApi {
     crate::http::openapi()
         .merge_from(<crate::api::ServerApiDoc as utoipa::OpenApi>::openapi())
+        .merge_from(<crate::api::AdminApiDoc as utoipa::OpenApi>::openapi())
         .merge_from(<crate::centrifugo::api::CentrifugoApiDoc as utoipa::OpenApi>::openapi())
 }
 

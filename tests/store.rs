@@ -6,7 +6,8 @@
 //! or `WSGUARD_REQUIRE_SERVICES=1` is set: then they fail.
 //!
 //! Here: the backends, the users', logins' and revocations' part of the contract, and API keys.
-//! In `store/`: publications, group commit, SQLite's publication writer, connecting, webhooks.
+//! In `store/`: publications, group commit, SQLite's publication writer, connecting, webhooks, the
+//! admin role and the audit log.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -74,12 +75,16 @@ store_tests!(
     batch_retention,
     dropped_publishers,
     api_keys,
+    admin_role,
+    audit_log,
     webhook_events,
     webhook_nodes,
     webhook_lease,
     webhook_concurrent_nodes,
 );
 
+#[path = "store/admin.rs"]
+mod admin;
 #[path = "store/connecting.rs"]
 mod connecting;
 #[path = "store/group_commit.rs"]
@@ -90,6 +95,7 @@ mod publications;
 mod sqlite_writer;
 #[path = "store/webhooks.rs"]
 mod webhooks;
+use admin::{admin_role, audit_log};
 use group_commit::{
     batch_retention, batched_offsets_follow_queue_order, concurrent_channels_number_without_gaps,
     dropped_publishers,
@@ -208,6 +214,7 @@ fn user(name: &str) -> UserRecord {
         full_name: Some(format!("{name} Example")),
         password_hash: format!("$argon2id$hash-of-{name}"),
         disabled: false,
+        admin: false,
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) struct NeedsPublish;
 pub(crate) struct NeedsDisconnect;
 /// `read`: channels, presence, history.
 pub(crate) struct NeedsRead;
+/// `admin`: the admin API.
+pub(crate) struct NeedsAdmin;
 
 impl NeedsScope for NeedsPublish {
     const SCOPE: Scope = Scope::Publish;
@@ -33,6 +35,9 @@ impl NeedsScope for NeedsDisconnect {
 }
 impl NeedsScope for NeedsRead {
     const SCOPE: Scope = Scope::Read;
+}
+impl NeedsScope for NeedsAdmin {
+    const SCOPE: Scope = Scope::Admin;
 }
 
 /// An authenticated caller of the server API holding scope `S`: the key's name (for logs and

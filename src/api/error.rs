@@ -22,6 +22,8 @@ pub(crate) enum CallError {
     BadKey,
     /// The key lacks the scope the endpoint needs: 403.
     Scope(Scope),
+    /// Refused for who or where the caller is (the admin role, the origin): 403 with this text.
+    Denied(&'static str),
     /// The key spent its budget: 429 with `Retry-After`.
     RateLimited { retry_after_secs: u64 },
     /// The key table could not be reread lately (the database is away): 503.
@@ -41,8 +43,13 @@ impl CallError {
     }
 }
 
-/// A body over `limit` bytes: 413.
 impl CallError {
+    /// Any refusal with its status and `detail` (404, 409…).
+    pub(crate) fn status(status: StatusCode, detail: impl Into<String>) -> CallError {
+        CallError::Http(ApiError::BadRequest { status, detail: detail.into() })
+    }
+
+    /// A body over `limit` bytes: 413.
     pub(crate) fn too_large(limit: usize) -> CallError {
         CallError::Http(ApiError::BadRequest {
             status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -107,6 +114,7 @@ impl IntoResponse for CallError {
             CallError::Scope(scope) => {
                 detail(StatusCode::FORBIDDEN, &format!("This API key lacks the {scope} scope"))
             }
+            CallError::Denied(text) => detail(StatusCode::FORBIDDEN, text),
             CallError::RateLimited { retry_after_secs } => retry_later(
                 StatusCode::TOO_MANY_REQUESTS,
                 "Too many requests for this API key, try again shortly",

@@ -11,7 +11,11 @@
 //! - Its route goes in [`routes`], inside the layer that logs and counts every call.
 //! - Its `#[utoipa::path]` has `tag = TAG` and is listed in [`ServerApiDoc`]'s `paths`; the doc
 //!   adds the key requirement and the [`KeyRefusals`] (401, 403, 413, 429, 503) to every operation.
+//!
+//! The admin API (`admin/`, `/api/admin/*`) is the admin console's, and takes the console's login
+//! as well as keys with the `admin` scope: see its module.
 
+mod admin;
 mod body;
 mod caller;
 mod calls;
@@ -23,6 +27,7 @@ mod publish;
 mod users;
 
 // What Centrifugo's server API (`centrifugo::api`) shares with this one: keys, limits, logs.
+pub(crate) use admin::AdminApiDoc;
 pub(crate) use body::read_body;
 pub(crate) use caller::{admit, check_declared_length};
 pub(crate) use calls::record;
@@ -114,5 +119,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/broadcast", post(publish::broadcast))
         .route("/api/users/{username}/disconnect", post(users::disconnect))
         .route("/api/users/{username}/revoke", post(users::revoke))
+        .merge(admin::routes())
         .layer(axum::middleware::from_fn(calls::record))
 }

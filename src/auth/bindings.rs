@@ -1,5 +1,6 @@
-//! Which live sockets are bound to which token and login, by user: enforces the per-user cap and
-//! lets a revocation reach the sockets bound to what it revokes.
+//! Which live sockets are bound to which token and login, by user: enforces the per-user cap,
+//! lets a revocation reach the sockets bound to what it revokes, and lists this node's sockets for
+//! the admin console ([`SocketBindings::roster`]).
 
 use super::tokens::Claims;
 use crate::store::{Revocation, RevocationKind};
@@ -41,6 +42,36 @@ struct Entry {
     /// revocations.
     issued_at: i64,
     signal: Arc<SocketSignal>,
+    meta: SocketMeta,
+}
+
+/// How a socket connected, for the admin console: static labels and a time, a few words per socket.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SocketMeta {
+    /// The endpoint's path (`/connect`, `/connection/websocket`…).
+    pub(crate) endpoint: &'static str,
+    /// Where its credential came from (`header`, `query`, `cookie`…, or `connect proxy`).
+    pub(crate) transport: &'static str,
+    /// Unix seconds.
+    pub(crate) connected_at: i64,
+}
+
+/// This node's sockets as the admin console lists them.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Roster {
+    pub(crate) sockets: usize,
+    pub(crate) users: usize,
+    /// The first sockets, by user then connection time.
+    pub(crate) listed: Vec<SocketInfo>,
+}
+
+/// One socket of this node as the admin console lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SocketInfo {
+    pub(crate) user: String,
+    pub(crate) endpoint: &'static str,
+    pub(crate) transport: &'static str,
+    pub(crate) connected_at: i64,
 }
 
 #[derive(Default)]
@@ -66,7 +97,12 @@ pub(crate) struct Binding {
 impl SocketBindings {
     /// Adds a socket bound to the token of `claims` (its user is `sub`), unless the user already
     /// holds `max` sockets.
-    pub(crate) fn register(self: &Arc<Self>, claims: &Claims, max: usize) -> Result<Binding, TooMany> {
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        claims: &Claims,
+        max: usize,
+        meta: SocketMeta,
+    ) -> Result<Binding, TooMany> {
         let mut by_user = self.by_user.lock().expect("socket bindings lock poisoned");
         let entries = by_user.entry(claims.sub.clone()).or_default();
         if entries.len() >= max {
@@ -81,9 +117,36 @@ impl SocketBindings {
                 family: claims.fam.clone(),
                 issued_at: claims.earliest_issue(),
                 signal: signal.clone(),
+                meta,
             },
         );
         Ok(Binding { bindings: self.clone(), user: claims.sub.clone(), id, signal })
+    }
+
+    /// How many sockets and users are bound, and the first `limit` sockets by user, then by
+    /// connection time.
+    pub(crate) fn roster(&self, limit: usize) -> Roster {
+        let by_user = self.by_user.lock().expect("socket bindings lock poisoned");
+        let total = by_user.values().map(HashMap::len).sum();
+        let mut users: Vec<&String> = by_user.keys().collect();
+        users.sort_unstable();
+        let mut listed = Vec::with_capacity(limit.min(total));
+        for user in users {
+            let mut sockets: Vec<SocketMeta> = by_user[user].values().map(|entry| entry.meta).collect();
+            sockets.sort_by_key(|meta| meta.connected_at);
+            for meta in sockets.into_iter().take(limit - listed.len()) {
+                listed.push(SocketInfo {
+                    user: user.clone(),
+                    endpoint: meta.endpoint,
+                    transport: meta.transport,
+                    connected_at: meta.connected_at,
+                });
+            }
+            if listed.len() == limit {
+                break;
+            }
+        }
+        Roster { sockets: total, users: by_user.len(), listed }
     }
 
     /// Signals every socket bound to what `revocation` revokes.
@@ -130,5 +193,41 @@ impl Drop for Binding {
                 by_user.remove(&self.user);
             }
         }
+    }
+}
+
+#[cfg(test)]
+impl SocketMeta {
+    pub(crate) const TEST: SocketMeta =
+        SocketMeta { endpoint: "/connect", transport: "header", connected_at: 0 };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(endpoint: &'static str, connected_at: i64) -> SocketMeta {
+        SocketMeta { endpoint, transport: "query", connected_at }
+    }
+
+    #[test]
+    fn the_roster_lists_sockets_by_user_then_age_up_to_the_limit() {
+        let bindings = Arc::new(SocketBindings::default());
+        let (bob, alice) = (Claims::test("bob", 0), Claims::test("alice", 0));
+        let held = [
+            bindings.register(&bob, 8, meta("/connect", 30)).unwrap(),
+            bindings.register(&alice, 8, meta("/ws", 20)).unwrap(),
+            bindings.register(&bob, 8, meta("/chat/ws", 10)).unwrap(),
+        ];
+        let roster = bindings.roster(10);
+        assert_eq!((roster.sockets, roster.users), (3, 2));
+        let seen: Vec<(&str, &str, i64)> =
+            roster.listed.iter().map(|s| (s.user.as_str(), s.endpoint, s.connected_at)).collect();
+        assert_eq!(seen, [("alice", "/ws", 20), ("bob", "/chat/ws", 10), ("bob", "/connect", 30)]);
+        assert_eq!(bindings.roster(2).listed.len(), 2, "cut at the limit");
+        assert_eq!(bindings.roster(0), Roster { sockets: 3, users: 2, listed: vec![] });
+        drop(held);
+        let empty = Roster { sockets: 0, users: 0, listed: vec![] };
+        assert_eq!(bindings.roster(10), empty, "a socket leaves the roster as it closes");
     }
 }

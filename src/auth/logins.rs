@@ -222,7 +222,7 @@ impl Authenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::bindings::Binding;
+    use crate::auth::bindings::{Binding, SocketMeta};
     use crate::auth::issuers::TrustedIssuers;
     use crate::auth::secret::HmacSecret;
     use crate::auth::tokens::Tokens;
@@ -253,8 +253,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (node, store) = node(&dir).await;
         let old = claims("bob", now() - 10);
-        let (bob, alice) =
-            (node.bindings.register(&old, 8).unwrap(), node.bindings.register(&claims("alice", 0), 8));
+        let (bob, alice) = (
+            node.bindings.register(&old, 8, SocketMeta::TEST).unwrap(),
+            node.bindings.register(&claims("alice", 0), 8, SocketMeta::TEST),
+        );
         let before = now();
         let revoked = revoke_user(store.as_ref(), &node, "bob").await.unwrap();
         assert!((before + 1..=now() + 1).contains(&revoked.issued_before), "{revoked:?}");
@@ -270,7 +272,7 @@ mod tests {
         assert_eq!(revoked.until - (revoked.issued_before - 1), (14 * DAY).as_secs() as i64 + 65);
         let (_, live) = store.live_revocations(now()).await.unwrap();
         assert_eq!(live, [Revocation::user("bob", revoked.issued_before, revoked.until)]);
-        let later = node.bindings.register(&claims("bob", later), 8).unwrap();
+        let later = node.bindings.register(&claims("bob", later), 8, SocketMeta::TEST).unwrap();
         assert!(!closed(&later).await, "a socket opened with a later token stays");
     }
 
@@ -280,8 +282,8 @@ mod tests {
         let (node, store) = node(&dir).await;
         let token = claims("bob", now());
         let sockets = [
-            node.bindings.register(&token, 8).unwrap(),
-            node.bindings.register(&claims("bob", 0), 8).unwrap(),
+            node.bindings.register(&token, 8, SocketMeta::TEST).unwrap(),
+            node.bindings.register(&claims("bob", 0), 8, SocketMeta::TEST).unwrap(),
         ];
         disconnect_user(store.as_ref(), &node, "bob").await.unwrap();
         for socket in &sockets {

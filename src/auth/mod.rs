@@ -3,6 +3,7 @@
 //! presented token to an identity, used by every HTTP extractor and every WebSocket endpoint;
 //! [`Authenticator::apply`] the one way a revocation takes effect on this node.
 
+pub(crate) mod admin;
 pub(crate) mod api_keys;
 pub(crate) mod bindings;
 pub(crate) mod credentials;
@@ -120,6 +121,7 @@ fn user_without_row(username: &str) -> Arc<UserRecord> {
         full_name: None,
         password_hash: String::new(),
         disabled: false,
+        admin: false,
     })
 }
 

@@ -25,6 +25,20 @@ pub enum Transport {
     Frame,
 }
 
+impl Transport {
+    /// A short name, for the admin console.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Transport::Header => "header",
+            Transport::Query => "query",
+            Transport::Cookie => "cookie",
+            Transport::Subprotocol => "subprotocol",
+            Transport::Body => "body",
+            Transport::Frame => "frame",
+        }
+    }
+}
+
 /// Where the CSRF token must come from when the token comes from a cookie.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CookieRule {

@@ -6,6 +6,7 @@ use super::outbox::{self, TrySendError};
 use super::sessions::Sessions;
 use super::{Delivery, Event, Frames, View};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Frames a socket may have queued before it counts as too slow.
@@ -43,6 +44,8 @@ pub(crate) struct Hub {
     state: Mutex<State>,
     /// This node's emulated sessions, which commands sent to any node reach.
     sessions: Arc<Sessions>,
+    /// Frames queued for this node's sockets since it started (`/metrics`, the admin console).
+    deliveries: AtomicU64,
 }
 
 /// Called under the hub's lock with `(channel, user, joined)`: must not block (webhooks queue it).
@@ -60,7 +63,11 @@ pub(crate) struct Change {
 impl Hub {
     /// A hub that tells `watcher` of users' first and last sockets in channels.
     pub(crate) fn watched(watcher: Option<Watcher>) -> Hub {
-        Hub { state: Mutex::new(State { watcher, ..State::default() }), sessions: Arc::default() }
+        Hub {
+            state: Mutex::new(State { watcher, ..State::default() }),
+            sessions: Arc::default(),
+            deliveries: AtomicU64::new(0),
+        }
     }
 
     pub(crate) fn sessions(&self) -> &Arc<Sessions> {
@@ -175,6 +182,11 @@ impl Hub {
         }
     }
 
+    /// Frames queued for this node's sockets since it started.
+    pub(crate) fn deliveries(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
     #[cfg(test)]
     fn is_member(&self, socket: u64, channel: &str) -> bool {
         let state = self.state.lock().expect("hub lock poisoned");
@@ -197,6 +209,8 @@ impl Hub {
         let events: Vec<Arc<Event>> =
             batch.into_iter().map(|frames| Arc::new(Event { channel: channel.clone(), frames })).collect();
         let mut too_slow = Vec::new();
+        // Summed here, added once: one atomic add per batch, not per socket.
+        let mut queued = 0;
         for (socket, view) in sockets {
             let Some(member) = state.members.get(socket) else {
                 continue;
@@ -205,10 +219,13 @@ impl Hub {
             let count = events.iter().filter(told).count();
             let deliveries =
                 events.iter().filter(told).map(|event| Delivery { event: event.clone(), view: *view });
-            if let Err(TrySendError::Full) = member.outbox.try_send_all(count, deliveries) {
-                too_slow.push(*socket);
+            match member.outbox.try_send_all(count, deliveries) {
+                Ok(()) => queued += count as u64,
+                Err(TrySendError::Full) => too_slow.push(*socket),
+                Err(_) => {}
             }
         }
+        self.deliveries.fetch_add(queued, Ordering::Relaxed);
         state.drop_too_slow(too_slow);
     }
 }
@@ -354,6 +371,7 @@ mod tests {
         let mut batch: Vec<Frames> = (0..3).map(|n| room_only(&format!("room {n}"))).collect();
         batch[1].channel = Some("channel 1".into());
         hub.deliver_all("r", batch);
+        assert_eq!(hub.deliveries(), 4, "three frames to one socket, one to the other");
         let mut taken = std::collections::VecDeque::new();
         assert_eq!(room.drain_into(&mut taken), 3);
         let texts: Vec<_> = taken.iter().map(|d| d.frame().unwrap().to_string()).collect();

@@ -46,6 +46,9 @@ pub(crate) trait Broker: Send + Sync + 'static {
     async fn share_subscribers(&self, channel: &str) -> Result<(), BrokerError>;
     /// Every channel with sockets on any live node, and how many sockets there are in all.
     async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError>;
+    /// The cluster's other live nodes, by id, with what each shares of itself: its channels and
+    /// subscriptions. None on a single node.
+    async fn other_nodes(&self) -> Result<Vec<NodeShare>, BrokerError>;
     /// Reachability, for `/readyz`.
     async fn ping(&self) -> Result<(), BrokerError>;
     /// Hands `data` (an emulated client's commands) to `session` on `node`, this node or
@@ -54,6 +57,15 @@ pub(crate) trait Broker: Send + Sync + 'static {
 }
 
 pub(crate) type DynBroker = Arc<dyn Broker>;
+
+/// What the cluster knows of a node: its channels with subscribed sockets, and those sockets'
+/// subscriptions (a socket in two channels counts twice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeShare {
+    pub(crate) node: String,
+    pub(crate) channels: u64,
+    pub(crate) subscriptions: u64,
+}
 
 /// A user's presence in a channel changing: they now have a socket there, or no longer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,6 +263,10 @@ impl Broker for InProcess {
 
     async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError> {
         Ok(self.hub.subscriber_counts())
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<NodeShare>, BrokerError> {
+        Ok(Vec::new())
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

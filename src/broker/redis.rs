@@ -6,7 +6,7 @@
 
 mod subscribers;
 
-use super::{sessions, Broker, BrokerError, Departure, Frames, Hub, Presence};
+use super::{sessions, Broker, BrokerError, Departure, Frames, Hub, NodeShare, Presence};
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, PubSubSink};
@@ -50,7 +50,7 @@ pub(crate) struct RedisBroker {
 impl RedisBroker {
     /// Connects (failing at once if Redis is unreachable) and starts the subscriber and the
     /// heartbeat, which run until `shutdown`. The receiver yields the users who left a channel
-    /// with a node that died.
+    /// with a node that died. `node` is this node's id among the cluster's (no `:` or tab).
     pub(crate) async fn start(
         url: &str,
         cluster: &str,
@@ -386,6 +386,10 @@ impl Broker for RedisBroker {
 
     async fn subscribers(&self) -> Result<BTreeMap<String, u64>, BrokerError> {
         self.cluster_subscribers().await.map_err(failed)
+    }
+
+    async fn other_nodes(&self) -> Result<Vec<NodeShare>, BrokerError> {
+        self.other_node_shares().await.map_err(failed)
     }
 
     async fn ping(&self) -> Result<(), BrokerError> {

@@ -36,7 +36,7 @@ pub(crate) use publish::Publisher;
 pub(crate) use subscriber::Subscriber;
 
 use crate::auth::Authenticator;
-use crate::broker::{BrokerError, DynBroker, Hub, InProcess, RedisBroker, Tally};
+use crate::broker::{BrokerError, DynBroker, Hub, InProcess, NodeShare, RedisBroker, Tally};
 use crate::metrics::Metrics;
 use crate::proxy::Proxy;
 use crate::quota::Quota;
@@ -88,6 +88,8 @@ impl Engine {
         shutdown: CancellationToken,
     ) -> anyhow::Result<Arc<Engine>> {
         let hub = Arc::new(Hub::watched(settings.watcher));
+        // One id for this node wherever it is named: Redis's keys, `info`, the admin console, and
+        // the emulated sessions' `node`.
         let uid = uuid::Uuid::new_v4().to_string();
         let (broker, departures): (DynBroker, _) = match settings.broker_url {
             Some(url) => {
@@ -126,7 +128,24 @@ impl Engine {
 
     /// This node: its id, how long it has run, and what its sockets add up to.
     pub(crate) fn node(&self) -> NodeInfo<'_> {
-        NodeInfo { uid: &self.node.uid, uptime: self.node.started.elapsed(), tally: self.hub.tally() }
+        NodeInfo {
+            uid: &self.node.uid,
+            uptime: self.node.started.elapsed(),
+            tally: self.hub.tally(),
+            deliveries: self.hub.deliveries(),
+        }
+    }
+
+    /// The cluster's nodes, this one first: what each shares in the broker (with Redis), by id.
+    pub(crate) async fn nodes(&self) -> Result<Vec<NodeShare>, Refusal> {
+        let tally = self.hub.tally();
+        let this = NodeShare {
+            node: self.node.uid.clone(),
+            channels: tally.channels,
+            subscriptions: tally.subscriptions,
+        };
+        let others = self.broker.other_nodes().await.map_err(presence::broker_unavailable)?;
+        Ok(std::iter::once(this).chain(others).collect())
     }
 
     /// The application's endpoints, if it has any.
@@ -162,6 +181,8 @@ pub(crate) struct NodeInfo<'a> {
     pub(crate) uid: &'a str,
     pub(crate) uptime: Duration,
     pub(crate) tally: Tally,
+    /// Frames queued for this node's sockets since it started.
+    pub(crate) deliveries: u64,
 }
 
 /// A store call that failed: the client may try again.

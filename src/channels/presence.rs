@@ -109,7 +109,7 @@ pub(super) async fn announce_departures(
     }
 }
 
-fn broker_unavailable(err: BrokerError) -> Refusal {
+pub(super) fn broker_unavailable(err: BrokerError) -> Refusal {
     tracing::warn!(error = %err, "broker call failed");
     Refusal::new(ErrorCode::Unavailable, "the cluster's shared state is unavailable, try again")
 }

@@ -17,7 +17,7 @@ pub(super) enum ApiKeyCommand {
     /// Add a key and print it, alone, on stdout: it is shown this once (only its hash is stored)
     Add {
         name: String,
-        /// What the key may do, comma-separated: publish, disconnect, read
+        /// What the key may do, comma-separated: publish, disconnect, read, admin
         #[arg(long, value_delimiter = ',', required = true, value_name = "SCOPES")]
         scopes: Vec<Scope>,
         #[command(flatten)]

@@ -78,6 +78,7 @@ async fn demo(settings: StoreSettings) -> anyhow::Result<()> {
             full_name: Some(full_name.into()),
             password_hash: password::hash(secret),
             disabled,
+            admin: false,
         };
         store.create_user(&user).await?;
         println!("added {username} / {secret}{}", if disabled { " (disabled)" } else { "" });

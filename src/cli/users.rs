@@ -4,7 +4,7 @@
 use crate::auth::credentials::{check_field, check_password, check_username};
 use crate::auth::{logins, password};
 use crate::config::{Sections, StoreSettings, TokenSettings};
-use crate::store::{self, DynStore, StoreError, UserRecord};
+use crate::store::{self, AuditEntry, DynStore, Store, StoreError, UserRecord};
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde::Deserialize;
@@ -22,10 +22,26 @@ pub(super) enum UserCommand {
         /// Create the user disabled
         #[arg(long)]
         disabled: bool,
+        /// Give the user the admin role (the admin console at /admin)
+        #[arg(long)]
+        admin: bool,
         #[command(flatten)]
         store: StoreSettings,
     },
-    /// List users (never their hashes)
+    /// Grant (--on) or withdraw (--off) the admin role. The admin console and API read it on every
+    /// request: a withdrawal takes effect at the user's next request. Recorded in the audit log
+    Admin {
+        username: String,
+        /// Grant the role
+        #[arg(long, conflicts_with = "off", required_unless_present = "off")]
+        on: bool,
+        /// Withdraw the role
+        #[arg(long)]
+        off: bool,
+        #[command(flatten)]
+        store: StoreSettings,
+    },
+    /// List users (never their hashes): name, active or disabled, email, full name, admin or -
     List {
         #[command(flatten)]
         store: StoreSettings,
@@ -113,7 +129,7 @@ impl UserCommand {
     // Long: one arm per command, each short.
     pub(super) async fn run(self, sections: &Sections) -> anyhow::Result<()> {
         match self {
-            UserCommand::Add { username, email, full_name, disabled, store } => {
+            UserCommand::Add { username, email, full_name, disabled, admin, store } => {
                 check_username(&username).map_err(anyhow::Error::msg)?;
                 check_profile(email.as_deref(), full_name.as_deref())?;
                 let store = open(&store).await?;
@@ -127,19 +143,36 @@ impl UserCommand {
                     full_name,
                     password_hash: password::hash(&password),
                     disabled,
+                    admin,
                 };
                 created(store.create_user(&user).await, &username)?;
-                println!("added {username}");
+                if admin {
+                    audit_role(store.as_ref(), &username, true).await?;
+                }
+                println!("added {username}{}", if admin { " (admin)" } else { "" });
+            }
+            UserCommand::Admin { username, on, off: _, store } => {
+                let store = open(&store).await?;
+                if !store.set_admin(&username, on).await? {
+                    bail!("no user {username}");
+                }
+                audit_role(store.as_ref(), &username, on).await?;
+                println!(
+                    "{} the admin role {} {username}",
+                    if on { "granted" } else { "withdrew" },
+                    if on { "to" } else { "from" }
+                );
             }
             UserCommand::List { store } => {
                 let store = open(&store).await?;
                 for user in store.list_users().await? {
                     println!(
-                        "{}\t{}\t{}\t{}",
+                        "{}\t{}\t{}\t{}\t{}",
                         user.username,
                         if user.disabled { "disabled" } else { "active" },
                         user.email.unwrap_or_default(),
-                        user.full_name.unwrap_or_default()
+                        user.full_name.unwrap_or_default(),
+                        if user.admin { "admin" } else { "-" }
                     );
                 }
             }
@@ -204,6 +237,22 @@ impl UserCommand {
     }
 }
 
+/// Records a role change made here in the audit log, as the console's actions are.
+async fn audit_role(store: &dyn Store, username: &str, granted: bool) -> anyhow::Result<()> {
+    let entry = AuditEntry {
+        id: 0,
+        at_ms: crate::clock::now_ms(),
+        actor: "cli".into(),
+        via: "cli".into(),
+        action: if granted { "admin.grant" } else { "admin.withdraw" }.into(),
+        target: username.into(),
+        address: "local".into(),
+        detail: String::new(),
+    };
+    store.append_audit(&entry).await.context("recording the role change in the audit log")?;
+    Ok(())
+}
+
 /// Unix seconds as RFC 3339, for what the commands print.
 fn stamp(at: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(at)
@@ -241,5 +290,6 @@ fn import_line(line: &str) -> anyhow::Result<UserRecord> {
         full_name: user.full_name,
         password_hash: user.hashed_password,
         disabled: user.disabled.unwrap_or(false),
+        admin: false,
     })
 }

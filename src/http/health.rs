@@ -57,6 +57,9 @@ pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     for (reason, count) in state.auth.rejections.snapshot() {
         text.push_str(&format!("wsguard_token_rejections_total{{reason=\"{reason}\"}} {count}\n"));
     }
+    text.push_str("# HELP wsguard_deliveries_total Frames queued for this node's sockets.\n");
+    text.push_str("# TYPE wsguard_deliveries_total counter\n");
+    text.push_str(&format!("wsguard_deliveries_total {}\n", state.engine.node().deliveries));
     issuer_metrics(&state, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -74,6 +74,7 @@ pub(crate) fn routes() -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(pages::root))
         .route("/chat", get(pages::chat))
+        .route("/admin", get(pages::admin))
         .route("/token-demo", get(pages::token_demo))
         .route("/static/{name}", get(pages::asset))
         .route("/client.js", get(pages::client_js))

@@ -5,7 +5,8 @@ use crate::app::AppState;
 use crate::auth::tokens::TokenKind;
 use crate::auth::transport::{cookie, REFRESH_COOKIE};
 use crate::auth::transport::{CookieKind, CookieRule, Sources};
-use crate::auth::{transport, Mode};
+use crate::auth::{transport, Identity, Mode};
+use crate::http::error::ApiError;
 use axum::extract::{Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -25,6 +26,8 @@ const LOGIN_HTML: &str = include_str!("../../web/login.html");
 const CHAT_HTML: &str = include_str!("../../web/chat.html");
 const TOKEN_DEMO_HTML: &str = include_str!("../../web/token-demo.html");
 const REFRESH_HTML: &str = include_str!("../../web/refresh.html");
+const ADMIN_HTML: &str = include_str!("../../web/admin.html");
+const ADMIN_DENIED_HTML: &str = include_str!("../../web/admin-denied.html");
 
 /// `/static/<name>`: the pages' scripts and styles.
 const ASSETS: &[(&str, &str, &str)] = &[
@@ -33,6 +36,9 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("login.js", "text/javascript; charset=utf-8", include_str!("../../web/login.js")),
     ("token-demo.js", "text/javascript; charset=utf-8", include_str!("../../web/token-demo.js")),
     ("refresh.js", "text/javascript; charset=utf-8", include_str!("../../web/refresh.js")),
+    ("admin.js", "text/javascript; charset=utf-8", include_str!("../../web/admin.js")),
+    ("admin-view.js", "text/javascript; charset=utf-8", include_str!("../../web/admin-view.js")),
+    ("admin.css", "text/css; charset=utf-8", include_str!("../../web/admin.css")),
     ("style.css", "text/css; charset=utf-8", include_str!("../../web/style.css")),
 ];
 
@@ -109,34 +115,53 @@ pub(super) async fn login(Query(query): Query<LoginQuery>) -> Response {
     page(LOGIN_HTML.replace("{{next}}", &escape(next)).replace("{{error}}", error))
 }
 
-/// Whether the request carries a valid access cookie of an active user.
-async fn logged_in(state: &AppState, parts: &Parts) -> bool {
+/// The user of the request's access cookie, if it is valid and the user active.
+async fn logged_in(state: &AppState, parts: &Parts) -> Option<Identity> {
     let sources = Sources { header: false, subprotocol: false, query: false, cookie: CookieRule::NoCsrf };
-    match transport::find(parts, sources, CookieKind::Access) {
-        Ok(Some(presented)) => {
-            state.auth.authenticate(Some(&presented), Mode::Required).await.is_ok_and(|i| i.is_some())
-        }
-        _ => false,
-    }
+    let presented = transport::find(parts, sources, CookieKind::Access).ok()??;
+    state.auth.authenticate(Some(&presented), Mode::Required).await.ok()?
 }
 
-/// `/chat` for a logged-in user. With an expired access cookie but a refresh cookie that still
-/// verifies, a small page refreshes through `/refresh` (which needs the CSRF header only a page
-/// can send) and comes back; anyone else goes to the login page.
-pub(super) async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
-    if logged_in(&state, &parts).await {
-        return page(CHAT_HTML.to_owned());
-    }
+/// What a page behind the login answers without a valid access cookie: with a refresh cookie that
+/// still verifies, a small page refreshes through `/refresh` (which needs the CSRF header only a
+/// page can send) and comes back; anyone else goes to the login page, and then to `path`.
+fn not_logged_in(state: &AppState, parts: &Parts, path: &str) -> Response {
     let refreshable = cookie(&parts.headers, REFRESH_COOKIE)
         .is_some_and(|token| state.auth.tokens.verify(token, TokenKind::Refresh).is_ok());
     if refreshable {
         return page(REFRESH_HTML.to_owned());
     }
-    Redirect::to("/login?next=/chat").into_response()
+    Redirect::to(&format!("/login?next={path}")).into_response()
+}
+
+/// `/chat` for a logged-in user.
+pub(super) async fn chat(State(state): State<AppState>, parts: Parts) -> Response {
+    match logged_in(&state, &parts).await {
+        Some(_) => page(CHAT_HTML.to_owned()),
+        None => not_logged_in(&state, &parts, "/chat"),
+    }
+}
+
+/// `/admin`, the admin console, for a logged-in user with the admin role now (read from the
+/// store); 403 for another user. Its referrer policy is `same-origin`, so that its requests carry
+/// its real `Origin`, which the admin API checks (`no-referrer` would make it `null`).
+pub(super) async fn admin(State(state): State<AppState>, parts: Parts) -> Response {
+    let Some(identity) = logged_in(&state, &parts).await else {
+        return not_logged_in(&state, &parts, "/admin");
+    };
+    let (status, html) = match crate::auth::admin::is_admin(state.store.as_ref(), &identity).await {
+        Ok(true) => (StatusCode::OK, ADMIN_HTML),
+        Ok(false) => (StatusCode::FORBIDDEN, ADMIN_DENIED_HTML),
+        Err(err) => return ApiError::from(err).into_response(),
+    };
+    let mut response = page(html.to_owned());
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 pub(super) async fn root(State(state): State<AppState>, parts: Parts) -> Redirect {
-    if logged_in(&state, &parts).await {
+    if logged_in(&state, &parts).await.is_some() {
         Redirect::to("/chat")
     } else {
         Redirect::to("/login?next=/chat")

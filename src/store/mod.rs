@@ -1,9 +1,10 @@
 //! Persistence: what wsguard keeps, by role (users, logins, the revocation log, publications,
-//! API keys, webhooks), each a trait, and one SQL implementation of them all ([`SqlStore`]) that runs on
+//! API keys, webhooks, the audit log), each a trait, and one SQL implementation of them all ([`SqlStore`]) that runs on
 //! SQLite by default and on PostgreSQL for several nodes. Only how a database is opened, and how
 //! publications are written (each database's fastest way), differ between the two.
 
 mod api_keys;
+mod audit;
 mod group_commit;
 mod logins;
 mod numbering;
@@ -17,6 +18,7 @@ mod webhooks;
 
 pub use api_keys::{ApiKeyRecord, ApiKeyStore};
 use async_trait::async_trait;
+pub use audit::{AuditEntry, AuditStore};
 pub use logins::{LoginStore, Rotation};
 pub use publications::{Position, Publication, PublicationStore, Range, Retention};
 pub use revocations::{Revocation, RevocationKind, RevocationLog};
@@ -33,7 +35,7 @@ pub type PostgresStore = SqlStore<sqlx::Postgres>;
 /// Everything wsguard keeps.
 #[async_trait]
 pub trait Store:
-    UserStore + LoginStore + RevocationLog + PublicationStore + ApiKeyStore + WebhookStore + 'static
+    UserStore + LoginStore + RevocationLog + PublicationStore + ApiKeyStore + WebhookStore + AuditStore + 'static
 {
     /// Cheap round trip, for readiness checks.
     async fn ping(&self) -> StoreResult<()>;

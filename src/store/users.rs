@@ -11,6 +11,8 @@ pub struct UserRecord {
     pub full_name: Option<String>,
     pub password_hash: String,
     pub disabled: bool,
+    /// May use the admin console and the admin API; read from the store on every such request.
+    pub admin: bool,
 }
 
 #[async_trait]
@@ -26,6 +28,8 @@ pub trait UserStore: Send + Sync {
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
     /// Returns false when there is no such user.
     async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool>;
+    /// Grants (`true`) or withdraws the admin role. Returns false when there is no such user.
+    async fn set_admin(&self, username: &str, admin: bool) -> StoreResult<bool>;
     /// Returns false when there is no such user.
     async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool>;
 }

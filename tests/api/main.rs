@@ -1,6 +1,8 @@
 //! Integration tests: each starts the real `wsguard` binary on a random port with a fresh SQLite
 //! data folder, and talks to it over real HTTP and WebSocket connections.
 
+mod admin;
+mod admin_actions;
 mod api_publish;
 mod application;
 mod centrifugo_api;

@@ -110,7 +110,7 @@ async fn keys_are_added_listed_without_secrets_and_revoked_from_the_cli() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("API key backend already exists"));
     for bad in [
         vec!["apikey", "add", "bad name", "--scopes", "read"],
-        vec!["apikey", "add", "x", "--scopes", "admin"],
+        vec!["apikey", "add", "x", "--scopes", "superuser"],
     ] {
         let refused = server.cli(&bad, "").await;
         assert!(!refused.status.success() && refused.stdout.is_empty(), "{bad:?}");

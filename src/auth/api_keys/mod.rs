@@ -32,16 +32,19 @@ pub(crate) enum Scope {
     Disconnect,
     /// Read channels, presence and history.
     Read,
+    /// The admin API (`/api/admin/*`): everything the admin console shows and does, audited.
+    Admin,
 }
 
 impl Scope {
-    pub(crate) const ALL: [Scope; 3] = [Scope::Publish, Scope::Disconnect, Scope::Read];
+    pub(crate) const ALL: [Scope; 4] = [Scope::Publish, Scope::Disconnect, Scope::Read, Scope::Admin];
 
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scope::Publish => "publish",
             Scope::Disconnect => "disconnect",
             Scope::Read => "read",
+            Scope::Admin => "admin",
         }
     }
 
@@ -139,9 +142,9 @@ mod tests {
 
     #[test]
     fn scopes_round_trip_and_unknown_names_grant_nothing() {
-        let scopes = Scopes::from_names(["read", "publish", "admin"]);
+        let scopes = Scopes::from_names(["read", "publish", "superuser"]);
         assert!(scopes.contains(Scope::Read) && scopes.contains(Scope::Publish));
-        assert!(!scopes.contains(Scope::Disconnect));
+        assert!(!scopes.contains(Scope::Disconnect) && !scopes.contains(Scope::Admin));
         assert_eq!(scopes.names(), ["publish", "read"]);
         assert_eq!(Scopes::from_names(["everything"]), Scopes::default());
         assert_eq!([Scope::Read, Scope::Read].into_iter().collect::<Scopes>(), Scopes::from_names(["read"]));

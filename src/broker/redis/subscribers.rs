@@ -3,9 +3,10 @@
 //! keys. It is written when a socket joins or leaves a channel, rewritten whole at every heartbeat
 //! (which repairs a write lost while Redis was away, or two that crossed), and dropped with the
 //! node. A channel's count is the sum over live nodes: this node's from its hub, the others' from
-//! their hashes.
+//! their hashes. The admin console's list of nodes reads the same hashes.
 
 use super::RedisBroker;
+use crate::broker::NodeShare;
 use redis::AsyncCommands;
 use std::collections::{BTreeMap, HashMap};
 
@@ -52,5 +53,22 @@ impl RedisBroker {
             }
         }
         Ok(counts)
+    }
+
+    /// The other live nodes and their counts, from the same hashes, by node id.
+    pub(super) async fn other_node_shares(&self) -> redis::RedisResult<Vec<NodeShare>> {
+        let mut conn = self.conn.clone();
+        let mut nodes: Vec<String> = conn.smembers(self.nodes_key()).await?;
+        nodes.sort_unstable();
+        let mut shares = Vec::new();
+        for node in nodes.into_iter().filter(|n| *n != self.node) {
+            if !conn.exists::<_, bool>(self.node_key(&node)).await? {
+                continue;
+            }
+            let theirs: HashMap<String, u64> = conn.hgetall(self.node_subscribers_key(&node)).await?;
+            let subscriptions = theirs.values().sum();
+            shares.push(NodeShare { node, channels: theirs.len() as u64, subscriptions });
+        }
+        Ok(shares)
     }
 }

@@ -173,7 +173,7 @@ pub(super) async fn admit(
         };
         let error = match proxy.admit(&state.auth, &request, *headers).await {
             Verdict::Admitted { identity, data } => {
-                let bound = admission::bind(state, *identity).map_err(|_| limit())?;
+                let bound = admission::bind(state, *identity, endpoint(via)).map_err(|_| limit())?;
                 return Ok(Admitted { bound, id, rest, data });
             }
             Verdict::Refused(error) => Error { code: error.code, message: error.message, temporary: false },
@@ -189,7 +189,7 @@ pub(super) async fn admit(
         // Within the clock leeway verification allows, but the connection would end at once.
         Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
         Ok(identity) => {
-            let bound = admission::bind(state, identity).map_err(|_| limit())?;
+            let bound = admission::bind(state, identity, endpoint(via)).map_err(|_| limit())?;
             return Ok(Admitted { bound, id, rest, data: None });
         }
         Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
@@ -197,6 +197,15 @@ pub(super) async fn admit(
         Err(_) => return Err(Refused::Close(codes::INVALID_TOKEN.close())),
     };
     Err(Refused::Error(id, error))
+}
+
+/// The path a connection on `via` came by, as the admin console lists it.
+fn endpoint(via: Via) -> &'static str {
+    match via {
+        Via::WebSocket => "/connection/websocket",
+        Via::HttpStream => "/connection/http_stream",
+        Via::Sse => "/connection/sse",
+    }
 }
 
 fn limit() -> Refused {

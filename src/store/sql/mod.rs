@@ -12,6 +12,7 @@
 //! which Rust does not carry along: [`for_every_backend!`] states them once.
 
 mod api_keys;
+mod audit;
 mod logins;
 mod publications;
 mod revocation_log;

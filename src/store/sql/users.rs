@@ -3,7 +3,7 @@
 use super::for_every_backend;
 use crate::store::{StoreResult, UserRecord, UserStore};
 
-/// A `users` row. `disabled` is INTEGER 0/1 in SQLite and BOOLEAN in PostgreSQL, yet decodes alike:
+/// A `users` row. The flags are INTEGER 0/1 in SQLite and BOOLEAN in PostgreSQL, yet decode alike:
 /// sqlx reads an SQLite integer into `bool` as `!= 0`. `created_at` is not read, so `SELECT *` fits.
 #[derive(sqlx::FromRow)]
 struct UserRow {
@@ -12,6 +12,7 @@ struct UserRow {
     full_name: Option<String>,
     password_hash: String,
     disabled: bool,
+    admin: bool,
 }
 
 impl From<UserRow> for UserRecord {
@@ -22,6 +23,7 @@ impl From<UserRow> for UserRecord {
             full_name: row.full_name,
             password_hash: row.password_hash,
             disabled: row.disabled,
+            admin: row.admin,
         }
     }
 }
@@ -60,14 +62,15 @@ for_every_backend! {
 
         async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
             sqlx::query(
-                "INSERT INTO users (username, email, full_name, password_hash, disabled, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO users (username, email, full_name, password_hash, disabled, admin, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&user.username)
             .bind(&user.email)
             .bind(&user.full_name)
             .bind(&user.password_hash)
             .bind(user.disabled)
+            .bind(user.admin)
             .bind(crate::clock::now_secs())
             .execute(&self.pool)
             .await?;
@@ -85,6 +88,15 @@ for_every_backend! {
         async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
             let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
                 .bind(disabled)
+                .bind(username)
+                .execute(&self.pool)
+                .await?;
+            Ok(DB::rows_affected(&done) == 1)
+        }
+
+        async fn set_admin(&self, username: &str, admin: bool) -> StoreResult<bool> {
+            let done = sqlx::query("UPDATE users SET admin = $1 WHERE username = $2")
+                .bind(admin)
                 .bind(username)
                 .execute(&self.pool)
                 .await?;

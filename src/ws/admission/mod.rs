@@ -10,6 +10,7 @@
 use super::close::{self, Close};
 use super::socket::{Bound, Endpoint, Socket, Wire};
 use crate::app::AppState;
+use crate::auth::bindings::SocketMeta;
 use crate::auth::transport::{self, CookieKind, Presented, Sources, Transport};
 use crate::auth::{AuthError, Identity, Mode};
 use crate::connections::ClientAddr;
@@ -83,6 +84,8 @@ pub(crate) struct Admission {
     state: AppState,
     policy: Policy,
     pending: Pending,
+    /// The endpoint's path, as the admin console lists the socket.
+    endpoint: &'static str,
 }
 
 enum Pending {
@@ -189,12 +192,13 @@ impl Admission {
             return Err(refusal);
         }
         let header_only = !(policy.sources.query || policy.sources.subprotocol || policy.auth_frame);
+        let endpoint = endpoint(parts.uri.path());
         let pending = match found {
             Ok(Some(presented)) if presented.transport == Transport::Header => {
                 let identity = authenticate(state, &presented, policy.mode)
                     .await
                     .map_err(|err| refuse_auth(state, err))?;
-                let bound = bind(state, identity)
+                let bound = bind(state, identity, endpoint)
                     .map_err(|close| refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason))?;
                 Pending::Bound(Box::new(bound))
             }
@@ -213,7 +217,7 @@ impl Admission {
             Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err)),
             Err(err) => Pending::Refused(err),
         };
-        Ok(Admission { state: state.clone(), policy, pending })
+        Ok(Admission { state: state.clone(), policy, pending, endpoint })
     }
 
     /// Negotiates `bearer` when the token came as a subprotocol (browsers require the answer).
@@ -235,7 +239,7 @@ impl Admission {
     }
 
     async fn settle_unboxed<W: Wire>(self, mut socket: W) -> Option<(W, Admitted)> {
-        let Admission { state, policy, pending } = self;
+        let Admission { state, policy, pending, endpoint } = self;
         let identity = match pending {
             Pending::Bound(bound) => return Some((socket, Admitted::Bound(*bound))),
             Pending::Presented(presented) => authenticate(&state, &presented, policy.mode).await,
@@ -267,7 +271,7 @@ impl Admission {
             },
         };
         let refusal = match identity {
-            Ok(identity) => match bind(&state, identity) {
+            Ok(identity) => match bind(&state, identity, endpoint) {
                 Ok(bound) => return Some((socket, Admitted::Bound(bound))),
                 Err(close) => close,
             },
@@ -326,12 +330,33 @@ pub(crate) async fn authenticate(
     state.auth.authenticate(Some(presented), mode).await?.ok_or(AuthError::Missing)
 }
 
-/// Binds an authenticated socket to its token, under the per-user cap.
-pub(crate) fn bind(state: &AppState, identity: Identity) -> Result<Bound, Close> {
+/// The endpoint a socket connected to, as a static label: one of the routes, never the client's text.
+fn endpoint(path: &str) -> &'static str {
+    const ENDPOINTS: [&str; 9] = [
+        "/secured-ws",
+        "/ws",
+        "/ws/optional",
+        "/ws/refresh",
+        "/ws/fresh",
+        "/chat/ws",
+        "/connect",
+        "/chat/ws/stream",
+        "/connect/stream",
+    ];
+    ENDPOINTS.into_iter().find(|known| *known == path).unwrap_or("other")
+}
+
+/// Binds an authenticated socket, connected to `endpoint`, to its token, under the per-user cap.
+pub(crate) fn bind(state: &AppState, identity: Identity, endpoint: &'static str) -> Result<Bound, Close> {
+    let transport = match identity.issuer {
+        crate::auth::Issuer::Proxy => "connect proxy",
+        _ => identity.transport.label(),
+    };
+    let meta = SocketMeta { endpoint, transport, connected_at: crate::clock::now_secs() };
     let binding = state
         .auth
         .bindings
-        .register(&identity.claims, state.config.max_sockets_per_user)
+        .register(&identity.claims, state.config.max_sockets_per_user, meta)
         .map_err(|_| Close::new(close::RATE_LIMITED, "too many sockets for this user"))?;
     Ok(Bound { identity, binding })
 }

@@ -45,15 +45,69 @@ struct Entry {
     meta: SocketMeta,
 }
 
-/// How a socket connected, for the admin console: static labels and a time, a few words per socket.
+/// How a socket connected, for the admin console, in 8 bytes (every socket keeps it): its
+/// endpoint and where its credential came from as places in [`ENDPOINTS`] and [`TRANSPORTS`], and
+/// when (Unix seconds).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SocketMeta {
-    /// The endpoint's path (`/connect`, `/connection/websocket`…).
-    pub(crate) endpoint: &'static str,
-    /// Where its credential came from (`header`, `query`, `cookie`…, or `connect proxy`).
-    pub(crate) transport: &'static str,
-    /// Unix seconds.
-    pub(crate) connected_at: i64,
+    endpoint: u8,
+    transport: u8,
+    connected_at: u32,
+}
+
+/// The endpoints a socket is listed by: one of the routes, never the client's text.
+const ENDPOINTS: [&str; 13] = [
+    "other",
+    "/secured-ws",
+    "/ws",
+    "/ws/optional",
+    "/ws/refresh",
+    "/ws/fresh",
+    "/chat/ws",
+    "/connect",
+    "/chat/ws/stream",
+    "/connect/stream",
+    "/connection/websocket",
+    "/connection/http_stream",
+    "/connection/sse",
+];
+
+/// Where a socket's credential came from (`auth::transport::Transport::label`), or the connect proxy.
+const TRANSPORTS: [&str; 8] =
+    ["other", "header", "query", "cookie", "subprotocol", "body", "frame", "connect proxy"];
+
+/// `label`'s place in `table`; 0 (`other`) for one not there.
+fn place(table: &[&str], label: &str) -> u8 {
+    table.iter().position(|known| *known == label).unwrap_or(0) as u8
+}
+
+/// The known endpoint `path` is, as a static label: `other` for any other path.
+pub(crate) fn endpoint_named(path: &str) -> &'static str {
+    ENDPOINTS[usize::from(place(&ENDPOINTS, path))]
+}
+
+impl SocketMeta {
+    /// A socket of `endpoint` (a request's path) whose credential came by `transport`, connected at
+    /// `connected_at`.
+    pub(crate) fn new(endpoint: &str, transport: &str, connected_at: i64) -> SocketMeta {
+        SocketMeta {
+            endpoint: place(&ENDPOINTS, endpoint),
+            transport: place(&TRANSPORTS, transport),
+            connected_at: connected_at.clamp(0, u32::MAX.into()) as u32,
+        }
+    }
+
+    pub(crate) fn endpoint(self) -> &'static str {
+        ENDPOINTS[usize::from(self.endpoint)]
+    }
+
+    pub(crate) fn transport(self) -> &'static str {
+        TRANSPORTS[usize::from(self.transport)]
+    }
+
+    pub(crate) fn connected_at(self) -> i64 {
+        self.connected_at.into()
+    }
 }
 
 /// This node's sockets as the admin console lists them.
@@ -137,9 +191,9 @@ impl SocketBindings {
             for meta in sockets.into_iter().take(limit - listed.len()) {
                 listed.push(SocketInfo {
                     user: user.clone(),
-                    endpoint: meta.endpoint,
-                    transport: meta.transport,
-                    connected_at: meta.connected_at,
+                    endpoint: meta.endpoint(),
+                    transport: meta.transport(),
+                    connected_at: meta.connected_at(),
                 });
             }
             if listed.len() == limit {
@@ -198,8 +252,7 @@ impl Drop for Binding {
 
 #[cfg(test)]
 impl SocketMeta {
-    pub(crate) const TEST: SocketMeta =
-        SocketMeta { endpoint: "/connect", transport: "header", connected_at: 0 };
+    pub(crate) const TEST: SocketMeta = SocketMeta { endpoint: 7, transport: 1, connected_at: 0 };
 }
 
 #[cfg(test)]
@@ -207,7 +260,20 @@ mod tests {
     use super::*;
 
     fn meta(endpoint: &'static str, connected_at: i64) -> SocketMeta {
-        SocketMeta { endpoint, transport: "query", connected_at }
+        SocketMeta::new(endpoint, "query", connected_at)
+    }
+
+    #[test]
+    fn a_sockets_labels_are_the_known_ones() {
+        let meta = SocketMeta::new("/connection/sse", "connect proxy", 1_790_000_000);
+        assert_eq!(
+            (meta.endpoint(), meta.transport(), meta.connected_at()),
+            ("/connection/sse", "connect proxy", 1_790_000_000)
+        );
+        assert_eq!(SocketMeta::TEST.endpoint(), "/connect");
+        let unknown = SocketMeta::new("/../etc", "carrier pigeon", -5);
+        assert_eq!((unknown.endpoint(), unknown.transport(), unknown.connected_at()), ("other", "other", 0));
+        assert_eq!(std::mem::size_of::<SocketMeta>(), 8, "a word, not five");
     }
 
     #[test]

@@ -192,7 +192,7 @@ impl Admission {
             return Err(refusal);
         }
         let header_only = !(policy.sources.query || policy.sources.subprotocol || policy.auth_frame);
-        let endpoint = endpoint(parts.uri.path());
+        let endpoint = crate::auth::bindings::endpoint_named(parts.uri.path());
         let pending = match found {
             Ok(Some(presented)) if presented.transport == Transport::Header => {
                 let identity = authenticate(state, &presented, policy.mode)
@@ -330,29 +330,13 @@ pub(crate) async fn authenticate(
     state.auth.authenticate(Some(presented), mode).await?.ok_or(AuthError::Missing)
 }
 
-/// The endpoint a socket connected to, as a static label: one of the routes, never the client's text.
-fn endpoint(path: &str) -> &'static str {
-    const ENDPOINTS: [&str; 9] = [
-        "/secured-ws",
-        "/ws",
-        "/ws/optional",
-        "/ws/refresh",
-        "/ws/fresh",
-        "/chat/ws",
-        "/connect",
-        "/chat/ws/stream",
-        "/connect/stream",
-    ];
-    ENDPOINTS.into_iter().find(|known| *known == path).unwrap_or("other")
-}
-
 /// Binds an authenticated socket, connected to `endpoint`, to its token, under the per-user cap.
 pub(crate) fn bind(state: &AppState, identity: Identity, endpoint: &'static str) -> Result<Bound, Close> {
     let transport = match identity.issuer {
         crate::auth::Issuer::Proxy => "connect proxy",
         _ => identity.transport.label(),
     };
-    let meta = SocketMeta { endpoint, transport, connected_at: crate::clock::now_secs() };
+    let meta = SocketMeta::new(endpoint, transport, crate::clock::now_secs());
     let binding = state
         .auth
         .bindings

@@ -5,6 +5,7 @@
 mod centrifugo;
 mod common;
 mod echo;
+mod emulated;
 mod fanout;
 mod handshake;
 mod http;
@@ -99,7 +100,12 @@ impl Command {
     fn labels(&self) -> Value {
         match self {
             Command::Fanout(args) => {
-                json!({"case": args.case, "nodes": 1 + args.nodes.len(), "protocol": args.protocol.name()})
+                json!({
+                    "case": args.case,
+                    "nodes": 1 + args.nodes.len(),
+                    "protocol": args.protocol.name(),
+                    "transport": args.transport.name(),
+                })
             }
             Command::Handshake(args) => json!({"protocol": args.protocol.name(), "path": args.path()}),
             Command::Idle(args) => json!({

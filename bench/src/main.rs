@@ -111,6 +111,7 @@ impl Command {
             Command::Idle(args) => json!({
                 "subscribed": args.subscribe.is_some(),
                 "protocol": args.subscribe.is_some().then(|| args.protocol.name()),
+                "transport": args.subscribe.is_some().then(|| args.transport.name()),
             }),
             _ => json!({}),
         }

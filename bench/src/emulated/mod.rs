@@ -5,6 +5,7 @@
 //! session and its node; every further command is a `POST /emulation` to any node, answered 204,
 //! its reply coming down the stream. The server's pings (`{}` lines) are answered the same way.
 
+pub mod commands;
 mod lines;
 
 use crate::centrifugo::{self, Awaited};

@@ -16,7 +16,7 @@
 
 use crate::common::{bounded, round1, Target, Ws};
 use crate::emulated::{self, Posts, Stream, Transport};
-use crate::fanout::Protocol;
+use crate::fanout::{cpu_seconds, Protocol};
 use crate::handshake::{self, HandshakeProtocol, Tokens};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -94,17 +94,6 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("no VmRSS line")?;
     line.split_whitespace().nth(1).context("empty VmRSS line")?.parse().context("VmRSS is not a number")
-}
-
-/// CPU seconds (user + system) `pid` used so far, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // After the parenthesised command name, utime and stime are the 12th and 13th fields.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    // USER_HZ is 100 on Linux.
-    Ok(ticks as f64 / 100.0)
 }
 
 /// The source address of held socket `i`: 127.0.0.`first` for the first `per_source`, and so on.

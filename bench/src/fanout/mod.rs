@@ -36,7 +36,7 @@ use anyhow::bail;
 use board::Board;
 use clap::Args;
 use drive::Plan;
-pub(crate) use probes::cpu_of;
+pub(crate) use probes::{cpu_of, cpu_seconds};
 pub(crate) use protocol::Protocol;
 use serde_json::{json, Value};
 use std::net::SocketAddr;

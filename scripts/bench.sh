@@ -6,10 +6,12 @@
 #
 # Centrifugo's client protocol (/connection/websocket) beside wsguard's own (/connect), on wsguard,
 # alternating in the same run: handshakes, the channel fan-out (saturation, paced) and idle
-# subscribed connections.
+# subscribed connections; the same protocol over HTTP streaming and SSE (commands by POST
+# /emulation) beside the WebSocket: the fan-out at saturation and idle subscribed connections.
+# Emulated commands per second and their latency, on one node and across two.
 #
 # Last, the channel fan-out at saturation across two wsguard nodes of one cluster (PostgreSQL +
-# Redis).
+# Redis), and emulated commands posted to either node.
 #
 #   scripts/bench.sh            full run, about 5-10 minutes, 2 rounds per system
 #   scripts/bench.sh --quick    smoke run (CI), short durations, 1 round
@@ -66,7 +68,7 @@ while [ $# -gt 0 ]; do
         --redis-url) REDIS_URL=$2; shift ;;
         --no-cluster) CLUSTER_RUN=0 ;;
         --out) OUT=$2; shift ;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
         *) echo "bench.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -107,6 +109,9 @@ FAN_MANY_RATE=2000
 NOTIFY_RATE=2000
 NOTIFY_CONNECTIONS=32
 if [ "$QUICK" = 1 ]; then NOTIFY_S=2; else NOTIFY_S=5; fi
+# Emulated commands: EMU_STREAMS streams, each publishing by POST /emulation one command at a time.
+EMU_STREAMS=20
+if [ "$QUICK" = 1 ]; then EMU_S=2; else EMU_S=5; fi
 DATE=$(date +%F)
 if [ -z "$OUT" ]; then
     if [ "$QUICK" = 1 ]; then OUT="bench/results/$DATE-quick.md"; else OUT="bench/results/$DATE.md"; fi
@@ -407,18 +412,21 @@ scale_idle() {
 scale_idle
 
 # Idle subscribed connections, each following a channel of its own (namespace `notify`, as a
-# user's notifications): /connect beside Centrifugo's /connection/websocket, each on a fresh
-# wsguard (memory readings on a process that served other sockets would reuse freed memory).
+# user's notifications): /connect beside Centrifugo's protocol on a WebSocket, an HTTP stream and
+# SSE, each on a fresh wsguard (memory readings on a process that served other sockets would
+# reuse freed memory).
 idle_subscribed() {
-    local protocol source=100
-    for protocol in channel centrifugo; do
+    local kind protocol transport source=100
+    for kind in channel centrifugo/websocket centrifugo/http_stream centrifugo/sse; do
+        protocol=${kind%/*} transport=${kind#*/}
+        [ "$transport" != channel ] || transport=websocket
         # From a loopback address of its own: the earlier idle rows' ports are still in TIME_WAIT.
         source=$((source + 1))
         serve_wsguard idle-subscribed "$IDLE_PORT" --data-dir "$DATA" --config "$WORK/namespaces.toml" \
             --max-connections $((IDLE_SUB_N + 500)) || return 0
         TARGET="--addr $SERVE_ADDR" run wsguard 1 idle --pid "$SERVE_PID" --sockets "$IDLE_SUB_N" \
-            --subscribe notify:idle --channels "$IDLE_SUB_N" --protocol "$protocol" --login-addr "$WS_ADDR" \
-            --source "127.0.0.$source"
+            --subscribe notify:idle --channels "$IDLE_SUB_N" --protocol "$protocol" --transport "$transport" \
+            --login-addr "$WS_ADDR" --source "127.0.0.$source"
         stop_server "$SERVE_PID"
     done
 }
@@ -471,7 +479,8 @@ done
 # The channel fan-out, wsguard (namespace `bench`, history kept) and bare-broadcast alternating
 # within each round; each run measures its server's CPU (--pid). bare-broadcast's lines are system
 # `bare`: the report puts them in the bare column of the fan-out rows. `centrifugo` is the same
-# wsguard through /connection/websocket (its lines are wsguard's, with "protocol":"centrifugo").
+# wsguard through /connection/websocket (its lines are wsguard's, with "protocol":"centrifugo"),
+# `http_stream` and `sse` the same protocol with the members on emulated connections.
 fanout_case() { # system round case args...
     local system=$1 round=$2 case=$3
     shift 3
@@ -480,11 +489,14 @@ fanout_case() { # system round case args...
             TARGET="--addr 127.0.0.1:$BCAST_PORT --no-auth" run bare "$round" fanout --protocol bare \
                 --pid "$BCAST_PID" --case "$case" "$@" ;;
         centrifugo) run wsguard "$round" fanout --protocol centrifugo --pid "$WS_PID" --case "$case" "$@" ;;
+        http_stream|sse)
+            run wsguard "$round" fanout --protocol centrifugo --transport "$system" --pid "$WS_PID" \
+                --case "$case" "$@" ;;
         *) run wsguard "$round" fanout --protocol channel --pid "$WS_PID" --case "$case" "$@" ;;
     esac
 }
 for round in $(seq 1 "$ROUNDS"); do
-    for system in wsguard centrifugo bare; do
+    for system in wsguard centrifugo http_stream sse bare; do
         fanout_case "$system" "$round" saturation --members "$FAN_MEMBERS" --window "$FAN_WINDOW" \
             --duration "$FANSAT_S"
     done
@@ -518,6 +530,11 @@ for round in $(seq 1 "$ROUNDS"); do
             --http-connections "$NOTIFY_CONNECTIONS" "${api_key[@]}"
         sleep 2 # 10,000 sockets closing
     done
+done
+
+# Emulated commands on one node: streams and POST /emulation on the same wsguard.
+for round in $(seq 1 "$ROUNDS"); do
+    run wsguard "$round" emulation --case node --streams "$EMU_STREAMS" --duration "$EMU_S" --pid "$WS_PID"
 done
 
 # Numbered channels: recovery after an absence, and what numbering and storing cost one sender.
@@ -561,11 +578,13 @@ cluster_unavailable() {
     fi
     [[ $reply == *PONG* ]] || { echo "Redis unreachable at $REDIS_URL"; return; }
 }
-# One line for the report's two-node rows: they say "not run" or "failed" with this reason.
+# Lines for the report's two-node rows: they say "not run" or "failed" with this reason.
 cluster_line() { # skipped|error reason
-    local reason=${2//[\\\"]/}
-    printf '{"system":"wsguard","round":1,"workload":"fanout","nodes":2,"%s":"%s"}\n' "$1" "$reason" \
-        >>"$RESULTS"
+    local reason=${2//[\\\"]/} labels
+    for labels in '"workload":"fanout","nodes":2' '"workload":"emulation","case":"cluster-same"' \
+        '"workload":"emulation","case":"cluster-across"'; do
+        printf '{"system":"wsguard","round":1,%s,"%s":"%s"}\n' "$labels" "$1" "$reason" >>"$RESULTS"
+    done
 }
 
 # The two-node fan-out (channels, at saturation), PostgreSQL and Redis being there: a schema, the demo users in it, two
@@ -610,6 +629,13 @@ cluster_fanout() {
         TARGET="--addr $node_a --node $SERVE_ADDR" NODES=2 run wsguard "$round" fanout \
             --protocol channel --case 2-nodes --members "$FAN_MEMBERS" --window "$FAN_WINDOW" \
             --duration "$FANSAT_S" --pid "$node_a_pid" --pid "$SERVE_PID" "${redis_arg[@]}"
+    done
+    # Emulated commands, the streams on node A: posted to A, and to B (through Redis to A).
+    for round in $(seq 1 "$ROUNDS"); do
+        TARGET="--addr $node_a" run wsguard "$round" emulation --case cluster-same \
+            --streams "$EMU_STREAMS" --duration "$EMU_S" --pid "$node_a_pid" --pid "$SERVE_PID"
+        TARGET="--addr $node_a" run wsguard "$round" emulation --case cluster-across --commands-to "$SERVE_ADDR" \
+            --streams "$EMU_STREAMS" --duration "$EMU_S" --pid "$node_a_pid" --pid "$SERVE_PID"
     done
     # Recovery with PostgreSQL as the store (the missed publications are read from it).
     for round in $(seq 1 "$ROUNDS"); do
@@ -745,6 +771,22 @@ mkdir -p "$(dirname "$OUT")"
     echo "  wsguard for each protocol; memory per connection as for the idle sockets (token from the main"
     echo "  wsguard). Targets: handshakes/s and saturated deliveries/s ≥ 0.9 × \`/connect\`'s,"
     echo "  ≤ 6 KiB per idle subscribed connection."
+    echo "- **Centrifugo's protocol over HTTP streaming and SSE** (wsguard; the third table): the saturated"
+    echo "  fan-out above with the members on emulated connections, \`POST /connection/http_stream\` (the"
+    echo "  \`connect\` command as the body, one reply a line) or \`GET /connection/sse?cf_connect=…\` (one reply a"
+    echo "  \`data:\` line), each subscribed by \`POST /emulation\` with \`{\"id\":2,\"subscribe\":…}\` (answered 204,"
+    echo "  the reply down the stream), pings answered by posting \`{}\`; the publisher stays on"
+    echo "  \`/connection/websocket\`, so publications come in the same way for every transport. Run right after"
+    echo "  the WebSocket run of the same round. Idle subscribed connections as above (${IDLE_SUB_N}), over each"
+    echo "  transport, each on a fresh wsguard. The generator reads each stream off its TCP connection in the"
+    echo "  member's own task (its own HTTP/1.1 and chunked decoding), as a WebSocket member reads its socket."
+    echo "- **Emulated commands** (wsguard): ${EMU_STREAMS} HTTP streams, each subscribed to a channel of its own in"
+    echo "  \`bench-live\` (no history: the command's way is measured, not the store) and publishing to it by"
+    echo "  \`POST /emulation\`, one command at a time each on a keep-alive connection of its own, ${EMU_S} s:"
+    echo "  commands/s, latency from sending the POST to the publish reply arriving on the stream, the POST's"
+    echo "  own time to its 204, the servers' CPU per command. On the one-node wsguard, and on the two-node"
+    echo "  cluster with the streams on node A and the commands posted to A, then to B (which hands them to A"
+    echo "  through Redis)."
     echo "- **The application's proxies** (wsguard only): the generator serves the application (hyper, keep-alive,"
     echo "  an answer without work) on 127.0.0.1:${APP_PORT}. 20 \`/connect\` sockets each subscribe to a channel of"
     echo "  their own and unsubscribe, again and again, in \`bench-proxied\` (the subscribe proxy decides) and in"

@@ -30,9 +30,41 @@ pub fn connect_frame(token: &str, channel: Option<&str>) -> String {
     let mut frame = json!({"id": CONNECT_ID, "connect": {"token": token}}).to_string();
     if let Some(channel) = channel {
         frame.push('\n');
-        frame.push_str(&json!({"id": SUBSCRIBE_ID, "subscribe": {"channel": channel}}).to_string());
+        frame.push_str(&subscribe_command(channel));
     }
     frame
+}
+
+/// The command subscribing to `channel`.
+pub fn subscribe_command(channel: &str) -> String {
+    json!({"id": SUBSCRIBE_ID, "subscribe": {"channel": channel}}).to_string()
+}
+
+/// The replies a connection waits for before it counts as joined: `connect`'s, and `subscribe`'s
+/// when it subscribes.
+pub struct Awaited {
+    connected: bool,
+    subscribed: bool,
+}
+
+impl Awaited {
+    pub fn new(connect: bool, subscribe: bool) -> Awaited {
+        Awaited { connected: !connect, subscribed: !subscribe }
+    }
+
+    /// Takes one reply line; an error reply is an error.
+    pub fn see(&mut self, line: &str) -> anyhow::Result<()> {
+        if line.contains("\"error\":") {
+            bail!("refused: {line}");
+        }
+        self.connected |= line.contains("\"connect\":{");
+        self.subscribed |= line.contains("\"subscribe\":{");
+        Ok(())
+    }
+
+    pub fn done(&self) -> bool {
+        self.connected && self.subscribed
+    }
 }
 
 /// The command publishing `{"seq":N}` to `channel`; its reply is [`publish_ack`]'s.
@@ -62,18 +94,12 @@ pub async fn connect(
     let deadline = Instant::now() + timeout;
     let mut ws = target.ws(path, None).await.with_context(|| format!("opening {path}"))?;
     ws.send(Message::text(connect_frame(token, channel))).await?;
-    let (mut connected, mut subscribed) = (false, channel.is_none());
-    while !(connected && subscribed) {
+    let mut awaited = Awaited::new(true, channel.is_some());
+    while !awaited.done() {
         let text = next_text(&mut ws, deadline.saturating_duration_since(Instant::now()))
             .await
             .context("connect not answered")?;
-        for line in text.lines() {
-            if line.contains("\"error\":") {
-                bail!("refused: {line}");
-            }
-            connected |= line.contains("\"connect\":{");
-            subscribed |= line.contains("\"subscribe\":{");
-        }
+        text.lines().try_for_each(|line| awaited.see(line))?;
     }
     Ok(ws)
 }

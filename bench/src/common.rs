@@ -75,18 +75,7 @@ impl Target {
         // Small buffers: the generator holds thousands of sockets and opens thousands per second
         // (tungstenite's default read buffer is 128 KiB, zeroed on every connect).
         let config = WebSocketConfig::default().read_buffer_size(4 * 1024).write_buffer_size(0);
-        let Some(source) = source else {
-            // Nagle off: one small frame per request, latency is what we measure.
-            let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), true).await?;
-            return Ok(ws);
-        };
-        let socket = if self.addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        // Ports of earlier runs' closed sockets linger in TIME_WAIT: reusable for a new bind.
-        socket.set_reuseaddr(true)?;
-        socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("binding to {source}"))?;
-        let stream = socket.connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        let stream = MaybeTlsStream::Plain(stream);
+        let stream = MaybeTlsStream::Plain(tcp_connect(self.addr, source).await?);
         let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await?;
         Ok(ws)
     }
@@ -100,6 +89,24 @@ impl Target {
         }
         Ok(ws)
     }
+}
+
+/// A TCP connection to `addr` from the local address `source` (the kernel's choice when `None`),
+/// Nagle off: one small frame or request at a time, latency is what we measure.
+pub async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result<TcpStream> {
+    let stream = match source {
+        None => TcpStream::connect(addr).await,
+        Some(source) => {
+            let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+            // Ports of earlier runs' closed sockets linger in TIME_WAIT: reusable for a new bind.
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::new(source, 0)).with_context(|| format!("binding to {source}"))?;
+            socket.connect(addr).await
+        }
+    }
+    .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
 }
 
 /// The next text frame, skipping control frames (tungstenite answers pings by itself).

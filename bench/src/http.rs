@@ -9,7 +9,6 @@ use hyper::header::{HeaderMap, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
-use tokio::net::{TcpSocket, TcpStream};
 
 pub struct HttpConn {
     addr: SocketAddr,
@@ -26,16 +25,7 @@ impl HttpConn {
     /// Connects from the source address `from` (another loopback address, say, so that the
     /// server counts its requests apart), or the system's choice with `None`.
     pub async fn connect_from(addr: SocketAddr, from: Option<IpAddr>) -> anyhow::Result<HttpConn> {
-        let stream = match from {
-            None => TcpStream::connect(addr).await,
-            Some(ip) => {
-                let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-                socket.bind(SocketAddr::new(ip, 0)).with_context(|| format!("binding to {ip}"))?;
-                socket.connect(addr).await
-            }
-        }
-        .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
+        let stream = crate::common::tcp_connect(addr, from).await?;
         let (sender, connection) =
             hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.context("HTTP handshake")?;
         tokio::spawn(connection);
@@ -92,21 +82,22 @@ impl HttpConn {
         self.send(request).await
     }
 
-    /// `POST path` with a bearer token (an API key) and a JSON body.
+    /// `POST path` with a JSON body, and a bearer token (an API key) when given.
     pub async fn post_json(
         &mut self,
         path: &str,
-        token: &str,
-        body: &serde_json::Value,
+        token: Option<&str>,
+        body: String,
     ) -> anyhow::Result<(StatusCode, HeaderMap, Bytes)> {
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(Method::POST)
             .uri(path)
             .header(HOST, self.addr.to_string())
-            .header(AUTHORIZATION, format!("Bearer {token}"))
-            .header(CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::from(body.to_string())))?;
-        self.send(request).await
+            .header(CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(request.body(Full::new(Bytes::from(body)))?).await
     }
 
     /// `POST /token` with the OAuth2 password form.

@@ -5,6 +5,8 @@
 //! `--protocol` does (`channel`: `/connect` and `subscribe`; `centrifugo`: `/connection/websocket`
 //! with `connect` and `subscribe` in its first frame), opened once the server said it follows it:
 //! memory per subscribed connection. With `--channels N`, socket `i` follows `CHANNEL-(i % N)`.
+//! With `--protocol centrifugo --transport http_stream|sse`, the connections are emulated ones
+//! (a stream each, subscribed by `POST /emulation`): memory per idle stream.
 //!
 //! With `--scale`, the sockets are held open (each answering the server's pings) from loopback
 //! source addresses 127.0.0.2 onward, one per `--per-source` sockets, since one address has only
@@ -13,7 +15,8 @@
 //! and handshakes/s, the handshake workload's loop run from 127.0.0.1 while the sockets are held.
 
 use crate::common::{bounded, round1, Target, Ws};
-use crate::fanout::Protocol;
+use crate::emulated::{self, Posts, Stream, Transport};
+use crate::fanout::{cpu_seconds, Protocol};
 use crate::handshake::{self, HandshakeProtocol, Tokens};
 use anyhow::{bail, Context};
 use clap::Args;
@@ -45,6 +48,10 @@ pub struct IdleArgs {
     /// With --subscribe: how sockets join (channel: /connect; centrifugo: /connection/websocket)
     #[arg(long, value_enum, default_value = "channel")]
     pub protocol: Protocol,
+    /// With --subscribe --protocol centrifugo: how the connections are made (http_stream, sse:
+    /// emulated connections, subscribed by POST /emulation)
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: Transport,
     /// With --subscribe: channels the sockets are spread over
     #[arg(long, default_value_t = 1)]
     pub channels: usize,
@@ -89,17 +96,6 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     line.split_whitespace().nth(1).context("empty VmRSS line")?.parse().context("VmRSS is not a number")
 }
 
-/// CPU seconds (user + system) `pid` used so far, from /proc/PID/stat.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // After the parenthesised command name, utime and stime are the 12th and 13th fields.
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let ticks: u64 = rest.split_whitespace().skip(11).take(2).filter_map(|f| f.parse::<u64>().ok()).sum();
-    // USER_HZ is 100 on Linux.
-    Ok(ticks as f64 / 100.0)
-}
-
 /// The source address of held socket `i`: 127.0.0.`first` for the first `per_source`, and so on.
 fn source_of(i: usize, per_source: usize, first: u32) -> IpAddr {
     let n = u32::try_from(i / per_source.max(1)).unwrap_or(u32::MAX).saturating_add(first).min(0x00ff_fffe);
@@ -118,6 +114,9 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     if args.subscribe.is_some() && (args.scale || args.channels == 0) {
         bail!("--subscribe goes with --channels 1 or more, and without --scale");
     }
+    if args.transport.is_stream() && (args.subscribe.is_none() || args.protocol != Protocol::Centrifugo) {
+        bail!("--transport http_stream or sse goes with --subscribe and --protocol centrifugo");
+    }
     let token = match args.login_addr {
         Some(addr) => Target { addr, ..args.target.clone() }.token().await?,
         None => args.target.token().await?,
@@ -126,17 +125,24 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     tokio::time::sleep(settle).await;
     let before = rss_kib(args.pid)?;
     let started = std::time::Instant::now();
+    let posts = Posts::new(args.target.addr, args.target.source);
     let results = bounded(args.sockets, args.concurrency, |i| {
         let source = args.scale.then(|| source_of(i, args.per_source, args.first_source));
-        let (target, path, token) = (&args.target, &args.path, token.as_deref());
+        let (target, path, token, posts) = (&args.target, &args.path, token.as_deref(), &posts);
         let channel = args.channel_of(i);
+        let timeout = Duration::from_secs(10);
         async move {
-            if let Some(channel) = channel {
-                return args.protocol.join(target, token, &channel, Duration::from_secs(10)).await;
+            let Some(channel) = channel else {
+                let mut ws = target.ws_from(path, token, source).await?;
+                crate::common::next_text(&mut ws, timeout).await?;
+                return anyhow::Ok(Open::Ws(ws));
+            };
+            if args.transport.is_stream() {
+                let token = token.unwrap_or_default();
+                let stream = emulated::join(target, args.transport, token, &channel, posts, timeout).await?;
+                return Ok(Open::Stream(stream));
             }
-            let mut ws = target.ws_from(path, token, source).await?;
-            crate::common::next_text(&mut ws, Duration::from_secs(10)).await?;
-            anyhow::Ok(ws)
+            Ok(Open::Ws(args.protocol.join(target, token, &channel, timeout).await?))
         }
     })
     .await;
@@ -151,10 +157,12 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
     let subscribed = args.subscribe.is_some();
     let mut line = json!({
         "path": match args.channel_of(0) {
+            Some(_) if args.transport.is_stream() => args.transport.path().to_owned(),
             Some(channel) => args.protocol.endpoint(&channel),
             None => args.path.clone(),
         },
         "protocol": subscribed.then(|| args.protocol.name()),
+        "transport": subscribed.then(|| args.transport.name()),
         "subscribed": subscribed,
         "channels": subscribed.then_some(args.channels),
         "sockets": opened,
@@ -164,7 +172,7 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
         "scale": args.scale,
     });
     if args.scale {
-        let held = Held::spawn(sockets);
+        let held = Held::spawn(sockets.into_iter().filter_map(Open::ws).collect());
         tokio::time::sleep(settle).await;
         memory(&mut line, before, rss_kib(args.pid)?, opened);
         at_size(&args, token, &held, &mut line).await?;
@@ -180,6 +188,22 @@ fn memory(line: &mut Value, before: u64, after: u64, sockets: usize) {
     line["rss_before_kib"] = json!(before);
     line["rss_after_kib"] = json!(after);
     line["kib_per_socket"] = json!(round1(after.saturating_sub(before) as f64 / sockets as f64));
+}
+
+/// An open connection: a WebSocket, or an emulated connection's stream.
+enum Open {
+    Ws(Ws),
+    /// Never read: held until the reading, dropped to close.
+    Stream(#[allow(dead_code)] Stream),
+}
+
+impl Open {
+    fn ws(self) -> Option<Ws> {
+        match self {
+            Open::Ws(ws) => Some(ws),
+            Open::Stream(_) => None,
+        }
+    }
 }
 
 /// Sockets held open, each read by a task of its own so that the server's pings are answered.

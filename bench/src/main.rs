@@ -5,6 +5,7 @@
 mod centrifugo;
 mod common;
 mod echo;
+mod emulated;
 mod fanout;
 mod handshake;
 mod http;
@@ -55,6 +56,9 @@ enum Command {
     /// Fan-out to the members of channels (wsguard /connect, chat rooms, or bare-broadcast):
     /// deliveries/s, latency to the first and last member and to the ack, server CPU per delivery
     Fanout(fanout::FanoutArgs),
+    /// Emulated commands (POST /emulation) per second and their latency to the reply on the
+    /// stream, on one node or across two
+    Emulation(emulated::commands::EmulationArgs),
     /// Recovery: a subscriber away while publications are made comes back with `since`: time to
     /// the last missed one
     Recovery(recovery::RecoveryArgs),
@@ -86,6 +90,7 @@ impl Command {
             Command::LoginStorm(_) => "login-storm",
             Command::Idle(_) => "idle",
             Command::Fanout(_) => "fanout",
+            Command::Emulation(_) => "emulation",
             Command::Recovery(_) => "recovery",
             Command::PublishRate(_) => "publish-rate",
             Command::Proxy(_) => "proxy",
@@ -99,12 +104,21 @@ impl Command {
     fn labels(&self) -> Value {
         match self {
             Command::Fanout(args) => {
-                json!({"case": args.case, "nodes": 1 + args.nodes.len(), "protocol": args.protocol.name()})
+                json!({
+                    "case": args.case,
+                    "nodes": 1 + args.nodes.len(),
+                    "protocol": args.protocol.name(),
+                    "transport": args.transport.name(),
+                })
+            }
+            Command::Emulation(args) => {
+                json!({"case": args.case, "nodes": args.nodes(), "transport": args.transport.name()})
             }
             Command::Handshake(args) => json!({"protocol": args.protocol.name(), "path": args.path()}),
             Command::Idle(args) => json!({
                 "subscribed": args.subscribe.is_some(),
                 "protocol": args.subscribe.is_some().then(|| args.protocol.name()),
+                "transport": args.subscribe.is_some().then(|| args.transport.name()),
             }),
             _ => json!({}),
         }
@@ -120,6 +134,7 @@ async fn run(command: Command) -> anyhow::Result<Value> {
         Command::LoginStorm(args) => login_storm::run(args).await,
         Command::Idle(args) => idle::run(args).await,
         Command::Fanout(args) => fanout::run(args).await,
+        Command::Emulation(args) => emulated::commands::run(args).await,
         Command::Recovery(args) => recovery::run(args).await,
         Command::PublishRate(args) => recovery::publish_rate(args).await,
         Command::Proxy(args) => proxy::run(args).await,

@@ -5,6 +5,7 @@
 use super::board::Board;
 use super::protocol::{Event, Protocol};
 use crate::common::Ws;
+use crate::emulated::{Posts, Stream};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use std::sync::atomic::Ordering;
@@ -15,51 +16,82 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub(super) type Sink = SplitSink<Ws, Message>;
 
-/// One member, connected to `node`, reading until the socket ends or the task is aborted.
-/// `sink` (the publisher's is the driver's) keeps the socket whole and answers pings that want a
-/// frame back; the publisher's own publications keep its socket from going silent.
-pub(super) async fn member(
+/// What one member records, whatever carries its frames.
+pub(super) struct Member {
     protocol: Protocol,
     node: usize,
-    is_sender: bool,
-    mut stream: SplitStream<Ws>,
-    mut sink: Option<Sink>,
+    own_copy_is_ack: bool,
+    /// A member follows one channel: its offsets only grow.
+    last_offset: Option<usize>,
     board: Arc<Board>,
-) {
-    let own_copy_is_ack = is_sender && protocol.copy_is_ack();
-    // A member follows one channel: its offsets only grow.
-    let mut last_offset = None;
+}
+
+impl Member {
+    /// A member connected to `node`.
+    pub(super) fn new(protocol: Protocol, node: usize, is_sender: bool, board: Arc<Board>) -> Member {
+        let own_copy_is_ack = is_sender && protocol.copy_is_ack();
+        Member { protocol, node, own_copy_is_ack, last_offset: None, board }
+    }
+
+    /// Records one received frame: true for a ping that wants a pong.
+    fn receive(&mut self, text: &str) -> bool {
+        match self.protocol.classify(text) {
+            Event::Delivery { seq, offset } => {
+                self.board.deliver(self.node, seq);
+                if self.own_copy_is_ack {
+                    self.board.ack(seq);
+                }
+                if offset.is_some() {
+                    if offset <= self.last_offset {
+                        self.board.offsets_out_of_order.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.last_offset = offset;
+                }
+            }
+            Event::Ack(seq) => self.board.ack(seq),
+            Event::Error => {
+                self.board.error_frames.fetch_add(1, Ordering::Relaxed);
+            }
+            Event::Ping => return true,
+            Event::Other => {}
+        }
+        false
+    }
+
+    fn closed(&self) {
+        self.board.closed_by_server.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A member on a WebSocket, reading until it ends or the task is aborted. `sink` (the
+/// publisher's is the driver's) keeps the socket whole and answers pings that want a frame back;
+/// the publisher's own publications keep its socket from going silent.
+pub(super) async fn member(mut member: Member, mut stream: SplitStream<Ws>, mut sink: Option<Sink>) {
     loop {
         match stream.next().await {
-            Some(Ok(Message::Text(text))) => match protocol.classify(text.as_str()) {
-                Event::Delivery { seq, offset } => {
-                    board.deliver(node, seq);
-                    if own_copy_is_ack {
-                        board.ack(seq);
-                    }
-                    if offset.is_some() {
-                        if offset <= last_offset {
-                            board.offsets_out_of_order.fetch_add(1, Ordering::Relaxed);
-                        }
-                        last_offset = offset;
-                    }
-                }
-                Event::Ack(seq) => board.ack(seq),
-                Event::Error => {
-                    board.error_frames.fetch_add(1, Ordering::Relaxed);
-                }
-                Event::Ping => {
+            Some(Ok(Message::Text(text))) => {
+                if member.receive(text.as_str()) {
                     if let Some(sink) = sink.as_mut() {
                         let _ = sink.send(Message::text(crate::centrifugo::PING)).await;
                     }
                 }
-                Event::Other => {}
-            },
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                board.closed_by_server.fetch_add(1, Ordering::Relaxed);
-                return;
             }
+            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return member.closed(),
             Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// A member on an emulated connection (HTTP streaming or SSE), pongs posted through `posts`.
+pub(super) async fn stream_member(mut member: Member, mut stream: Stream, posts: Arc<Posts>) {
+    loop {
+        match stream.lines.next().await {
+            Ok(Some(line)) => {
+                if member.receive(line) {
+                    posts.pong(&stream.id).await;
+                }
+            }
+            Ok(None) | Err(_) => return member.closed(),
         }
     }
 }

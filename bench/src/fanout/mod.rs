@@ -25,21 +25,22 @@
 mod api;
 mod board;
 mod drive;
+mod join;
 mod probes;
 mod protocol;
 mod summary;
 
 use crate::common::{round1, secs, Target};
-use anyhow::{anyhow, bail, Context};
+use crate::emulated::Transport;
+use anyhow::bail;
 use board::Board;
 use clap::Args;
-use drive::{Plan, Sink};
-use futures_util::StreamExt;
+use drive::Plan;
+pub(crate) use probes::{cpu_of, cpu_seconds};
 pub(crate) use protocol::Protocol;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{mpsc, Semaphore};
 use tokio::time::Instant;
 
 /// At most this many publications are tracked (a few tens of MB of board).
@@ -58,6 +59,10 @@ pub struct FanoutArgs {
     /// protocol); chat: wsguard /chat/ws rooms; bare: the bare broadcast server
     #[arg(long, value_enum, default_value = "channel")]
     pub protocol: Protocol,
+    /// With --protocol centrifugo: how the members connect; the publishers stay on
+    /// /connection/websocket, so that publications come in the same way whatever the members' transport
+    #[arg(long, value_enum, default_value = "websocket")]
+    pub transport: Transport,
     /// Channel (a room with --protocol chat); with --channels N > 1, channels <name>-0 .. <name>-(N-1)
     #[arg(long, alias = "room", default_value = "bench:fan")]
     pub channel: String,
@@ -108,17 +113,6 @@ pub struct FanoutArgs {
     pub http_connections: usize,
 }
 
-/// Where a member connects, and what it follows.
-struct Seat {
-    /// Index of the node: 0 is `--addr`, then the `--node`s in order.
-    node: usize,
-    channel: usize,
-    is_sender: bool,
-}
-
-/// A joined member: its channel and, for a publisher, its sending half.
-type Joined = anyhow::Result<(usize, Option<Sink>)>;
-
 impl FanoutArgs {
     fn check(&self) -> anyhow::Result<()> {
         if self.channels == 0 || self.members < self.channels || !self.members.is_multiple_of(self.channels) {
@@ -129,6 +123,9 @@ impl FanoutArgs {
         }
         if (self.protocol == Protocol::Bare) != self.target.no_auth {
             bail!("--protocol bare goes with --no-auth, and only it");
+        }
+        if self.transport.is_stream() && (self.protocol != Protocol::Centrifugo || self.http_publish) {
+            bail!("--transport http_stream or sse goes with --protocol centrifugo, without --http-publish");
         }
         if self.http_publish {
             let members_only = matches!(self.protocol, Protocol::Channel | Protocol::Bare);
@@ -161,81 +158,6 @@ impl FanoutArgs {
     }
 }
 
-/// Connects and subscribes every member, `--concurrency` at a time; returns the member tasks
-/// (already reading) and each channel's publisher.
-async fn join_all(
-    args: &Arc<FanoutArgs>,
-    targets: &[Arc<Target>],
-    board: &Arc<Board>,
-) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Vec<Sink>)> {
-    let token: Option<Arc<str>> = match args.protocol {
-        Protocol::Bare => None,
-        _ => Some(args.target.token().await?.context("wsguard needs a token")?.into()),
-    };
-    let per_channel = args.members / args.channels;
-    let nodes = targets.len();
-    let permits = Arc::new(Semaphore::new(args.concurrency.max(1)));
-    let (joined_tx, mut joined_rx) = mpsc::channel::<Joined>(args.members);
-    let mut tasks = Vec::with_capacity(args.members);
-    for i in 0..args.members {
-        let (channel, j) = (i / per_channel, i % per_channel);
-        // Publishing over HTTP, no member publishes.
-        let seat = Seat { node: j % nodes, channel, is_sender: j == 0 && !args.http_publish };
-        let (args, target, token, board, permits, joined) = (
-            args.clone(),
-            targets[seat.node].clone(),
-            token.clone(),
-            board.clone(),
-            permits.clone(),
-            joined_tx.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let name = args.channel_name(seat.channel);
-            let permit = permits.acquire().await;
-            let ws = args
-                .protocol
-                .join(&target, token.as_deref(), &name, secs(args.join_timeout))
-                .await
-                .with_context(|| format!("member of {name} on node {} ({})", seat.node, target.addr));
-            drop(permit);
-            let (sink, stream) = match ws {
-                Ok(ws) => ws.split(),
-                Err(e) => return drop(joined.send(Err(e)).await),
-            };
-            let kept = if seat.is_sender {
-                let _ = joined.send(Ok((seat.channel, Some(sink)))).await;
-                None
-            } else {
-                let _ = joined.send(Ok((seat.channel, None))).await;
-                Some(sink)
-            };
-            drive::member(args.protocol, seat.node, seat.is_sender, stream, kept, board).await;
-        }));
-    }
-    drop(joined_tx);
-    let mut sinks: Vec<Option<Sink>> = (0..args.channels).map(|_| None).collect();
-    for _ in 0..args.members {
-        match joined_rx.recv().await {
-            Some(Ok((channel, sink))) => {
-                if sink.is_some() {
-                    sinks[channel] = sink;
-                }
-            }
-            Some(Err(e)) => {
-                tasks.iter().for_each(|t| t.abort());
-                return Err(e);
-            }
-            None => return Err(anyhow!("member tasks ended early")),
-        }
-    }
-    if args.http_publish {
-        return Ok((tasks, Vec::new()));
-    }
-    let sinks =
-        sinks.into_iter().map(|s| s.context("a channel without its publisher")).collect::<Result<_, _>>()?;
-    Ok((tasks, sinks))
-}
-
 pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     args.check()?;
     let targets: Vec<Arc<Target>> = std::iter::once(args.target.clone())
@@ -252,7 +174,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
         (0..nodes).map(|n| (0..per_channel).filter(|j| j % nodes == n).count()).collect();
     let board = Arc::new(Board::new(args.capacity(per_channel), nodes, args.window));
     let args = Arc::new(args);
-    let (tasks, sinks) = join_all(&args, &targets, &board).await?;
+    let (tasks, sinks) = join::join_all(&args, &targets, &board).await?;
 
     let redis_before = match args.redis {
         Some(addr) => Some(probes::RedisCounts::read(addr).await?),
@@ -329,6 +251,7 @@ pub async fn run(args: FanoutArgs) -> anyhow::Result<Value> {
     }
     let head = json!({
         "protocol": args.protocol.name(),
+        "transport": args.transport.name(),
         "case": args.case,
         "members": args.members,
         "channels": args.channels,

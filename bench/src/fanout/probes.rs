@@ -8,7 +8,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// CPU seconds (utime + stime) process `pid` used so far.
-pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let path = format!("/proc/{pid}/stat");
     let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
     // After the parenthesised command name, utime and stime are the 12th and 13th fields.
@@ -22,7 +22,7 @@ pub(super) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
 }
 
 /// CPU seconds of each process in `pids`.
-pub(super) fn cpu_of(pids: &[u32]) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn cpu_of(pids: &[u32]) -> anyhow::Result<Vec<f64>> {
     pids.iter().map(|&pid| cpu_seconds(pid)).collect()
 }
 

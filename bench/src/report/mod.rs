@@ -15,6 +15,10 @@
 //! `-centrifugo` after it (`handshake-centrifugo`, `fanout-saturation-centrifugo`,
 //! `idle-subscribed-centrifugo`), the `/connect` lines it is compared with as `handshake-connect`
 //! (a handshake line with `"path": "/connect"`) and `idle-subscribed` (`"subscribed": true`).
+//! Centrifugo's protocol over HTTP streaming and SSE has its own (`stream_rows`): such a line
+//! (`"transport": "http_stream"` or `"sse"`) counts as its Centrifugo workload with the transport
+//! after it (`fanout-saturation-centrifugo-sse`, `idle-subscribed-centrifugo-http_stream`), and an
+//! `emulation` line as `emulation-<case>`.
 //! A line with `"skipped": "<reason>"` (written by `scripts/bench.sh` when a workload could
 //! not run, e.g. PostgreSQL or Redis unreachable) shows as "not run" with the reason below the
 //! table.
@@ -36,6 +40,7 @@ mod centrifugo_rows;
 mod fanout_rows;
 mod proxy_rows;
 mod rows;
+mod stream_rows;
 
 use fanout_rows::FANOUT_ROWS;
 use rows::{Goal, ROWS};
@@ -45,7 +50,15 @@ use rows::{Goal, ROWS};
 fn workload_of(line: &Value) -> Option<String> {
     let workload = line["workload"].as_str()?;
     let centrifugo = if line["protocol"].as_str() == Some("centrifugo") { "-centrifugo" } else { "" };
+    // Centrifugo's protocol on an emulated connection: `-http_stream` or `-sse` after it.
+    let centrifugo = match line["transport"].as_str() {
+        Some(transport @ ("http_stream" | "sse")) if !centrifugo.is_empty() => {
+            format!("{centrifugo}-{transport}")
+        }
+        _ => centrifugo.to_owned(),
+    };
     match (line["nodes"].as_u64(), line["case"].as_str()) {
+        (_, Some(case)) if workload == "emulation" => return Some(format!("emulation-{case}")),
         (Some(nodes), _) if workload == "fanout" && nodes > 1 => {
             return Some(format!("fanout-{nodes}-nodes{centrifugo}"))
         }
@@ -99,6 +112,7 @@ fn headline(workload: &str) -> &'static str {
         w if w.starts_with("recovery") => "median_ms",
         "publish-rate" => "numbered_per_s",
         w if w.starts_with("publish-senders") => "senders_per_s",
+        w if w.starts_with("emulation") => "commands_per_s",
         "proxy" => "subscribes_per_s_proxy",
         _ => "",
     }
@@ -154,6 +168,12 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
         (Some(a), Some(b)) if b != 0.0 => format!("{}×", fmt(a / b)),
         _ => String::new(),
     }
+}
+
+/// wsguard's cell of `workload`'s `field`, and its ratio to the same figure of `base`.
+fn cell_ratio(lines: &Lines, workload: &str, base: &str, field: &str) -> (String, String) {
+    let value = |workload| lines.value(workload, "wsguard", field);
+    (lines.cell(workload, "wsguard", field), ratio(value(workload), value(base)))
 }
 
 /// Every line of the run, by workload and system.
@@ -286,6 +306,7 @@ pub fn run(args: &ReportArgs) -> anyhow::Result<()> {
         );
     }
     centrifugo_rows::print(&lines);
+    stream_rows::print(&lines);
     proxy_rows::print(&lines);
 
     let failures: Vec<_> = lines

@@ -39,7 +39,7 @@ pub(super) async fn api_publications(ctx: Arc<Ctx>, key: Arc<str>, node: usize, 
                 conn = Some(HttpConn::connect(addr).await?);
             }
             let c = conn.as_mut().expect("connected above");
-            c.post_json("/api/publish", &key, &body).await
+            c.post_json("/api/publish", Some(&key), body.to_string()).await
         };
         match tokio::time::timeout(CALL_TIMEOUT, call).await {
             Ok(Ok((status, _, answer))) if status == 200 => match offset(&answer) {

@@ -80,8 +80,11 @@ pub(crate) struct StreamWire {
     body: mpsc::Sender<Bytes>,
     framing: Framing,
     farewell: Farewell,
-    /// Frames fed and not yet written.
+    /// Frames fed and not yet written: empty, holding no memory, while the stream is idle.
     pending: Vec<u8>,
+    /// The size of the last chunk written, reserved at once for the next: a chunk is not grown
+    /// from nothing frame by frame.
+    last_chunk: usize,
     _open: OpenStream,
 }
 
@@ -97,6 +100,7 @@ impl StreamWire {
             framing,
             farewell,
             pending: Vec::new(),
+            last_chunk: 0,
             _open: OpenStream::new(state.metrics.clone(), framing),
         };
         (wire, response(framing, chunks))
@@ -138,6 +142,9 @@ impl Wire for StreamWire {
     async fn feed(&mut self, message: Message) -> Result<(), axum::Error> {
         // Text only: a stream has no pings (protocols ping with text frames) and no close frame.
         if let Message::Text(text) = message {
+            if self.pending.capacity() == 0 {
+                self.pending.reserve(self.last_chunk);
+            }
             self.framing.write(text.as_str(), &mut self.pending);
         }
         if self.pending.len() >= CHUNK_BYTES {
@@ -151,6 +158,7 @@ impl Wire for StreamWire {
             return Ok(());
         }
         let chunk = std::mem::take(&mut self.pending);
+        self.last_chunk = chunk.len().min(CHUNK_BYTES);
         self.write(chunk).await
     }
 

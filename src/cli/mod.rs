@@ -1,7 +1,9 @@
-//! The command line: `serve`, the user and key commands, the server API's keys, and `demo`.
+//! The command line: `serve`, `migrate`, the user and key commands, the server API's
+//! keys, and `demo`.
 
 mod apikeys;
 mod keys;
+mod migrate;
 mod users;
 
 use crate::auth::password;
@@ -29,6 +31,9 @@ struct Cli {
 enum Command {
     /// Run the server
     Serve(Box<Config>),
+    /// Apply the database's pending migrations (`serve` applies them at start too); with
+    /// --check, only list them. Forward only: back the database up first
+    Migrate(migrate::MigrateCommand),
     /// Manage users
     #[command(subcommand)]
     User(users::UserCommand),
@@ -50,6 +55,7 @@ pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             config.sections = sections;
             crate::server::serve(*config).await
         }
+        Command::Migrate(command) => command.run().await,
         Command::User(command) => command.run(&sections).await,
         Command::Keys(command) => command.run(),
         Command::ApiKey(command) => command.run().await,

@@ -164,16 +164,10 @@ impl HmacSecret {
         if let Some(path) = configured {
             return Ok(HmacSecret::new(load_shared(path, "HS256 secret")?));
         }
-        let path = data_dir.join(SECRET_FILE);
-        match read_private(&path)? {
-            Some(text) => {
-                refuse_published(&path, &text)?;
-                let secret = std::str::from_utf8(&text)
-                    .ok()
-                    .and_then(|text| hex::decode(text.trim()).ok())
-                    .with_context(|| format!("{}: not a hex key", path.display()))?;
-                anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{}: key too short", path.display());
-                warn_if_weak(&path, &secret, "HS256 secret");
+        let path = generated_path(data_dir);
+        match read_generated(&path)? {
+            Some((secret, weak)) => {
+                warn_if_weak(&path, weak, "HS256 secret");
                 Ok(HmacSecret::new(secret))
             }
             None => {
@@ -187,10 +181,37 @@ impl HmacSecret {
     }
 }
 
+/// Where the generated HS256 secret lives in the data folder.
+pub(crate) fn generated_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join(SECRET_FILE)
+}
+
+/// The generated secret at `path`, checked (private, hex, long enough, not published), and why
+/// it looks weak if it does; `None` when there is no such file yet.
+pub(crate) fn read_generated(path: &Path) -> anyhow::Result<Option<(Vec<u8>, Option<&'static str>)>> {
+    let Some(text) = read_private(path)? else { return Ok(None) };
+    refuse_published(path, &text)?;
+    let secret = std::str::from_utf8(&text)
+        .ok()
+        .and_then(|text| hex::decode(text.trim()).ok())
+        .with_context(|| format!("{}: not a hex key", path.display()))?;
+    anyhow::ensure!(secret.len() >= MIN_SECRET_BYTES, "{}: key too short", path.display());
+    let weak = weakness(&secret);
+    Ok(Some((secret, weak)))
+}
+
 /// A secret shared with another party, from its file (`what` names it in a warning): private to
 /// wsguard's user, at least 32 bytes once trimmed, no published example secret; a weak-looking
 /// one is warned about.
 pub(crate) fn load_shared(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    let (secret, weak) = read_shared(path)?;
+    warn_if_weak(path, weak, what);
+    Ok(secret)
+}
+
+/// The checks of [`load_shared`], without its warning: the secret, and why it looks weak if it
+/// does.
+pub(crate) fn read_shared(path: &Path) -> anyhow::Result<(Vec<u8>, Option<&'static str>)> {
     let raw = read_private(path)?.with_context(|| format!("reading {}: no such file", path.display()))?;
     let secret = raw.trim_ascii().to_vec();
     anyhow::ensure!(
@@ -199,8 +220,8 @@ pub(crate) fn load_shared(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
         path.display()
     );
     refuse_published(path, &secret)?;
-    warn_if_weak(path, &secret, what);
-    Ok(secret)
+    let weak = weakness(&secret);
+    Ok((secret, weak))
 }
 
 fn refuse_published(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
@@ -214,8 +235,8 @@ fn refuse_published(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-fn warn_if_weak(path: &Path, secret: &[u8], what: &str) {
-    if let Some(reason) = weakness(secret) {
+fn warn_if_weak(path: &Path, weak: Option<&'static str>, what: &str) {
+    if let Some(reason) = weak {
         tracing::warn!(
             path = %path.display(),
             reason,

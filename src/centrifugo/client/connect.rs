@@ -17,9 +17,11 @@ use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::centrifugo::codes::{self, Disconnect, Error};
+use crate::connections::ClientAddr;
 use crate::proxy::{Caller, ConnectRequest, Verdict};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
+use crate::ws::refusals::refused;
 use crate::ws::socket::{Bound, Socket};
 use axum::extract::ws::{Message, WebSocket};
 use axum::extract::State;
@@ -44,9 +46,12 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
     if let Some(refusal) = admission::origin_refusal(&state, &parts, None) {
         return refusal;
     }
+    let client = ClientAddr::of(&parts);
     // Until its `connect`, a connection holds a place among the sockets without a token.
     let Ok(place) = state.anonymous_sockets.clone().try_acquire_owned() else {
-        state.metrics.socket_rejections.inc();
+        refused(&state, admission::ANONYMOUS_CAP, client, || {
+            "429: Too many sockets without a token".to_owned()
+        });
         let detail = json!({"detail": "Too many sockets without a token"});
         return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
     };
@@ -56,7 +61,7 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
     // A protobuf SDK asks for its subprotocol and drops a handshake without it, to try again
     // forever: it is granted, so that its binary `connect` gets 3506 and the SDK stops.
     let upgrade = admission::configure(upgrade, &state).protocols([PROTOBUF_SUBPROTOCOL]);
-    upgrade.on_upgrade(move |socket| connection(state, socket, place, forwarded))
+    upgrade.on_upgrade(move |socket| connection(state, socket, place, forwarded, client))
 }
 
 /// The client's headers for the connect proxy, when there is one.
@@ -70,9 +75,10 @@ fn connection(
     socket: WebSocket,
     place: OwnedSemaphorePermit,
     forwarded: Forwarded,
+    address: ClientAddr,
 ) -> impl Future<Output = ()> {
     // Boxed, and gone once admitted: the task is the size of the loop's future.
-    Box::pin(start(state, socket, place, forwarded))
+    Box::pin(start(state, socket, place, forwarded, address))
         .then(|started| OptionFuture::from(started.map(|(socket, greeting)| socket.run(greeting))))
         .map(drop)
 }
@@ -84,9 +90,10 @@ async fn start(
     socket: WebSocket,
     place: OwnedSemaphorePermit,
     forwarded: Forwarded,
+    address: ClientAddr,
 ) -> Option<(Socket<Session>, Vec<String>)> {
     let client = uuid::Uuid::new_v4();
-    let admitted = admit(&state, socket, client, forwarded).await;
+    let admitted = admit(&state, socket, client, forwarded, address).await;
     drop(place);
     let Admitted { socket, bound, id, rest, data } = admitted?;
     let mut session = Session::new(&state, &bound.identity, client);
@@ -126,10 +133,12 @@ async fn admit(
     mut socket: WebSocket,
     client: uuid::Uuid,
     forwarded: Forwarded,
+    address: ClientAddr,
 ) -> Option<Admitted> {
+    let refusal = Refusal { state, address };
     let (id, connect, rest) = match connect_command(&mut socket).await {
         Ok(connect) => connect,
-        Err(disconnect) => return refuse(state, socket, disconnect).await,
+        Err(disconnect) => return refusal.close(socket, BAD_CONNECT, disconnect).await,
     };
     if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
         let client = client.to_string();
@@ -142,53 +151,77 @@ async fn admit(
         let error = match proxy.admit(&state.auth, &request, *headers).await {
             Verdict::Admitted { identity, data } => match admission::bind(state, *identity) {
                 Ok(bound) => return Some(Admitted { socket, bound, id, rest, data }),
-                Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
+                Err(_) => return refusal.close(socket, admission::USER_CAP, codes::CONNECTION_LIMIT).await,
             },
             Verdict::Refused(error) => Error { code: error.code, message: error.message, temporary: false },
             Verdict::Failed(failure) => codes::INTERNAL.because(failure.to_string()),
             Verdict::Disconnect(disconnect) => {
-                state.metrics.socket_rejections.inc();
+                refused(state, admission::PROXY, address, || {
+                    format!("{}: {}", disconnect.code, disconnect.reason)
+                });
                 close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
                 return None;
             }
         };
-        return refuse_with_error(state, socket, id, error).await;
+        return refusal.answer(socket, admission::PROXY, id, error).await;
     }
     let presented = Presented::new(connect.token, Transport::Frame);
-    let error = match admission::authenticate(state, &presented, Mode::Required).await {
+    let expired = AuthError::Token(TokenError::Expired);
+    let (kind, error) = match admission::authenticate(state, &presented, Mode::Required).await {
         // Within the clock leeway verification allows, but the connection would end at once.
-        Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
+        Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => {
+            (expired.reason(), codes::TOKEN_EXPIRED.error())
+        }
         Ok(identity) => match admission::bind(state, identity) {
             Ok(bound) => return Some(Admitted { socket, bound, id, rest, data: None }),
-            Err(_) => return refuse(state, socket, codes::CONNECTION_LIMIT).await,
+            Err(_) => return refusal.close(socket, admission::USER_CAP, codes::CONNECTION_LIMIT).await,
         },
-        Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
-        Err(err) if err.is_temporary() => codes::INTERNAL.because(err.to_string()),
-        Err(_) => return refuse(state, socket, codes::INVALID_TOKEN).await,
+        Err(err @ AuthError::Token(TokenError::Expired)) => (err.reason(), codes::TOKEN_EXPIRED.error()),
+        Err(err) if err.is_temporary() => (err.reason(), codes::INTERNAL.because(err.to_string())),
+        Err(err) => return refusal.close(socket, err.reason(), codes::INVALID_TOKEN).await,
     };
-    refuse_with_error(state, socket, id, error).await
+    refusal.answer(socket, kind, id, error).await
 }
 
-/// Answers `connect` with `error`, then waits for the SDK to close; `None`.
-async fn refuse_with_error(
-    state: &AppState,
-    mut socket: WebSocket,
-    id: u32,
-    error: Error,
-) -> Option<Admitted> {
-    state.metrics.socket_rejections.inc();
-    // The SDK reads the error and closes; a connection that does not is closed after a while.
-    if socket.send(Message::Text(wire::error(id, error).into())).await.is_ok() {
-        let _ = tokio::time::timeout(CLOSE_AFTER_ERROR, async {
-            while let Some(Ok(message)) = socket.recv().await {
-                if matches!(message, Message::Close(_)) {
-                    break;
+/// The kind of refusal of a connection whose first frame is not a `connect`.
+const BAD_CONNECT: &str = "bad_connect";
+
+/// How a connection is refused: counted and logged (`ws::refusals`), then answered.
+struct Refusal<'a> {
+    state: &'a AppState,
+    address: ClientAddr,
+}
+
+impl Refusal<'_> {
+    /// Answers `connect` with `error`, then waits for the SDK to close; `None`.
+    async fn answer(
+        &self,
+        mut socket: WebSocket,
+        kind: &'static str,
+        id: u32,
+        error: Error,
+    ) -> Option<Admitted> {
+        refused(self.state, kind, self.address, || format!("error {}: {}", error.code, error.message));
+        // The SDK reads the error and closes; a connection that does not is closed after a while.
+        if socket.send(Message::Text(wire::error(id, error).into())).await.is_ok() {
+            let _ = tokio::time::timeout(CLOSE_AFTER_ERROR, async {
+                while let Some(Ok(message)) = socket.recv().await {
+                    if matches!(message, Message::Close(_)) {
+                        break;
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        }
+        None
     }
-    None
+
+    /// Closes the connection with `disconnect`; `None`.
+    async fn close(&self, socket: WebSocket, kind: &'static str, disconnect: Disconnect) -> Option<Admitted> {
+        refused(self.state, kind, self.address, || format!("{}: {}", disconnect.code, disconnect.reason));
+        close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
+        None
+    }
 }
 
 /// The first frame's `connect`: its id and request, and the commands after it in the frame. A
@@ -209,12 +242,6 @@ async fn connect_command(
     }
 }
 
-async fn refuse(state: &AppState, socket: WebSocket, disconnect: Disconnect) -> Option<Admitted> {
-    state.metrics.socket_rejections.inc();
-    close::close(socket, Close::new(disconnect.code, disconnect.reason)).await;
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,9 +249,13 @@ mod tests {
 
     #[test]
     fn an_idle_connections_task_is_its_loop() {
-        let task = output_size(&|(s, w, p, f): (AppState, WebSocket, OwnedSemaphorePermit, Forwarded)| {
-            connection(s, w, p, f)
-        });
+        let task = output_size(&|(s, w, p, f, a): (
+            AppState,
+            WebSocket,
+            OwnedSemaphorePermit,
+            Forwarded,
+            ClientAddr,
+        )| { connection(s, w, p, f, a) });
         let session_loop = output_size(&|socket: Socket<Session>| socket.run(Vec::new()));
         assert!(task <= MAX_SOCKET_TASK, "the connection's task is {task} bytes");
         assert!(task <= session_loop + 16, "{task} over {session_loop}");

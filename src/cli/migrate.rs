@@ -38,7 +38,8 @@ impl MigrateCommand {
             let pending = before.count(State::Pending);
             anyhow::ensure!(
                 pending == 0,
-                "{shown}: {pending} migration(s) pending; `wsguard migrate` applies them (so does `wsguard serve` at start)"
+                "{shown}: {pending} migration(s) pending; `wsguard migrate` applies them (so does \
+                 `wsguard serve` at start)"
             );
             println!("{shown}: up to date ({} migrations)", before.known.len());
             return Ok(());

@@ -89,7 +89,8 @@ fn data_folder(report: &mut Report, config: &Config) {
                 report.problem(
                     subject,
                     format!(
-                        "not there, and {} is not writable by this user: `mkdir -m 700 {}` and give it to wsguard's user",
+                        "not there, and {} is not writable by this user: `mkdir -m 700 {}` and give it \
+                         to wsguard's user",
                         parent.display(),
                         dir.display()
                     ),
@@ -193,7 +194,8 @@ fn keys(
         .collect();
     if in_force.is_empty() {
         let text = if shared {
-            "no key yet: serve generates one; nodes sharing a database need one keys folder (--jwt-keys-dir on a shared volume)"
+            "no key yet: serve generates one; nodes sharing a database need one keys folder \
+             (--jwt-keys-dir on a shared volume)"
         } else {
             "no key yet: serve generates one"
         };
@@ -256,7 +258,11 @@ fn tls(report: &mut Report, config: &Config) {
 fn secret_file(report: &mut Report, what: &str, path: &Path) {
     let subject = format!("{what} {}", path.display());
     if fs::metadata(path).is_err_and(|err| err.kind() == ErrorKind::NotFound) {
-        let fix = format!("no such file: write the secret there, mode 0600 (a new one: `(umask 077; openssl rand -hex 32 > {})`)", path.display());
+        let fix = format!(
+            "no such file: write the secret there, mode 0600 (a new one: \
+             `(umask 077; openssl rand -hex 32 > {})`)",
+            path.display()
+        );
         return report.problem(subject, fix);
     }
     match secret::read_shared(path) {

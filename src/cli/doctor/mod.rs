@@ -79,7 +79,10 @@ pub(super) async fn run(config: Config, file: &Path) -> anyhow::Result<()> {
         crate::logs::print(&format!("{}{}: {}", finding.level, finding.subject, finding.text));
     }
     let (problems, warnings) = (report.count(Level::Problem), report.count(Level::Warning));
-    anyhow::ensure!(problems == 0, "{problems} problem(s) and {warnings} warning(s) above; fix the problems and run `wsguard doctor` again");
+    anyhow::ensure!(
+        problems == 0,
+        "{problems} problem(s) and {warnings} warning(s) above; fix the problems and run `wsguard doctor` again"
+    );
     crate::logs::print(&format!("no problems, {warnings} warning(s)"));
     Ok(())
 }

@@ -44,7 +44,9 @@ async fn database(config: &Config) -> Report {
     } else if let Err(err) = super::super::migrate::refuse_foreign(&status) {
         report.problem(subject, format!("{err:#}"));
     } else if pending.len() == count {
-        let text = format!("reachable, no table yet: `wsguard migrate` applies its {count} migrations, as serve does at start");
+        let text = format!(
+            "reachable, no table yet: `wsguard migrate` applies its {count} migrations, as serve does at start"
+        );
         report.warning(subject, text);
     } else if !pending.is_empty() {
         let text = format!(
@@ -88,7 +90,8 @@ async fn broker(config: &Config) -> Report {
     match ping(url).await {
         Ok(()) if sqlite => report.warning(
             subject,
-            "answers; but nodes sharing a Redis need a shared database, and SQLite is this node's alone: --database-url postgres://…",
+            "answers; but nodes sharing a Redis need a shared database, and SQLite is this node's alone: \
+             --database-url postgres://…",
         ),
         Ok(()) => report.ok(subject, format!("answers (cluster {:?})", config.cluster)),
         Err(err) => report.problem(subject, err),

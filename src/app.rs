@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) proxy: Option<Arc<Proxy>>,
     /// `[webhooks]`, if configured.
     pub(crate) webhooks: Option<Webhooks>,
+    /// When each kind of refused handshake was last logged.
+    pub(crate) refusals: crate::ws::refusals::Refusals,
 }
 
 #[derive(Clone)]
@@ -121,6 +123,7 @@ impl AppState {
             anonymous_sockets: Arc::new(Semaphore::new(config.max_anonymous_sockets)),
             proxy,
             webhooks,
+            refusals: Default::default(),
             config,
         })))
     }

@@ -54,3 +54,13 @@ pub(crate) fn print(line: &str) {
         DROPPED.fetch_add(1, Ordering::Relaxed);
     }
 }
+
+/// A URL without what may stand before its host (a user and password), for logs and reports.
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -232,7 +232,7 @@ impl Metrics {
         family(
             "wsguard_socket_rejections_total",
             "counter",
-            "WebSocket connections refused for authentication or origin.",
+            "WebSocket handshakes refused: Origin, authentication, socket caps, the connect proxy.",
             &one(self.socket_rejections.get().to_string()),
         );
         family(

@@ -214,7 +214,7 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     // The first line on stdout is the address; tests and scripts read the port from it.
     crate::logs::print(&format!("wsguard listening on {scheme}://{addr}"));
-    tracing::info!(%addr, database = %redact(&state.config.store.database_url()), "listening");
+    tracing::info!(%addr, database = %crate::logs::redact_url(&state.config.store.database_url()), "listening");
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         shutdown_signals.recv().await;
@@ -253,16 +253,6 @@ pub(crate) async fn serve(config: Config) -> anyhow::Result<()> {
         webhooks.finish(WEBHOOKS_GRACE).await;
     }
     Ok(())
-}
-
-/// A database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// SIGTERM and SIGINT: shut down.

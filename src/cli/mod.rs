@@ -1,7 +1,10 @@
-//! The command line: `serve`, the user and key commands, the server API's keys, and `demo`.
+//! The command line: `serve`, `doctor` and `migrate`, the user and key commands, the server API's
+//! keys, and `demo`.
 
 mod apikeys;
+mod doctor;
 mod keys;
+mod migrate;
 mod users;
 
 use crate::auth::password;
@@ -28,7 +31,16 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server
+    #[command(after_help = MORE_SETTINGS)]
     Serve(Box<Config>),
+    /// Check a configuration without serving (the same file, variables and flags as `serve`):
+    /// files and their modes, the database and its migrations, Redis, trusted issuers' keys, the
+    /// application's URLs, the address; one line per check. Exit status 1 on a problem
+    #[command(after_help = MORE_SETTINGS)]
+    Doctor(Box<Config>),
+    /// Apply the database's pending migrations (`serve` applies them at start too); with
+    /// --check, only list them. Forward only: back the database up first
+    Migrate(migrate::MigrateCommand),
     /// Manage users
     #[command(subcommand)]
     User(users::UserCommand),
@@ -42,6 +54,12 @@ enum Command {
     Demo(StoreSettings),
 }
 
+/// What `serve --help` cannot list as flags.
+const MORE_SETTINGS: &str = "Also read: WSGUARD_LOG (log filter, e.g. debug or wsguard=debug), \
+WSGUARD_LOG_FORMAT=json (one JSON object per line), and the configuration file's tables, which no \
+flag carries: [[namespaces]], [[trusted_issuers]], [proxy], [webhooks] (README, Configuration). \
+Every flag is also a key of the file: access_ttl = \"5m\".";
+
 /// Runs the command `args` (the process's arguments) names.
 pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
     let (cli, sections): (Cli, _) = crate::config::parse(args)?;
@@ -50,6 +68,11 @@ pub async fn run(args: Vec<OsString>) -> anyhow::Result<()> {
             config.sections = sections;
             crate::server::serve(*config).await
         }
+        Command::Doctor(mut config) => {
+            config.sections = sections;
+            doctor::run(*config, &cli.config).await
+        }
+        Command::Migrate(command) => command.run().await,
         Command::User(command) => command.run(&sections).await,
         Command::Keys(command) => command.run(),
         Command::ApiKey(command) => command.run().await,

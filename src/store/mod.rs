@@ -7,6 +7,7 @@ mod api_keys;
 mod audit;
 mod group_commit;
 mod logins;
+pub mod migrations;
 mod numbering;
 mod postgres;
 mod publications;
@@ -111,11 +112,15 @@ pub async fn connect(url: &str) -> anyhow::Result<DynStore> {
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(PostgresStore::connect(url).await?))
     } else {
-        // Only the scheme: the rest of a URL may hold a password.
-        let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
-        anyhow::bail!(
-            "unsupported database URL scheme {scheme:?}: expected sqlite:…, postgres://… or \
-             postgresql://…"
-        )
+        Err(unsupported(url))
     }
+}
+
+/// The error for a database URL of neither database, naming only its scheme: the rest of a URL
+/// may hold a password.
+fn unsupported(url: &str) -> anyhow::Error {
+    let scheme = url.split_once(':').map_or("(none)", |(scheme, _)| scheme);
+    anyhow::anyhow!(
+        "unsupported database URL scheme {scheme:?}: expected sqlite:…, postgres://… or postgresql://…"
+    )
 }

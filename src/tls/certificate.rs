@@ -162,6 +162,31 @@ fn log_in_force(pair: &CertifiedKey, trigger: &str) {
     }
 }
 
+/// What `wsguard doctor` says of a certificate pair.
+pub(crate) struct Inspection {
+    pub(crate) subject: String,
+    /// `YYYY-MM-DDTHH:MM:SSZ`; empty when the certificate could not be read that far.
+    pub(crate) not_after: String,
+    pub(crate) expired: bool,
+    /// Expires within `soon` of now.
+    pub(crate) expires_soon: bool,
+}
+
+/// Reads `cert` and `key` as a start would, without putting them in force or logging them.
+pub(crate) fn inspect(cert: &Path, key: &Path, soon: time::Duration) -> anyhow::Result<Inspection> {
+    let pair = read(cert, key, &rustls::crypto::ring::default_provider())?;
+    let about = pair.cert.first().and_then(|der| Summary::of(der)).unwrap_or_default();
+    let at = |instant: time::OffsetDateTime| instant.format(TIMESTAMP).unwrap_or_default();
+    let now = time::OffsetDateTime::now_utc();
+    let known = !about.not_after.is_empty();
+    Ok(Inspection {
+        expired: known && about.not_after < at(now),
+        expires_soon: known && about.not_after < at(now + soon),
+        subject: about.subject,
+        not_after: about.not_after,
+    })
+}
+
 const TIMESTAMP: &[time::format_description::BorrowedFormatItem<'static>] =
     time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
 

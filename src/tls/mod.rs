@@ -6,7 +6,7 @@
 mod certificate;
 mod summary;
 
-pub(crate) use certificate::{Certificates, Trigger};
+pub(crate) use certificate::{inspect, Certificates, Trigger};
 
 use crate::connections::{self, Accept, ConnectionTicket, Connections};
 use std::net::SocketAddr;

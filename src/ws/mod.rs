@@ -1,11 +1,13 @@
 //! The WebSocket layer: admission (`admission`), one socket's life bound to its token (`socket`),
-//! the close codes (`close`), and the source documents' echo endpoints. Other
+//! the close codes (`close`), refusals counted and logged (`refusals`), and the source documents'
+//! echo endpoints. Other
 //! endpoints (the chat) plug an [`socket::Endpoint`] into the same admission and loop.
 
 pub(crate) mod admission;
 pub(crate) mod close;
 pub(crate) mod echo;
 mod gate;
+pub(crate) mod refusals;
 pub(crate) mod socket;
 
 use crate::app::AppState;

@@ -253,6 +253,21 @@ impl Server {
         std::fs::read_to_string(self.data.path().join("server.log")).unwrap_or_default()
     }
 
+    /// The log without its colours.
+    pub fn plain_log(&self) -> String {
+        let (mut plain, colored) = (String::new(), self.log());
+        let mut chars = colored.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // An escape sequence: `ESC [ … m`.
+                chars.by_ref().find(|c| c.is_ascii_alphabetic());
+            } else {
+                plain.push(c);
+            }
+        }
+        plain
+    }
+
     /// Runs a CLI command against this server's store.
     pub async fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
         let mut args: Vec<&str> = args.to_vec();

@@ -235,3 +235,41 @@ async fn chat_ws_refuses_bad_tokens_on_every_transport() {
     assert_eq!(close_code(&mut ws, Duration::from_secs(7)).await.0, 1008);
     assert!(started.elapsed() >= Duration::from_millis(4900));
 }
+
+/// A browser shows a refused socket as closed; the log says why, once per kind of refusal and
+/// interval (anyone can knock), on every endpoint.
+#[tokio::test]
+async fn refused_handshakes_are_logged_once_per_kind_with_their_reason() {
+    let server = spawn(&[]).await;
+    for _ in 0..3 {
+        let mut ws = server.ws("/ws?token=garbage", &[]).await.unwrap();
+        assert_eq!(close_code(&mut ws, SECOND).await.0, 1008);
+    }
+    assert_eq!(server.ws_refused("/secured-ws", &[]).await, 401);
+    let mut ws = server.ws("/connection/websocket", &[]).await.unwrap();
+    send(&mut ws, "not a connect command").await;
+    assert_eq!(close_code(&mut ws, SECOND * 2).await.0, 3501);
+
+    let lines = |kind: &str| {
+        let log = server.plain_log();
+        let field = format!("kind=\"{kind}\"");
+        log.lines()
+            .filter(|l| l.contains("WebSocket refused") && l.contains(&field))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let logged = eventually("the three kinds logged", SECOND, async || match lines("bad_connect").len() {
+        1 => Ok(()),
+        _ => Err(server.plain_log()),
+    });
+    logged.await;
+    let malformed = lines("malformed");
+    assert_eq!(malformed.len(), 1, "one line for three refusals within the interval: {malformed:?}");
+    assert!(
+        malformed[0].contains("client=127.0.0.1") && malformed[0].contains("reason="),
+        "{}",
+        malformed[0]
+    );
+    assert_eq!(lines("missing").len(), 1);
+    assert!(lines("bad_connect")[0].contains("3501"), "{:?}", lines("bad_connect"));
+}

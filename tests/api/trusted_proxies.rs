@@ -21,17 +21,7 @@ fn from(ip: &str) -> reqwest::Client {
 
 /// The server's log without its colours.
 fn log(server: &Server) -> String {
-    let (mut plain, colored) = (String::new(), server.log());
-    let mut chars = colored.chars();
-    while let Some(c) = chars.next() {
-        if c == '\x1b' {
-            // An escape sequence: `ESC [ … m`.
-            chars.by_ref().find(|c| c.is_ascii_alphabetic());
-        } else {
-            plain.push(c);
-        }
-    }
-    plain
+    server.plain_log()
 }
 
 /// POST /token from `client` with the extra `headers`.

@@ -93,6 +93,13 @@ impl JwksKeys {
         })
     }
 
+    /// One fetch of the keys at `url`, kept nowhere (`wsguard doctor`): how many of them are
+    /// usable.
+    pub(crate) async fn probe(url: &str) -> anyhow::Result<usize> {
+        let (set, _) = JwksKeys::new(url)?.fetch().await?;
+        Ok(set.len())
+    }
+
     /// Puts `set` in place as if a fetch had just brought it.
     #[cfg(test)]
     pub(crate) fn install(&self, set: KeySet) {

@@ -166,7 +166,7 @@ fn b64(bytes: &[u8]) -> String {
 
 /// Loads a key file; refuses one that group or others can read or write
 /// ([`crate::private_files::OpenToOthers`]).
-pub(super) fn load(file: &KeyFile) -> anyhow::Result<LoadedKey> {
+pub(crate) fn load(file: &KeyFile) -> anyhow::Result<LoadedKey> {
     use p256::pkcs8::DecodePrivateKey;
     let bytes = crate::private_files::read_private(&file.path)?
         .with_context(|| format!("reading {}: no such file", file.path.display()))?;

@@ -8,8 +8,8 @@ mod files;
 
 use crate::private_files::OpenToOthers;
 use anyhow::Context;
-use files::{ensure_private_dir, load};
-pub(crate) use files::{generate, is_asymmetric, scan, states, KeyState, LoadedKey};
+use files::ensure_private_dir;
+pub(crate) use files::{generate, is_asymmetric, load, scan, states, KeyState, LoadedKey};
 use jsonwebtoken::Algorithm;
 use serde_json::{json, Value};
 use std::collections::HashMap;

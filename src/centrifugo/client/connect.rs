@@ -17,9 +17,11 @@ use crate::auth::tokens::TokenError;
 use crate::auth::transport::{Presented, Transport};
 use crate::auth::{AuthError, Mode};
 use crate::centrifugo::codes::{self, Disconnect, Error};
+use crate::connections::ClientAddr;
 use crate::proxy::{Caller, ConnectRequest, Verdict, Via};
 use crate::ws::admission::{self, UpgradeRequest};
 use crate::ws::close::{self, Close};
+use crate::ws::refusals::refused;
 use crate::ws::socket::{Bound, Socket};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::extract::State;
@@ -44,9 +46,12 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
     if let Some(refusal) = admission::origin_refusal(&state, &parts, None) {
         return refusal;
     }
+    let client = ClientAddr::of(&parts);
     // Until its `connect`, a connection holds a place among the sockets without a token.
     let Ok(place) = state.anonymous_sockets.clone().try_acquire_owned() else {
-        state.metrics.socket_rejections.inc();
+        refused(&state, admission::ANONYMOUS_CAP, client, || {
+            "429: Too many sockets without a token".to_owned()
+        });
         let detail = json!({"detail": "Too many sockets without a token"});
         return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
     };
@@ -56,7 +61,7 @@ pub(crate) async fn websocket(State(state): State<AppState>, request: UpgradeReq
     // A protobuf SDK asks for its subprotocol and drops a handshake without it, to try again
     // forever: it is granted, so that its binary `connect` gets 3506 and the SDK stops.
     let upgrade = admission::configure(upgrade, &state).protocols([PROTOBUF_SUBPROTOCOL]);
-    upgrade.on_upgrade(move |socket| connection(state, socket, place, forwarded))
+    upgrade.on_upgrade(move |socket| connection(state, socket, place, forwarded, client))
 }
 
 /// The client's headers for the connect proxy, when there is one.
@@ -70,9 +75,10 @@ fn connection(
     socket: WebSocket,
     place: OwnedSemaphorePermit,
     forwarded: Forwarded,
+    address: ClientAddr,
 ) -> impl Future<Output = ()> {
     // Boxed, and gone once admitted: the task is the size of the loop's future.
-    Box::pin(start(state, socket, place, forwarded))
+    Box::pin(start(state, socket, place, forwarded, address))
         .then(|started| OptionFuture::from(started.map(|(socket, greeting)| socket.run(greeting))))
         .map(drop)
 }
@@ -84,20 +90,21 @@ async fn start(
     mut socket: WebSocket,
     place: OwnedSemaphorePermit,
     forwarded: Forwarded,
+    address: ClientAddr,
 ) -> Option<(Socket<Session>, Vec<String>)> {
     let client = uuid::Uuid::new_v4();
     let admitted = match connect_frame(&mut socket).await {
         Ok(text) => admit(&state, client, Via::WebSocket, forwarded, &text).await,
-        Err(disconnect) => Err(Refused::Close(disconnect.close())),
+        Err(disconnect) => Err(Refused::Close(BAD_CONNECT, disconnect.close())),
     };
     drop(place);
     let admitted = match admitted {
         Ok(admitted) => admitted,
-        Err(refused) => {
-            state.metrics.socket_rejections.inc();
-            match refused {
-                Refused::Close(refusal) => close::close(socket, refusal).await,
-                Refused::Error(id, error) => wait_for_close(socket, id, error).await,
+        Err(refusal) => {
+            refusal.count(&state, address);
+            match refusal {
+                Refused::Close(_, close) => close::close(socket, close).await,
+                Refused::Error(_, id, error) => wait_for_close(socket, id, error).await,
             }
             return None;
         }
@@ -127,11 +134,29 @@ pub(super) struct Admitted {
 }
 
 /// How a connection is refused, as the protocol says it: closed with a code (a WebSocket's close
-/// frame, a stream's disconnect push), or an error answering `connect`.
+/// frame, a stream's disconnect push), or an error answering `connect`; each with the kind of
+/// refusal it is counted and logged as (`ws::refusals`).
 pub(super) enum Refused {
-    Close(Close),
-    Error(u32, Error),
+    Close(&'static str, Close),
+    Error(&'static str, u32, Error),
 }
+
+impl Refused {
+    /// Counts the refusal of the client at `address`, and logs it when its kind's turn comes.
+    pub(super) fn count(&self, state: &AppState, address: ClientAddr) {
+        match self {
+            Refused::Close(kind, close) => {
+                refused(state, kind, address, || format!("{}: {}", close.code, close.reason))
+            }
+            Refused::Error(kind, _, error) => {
+                refused(state, kind, address, || format!("error {}: {}", error.code, error.message))
+            }
+        }
+    }
+}
+
+/// The kind of refusal of a connection whose first frame is not a `connect`.
+const BAD_CONNECT: &str = "bad_connect";
 
 /// The session of an admitted connection and the frames it starts with: the connect reply (with
 /// `session` and `node` for an emulated connection), then the answers to what came with
@@ -162,7 +187,7 @@ pub(super) async fn admit(
     text: &str,
 ) -> Result<Admitted, Refused> {
     let (id, connect, rest) =
-        connect_command(text).map_err(|disconnect| Refused::Close(disconnect.close()))?;
+        connect_command(text).map_err(|disconnect| Refused::Close(BAD_CONNECT, disconnect.close()))?;
     if let (true, Some(proxy), Some(headers)) = (connect.token.is_empty(), state.proxy.as_ref(), forwarded) {
         let client = client.to_string();
         let request = ConnectRequest {
@@ -179,24 +204,27 @@ pub(super) async fn admit(
             Verdict::Refused(error) => Error { code: error.code, message: error.message, temporary: false },
             Verdict::Failed(failure) => codes::INTERNAL.because(failure.to_string()),
             Verdict::Disconnect(disconnect) => {
-                return Err(Refused::Close(Close::new(disconnect.code, disconnect.reason)))
+                return Err(Refused::Close(admission::PROXY, Close::new(disconnect.code, disconnect.reason)))
             }
         };
-        return Err(Refused::Error(id, error));
+        return Err(Refused::Error(admission::PROXY, id, error));
     }
     let presented = Presented::new(connect.token, Transport::Frame);
-    let error = match admission::authenticate(state, &presented, Mode::Required).await {
+    let expired = AuthError::Token(TokenError::Expired);
+    let (kind, error) = match admission::authenticate(state, &presented, Mode::Required).await {
         // Within the clock leeway verification allows, but the connection would end at once.
-        Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => codes::TOKEN_EXPIRED.error(),
+        Ok(identity) if crate::clock::until(identity.claims.exp).is_zero() => {
+            (expired.reason(), codes::TOKEN_EXPIRED.error())
+        }
         Ok(identity) => {
             let bound = admission::bind(state, identity, endpoint(via)).map_err(|_| limit())?;
             return Ok(Admitted { bound, id, rest, data: None });
         }
-        Err(AuthError::Token(TokenError::Expired)) => codes::TOKEN_EXPIRED.error(),
-        Err(err) if err.is_temporary() => codes::INTERNAL.because(err.to_string()),
-        Err(_) => return Err(Refused::Close(codes::INVALID_TOKEN.close())),
+        Err(err @ AuthError::Token(TokenError::Expired)) => (err.reason(), codes::TOKEN_EXPIRED.error()),
+        Err(err) if err.is_temporary() => (err.reason(), codes::INTERNAL.because(err.to_string())),
+        Err(err) => return Err(Refused::Close(err.reason(), codes::INVALID_TOKEN.close())),
     };
-    Err(Refused::Error(id, error))
+    Err(Refused::Error(kind, id, error))
 }
 
 /// The path a connection on `via` came by, as the admin console lists it.
@@ -209,7 +237,7 @@ fn endpoint(via: Via) -> &'static str {
 }
 
 fn limit() -> Refused {
-    Refused::Close(codes::CONNECTION_LIMIT.close())
+    Refused::Close(admission::USER_CAP, codes::CONNECTION_LIMIT.close())
 }
 
 /// Answers `connect` with `error`, then waits for the SDK to close.
@@ -254,9 +282,13 @@ mod tests {
 
     #[test]
     fn an_idle_connections_task_is_its_loop() {
-        let task = output_size(&|(s, w, p, f): (AppState, WebSocket, OwnedSemaphorePermit, Forwarded)| {
-            connection(s, w, p, f)
-        });
+        let task = output_size(&|(s, w, p, f, a): (
+            AppState,
+            WebSocket,
+            OwnedSemaphorePermit,
+            Forwarded,
+            ClientAddr,
+        )| { connection(s, w, p, f, a) });
         let session_loop = output_size(&|socket: Socket<Session>| socket.run(Vec::new()));
         assert!(task <= MAX_SOCKET_TASK, "the connection's task is {task} bytes");
         assert!(task <= session_loop + 16, "{task} over {session_loop}");

@@ -13,8 +13,10 @@ use super::wire;
 use crate::app::AppState;
 use crate::auth::Mode;
 use crate::centrifugo::codes;
+use crate::connections::ClientAddr;
 use crate::emulation::{Framing, StreamWire};
 use crate::ws::admission;
+use crate::ws::refusals::refused;
 use crate::ws::socket::{Socket, Wire};
 use axum::body::to_bytes;
 use axum::extract::{Request, State};
@@ -61,7 +63,12 @@ async fn open(state: AppState, parts: &Parts, text: &str, framing: Framing) -> R
     }
     // Held while the connection is admitted, as a WebSocket's before its `connect`.
     let Ok(place) = state.anonymous_sockets.clone().try_acquire_owned() else {
-        return refuse(&state, StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token");
+        let client = ClientAddr::of(parts);
+        refused(&state, admission::ANONYMOUS_CAP, client, || {
+            "429: Too many sockets without a token".to_owned()
+        });
+        let detail = json!({"detail": "Too many sockets without a token"});
+        return (StatusCode::TOO_MANY_REQUESTS, Json(detail)).into_response();
     };
     let forwarded =
         state.proxy.as_ref().filter(|p| p.admits_connections()).map(|p| Box::new(p.forwarded(parts)));
@@ -70,11 +77,11 @@ async fn open(state: AppState, parts: &Parts, text: &str, framing: Framing) -> R
     drop(place);
     let admitted = match admitted {
         Ok(admitted) => admitted,
-        Err(refused) => {
-            state.metrics.socket_rejections.inc();
-            let frame = match refused {
-                Refused::Close(close) => codes::farewell(&close),
-                Refused::Error(id, error) => wire::error(id, error),
+        Err(refusal) => {
+            refusal.count(&state, ClientAddr::of(parts));
+            let frame = match refusal {
+                Refused::Close(_, close) => codes::farewell(&close),
+                Refused::Error(_, id, error) => wire::error(id, error),
             };
             return StreamWire::once(framing, &frame);
         }

@@ -63,7 +63,7 @@ impl PostgresStore {
     }
 
     async fn migrate(pool: PgPool) -> anyhow::Result<Self> {
-        sqlx::migrate!("migrations/postgres")
+        crate::store::migrations::POSTGRES
             .run(&pool)
             .await
             .context("cannot migrate the PostgreSQL schema")?;

@@ -54,7 +54,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options.clone())
             .await?;
-        sqlx::migrate!("migrations/sqlite").run(&pool).await?;
+        super::migrations::SQLITE.run(&pool).await?;
         if let Some(file) = &file {
             // SQLite creates its companions with the database file's mode; ones left behind with
             // another mode (by a crash, or an older version) are tightened now they are open.

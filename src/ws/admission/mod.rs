@@ -8,6 +8,7 @@
 //! the close reason: refused sockets close with 1008 (4029 over the cap).
 
 use super::close::{self, Close};
+use super::refusals::refused;
 use super::socket::{Bound, Endpoint, Socket, Wire};
 use crate::app::AppState;
 use crate::auth::bindings::SocketMeta;
@@ -86,6 +87,8 @@ pub(crate) struct Admission {
     pending: Pending,
     /// The endpoint's path, as the admin console lists the socket.
     endpoint: &'static str,
+    /// For the log of a refusal.
+    client: ClientAddr,
 }
 
 enum Pending {
@@ -191,33 +194,36 @@ impl Admission {
         if let Some(refusal) = origin_refusal(state, parts, transport) {
             return Err(refusal);
         }
+        let client = ClientAddr::of(parts);
         let header_only = !(policy.sources.query || policy.sources.subprotocol || policy.auth_frame);
         let endpoint = crate::auth::bindings::endpoint_named(parts.uri.path());
         let pending = match found {
             Ok(Some(presented)) if presented.transport == Transport::Header => {
                 let identity = authenticate(state, &presented, policy.mode)
                     .await
-                    .map_err(|err| refuse_auth(state, err))?;
-                let bound = bind(state, identity, endpoint)
-                    .map_err(|close| refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason))?;
+                    .map_err(|err| refuse_auth(state, err, client))?;
+                let bound = bind(state, identity, endpoint).map_err(|close| {
+                    refused(state, USER_CAP, client, || close.reason.clone());
+                    refuse(StatusCode::TOO_MANY_REQUESTS, &close.reason)
+                })?;
                 Pending::Bound(Box::new(bound))
             }
             Ok(Some(presented)) => Pending::Presented(presented),
             Ok(None) if header_only && policy.mode != Mode::Optional => {
-                return Err(refuse_auth(state, AuthError::Missing));
+                return Err(refuse_auth(state, AuthError::Missing, client));
             }
             Ok(None) if policy.auth_frame && state.proxy.as_ref().is_some_and(|p| p.admits_connections()) => {
                 let headers = state.proxy.as_ref().map(|p| p.forwarded(parts)).unwrap_or_default();
-                Pending::Proxy(Box::new(headers), anonymous_place(state).map_err(|refusal| *refusal)?)
+                Pending::Proxy(Box::new(headers), anonymous_place(state, client).map_err(|refusal| *refusal)?)
             }
             Ok(None) if policy.mode == Mode::Optional || policy.auth_frame => {
-                Pending::Nothing(anonymous_place(state).map_err(|refusal| *refusal)?)
+                Pending::Nothing(anonymous_place(state, client).map_err(|refusal| *refusal)?)
             }
             Ok(None) => Pending::Refused(AuthError::Missing),
-            Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err)),
+            Err(err) if header_only || policy.sources.header => return Err(refuse_auth(state, err, client)),
             Err(err) => Pending::Refused(err),
         };
-        Ok(Admission { state: state.clone(), policy, pending, endpoint })
+        Ok(Admission { state: state.clone(), policy, pending, endpoint, client })
     }
 
     /// Negotiates `bearer` when the token came as a subprotocol (browsers require the answer).
@@ -239,7 +245,7 @@ impl Admission {
     }
 
     async fn settle_unboxed<W: Wire>(self, mut socket: W) -> Option<(W, Admitted)> {
-        let Admission { state, policy, pending, endpoint } = self;
+        let Admission { state, policy, pending, endpoint, client } = self;
         let identity = match pending {
             Pending::Bound(bound) => return Some((socket, Admitted::Bound(*bound))),
             Pending::Presented(presented) => authenticate(&state, &presented, policy.mode).await,
@@ -258,13 +264,13 @@ impl Admission {
                 Err(ProxyRefusal::Fallback(refusal)) => match first_frame(&mut socket).await {
                     Some(presented) => authenticate(&state, &presented, policy.mode).await,
                     None => {
-                        state.metrics.socket_rejections.inc();
+                        refused(&state, PROXY, client, || refusal.reason.clone());
                         socket.close(refusal).await;
                         return None;
                     }
                 },
                 Err(ProxyRefusal::Close(refusal)) => {
-                    state.metrics.socket_rejections.inc();
+                    refused(&state, PROXY, client, || refusal.reason.clone());
                     socket.close(refusal).await;
                     return None;
                 }
@@ -273,10 +279,13 @@ impl Admission {
         let refusal = match identity {
             Ok(identity) => match bind(&state, identity, endpoint) {
                 Ok(bound) => return Some((socket, Admitted::Bound(bound))),
-                Err(close) => close,
+                Err(close) => {
+                    refused(&state, USER_CAP, client, || close.reason.clone());
+                    close
+                }
             },
             Err(err) => {
-                state.metrics.socket_rejections.inc();
+                refused(&state, err.reason(), client, || err.to_string());
                 // A refusal that says nothing of the token is one the client should retry.
                 let code = if err.is_temporary() { close::TRY_AGAIN_LATER } else { close::POLICY };
                 Close::new(code, err.to_string())
@@ -301,22 +310,30 @@ pub(crate) fn origin_refusal(
     if origin::allowed(&parts.headers, &state.config.allowed_origins, transport) {
         return None;
     }
-    state.metrics.socket_rejections.inc();
     // Said in the log: the browser only shows the socket closing (1006).
-    let origin = parts
-        .headers
-        .get(axum::http::header::ORIGIN)
-        .map(|o| String::from_utf8_lossy(o.as_bytes()).chars().take(200).collect::<String>());
-    let client = ClientAddr::of(parts);
-    tracing::info!(origin = ?origin, path = parts.uri.path(), %client, "WebSocket refused (403): its Origin is not in --allowed-origins");
+    refused(state, "origin", ClientAddr::of(parts), || {
+        let origin = parts.headers.get(axum::http::header::ORIGIN).map_or("(none)".into(), |o| {
+            String::from_utf8_lossy(o.as_bytes()).chars().take(200).collect::<String>()
+        });
+        format!("403: its Origin is not in --allowed-origins (Origin {origin}, path {})", parts.uri.path())
+    });
     Some(refuse(StatusCode::FORBIDDEN, "Origin not allowed"))
 }
 
+/// The kinds of refusal the log names besides origins and authentication's reasons.
+pub(crate) const USER_CAP: &str = "user_socket_cap";
+pub(crate) const ANONYMOUS_CAP: &str = "anonymous_cap";
+pub(crate) const PROXY: &str = "connect_proxy";
+const ANONYMOUS_CAP_TEXT: &str = "Too many sockets without a token";
+
 /// One of the `--max-anonymous-sockets` places, or the 429 that answers when none is left.
-fn anonymous_place(state: &AppState) -> Result<AnonymousPlace, Box<Response>> {
+fn anonymous_place(state: &AppState, client: ClientAddr) -> Result<AnonymousPlace, Box<Response>> {
     match state.anonymous_sockets.clone().try_acquire_owned() {
         Ok(permit) => Ok(AnonymousPlace { _permit: permit }),
-        Err(_) => Err(Box::new(refuse(StatusCode::TOO_MANY_REQUESTS, "Too many sockets without a token"))),
+        Err(_) => {
+            refused(state, ANONYMOUS_CAP, client, || format!("429: {ANONYMOUS_CAP_TEXT}"));
+            Err(Box::new(refuse(StatusCode::TOO_MANY_REQUESTS, ANONYMOUS_CAP_TEXT)))
+        }
     }
 }
 
@@ -368,8 +385,8 @@ fn refuse(status: StatusCode, detail: &str) -> Response {
 
 /// An authentication failure before the upgrade: 401 for a missing or bad token (with the bearer
 /// challenge), 403 for a credential that is not a bearer token or an inactive user.
-fn refuse_auth(state: &AppState, err: AuthError) -> Response {
-    state.metrics.socket_rejections.inc();
+fn refuse_auth(state: &AppState, err: AuthError, client: ClientAddr) -> Response {
+    refused(state, err.reason(), client, || err.to_string());
     match err {
         AuthError::NotBearer | AuthError::Inactive => refuse(StatusCode::FORBIDDEN, &err.to_string()),
         other => ApiError::Auth(other).into_response(),

@@ -35,14 +35,43 @@ impl SocketSignal {
 }
 
 struct Entry {
-    jti: String,
+    jti: TokenId,
     /// Empty for a trusted issuer's token: it belongs to no login.
-    family: String,
+    family: TokenId,
     /// The earliest the token can have been issued ([`Claims::earliest_issue`]), for user
     /// revocations.
     issued_at: i64,
     signal: Arc<SocketSignal>,
     meta: SocketMeta,
+}
+
+/// A token's or a login's id as every socket keeps it: wsguard's own (a UUID, written the one way
+/// wsguard writes them) in 16 bytes on the spot, any other (a trusted issuer's `jti`) as its text.
+#[derive(Debug, PartialEq, Eq)]
+enum TokenId {
+    Uuid(uuid::Uuid),
+    Text(Box<str>),
+}
+
+impl TokenId {
+    fn of(text: &str) -> TokenId {
+        match uuid::Uuid::try_parse(text) {
+            Ok(id) if id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()) == text => {
+                TokenId::Uuid(id)
+            }
+            _ => TokenId::Text(text.into()),
+        }
+    }
+
+    /// Whether this is the id `text` says: the same text, exactly.
+    fn is(&self, text: &str) -> bool {
+        match self {
+            TokenId::Uuid(id) => {
+                text.len() == 36 && id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()) == text
+            }
+            TokenId::Text(own) => **own == *text,
+        }
+    }
 }
 
 /// How a socket connected, for the admin console, in 8 bytes (every socket keeps it): its
@@ -167,8 +196,8 @@ impl SocketBindings {
         entries.insert(
             id,
             Entry {
-                jti: claims.jti.clone(),
-                family: claims.fam.clone(),
+                jti: TokenId::of(&claims.jti),
+                family: TokenId::of(&claims.fam),
                 issued_at: claims.earliest_issue(),
                 signal: signal.clone(),
                 meta,
@@ -212,8 +241,10 @@ impl SocketBindings {
         let mut hit = 0;
         for entry in entries.values() {
             let bound = match revocation.kind {
-                RevocationKind::Token => entry.jti == revocation.subject,
-                RevocationKind::Family => !entry.family.is_empty() && entry.family == revocation.subject,
+                RevocationKind::Token => entry.jti.is(&revocation.subject),
+                RevocationKind::Family => {
+                    !revocation.subject.is_empty() && entry.family.is(&revocation.subject)
+                }
                 RevocationKind::User { issued_before } => entry.issued_at < issued_before,
                 RevocationKind::Disconnect => true,
             };
@@ -231,8 +262,8 @@ impl Binding {
     pub(crate) fn rebind(&self, claims: &Claims) {
         let mut by_user = self.bindings.by_user.lock().expect("socket bindings lock poisoned");
         if let Some(entry) = by_user.get_mut(&self.user).and_then(|entries| entries.get_mut(&self.id)) {
-            entry.jti.clone_from(&claims.jti);
-            entry.family.clone_from(&claims.fam);
+            entry.jti = TokenId::of(&claims.jti);
+            entry.family = TokenId::of(&claims.fam);
             entry.issued_at = claims.earliest_issue();
         }
     }
@@ -261,6 +292,21 @@ mod tests {
 
     fn meta(endpoint: &'static str, connected_at: i64) -> SocketMeta {
         SocketMeta::new(endpoint, "query", connected_at)
+    }
+
+    #[test]
+    fn token_ids_match_their_exact_text_only() {
+        let own = "5f1c0e0e-8f3a-4c1b-9a7e-2d4f6b8c0a12";
+        assert!(matches!(TokenId::of(own), TokenId::Uuid(_)), "wsguard's: 16 bytes");
+        assert!(TokenId::of(own).is(own));
+        assert!(!TokenId::of(own).is(&own.to_uppercase()), "another text of the same UUID is another id");
+        assert!(!TokenId::of(own).is("5f1c0e0e8f3a4c1b9a7e2d4f6b8c0a12"));
+        let upper = own.to_uppercase();
+        assert!(matches!(TokenId::of(&upper), TokenId::Text(_)));
+        assert!(TokenId::of(&upper).is(&upper) && !TokenId::of(&upper).is(own));
+        assert!(TokenId::of("abc").is("abc") && !TokenId::of("abc").is("abd"));
+        assert!(TokenId::of("").is(""));
+        assert_eq!(std::mem::size_of::<TokenId>(), 24, "no bigger than the String it replaces");
     }
 
     #[test]

@@ -104,6 +104,11 @@ fn resolve_paths(table: &mut toml::Table, folder: &Path) {
             toml::Value::String(path) if is_path_key(key) && Path::new(path).is_relative() => {
                 *path = folder.join(&*path).to_string_lossy().into_owned();
             }
+            toml::Value::String(url) if key == "database_url" => {
+                if let Some(resolved) = sqlite_url_in(folder, url) {
+                    *url = resolved;
+                }
+            }
             toml::Value::Table(inner) => resolve_paths(inner, folder),
             toml::Value::Array(items) => {
                 for item in items {
@@ -115,6 +120,24 @@ fn resolve_paths(table: &mut toml::Table, folder: &Path) {
             _ => {}
         }
     }
+}
+
+/// A SQLite URL with a relative path (`sqlite://wsguard.db`, `sqlite:data/w.db?mode=rwc`), its
+/// path made the file's folder's; `None` for any other URL, or one already absolute or in memory.
+pub(super) fn sqlite_url_in(folder: &Path, url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    if path.is_empty() || path == ":memory:" || Path::new(path).is_absolute() {
+        return None;
+    }
+    let path = folder.join(path);
+    Some(match query {
+        Some(query) => format!("sqlite://{}?{query}", path.display()),
+        None => format!("sqlite://{}", path.display()),
+    })
 }
 
 fn is_path_key(key: &str) -> bool {

@@ -238,3 +238,17 @@ fn relative_paths_in_the_file_are_its_folders_and_flags_keep_the_working_folders
     let config = serve_in(dir.path(), &["--data-dir=elsewhere"], file).unwrap();
     assert_eq!(config.store.data_dir, Path::new("elsewhere"), "a flag is the working folder's");
 }
+
+#[test]
+fn a_relative_sqlite_file_in_the_file_is_its_folders() {
+    let folder = Path::new("/etc/wsguard");
+    let resolved = |url: &str| super::file::sqlite_url_in(folder, url);
+    assert_eq!(resolved("sqlite://w.db").as_deref(), Some("sqlite:///etc/wsguard/w.db"));
+    assert_eq!(
+        resolved("sqlite:data/w.db?mode=rwc").as_deref(),
+        Some("sqlite:///etc/wsguard/data/w.db?mode=rwc")
+    );
+    for untouched in ["sqlite:///var/lib/w.db", "sqlite::memory:", "postgres://db/w", "sqlite://"] {
+        assert_eq!(resolved(untouched), None, "{untouched}");
+    }
+}

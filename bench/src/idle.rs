@@ -135,14 +135,14 @@ pub async fn run(args: IdleArgs) -> anyhow::Result<Value> {
             let Some(channel) = channel else {
                 let mut ws = target.ws_from(path, token, source).await?;
                 crate::common::next_text(&mut ws, timeout).await?;
-                return anyhow::Ok(Open::Ws(ws));
+                return anyhow::Ok(Open::Ws(Box::new(ws)));
             };
             if args.transport.is_stream() {
                 let token = token.unwrap_or_default();
                 let stream = emulated::join(target, args.transport, token, &channel, posts, timeout).await?;
                 return Ok(Open::Stream(stream));
             }
-            Ok(Open::Ws(args.protocol.join(target, token, &channel, timeout).await?))
+            Ok(Open::Ws(Box::new(args.protocol.join(target, token, &channel, timeout).await?)))
         }
     })
     .await;
@@ -192,7 +192,8 @@ fn memory(line: &mut Value, before: u64, after: u64, sockets: usize) {
 
 /// An open connection: a WebSocket, or an emulated connection's stream.
 enum Open {
-    Ws(Ws),
+    /// Boxed: a WebSocket is ten times a stream's size, and thousands are held.
+    Ws(Box<Ws>),
     /// Never read: held until the reading, dropped to close.
     Stream(#[allow(dead_code)] Stream),
 }
@@ -200,7 +201,7 @@ enum Open {
 impl Open {
     fn ws(self) -> Option<Ws> {
         match self {
-            Open::Ws(ws) => Some(ws),
+            Open::Ws(ws) => Some(*ws),
             Open::Stream(_) => None,
         }
     }

@@ -11,9 +11,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
 import {
-  Node, Relay, Session, apiKey, createSchema, dataFolder, login, post, publish, services, sleep, until, REDIS,
+  Node, Relay, Session, apiKey, createSchema, dataFolder, login, post, publish, services, until, REDIS,
 } from '../client/support.mjs';
-import { once, sdkClient } from './support.mjs';
+import { once, recoversAfterCut, sdkClient } from './support.mjs';
 
 const CONFIG = `
 [[namespaces]]
@@ -140,25 +140,7 @@ for (const kind of ['http_stream', 'sse']) {
     const { node, key, relay, sdk } = await setUp(t);
     const session = new Session(node.base, 'johndoe', 'secret');
     const client = sdk(kind, { getToken: () => session.token() });
-    client.connect();
-    const feed = client.newSubscription('feed:r');
-    const received = [];
-    feed.on('publication', (ctx) => received.push(ctx.data.n));
-    const first = once(feed, 'subscribed');
-    feed.subscribe();
-    await first;
-    for (let n = 1; n <= 3; n++) await publish(node.base, key, 'feed:r', { n });
-    await until(() => received.length === 3, 'the first three');
-
-    const again = once(feed, 'subscribed', 15_000);
-    relay.cut();
-    for (let n = 4; n <= 10; n++) await publish(node.base, key, 'feed:r', { n });
-    await sleep(300);
-    relay.restore();
-    const ctx = await again;
-    assert.equal(ctx.recovered, true);
-    await until(() => received.length >= 10, () => `all ten, got ${received}`);
-    assert.deepEqual(received, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+    await recoversAfterCut(client, relay, 'feed:r', (n) => publish(node.base, key, 'feed:r', { n }));
   });
 }
 

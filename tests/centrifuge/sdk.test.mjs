@@ -12,10 +12,10 @@ import fs from 'node:fs';
 import { Centrifuge } from 'centrifuge';
 import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf';
 import {
-  Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, login, post, publish, services, sleep,
+  Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, login, post, publish, services,
   trustedApplication, until, REDIS,
 } from '../client/support.mjs';
-import { once } from './support.mjs';
+import { once, recoversAfterCut } from './support.mjs';
 
 const CONFIG = `
 [[namespaces]]
@@ -193,28 +193,7 @@ test('recovers every publication missed during a cut, once and in order', async 
   const { node, key, proxy, sdk } = await setUp(t, [], { relay: true });
   const session = new Session(node.base, 'johndoe', 'secret');
   const client = sdk({ getToken: () => session.token() });
-  client.connect();
-  const feed = client.newSubscription('feed:r');
-  const received = [];
-  feed.on('publication', (ctx) => received.push(ctx.data.n));
-  const first = once(feed, 'subscribed');
-  feed.subscribe();
-  await first;
-  for (let n = 1; n <= 3; n++) await publish(node.base, key, 'feed:r', { n });
-  await until(() => received.length === 3, 'the first three');
-
-  const again = once(feed, 'subscribed', 15_000);
-  proxy.cut();
-  for (let n = 4; n <= 10; n++) await publish(node.base, key, 'feed:r', { n });
-  await sleep(300);
-  proxy.restore();
-  const ctx = await again;
-  assert.equal(ctx.wasRecovering, true);
-  assert.equal(ctx.recovered, true);
-  await until(() => received.length >= 10, () => `all ten, got ${received}`);
-  await publish(node.base, key, 'feed:r', { n: 11 });
-  await until(() => received.length >= 11, 'the next one');
-  assert.deepEqual(received, [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  await recoversAfterCut(client, proxy, 'feed:r', (n) => publish(node.base, key, 'feed:r', { n }));
 });
 
 test("a trusted issuer's tokens: its channels claim decides, and a renewed one that drops a channel ends it", async (t) => {

@@ -13,21 +13,8 @@ import http from 'node:http';
 import {
   Node, Relay, Session, apiKey, createSchema, dataFolder, login, post, publish, services, until, REDIS,
 } from '../client/support.mjs';
-import { once, recoversAfterCut, sdkClient } from './support.mjs';
+import { CONFIG, once, recoversAfterCut, sdkClient } from './support.mjs';
 
-const CONFIG = `
-[[namespaces]]
-name = "news"
-subscribe = "any"
-publish = "subscribers"
-presence = true
-
-[[namespaces]]
-name = "feed"
-subscribe = "any"
-publish = "api"
-history_size = 1000
-`;
 
 /** A node with the demo users and an API key, and a relay in front of it (`relay` options). */
 async function setUp(t, args = [], { refuseUpgrades = false } = {}) {

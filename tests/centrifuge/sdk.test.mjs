@@ -15,21 +15,8 @@ import {
   Node, Relay, Session, WebSocket, apiKey, createSchema, dataFolder, login, post, publish, services,
   trustedApplication, until, REDIS,
 } from '../client/support.mjs';
-import { once, recoversAfterCut } from './support.mjs';
+import { CONFIG, once, recoversAfterCut } from './support.mjs';
 
-const CONFIG = `
-[[namespaces]]
-name = "news"
-subscribe = "any"
-publish = "subscribers"
-presence = true
-
-[[namespaces]]
-name = "feed"
-subscribe = "any"
-publish = "api"
-history_size = 1000
-`;
 
 /** A node with the demo users and an API key; `relay` puts a cuttable TCP relay in front. */
 async function setUp(t, args = [], { relay = false, config = CONFIG } = {}) {

@@ -22,6 +22,21 @@ export function once(emitter, name, timeout = 10_000, filter = () => true) {
   });
 }
 
+/** The namespaces the SDK tests use: `news` (presence, subscribers publish), `feed` (history, the API publishes). */
+export const CONFIG = `
+[[namespaces]]
+name = "news"
+subscribe = "any"
+publish = "subscribers"
+presence = true
+
+[[namespaces]]
+name = "feed"
+subscribe = "any"
+publish = "api"
+history_size = 1000
+`;
+
 /** The transports, as the SDK names them. */
 export const TRANSPORTS = ['websocket', 'http_stream', 'sse'];
 

@@ -3,11 +3,11 @@
 
 use super::caller::{ApiCaller, NeedsRead};
 use super::error::CallError;
-use super::params::{ApiPath, ApiQuery, ChannelPath};
+use super::params::{self, ApiPath, ApiQuery, ChannelPath};
 use crate::app::AppState;
 use crate::channels::protocol;
 use crate::http::error::ErrorBody;
-use crate::store::Range;
+use crate::store::{Publication, Range};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -56,19 +56,22 @@ pub(super) async fn history(
     ApiQuery(query): ApiQuery<HistoryQuery>,
 ) -> Result<Json<History>, CallError> {
     state.engine.resolve(&channel)?;
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(CallError::invalid(format!("limit must be 1-{MAX_LIMIT}")));
-    }
+    let limit = params::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let range = match query.since {
         Some(since) if since < 0 => return Err(CallError::invalid("since must not be negative")),
         Some(since) => Range::After(since),
         None => Range::Before(i64::MAX),
     };
     let (stored, position) = state.engine.history(&channel, range, limit).await?;
-    let publications = stored
+    let publications = frames(&stored);
+    Ok(Json(History { publications, epoch: position.map(|p| p.epoch).unwrap_or_default() }))
+}
+
+/// Stored publications as `publication` frames, in their order; one whose data no longer parses
+/// is left out.
+pub(crate) fn frames(stored: &[Publication]) -> Vec<Value> {
+    stored
         .iter()
         .filter_map(|p| Some(protocol::publication_value(p, &serde_json::from_str(&p.data).ok()?)))
-        .collect();
-    Ok(Json(History { publications, epoch: position.map(|p| p.epoch).unwrap_or_default() }))
+        .collect()
 }

@@ -2,6 +2,7 @@
 //! mistakes get 422 with a JSON `detail` (axum's own extractors answer them in plain text).
 
 use super::error::CallError;
+use crate::auth::credentials;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -24,6 +25,23 @@ pub(crate) struct UserPath {
     /// The user: 1-64 of A-Z a-z 0-9 _ . - @
     #[param(pattern = "^[A-Za-z0-9_.@-]{1,64}$", example = "johndoe")]
     pub(crate) username: String,
+}
+
+impl UserPath {
+    /// The username, checked as wsguard checks usernames (422 otherwise).
+    pub(crate) fn checked(&self) -> Result<&str, CallError> {
+        credentials::check_username(&self.username).map_err(CallError::invalid)?;
+        Ok(&self.username)
+    }
+}
+
+/// A query's `limit`, `default` when absent; 422 outside 1-`max`.
+pub(crate) fn limit(given: Option<i64>, default: i64, max: i64) -> Result<i64, CallError> {
+    let limit = given.unwrap_or(default);
+    if !(1..=max).contains(&limit) {
+        return Err(CallError::invalid(format!("limit must be 1-{max}")));
+    }
+    Ok(limit)
 }
 
 /// Path parameters, as `axum::extract::Path` reads them.

@@ -5,16 +5,10 @@ use super::caller::{ApiCaller, NeedsDisconnect};
 use super::error::CallError;
 use super::params::{ApiPath, UserPath};
 use crate::app::AppState;
-use crate::auth::{credentials, logins};
+use crate::auth::logins;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
 use axum::http::StatusCode;
-
-/// A username from the path, checked as wsguard checks usernames (422 otherwise).
-fn username(name: &str) -> Result<&str, CallError> {
-    credentials::check_username(name).map_err(CallError::invalid)?;
-    Ok(name)
-}
 
 /// Disconnect a user
 ///
@@ -30,9 +24,9 @@ fn username(name: &str) -> Result<&str, CallError> {
 pub(super) async fn disconnect(
     caller: ApiCaller<NeedsDisconnect>,
     State(state): State<AppState>,
-    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
+    ApiPath(user): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
-    let name = username(&name)?;
+    let name = user.checked()?;
     logins::disconnect_user(state.store.as_ref(), &state.auth, name).await?;
     tracing::info!(key = %caller.name, username = name, "user disconnected through the server API");
     Ok(StatusCode::NO_CONTENT)
@@ -53,9 +47,9 @@ pub(super) async fn disconnect(
 pub(super) async fn revoke(
     caller: ApiCaller<NeedsDisconnect>,
     State(state): State<AppState>,
-    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
+    ApiPath(user): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
-    let name = username(&name)?;
+    let name = user.checked()?;
     let revoked = logins::revoke_user(state.store.as_ref(), &state.auth, name).await?;
     tracing::info!(key = %caller.name, username = name, logins = revoked.logins, "user revoked through the server API");
     Ok(StatusCode::NO_CONTENT)

@@ -7,7 +7,7 @@ use crate::api::body::ApiBody;
 use crate::api::params::{ApiPath, UserPath};
 use crate::api::CallError;
 use crate::app::AppState;
-use crate::auth::{credentials, logins};
+use crate::auth::logins;
 use crate::channels::Publisher;
 use crate::http::error::ErrorBody;
 use axum::extract::State;
@@ -56,12 +56,6 @@ pub(super) async fn publish(
     Ok(Json(AdminPublished { offset }))
 }
 
-/// A username from the path, checked as wsguard checks usernames (422 otherwise).
-fn username(name: &str) -> Result<&str, CallError> {
-    credentials::check_username(name).map_err(CallError::invalid)?;
-    Ok(name)
-}
-
 /// Disconnect a user
 ///
 /// As `POST /api/users/{username}/disconnect` does (their sockets close with 4003 on every node,
@@ -76,9 +70,9 @@ fn username(name: &str) -> Result<&str, CallError> {
 pub(super) async fn disconnect(
     Admin(actor): Admin,
     State(state): State<AppState>,
-    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
+    ApiPath(user): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
-    let name = username(&name)?;
+    let name = user.checked()?;
     actor.record(&state, "disconnect", name, String::new()).await?;
     logins::disconnect_user(state.store.as_ref(), &state.auth, name).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -98,9 +92,9 @@ pub(super) async fn disconnect(
 pub(super) async fn revoke(
     Admin(actor): Admin,
     State(state): State<AppState>,
-    ApiPath(UserPath { username: name }): ApiPath<UserPath>,
+    ApiPath(user): ApiPath<UserPath>,
 ) -> Result<StatusCode, CallError> {
-    let name = username(&name)?;
+    let name = user.checked()?;
     actor.record(&state, "revoke", name, String::new()).await?;
     logins::revoke_user(state.store.as_ref(), &state.auth, name).await?;
     Ok(StatusCode::NO_CONTENT)

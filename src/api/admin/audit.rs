@@ -2,7 +2,7 @@
 //! back newest first (`GET /api/admin/audit`).
 
 use super::caller::{Actor, Admin};
-use crate::api::params::ApiQuery;
+use crate::api::params::{self, ApiQuery};
 use crate::api::CallError;
 use crate::app::AppState;
 use crate::http::error::ErrorBody;
@@ -105,10 +105,7 @@ pub(super) async fn audit(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditLog>, CallError> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(CallError::invalid(format!("limit must be 1-{MAX_LIMIT}")));
-    }
+    let limit = params::limit(query.limit, DEFAULT_LIMIT, MAX_LIMIT)?;
     let before = query.before.unwrap_or(i64::MAX);
     if before < 1 {
         return Err(CallError::invalid("before must be positive"));

@@ -2,10 +2,10 @@
 //! channel at a time with its presence and recent history.
 
 use super::caller::Admin;
-use crate::api::params::{ApiPath, ApiQuery, ChannelPath};
+use crate::api::history;
+use crate::api::params::{self, ApiPath, ApiQuery, ChannelPath};
 use crate::api::CallError;
 use crate::app::AppState;
-use crate::channels::protocol;
 use crate::http::error::ErrorBody;
 use crate::store::Range;
 use axum::extract::State;
@@ -96,20 +96,14 @@ pub(super) async fn detail(
 ) -> Result<Json<ChannelDetail>, CallError> {
     let engine = &state.engine;
     engine.resolve(&channel)?;
-    let limit = query.limit.unwrap_or(DEFAULT_HISTORY);
-    if !(1..=MAX_HISTORY).contains(&limit) {
-        return Err(CallError::invalid(format!("limit must be 1-{MAX_HISTORY}")));
-    }
+    let limit = params::limit(query.limit, DEFAULT_HISTORY, MAX_HISTORY)?;
     let subscribers = engine.channels().await?.get(&channel).copied().unwrap_or(0);
     let presence = match engine.tracks_presence(&channel) {
         true => Some(engine.presence(&channel).await?.into_iter().collect()),
         false => None,
     };
     let (stored, position) = engine.history(&channel, Range::Before(i64::MAX), limit).await?;
-    let publications = stored
-        .iter()
-        .filter_map(|p| Some(protocol::publication_value(p, &serde_json::from_str(&p.data).ok()?)))
-        .collect();
+    let publications = history::frames(&stored);
     let epoch = position.map(|p| p.epoch).unwrap_or_default();
     Ok(Json(ChannelDetail { channel, subscribers, presence, epoch, publications }))
 }

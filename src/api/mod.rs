@@ -38,6 +38,7 @@ use crate::http::error::ErrorBody;
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::Components;
 use utoipa::{IntoResponses, Modify, OpenApi};
 
 /// The OpenAPI tag of every server-API operation.
@@ -63,20 +64,34 @@ struct ApiKeyScheme;
 
 impl Modify for ApiKeyScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        let scheme = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("wsg_…")
-            .description(Some("An API key from `wsguard apikey add`"))
-            .build();
-        components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
-        let refusals = <KeyRefusals as IntoResponses>::responses();
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                operation.security = Some(vec![SecurityRequirement::new::<_, _, &str>(SCHEME, [])]);
-                for (status, response) in &refusals {
-                    operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
-                }
+        add_key_scheme(openapi.components.get_or_insert_with(Default::default));
+        let key = SecurityRequirement::new::<_, _, &str>(SCHEME, []);
+        secure_every_operation::<KeyRefusals>(openapi, vec![key]);
+    }
+}
+
+/// The bearer API key, as [`SCHEME`]: the server API's way in, and one of the admin API's.
+fn add_key_scheme(components: &mut Components) {
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .bearer_format("wsg_…")
+        .description(Some("An API key from `wsguard apikey add`"))
+        .build();
+    components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
+}
+
+/// Gives every GET and POST operation `security`, and each `Refusals` response whose status it
+/// does not answer itself.
+fn secure_every_operation<Refusals: IntoResponses>(
+    openapi: &mut utoipa::openapi::OpenApi,
+    security: Vec<SecurityRequirement>,
+) {
+    let refusals = Refusals::responses();
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
+            operation.security = Some(security.clone());
+            for (status, response) in &refusals {
+                operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
             }
         }
     }

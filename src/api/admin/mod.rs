@@ -24,10 +24,8 @@ use crate::app::AppState;
 use crate::http::error::ErrorBody;
 use axum::routing::{get, post};
 use axum::Router;
-use utoipa::openapi::security::{
-    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
-};
-use utoipa::{IntoResponses, Modify, OpenApi};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 /// The OpenAPI tag of every admin operation.
 pub(crate) const TAG: &str = "admin";
@@ -54,30 +52,18 @@ struct AdminSchemes;
 impl Modify for AdminSchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        let key = HttpBuilder::new()
-            .scheme(HttpAuthScheme::Bearer)
-            .bearer_format("wsg_…")
-            .description(Some("An API key from `wsguard apikey add`"))
-            .build();
-        components.add_security_scheme(super::SCHEME, SecurityScheme::Http(key));
+        super::add_key_scheme(components);
         let cookie = ApiKeyValue::with_description(
             crate::auth::transport::ACCESS_COOKIE,
             "The cookie login of a user with the admin role (`POST /login/cookie`), from this \
              server's pages; a POST also needs `X-CSRF-Token` (the `csrf_access_token` cookie)",
         );
         components.add_security_scheme(CONSOLE_SCHEME, SecurityScheme::ApiKey(ApiKey::Cookie(cookie)));
-        let refusals = <AdminRefusals as IntoResponses>::responses();
-        for item in openapi.paths.paths.values_mut() {
-            for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
-                operation.security = Some(vec![
-                    SecurityRequirement::new::<_, _, &str>(super::SCHEME, []),
-                    SecurityRequirement::new::<_, _, &str>(CONSOLE_SCHEME, []),
-                ]);
-                for (status, response) in &refusals {
-                    operation.responses.responses.entry(status.clone()).or_insert_with(|| response.clone());
-                }
-            }
-        }
+        let either = vec![
+            SecurityRequirement::new::<_, _, &str>(super::SCHEME, []),
+            SecurityRequirement::new::<_, _, &str>(CONSOLE_SCHEME, []),
+        ];
+        super::secure_every_operation::<AdminRefusals>(openapi, either);
     }
 }
 

@@ -4,8 +4,9 @@
 use super::StoreResult;
 use async_trait::async_trait;
 
-/// One admin action: who took it, through what, on what, when and from where.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One admin action: who took it, through what, on what, when and from where. Also an
+/// `audit_log` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditEntry {
     /// Assigned by the store, increasing; 0 in an entry not yet stored.
     pub id: i64,

@@ -3,33 +3,6 @@
 use super::for_every_backend;
 use crate::store::{AuditEntry, AuditStore, StoreResult};
 
-#[derive(sqlx::FromRow)]
-struct AuditRow {
-    id: i64,
-    at_ms: i64,
-    actor: String,
-    via: String,
-    action: String,
-    target: String,
-    address: String,
-    detail: String,
-}
-
-impl From<AuditRow> for AuditEntry {
-    fn from(row: AuditRow) -> Self {
-        AuditEntry {
-            id: row.id,
-            at_ms: row.at_ms,
-            actor: row.actor,
-            via: row.via,
-            action: row.action,
-            target: row.target,
-            address: row.address,
-            detail: row.detail,
-        }
-    }
-}
-
 for_every_backend! {
     impl AuditStore {
         async fn append_audit(&self, entry: &AuditEntry) -> StoreResult<i64> {
@@ -50,13 +23,12 @@ for_every_backend! {
         }
 
         async fn audit_log(&self, before: i64, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-            let rows: Vec<AuditRow> =
-                sqlx::query_as("SELECT * FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2")
-                    .bind(before)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?;
-            Ok(rows.into_iter().map(AuditEntry::from).collect())
+            let entries = sqlx::query_as("SELECT * FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2")
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+            Ok(entries)
         }
     }
 }

@@ -43,11 +43,7 @@ for_every_backend! {
         }
 
         async fn api_keys(&self) -> StoreResult<Vec<ApiKeyRecord>> {
-            let rows: Vec<ApiKeyRow> = sqlx::query_as("SELECT * FROM api_keys").fetch_all(&self.pool).await?;
-            let mut keys: Vec<ApiKeyRecord> = rows.into_iter().map(ApiKeyRecord::from).collect();
-            // Byte order, whatever the database's collation.
-            keys.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-            Ok(keys)
+            self.all_by_name::<ApiKeyRow, ApiKeyRecord>("SELECT * FROM api_keys", |key| &key.name).await
         }
 
         async fn delete_api_key(&self, name: &str) -> StoreResult<bool> {

@@ -104,3 +104,20 @@ for_every_backend! {
         }
     }
 }
+
+for_every_backend! {
+    impl {
+        /// Every row of `statement` as a record, in byte order of `name` whatever the database's
+        /// collation.
+        async fn all_by_name<Row, Record>(&self, statement: &'static str, name: fn(&Record) -> &str) -> StoreResult<Vec<Record>>
+        where
+            Row: for<'r> sqlx::FromRow<'r, DB::Row> + Send + Unpin,
+            Record: From<Row>,
+        {
+            let rows: Vec<Row> = sqlx::query_as(statement).fetch_all(&self.pool).await?;
+            let mut records: Vec<Record> = rows.into_iter().map(Record::from).collect();
+            records.sort_unstable_by(|a, b| name(a).cmp(name(b)));
+            Ok(records)
+        }
+    }
+}

@@ -78,37 +78,31 @@ for_every_backend! {
         }
 
         async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
-            let rows: Vec<UserRow> = sqlx::query_as("SELECT * FROM users").fetch_all(&self.pool).await?;
-            let mut users: Vec<UserRecord> = rows.into_iter().map(UserRecord::from).collect();
-            // Byte order, whatever the database's collation.
-            users.sort_unstable_by(|a, b| a.username.cmp(&b.username));
-            Ok(users)
+            self.all_by_name::<UserRow, UserRecord>("SELECT * FROM users", |user| &user.username).await
         }
 
         async fn set_disabled(&self, username: &str, disabled: bool) -> StoreResult<bool> {
-            let done = sqlx::query("UPDATE users SET disabled = $1 WHERE username = $2")
-                .bind(disabled)
-                .bind(username)
-                .execute(&self.pool)
-                .await?;
-            Ok(DB::rows_affected(&done) == 1)
+            self.update_user("UPDATE users SET disabled = $1 WHERE username = $2", disabled, username).await
         }
 
         async fn set_admin(&self, username: &str, admin: bool) -> StoreResult<bool> {
-            let done = sqlx::query("UPDATE users SET admin = $1 WHERE username = $2")
-                .bind(admin)
-                .bind(username)
-                .execute(&self.pool)
-                .await?;
-            Ok(DB::rows_affected(&done) == 1)
+            self.update_user("UPDATE users SET admin = $1 WHERE username = $2", admin, username).await
         }
 
         async fn set_password_hash(&self, username: &str, hash: &str) -> StoreResult<bool> {
-            let done = sqlx::query("UPDATE users SET password_hash = $1 WHERE username = $2")
-                .bind(hash)
-                .bind(username)
-                .execute(&self.pool)
-                .await?;
+            self.update_user("UPDATE users SET password_hash = $1 WHERE username = $2", hash, username).await
+        }
+    }
+}
+
+for_every_backend! {
+    impl {
+        /// Runs `statement`, an `UPDATE users SET … = $1 WHERE username = $2`; whether the user exists.
+        async fn update_user<'q, V>(&self, statement: &'q str, value: V, username: &'q str) -> StoreResult<bool>
+        where
+            V: 'q + Send + sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+        {
+            let done = sqlx::query(statement).bind(value).bind(username).execute(&self.pool).await?;
             Ok(DB::rows_affected(&done) == 1)
         }
     }

@@ -30,26 +30,21 @@ for_every_backend! {
             } else {
                 "DELETE FROM webhook_members WHERE channel = $1 AND username = $2 AND node = $3"
             };
-            let query = sqlx::query(statement).bind(channel.as_str()).bind(user.as_str()).bind(node);
+            // Every statement here is about this member: $1 channel, $2 user, $3 node.
+            let member = |statement| sqlx::query::<DB>(statement).bind(channel.as_str()).bind(user.as_str()).bind(node);
+            let query = member(statement);
             let query = if *joined { query.bind(*presence) } else { query };
             let done = query.execute(&mut *connection).await?;
             if DB::rows_affected(&done) == 0 {
                 return Ok(0);
             }
-            let others = sqlx::query(
-                "SELECT 1 FROM webhook_members WHERE channel = $1 AND NOT (username = $2 AND node = $3) LIMIT 1",
-            )
-            .bind(channel.as_str())
-            .bind(user.as_str())
-            .bind(node)
-            .fetch_optional(&mut *connection)
-            .await?
-            .is_some();
+            let others =
+                member("SELECT 1 FROM webhook_members WHERE channel = $1 AND NOT (username = $2 AND node = $3) LIMIT 1")
+                    .fetch_optional(&mut *connection)
+                    .await?
+                    .is_some();
             let elsewhere =
-                sqlx::query("SELECT 1 FROM webhook_members WHERE channel = $1 AND username = $2 AND node <> $3 LIMIT 1")
-                    .bind(channel.as_str())
-                    .bind(user.as_str())
-                    .bind(node)
+                member("SELECT 1 FROM webhook_members WHERE channel = $1 AND username = $2 AND node <> $3 LIMIT 1")
                     .fetch_optional(&mut *connection)
                     .await?
                     .is_some();

@@ -25,13 +25,11 @@ pub(super) struct Command {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct ConnectRequest {
-    #[serde(default)]
     pub(super) token: String,
     /// The SDK's name and version, and data of the application's: passed to the connect proxy.
-    #[serde(default)]
     pub(super) name: String,
-    #[serde(default)]
     pub(super) version: String,
     pub(super) data: Option<Value>,
 }
@@ -67,10 +65,9 @@ pub(super) struct PublishRequest {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct StreamPosition {
-    #[serde(default)]
     pub(super) offset: i64,
-    #[serde(default)]
     pub(super) epoch: String,
 }
 
@@ -85,8 +82,8 @@ pub(super) struct HistoryRequest {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct RpcRequest {
-    #[serde(default)]
     pub(super) method: String,
     pub(super) data: Option<Value>,
 }
@@ -100,8 +97,8 @@ pub(super) struct SubRefreshRequest {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[serde(default)]
 pub(super) struct RefreshRequest {
-    #[serde(default)]
     pub(super) token: String,
 }
 

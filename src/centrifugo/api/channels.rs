@@ -6,38 +6,21 @@
 //! connections (sockets) and users exactly.
 
 use super::super::codes::Error;
-use super::params::{channel, channel_refusal, decode};
-use super::reply::{bad_request, not_available};
+use super::params::{channel_param, channel_refusal, decode, Feature};
+use super::reply::bad_request;
 use super::Call;
-use crate::channels::namespaces::{glob_matches, Channel};
+use crate::channels::namespaces::glob_matches;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-
-#[derive(Deserialize)]
-struct ChannelParams {
-    channel: String,
-}
 
 #[derive(Deserialize)]
 struct ChannelsParams {
     pattern: Option<String>,
 }
 
-/// The channel named in `params`, in a namespace that tracks presence (108 elsewhere, as
-/// Centrifugo answers where presence is off).
-fn presence_channel<'a>(call: &'a Call<'_>, name: &'a str) -> Result<Channel<'a>, Error> {
-    let channel = channel(&call.state.engine, name)?;
-    if !channel.namespace.presence {
-        let namespace = &channel.namespace.name;
-        return Err(not_available(format!("presence is off in namespace {namespace:?}")));
-    }
-    Ok(channel)
-}
-
 pub(super) async fn presence(call: &Call<'_>, params: Value) -> Result<Value, Error> {
-    let ChannelParams { channel: name } = decode("presence", params)?;
-    presence_channel(call, &name)?;
     let engine = &call.state.engine;
+    let name = channel_param(engine, "presence", params, Feature::Presence)?;
     let users = engine.presence(&name).await.map_err(|refused| channel_refusal(engine, &name, refused))?;
     let presence: Map<String, Value> =
         users.into_iter().map(|user| (user.clone(), json!({ "client": user, "user": user }))).collect();
@@ -45,9 +28,8 @@ pub(super) async fn presence(call: &Call<'_>, params: Value) -> Result<Value, Er
 }
 
 pub(super) async fn presence_stats(call: &Call<'_>, params: Value) -> Result<Value, Error> {
-    let ChannelParams { channel: name } = decode("presence_stats", params)?;
-    presence_channel(call, &name)?;
     let engine = &call.state.engine;
+    let name = channel_param(engine, "presence_stats", params, Feature::Presence)?;
     let stats =
         engine.presence_stats(&name).await.map_err(|refused| channel_refusal(engine, &name, refused))?;
     Ok(json!({ "num_clients": stats.sockets, "num_users": stats.users }))

@@ -3,10 +3,9 @@
 //! what a channel holds, and needs `publish`.
 
 use super::super::codes::{self, Error};
-use super::params::{channel, channel_refusal, decode};
-use super::reply::{bad_request, not_available};
+use super::params::{channel_param, channel_refusal, channel_with, decode, Feature};
+use super::reply::bad_request;
 use super::Call;
-use crate::channels::namespaces::Channel;
 use crate::store::{Position, Publication, Range};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -31,22 +30,6 @@ struct StreamPosition {
     offset: i64,
     #[serde(default)]
     epoch: String,
-}
-
-#[derive(Deserialize)]
-struct ChannelParams {
-    channel: String,
-}
-
-/// The channel, in a namespace that keeps history (108 elsewhere, as Centrifugo answers where
-/// history is off).
-fn history_channel<'a>(call: &'a Call<'_>, name: &'a str) -> Result<Channel<'a>, Error> {
-    let channel = channel(&call.state.engine, name)?;
-    if channel.namespace.history.is_none() {
-        let namespace = &channel.namespace.name;
-        return Err(not_available(format!("history is off in namespace {namespace:?}")));
-    }
-    Ok(channel)
 }
 
 /// How many publications to read: `None` for none.
@@ -93,7 +76,7 @@ fn publication(publication: &Publication) -> Option<Value> {
 pub(super) async fn history(call: &Call<'_>, params: Value) -> Result<Value, Error> {
     let request: HistoryParams = decode("history", params)?;
     let name = request.channel.as_str();
-    history_channel(call, name)?;
+    channel_with(&call.state.engine, name, Feature::History)?;
     let limit = limit(request.limit)?;
     if request.since.as_ref().is_some_and(|since| since.offset < 0) {
         return Err(bad_request("bad request: since.offset must not be negative"));
@@ -126,9 +109,8 @@ pub(super) async fn history(call: &Call<'_>, params: Value) -> Result<Value, Err
 /// Deletes the channel's stored publications; where it stands (offset, epoch) is kept, so its
 /// subscribers are not told its numbering started over.
 pub(super) async fn history_remove(call: &Call<'_>, params: Value) -> Result<Value, Error> {
-    let ChannelParams { channel: name } = decode("history_remove", params)?;
-    history_channel(call, &name)?;
     let engine = &call.state.engine;
+    let name = channel_param(engine, "history_remove", params, Feature::History)?;
     let removed =
         engine.remove_history(&name).await.map_err(|refused| channel_refusal(engine, &name, refused))?;
     tracing::info!(key = call.key, channel = name, removed, "history removed through the centrifugo API");

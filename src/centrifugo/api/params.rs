@@ -8,6 +8,7 @@ use crate::channels::namespaces::Channel;
 use crate::channels::protocol::Refusal;
 use crate::channels::Engine;
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
 use serde_json::Value;
 
 /// `params` as `T`. Fields `T` does not name are ignored, as Centrifugo ignores them.
@@ -19,6 +20,49 @@ pub(super) fn decode<T: DeserializeOwned>(method: &str, params: Value) -> Result
 /// this server does not have, bad request (107) for a malformed name.
 pub(super) fn channel<'a>(engine: &'a Engine, name: &'a str) -> Result<Channel<'a>, Error> {
     engine.resolve(name).map_err(|refused| channel_refusal(engine, name, refused))
+}
+
+/// What a method needs of a channel's namespace; where it is off, Centrifugo answers 108.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Feature {
+    Presence,
+    History,
+}
+
+/// The channel `name` names, in a namespace where `feature` is on.
+pub(super) fn channel_with<'a>(
+    engine: &'a Engine,
+    name: &'a str,
+    feature: Feature,
+) -> Result<Channel<'a>, Error> {
+    let channel = channel(engine, name)?;
+    let (on, what) = match feature {
+        Feature::Presence => (channel.namespace.presence, "presence"),
+        Feature::History => (channel.namespace.history.is_some(), "history"),
+    };
+    if !on {
+        let namespace = &channel.namespace.name;
+        return Err(not_available(format!("{what} is off in namespace {namespace:?}")));
+    }
+    Ok(channel)
+}
+
+/// The params of a method that takes only a channel.
+#[derive(Deserialize)]
+struct ChannelParams {
+    channel: String,
+}
+
+/// The channel `method`'s params (`{"channel": …}`) name, in a namespace where `feature` is on.
+pub(super) fn channel_param(
+    engine: &Engine,
+    method: &str,
+    params: Value,
+    feature: Feature,
+) -> Result<String, Error> {
+    let ChannelParams { channel: name } = decode(method, params)?;
+    channel_with(engine, &name, feature)?;
+    Ok(name)
 }
 
 /// The engine's refusal of something done to channel `name`.
@@ -49,7 +93,6 @@ pub(super) fn given(field: &Option<String>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
 
     #[derive(Deserialize, Debug)]
     struct Publish {

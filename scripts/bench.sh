@@ -230,11 +230,18 @@ publish = "subscribers"
 history_size = 0
 
 # The notification workload: one channel per socket, published to by the server API only;
-# history kept (the default), as for users' own channels (user:<name>).
+# history kept (the default), as for users' own channels (user:<name>); and the same without
+# history, what the engine costs beside storing.
 [[namespaces]]
 name = "notify"
 subscribe = "any"
 publish = "api"
+
+[[namespaces]]
+name = "notify-live"
+subscribe = "any"
+publish = "api"
+history_size = 0
 EOF
 # The proxy workload: the application (served by the generator) admits token-less /connect sockets
 # and decides the subscribes of bench-proxied, which is bench-live but for that rule.
@@ -515,20 +522,23 @@ for round in $(seq 1 "$ROUNDS"); do
             --channels "$FAN_MANY_CHANNELS" --rate "$FAN_MANY_RATE" --duration "$FANMANY_S" --concurrency 100
         sleep 2 # 10,000 sockets closing
     done
-    # Notifications: every socket on a channel of its own, publications through the server API.
-    for system in wsguard bare; do
-        if [ -n "$FAN_MANY_SKIP" ]; then
-            log "notification workload not run: $FAN_MANY_SKIP"
-            printf '{"system":"%s","round":%s,"workload":"fanout","case":"notify","skipped":"%s"}\n' \
-                "$system" "$round" "$FAN_MANY_SKIP" >>"$RESULTS"
-            continue
-        fi
-        api_key=()
-        [ "$system" = bare ] || api_key=(--api-key-file "$WORK/api-key")
-        fanout_case "$system" "$round" notify --members "$FAN_MANY_SOCKETS" --channels "$FAN_MANY_SOCKETS" \
-            --channel notify:u --rate "$NOTIFY_RATE" --duration "$NOTIFY_S" --concurrency 100 --http-publish \
-            --http-connections "$NOTIFY_CONNECTIONS" "${api_key[@]}"
-        sleep 2 # 10,000 sockets closing
+    # Notifications: every socket on a channel of its own, publications through the server API;
+    # with history kept (notify) and without (notify-live: bare's run is the same in both).
+    for case in notify notify-live; do
+        for system in wsguard bare; do
+            if [ -n "$FAN_MANY_SKIP" ]; then
+                log "notification workload not run: $FAN_MANY_SKIP"
+                printf '{"system":"%s","round":%s,"workload":"fanout","case":"%s","skipped":"%s"}\n' \
+                    "$system" "$round" "$case" "$FAN_MANY_SKIP" >>"$RESULTS"
+                continue
+            fi
+            api_key=()
+            [ "$system" = bare ] || api_key=(--api-key-file "$WORK/api-key")
+            fanout_case "$system" "$round" "$case" --members "$FAN_MANY_SOCKETS" --channels "$FAN_MANY_SOCKETS" \
+                --channel "$case:u" --rate "$NOTIFY_RATE" --duration "$NOTIFY_S" --concurrency 100 --http-publish \
+                --http-connections "$NOTIFY_CONNECTIONS" "${api_key[@]}"
+            sleep 2 # 10,000 sockets closing
+        done
     done
 done
 
@@ -757,7 +767,8 @@ mkdir -p "$(dirname "$OUT")"
     echo "  call at a time each: wsguard's \`POST /api/publish\` with an API key (publish scope), bare-broadcast's"
     echo "  \`POST /publish/<channel>\` (hyper, the body as the shared frame). The 200 is the ack. API p99 is"
     echo "  the call's own time (request sent to answer); p99 to delivery counts from when the publication was"
-    echo "  due. Server CPU per delivery as above (one delivery per publication)."
+    echo "  due. Server CPU per delivery as above (one delivery per publication). **Without history**: the"
+    echo "  same in namespace \`notify-live\` (\`history_size = 0\`), beside bare-broadcast's run of the same."
     echo "- **Centrifugo's client protocol** (wsguard, \`/connection/websocket\` beside \`/connect\`, alternating"
     echo "  within each round of this run; the second table): **handshakes**, 20 workers for ${HS_S} s with the"
     echo "  own token of \`POST /token\`: on \`/connect\` the bearer header and the welcome frame, on"

@@ -83,6 +83,21 @@ pub(super) const FANOUT_ROWS: &[Row] = &[
         goal: Goal::AtMost(0.0),
         reference: "",
     },
+    Row {
+        label: "Notifications without history (`history_size = 0`): server CPU µs per delivery",
+        workload: "fanout-notify-live",
+        field: "server_cpu_us_per_delivery",
+        goal: Goal::AtMostTimesBare(1.5),
+        reference: "",
+    },
+    figure("Notifications without history: p99 of the API call, ms", "fanout-notify-live", "api_call_p99_ms"),
+    Row {
+        label: "Notifications without history: deliveries lost",
+        workload: "fanout-notify-live",
+        field: "lost",
+        goal: Goal::AtMost(0.0),
+        reference: "",
+    },
     figure(
         "Channel fan-out, 2 nodes (PostgreSQL + Redis), saturation: deliveries/s, both nodes",
         "fanout-2-nodes",

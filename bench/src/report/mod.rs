@@ -96,7 +96,7 @@ fn lower_is_better(workload: &str) -> bool {
 /// Fan-outs at an offered rate: judged by their latency, not their (offered) deliveries/s.
 fn is_paced_fanout(workload: &str) -> bool {
     let workload = workload.strip_suffix("-centrifugo").unwrap_or(workload);
-    workload == "fanout-paced" || workload == "fanout-channels" || workload == "fanout-notify"
+    matches!(workload, "fanout-paced" | "fanout-channels" | "fanout-notify" | "fanout-notify-live")
 }
 
 fn headline(workload: &str) -> &'static str {

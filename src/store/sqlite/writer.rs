@@ -20,7 +20,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::task::JoinHandle;
 
@@ -70,8 +70,8 @@ impl Target<'_> {
 }
 
 pub(in crate::store) struct Writer {
-    /// Used by one batch at a time: the group-commit task's, or a publisher's written at once
-    /// (`write_now`), which only takes it when free and holds it for one commit.
+    /// Used by one batch at a time (the group-commit task writes one after another), so never
+    /// waited for on the task.
     connection: Arc<Mutex<Connection>>,
     checkpoints: Mutex<Checkpoints>,
 }
@@ -98,7 +98,7 @@ impl BatchWrite for Writer {
             // Its failure is logged; the batch goes on.
             let _ = restart.await;
         }
-        let inline = write_batch(&mut lock(&self.connection), requests);
+        let inline = write_batch(&mut self.connection.lock().expect("writer lock poisoned"), requests);
         let positions = match inline {
             Err(err) if is_locked(&err) => self.write_waiting(requests.to_vec()).await?,
             written => written.map_err(store_error)?,
@@ -106,34 +106,6 @@ impl BatchWrite for Writer {
         self.checkpoints().committed(requests.iter().map(Request::bytes).sum());
         Ok(positions)
     }
-
-    fn write_now(&self, requests: &[Request]) -> Option<StoreResult<Vec<Position>>> {
-        if self.checkpoints().restart.load(Ordering::Acquire) {
-            return None;
-        }
-        // Held by a batch under way: the publisher queues behind it.
-        let mut connection = match self.connection.try_lock() {
-            Ok(connection) => connection,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return None,
-        };
-        let written = write_batch(&mut connection, requests);
-        drop(connection);
-        match written {
-            Err(err) if is_locked(&err) => None,
-            Err(err) => Some(Err(store_error(err))),
-            Ok(positions) => {
-                self.checkpoints().committed(requests.iter().map(Request::bytes).sum());
-                Some(Ok(positions))
-            }
-        }
-    }
-}
-
-/// The writer's connection. A batch that panicked rolled its transaction back as it unwound, so
-/// the connection is sound all the same.
-fn lock(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    connection.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Writer {
@@ -145,7 +117,7 @@ impl Writer {
     async fn write_waiting(&self, requests: Vec<Request>) -> StoreResult<Vec<Position>> {
         let connection = self.connection.clone();
         let waited = tokio::task::spawn_blocking(move || {
-            let mut connection = lock(&connection);
+            let mut connection = connection.lock().expect("writer lock poisoned");
             connection.busy_timeout(LOCK_WAIT)?;
             let written = write_batch(&mut connection, &requests);
             connection.busy_timeout(Duration::ZERO)?;
@@ -293,14 +265,12 @@ impl Checkpoints {
 
     /// When the log must start over: a checkpoint to wait for before the next batch (after the
     /// one under way, if any).
-    /// The flag stays raised until that checkpoint is done, so that no publisher writes at once
-    /// (`write_now`) meanwhile.
     fn restart_due(&mut self) -> Option<impl std::future::Future<Output = ()> + use<>> {
-        if !self.restart.load(Ordering::Acquire) {
+        if !self.restart.swap(false, Ordering::AcqRel) {
             return None;
         }
         let running = self.running.take();
-        let (connection, restart) = (self.connection.clone(), self.restart.clone());
+        let connection = self.connection.clone();
         Some(async move {
             if let Some(running) = running {
                 let _ = running.await;
@@ -308,7 +278,6 @@ impl Checkpoints {
             // With the writer waiting, the log is copied to its end, and the next commit starts
             // it over.
             let _ = tokio::task::spawn_blocking(move || checkpoint(&connection, None)).await;
-            restart.store(false, Ordering::Release);
         })
     }
 

@@ -3,6 +3,7 @@
 
 use super::error::CallError;
 use crate::auth::credentials;
+use crate::http::error::ErrorBody;
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
@@ -25,6 +26,16 @@ pub(crate) struct UserPath {
     /// The user: 1-64 of A-Z a-z 0-9 _ . - @
     #[param(pattern = "^[A-Za-z0-9_.@-]{1,64}$", example = "johndoe")]
     pub(crate) username: String,
+}
+
+/// What an operation naming a user in its path answers when the name is not a username
+/// ([`UserPath::checked`]). Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum NotAUsername {
+    #[response(status = 422, description = "Not a username",
+        example = json!({"detail": "username may contain only letters, digits and _ . - @"}))]
+    Invalid(ErrorBody),
 }
 
 impl UserPath {

@@ -49,6 +49,17 @@ pub(crate) struct Broadcast {
     offsets: BTreeMap<String, Option<i64>>,
 }
 
+/// What a publication to one channel answers when the engine refuses it, through the server API
+/// or the admin API. Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum PublishRefusal {
+    #[response(status = 422,
+        description = "A malformed body, channel name or unknown namespace, or a room's chat message with an empty text or one over 4096 characters",
+        example = json!({"detail": "unknown namespace \"nope\""}))]
+    Invalid(ErrorBody),
+}
+
 /// Publish to a channel
 ///
 /// Stored first where the channel's namespace keeps history, then delivered to its subscribers on
@@ -56,8 +67,7 @@ pub(crate) struct Broadcast {
 #[utoipa::path(post, path = "/api/publish", tag = super::TAG, request_body = PublishRequest,
     responses(
         (status = 200, body = Published, description = "Stored (when the namespace keeps history) and sent"),
-        (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace, or a room's chat message with an empty text or one over 4096 characters",
-            example = json!({"detail": "unknown namespace \"nope\""})),
+        PublishRefusal,
     ))]
 pub(super) async fn publish(
     caller: ApiCaller<NeedsPublish>,

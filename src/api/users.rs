@@ -3,10 +3,9 @@
 
 use super::caller::{ApiCaller, NeedsDisconnect};
 use super::error::CallError;
-use super::params::{ApiPath, UserPath};
+use super::params::{ApiPath, NotAUsername, UserPath};
 use crate::app::AppState;
 use crate::auth::logins;
-use crate::http::error::ErrorBody;
 use axum::extract::State;
 use axum::http::StatusCode;
 
@@ -18,8 +17,7 @@ use axum::http::StatusCode;
     params(UserPath),
     responses(
         (status = 204, description = "The user's sockets are closing on every node"),
-        (status = 422, body = ErrorBody, description = "Not a username",
-            example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
+        NotAUsername,
     ))]
 pub(super) async fn disconnect(
     caller: ApiCaller<NeedsDisconnect>,
@@ -41,8 +39,7 @@ pub(super) async fn disconnect(
     params(UserPath),
     responses(
         (status = 204, description = "Revoked; the user's sockets are closing on every node"),
-        (status = 422, body = ErrorBody, description = "Not a username",
-            example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
+        NotAUsername,
     ))]
 pub(super) async fn revoke(
     caller: ApiCaller<NeedsDisconnect>,

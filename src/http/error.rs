@@ -23,6 +23,15 @@ pub(crate) struct ErrorBody {
     error_description: Option<String>,
 }
 
+/// What any operation taking a user's token may answer besides its own (added to each by the
+/// description's `BearerScheme`): the user is disabled. Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum InactiveUser {
+    #[response(status = 400, description = "Inactive user")]
+    Inactive(ErrorBody),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ApiError {
     /// A request that cannot be understood: 400, or 422 for a well-formed body with bad values.

@@ -50,7 +50,6 @@ pub(crate) struct NewPassword {
 #[utoipa::path(get, path = "/users/me", tag = "users",
     responses(
         (status = 200, body = PublicUser),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 401, body = ErrorBody, description = "Not authenticated or invalid token"),
     ),
     security(("bearer" = [])))]
@@ -62,7 +61,6 @@ pub(crate) async fn me(CurrentUser(identity): CurrentUser) -> Json<PublicUser> {
 #[utoipa::path(get, path = "/items/", tag = "users",
     responses(
         (status = 200, body = [Item]),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 401, body = ErrorBody, description = "Not authenticated"),
     ),
     security(("bearer" = [])))]
@@ -77,7 +75,6 @@ pub(crate) async fn items(CurrentUser(identity): CurrentUser) -> Json<Vec<Item>>
 #[utoipa::path(put, path = "/users/me/password", tag = "users", request_body = NewPassword,
     responses(
         (status = 204, description = "Password changed; log in again"),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 401, body = ErrorBody, description = "Not authenticated, the token is not fresh, or a trusted issuer's token"),
         (status = 413, body = ErrorBody, description = "Body too large"),
         (status = 415, body = ErrorBody, description = "Not JSON"),

@@ -17,7 +17,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use error::ApiError;
+use error::{ApiError, InactiveUser};
 use serde_json::json;
 use std::convert::Infallible;
 use tower::{Service, ServiceBuilder};
@@ -25,9 +25,12 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowCredentials, AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::openapi::security::{Flow, OAuth2, Password, Scopes, SecurityRequirement, SecurityScheme};
+use utoipa::{IntoResponses, Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
+
+/// The OpenAPI security scheme of users' tokens.
+const BEARER: &str = "bearer";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,16 +46,26 @@ use utoipa_swagger_ui::SwaggerUi;
 )]
 struct ApiDoc;
 
-/// The OAuth2 password flow, so that Swagger UI's "Authorize" logs in through `/token`.
+/// The OAuth2 password flow, so that Swagger UI's "Authorize" logs in through `/token`; every
+/// operation that takes it may answer [`InactiveUser`], as its extractors refuse a disabled user.
 struct BearerScheme;
 
 impl Modify for BearerScheme {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
-            "bearer",
+            BEARER,
             SecurityScheme::OAuth2(OAuth2::new([Flow::Password(Password::new("/token", Scopes::new()))])),
         );
+        let bearer = SecurityRequirement::new::<_, _, &str>(BEARER, []);
+        let inactive = InactiveUser::responses();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.get, &mut item.post, &mut item.put].into_iter().flatten() {
+                if operation.security.as_ref().is_some_and(|security| security.contains(&bearer)) {
+                    operation.responses.responses.extend(inactive.clone());
+                }
+            }
+        }
     }
 }
 

@@ -137,6 +137,23 @@ async fn check_credentials(
     Ok(user)
 }
 
+/// What the password logins with a JSON (or form) body may answer besides their own: the refusals
+/// of [`check_credentials`] and of the body. Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+pub(crate) enum LoginRefusals {
+    #[response(status = 400, description = "Inactive user")]
+    Inactive(ErrorBody),
+    #[response(status = 401, description = "Incorrect username or password")]
+    Incorrect(ErrorBody),
+    #[response(status = 413, description = "Body too large")]
+    TooLarge(ErrorBody),
+    #[response(status = 422, description = "Malformed body")]
+    Malformed(ErrorBody),
+    #[response(status = 503, description = "Too many logins in progress")]
+    Busy(ErrorBody),
+}
+
 fn logins(state: &AppState) -> Logins<'_> {
     Logins::new(state.store.as_ref(), &state.auth)
 }
@@ -210,12 +227,8 @@ pub(crate) async fn token(
 #[utoipa::path(post, path = "/login", tag = "tokens", request_body = Credentials,
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
-        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
-        (status = 413, body = ErrorBody, description = "Body too large"),
         (status = 415, body = ErrorBody, description = "Not JSON"),
-        (status = 422, body = ErrorBody, description = "Malformed body"),
-        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
+        LoginRefusals,
     ))]
 pub(crate) async fn login(
     State(state): State<AppState>,
@@ -251,13 +264,9 @@ pub(crate) fn local_path(next: Option<&str>) -> &str {
     responses(
         (status = 200, description = "Cookies set"),
         (status = 303, description = "Cookies set, redirect to next (or back to the login page on failure)"),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 403, body = ErrorBody, description = "Cross-site login refused (Origin or Sec-Fetch-Site)"),
-        (status = 401, body = ErrorBody, description = "Incorrect username or password"),
-        (status = 413, body = ErrorBody, description = "Body too large"),
         (status = 415, body = ErrorBody, description = "Neither a form nor JSON"),
-        (status = 422, body = ErrorBody, description = "Malformed body"),
-        (status = 503, body = ErrorBody, description = "Too many logins in progress"),
+        LoginRefusals,
     ))]
 pub(crate) async fn login_cookie(
     State(state): State<AppState>,
@@ -320,7 +329,6 @@ fn cross_site(headers: &HeaderMap, state: &AppState) -> bool {
 #[utoipa::path(post, path = "/refresh", tag = "tokens",
     responses(
         (status = 200, body = TokenResponse),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 401, body = ErrorBody, description = "Missing, invalid, revoked or reused refresh token, or a trusted issuer's token"),
     ),
     security(("bearer" = [])))]
@@ -343,7 +351,6 @@ pub(crate) async fn refresh(
 #[utoipa::path(post, path = "/logout", tag = "tokens",
     responses(
         (status = 204, description = "Logged out"),
-        (status = 400, body = ErrorBody, description = "Inactive user"),
         (status = 401, body = ErrorBody, description = "Not authenticated, or a trusted issuer's token (no wsguard login to end)"),
     ),
     security(("bearer" = [])))]

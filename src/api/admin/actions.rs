@@ -4,7 +4,8 @@
 
 use super::caller::Admin;
 use crate::api::body::ApiBody;
-use crate::api::params::{ApiPath, UserPath};
+use crate::api::params::{ApiPath, NotAUsername, UserPath};
+use crate::api::publish::PublishRefusal;
 use crate::api::CallError;
 use crate::app::AppState;
 use crate::auth::logins;
@@ -41,8 +42,7 @@ pub(crate) struct AdminPublished {
     responses(
         (status = 200, body = AdminPublished, description = "Audited, stored (when the namespace keeps history) and sent"),
         (status = 415, body = ErrorBody, description = "Not JSON"),
-        (status = 422, body = ErrorBody, description = "A malformed body, channel name or unknown namespace, or a room's chat message with an empty text or one over 4096 characters",
-            example = json!({"detail": "unknown namespace \"nope\""})),
+        PublishRefusal,
     ))]
 pub(super) async fn publish(
     Admin(actor): Admin,
@@ -64,8 +64,7 @@ pub(super) async fn publish(
     params(UserPath),
     responses(
         (status = 204, description = "Audited; the user's sockets are closing on every node"),
-        (status = 422, body = ErrorBody, description = "Not a username",
-            example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
+        NotAUsername,
     ))]
 pub(super) async fn disconnect(
     Admin(actor): Admin,
@@ -86,8 +85,7 @@ pub(super) async fn disconnect(
     params(UserPath),
     responses(
         (status = 204, description = "Audited and revoked; the user's sockets are closing on every node"),
-        (status = 422, body = ErrorBody, description = "Not a username",
-            example = json!({"detail": "username may contain only letters, digits and _ . - @"})),
+        NotAUsername,
     ))]
 pub(super) async fn revoke(
     Admin(actor): Admin,

@@ -161,156 +161,177 @@ pub(crate) struct Metrics {
 
 impl Metrics {
     /// The Prometheus text exposition of every metric; `hashes` is (count, total microseconds).
-    // Long: one block per metric family, in the order /metrics lists them.
     pub(crate) fn render(&self, hashes: (usize, usize)) -> String {
+        // In the order /metrics lists them.
+        let families = [
+            Family::counter(
+                "wsguard_logins_total",
+                "Password logins by result.",
+                by_label("result", [("ok", self.logins_ok.get()), ("failed", self.logins_failed.get())]),
+            ),
+            Family::gauge(
+                "wsguard_sockets_open",
+                "Connections open now: WebSockets, HTTP streams and SSE streams.",
+                single(self.sockets_open.get()),
+            ),
+            Family::gauge(
+                "wsguard_streams_open",
+                "Emulated connections open now, by transport (also counted in wsguard_sockets_open).",
+                by_label(
+                    "transport",
+                    [("http_stream", self.http_streams_open.get()), ("sse", self.sse_streams_open.get())],
+                ),
+            ),
+            Family::counter(
+                "wsguard_emulation_requests_total",
+                "POST /emulation requests: handed to the node of their session, naming no live node, or refused (malformed, too big, foreign Origin).",
+                by_label(
+                    "outcome",
+                    [
+                        ("handed", self.emulation_handed.get()),
+                        ("no_node", self.emulation_no_node.get()),
+                        ("refused", self.emulation_refused.get()),
+                    ],
+                ),
+            ),
+            Family::counter(
+                "wsguard_sockets_total",
+                "Connections accepted: WebSockets, HTTP streams and SSE streams.",
+                single(self.sockets_total.get()),
+            ),
+            Family::counter(
+                "wsguard_socket_messages_total",
+                "Messages received on WebSockets.",
+                single(self.messages_in.get()),
+            ),
+            Family::counter(
+                "wsguard_publications_total",
+                "Publications to channels, chat messages included.",
+                single(self.publications.get()),
+            ),
+            Family::counter(
+                "wsguard_gap_fills_total",
+                "Fetches from the store of publications a socket missed before one it was handed.",
+                single(self.gap_fills.get()),
+            ),
+            Family::counter(
+                "wsguard_socket_rejections_total",
+                "WebSocket handshakes refused: Origin, authentication, socket caps, the connect proxy.",
+                single(self.socket_rejections.get()),
+            ),
+            Family::counter(
+                "wsguard_sockets_closed_total",
+                "Sockets closed by the server, by reason.",
+                by_label(
+                    "reason",
+                    [
+                        ("expired", self.socket_closed_expired.get()),
+                        ("revoked", self.socket_closed_revoked.get()),
+                    ],
+                ),
+            ),
+            Family::gauge(
+                "wsguard_connections_open",
+                "Client connections open now: TLS handshakes, HTTP and WebSockets.",
+                single(self.connections_open.get()),
+            ),
+            Family::counter(
+                "wsguard_connections_refused_total",
+                "Connections closed at accept, by the cap they exceeded.",
+                by_label(
+                    "reason",
+                    [
+                        ("total", self.connections_refused_total.get()),
+                        ("per_address", self.connections_refused_per_address.get()),
+                    ],
+                ),
+            ),
+            Family::counter(
+                "wsguard_connections_timed_out_total",
+                "Connections closed for slowness, by timeout: request headers, or idle keep-alive.",
+                by_label(
+                    "reason",
+                    [
+                        ("header_read", self.connections_closed_header_read.get()),
+                        ("keep_alive", self.connections_closed_keep_alive.get()),
+                    ],
+                ),
+            ),
+            Family::counter("wsguard_password_hashes_total", "Password hashes computed.", single(hashes.0)),
+            Family::counter(
+                "wsguard_password_hash_seconds_total",
+                "Time spent hashing passwords.",
+                single(format!("{:.6}", hashes.1 as f64 / 1e6)),
+            ),
+            Family::counter(
+                "wsguard_log_lines_dropped_total",
+                "Log lines (and stdout lines) dropped because the stream refused them.",
+                single(crate::logs::dropped()),
+            ),
+            Family::counter(
+                "wsguard_api_requests_total",
+                "Server-API requests by key name and status class.",
+                self.api_calls.samples(),
+            ),
+            Family::counter(
+                "wsguard_proxy_requests_total",
+                "Calls to the application's proxy endpoints by event and outcome.",
+                self.proxy_calls.outcomes(),
+            ),
+            Family::histogram(
+                "wsguard_proxy_request_duration_seconds",
+                "How long calls to the application's proxy endpoints took, by event.",
+                self.proxy_calls.durations(),
+            ),
+        ];
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, samples: &[(&str, String)]| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in samples {
-                let _ = writeln!(out, "{name}{labels} {value}");
-            }
-        };
-        let one = |value: String| [("", value)];
-        family(
-            "wsguard_logins_total",
-            "counter",
-            "Password logins by result.",
-            &[
-                ("{result=\"ok\"}", self.logins_ok.get().to_string()),
-                ("{result=\"failed\"}", self.logins_failed.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_sockets_open",
-            "gauge",
-            "Connections open now: WebSockets, HTTP streams and SSE streams.",
-            &one(self.sockets_open.get().to_string()),
-        );
-        family(
-            "wsguard_streams_open",
-            "gauge",
-            "Emulated connections open now, by transport (also counted in wsguard_sockets_open).",
-            &[
-                ("{transport=\"http_stream\"}", self.http_streams_open.get().to_string()),
-                ("{transport=\"sse\"}", self.sse_streams_open.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_emulation_requests_total",
-            "counter",
-            "POST /emulation requests: handed to the node of their session, naming no live node, or refused (malformed, too big, foreign Origin).",
-            &[
-                ("{outcome=\"handed\"}", self.emulation_handed.get().to_string()),
-                ("{outcome=\"no_node\"}", self.emulation_no_node.get().to_string()),
-                ("{outcome=\"refused\"}", self.emulation_refused.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_sockets_total",
-            "counter",
-            "Connections accepted: WebSockets, HTTP streams and SSE streams.",
-            &one(self.sockets_total.get().to_string()),
-        );
-        family(
-            "wsguard_socket_messages_total",
-            "counter",
-            "Messages received on WebSockets.",
-            &one(self.messages_in.get().to_string()),
-        );
-        family(
-            "wsguard_publications_total",
-            "counter",
-            "Publications to channels, chat messages included.",
-            &one(self.publications.get().to_string()),
-        );
-        family(
-            "wsguard_gap_fills_total",
-            "counter",
-            "Fetches from the store of publications a socket missed before one it was handed.",
-            &one(self.gap_fills.get().to_string()),
-        );
-        family(
-            "wsguard_socket_rejections_total",
-            "counter",
-            "WebSocket handshakes refused: Origin, authentication, socket caps, the connect proxy.",
-            &one(self.socket_rejections.get().to_string()),
-        );
-        family(
-            "wsguard_sockets_closed_total",
-            "counter",
-            "Sockets closed by the server, by reason.",
-            &[
-                ("{reason=\"expired\"}", self.socket_closed_expired.get().to_string()),
-                ("{reason=\"revoked\"}", self.socket_closed_revoked.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_connections_open",
-            "gauge",
-            "Client connections open now: TLS handshakes, HTTP and WebSockets.",
-            &one(self.connections_open.get().to_string()),
-        );
-        family(
-            "wsguard_connections_refused_total",
-            "counter",
-            "Connections closed at accept, by the cap they exceeded.",
-            &[
-                ("{reason=\"total\"}", self.connections_refused_total.get().to_string()),
-                ("{reason=\"per_address\"}", self.connections_refused_per_address.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_connections_timed_out_total",
-            "counter",
-            "Connections closed for slowness, by timeout: request headers, or idle keep-alive.",
-            &[
-                ("{reason=\"header_read\"}", self.connections_closed_header_read.get().to_string()),
-                ("{reason=\"keep_alive\"}", self.connections_closed_keep_alive.get().to_string()),
-            ],
-        );
-        family(
-            "wsguard_password_hashes_total",
-            "counter",
-            "Password hashes computed.",
-            &one(hashes.0.to_string()),
-        );
-        family(
-            "wsguard_password_hash_seconds_total",
-            "counter",
-            "Time spent hashing passwords.",
-            &one(format!("{:.6}", hashes.1 as f64 / 1e6)),
-        );
-        family(
-            "wsguard_log_lines_dropped_total",
-            "counter",
-            "Log lines (and stdout lines) dropped because the stream refused them.",
-            &one(crate::logs::dropped().to_string()),
-        );
-        let api_calls = self.api_calls.samples();
-        let api_calls: Vec<(&str, String)> = api_calls.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
-        family(
-            "wsguard_api_requests_total",
-            "counter",
-            "Server-API requests by key name and status class.",
-            &api_calls,
-        );
-        let outcomes = self.proxy_calls.outcomes();
-        let outcomes: Vec<(&str, String)> = outcomes.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
-        family(
-            "wsguard_proxy_requests_total",
-            "counter",
-            "Calls to the application's proxy endpoints by event and outcome.",
-            &outcomes,
-        );
-        let durations = self.proxy_calls.durations();
-        let durations: Vec<(&str, String)> = durations.iter().map(|(l, v)| (l.as_str(), v.clone())).collect();
-        family(
-            "wsguard_proxy_request_duration_seconds",
-            "histogram",
-            "How long calls to the application's proxy endpoints took, by event.",
-            &durations,
-        );
-        self.webhooks.render(&mut out);
+        for family in families.iter().chain(&self.webhooks.families()) {
+            family.write(&mut out);
+        }
         out
     }
+}
+
+/// One metric family as `/metrics` shows it: its `# HELP` and `# TYPE` lines, then its samples.
+pub(crate) struct Family {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    /// Each sample's labels (`{result="ok"}`, or none) and value.
+    samples: Vec<(String, String)>,
+}
+
+impl Family {
+    pub(crate) fn counter(name: &'static str, help: &'static str, samples: Vec<(String, String)>) -> Family {
+        Family { name, kind: "counter", help, samples }
+    }
+
+    pub(crate) fn gauge(name: &'static str, help: &'static str, samples: Vec<(String, String)>) -> Family {
+        Family { name, kind: "gauge", help, samples }
+    }
+
+    fn histogram(name: &'static str, help: &'static str, samples: Vec<(String, String)>) -> Family {
+        Family { name, kind: "histogram", help, samples }
+    }
+
+    fn write(&self, out: &mut String) {
+        let Family { name, kind, help, samples } = self;
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    }
+}
+
+/// A family's one sample, without labels.
+pub(crate) fn single(value: impl ToString) -> Vec<(String, String)> {
+    vec![(String::new(), value.to_string())]
+}
+
+/// A sample for each value of `label`: `{label="value"}`.
+pub(crate) fn by_label<V: ToString>(
+    label: &str,
+    values: impl IntoIterator<Item = (&'static str, V)>,
+) -> Vec<(String, String)> {
+    values.into_iter().map(|(value, n)| (format!("{{{label}=\"{value}\"}}"), n.to_string())).collect()
 }

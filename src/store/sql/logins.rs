@@ -27,16 +27,7 @@ for_every_backend! {
         }
 
         async fn current_refresh(&self, family: &str, username: &str, now: i64) -> StoreResult<Option<String>> {
-            let jti = sqlx::query_scalar(
-                "SELECT current_jti FROM refresh_families \
-                 WHERE id = $1 AND username = $2 AND NOT revoked AND expires_at > $3",
-            )
-            .bind(family)
-            .bind(username)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(jti)
+            Ok(self.live_family(family, username, now).await?.map(|live| live.current_jti))
         }
 
         async fn replaced_at(
@@ -46,17 +37,8 @@ for_every_backend! {
             presented: &str,
             now: i64,
         ) -> StoreResult<Option<i64>> {
-            let at: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT rotated_at FROM refresh_families \
-                 WHERE id = $1 AND username = $2 AND previous_jti = $3 AND NOT revoked AND expires_at > $4",
-            )
-            .bind(family)
-            .bind(username)
-            .bind(presented)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-            Ok(at.flatten())
+            let live = self.live_family(family, username, now).await?;
+            Ok(live.filter(|live| live.previous_jti.as_deref() == Some(presented)).and_then(|live| live.rotated_at))
         }
 
         async fn rotate_family(
@@ -99,38 +81,78 @@ for_every_backend! {
                 tx.commit().await?;
                 return Ok(Rotation::Repeated { rotated_at });
             }
-            let live: Option<(String, i64)> = sqlx::query_as(
-                "UPDATE refresh_families SET revoked = TRUE \
-                 WHERE id = $1 AND NOT revoked AND expires_at > $2 RETURNING username, expires_at",
-            )
-            .bind(family)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some((username, expires_at)) = live else {
+            if Self::revoke_families(&mut tx, Families::Login(family), now).await?.is_empty() {
                 return Ok(Rotation::Dead);
-            };
-            Self::append_revocations(&mut tx, &[Revocation::family(family, username, expires_at)], now).await?;
+            }
             tx.commit().await?;
             Ok(Rotation::Reused)
         }
 
         async fn revoke_user(&self, username: &str, now: i64) -> StoreResult<Vec<Revocation>> {
             let mut tx = self.pool.begin().await?;
-            let families: Vec<(String, i64)> = sqlx::query_as(
-                "UPDATE refresh_families SET revoked = TRUE \
-                 WHERE username = $1 AND NOT revoked AND expires_at > $2 RETURNING id, expires_at",
+            let revoked = Self::revoke_families(&mut tx, Families::OfUser(username), now).await?;
+            tx.commit().await?;
+            Ok(revoked)
+        }
+    }
+}
+
+/// A live login's refresh tokens: the current one, and the one it replaced at `rotated_at`.
+#[derive(sqlx::FromRow)]
+struct LiveFamily {
+    current_jti: String,
+    previous_jti: Option<String>,
+    rotated_at: Option<i64>,
+}
+
+/// The live logins a revocation ends: one, by its id, or every one of a user.
+enum Families<'a> {
+    Login(&'a str),
+    OfUser(&'a str),
+}
+
+for_every_backend! {
+    impl {
+        /// The live login `family` of `username`, if it is one.
+        async fn live_family(&self, family: &str, username: &str, now: i64) -> StoreResult<Option<LiveFamily>> {
+            let live = sqlx::query_as(
+                "SELECT current_jti, previous_jti, rotated_at FROM refresh_families \
+                 WHERE id = $1 AND username = $2 AND NOT revoked AND expires_at > $3",
             )
+            .bind(family)
             .bind(username)
             .bind(now)
-            .fetch_all(&mut *tx)
+            .fetch_optional(&self.pool)
             .await?;
-            let revoked: Vec<Revocation> = families
+            Ok(live)
+        }
+
+        /// Revokes the live `families`, logs each revocation and returns them, inside the caller's
+        /// transaction.
+        async fn revoke_families(
+            connection: &mut DB::Connection,
+            families: Families<'_>,
+            now: i64,
+        ) -> StoreResult<Vec<Revocation>> {
+            let (statement, key) = match families {
+                Families::Login(id) => (
+                    "UPDATE refresh_families SET revoked = TRUE \
+                     WHERE id = $1 AND NOT revoked AND expires_at > $2 RETURNING id, username, expires_at",
+                    id,
+                ),
+                Families::OfUser(username) => (
+                    "UPDATE refresh_families SET revoked = TRUE \
+                     WHERE username = $1 AND NOT revoked AND expires_at > $2 RETURNING id, username, expires_at",
+                    username,
+                ),
+            };
+            let rows: Vec<(String, String, i64)> =
+                sqlx::query_as(statement).bind(key).bind(now).fetch_all(&mut *connection).await?;
+            let revoked: Vec<Revocation> = rows
                 .into_iter()
-                .map(|(family, expires_at)| Revocation::family(family, username, expires_at))
+                .map(|(family, username, expires_at)| Revocation::family(family, username, expires_at))
                 .collect();
-            Self::append_revocations(&mut tx, &revoked, now).await?;
-            tx.commit().await?;
+            Self::append_revocations(connection, &revoked, now).await?;
             Ok(revoked)
         }
     }

@@ -2,7 +2,7 @@
 //! nothing else, on stdout (`KEY=$(wsguard apikey add …)`): it is shown this once, only its hash
 //! is kept. Running nodes take up an added or revoked key within a second or two.
 
-use super::users::open;
+use super::users::{open, print_row};
 use crate::auth::api_keys::{check_name, digest_hex, generate, Scope, Scopes};
 use crate::clock::now_secs as now;
 use crate::config::StoreSettings;
@@ -69,13 +69,12 @@ impl ApiKeyCommand {
             ApiKeyCommand::List { store } => {
                 let store = open(&store).await?;
                 for key in store.api_keys().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        key.name,
-                        key.scopes.join(","),
-                        date(key.created_at),
-                        key.last_used_at.map_or_else(|| "never".to_owned(), date)
-                    );
+                    print_row([
+                        &key.name,
+                        &key.scopes.join(","),
+                        &date(key.created_at),
+                        &key.last_used_at.map_or_else(|| "never".to_owned(), date),
+                    ]);
                 }
             }
             ApiKeyCommand::Revoke { name, store } => {

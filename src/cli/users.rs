@@ -89,6 +89,11 @@ pub(super) async fn open(settings: &StoreSettings) -> anyhow::Result<DynStore> {
     store::connect(&settings.database_url()).await
 }
 
+/// One record of a list command: its fields on a line, tab-separated.
+pub(super) fn print_row<const N: usize>(fields: [&str; N]) {
+    println!("{}", fields.join("\t"));
+}
+
 /// A password from a hidden prompt (asked twice), or the first line of piped stdin.
 fn read_password() -> anyhow::Result<String> {
     let password = if std::io::stdin().is_terminal() {
@@ -166,14 +171,13 @@ impl UserCommand {
             UserCommand::List { store } => {
                 let store = open(&store).await?;
                 for user in store.list_users().await? {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        user.username,
+                    print_row([
+                        &user.username,
                         if user.disabled { "disabled" } else { "active" },
-                        user.email.unwrap_or_default(),
-                        user.full_name.unwrap_or_default(),
-                        if user.admin { "admin" } else { "-" }
-                    );
+                        user.email.as_deref().unwrap_or_default(),
+                        user.full_name.as_deref().unwrap_or_default(),
+                        if user.admin { "admin" } else { "-" },
+                    ]);
                 }
             }
             UserCommand::Disable { username, store } => {

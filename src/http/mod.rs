@@ -71,7 +71,7 @@ impl Modify for BearerScheme {
 
 /// The API's routes and the pages.
 pub(crate) fn routes() -> Router<AppState> {
-    let api = Router::new()
+    Router::new()
         .route("/token", post(tokens::token))
         .route("/login", post(tokens::login).get(pages::login))
         .route("/login/cookie", post(tokens::login_cookie))
@@ -83,8 +83,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/.well-known/jwks.json", get(jwks::jwks));
-    let pages = Router::new()
+        .route("/.well-known/jwks.json", get(jwks::jwks))
+        // The pages.
         .route("/", get(pages::root))
         .route("/chat", get(pages::chat))
         .route("/admin", get(pages::admin))
@@ -92,8 +92,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/static/{name}", get(pages::asset))
         .route("/client.js", get(pages::client_js))
         .route("/client/{name}", get(pages::client_module))
-        .route("/client.d.ts", get(pages::client_dts));
-    Router::new().merge(api).merge(pages)
+        .route("/client.d.ts", get(pages::client_dts))
 }
 
 /// `routes` (every route of the server), their description `openapi` and the fallbacks, inside the

@@ -72,6 +72,15 @@ impl Cluster {
         redis::cmd("PTTL").arg(key).query_async(&mut redis).await.unwrap()
     }
 
+    /// Runs `test` on two nodes of a cluster of its own, with the tests' limits, then removes the
+    /// cluster's keys; skipped without Redis, as [`Cluster::new`] says.
+    async fn two_nodes(test: impl AsyncFnOnce(&Cluster, Throttle, Throttle)) {
+        let Some(cluster) = Cluster::new().await else { return };
+        let (a, b) = (cluster.node(limits()).await, cluster.node(limits()).await);
+        test(&cluster, a, b).await;
+        cluster.clean().await;
+    }
+
     async fn clean(self) {
         let mut redis = self.redis.clone();
         for key in self.all_keys().await {
@@ -90,43 +99,43 @@ async fn counted(shared: &Shared, limits: &LoginLimits, user: &str, addr: IpAddr
 
 #[tokio::test]
 async fn failures_on_one_node_count_on_the_other() {
-    let Some(cluster) = Cluster::new().await else { return };
-    let (a, b) = (cluster.node(limits()).await, cluster.node(limits()).await);
-    let addr = ip("10.0.0.1");
-    for node in [&a, &a, &b] {
-        node.begin("bob", addr).await.expect("let through").failed();
-    }
-    for node in [&a, &b] {
-        let wait = node.begin("bob", addr).await.err().expect("three failures fill the pair counter");
-        assert!(
-            wait > Duration::from_secs(58) && wait <= Duration::from_secs(60),
-            "the window's rest: {wait:?}"
-        );
-    }
-    assert!(b.begin("bob", ip("10.0.0.2")).await.is_ok(), "another address is not blocked");
-    assert!(b.begin("bobby", addr).await.is_ok(), "another user from that address is not blocked");
-    cluster.clean().await;
+    Cluster::two_nodes(async |_, a, b| {
+        let addr = ip("10.0.0.1");
+        for node in [&a, &a, &b] {
+            node.begin("bob", addr).await.expect("let through").failed();
+        }
+        for node in [&a, &b] {
+            let wait = node.begin("bob", addr).await.err().expect("three failures fill the pair counter");
+            assert!(
+                wait > Duration::from_secs(58) && wait <= Duration::from_secs(60),
+                "the window's rest: {wait:?}"
+            );
+        }
+        assert!(b.begin("bob", ip("10.0.0.2")).await.is_ok(), "another address is not blocked");
+        assert!(b.begin("bobby", addr).await.is_ok(), "another user from that address is not blocked");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn attempts_in_flight_count_on_every_node_until_settled() {
-    let Some(cluster) = Cluster::new().await else { return };
-    let (a, b) = (cluster.node(limits()).await, cluster.node(limits()).await);
-    let addr = ip("10.0.0.1");
-    let mut in_flight = Vec::new();
-    for _ in 0..3 {
-        in_flight.push(a.begin("bob", addr).await.expect("let through"));
-    }
-    assert!(b.begin("bob", addr).await.is_err(), "three guesses in flight on A fill the counter on B");
-    drop(in_flight);
-    // Taken back by spawned tasks: soon, not at once.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while cluster.counts("bob", addr).await != [0; 4] {
-        assert!(Instant::now() < deadline, "unchecked attempts were not taken back");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(b.begin("bob", addr).await.is_ok());
-    cluster.clean().await;
+    Cluster::two_nodes(async |cluster, a, b| {
+        let addr = ip("10.0.0.1");
+        let mut in_flight = Vec::new();
+        for _ in 0..3 {
+            in_flight.push(a.begin("bob", addr).await.expect("let through"));
+        }
+        assert!(b.begin("bob", addr).await.is_err(), "three guesses in flight on A fill the counter on B");
+        drop(in_flight);
+        // Taken back by spawned tasks: soon, not at once.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while cluster.counts("bob", addr).await != [0; 4] {
+            assert!(Instant::now() < deadline, "unchecked attempts were not taken back");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(b.begin("bob", addr).await.is_ok());
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -155,20 +164,24 @@ async fn a_success_takes_back_its_failures_but_not_its_check() {
 
 #[tokio::test]
 async fn a_known_address_is_exempt_from_the_users_counter_on_every_node() {
-    let Some(cluster) = Cluster::new().await else { return };
-    let (a, b) = (cluster.node(limits()).await, cluster.node(limits()).await);
-    let home = ip("10.0.0.1");
-    a.begin("bob", home).await.unwrap().succeeded().await;
-    for i in 0..4u8 {
-        b.begin("bob", IpAddr::from([10, 1, 0, i])).await.unwrap().failed();
-    }
-    let wait = b.begin("bob", ip("10.2.0.1")).await.err().expect("the user counter is full");
-    assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60), "{wait:?}");
-    let attempt = b.begin("bob", home).await.expect("the known address still logs in, on the other node");
-    assert_eq!(cluster.counts("bob", home).await[3], 5, "and still counts against the user while in flight");
-    attempt.succeeded().await;
-    assert!(a.begin("bob", home).await.is_ok());
-    cluster.clean().await;
+    Cluster::two_nodes(async |cluster, a, b| {
+        let home = ip("10.0.0.1");
+        a.begin("bob", home).await.unwrap().succeeded().await;
+        for i in 0..4u8 {
+            b.begin("bob", IpAddr::from([10, 1, 0, i])).await.unwrap().failed();
+        }
+        let wait = b.begin("bob", ip("10.2.0.1")).await.err().expect("the user counter is full");
+        assert!(wait > Duration::from_secs(58) && wait <= Duration::from_secs(60), "{wait:?}");
+        let attempt = b.begin("bob", home).await.expect("the known address still logs in, on the other node");
+        assert_eq!(
+            cluster.counts("bob", home).await[3],
+            5,
+            "and still counts against the user while in flight"
+        );
+        attempt.succeeded().await;
+        assert!(a.begin("bob", home).await.is_ok());
+    })
+    .await;
 }
 
 #[tokio::test]

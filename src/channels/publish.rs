@@ -9,6 +9,7 @@ use super::subscriber::Subscriber;
 use super::{storage_unavailable, unavailable, Engine};
 use crate::broker::Frames;
 use crate::store::{Position, Publication, StoreError};
+use serde_json::value::RawValue;
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
@@ -76,13 +77,14 @@ impl Engine {
     ) -> Result<Option<Position>, Refusal> {
         let judged = self.judge_publish(from, name, data).await?;
         let data = judged.as_ref();
-        let checked = self.check_and_count(from, name, data)?;
+        let json = protocol::json(data);
+        let checked = self.check_and_count(from, name, data, &json)?;
         let (publication, epoch) =
-            self.store(&checked.channel, from.username(), data).await.map_err(|err| {
+            self.store(&checked.channel, from.username(), &json).await.map_err(|err| {
                 self.give_back(from, checked.size);
                 unavailable(err)
             })?;
-        let frames = protocol::publication(&publication, data, &epoch);
+        let frames = protocol::publication(&publication, data, &json, &epoch);
         if let Err(err) = self.broker.publish(checked.channel.name, frames).await {
             tracing::warn!(error = %err, channel = name, "fan-out failed");
         }
@@ -128,23 +130,25 @@ impl Engine {
                 .collect();
             &rewritten
         };
+        let jsons: Vec<_> = batch.iter().map(|(_, data)| protocol::json(data)).collect();
         let checked: Vec<Result<Checked<'_>, Refusal>> = batch
             .iter()
+            .zip(&jsons)
             .enumerate()
-            .map(|(at, (name, data))| match judged.get(at) {
+            .map(|(at, ((name, data), json))| match judged.get(at) {
                 Some(Err(refusal)) => Err(refusal.clone()),
-                _ => self.check_and_count(from, name, data),
+                _ => self.check_and_count(from, name, data, json),
             })
             .collect();
-        let stores = batch.iter().zip(&checked).filter_map(|((_, data), checked)| {
+        let stores = jsons.iter().zip(&checked).filter_map(|(json, checked)| {
             let checked = checked.as_ref().ok()?;
-            Some(self.store(&checked.channel, from.username(), data))
+            Some(self.store(&checked.channel, from.username(), json))
         });
         let mut stored = join_in_order(stores).await.into_iter();
         let mut answers = Vec::with_capacity(batch.len());
         let mut run: Vec<Frames> = Vec::new();
         let mut run_channel = "";
-        for ((_, data), checked) in batch.iter().zip(checked) {
+        for (((_, data), json), checked) in batch.iter().zip(&jsons).zip(checked) {
             let checked = match checked {
                 Ok(checked) => checked,
                 Err(refusal) => {
@@ -167,22 +171,24 @@ impl Engine {
                 self.fan_out_all(run_channel, std::mem::take(&mut run)).await;
                 run_channel = checked.channel.name;
             }
-            run.push(protocol::publication(&publication, data, &epoch));
+            run.push(protocol::publication(&publication, data, json, &epoch));
             answers.push(Ok(numbered(&publication, epoch)));
         }
         self.fan_out_all(run_channel, run).await;
         answers
     }
 
-    /// [`Self::check_publish`], then the publication's bytes taken from its user's quota.
+    /// [`Self::check_publish`], then the publication's bytes taken from its user's quota. `json`
+    /// is `data`'s [`protocol::json`].
     fn check_and_count<'a>(
         &'a self,
         from: Publisher<'_>,
         name: &'a str,
         data: &Value,
+        json: &RawValue,
     ) -> Result<Checked<'a>, Refusal> {
         let channel = self.check_publish(from, name, data)?;
-        let size = quota_size(&channel, data);
+        let size = quota_size(&channel, data, json);
         if let Some(username) = from.username() {
             if self.quota.take(username, size).is_err() {
                 return Err(Refusal::new(ErrorCode::RateLimited, "daily quota reached; nothing was stored"));
@@ -210,15 +216,15 @@ impl Engine {
         self.metrics.publications.inc_by(published);
     }
 
-    /// Stores `data` as `channel`'s next publication where its namespace keeps history (else only
+    /// Stores `json` as `channel`'s next publication where its namespace keeps history (else only
     /// stamps it): the publication and the channel's epoch (`""` without history).
     async fn store(
         &self,
         channel: &Channel<'_>,
         sender: Option<&str>,
-        data: &Value,
+        json: &RawValue,
     ) -> Result<(Publication, String), StoreError> {
-        let text = data.to_string();
+        let text = json.get().to_owned();
         let created_ms = crate::clock::now_ms();
         match channel.namespace.history {
             Some(retention) => {
@@ -247,10 +253,10 @@ fn numbered(publication: &Publication, epoch: String) -> Option<Position> {
 
 /// What a publication counts against the daily quota: a room's chat message its text, as the
 /// chat always has; anything else its JSON bytes.
-fn quota_size(channel: &Channel<'_>, data: &Value) -> u64 {
+fn quota_size(channel: &Channel<'_>, data: &Value, json: &RawValue) -> u64 {
     match chat_text(data) {
         Some(text) if channel.namespace.name.is_empty() => text.len() as u64,
-        _ => data.to_string().len() as u64,
+        _ => json.get().len() as u64,
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::broker::Presence;
 use crate::store::Publication;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// Who published or joined: the user. wsguard's presence is per user, so `client` is the username
@@ -17,9 +18,10 @@ pub(crate) struct ClientInfo<'a> {
 
 /// A publication as the protocol's `Publication`: in a `pub` push, a subscribe reply's recovered
 /// publications and a history page. Zero values are left out, as the protocol's JSON does.
+/// `data` is a [`Value`], or the JSON text a publication's frames share.
 #[derive(Serialize)]
-pub(crate) struct PublicationItem<'a> {
-    pub(crate) data: &'a Value,
+pub(crate) struct PublicationItem<'a, D: ?Sized + Serialize = Value> {
+    pub(crate) data: &'a D,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) info: Option<ClientInfo<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -30,8 +32,8 @@ pub(crate) struct PublicationItem<'a> {
     pub(crate) epoch: Option<&'a str>,
 }
 
-impl<'a> PublicationItem<'a> {
-    pub(crate) fn new(publication: &'a Publication, data: &'a Value) -> Self {
+impl<'a, D: ?Sized + Serialize> PublicationItem<'a, D> {
+    pub(crate) fn new(publication: &'a Publication, data: &'a D) -> Self {
         PublicationItem {
             data,
             info: publication.sender.as_deref().map(|user| ClientInfo { user, client: user }),
@@ -56,7 +58,7 @@ struct ChannelPush<'a, B: Serialize> {
 #[derive(Serialize)]
 enum Body<'a> {
     #[serde(rename = "pub")]
-    Publication(PublicationItem<'a>),
+    Publication(PublicationItem<'a, RawValue>),
     #[serde(rename = "join")]
     Join { info: ClientInfo<'a> },
     #[serde(rename = "leave")]
@@ -71,7 +73,7 @@ fn render(channel: &str, body: Body<'_>) -> String {
 }
 
 /// `{"push":{"channel":…,"pub":{…}}}`; a numbered publication names its channel's `epoch`.
-pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) -> String {
+pub(crate) fn publication(publication: &Publication, data: &RawValue, epoch: &str) -> String {
     let mut item = PublicationItem::new(publication, data);
     item.epoch = item.offset.and(Some(epoch)).filter(|epoch| !epoch.is_empty());
     render(&publication.channel, Body::Publication(item))
@@ -122,7 +124,7 @@ mod tests {
 
     #[test]
     fn pushes_are_shaped_as_the_protocol_json() {
-        let data = json!({"text": "hi"});
+        let data = crate::channels::protocol::json(&json!({"text": "hi"}));
         let cases = [
             (
                 publication(&stored(7, Some("john")), &data, "e1"),

@@ -56,7 +56,9 @@ impl Engine {
             .iter()
             .filter_map(|p| {
                 let data = serde_json::from_str(&p.data).ok()?;
-                protocol::publication(p, &data, epoch).for_view(view).map(|frame| frame.to_string())
+                protocol::publication(p, &data, &protocol::json(&data), epoch)
+                    .for_view(view)
+                    .map(|frame| frame.to_string())
             })
             .collect();
         Ok(Recovery { frames, position, recovered: Some(true) })

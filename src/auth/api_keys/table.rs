@@ -89,7 +89,13 @@ impl ApiKeys {
         };
         let caller = table.entries[index].caller.clone();
         drop(table);
-        self.used.lock().expect("API key use lock poisoned").insert(caller.name.clone(), now());
+        let mut used = self.used.lock().expect("API key use lock poisoned");
+        // Most calls find their key noted already: no new name to allocate.
+        if let Some(at) = used.get_mut(&caller.name) {
+            *at = now();
+        } else {
+            used.insert(caller.name.clone(), now());
+        }
         Ok(Some(caller))
     }
 

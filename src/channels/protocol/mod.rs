@@ -9,6 +9,7 @@ pub use commands::*;
 use crate::broker::{Frames, Numbered, Presence, Utf8Bytes, View};
 use crate::store::{Position, Publication};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
@@ -51,10 +52,11 @@ impl<'a> MessageFrame<'a> {
 }
 
 /// A publication as itself (`publication`): the frame, and an item of the server API's history.
+/// `data` is a [`Value`], or the JSON text a publication's frames share ([`json`]).
 #[derive(Serialize)]
-struct PublicationFrame<'a> {
+struct PublicationFrame<'a, D: ?Sized + Serialize> {
     channel: &'a str,
-    data: &'a Value,
+    data: &'a D,
     #[serde(skip_serializing_if = "Option::is_none")]
     epoch: Option<&'a str>,
     from: Option<&'a str>,
@@ -65,8 +67,8 @@ struct PublicationFrame<'a> {
     kind: &'static str,
 }
 
-impl<'a> PublicationFrame<'a> {
-    fn new(publication: &'a Publication, data: &'a Value, epoch: Option<&'a str>) -> Self {
+impl<'a, D: ?Sized + Serialize> PublicationFrame<'a, D> {
+    fn new(publication: &'a Publication, data: &'a D, epoch: Option<&'a str>) -> Self {
         PublicationFrame {
             channel: &publication.channel,
             data,
@@ -98,20 +100,27 @@ pub(crate) fn chat_text(data: &Value) -> Option<&str> {
     data.as_object().filter(|object| object.len() == 1)?.get("text")?.as_str()
 }
 
-/// A publication for both views, rendered once: rooms see a chat message when the data is one
-/// (`{"text": …}`), the publication itself otherwise. `epoch` is its channel's, for a numbered one.
-pub(crate) fn publication(publication: &Publication, data: &Value, epoch: &str) -> Frames {
+/// `data` as compact JSON (what `data.to_string()` is): serialized once, then stored and copied
+/// as it is into each of a publication's frames.
+pub(crate) fn json(data: &Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(data).expect("a Value serializes")
+}
+
+/// A publication for every view, rendered once: rooms see a chat message when the data is one
+/// (`{"text": …}`), the publication itself otherwise. `json` is `data`'s [`json`]; `epoch` is its
+/// channel's, for a numbered one.
+pub(crate) fn publication(publication: &Publication, data: &Value, json: &RawValue, epoch: &str) -> Frames {
     let numbered =
         (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
     // A numbered frame names its epoch: a client that followed the channel before its first
     // publication learns it here, and sees when the numbering starts over.
     let epoch = numbered.is_some().then_some(epoch);
-    let channel = to_text(PublicationFrame::new(publication, data, epoch));
+    let channel = to_text(PublicationFrame::new(publication, json, epoch));
     let room = match chat_text(data) {
         Some(text) => to_text(MessageFrame::new(publication, text, epoch)),
         None => channel.clone(),
     };
-    let centrifugo = Some(super::push::publication(publication, data, epoch.unwrap_or_default()).into());
+    let centrifugo = Some(super::push::publication(publication, json, epoch.unwrap_or_default()).into());
     Frames { room: Some(room), channel: Some(channel), centrifugo, numbered, presence: false }
 }
 
@@ -242,5 +251,32 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(1_790_000_000_000), "2026-09-21T14:13:20Z");
+    }
+
+    /// The frames copy `json` where they used to serialize `data`: the bytes must not change.
+    #[test]
+    fn frames_embed_the_data_as_it_serializes() {
+        let data = json!({"b": [1, 2.5, "q\"uote"], "a": {"z": null, "é": true, "n": -7}});
+        for (offset, epoch) in [(7, "e1"), (0, "")] {
+            let stored = Publication {
+                channel: "news:eu".into(),
+                offset,
+                sender: Some("john".into()),
+                data: data.to_string(),
+                created_ms: 1_790_000_000_000,
+            };
+            let frames = publication(&stored, &data, &json(&data), epoch);
+            let frame_epoch = (offset > 0).then_some(epoch);
+            let serialized = to_text(PublicationFrame::new(&stored, &data, frame_epoch));
+            assert_eq!(frames.channel.as_ref(), Some(&serialized));
+            assert_eq!(frames.room.as_ref(), Some(&serialized), "not a chat message: the same frame");
+            let item = serde_json::to_string(&super::super::push::PublicationItem {
+                epoch: frame_epoch.filter(|epoch| !epoch.is_empty()),
+                ..super::super::push::PublicationItem::new(&stored, &data)
+            })
+            .unwrap();
+            let push = format!(r#"{{"push":{{"channel":"news:eu","pub":{item}}}}}"#);
+            assert_eq!(frames.centrifugo.as_deref(), Some(push.as_str()));
+        }
     }
 }

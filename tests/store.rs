@@ -20,7 +20,8 @@ use sqlx::Connection;
 use tokio::sync::OnceCell;
 use tokio::task::JoinHandle;
 use wsguard::store::{
-    self, ApiKeyRecord, DynStore, PostgresStore, Revocation, RevocationKind, Rotation, StoreError, UserRecord,
+    self, ApiKeyRecord, DynStore, PostgresStore, RefreshRotation, Revocation, RevocationKind, Rotation,
+    StoreError, UserRecord,
 };
 
 const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -319,7 +320,10 @@ async fn current_refresh(store: DynStore) {
     store.create_user(&user("bob")).await.unwrap();
     store.create_family("fam-a", "alice", "jti-1", NOW + 3600).await.unwrap();
     assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-1"));
-    store.rotate_family("fam-a", "jti-1", "jti-2", NOW + 3600, NOW, NO_GRACE).await.unwrap();
+    store
+        .rotate_family(RefreshRotation { expires_at: NOW + 3600, ..refresh("fam-a", "jti-1", "jti-2") })
+        .await
+        .unwrap();
     assert_eq!(store.current_refresh("fam-a", "alice", NOW).await.unwrap().as_deref(), Some("jti-2"));
     assert_eq!(store.current_refresh("fam-a", "bob", NOW).await.unwrap(), None, "another user's login");
     assert_eq!(store.current_refresh("fam-a", "alice", NOW + 3600).await.unwrap(), None, "expired");
@@ -348,41 +352,72 @@ async fn prune(store: DynStore) {
     assert_eq!(live.len(), 1);
 }
 
+/// A refresh of login `family` from its token `presented` to `next` at `NOW`, the next token living
+/// until `NOW + 200`, without a grace window; a test says what it changes of that.
+fn refresh<'a>(family: &'a str, presented: &'a str, next: &'a str) -> RefreshRotation<'a> {
+    RefreshRotation { family, presented, next, expires_at: NOW + 200, now: NOW, grace_from: NO_GRACE }
+}
+
 async fn rotation(store: DynStore) {
     store.create_user(&user("alice")).await.unwrap();
     store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
     let duplicate = store.create_family("fam", "alice", "jti-x", NOW + 100).await;
     assert!(matches!(duplicate, Err(StoreError::Conflict)), "{duplicate:?}");
 
-    let rotated = store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW, NO_GRACE).await.unwrap();
+    let rotated = store.rotate_family(refresh("fam", "jti-1", "jti-2")).await.unwrap();
     assert_eq!(rotated, Rotation::Rotated);
     assert!(!family_revoked(&store, "alice", "fam").await);
     assert!(log(&store).await.is_empty(), "a rotation logs nothing");
 
     // The old token again: replay. The family dies and the log says so, with the latest expiry.
-    let replay = store.rotate_family("fam", "jti-1", "jti-3", NOW + 300, NOW + 1, NO_GRACE).await.unwrap();
+    let replay = store
+        .rotate_family(RefreshRotation {
+            expires_at: NOW + 300,
+            now: NOW + 1,
+            ..refresh("fam", "jti-1", "jti-3")
+        })
+        .await
+        .unwrap();
     assert_eq!(replay, Rotation::Reused);
     assert!(family_revoked(&store, "alice", "fam").await);
     assert_eq!(log(&store).await, [family_revocation("fam", "alice", NOW + 200)]);
 
     // Even the current token is now dead, and nothing more is logged.
-    let after = store.rotate_family("fam", "jti-2", "jti-4", NOW + 400, NOW + 2, NO_GRACE).await.unwrap();
+    let after = store
+        .rotate_family(RefreshRotation {
+            expires_at: NOW + 400,
+            now: NOW + 2,
+            ..refresh("fam", "jti-2", "jti-4")
+        })
+        .await
+        .unwrap();
     assert_eq!(after, Rotation::Dead);
     assert_eq!(log(&store).await.len(), 1);
 
-    let unknown =
-        store.rotate_family("no-such-family", "jti-1", "jti-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
+    let unknown = store
+        .rotate_family(RefreshRotation {
+            expires_at: NOW + 100,
+            ..refresh("no-such-family", "jti-1", "jti-2")
+        })
+        .await
+        .unwrap();
     assert_eq!(unknown, Rotation::Dead);
 
     // An expired family is dead for its current token and for a replayed one, without logging.
     store.create_family("old", "alice", "old-1", NOW - 1).await.unwrap();
     for presented in ["old-1", "old-0"] {
-        let outcome = store.rotate_family("old", presented, "old-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
+        let outcome = store
+            .rotate_family(RefreshRotation { expires_at: NOW + 100, ..refresh("old", presented, "old-2") })
+            .await
+            .unwrap();
         assert_eq!(outcome, Rotation::Dead, "{presented}");
     }
     // Expiry is strict: a family expiring exactly now is dead.
     store.create_family("edge", "alice", "edge-1", NOW).await.unwrap();
-    let edge = store.rotate_family("edge", "edge-1", "edge-2", NOW + 100, NOW, NO_GRACE).await.unwrap();
+    let edge = store
+        .rotate_family(RefreshRotation { expires_at: NOW + 100, ..refresh("edge", "edge-1", "edge-2") })
+        .await
+        .unwrap();
     assert_eq!(edge, Rotation::Dead);
     assert_eq!(log(&store).await.len(), 1);
 }
@@ -394,7 +429,10 @@ async fn rotation_grace(store: DynStore) {
     store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
     assert_eq!(store.replaced_at("fam", "alice", "jti-1", NOW).await.unwrap(), None, "nothing replaced yet");
     assert_eq!(
-        store.rotate_family("fam", "jti-1", "jti-2", NOW + 200, NOW, NOW - 10).await.unwrap(),
+        store
+            .rotate_family(RefreshRotation { grace_from: NOW - 10, ..refresh("fam", "jti-1", "jti-2") })
+            .await
+            .unwrap(),
         Rotation::Rotated
     );
     assert_eq!(store.replaced_at("fam", "alice", "jti-1", NOW + 5).await.unwrap(), Some(NOW));
@@ -403,7 +441,15 @@ async fn rotation_grace(store: DynStore) {
         None,
         "another user's login"
     );
-    let again = store.rotate_family("fam", "jti-1", "jti-x", NOW + 205, NOW + 5, NOW - 5).await.unwrap();
+    let again = store
+        .rotate_family(RefreshRotation {
+            expires_at: NOW + 205,
+            now: NOW + 5,
+            grace_from: NOW - 5,
+            ..refresh("fam", "jti-1", "jti-x")
+        })
+        .await
+        .unwrap();
     assert_eq!(again, Rotation::Repeated { rotated_at: NOW });
     assert_eq!(
         store.current_refresh("fam", "alice", NOW + 5).await.unwrap().as_deref(),
@@ -413,16 +459,42 @@ async fn rotation_grace(store: DynStore) {
     assert!(log(&store).await.is_empty());
 
     assert_eq!(
-        store.rotate_family("fam", "jti-2", "jti-3", NOW + 300, NOW + 20, NOW + 10).await.unwrap(),
+        store
+            .rotate_family(RefreshRotation {
+                expires_at: NOW + 300,
+                now: NOW + 20,
+                grace_from: NOW + 10,
+                ..refresh("fam", "jti-2", "jti-3")
+            })
+            .await
+            .unwrap(),
         Rotation::Rotated
     );
-    let older = store.rotate_family("fam", "jti-1", "jti-y", NOW + 300, NOW + 21, NOW + 11).await.unwrap();
+    let older = store
+        .rotate_family(RefreshRotation {
+            expires_at: NOW + 300,
+            now: NOW + 21,
+            grace_from: NOW + 11,
+            ..refresh("fam", "jti-1", "jti-y")
+        })
+        .await
+        .unwrap();
     assert_eq!(older, Rotation::Reused, "only the token just replaced has a grace");
     assert!(family_revoked(&store, "alice", "fam").await);
 
     store.create_family("late", "alice", "late-1", NOW + 100).await.unwrap();
-    store.rotate_family("late", "late-1", "late-2", NOW + 200, NOW, NOW - 10).await.unwrap();
-    let late = store.rotate_family("late", "late-1", "late-3", NOW + 200, NOW + 30, NOW + 20).await.unwrap();
+    store
+        .rotate_family(RefreshRotation { grace_from: NOW - 10, ..refresh("late", "late-1", "late-2") })
+        .await
+        .unwrap();
+    let late = store
+        .rotate_family(RefreshRotation {
+            now: NOW + 30,
+            grace_from: NOW + 20,
+            ..refresh("late", "late-1", "late-3")
+        })
+        .await
+        .unwrap();
     assert_eq!(late, Rotation::Reused, "after the window, a replay");
 }
 
@@ -436,7 +508,10 @@ async fn concurrent_rotation_within_grace(store: DynStore) {
             let store = store.clone();
             tokio::spawn(async move {
                 store
-                    .rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW, NOW - 10)
+                    .rotate_family(RefreshRotation {
+                        grace_from: NOW - 10,
+                        ..refresh("fam", "jti-1", &format!("next-{i}"))
+                    })
                     .await
                     .unwrap()
             })
@@ -462,10 +537,7 @@ async fn concurrent_rotation(store: DynStore) {
         .map(|i| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .rotate_family("fam", "jti-1", &format!("next-{i}"), NOW + 200, NOW, NO_GRACE)
-                    .await
-                    .unwrap()
+                store.rotate_family(refresh("fam", "jti-1", &format!("next-{i}"))).await.unwrap()
             })
         })
         .collect();

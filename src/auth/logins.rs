@@ -14,7 +14,7 @@
 use super::tokens::{random_id, Claims, Issued, Proof, TokenError, LEEWAY_SECS};
 use super::{AuthError, Authenticator, Identity};
 use crate::clock::now_secs as now;
-use crate::store::{Revocation, Rotation, Store, StoreResult};
+use crate::store::{RefreshRotation, Revocation, Rotation, Store, StoreResult};
 use std::time::Duration;
 
 /// The tokens a login hands out at a time.
@@ -57,7 +57,14 @@ impl<'a> Logins<'a> {
         let grace_from = self.node.grace_from(at);
         let rotation = self
             .store
-            .rotate_family(fam, jti, &refresh.claims.jti, refresh.claims.exp, at, grace_from)
+            .rotate_family(RefreshRotation {
+                family: fam,
+                presented: jti,
+                next: &refresh.claims.jti,
+                expires_at: refresh.claims.exp,
+                now: at,
+                grace_from,
+            })
             .await?;
         match rotation {
             Rotation::Rotated => Ok(TokenPair { access, refresh }),

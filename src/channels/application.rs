@@ -9,7 +9,7 @@ use super::publish::Publisher;
 use super::Engine;
 use crate::auth::subscription::Refused;
 use crate::config::{PublishRule, SubscribeRule};
-use crate::proxy::{Answer, Caller, Failure, PublishRequest, SubscribeRequest, Via};
+use crate::proxy::{Answer, Caller, ChannelCall, Failure, PublishRequest, SubscribeRequest, Via};
 use serde_json::Value;
 use std::borrow::Cow;
 
@@ -47,12 +47,12 @@ impl Engine {
                 let (Some(proxy), Some(url)) = (&self.proxy, &channel.namespace.subscribe_proxy) else {
                     return Err(not_configured());
                 };
-                let request = SubscribeRequest {
+                let call = ChannelCall {
                     caller: Caller::new(asking.client, asking.via),
                     user: username,
                     channel: channel.name,
-                    data: asking.data,
                 };
+                let request = SubscribeRequest { call, data: asking.data };
                 let result = decided(proxy.subscribe(url, &request).await)?;
                 Ok(Consent {
                     expires_at: (result.expire_at > 0).then_some(result.expire_at),
@@ -100,12 +100,12 @@ impl Engine {
             return Err(not_configured());
         };
         let client = subscriber.client().to_string();
-        let request = PublishRequest {
+        let call = ChannelCall {
             caller: Caller::new(&client, subscriber.via()),
             user: subscriber.username(),
             channel: name,
-            data,
         };
+        let request = PublishRequest { call, data };
         let result = decided(proxy.publish(url, &request).await)?;
         Ok(result.data.map_or(Cow::Borrowed(data), Cow::Owned))
     }

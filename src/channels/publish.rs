@@ -8,7 +8,7 @@ use super::protocol::{self, chat_text, ErrorCode, Refusal};
 use super::subscriber::Subscriber;
 use super::{storage_unavailable, unavailable, Engine};
 use crate::broker::Frames;
-use crate::store::{Position, Publication, StoreError};
+use crate::store::{NewPublication, Position, Publication, StoreError};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::future::Future;
@@ -228,8 +228,9 @@ impl Engine {
         let created_ms = crate::clock::now_ms();
         match channel.namespace.history {
             Some(retention) => {
-                let (publication, position) =
-                    self.store.publish(channel.name, sender, &text, created_ms, retention).await?;
+                let new =
+                    NewPublication { channel: channel.name, sender, data: &text, created_ms, retention };
+                let (publication, position) = self.store.publish(new).await?;
                 Ok((publication, position.epoch))
             }
             None => {

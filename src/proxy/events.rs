@@ -84,13 +84,20 @@ pub(crate) struct RefreshResult {
     pub(crate) expire_at: i64,
 }
 
-/// A client asks to subscribe to a channel of a namespace with `subscribe = "proxy"`.
-#[derive(Debug, Serialize)]
-pub(crate) struct SubscribeRequest<'a> {
+/// A client's call about a channel: the first fields of a subscribe's request and a publication's.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ChannelCall<'a> {
     #[serde(flatten)]
     pub(crate) caller: Caller<'a>,
     pub(crate) user: &'a str,
     pub(crate) channel: &'a str,
+}
+
+/// A client asks to subscribe to a channel of a namespace with `subscribe = "proxy"`.
+#[derive(Debug, Serialize)]
+pub(crate) struct SubscribeRequest<'a> {
+    #[serde(flatten)]
+    pub(crate) call: ChannelCall<'a>,
     /// What the client sent with its subscribe, if anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) data: Option<&'a Value>,
@@ -109,16 +116,8 @@ pub(crate) struct SubscribeResult {
 #[derive(Debug, Serialize)]
 pub(crate) struct PublishRequest<'a> {
     #[serde(flatten)]
-    pub(crate) caller: Caller<'a>,
-    pub(crate) user: &'a str,
-    pub(crate) channel: &'a str,
+    pub(crate) call: ChannelCall<'a>,
     pub(crate) data: &'a Value,
-}
-
-/// The publication is allowed, with `data` instead of the client's when given.
-#[derive(Debug, Default, Deserialize)]
-pub(crate) struct PublishResult {
-    pub(crate) data: Option<Value>,
 }
 
 /// The SDK's `rpc(method, data)`.
@@ -133,8 +132,9 @@ pub(crate) struct RpcRequest<'a> {
     pub(crate) data: Option<&'a Value>,
 }
 
-/// The application's answer to an `rpc`, passed to the client as it is.
+/// An answer that may carry `data`: a publication's, allowed with that data instead of the
+/// client's when given, and an `rpc`'s, passed to the client as it is.
 #[derive(Debug, Default, Deserialize)]
-pub(crate) struct RpcResult {
+pub(crate) struct DataResult {
     pub(crate) data: Option<Value>,
 }

@@ -14,8 +14,8 @@ mod events;
 
 pub(crate) use connect::Verdict;
 pub(crate) use events::{
-    Caller, ConnectRequest, ConnectResult, PublishRequest, PublishResult, RefreshRequest, RefreshResult,
-    RpcRequest, RpcResult, SubscribeRequest, SubscribeResult, Via,
+    Caller, ChannelCall, ConnectRequest, ConnectResult, DataResult, PublishRequest, RefreshRequest,
+    RefreshResult, RpcRequest, SubscribeRequest, SubscribeResult, Via,
 };
 
 use crate::config::{NamespaceSettings, ProxySettings, PublishRule, SubscribeRule};
@@ -232,12 +232,12 @@ impl Proxy {
         &self,
         url: &reqwest::Url,
         request: &PublishRequest<'_>,
-    ) -> Result<Answer<PublishResult>, Failure> {
+    ) -> Result<Answer<DataResult>, Failure> {
         self.call(Event::Publish, url, request, HeaderMap::new()).await
     }
 
     /// Passes the SDK's `rpc` to the application.
-    pub(crate) async fn rpc(&self, request: &RpcRequest<'_>) -> Result<Answer<RpcResult>, Failure> {
+    pub(crate) async fn rpc(&self, request: &RpcRequest<'_>) -> Result<Answer<DataResult>, Failure> {
         let url = self.rpc.as_ref().ok_or(Failure::Unreachable)?;
         self.call(Event::Rpc, url, request, HeaderMap::new()).await
     }

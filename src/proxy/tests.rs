@@ -30,3 +30,15 @@ fn anything_else_is_garbage() {
         assert_eq!(decoded.err(), Some(Failure::Garbage), "{}", String::from_utf8_lossy(body));
     }
 }
+
+#[test]
+fn channel_requests_are_written_as_centrifugo_reads_them() {
+    let call = ChannelCall { caller: Caller::new("c1", Via::Sse), user: "alice", channel: "news" };
+    let data = serde_json::json!({"n": 1});
+    let subscribe = |data| serde_json::to_string(&SubscribeRequest { call, data }).unwrap();
+    let head = r#"{"client":"c1","transport":"sse","protocol":"json","encoding":"json","user":"alice","channel":"news""#;
+    assert_eq!(subscribe(None), format!("{head}}}"));
+    assert_eq!(subscribe(Some(&data)), format!(r#"{head},"data":{{"n":1}}}}"#));
+    let publish = PublishRequest { call, data: &data };
+    assert_eq!(serde_json::to_string(&publish).unwrap(), format!(r#"{head},"data":{{"n":1}}}}"#));
+}

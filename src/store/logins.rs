@@ -19,6 +19,20 @@ pub enum Rotation {
     Dead,
 }
 
+/// A refresh of the login `family`: its token `presented` to be replaced by `next`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshRotation<'a> {
+    pub family: &'a str,
+    pub presented: &'a str,
+    pub next: &'a str,
+    /// When `next` expires (Unix seconds).
+    pub expires_at: i64,
+    pub now: i64,
+    /// The token the current one replaced at or after this is a second tab's refresh, not a replay;
+    /// `i64::MAX`: no grace.
+    pub grace_from: i64,
+}
+
 #[async_trait]
 pub trait LoginStore: Send + Sync {
     async fn create_family(
@@ -37,15 +51,7 @@ pub trait LoginStore: Send + Sync {
     /// after `grace_from` reports [`Rotation::Repeated`] and changes nothing (pass `i64::MAX` for
     /// no grace). Any other token that is not the current one revokes the family (and logs that
     /// revocation) and reports [`Rotation::Reused`].
-    async fn rotate_family(
-        &self,
-        family: &str,
-        presented: &str,
-        next: &str,
-        expires_at: i64,
-        now: i64,
-        grace_from: i64,
-    ) -> StoreResult<Rotation>;
+    async fn rotate_family(&self, rotation: RefreshRotation<'_>) -> StoreResult<Rotation>;
     /// When the live login `family` of `username` last rotated, if the token it replaced then was
     /// `presented`: for a check of a just-replaced token within the grace window.
     async fn replaced_at(

@@ -6,7 +6,7 @@
 //! channel's retention would trim at once is not inserted, and older rows are deleted up to the
 //! highest offset any publication of the batch trims below, as one publication after another would.
 
-use super::{Position, Publication, Retention};
+use super::{NewPublication, Position, Publication, Retention};
 use std::collections::{BTreeMap, HashMap};
 
 /// One publication waiting to be stored.
@@ -20,13 +20,9 @@ pub(super) struct Request {
 }
 
 impl Request {
-    pub(super) fn new(
-        channel: &str,
-        sender: Option<&str>,
-        data: &str,
-        created_ms: i64,
-        retention: Retention,
-    ) -> Self {
+    /// The publication, copied to wait in the writer's queue.
+    pub(super) fn new(publication: NewPublication<'_>) -> Self {
+        let NewPublication { channel, sender, data, created_ms, retention } = publication;
         Request {
             channel: channel.to_owned(),
             sender: sender.map(str::to_owned),

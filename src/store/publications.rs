@@ -27,6 +27,21 @@ impl Retention {
     }
 }
 
+/// A publication to store: what [`PublicationStore::publish`] is given. Borrowed: the store copies
+/// what it keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewPublication<'a> {
+    pub channel: &'a str,
+    /// The publishing user; `None` for the server API.
+    pub sender: Option<&'a str>,
+    /// JSON text, as published.
+    pub data: &'a str,
+    /// Unix milliseconds.
+    pub created_ms: i64,
+    /// How much of the channel's history to keep.
+    pub retention: Retention,
+}
+
 /// A stored publication of a channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publication {
@@ -60,16 +75,9 @@ pub enum Range {
 
 #[async_trait]
 pub trait PublicationStore: Send + Sync {
-    /// Stores a publication of `channel` under its next offset and trims the channel's history to
-    /// `retention`; once this returns, the publication is durable and may be acknowledged.
-    async fn publish(
-        &self,
-        channel: &str,
-        sender: Option<&str>,
-        data: &str,
-        created_ms: i64,
-        retention: Retention,
-    ) -> StoreResult<(Publication, Position)>;
+    /// Stores `publication` under its channel's next offset and trims the channel's history to its
+    /// retention; once this returns, the publication is durable and may be acknowledged.
+    async fn publish(&self, publication: NewPublication<'_>) -> StoreResult<(Publication, Position)>;
     /// Up to `limit` publications of `channel` in `range` still kept at `now_ms`, oldest first,
     /// and where the channel stands (`None`: it has never published, or its history is gone).
     async fn publications(

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use sqlx::Connection;
-use wsguard::store::{self, DynStore, PostgresStore, Range, Retention, StoreError};
+use wsguard::store::{self, DynStore, NewPublication, PostgresStore, Range, Retention, StoreError};
 
+use crate::publications::new_publication;
 use crate::{drop_schema, fresh_schema, postgres_url};
 
 /// Every stored publication of `channel`, by offset (data).
@@ -26,7 +27,7 @@ pub(crate) async fn batched_offsets_follow_queue_order(store: DynStore) {
     let publishes = (0..30).map(|i| {
         let channel = ["left", "right", "middle"][i % 3];
         let store = store.clone();
-        async move { store.publish(channel, None, &i.to_string(), 1, Retention::ALL).await.unwrap() }
+        async move { store.publish(new_publication(channel, &i.to_string())).await.unwrap() }
     });
     let published = join_all(publishes).await;
     for (i, (publication, position)) in published.iter().enumerate() {
@@ -64,7 +65,10 @@ pub(crate) async fn concurrent_writers(stores: &[DynStore]) {
                 let mut acked = Vec::new();
                 for i in 0..EACH {
                     let data = format!("{t}-{i}");
-                    let (p, _) = store.publish(&channel, Some("w"), &data, 1, Retention::ALL).await.unwrap();
+                    let (p, _) = store
+                        .publish(NewPublication { sender: Some("w"), ..new_publication(&channel, &data) })
+                        .await
+                        .unwrap();
                     acked.push((channel.clone(), p.offset, data));
                 }
                 acked
@@ -104,10 +108,15 @@ pub(crate) async fn concurrent_writers(stores: &[DynStore]) {
 /// Retention applies within a batch as it would one publication after another.
 pub(crate) async fn batch_retention(store: DynStore) {
     let three = Retention { size: Some(3), ttl_ms: None };
-    store.publish("short", None, "0", 1, three).await.unwrap();
+    store.publish(NewPublication { retention: three, ..new_publication("short", "0") }).await.unwrap();
     let published = join_all((1..=10).map(|i| {
         let store = store.clone();
-        async move { store.publish("short", None, &i.to_string(), 1, three).await.unwrap() }
+        async move {
+            store
+                .publish(NewPublication { retention: three, ..new_publication("short", &i.to_string()) })
+                .await
+                .unwrap()
+        }
     }))
     .await;
     let offsets: Vec<_> = published.iter().map(|(p, _)| p.offset).collect();
@@ -130,7 +139,7 @@ pub(crate) async fn dropped_publishers(store: DynStore) {
             let mut acked = Vec::new();
             for i in 0..if t < 10 { 1 } else { usize::MAX } {
                 let data = format!("{t}-{i}");
-                let (p, _) = store.publish("quit", None, &data, 1, Retention::ALL).await.unwrap();
+                let (p, _) = store.publish(new_publication("quit", &data)).await.unwrap();
                 acked.push((p.offset, data));
                 if t >= 10 {
                     progress.send_modify(|n| *n += 1);
@@ -161,7 +170,7 @@ pub(crate) async fn dropped_publishers(store: DynStore) {
         task.abort();
         assert!(task.await.unwrap_err().is_cancelled(), "no publication failed");
     }
-    let (last, _) = store.publish("quit", None, "after", 1, Retention::ALL).await.unwrap();
+    let (last, _) = store.publish(new_publication("quit", "after")).await.unwrap();
     let kept = stored(&store, "quit").await;
     assert_eq!(kept.keys().copied().collect::<Vec<_>>(), (1..=last.offset).collect::<Vec<_>>(), "no gap");
     assert!(acked.len() == 5 && last.offset > 5);
@@ -173,12 +182,12 @@ pub(crate) async fn dropped_publishers(store: DynStore) {
 /// A batch the database refuses (here: a trigger rejects one of its publications) answers all
 /// its publishers with the error and stores nothing of it; the next batch is numbered on.
 async fn failed_batch_leaves_nothing(store: DynStore) {
-    store.publish("fine", None, "1", 1, Retention::ALL).await.unwrap();
+    store.publish(new_publication("fine", "1")).await.unwrap();
     // On this current-thread runtime the writer runs only once all five are queued: one batch.
     let batch = ["fine", "fine", "poisoned", "fresh", "fine"].into_iter().enumerate().map(|(i, channel)| {
         let store = store.clone();
         let data = if channel == "poisoned" { "\"poison\"".to_owned() } else { i.to_string() };
-        async move { store.publish(channel, None, &data, 1, Retention::ALL).await }
+        async move { store.publish(new_publication(channel, &data)).await }
     });
     for outcome in join_all(batch).await {
         assert!(matches!(outcome, Err(StoreError::Other(_))), "{outcome:?}");
@@ -188,7 +197,7 @@ async fn failed_batch_leaves_nothing(store: DynStore) {
         let (page, position) = store.publications(channel, Range::After(0), 10, 0).await.unwrap();
         assert!(page.is_empty() && position.is_none(), "{channel}: no row made");
     }
-    let (next, _) = store.publish("fine", None, "2", 1, Retention::ALL).await.unwrap();
+    let (next, _) = store.publish(new_publication("fine", "2")).await.unwrap();
     assert_eq!(next.offset, 2, "the failed batch's offsets were not used up");
 }
 

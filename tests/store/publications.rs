@@ -1,7 +1,13 @@
 //! Publications: numbered per channel from 1, read back by range and position, trimmed to their
 //! retention, and numbered without gaps under concurrent publishers.
 
-use wsguard::store::{DynStore, Position, Publication, Range, Retention};
+use wsguard::store::{DynStore, NewPublication, Position, Publication, Range, Retention};
+
+/// A publication of `data` to `channel` by the server API (no sender) at 1 ms, its whole history
+/// kept; a test says what it changes of that.
+pub(crate) fn new_publication<'a>(channel: &'a str, data: &'a str) -> NewPublication<'a> {
+    NewPublication { channel, sender: None, data, created_ms: 1, retention: Retention::ALL }
+}
 
 pub(crate) async fn publications(store: DynStore) {
     let (page, position) = store.publications("lobby", Range::Before(i64::MAX), 50, 0).await.unwrap();
@@ -11,8 +17,14 @@ pub(crate) async fn publications(store: DynStore) {
     let mut epoch = String::new();
     for i in 1..=5 {
         let data = format!(r#"{{"text":"hello {i} ✓"}}"#);
-        let (publication, at) =
-            store.publish("lobby", Some("alice"), &data, 1000 + i, Retention::ALL).await.unwrap();
+        let (publication, at) = store
+            .publish(NewPublication {
+                sender: Some("alice"),
+                created_ms: 1000 + i,
+                ..new_publication("lobby", &data)
+            })
+            .await
+            .unwrap();
         assert_eq!(publication.offset, i, "numbered from 1 without gaps");
         assert_eq!(
             (publication.sender.as_deref(), publication.data.as_str()),
@@ -25,7 +37,10 @@ pub(crate) async fn publications(store: DynStore) {
         epoch = at.epoch;
         lobby.push(publication);
         // Another channel's publications interleave and are numbered on their own.
-        let (other, _) = store.publish("other", None, "{}", 2000 + i, Retention::ALL).await.unwrap();
+        let (other, _) = store
+            .publish(NewPublication { created_ms: 2000 + i, ..new_publication("other", "{}") })
+            .await
+            .unwrap();
         assert_eq!(other.offset, i);
     }
     let page = |range, limit| {
@@ -47,7 +62,14 @@ pub(crate) async fn publication_retention(store: DynStore) {
     // Three kept: the oldest go as new ones arrive, the numbering goes on.
     let three = Retention { size: Some(3), ttl_ms: None };
     for i in 1..=5 {
-        store.publish("kept", None, &i.to_string(), 1000, three).await.unwrap();
+        store
+            .publish(NewPublication {
+                created_ms: 1000,
+                retention: three,
+                ..new_publication("kept", &i.to_string())
+            })
+            .await
+            .unwrap();
     }
     let (kept, position) = store.publications("kept", Range::After(0), 10, 0).await.unwrap();
     assert_eq!(kept.iter().map(|p| p.offset).collect::<Vec<_>>(), [3, 4, 5]);
@@ -56,8 +78,14 @@ pub(crate) async fn publication_retention(store: DynStore) {
     // A TTL hides what expired at once and prune deletes it; a channel left without any
     // publication goes too, and starts again from 1 in a new epoch.
     let minute = Retention { size: None, ttl_ms: Some(60_000) };
-    let (_, first) = store.publish("brief", None, "1", 1_000, minute).await.unwrap();
-    store.publish("brief", None, "2", 30_000, minute).await.unwrap();
+    let (_, first) = store
+        .publish(NewPublication { created_ms: 1_000, retention: minute, ..new_publication("brief", "1") })
+        .await
+        .unwrap();
+    store
+        .publish(NewPublication { created_ms: 30_000, retention: minute, ..new_publication("brief", "2") })
+        .await
+        .unwrap();
     let (visible, _) = store.publications("brief", Range::After(0), 10, 61_000).await.unwrap();
     assert_eq!(visible.iter().map(|p| p.offset).collect::<Vec<_>>(), [2]);
     let pruned = store.prune(61).await.unwrap();
@@ -66,7 +94,10 @@ pub(crate) async fn publication_retention(store: DynStore) {
     let pruned = store.prune(91).await.unwrap();
     assert_eq!(pruned.publications, 1);
     assert!(store.publications("brief", Range::After(0), 10, 0).await.unwrap().1.is_none());
-    let (again, at) = store.publish("brief", None, "3", 100_000, minute).await.unwrap();
+    let (again, at) = store
+        .publish(NewPublication { created_ms: 100_000, retention: minute, ..new_publication("brief", "3") })
+        .await
+        .unwrap();
     assert_eq!(again.offset, 1);
     assert_ne!(at.epoch, first.epoch, "history lost: a new epoch");
     // Channels kept forever are never pruned.
@@ -76,15 +107,32 @@ pub(crate) async fn publication_retention(store: DynStore) {
 pub(crate) async fn history_removal(store: DynStore) {
     let kept = Retention::ALL;
     for i in 1..=3 {
-        store.publish("wiped", None, &i.to_string(), 1000, kept).await.unwrap();
-        store.publish("spared", None, &i.to_string(), 1000, kept).await.unwrap();
+        store
+            .publish(NewPublication {
+                created_ms: 1000,
+                retention: kept,
+                ..new_publication("wiped", &i.to_string())
+            })
+            .await
+            .unwrap();
+        store
+            .publish(NewPublication {
+                created_ms: 1000,
+                retention: kept,
+                ..new_publication("spared", &i.to_string())
+            })
+            .await
+            .unwrap();
     }
     let (_, before) = store.publications("wiped", Range::After(0), 0, 0).await.unwrap();
     assert_eq!(store.remove_history("wiped").await.unwrap(), 3);
     let (left, position) = store.publications("wiped", Range::After(0), 10, 0).await.unwrap();
     assert!(left.is_empty(), "{left:?}");
     assert_eq!(position, before, "where the channel stands is kept");
-    let (next, at) = store.publish("wiped", None, "4", 2000, kept).await.unwrap();
+    let (next, at) = store
+        .publish(NewPublication { created_ms: 2000, retention: kept, ..new_publication("wiped", "4") })
+        .await
+        .unwrap();
     assert_eq!(
         (next.offset, Some(at)),
         (4, before.map(|p| Position { offset: 4, ..p })),
@@ -109,7 +157,10 @@ pub(crate) async fn concurrent_publications_have_no_gaps(store: DynStore) {
                 let mut offsets = Vec::new();
                 for i in 0..EACH {
                     let (p, _) = store
-                        .publish("busy", Some("w"), &format!("{w}-{i}"), 1, Retention::ALL)
+                        .publish(NewPublication {
+                            sender: Some("w"),
+                            ..new_publication("busy", &format!("{w}-{i}"))
+                        })
                         .await
                         .unwrap();
                     offsets.push(p.offset);

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
-use wsguard::store::{self, Range, Retention};
+use wsguard::store::{self, NewPublication, Range};
+
+use crate::publications::new_publication;
 
 /// Another connection holds the write lock (the CLI, another node): a publication waits for it
 /// without stopping the runtime (this one has a single thread), then is stored.
@@ -14,13 +16,13 @@ async fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite://{}", dir.path().join("t.db").display());
     let store = store::connect(&url).await.expect("open SQLite store");
-    store.publish("held", None, "1", 1, Retention::ALL).await.unwrap();
+    store.publish(new_publication("held", "1")).await.unwrap();
     let mut holder = SqliteConnection::connect(&url).await.unwrap();
     sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut holder).await.unwrap();
 
     let publishing = tokio::spawn({
         let store = store.clone();
-        async move { store.publish("held", None, "2", 1, Retention::ALL).await }
+        async move { store.publish(new_publication("held", "2")).await }
     });
     let started = Instant::now();
     // A check that nothing happens (the publication waits) and that the runtime runs meanwhile:
@@ -33,7 +35,7 @@ async fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
     let (publication, _) = publishing.await.unwrap().expect("stored once the lock was free");
     assert_eq!(publication.offset, 2);
     // The writer is back on its inline path.
-    let (next, _) = store.publish("held", None, "3", 1, Retention::ALL).await.unwrap();
+    let (next, _) = store.publish(new_publication("held", "3")).await.unwrap();
     assert_eq!(next.offset, 3);
 }
 
@@ -47,7 +49,7 @@ async fn the_log_is_checkpointed_as_publications_commit() {
     let data = format!("\"{}\"", "x".repeat(1000));
     for i in 0..5000 {
         let channel = format!("grow-{}", i % 50);
-        store.publish(&channel, None, &data, 1, Retention::ALL).await.unwrap();
+        store.publish(new_publication(&channel, &data)).await.unwrap();
     }
     let wal = std::fs::metadata(dir.path().join("t.db-wal")).expect("the log").len();
     assert!(wal < 32 << 20, "the log grew to {wal} bytes");
@@ -58,7 +60,7 @@ async fn the_log_is_checkpointed_as_publications_commit() {
 async fn in_memory_the_writer_and_the_pool_share_the_database() {
     let store = store::connect("sqlite::memory:").await.expect("open SQLite store in memory");
     for data in ["1", "2"] {
-        store.publish("kept", None, data, 1, Retention::ALL).await.unwrap();
+        store.publish(new_publication("kept", data)).await.unwrap();
     }
     let (page, position) = store.publications("kept", store::Range::After(0), 10, 0).await.unwrap();
     assert_eq!(page.iter().map(|p| p.data.as_str()).collect::<Vec<_>>(), ["1", "2"]);
@@ -96,7 +98,8 @@ async fn history_survives_the_move_to_key_ordered_tables() {
     );
     assert_eq!(kept[0].sender.as_deref(), Some("alice"));
     assert_eq!(position.unwrap().epoch, "e1");
-    let (next, at) = store.publish("kept", None, "3", 40, Retention::ALL).await.unwrap();
+    let (next, at) =
+        store.publish(NewPublication { created_ms: 40, ..new_publication("kept", "3") }).await.unwrap();
     assert_eq!((next.offset, at.epoch.as_str()), (3, "e1"), "numbering goes on in its epoch");
     // Seconds: 5 s is past `brief`'s expiry (5,000 ms), and nothing of `kept` expires.
     assert_eq!(store.prune(6).await.unwrap().publications, 1);

@@ -9,7 +9,7 @@
 //! the login.
 
 use super::for_every_backend;
-use crate::store::{LoginStore, Revocation, Rotation, StoreResult};
+use crate::store::{LoginStore, RefreshRotation, Revocation, Rotation, StoreResult};
 
 for_every_backend! {
     impl LoginStore {
@@ -41,15 +41,8 @@ for_every_backend! {
             Ok(live.filter(|live| live.previous_jti.as_deref() == Some(presented)).and_then(|live| live.rotated_at))
         }
 
-        async fn rotate_family(
-            &self,
-            family: &str,
-            presented: &str,
-            next: &str,
-            expires_at: i64,
-            now: i64,
-            grace_from: i64,
-        ) -> StoreResult<Rotation> {
+        async fn rotate_family(&self, rotation: RefreshRotation<'_>) -> StoreResult<Rotation> {
+            let RefreshRotation { family, presented, next, expires_at, now, grace_from } = rotation;
             let mut tx = self.pool.begin().await?;
             let rotated = sqlx::query(
                 "UPDATE refresh_families SET current_jti = $1, expires_at = $2, previous_jti = $4, rotated_at = $5 \

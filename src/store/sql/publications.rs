@@ -3,7 +3,7 @@
 
 use super::for_every_backend;
 use crate::store::numbering::Request;
-use crate::store::{Position, Publication, PublicationStore, Range, Retention, StoreResult};
+use crate::store::{NewPublication, Position, Publication, PublicationStore, Range, StoreResult};
 
 /// A `publications` row.
 #[derive(sqlx::FromRow)]
@@ -24,15 +24,8 @@ impl From<PublicationRow> for Publication {
 
 for_every_backend! {
     impl PublicationStore {
-        async fn publish(
-            &self,
-            channel: &str,
-            sender: Option<&str>,
-            data: &str,
-            created_ms: i64,
-            retention: Retention,
-        ) -> StoreResult<(Publication, Position)> {
-            self.publications.publish(Request::new(channel, sender, data, created_ms, retention)).await
+        async fn publish(&self, publication: NewPublication<'_>) -> StoreResult<(Publication, Position)> {
+            self.publications.publish(Request::new(publication)).await
         }
 
         async fn publications(

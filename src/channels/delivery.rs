@@ -243,7 +243,7 @@ async fn fill(engine: Arc<Engine>, missing: Missing) -> Result<Vec<Utf8Bytes>, E
         .iter()
         .filter_map(|p| {
             let data = serde_json::from_str(&p.data).ok()?;
-            protocol::publication(p, &data, &protocol::json(&data), &epoch).for_view(view).cloned()
+            Some(protocol::publication_frame(view, p, &data, &protocol::json(&data), &epoch))
         })
         .collect())
 }

@@ -56,9 +56,7 @@ impl Engine {
             .iter()
             .filter_map(|p| {
                 let data = serde_json::from_str(&p.data).ok()?;
-                protocol::publication(p, &data, &protocol::json(&data), epoch)
-                    .for_view(view)
-                    .map(|frame| frame.to_string())
+                Some(protocol::publication_frame(view, p, &data, &protocol::json(&data), epoch).to_string())
             })
             .collect();
         Ok(Recovery { frames, position, recovered: Some(true) })

@@ -112,16 +112,40 @@ pub(crate) fn json(data: &Value) -> Box<RawValue> {
 pub(crate) fn publication(publication: &Publication, data: &Value, json: &RawValue, epoch: &str) -> Frames {
     let numbered =
         (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
-    // A numbered frame names its epoch: a client that followed the channel before its first
-    // publication learns it here, and sees when the numbering starts over.
-    let epoch = numbered.is_some().then_some(epoch);
-    let channel = to_text(PublicationFrame::new(publication, json, epoch));
+    let frame = |view| publication_frame(view, publication, data, json, epoch);
+    let channel = frame(View::Channel);
     let room = match chat_text(data) {
-        Some(text) => to_text(MessageFrame::new(publication, text, epoch)),
+        Some(_) => frame(View::Room),
         None => channel.clone(),
     };
-    let centrifugo = Some(super::push::publication(publication, json, epoch.unwrap_or_default()).into());
-    Frames { room: Some(room), channel: Some(channel), centrifugo, numbered, presence: false }
+    Frames {
+        room: Some(room),
+        channel: Some(channel),
+        centrifugo: Some(frame(View::Centrifugo)),
+        numbered,
+        presence: false,
+    }
+}
+
+/// A publication's frame for one view, what [`publication`] renders for it: for a socket
+/// catching up, which needs its own view's alone.
+pub(crate) fn publication_frame(
+    view: View,
+    publication: &Publication,
+    data: &Value,
+    json: &RawValue,
+    epoch: &str,
+) -> Utf8Bytes {
+    // A numbered frame names its epoch: a client that followed the channel before its first
+    // publication learns it here, and sees when the numbering starts over.
+    let epoch = (publication.offset > 0).then_some(epoch);
+    match (view, chat_text(data)) {
+        (View::Room, Some(text)) => to_text(MessageFrame::new(publication, text, epoch)),
+        (View::Room | View::Channel, _) => to_text(PublicationFrame::new(publication, json, epoch)),
+        (View::Centrifugo | View::CentrifugoJoinLeave, _) => {
+            super::push::publication(publication, json, epoch.unwrap_or_default()).into()
+        }
+    }
 }
 
 /// A room's history, oldest first: stored publications whose data is no longer valid JSON (never
@@ -251,6 +275,27 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(timestamp(1_790_000_000_000), "2026-09-21T14:13:20Z");
+    }
+
+    /// A socket catching up renders its own view alone: the same bytes as every view rendered.
+    #[test]
+    fn one_view_is_that_view_of_every_view() {
+        for data in [json!({"text": "hi"}), json!({"text": "hi", "to": "bob"}), json!([1])] {
+            for (offset, epoch) in [(7, "e1"), (0, "")] {
+                let stored = Publication {
+                    channel: "news:eu".into(),
+                    offset,
+                    sender: None,
+                    data: data.to_string(),
+                    created_ms: 1_790_000_000_000,
+                };
+                let every = publication(&stored, &data, &json(&data), epoch);
+                for view in [View::Room, View::Channel, View::Centrifugo, View::CentrifugoJoinLeave] {
+                    let one = publication_frame(view, &stored, &data, &json(&data), epoch);
+                    assert_eq!(every.for_view(view), Some(&one), "{view:?} of {data}");
+                }
+            }
+        }
     }
 
     /// The frames copy `json` where they used to serialize `data`: the bytes must not change.

@@ -114,10 +114,8 @@ pub(crate) fn publication(publication: &Publication, data: &Value, json: &RawVal
         (publication.offset > 0).then(|| Numbered { offset: publication.offset, epoch: Arc::from(epoch) });
     let frame = |view| publication_frame(view, publication, data, json, epoch);
     let channel = frame(View::Channel);
-    let room = match chat_text(data) {
-        Some(_) => frame(View::Room),
-        None => channel.clone(),
-    };
+    // Rooms see the channel's frame unless the data is a chat message.
+    let room = if chat_text(data).is_some() { frame(View::Room) } else { channel.clone() };
     Frames {
         room: Some(room),
         channel: Some(channel),
@@ -139,10 +137,13 @@ pub(crate) fn publication_frame(
     // A numbered frame names its epoch: a client that followed the channel before its first
     // publication learns it here, and sees when the numbering starts over.
     let epoch = (publication.offset > 0).then_some(epoch);
-    match (view, chat_text(data)) {
-        (View::Room, Some(text)) => to_text(MessageFrame::new(publication, text, epoch)),
-        (View::Room | View::Channel, _) => to_text(PublicationFrame::new(publication, json, epoch)),
-        (View::Centrifugo | View::CentrifugoJoinLeave, _) => {
+    match view {
+        View::Room => match chat_text(data) {
+            Some(text) => to_text(MessageFrame::new(publication, text, epoch)),
+            None => to_text(PublicationFrame::new(publication, json, epoch)),
+        },
+        View::Channel => to_text(PublicationFrame::new(publication, json, epoch)),
+        View::Centrifugo | View::CentrifugoJoinLeave => {
             super::push::publication(publication, json, epoch.unwrap_or_default()).into()
         }
     }

@@ -295,6 +295,10 @@ test('offline and back, the chat shows the messages sent meanwhile, once each', 
   const away = await login('johndoe', 'secret');
   await waitForMember(away.page, 'janedoe');
   await waitForMember(jane.page, 'johndoe');
+  // The members frame comes before the history: count only once the newest message jane
+  // shows is on john's page too.
+  const newest = await jane.page.$$eval('#messages li[data-id]', (ns) => ns.map((n) => n.dataset.id).pop());
+  if (newest) await away.page.waitForSelector(`#messages li[data-id="${newest}"]`);
   const before = await away.page.$$eval('#messages li[data-id]', (ns) => ns.length);
   await away.context.setOffline(true);
   const started = Date.now();

@@ -12,6 +12,7 @@ use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 /// The scope an endpoint needs, named by a marker type.
 pub(crate) trait NeedsScope {
@@ -43,7 +44,7 @@ impl NeedsScope for NeedsAdmin {
 /// An authenticated caller of the server API holding scope `S`: the key's name (for logs and
 /// metrics; never the key).
 pub(crate) struct ApiCaller<S> {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     needs: PhantomData<fn() -> S>,
 }
 
@@ -77,7 +78,7 @@ pub(crate) async fn admit(
     let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
     slot.count_in(state.metrics.clone());
     let caller = identify(state, presented).await?;
-    slot.name(&caller.name);
+    slot.name(caller.name.clone());
     if let Err(wait) = state.api_budgets.take(&caller.name) {
         return Err(CallError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
     }

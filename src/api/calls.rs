@@ -12,7 +12,7 @@ use std::time::Instant;
 
 #[derive(Default)]
 struct Seen {
-    name: Option<String>,
+    name: Option<Arc<str>>,
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -25,8 +25,8 @@ impl CallSlot {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).metrics = Some(metrics);
     }
 
-    pub(super) fn name(&self, name: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).name = Some(name.to_owned());
+    pub(super) fn name(&self, name: Arc<str>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).name = Some(name);
     }
 
     fn take(&self) -> Seen {
@@ -38,8 +38,9 @@ impl CallSlot {
 pub(crate) async fn record(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    // The path only: a query string is the caller's, and may hold anything.
-    let path = request.uri().path().to_owned();
+    // The path only, when logged: a query string is the caller's, and may hold anything. (A
+    // clone of the URI shares its bytes.)
+    let uri = request.uri().clone();
     let slot = CallSlot::default();
     request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
@@ -51,6 +52,6 @@ pub(crate) async fn record(mut request: Request, next: Next) -> Response {
     }
     // Milliseconds to the hundredth.
     let latency_ms = (started.elapsed().as_secs_f64() * 100_000.0).round() / 100.0;
-    tracing::info!(key, %method, path, status, latency_ms, "api call");
+    tracing::info!(key, %method, path = uri.path(), status, latency_ms, "api call");
     response
 }

@@ -65,7 +65,7 @@ impl FromRequestParts<AppState> for Admin {
         }
         let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
         slot.count_in(state.metrics.clone());
-        slot.name(CONSOLE);
+        slot.name(CONSOLE.into());
         if !same_origin(&parts.method, &parts.headers) {
             tracing::info!(%address, path = parts.uri.path(), "admin request refused: not from this server's pages");
             return Err(CallError::Denied("Cross-origin request refused"));

@@ -25,6 +25,10 @@ impl Budgets {
 
     fn take_at(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        // A key seen before (nearly every call) allocates nothing.
+        if let Some(bucket) = buckets.get_mut(key) {
+            return bucket.take(now);
+        }
         let bucket =
             buckets.entry(key.to_owned()).or_insert_with(|| TokenBucket::new(self.per_sec, self.burst, now));
         bucket.take(now)

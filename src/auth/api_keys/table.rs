@@ -31,7 +31,8 @@ const TOUCH_EVERY_SECS: i64 = 60;
 /// Who called: the key's name and scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Caller {
-    pub(crate) name: String,
+    /// Shared with the table: a call clones no string.
+    pub(crate) name: Arc<str>,
     pub(crate) scopes: Scopes,
 }
 
@@ -56,7 +57,11 @@ impl Entry {
             return None;
         }
         let scopes = Scopes::from_names(record.scopes.iter().map(String::as_str));
-        Some(Entry { digest, caller: Caller { name: record.name, scopes }, last_used: record.last_used_at })
+        Some(Entry {
+            digest,
+            caller: Caller { name: record.name.into(), scopes },
+            last_used: record.last_used_at,
+        })
     }
 }
 
@@ -73,7 +78,7 @@ pub(crate) struct ApiKeys {
     /// One reread on a miss at a time; the calls that missed meanwhile wait for it.
     rereading: tokio::sync::Mutex<()>,
     /// Keys used on this node since the last reread, and when (unix seconds).
-    used: Mutex<HashMap<String, i64>>,
+    used: Mutex<HashMap<Arc<str>, i64>>,
 }
 
 impl ApiKeys {
@@ -140,7 +145,7 @@ impl ApiKeys {
 
     async fn write_last_used(&self, store: &dyn Store) -> StoreResult<()> {
         let used = std::mem::take(&mut *self.used.lock().expect("API key use lock poisoned"));
-        let due: Vec<(String, i64)> = {
+        let due: Vec<(Arc<str>, i64)> = {
             let table = self.table.read().expect("API key table lock poisoned");
             used.into_iter()
                 .filter(|(name, at)| {
@@ -221,9 +226,9 @@ mod tests {
         let (a, b) = (generate(), generate());
         let keys = loaded(vec![record("a", &a, &["read"]), record("b", &b, &["publish", "read"])]);
         let found = keys.find(&b).unwrap().unwrap();
-        assert_eq!(found.name, "b");
+        assert_eq!(&*found.name, "b");
         assert!(found.scopes.contains(Scope::Publish));
-        assert_eq!(keys.find(&a).unwrap().unwrap().name, "a");
+        assert_eq!(&*keys.find(&a).unwrap().unwrap().name, "a");
         assert_eq!(keys.find(&generate()).unwrap(), None);
         assert_eq!(keys.find("").unwrap(), None);
         assert_eq!(keys.find(&digest_hex(&a)).unwrap(), None, "the stored hash is not a key");

@@ -5,7 +5,8 @@
 use super::error::CallError;
 use crate::app::AppState;
 use crate::http::error::ApiError;
-use crate::http::extract::{content_type, parse_json, unsupported};
+use crate::http::extract::{is_media_type, parse_json, unsupported};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
@@ -22,31 +23,40 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiBody<T> {
 
 /// The request's JSON body as `T`, if it is JSON and at most `limit` bytes.
 async fn json_body<T: DeserializeOwned>(req: Request, limit: usize) -> Result<T, CallError> {
-    if content_type(&req) != "application/json" {
+    if !is_media_type(&req, "application/json") {
         return Err(unsupported("application/json").into());
     }
     Ok(parse_json(&read_body(req, limit).await?)?)
 }
 
 /// The request's body if it is at most `limit` bytes (413 otherwise, found while reading: a body
-/// sent without a length is cut off all the same).
-pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Vec<u8>, CallError> {
-    let mut body = Vec::new();
+/// sent without a length is cut off all the same). A body that came in one chunk, as most do, is
+/// that chunk, not a copy.
+pub(crate) async fn read_body(req: Request, limit: usize) -> Result<Bytes, CallError> {
     let mut chunks = req.into_body().into_data_stream();
+    let mut first = Bytes::new();
+    let mut joined: Vec<u8> = Vec::new();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|_| ApiError::bad_request("Could not read the request body"))?;
-        if body.len() + chunk.len() > limit {
+        if first.len() + joined.len() + chunk.len() > limit {
             return Err(CallError::too_large(limit));
         }
-        body.extend_from_slice(&chunk);
+        if first.is_empty() && joined.is_empty() {
+            first = chunk;
+        } else {
+            if joined.is_empty() {
+                joined.extend_from_slice(&std::mem::take(&mut first));
+            }
+            joined.extend_from_slice(&chunk);
+        }
     }
-    Ok(body)
+    Ok(if joined.is_empty() { first } else { joined.into() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::body::{Body, Bytes};
+    use axum::body::Body;
     use axum::http::StatusCode;
     use axum::response::IntoResponse;
     use serde::Deserialize;
@@ -95,6 +105,16 @@ mod tests {
             (status, detail.as_str()),
             (StatusCode::PAYLOAD_TOO_LARGE, "Request body too large (limit 64 bytes)")
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_in_chunks_is_joined_in_order() {
+        let chunks = ["{\"chan", "nel\":", "\"a\"}"]
+            .map(|chunk| Ok::<_, std::io::Error>(axum::body::Bytes::from(chunk)));
+        let req = request("application/json", Body::from_stream(futures_util::stream::iter(chunks)));
+        assert_eq!(&read_body(req, 64).await.ok().unwrap()[..], br#"{"channel":"a"}"#);
+        let req = request("application/json", Body::from(r#"{"channel":"a"}"#));
+        assert_eq!(&read_body(req, 15).await.ok().unwrap()[..], br#"{"channel":"a"}"#, "exactly the limit");
     }
 
     #[tokio::test]

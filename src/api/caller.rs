@@ -7,7 +7,7 @@ use super::calls::CallSlot;
 use super::error::CallError;
 use crate::app::AppState;
 use crate::auth::api_keys::{Caller, Scope};
-use crate::auth::transport::{self, CookieKind, CookieRule, Sources};
+use crate::auth::transport;
 use axum::extract::FromRequestParts;
 use axum::http::header;
 use axum::http::request::Parts;
@@ -48,17 +48,14 @@ pub(crate) struct ApiCaller<S> {
     needs: PhantomData<fn() -> S>,
 }
 
-/// Keys come in the `Authorization` header only: never in a URL (logged by proxies) or a cookie.
-const HEADER_ONLY: Sources =
-    Sources { header: true, subprotocol: false, query: false, cookie: CookieRule::Off };
-
 impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
     type Rejection = CallError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, CallError> {
-        let presented =
-            transport::find(parts, HEADER_ONLY, CookieKind::Access).map_err(|_| CallError::NotBearer);
-        let caller = admit(parts, state, presented.map(|found| found.map(|p| p.token))).await?;
+        // Keys come in the `Authorization` header only: never in a URL (logged by proxies) or a
+        // cookie.
+        let presented = transport::bearer_header(&parts.headers).map_err(|_| CallError::NotBearer);
+        let caller = admit(parts, state, presented).await?;
         if !caller.scopes.contains(S::SCOPE) {
             return Err(CallError::Scope(S::SCOPE));
         }
@@ -73,7 +70,7 @@ impl<S: NeedsScope> FromRequestParts<AppState> for ApiCaller<S> {
 pub(crate) async fn admit(
     parts: &Parts,
     state: &AppState,
-    presented: Result<Option<String>, CallError>,
+    presented: Result<Option<&str>, CallError>,
 ) -> Result<Caller, CallError> {
     let slot = parts.extensions.get::<CallSlot>().cloned().unwrap_or_default();
     slot.count_in(state.metrics.clone());
@@ -103,11 +100,8 @@ fn declared_length(parts: &Parts) -> Option<u64> {
 /// time, and an unknown key gets the same answer whatever it resembles: a refusal tells neither
 /// whether a name exists nor how close a guess came.
 /// A key added a moment ago (the CLI, on any node) is found too: a miss rereads the table.
-async fn identify(
-    state: &AppState,
-    presented: Result<Option<String>, CallError>,
-) -> Result<Caller, CallError> {
+async fn identify(state: &AppState, presented: Result<Option<&str>, CallError>) -> Result<Caller, CallError> {
     let presented = presented?.ok_or(CallError::NoKey)?;
-    let found = state.api_keys.find_fresh(&presented, state.store.as_ref()).await;
+    let found = state.api_keys.find_fresh(presented, state.store.as_ref()).await;
     found.map_err(|_| CallError::KeysUnavailable)?.ok_or(CallError::BadKey)
 }

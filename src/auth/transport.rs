@@ -109,8 +109,7 @@ pub fn find(
     cookie_kind: CookieKind,
 ) -> Result<Option<Presented>, AuthError> {
     if sources.header {
-        if let Some(value) = parts.headers.get(header::AUTHORIZATION) {
-            let token = bearer(value.to_str().map_err(|_| AuthError::NotBearer)?)?;
+        if let Some(token) = bearer_header(&parts.headers)? {
             return Ok(Some(Presented::new(token, Transport::Header)));
         }
     }
@@ -147,6 +146,15 @@ pub fn find(
         }
     }
     Ok(None)
+}
+
+/// The token of `Authorization: Bearer <token>`. `Ok(None)`: no such header; one that holds no
+/// bearer token is an error.
+pub fn bearer_header(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    match headers.get(header::AUTHORIZATION) {
+        Some(value) => bearer(value.to_str().map_err(|_| AuthError::NotBearer)?).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `Bearer <token>`, scheme case-insensitive. Anything else is not a bearer credential.

@@ -15,15 +15,11 @@ use serde::de::DeserializeOwned;
 /// Largest request body accepted by the API, in bytes.
 pub(crate) const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The request's media type, lowercased: media types are case-insensitive (RFC 9110 §8.3.1), so
-/// `Application/JSON` is JSON. Parameters (`; charset=…`) are dropped.
-pub(crate) fn content_type(req: &Request) -> String {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
+/// Whether the request's `Content-Type` is `media_type`. Media types are case-insensitive (RFC
+/// 9110 §8.3.1), so `Application/JSON` is JSON; parameters (`; charset=…`) do not count.
+pub(crate) fn is_media_type(req: &Request, media_type: &str) -> bool {
+    let named = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    named.and_then(|v| v.split(';').next()).is_some_and(|v| v.trim().eq_ignore_ascii_case(media_type))
 }
 
 async fn body(req: Request) -> Result<Bytes, ApiError> {
@@ -75,8 +71,7 @@ impl Format {
 /// The body as `T`, in whichever of the `accepted` formats its `Content-Type` names; any other
 /// media type is refused (415, listing `accepted` in order) before the body is read.
 async fn parse_body<T: DeserializeOwned>(req: Request, accepted: &[Format]) -> Result<T, ApiError> {
-    let media_type = content_type(&req);
-    match accepted.iter().find(|format| format.media_type() == media_type) {
+    match accepted.iter().find(|format| is_media_type(&req, format.media_type())) {
         Some(Format::Form) => parse_form(&body(req).await?),
         Some(Format::Json) => parse_json(&body(req).await?),
         None => {

@@ -151,9 +151,7 @@ pub(super) struct Call<'a> {
     ))]
 async fn call(State(state): State<AppState>, Path(name): Path<String>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let presented = transport::api_key(&parts.headers)
-        .map(|key| key.map(str::to_owned))
-        .map_err(|_| CallError::NotBearer);
+    let presented = transport::api_key(&parts.headers).map_err(|_| CallError::NotBearer);
     let caller = match admit(&parts, &state, presented).await.and_then(|caller| {
         check_declared_length(&parts, &state)?;
         Ok(caller)

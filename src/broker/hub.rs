@@ -196,18 +196,29 @@ impl Hub {
     /// Queues the event for each local socket in `channel` whose view is told of it: one shared
     /// event, no copy per socket. A socket whose outbox is full is dropped.
     pub(crate) fn deliver(&self, channel: &str, frames: Frames) {
-        self.deliver_all(channel, vec![frames]);
+        self.queue(channel, |channel| [Arc::new(Event { channel: channel.clone(), frames })]);
     }
 
     /// Several events of one channel, in order, queued together: each socket takes them in one
     /// wake-up and writes them in one go, which is most of what a delivery costs.
     pub(crate) fn deliver_all(&self, channel: &str, batch: Vec<Frames>) {
+        self.queue(channel, |channel| {
+            batch
+                .into_iter()
+                .map(|frames| Arc::new(Event { channel: channel.clone(), frames }))
+                .collect::<Vec<_>>()
+        });
+    }
+
+    /// Queues the events `make` builds (named by the hub's own copy of the channel's name) for the
+    /// channel's sockets; nothing is built for a channel without any.
+    fn queue<E: AsRef<[Arc<Event>]>>(&self, channel: &str, make: impl FnOnce(&Arc<str>) -> E) {
         let mut state = self.state.lock().expect("hub lock poisoned");
         let Some((channel, sockets)) = state.channels.get_key_value(channel) else {
             return;
         };
-        let events: Vec<Arc<Event>> =
-            batch.into_iter().map(|frames| Arc::new(Event { channel: channel.clone(), frames })).collect();
+        let events = make(channel);
+        let events = events.as_ref();
         let mut too_slow = Vec::new();
         // Summed here, added once: one atomic add per batch, not per socket.
         let mut queued = 0;

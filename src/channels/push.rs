@@ -68,8 +68,12 @@ enum Body<'a> {
 }
 
 fn render(channel: &str, body: Body<'_>) -> String {
-    // Borrowed strings and a `Value` always serialize.
-    serde_json::to_string(&Push { push: ChannelPush { channel, body } }).expect("a push serializes")
+    // Room for a push around small data at once, rather than growing into it.
+    let mut text = Vec::with_capacity(256);
+    // Borrowed strings and a `Value` always serialize, as UTF-8.
+    serde_json::to_writer(&mut text, &Push { push: ChannelPush { channel, body } })
+        .expect("a push serializes");
+    String::from_utf8(text).expect("JSON is UTF-8")
 }
 
 /// `{"push":{"channel":…,"pub":{…}}}`; a numbered publication names its channel's `epoch`.

@@ -15,11 +15,22 @@ use std::sync::Arc;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-fn timestamp(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
-        .unwrap_or_default()
+/// Unix milliseconds, serialized as RFC 3339 (UTC), formatted on the stack: a frame's `ts` costs
+/// no string of its own.
+struct Timestamp(i64);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        // The longest RFC 3339 time `time` writes (nanoseconds, a five-digit year) fits.
+        let mut buffer = [0u8; 48];
+        let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+        let formatted = OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.0) * 1_000_000)
+            .ok()
+            .is_some_and(|t| t.format_into(&mut cursor, &Rfc3339).is_ok());
+        // What was written (format_into's own count leaves out some of it).
+        let written = if formatted { cursor.position() as usize } else { 0 };
+        serializer.serialize_str(std::str::from_utf8(&buffer[..written]).unwrap_or_default())
+    }
 }
 
 /// A publication as a chat message (`message`): its data's `text`, its offset as the message's
@@ -32,7 +43,7 @@ struct MessageFrame<'a> {
     id: i64,
     room: &'a str,
     text: &'a str,
-    ts: String,
+    ts: Timestamp,
     #[serde(rename = "type")]
     kind: &'static str,
 }
@@ -45,7 +56,7 @@ impl<'a> MessageFrame<'a> {
             id: publication.offset,
             room: &publication.channel,
             text,
-            ts: timestamp(publication.created_ms),
+            ts: Timestamp(publication.created_ms),
             kind: "message",
         }
     }
@@ -62,7 +73,7 @@ struct PublicationFrame<'a, D: ?Sized + Serialize> {
     from: Option<&'a str>,
     /// `null`: a namespace without history numbers nothing.
     offset: Option<i64>,
-    ts: String,
+    ts: Timestamp,
     #[serde(rename = "type")]
     kind: &'static str,
 }
@@ -75,7 +86,7 @@ impl<'a, D: ?Sized + Serialize> PublicationFrame<'a, D> {
             epoch,
             from: publication.sender.as_deref(),
             offset: (publication.offset > 0).then_some(publication.offset),
-            ts: timestamp(publication.created_ms),
+            ts: Timestamp(publication.created_ms),
             kind: "publication",
         }
     }
@@ -92,7 +103,11 @@ fn to_value(frame: impl Serialize) -> Value {
 }
 
 fn to_text(frame: impl Serialize) -> Utf8Bytes {
-    serde_json::to_string(&frame).expect("a frame serializes").into()
+    // Room for a frame around small data at once, rather than growing into it.
+    let mut text = Vec::with_capacity(256);
+    serde_json::to_writer(&mut text, &frame).expect("a frame serializes");
+    // serde_json writes UTF-8 only.
+    String::from_utf8(text).expect("JSON is UTF-8").into()
 }
 
 /// The `text` of a chat message's data: an object whose one member is a string `text`.
@@ -275,7 +290,8 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc() {
-        assert_eq!(timestamp(1_790_000_000_000), "2026-09-21T14:13:20Z");
+        assert_eq!(json!(Timestamp(1_790_000_000_000)), "2026-09-21T14:13:20Z");
+        assert_eq!(json!(Timestamp(1_790_000_000_123)), "2026-09-21T14:13:20.123Z");
     }
 
     /// A socket catching up renders its own view alone: the same bytes as every view rendered.

@@ -40,19 +40,21 @@ async fn a_write_lock_held_elsewhere_is_waited_for_off_the_runtime() {
 }
 
 /// Thousands of commits, one at a time: the log is checkpointed as they go, so it does not grow
-/// with them (each commit writes a few 4 KiB pages: unchecked, this log passes 100 MB).
+/// with them (each commit writes a few 4 KiB pages: unchecked, this log passes 200 MB). The bound
+/// is the writer's worst case on a machine too busy to checkpoint as fast as it commits: the log
+/// restarts past 16 MiB, and up to 1,024 more commits go on while a slow checkpoint runs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_is_checkpointed_as_publications_commit() {
     let dir = tempfile::tempdir().expect("temp dir");
     let file = dir.path().join("t.db");
     let store = store::connect(&format!("sqlite://{}", file.display())).await.expect("open SQLite store");
     let data = format!("\"{}\"", "x".repeat(1000));
-    for i in 0..5000 {
+    for i in 0..10_000 {
         let channel = format!("grow-{}", i % 50);
         store.publish(new_publication(&channel, &data)).await.unwrap();
     }
     let wal = std::fs::metadata(dir.path().join("t.db-wal")).expect("the log").len();
-    assert!(wal < 32 << 20, "the log grew to {wal} bytes");
+    assert!(wal < 64 << 20, "the log grew to {wal} bytes");
 }
 
 /// In memory, the writer's connection and the pool's share one database.

@@ -68,11 +68,15 @@ enum Body<'a> {
 }
 
 fn render(channel: &str, body: Body<'_>) -> String {
-    // Room for a push around small data at once, rather than growing into it.
+    frame_text(&Push { push: ChannelPush { channel, body } })
+}
+
+/// A frame's JSON text (a push's here, the channel protocol's frames too), written into a buffer
+/// with room for a frame around small data at once rather than grown into it. Frames are borrowed
+/// strings, numbers and JSON values: they always serialize, as UTF-8.
+pub(super) fn frame_text(frame: &impl Serialize) -> String {
     let mut text = Vec::with_capacity(256);
-    // Borrowed strings and a `Value` always serialize, as UTF-8.
-    serde_json::to_writer(&mut text, &Push { push: ChannelPush { channel, body } })
-        .expect("a push serializes");
+    serde_json::to_writer(&mut text, frame).expect("a frame serializes");
     String::from_utf8(text).expect("JSON is UTF-8")
 }
 

@@ -103,11 +103,7 @@ fn to_value(frame: impl Serialize) -> Value {
 }
 
 fn to_text(frame: impl Serialize) -> Utf8Bytes {
-    // Room for a frame around small data at once, rather than growing into it.
-    let mut text = Vec::with_capacity(256);
-    serde_json::to_writer(&mut text, &frame).expect("a frame serializes");
-    // serde_json writes UTF-8 only.
-    String::from_utf8(text).expect("JSON is UTF-8").into()
+    super::push::frame_text(&frame).into()
 }
 
 /// The `text` of a chat message's data: an object whose one member is a string `text`.

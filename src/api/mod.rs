@@ -10,7 +10,8 @@
 //!   `Result<_, CallError>` (`?` works on store and broker errors).
 //! - Its route goes in [`routes`], inside the layer that logs and counts every call.
 //! - Its `#[utoipa::path]` has `tag = TAG` and is listed in [`ServerApiDoc`]'s `paths`; the doc
-//!   adds the key requirement and the [`KeyRefusals`] (401, 403, 413, 429, 503) to every operation.
+//!   adds the key requirement, the [`KeyRefusals`] (401, 403, 503) and the `LimitRefusals` (413, 429)
+//!   to every operation.
 //!
 //! The admin API (`admin/`, `/api/admin/*`) is the admin console's, and takes the console's login
 //! as well as keys with the `admin` scope: see its module.
@@ -80,13 +81,28 @@ fn add_key_scheme(components: &mut Components) {
     components.add_security_scheme(SCHEME, SecurityScheme::Http(scheme));
 }
 
-/// Gives every GET and POST operation `security`, and each `Refusals` response whose status it
-/// does not answer itself.
+/// What every operation of the server API and of the admin API may answer alike: a body over the
+/// limit, a key's budget spent. Never built.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum LimitRefusals {
+    #[response(status = 413, description = "A declared body over `--api-max-body-bytes`",
+        example = json!({"detail": "Request body too large (limit 65536 bytes)"}))]
+    TooLarge(ErrorBody),
+    #[response(status = 429, description = "An API key's request budget is spent",
+        headers(("Retry-After" = u64, description = "Seconds until the key may call again")),
+        example = json!({"detail": "Too many requests for this API key, try again shortly"}))]
+    TooManyRequests(ErrorBody),
+}
+
+/// Gives every GET and POST operation `security`, and each of the `Refusals` and
+/// [`LimitRefusals`] responses whose status it does not answer itself.
 fn secure_every_operation<Refusals: IntoResponses>(
     openapi: &mut utoipa::openapi::OpenApi,
     security: Vec<SecurityRequirement>,
 ) {
-    let refusals = Refusals::responses();
+    let mut refusals = Refusals::responses();
+    refusals.extend(LimitRefusals::responses());
     for item in openapi.paths.paths.values_mut() {
         for operation in [&mut item.get, &mut item.post].into_iter().flatten() {
             operation.security = Some(security.clone());
@@ -97,8 +113,8 @@ fn secure_every_operation<Refusals: IntoResponses>(
     }
 }
 
-/// The refusals every server-API operation may answer, for the OpenAPI description (added to each
-/// by [`ApiKeyScheme`]). Never built.
+/// The refusals every server-API operation may answer besides the [`LimitRefusals`], for the
+/// OpenAPI description (added to each by [`ApiKeyScheme`]). Never built.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(crate) enum KeyRefusals {
@@ -111,13 +127,6 @@ pub(crate) enum KeyRefusals {
     #[response(status = 403, description = "The key lacks the operation's scope",
         example = json!({"detail": "This API key lacks the read scope"}))]
     Forbidden(ErrorBody),
-    #[response(status = 413, description = "A declared body over `--api-max-body-bytes`",
-        example = json!({"detail": "Request body too large (limit 65536 bytes)"}))]
-    TooLarge(ErrorBody),
-    #[response(status = 429, description = "The key's request budget is spent",
-        headers(("Retry-After" = u64, description = "Seconds until the key may call again")),
-        example = json!({"detail": "Too many requests for this API key, try again shortly"}))]
-    TooManyRequests(ErrorBody),
     #[response(status = 503, description = "The database (the key table) or the broker is unreachable",
         headers(("Retry-After" = u64, description = "1")),
         example = json!({"detail": "Database unavailable, try again shortly"}))]

@@ -74,7 +74,8 @@ pub(super) async fn publish(
     State(state): State<AppState>,
     ApiBody(request): ApiBody<PublishRequest>,
 ) -> Result<Json<Published>, CallError> {
-    let offset = state.engine.publish(Publisher::Api, &request.channel, &request.data).await?;
+    let offset =
+        state.engine.publish(Publisher::Api, &request.channel, &request.data).await?.map(|at| at.offset);
     tracing::debug!(key = %caller.name, channel = request.channel, ?offset, "published");
     Ok(Json(Published { offset }))
 }
@@ -110,7 +111,7 @@ pub(super) async fn broadcast(
     let published = state.engine.publish_all(Publisher::Api, &batch).await;
     let mut offsets = BTreeMap::new();
     for (name, offset) in request.channels.iter().zip(published) {
-        offsets.insert(name.clone(), offset?);
+        offsets.insert(name.clone(), offset?.map(|at| at.offset));
     }
     tracing::debug!(key = %caller.name, channels = count, "broadcast");
     Ok(Json(Broadcast { offsets }))

@@ -57,19 +57,10 @@ impl Engine {
     }
 
     /// Publishes `data` to `name`. In a namespace with history the publication is stored and
-    /// numbered first, and its offset returned: once this returns it is durable. A fan-out
-    /// failure is logged, not returned: the publication is in history either way.
+    /// numbered first, and where it stands returned (its offset in its channel's epoch): once this
+    /// returns it is durable. A fan-out failure is logged, not returned: the publication is in
+    /// history either way.
     pub(crate) async fn publish(
-        &self,
-        from: Publisher<'_>,
-        name: &str,
-        data: &Value,
-    ) -> Result<Option<i64>, Refusal> {
-        Ok(self.publish_at(from, name, data).await?.map(|position| position.offset))
-    }
-
-    /// [`Self::publish`], answering the publication's offset with its channel's epoch.
-    pub(crate) async fn publish_at(
         &self,
         from: Publisher<'_>,
         name: &str,
@@ -97,16 +88,6 @@ impl Engine {
     /// commit) and each channel's run of them is fanned out together, so a subscriber takes them
     /// in one wake-up and one write: what publications that arrived together cost is shared.
     pub(crate) async fn publish_all(
-        &self,
-        from: Publisher<'_>,
-        batch: &[(&str, &Value)],
-    ) -> Vec<Result<Option<i64>, Refusal>> {
-        let published = self.publish_all_at(from, batch).await;
-        published.into_iter().map(|answer| answer.map(|at| at.map(|position| position.offset))).collect()
-    }
-
-    /// [`Self::publish_all`], answering each offset with its channel's epoch.
-    pub(crate) async fn publish_all_at(
         &self,
         from: Publisher<'_>,
         batch: &[(&str, &Value)],

@@ -52,7 +52,8 @@ pub(super) async fn publish(
     state.engine.check_publish(Publisher::Api, &request.channel, &request.data)?;
     let size = request.data.to_string().len();
     actor.record(&state, "publish", &request.channel, format!("{size} bytes of data")).await?;
-    let offset = state.engine.publish(Publisher::Api, &request.channel, &request.data).await?;
+    let offset =
+        state.engine.publish(Publisher::Api, &request.channel, &request.data).await?.map(|at| at.offset);
     Ok(Json(AdminPublished { offset }))
 }
 

@@ -67,7 +67,8 @@ impl Modify for AdminSchemes {
     }
 }
 
-/// What every admin operation may answer besides its own. Never built.
+/// What every admin operation may answer besides its own and the server API's limits (413, 429).
+/// Never built.
 #[derive(utoipa::IntoResponses)]
 #[allow(dead_code)]
 pub(crate) enum AdminRefusals {
@@ -83,13 +84,6 @@ pub(crate) enum AdminRefusals {
             console request from another origin",
         example = json!({"detail": "Admin role required"}))]
     Forbidden(ErrorBody),
-    #[response(status = 413, description = "A declared body over `--api-max-body-bytes`",
-        example = json!({"detail": "Request body too large (limit 65536 bytes)"}))]
-    TooLarge(ErrorBody),
-    #[response(status = 429, description = "An API key's request budget is spent",
-        headers(("Retry-After" = u64, description = "Seconds until the key may call again")),
-        example = json!({"detail": "Too many requests for this API key, try again shortly"}))]
-    TooManyRequests(ErrorBody),
     #[response(status = 503, description = "The database or the broker is unreachable (nothing is done unaudited)",
         headers(("Retry-After" = u64, description = "1, when given")),
         example = json!({"detail": "Database unavailable, try again shortly"}))]

@@ -81,7 +81,7 @@ pub(super) async fn publish(call: &Call<'_>, params: Value) -> Result<Value, Err
     let data = data(&params)?;
     let engine = &call.state.engine;
     let at = engine
-        .publish_at(Publisher::Api, &request.channel, &data)
+        .publish(Publisher::Api, &request.channel, &data)
         .await
         .map_err(|refused| channel_refusal(engine, &request.channel, refused))?;
     tracing::debug!(key = call.key, channel = request.channel, "published through the centrifugo API");
@@ -100,7 +100,7 @@ pub(super) async fn broadcast(call: &Call<'_>, params: Value) -> Result<Value, E
     }
     let engine = &call.state.engine;
     let batch: Vec<(&str, &Value)> = request.channels.iter().map(|name| (name.as_str(), &data)).collect();
-    let answers = engine.publish_all_at(Publisher::Api, &batch).await;
+    let answers = engine.publish_all(Publisher::Api, &batch).await;
     let responses: Vec<Value> = request
         .channels
         .iter()

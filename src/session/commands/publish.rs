@@ -17,7 +17,8 @@ pub(super) async fn publish(subscriber: &mut Subscriber, command: Publish) -> Re
     let Publish { channel, data, reference } = command;
     protocol::check_ref(reference.as_deref())?;
     let engine = subscriber.engine().clone();
-    let offset = engine.publish(Publisher::Subscriber(subscriber), &channel, &data).await?;
+    let offset =
+        engine.publish(Publisher::Subscriber(subscriber), &channel, &data).await?.map(|at| at.offset);
     Ok(vec![protocol::published(reference.as_deref(), offset)])
 }
 
@@ -56,7 +57,7 @@ pub(super) async fn publish_run(
     let published = engine.publish_all(Publisher::Subscriber(subscriber), &batch).await;
     for (at, published) in batched.into_iter().zip(published) {
         answers[at] = Some(match published {
-            Ok(offset) => protocol::published(run[at].reference.as_deref(), offset),
+            Ok(stands) => protocol::published(run[at].reference.as_deref(), stands.map(|s| s.offset)),
             Err(refusal) => match refusal.close() {
                 Some(close) => return (answers.into_iter().take(at).flatten().collect(), Some(close)),
                 None => refusal.frame_about(Some(("channel", &run[at].channel))),

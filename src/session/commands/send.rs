@@ -20,7 +20,7 @@ pub(super) async fn send(
     if subscriber.follows(&room).is_none() {
         return Err(Refusal::new(ErrorCode::Forbidden, "join the room first"));
     }
-    let offset = engine.publish(Publisher::Subscriber(subscriber), &room, &data).await?;
+    let offset = engine.publish(Publisher::Subscriber(subscriber), &room, &data).await?.map(|at| at.offset);
     // The default namespace keeps history: every message has its offset.
     Ok(vec![protocol::ack(reference.as_deref(), offset.unwrap_or_default())])
 }

@@ -103,28 +103,14 @@ pub(crate) fn service(
     routes: Router<AppState>,
     openapi: utoipa::openapi::OpenApi,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static {
+    let tls = state.config.tls();
     ServiceBuilder::new()
-        .map_response(IntoResponse::into_response)
+        // Outermost, so that every answer carries them, a caught panic's too.
+        .map_response(move |response| secure(response, tls))
         .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
         // The span names the path only: a query string may hold a token.
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
             tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
-        }))
-        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        // HSTS only under TLS: on plain HTTP it would be ignored, or pin a dev host to HTTPS.
-        .option_layer(state.config.tls().then(|| {
-            SetResponseHeaderLayer::overriding(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000"),
-            )
         }))
         .option_layer(cors(&state.config.cors_origins))
         .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES))
@@ -135,6 +121,26 @@ pub(crate) fn service(
                 .method_not_allowed_fallback(method_not_allowed)
                 .with_state(state),
         )
+}
+
+/// The headers every response carries: not framed, no referrer, no MIME sniffing, unless its
+/// handler chose otherwise (a page's own referrer policy); and under TLS, HSTS, which is the
+/// server's alone. (On plain HTTP HSTS would be ignored, or pin a dev host to HTTPS.) One pass
+/// over the headers, where a layer per header nests a future per header in every request.
+fn secure(response: impl IntoResponse, tls: bool) -> Response {
+    let mut response = response.into_response();
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    ] {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
+    if tls {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
+    response
 }
 
 /// The OpenAPI description of these routes.

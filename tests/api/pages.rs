@@ -36,6 +36,7 @@ async fn chat_needs_a_login_and_the_login_page_keeps_next_local() {
         assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
         assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
         assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+        assert!(headers.get("strict-transport-security").is_none(), "no HSTS on plain HTTP: {path}");
     }
     let failed = server.http.get(server.url("/login?error=1")).send().await.unwrap().text().await.unwrap();
     assert!(failed.contains("Incorrect username or password"));

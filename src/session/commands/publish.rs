@@ -57,7 +57,7 @@ pub(super) async fn publish_run(
     let published = engine.publish_all(Publisher::Subscriber(subscriber), &batch).await;
     for (at, published) in batched.into_iter().zip(published) {
         answers[at] = Some(match published {
-            Ok(stands) => protocol::published(run[at].reference.as_deref(), stands.map(|s| s.offset)),
+            Ok(position) => protocol::published(run[at].reference.as_deref(), position.map(|p| p.offset)),
             Err(refusal) => match refusal.close() {
                 Some(close) => return (answers.into_iter().take(at).flatten().collect(), Some(close)),
                 None => refusal.frame_about(Some(("channel", &run[at].channel))),

@@ -642,8 +642,8 @@ async fn revocation_log(store: DynStore) {
     assert_eq!(store.live_revocations(NOW + 1000).await.unwrap(), (id5, vec![]));
 }
 
-/// A user revocation and a disconnection go through the log like the others, the revocation with
-/// its time; a starting node loads the revocation while it is in force, never the disconnection;
+/// A user revocation and a disconnection go through the log like the others, each with its time
+/// (the disconnection's in milliseconds); a starting node loads the revocation while it is in force, never the disconnection;
 /// both are pruned once expired. Neither needs the user to have a row, nor touches their logins
 /// (ending those is the caller's: `Store::revoke_user`).
 async fn user_revocations(store: DynStore) {
@@ -651,8 +651,9 @@ async fn user_revocations(store: DynStore) {
     store.create_family("fam", "alice", "jti-1", NOW + 100).await.unwrap();
     let alice = Revocation::user("alice", NOW + 1, NOW + 500);
     let bob = Revocation::user("bob", NOW - 5, NOW + 50);
-    let closed = Revocation::disconnect("alice", NOW + 60);
+    let closed = Revocation::disconnect("alice", NOW * 1000 + 999, NOW + 60);
     assert_eq!(alice.kind, RevocationKind::User { issued_before: NOW + 1 });
+    assert_eq!(closed.kind, RevocationKind::Disconnect { at_ms: NOW * 1000 + 999 });
     let id1 = store.revoke(&alice, NOW).await.unwrap();
     let id2 = store.revoke(&bob, NOW).await.unwrap();
     let id3 = store.revoke(&closed, NOW).await.unwrap();

@@ -41,6 +41,8 @@ struct Entry {
     /// The earliest the token can have been issued ([`Claims::earliest_issue`]), for user
     /// revocations.
     issued_at: i64,
+    /// When the socket was bound (Unix milliseconds), for disconnections.
+    bound_at_ms: i64,
     signal: Arc<SocketSignal>,
     meta: SocketMeta,
 }
@@ -199,6 +201,7 @@ impl SocketBindings {
                 jti: TokenId::of(&claims.jti),
                 family: TokenId::of(&claims.fam),
                 issued_at: claims.earliest_issue(),
+                bound_at_ms: crate::clock::now_ms(),
                 signal: signal.clone(),
                 meta,
             },
@@ -246,7 +249,7 @@ impl SocketBindings {
                     !revocation.subject.is_empty() && entry.family.is(&revocation.subject)
                 }
                 RevocationKind::User { issued_before } => entry.issued_at < issued_before,
-                RevocationKind::Disconnect => true,
+                RevocationKind::Disconnect { at_ms } => entry.bound_at_ms <= at_ms,
             };
             if bound {
                 entry.signal.revoke();

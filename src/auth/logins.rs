@@ -204,15 +204,17 @@ pub(crate) async fn revoke_user(
     log_user_revocation(store, Some(node), username, node.user_revocation_window()).await
 }
 
-/// Closes every socket of `username` on every node with 4003, revoking nothing: the client may
-/// reconnect with the same token. The store first, then this node.
+/// Closes every socket `username` holds now on every node with 4003, revoking nothing: the client
+/// may reconnect with the same token, and that socket stays (when this node, or a late one, reads
+/// the entry back from the log too). The store first, then this node.
 pub(crate) async fn disconnect_user(
     store: &dyn Store,
     node: &Authenticator,
     username: &str,
 ) -> StoreResult<()> {
     let at = now();
-    let revocation = Revocation::disconnect(username, at + DISCONNECT_KEPT.as_secs() as i64);
+    let at_ms = crate::clock::now_ms();
+    let revocation = Revocation::disconnect(username, at_ms, at + DISCONNECT_KEPT.as_secs() as i64);
     store.revoke(&revocation, at).await?;
     node.apply(&revocation);
     tracing::info!(username, "user disconnected");
@@ -284,7 +286,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn disconnect_user_closes_every_socket_and_revokes_nothing() {
+    async fn disconnect_user_closes_every_socket_open_and_revokes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (node, store) = node(&dir).await;
         let token = claims("bob", now());
@@ -299,8 +301,19 @@ mod tests {
         assert!(!node.revocations.is_revoked(&token), "the client may reconnect");
         let log = store.revocations_since(0, 10).await.unwrap();
         assert_eq!(log.len(), 1);
-        assert_eq!((&log[0].1.kind, log[0].1.username.as_str()), (&RevocationKind::Disconnect, "bob"));
+        let (_, disconnection) = &log[0];
+        let RevocationKind::Disconnect { at_ms } = disconnection.kind else { panic!("{disconnection:?}") };
+        assert_eq!(disconnection.username, "bob");
         assert!(store.live_revocations(now()).await.unwrap().1.is_empty(), "never loaded by a starting node");
+
+        // The client reconnects; then this node's log follower (or a late node's) applies the
+        // entry it reads back: the new socket stays.
+        while crate::clock::now_ms() <= at_ms {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let again = node.bindings.register(&token, 8, SocketMeta::TEST).unwrap();
+        node.apply(disconnection);
+        assert!(!closed(&again).await, "a socket opened after the disconnection stays");
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl Revocations {
                 *until = (*until).max(revocation.expires_at);
                 new
             }
-            RevocationKind::Disconnect => false,
+            RevocationKind::Disconnect { .. } => false,
         }
     }
 
@@ -118,7 +118,7 @@ mod tests {
         let revocations = Revocations::default();
         assert!(revocations.apply(&Revocation::token("jti-1", "bob", 100)));
         assert!(revocations.apply(&Revocation::family("fam-1", "bob", 100)));
-        assert!(!revocations.apply(&Revocation::disconnect("bob", 100)), "revokes nothing");
+        assert!(!revocations.apply(&Revocation::disconnect("bob", 100_000, 100)), "revokes nothing");
         assert!(revocations.is_revoked(&claims("bob", "jti-1", "", 10)));
         assert!(revocations.is_revoked(&claims("bob", "x", "fam-1", 10)));
         assert!(!revocations.is_revoked(&claims("bob", "x", "", 10)));

@@ -14,9 +14,10 @@ pub enum RevocationKind {
     /// Every token of a user, from any issuer, whose `iat` is before `issued_before` (Unix
     /// seconds); tokens without `iat` too. The subject is the username.
     User { issued_before: i64 },
-    /// Closes the user's sockets on every node and revokes nothing: not in force once applied,
-    /// never loaded by a starting node. The subject is the username.
-    Disconnect,
+    /// Closes the user's sockets bound at or before `at_ms` (Unix milliseconds) on every node and
+    /// revokes nothing: a socket the client opens again afterwards stays, however late a node
+    /// follows the log; never loaded by a starting node. The subject is the username.
+    Disconnect { at_ms: i64 },
 }
 
 impl RevocationKind {
@@ -26,25 +27,29 @@ impl RevocationKind {
             RevocationKind::Token => "token",
             RevocationKind::Family => "family",
             RevocationKind::User { .. } => "user",
-            RevocationKind::Disconnect => "disconnect",
+            RevocationKind::Disconnect { .. } => "disconnect",
         }
     }
 
-    /// The kind of a log row; `None` for an unknown one, or a user revocation without its time.
+    /// The kind of a log row from its `kind` and `issued_before` columns; `None` for an unknown
+    /// one, or a user revocation without its time.
     pub(super) fn parse(s: &str, issued_before: Option<i64>) -> Option<Self> {
         match s {
             "token" => Some(RevocationKind::Token),
             "family" => Some(RevocationKind::Family),
             "user" => issued_before.map(|issued_before| RevocationKind::User { issued_before }),
-            "disconnect" => Some(RevocationKind::Disconnect),
+            // Without its time, a disconnection written by an older wsguard: it closed them all.
+            "disconnect" => Some(RevocationKind::Disconnect { at_ms: issued_before.unwrap_or(i64::MAX) }),
             _ => None,
         }
     }
 
-    /// The `issued_before` column.
+    /// The `issued_before` column: the time a user revocation (Unix seconds, against tokens'
+    /// `iat`) or a disconnection (Unix milliseconds, against sockets' binding) reaches up to.
     pub(super) fn issued_before(&self) -> Option<i64> {
         match self {
             RevocationKind::User { issued_before } => Some(*issued_before),
+            RevocationKind::Disconnect { at_ms } => Some(*at_ms),
             _ => None,
         }
     }
@@ -86,11 +91,12 @@ impl Revocation {
         }
     }
 
-    /// Closes the sockets of `username` on every node. `expires_at` only bounds how long the entry
-    /// stays in the log for nodes that follow it late; it is never in force.
-    pub fn disconnect(username: &str, expires_at: i64) -> Self {
+    /// Closes the sockets of `username` bound at or before `at_ms` on every node. `expires_at` only
+    /// bounds how long the entry stays in the log for nodes that follow it late; it is never in
+    /// force.
+    pub fn disconnect(username: &str, at_ms: i64, expires_at: i64) -> Self {
         Revocation {
-            kind: RevocationKind::Disconnect,
+            kind: RevocationKind::Disconnect { at_ms },
             subject: username.to_owned(),
             username: username.to_owned(),
             expires_at,

@@ -21,7 +21,7 @@ struct RevocationRow {
     subject: String,
     username: String,
     expires_at: i64,
-    /// Set for user revocations only.
+    /// Set for user revocations and disconnections ([`RevocationKind::issued_before`]).
     issued_before: Option<i64>,
 }
 

@@ -212,8 +212,8 @@ pub(crate) async fn disconnect_user(
     node: &Authenticator,
     username: &str,
 ) -> StoreResult<()> {
-    let at = now();
     let at_ms = crate::clock::now_ms();
+    let at = at_ms.div_euclid(1000);
     let revocation = Revocation::disconnect(username, at_ms, at + DISCONNECT_KEPT.as_secs() as i64);
     store.revoke(&revocation, at).await?;
     node.apply(&revocation);
